@@ -1,0 +1,39 @@
+# fhir-async: the two commands a newcomer needs are `make demo` and `make test`.
+# Every target installs what it needs itself; a second run reuses the build.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: test setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples demo
+
+## The one test command (what .ci/run calls).
+test: setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples
+	@echo "make test: all suites passed"
+
+setup:
+	rustup component add rustfmt clippy >/dev/null 2>&1 || true
+	rustup target add wasm32-unknown-unknown >/dev/null
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --workspace --no-deps
+
+test-rust:
+	$(CARGO) test --workspace --exclude fhir-async-testserver
+
+test-server:
+	$(CARGO) test -p fhir-async-testserver
+
+fuzz-smoke:
+	@echo "fuzz-smoke: (added with the core fuzz targets)"
+
+test-npm:
+	@echo "test-npm: (added with issue 4)"
+
+test-python:
+	@echo "test-python: (added with issue 5)"
+
+test-examples:
+	@echo "test-examples: (added with issue 6)"
