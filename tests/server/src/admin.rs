@@ -1,0 +1,127 @@
+//! What tests observe: `GET /_admin/stats`, `POST /_admin/reset`, and the `--log` access log.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{LineWriter, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use crate::app::Origin;
+use crate::http::{self, Tag};
+use crate::jobs::Jobs;
+
+/// How many requests the stats keep.
+pub const MAX_LOG: usize = 10_000;
+
+/// Request statistics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    total: u64,
+    routes: HashMap<String, u64>,
+    requests: VecDeque<Value>,
+    storage_auth: u64,
+}
+
+impl Stats {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records one request.
+    pub fn record(
+        &self,
+        origin: Origin,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        tag: Option<&Tag>,
+        status: u16,
+    ) {
+        let route = tag.map_or_else(|| format!("{}.other", origin.name()), |t| t.route.clone());
+        let hdrs: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    Value::from(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                )
+            })
+            .collect();
+        let mut g = self.lock();
+        g.total += 1;
+        *g.routes.entry(route.clone()).or_default() += 1;
+        if origin == Origin::Storage && headers.contains_key(axum::http::header::AUTHORIZATION) {
+            g.storage_auth += 1;
+        }
+        if g.requests.len() == MAX_LOG {
+            g.requests.pop_front();
+        }
+        g.requests.push_back(json!({
+            "method": method.as_str(),
+            "path": path,
+            "origin": origin.name(),
+            "route": route,
+            "job": tag.and_then(|t| t.job.clone()),
+            "status": status,
+            "headers": hdrs,
+        }));
+    }
+
+    /// The stats document.
+    pub fn snapshot(&self, jobs: &Jobs) -> Response {
+        let g = self.lock();
+        let v = json!({
+            "total": g.total,
+            "routes": g.routes,
+            "jobs": jobs.counts(),
+            "storage_requests_with_authorization": g.storage_auth,
+            "requests": g.requests,
+        });
+        http::json_with(200, "application/json", &v)
+    }
+
+    /// Clears everything.
+    pub fn reset(&self) {
+        *self.lock() = Inner::default();
+    }
+}
+
+/// The `--log` access log: `unix_ms origin method path status micros`.
+#[derive(Debug)]
+pub struct AccessLog(Mutex<LineWriter<File>>);
+
+impl AccessLog {
+    /// Opens (appends to) the log file.
+    pub fn open(path: &Path) -> std::io::Result<AccessLog> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(AccessLog(Mutex::new(LineWriter::new(f))))
+    }
+
+    /// Writes one line (errors are ignored: logging must not fail a request).
+    pub fn write(&self, origin: Origin, method: &Method, path: &str, status: u16, took: Duration) {
+        let mut w = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(
+            w,
+            "{} {} {} {} {} {}us",
+            crate::time::now_ms(),
+            origin.name(),
+            method,
+            path,
+            status,
+            took.as_micros()
+        );
+    }
+}

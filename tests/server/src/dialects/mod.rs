@@ -1,0 +1,243 @@
+//! The dialects, each under its own base path, and what they share (manifests, file URLs).
+
+pub mod async_api;
+pub mod bulk;
+pub mod medplum;
+
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use crate::app::{App, Ctx};
+use crate::export::FileKind;
+use crate::http;
+use crate::jobs::{Dialect, Job, Phase};
+
+/// Finds the dialect whose base starts `path`: (dialect, length of the base in `path`).
+pub fn match_base(path: &str) -> Option<(Dialect, usize)> {
+    const FIXED: [(&str, Dialect); 5] = [
+        ("/bulk/fhir", Dialect::Bulk),
+        ("/healthconnect/fhir", Dialect::HealthConnect),
+        ("/medplum/fhir/R4", Dialect::Medplum),
+        ("/aidbox/fhir", Dialect::Aidbox),
+        ("/r5/fhir", Dialect::R5),
+    ];
+    let at_boundary = |len: usize| path.len() == len || path.as_bytes()[len] == b'/';
+    for (base, d) in FIXED {
+        if path.starts_with(base) && at_boundary(base.len()) {
+            return Some((d, base.len()));
+        }
+    }
+    // /oracle/r4/{tenant}
+    let rest = path.strip_prefix("/oracle/r4/")?;
+    let tenant = rest.split('/').next()?;
+    if tenant.is_empty() {
+        return None;
+    }
+    Some((Dialect::Oracle, "/oracle/r4/".len() + tenant.len()))
+}
+
+/// Routes a request to its dialect.
+pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
+    match d {
+        Dialect::Bulk | Dialect::HealthConnect | Dialect::Oracle => bulk::handle(app, ctx, d).await,
+        Dialect::Medplum => medplum::handle(app, ctx).await,
+        Dialect::Aidbox | Dialect::R5 => async_api::handle(app, ctx, d).await,
+    }
+}
+
+/// `metadata` (a small CapabilityStatement) and `.well-known/smart-configuration`.
+pub fn discovery(app: &App, ctx: &Ctx, d: Dialect) -> Response {
+    if ctx.rest == "metadata" {
+        let version = if d == Dialect::R5 { "5.0.0" } else { "4.0.1" };
+        return http::fhir(
+            200,
+            &json!({
+                "resourceType": "CapabilityStatement",
+                "status": "active",
+                "date": "2025-06-01",
+                "kind": "instance",
+                "software": {"name": "fhir-async-testserver", "version": env!("CARGO_PKG_VERSION")},
+                "implementation": {"description": format!("fhir-async reference server ({} dialect)", d.name()), "url": format!("{}{}", app.main_origin, ctx.base)},
+                "fhirVersion": version,
+                "format": ["application/fhir+json"],
+                "rest": [{"mode": "server", "resource": crate::data::TYPES.iter().map(|t| json!({"type": t, "interaction": [{"code":"read"},{"code":"search-type"}]})).collect::<Vec<_>>(),
+                          "operation": [{"name":"export","definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}]}],
+            }),
+        );
+    }
+    http::json_with(
+        200,
+        "application/json",
+        &json!({
+            "token_endpoint": format!("{}/auth/token", app.main_origin),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+            "scopes_supported": ["system/*.read", "system/*.rs"],
+            "capabilities": ["client-confidential-asymmetric"],
+        }),
+    )
+}
+
+/// Path (+query) of a job's status URL.
+pub fn status_path(job: &Job) -> String {
+    match job.dialect {
+        Dialect::Bulk | Dialect::HealthConnect => {
+            format!("{}/$export-poll-status?_jobId={}", job.base, job.id)
+        }
+        Dialect::Oracle => format!("{}/bulk-export/jobs/{}", job.base, job.id),
+        Dialect::Medplum => format!("{}/AsyncJob/{}", job.base, job.id),
+        Dialect::Aidbox | Dialect::R5 => format!("{}/_async/{}", job.base, job.id),
+    }
+}
+
+/// Absolute status URL.
+pub fn status_url(app: &App, job: &Job) -> String {
+    format!("{}{}", app.main_origin, status_path(job))
+}
+
+/// Absolute URL of file `idx` of a job, generation `gen`.
+pub fn file_url(app: &App, job: &Job, idx: usize, gen: u64) -> String {
+    let Some(plan) = job.plan() else {
+        return String::new();
+    };
+    let name = &plan.files[idx].name;
+    if job.dialect == Dialect::Medplum || job.faults.storage {
+        return crate::files::storage_url(app, job, name, gen);
+    }
+    let g = if gen > 0 { format!("?g={gen}") } else { String::new() };
+    match job.dialect {
+        Dialect::Oracle => format!(
+            "{}{}/bulk-export/files/{}-{idx}{g}",
+            app.main_origin, job.base, job.id
+        ),
+        _ => format!("{}{}/_files/{}/{name}{g}", app.main_origin, job.base, job.id),
+    }
+}
+
+/// Whether the manifest says `requiresAccessToken`.
+pub fn requires_token(app: &App, job: &Job) -> bool {
+    match job.dialect {
+        Dialect::Oracle => true,
+        Dialect::Medplum => false,
+        _ => app.auth_on(),
+    }
+}
+
+/// The manifest generation to hand out now (fault `expire`: the first completed manifest has
+/// generation-0 URLs, every later one generation 1). Counts the manifest as served.
+pub fn next_gen(job: &Job) -> u64 {
+    let mut st = job.lock();
+    let g = u64::from(job.faults.expire && st.manifests_served > 0);
+    st.manifests_served += 1;
+    g
+}
+
+/// Manifest page `page` (1-based) if it can be returned now (see docs/testserver.md: pages
+/// are fixed slices of the plan's files; a page is returned once all its files are done).
+pub fn manifest_page(app: &App, job: &Job, page: usize, gen: u64) -> Option<Value> {
+    let plan = job.plan()?;
+    let total = plan.files.len();
+    let complete = job.phase() == Phase::Completed;
+    let done = if complete { total } else { job.files_done() };
+    let psize = if plan.params.partial_manifests {
+        app.cfg.page_size
+    } else {
+        0
+    };
+    let (lo, hi, next) = if psize == 0 {
+        if page != 1 {
+            return None;
+        }
+        (0, done, false)
+    } else {
+        let lo = (page.checked_sub(1)?).checked_mul(psize)?;
+        let hi = (lo + psize).min(total);
+        if !(complete || (done >= hi && hi > lo)) || (lo >= total && page != 1) {
+            return None;
+        }
+        let next_hi = (hi + psize).min(total);
+        (lo, hi, hi < total && (complete || done >= next_hi))
+    };
+    let entry = |i: usize| {
+        let f = &plan.files[i];
+        let mut e = json!({"url": file_url(app, job, i, gen), "count": f.count});
+        if let Some(t) = &f.rtype {
+            e["type"] = json!(t);
+        }
+        e
+    };
+    let pick = |k: FileKind| -> Vec<Value> {
+        (lo..hi)
+            .filter(|&i| plan.files[i].kind == k)
+            .map(entry)
+            .collect()
+    };
+    let mut m = json!({
+        "transactionTime": crate::time::instant_ms(job.created_ms),
+        "request": job.request_url,
+        "requiresAccessToken": requires_token(app, job),
+        "output": pick(FileKind::Output),
+        "error": pick(FileKind::Error),
+    });
+    if plan.params.selection.since.is_some() {
+        m["deleted"] = json!(pick(FileKind::Deleted));
+    }
+    if plan.params.organize_by_patient {
+        m["outputOrganizedBy"] = json!("Patient");
+    }
+    if next {
+        m["link"] = json!([{"relation": "next", "url": page_url(app, job, page + 1)}]);
+    }
+    Some(m)
+}
+
+/// Absolute URL of manifest page `page`.
+pub fn page_url(app: &App, job: &Job, page: usize) -> String {
+    let s = status_url(app, job);
+    let sep = if s.contains('?') { '&' } else { '?' };
+    format!("{s}{sep}_page={page}")
+}
+
+/// Adds Retry-After (unless `no-retry`) and X-Progress to a running-status answer.
+pub fn running_headers(app: &App, job: &Job, r: &mut Response, progress: &str) {
+    if let Some(v) = app.retry_after(job) {
+        http::set(r.headers_mut(), header::RETRY_AFTER, &v);
+    }
+    http::set_named(r.headers_mut(), "x-progress", progress);
+}
+
+/// Marks a job cancelled (and optionally deleted) and wakes long polls and callbacks.
+pub fn cancel(job: &Job, delete: bool) {
+    {
+        let mut st = job.lock();
+        st.cancelled = true;
+        st.deleted |= delete;
+    }
+    job.changed.notify_waiters();
+}
+
+/// The `_page` query parameter (1 when absent); `Err` for a bad value.
+pub fn page_param(ctx: &Ctx) -> Result<usize, Response> {
+    match ctx.param("_page") {
+        None => Ok(1),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| http::oo(400, "invalid", "_page must be a positive integer")),
+    }
+}
+
+/// The `g` query parameter (file URL generation).
+pub fn gen_param(ctx: &Ctx) -> u64 {
+    ctx.param("g").and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// A 404 for an unknown job.
+pub fn unknown_job(id: &str) -> Response {
+    http::oo(404, "not-found", &format!("Unknown job '{id}' (never existed, cancelled or deleted)"))
+}

@@ -1,0 +1,127 @@
+//! Deterministic fault specs: `key` or `key=value` items separated by `;`.
+//!
+//! A spec comes from `--faults` (server default) and/or a `/_f/{SPEC}` path prefix (per job;
+//! its keys override the default's). Counters are "every Nth", never random.
+
+/// A parsed fault spec. `None`/`false`/`0` means the fault is off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// `ms=N`: job duration in milliseconds.
+    pub ms: Option<u64>,
+    /// `retry=N`: Retry-After seconds.
+    pub retry: Option<u64>,
+    /// `retry-date`: send Retry-After as an IMF-fixdate.
+    pub retry_date: bool,
+    /// `no-retry`: omit Retry-After.
+    pub no_retry: bool,
+    /// `e500=N`: every Nth status poll answers 500 + OperationOutcome `transient`.
+    pub e500: u64,
+    /// `e503html=N`: every Nth status poll answers 503 with an HTML gateway page.
+    pub e503html: u64,
+    /// `e429=N`: every Nth status poll answers 429 + Retry-After seconds.
+    pub e429: u64,
+    /// `e429date=N`: every Nth status poll answers 429 + Retry-After HTTP-date.
+    pub e429date: u64,
+    /// `kick429=N`: the first N kick-offs carrying this spec answer 429 + Retry-After: 1.
+    pub kick429: u64,
+    /// `reset`: the first download attempt of each file is reset mid-body.
+    pub reset: bool,
+    /// `gzbad`: the first gzip download attempt of each file is a truncated gzip stream.
+    pub gzbad: bool,
+    /// `slow=BYTES_PER_SEC`: throttled file bodies.
+    pub slow: u64,
+    /// `relative`: relative Content-Location.
+    pub relative: bool,
+    /// `noloc`: `Location` instead of `Content-Location`.
+    pub noloc: bool,
+    /// `ooloc`: neither header; only the OperationOutcome diagnostics carries the URL.
+    pub ooloc: bool,
+    /// `never`: the job never completes.
+    pub never: bool,
+    /// `expire`: generation-0 file URLs answer 410; later manifests carry `g=1` URLs.
+    pub expire: bool,
+    /// `fail`: the job ends in an error (dialect-appropriate form).
+    pub fail: bool,
+    /// `partial`: some types fail and are listed in the manifest's `error`.
+    pub partial: bool,
+    /// `ratelimit=N`: more than N status polls per second for a job answer 429.
+    pub ratelimit: u64,
+    /// `storage`: bulk files are served from the storage origin.
+    pub storage: bool,
+}
+
+impl Faults {
+    /// Parses a spec, returning a description of the first bad item on error.
+    pub fn parse(spec: &str) -> Result<Faults, String> {
+        let mut f = Faults::default();
+        f.apply(spec)?;
+        Ok(f)
+    }
+
+    /// Applies the items of `spec` on top of `self` (later keys win).
+    pub fn apply(&mut self, spec: &str) -> Result<(), String> {
+        for item in spec.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let (key, value) = match item.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (item, None),
+            };
+            let num = || -> Result<u64, String> {
+                value
+                    .ok_or_else(|| format!("fault `{key}` needs a value"))?
+                    .parse::<u64>()
+                    .map_err(|_| format!("fault `{key}` needs a non-negative integer"))
+            };
+            let flag = || -> Result<bool, String> {
+                match value {
+                    None => Ok(true),
+                    Some(_) => Err(format!("fault `{key}` takes no value")),
+                }
+            };
+            match key {
+                "ms" => self.ms = Some(num()?),
+                "retry" => self.retry = Some(num()?),
+                "retry-date" => self.retry_date = flag()?,
+                "no-retry" => self.no_retry = flag()?,
+                "e500" => self.e500 = num()?,
+                "e503html" => self.e503html = num()?,
+                "e429" => self.e429 = num()?,
+                "e429date" => self.e429date = num()?,
+                "kick429" => self.kick429 = num()?,
+                "reset" => self.reset = flag()?,
+                "gzbad" => self.gzbad = flag()?,
+                "slow" => self.slow = num()?,
+                "relative" => self.relative = flag()?,
+                "noloc" => self.noloc = flag()?,
+                "ooloc" => self.ooloc = flag()?,
+                "never" => self.never = flag()?,
+                "expire" => self.expire = flag()?,
+                "fail" => self.fail = flag()?,
+                "partial" => self.partial = flag()?,
+                "ratelimit" => self.ratelimit = num()?,
+                "storage" => self.storage = flag()?,
+                _ => return Err(format!("unknown fault `{key}`")),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_overrides() {
+        let mut f = Faults::parse("ms=300;e500=3;reset").unwrap();
+        assert_eq!(f.ms, Some(300));
+        assert_eq!(f.e500, 3);
+        assert!(f.reset);
+        f.apply("ms=5; storage").unwrap();
+        assert_eq!(f.ms, Some(5));
+        assert!(f.storage);
+        assert!(Faults::parse("bogus").is_err());
+        assert!(Faults::parse("e500=x").is_err());
+        assert!(Faults::parse("reset=1").is_err());
+        assert_eq!(Faults::parse("").unwrap(), Faults::default());
+    }
+}
