@@ -1,0 +1,857 @@
+//! One file download as a sans-IO state machine (protocol E1–E6, I3): the
+//! caller does the HTTP, the engine decides token, redirects, retries,
+//! decoding, line splitting, resuming after a reset and the count check.
+
+use crate::decode::{BodyDecoder, DecodeError};
+use crate::http::{header, Method, Request, RequestKind};
+use crate::manifest::{FileKind, PlannedFile};
+use crate::ndjson::{LineSplitter, NdjsonError, DEFAULT_MAX_LINE};
+use crate::origin::{is_downgrade, resolve, same_origin_urls};
+use crate::retry::{backoff_ms, parse_retry_after, RetryAfter, RetryPolicy};
+use serde::{Deserialize, Serialize};
+
+/// Why a download stopped for good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DownloadError {
+    /// The plan refused this file (token rule, insecure URL).
+    #[error("download of {url} refused: {reason}")]
+    Blocked {
+        /// The file URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with a final HTTP error.
+    #[error("{url} answered HTTP {status}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// The file has a different number of resources than the manifest says.
+    #[error("{url}: the manifest promises {expected} resources, the file has {actual}")]
+    CountMismatch {
+        /// The URL.
+        url: String,
+        /// `count` from the manifest.
+        expected: u64,
+        /// Lines received.
+        actual: u64,
+    },
+    /// A line was longer than the limit.
+    #[error("{url}: {source}")]
+    Ndjson {
+        /// The URL.
+        url: String,
+        /// The splitter's error.
+        source: NdjsonError,
+    },
+    /// The body could not be decoded, even after retries.
+    #[error("{url}: {message}")]
+    Decode {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// 5xx, 429 or resets outlasted the retry budget.
+    #[error("{url}: gave up after {attempts} attempts: {last}")]
+    RetriesExhausted {
+        /// The URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// A redirect tried to downgrade to http or looped.
+    #[error("{url}: {reason}")]
+    Redirect {
+        /// The URL.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The API was used wrongly.
+    #[error("invalid use of FileDownload: {0}")]
+    Usage(String),
+}
+
+impl DownloadError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DownloadError::Blocked { .. } => "blocked",
+            DownloadError::Http { .. } => "http",
+            DownloadError::CountMismatch { .. } => "count_mismatch",
+            DownloadError::Ndjson { .. } => "line_too_long",
+            DownloadError::Decode { .. } => "decode",
+            DownloadError::RetriesExhausted { .. } => "retries_exhausted",
+            DownloadError::Redirect { .. } => "redirect",
+            DownloadError::Usage(_) => "usage",
+        }
+    }
+}
+
+/// What the caller does next for this file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum DownloadAction {
+    /// Send this GET; then call [`FileDownload::handle_head`] with the status
+    /// and headers, and stream the body if told to.
+    Send {
+        /// The request.
+        request: Request,
+    },
+    /// Wait until `until_ms` (backoff after 5xx, 429, a reset).
+    Wait {
+        /// When to call again.
+        until_ms: u64,
+        /// `until_ms - now`.
+        delay_ms: u64,
+    },
+    /// Get a fresh token (the file answered 401), then call again.
+    RefreshToken,
+    /// The URL expired (403/404/410, or 401 without a token): re-fetch the
+    /// manifest once ([`crate::Job::refresh_manifest`]) and hand the file's
+    /// new entry to [`FileDownload::replace_file`] (protocol E4).
+    RefreshManifest,
+    /// Finished; every line was handed out.
+    Done {
+        /// Figures for the file.
+        report: FileReport,
+    },
+}
+
+/// What to do with the body of the response just described.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HeadDecision {
+    /// Feed the body to [`FileDownload::feed`] then call [`FileDownload::finish`].
+    Stream,
+    /// Drop the body and call [`FileDownload::next_action`].
+    Discard,
+}
+
+/// How strictly lines are checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Validation {
+    /// Not at all.
+    None,
+    /// A line must look like an object (`{` ... `}`): nearly free.
+    #[default]
+    Structural,
+    /// A line must parse as JSON.
+    Json,
+}
+
+/// Figures for a finished file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileReport {
+    /// The URL that finally served the file.
+    pub url: String,
+    /// Which manifest list.
+    pub kind: FileKind,
+    /// The resource type.
+    pub resource_type: Option<String>,
+    /// The safe file name from the plan.
+    pub file_name: String,
+    /// Resources (non-blank lines) handed out.
+    pub resources: u64,
+    /// The manifest's count, if any (already checked equal).
+    pub expected: Option<u64>,
+    /// Decoded bytes of the final attempt.
+    pub bytes: u64,
+    /// Lines that failed validation (handed out anyway: nothing is lost).
+    pub invalid_lines: u64,
+    /// 1-based number of the first invalid line.
+    pub first_invalid_line: Option<u64>,
+    /// Requests sent, retries included.
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Ready { at_ms: u64 },
+    InFlight { id: u64 },
+    Streaming { id: u64 },
+    Done,
+}
+
+/// One file's download.
+#[derive(Debug)]
+pub struct FileDownload {
+    file: PlannedFile,
+    policy: RetryPolicy,
+    url: String,
+    send_token: bool,
+    state: St,
+    next_id: u64,
+    attempts: u32,
+    failures: u32,
+    hops: u32,
+    token_refreshed: bool,
+    awaiting_token: bool,
+    manifest_refreshed: bool,
+    awaiting_manifest: bool,
+    decoder: Option<BodyDecoder>,
+    splitter: LineSplitter,
+    delivered: u64,
+    seen: u64,
+    validation: Validation,
+    invalid: u64,
+    first_invalid: Option<u64>,
+    report: Option<FileReport>,
+    gzip: bool,
+}
+
+impl FileDownload {
+    /// Starts a download of a planned file. A blocked file is refused here.
+    pub fn new(file: PlannedFile, policy: &RetryPolicy) -> Result<Self, DownloadError> {
+        if let Some(reason) = &file.blocked {
+            return Err(DownloadError::Blocked {
+                url: file.url.clone(),
+                reason: reason.clone(),
+            });
+        }
+        Ok(FileDownload {
+            url: file.url.clone(),
+            send_token: file.send_token,
+            file,
+            policy: policy.clone(),
+            state: St::Ready { at_ms: 0 },
+            next_id: 1,
+            attempts: 0,
+            failures: 0,
+            hops: 0,
+            token_refreshed: false,
+            awaiting_token: false,
+            manifest_refreshed: false,
+            awaiting_manifest: false,
+            decoder: None,
+            splitter: LineSplitter::new(DEFAULT_MAX_LINE),
+            delivered: 0,
+            seen: 0,
+            validation: Validation::default(),
+            invalid: 0,
+            first_invalid: None,
+            report: None,
+            gzip: true,
+        })
+    }
+
+    /// Sets the line validation (default: structural).
+    pub fn with_validation(mut self, v: Validation) -> Self {
+        self.validation = v;
+        self
+    }
+
+    /// Sets the maximum line length (default 64 MiB).
+    pub fn with_max_line(mut self, max: usize) -> Self {
+        self.splitter = LineSplitter::new(max);
+        self
+    }
+
+    /// Whether to ask for gzip (`Accept-Encoding: gzip`, default true).
+    pub fn with_gzip(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
+        self
+    }
+
+    /// The planned file.
+    pub fn file(&self) -> &PlannedFile {
+        &self.file
+    }
+
+    /// Resources handed out so far (across retries, never twice).
+    pub fn resources(&self) -> u64 {
+        self.delivered
+    }
+
+    /// The next thing to do for this file.
+    pub fn next_action(&mut self, now_ms: u64) -> Result<DownloadAction, DownloadError> {
+        if let Some(report) = &self.report {
+            return Ok(DownloadAction::Done {
+                report: report.clone(),
+            });
+        }
+        if self.awaiting_token {
+            self.awaiting_token = false;
+            return Ok(DownloadAction::RefreshToken);
+        }
+        if self.awaiting_manifest {
+            return Ok(DownloadAction::RefreshManifest);
+        }
+        match self.state {
+            St::Ready { at_ms } if now_ms < at_ms => Ok(DownloadAction::Wait {
+                until_ms: at_ms,
+                delay_ms: at_ms - now_ms,
+            }),
+            St::Ready { .. } => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.attempts += 1;
+                self.state = St::InFlight { id };
+                let mut headers = vec![("Accept".to_owned(), "application/fhir+ndjson".to_owned())];
+                if self.gzip {
+                    headers.push(("Accept-Encoding".to_owned(), "gzip".to_owned()));
+                }
+                Ok(DownloadAction::Send {
+                    request: Request {
+                        id,
+                        kind: RequestKind::File,
+                        method: Method::Get,
+                        url: self.url.clone(),
+                        headers,
+                        body: None,
+                        auth: self.send_token,
+                        timeout_ms: self.policy.request_timeout_ms,
+                    },
+                })
+            }
+            St::InFlight { id } | St::Streaming { id } => Err(DownloadError::Usage(format!(
+                "request {id} is still in flight"
+            ))),
+            St::Done => Err(DownloadError::Usage("finished".into())),
+        }
+    }
+
+    /// The status line and headers of the response to request `id`.
+    /// `already_decoded` is true when the platform removed the
+    /// `Content-Encoding` itself (browsers' fetch).
+    pub fn handle_head(
+        &mut self,
+        id: u64,
+        status: u16,
+        headers: &[(String, String)],
+        already_decoded: bool,
+        now_ms: u64,
+    ) -> Result<HeadDecision, DownloadError> {
+        self.expect(St::InFlight { id })?;
+        match status {
+            200 => {
+                let enc = if already_decoded {
+                    None
+                } else {
+                    header(headers, "Content-Encoding")
+                };
+                self.decoder = Some(BodyDecoder::new(enc).map_err(|e| self.decode_err(e))?);
+                self.splitter.reset();
+                self.seen = 0;
+                self.state = St::Streaming { id };
+                Ok(HeadDecision::Stream)
+            }
+            301 | 302 | 303 | 307 | 308 => {
+                self.follow(header(headers, "Location"), now_ms)?;
+                Ok(HeadDecision::Discard)
+            }
+            401 if self.send_token && !self.token_refreshed => {
+                self.token_refreshed = true;
+                self.awaiting_token = true;
+                self.state = St::Ready { at_ms: now_ms };
+                Ok(HeadDecision::Discard)
+            }
+            401 | 403 | 404 | 410 if !self.manifest_refreshed => {
+                self.manifest_refreshed = true;
+                self.awaiting_manifest = true;
+                self.state = St::Ready { at_ms: now_ms };
+                Ok(HeadDecision::Discard)
+            }
+            408 | 429 | 500..=599 => {
+                let ra = parse_retry_after(
+                    header(headers, "Retry-After"),
+                    header(headers, "Date"),
+                    now_ms,
+                    &self.policy,
+                );
+                self.retry(format!("HTTP {status}"), ra, now_ms)?;
+                Ok(HeadDecision::Discard)
+            }
+            _ => {
+                self.state = St::Done;
+                Err(DownloadError::Http {
+                    url: self.url.clone(),
+                    status,
+                })
+            }
+        }
+    }
+
+    /// Feeds a chunk of the body; `on_line` gets each new resource line
+    /// (lines already handed out before a retry are skipped).
+    pub fn feed(
+        &mut self,
+        id: u64,
+        chunk: &[u8],
+        mut on_line: impl FnMut(&[u8]),
+    ) -> Result<(), DownloadError> {
+        self.expect(St::Streaming { id })?;
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Err(DownloadError::Usage("no decoder".into()));
+        };
+        let splitter = &mut self.splitter;
+        let mut sink = LineSink {
+            delivered: &mut self.delivered,
+            seen: &mut self.seen,
+            validation: self.validation,
+            invalid: &mut self.invalid,
+            first_invalid: &mut self.first_invalid,
+        };
+        let r = decoder.decode(chunk, |bytes| {
+            splitter.feed(bytes, |l| sink.line(l, &mut on_line))
+        });
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.state = St::Done;
+                Err(DownloadError::Ndjson {
+                    url: self.url.clone(),
+                    source: e,
+                })
+            }
+            // Corrupt gzip mid-stream: the caller stops reading and reports it
+            // through `handle_transport_error`-like retry here.
+            Err(e) => {
+                self.retry(e.to_string(), RetryAfter::Absent, 0)?;
+                Err(DownloadError::Decode {
+                    url: self.url.clone(),
+                    message: format!("{e}; retrying"),
+                })
+            }
+        }
+    }
+
+    /// The body ended. Checks gzip integrity and the manifest count.
+    pub fn finish(
+        &mut self,
+        id: u64,
+        now_ms: u64,
+        mut on_line: impl FnMut(&[u8]),
+    ) -> Result<(), DownloadError> {
+        self.expect(St::Streaming { id })?;
+        let Some(mut decoder) = self.decoder.take() else {
+            return Err(DownloadError::Usage("no decoder".into()));
+        };
+        let splitter = &mut self.splitter;
+        let mut sink = LineSink {
+            delivered: &mut self.delivered,
+            seen: &mut self.seen,
+            validation: self.validation,
+            invalid: &mut self.invalid,
+            first_invalid: &mut self.first_invalid,
+        };
+        let r = decoder
+            .finish(|bytes| splitter.feed(bytes, |l| sink.line(l, &mut on_line)))
+            .map(|inner| inner.and_then(|()| splitter.finish(|l| sink.line(l, &mut on_line))));
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.state = St::Done;
+                return Err(DownloadError::Ndjson {
+                    url: self.url.clone(),
+                    source: e,
+                });
+            }
+            Err(e) => {
+                // Truncated gzip: retry; lines already handed out are skipped next time.
+                return self.retry(e.to_string(), RetryAfter::Absent, now_ms);
+            }
+        }
+        if let Some(expected) = self.file.expected_count {
+            if expected != self.delivered {
+                self.state = St::Done;
+                return Err(DownloadError::CountMismatch {
+                    url: self.url.clone(),
+                    expected,
+                    actual: self.delivered,
+                });
+            }
+        }
+        self.state = St::Done;
+        self.report = Some(FileReport {
+            url: self.url.clone(),
+            kind: self.file.kind,
+            resource_type: self.file.resource_type.clone(),
+            file_name: self.file.file_name.clone(),
+            resources: self.delivered,
+            expected: self.file.expected_count,
+            bytes: self.splitter.bytes(),
+            invalid_lines: self.invalid,
+            first_invalid_line: self.first_invalid,
+            attempts: self.attempts,
+        });
+        Ok(())
+    }
+
+    /// The request failed, before or during the body (reset, timeout,
+    /// truncated stream). Retried within the budget; resources already
+    /// handed out are not handed out again.
+    pub fn handle_transport_error(
+        &mut self,
+        id: u64,
+        message: &str,
+        now_ms: u64,
+    ) -> Result<(), DownloadError> {
+        match self.state {
+            St::InFlight { id: i } | St::Streaming { id: i } if i == id => {
+                self.retry(message.to_owned(), RetryAfter::Absent, now_ms)
+            }
+            _ => Err(DownloadError::Usage(format!(
+                "request {id} is not in flight"
+            ))),
+        }
+    }
+
+    /// After [`DownloadAction::RefreshManifest`]: the same file from the fresh
+    /// manifest, or `None` if the refresh did not produce it (then the
+    /// download fails with the original HTTP error).
+    pub fn replace_file(&mut self, file: Option<PlannedFile>) -> Result<(), DownloadError> {
+        self.awaiting_manifest = false;
+        match file {
+            Some(f) if f.blocked.is_none() => {
+                self.url = f.url.clone();
+                self.send_token = f.send_token;
+                self.file = f;
+                self.hops = 0;
+                Ok(())
+            }
+            Some(f) => {
+                self.state = St::Done;
+                Err(DownloadError::Blocked {
+                    url: f.url.clone(),
+                    reason: f.blocked.unwrap_or_default(),
+                })
+            }
+            None => {
+                self.state = St::Done;
+                Err(DownloadError::Http {
+                    url: self.url.clone(),
+                    status: 410,
+                })
+            }
+        }
+    }
+
+    fn expect(&self, st: St) -> Result<(), DownloadError> {
+        if self.state == st {
+            Ok(())
+        } else {
+            Err(DownloadError::Usage(format!(
+                "expected state {st:?}, in {:?}",
+                self.state
+            )))
+        }
+    }
+
+    fn decode_err(&self, e: DecodeError) -> DownloadError {
+        DownloadError::Decode {
+            url: self.url.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn retry(&mut self, last: String, ra: RetryAfter, now_ms: u64) -> Result<(), DownloadError> {
+        self.decoder = None;
+        self.splitter.reset();
+        self.failures += 1;
+        if self.failures > self.policy.max_download_retries {
+            self.state = St::Done;
+            return Err(DownloadError::RetriesExhausted {
+                url: self.url.clone(),
+                attempts: self.attempts,
+                last,
+            });
+        }
+        let delay = match ra {
+            RetryAfter::Delay(ms) => ms,
+            RetryAfter::Absent => backoff_ms(&self.policy, self.failures - 1),
+        };
+        self.state = St::Ready {
+            at_ms: now_ms.saturating_add(delay),
+        };
+        Ok(())
+    }
+
+    /// Follows a redirect by hand: never to http from https, and the token
+    /// never crosses an origin (protocol I3).
+    fn follow(&mut self, location: Option<&str>, now_ms: u64) -> Result<(), DownloadError> {
+        self.hops += 1;
+        let refuse = |this: &mut Self, reason: &str| {
+            this.state = St::Done;
+            Err(DownloadError::Redirect {
+                url: this.url.clone(),
+                reason: reason.to_owned(),
+            })
+        };
+        if self.hops > 5 {
+            return refuse(self, "more than 5 redirects");
+        }
+        let Some(next) = location.and_then(|l| resolve(&self.url, l)) else {
+            return refuse(self, "redirect without a usable Location");
+        };
+        if is_downgrade(&self.url, &next) {
+            return refuse(self, "redirect from https to http (protocol I3)");
+        }
+        if !same_origin_urls(&self.url, &next) {
+            self.send_token = false;
+        }
+        self.url = next;
+        self.state = St::Ready { at_ms: now_ms };
+        Ok(())
+    }
+}
+
+struct LineSink<'a> {
+    delivered: &'a mut u64,
+    seen: &'a mut u64,
+    validation: Validation,
+    invalid: &'a mut u64,
+    first_invalid: &'a mut Option<u64>,
+}
+
+impl LineSink<'_> {
+    #[inline]
+    fn line(&mut self, line: &[u8], on_line: &mut impl FnMut(&[u8])) {
+        *self.seen += 1;
+        // After a retry the file is read from the start: skip what was handed out.
+        if *self.seen <= *self.delivered {
+            return;
+        }
+        *self.delivered += 1;
+        let ok = match self.validation {
+            Validation::None => true,
+            Validation::Structural => {
+                let t = line.trim_ascii();
+                t.first() == Some(&b'{') && t.last() == Some(&b'}')
+            }
+            Validation::Json => serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok(),
+        };
+        if !ok {
+            *self.invalid += 1;
+            self.first_invalid.get_or_insert(*self.delivered);
+        }
+        on_line(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::FileKind;
+
+    fn planned(url: &str, token: bool, count: Option<u64>) -> PlannedFile {
+        PlannedFile {
+            kind: FileKind::Output,
+            index: 0,
+            resource_type: Some("Patient".into()),
+            url: url.into(),
+            send_token: token,
+            expected_count: count,
+            file_name: "Patient.000.ndjson".into(),
+            blocked: None,
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            min_wait_ms: 10,
+            initial_backoff_ms: 10,
+            jitter_percent: 0,
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn send(d: &mut FileDownload, now: u64) -> Request {
+        match d.next_action(now).unwrap() {
+            DownloadAction::Send { request } => request,
+            other => panic!("expected Send, got {other:?}"),
+        }
+    }
+
+    // protocol E6: a reset mid-body is retried and nothing is lost or duplicated
+    #[test]
+    fn reset_mid_body_resumes_without_duplicates() {
+        let mut d = FileDownload::new(planned("https://h/f", true, Some(3)), &policy()).unwrap();
+        let mut got = Vec::new();
+        let r = send(&mut d, 0);
+        assert!(r.auth);
+        assert_eq!(r.header("Accept-Encoding"), Some("gzip"));
+        assert_eq!(
+            d.handle_head(r.id, 200, &[], false, 0).unwrap(),
+            HeadDecision::Stream
+        );
+        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\"", |l| {
+            got.push(l.to_vec())
+        })
+        .unwrap();
+        d.handle_transport_error(r.id, "connection reset", 5)
+            .unwrap();
+        assert!(matches!(
+            d.next_action(5).unwrap(),
+            DownloadAction::Wait { .. }
+        ));
+        let r = send(&mut d, 1_000);
+        d.handle_head(r.id, 200, &[], false, 1_000).unwrap();
+        d.feed(
+            r.id,
+            b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}\n",
+            |l| got.push(l.to_vec()),
+        )
+        .unwrap();
+        d.finish(r.id, 1_000, |l| got.push(l.to_vec())).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2], b"{\"id\":\"3\"}");
+        match d.next_action(1_000).unwrap() {
+            DownloadAction::Done { report } => {
+                assert_eq!(report.resources, 3);
+                assert_eq!(report.attempts, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // checked against the manifest count
+    #[test]
+    fn count_mismatch_is_typed() {
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(2)), &policy()).unwrap();
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 200, &[], false, 0).unwrap();
+        d.feed(r.id, b"{}\n", |_| {}).unwrap();
+        assert!(matches!(
+            d.finish(r.id, 0, |_| {}),
+            Err(DownloadError::CountMismatch {
+                expected: 2,
+                actual: 1,
+                ..
+            })
+        ));
+    }
+
+    // protocol I3: the token never crosses an origin on a redirect; no downgrade
+    #[test]
+    fn redirects_strip_token_across_origins() {
+        let mut d =
+            FileDownload::new(planned("https://fhir.example/f", true, None), &policy()).unwrap();
+        let r = send(&mut d, 0);
+        let loc = [("Location".to_owned(), "https://fhir.example/g".to_owned())];
+        assert_eq!(
+            d.handle_head(r.id, 302, &loc, false, 0).unwrap(),
+            HeadDecision::Discard
+        );
+        assert!(send(&mut d, 0).auth, "same origin keeps the token");
+        let r = d.next_id - 1;
+        let loc = [(
+            "Location".to_owned(),
+            "https://storage.example/x?sig=1".to_owned(),
+        )];
+        d.handle_head(r, 307, &loc, false, 0).unwrap();
+        let req = send(&mut d, 0);
+        assert!(!req.auth, "cross-origin redirect drops the token");
+        let loc = [(
+            "Location".to_owned(),
+            "https://fhir.example/back".to_owned(),
+        )];
+        d.handle_head(req.id, 302, &loc, false, 0).unwrap();
+        assert!(!send(&mut d, 0).auth, "once dropped, stays dropped");
+        let mut d =
+            FileDownload::new(planned("https://fhir.example/f", false, None), &policy()).unwrap();
+        let r = send(&mut d, 0);
+        let loc = [("Location".to_owned(), "http://fhir.example/f".to_owned())];
+        assert!(matches!(
+            d.handle_head(r.id, 302, &loc, false, 0),
+            Err(DownloadError::Redirect { .. })
+        ));
+    }
+
+    // protocol E4: an expired URL asks for a manifest refresh once
+    #[test]
+    fn expired_url_refreshes_manifest_once() {
+        let mut d = FileDownload::new(planned("https://h/f?g=0", false, None), &policy()).unwrap();
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 410, &[], false, 0).unwrap();
+        assert_eq!(d.next_action(0).unwrap(), DownloadAction::RefreshManifest);
+        d.replace_file(Some(planned("https://h/f?g=1", false, None)))
+            .unwrap();
+        let r = send(&mut d, 0);
+        assert_eq!(r.url, "https://h/f?g=1");
+        assert!(matches!(
+            d.handle_head(r.id, 410, &[], false, 0),
+            Err(DownloadError::Http { status: 410, .. })
+        ));
+    }
+
+    // protocol H5: 401 → refresh the token once
+    #[test]
+    fn unauthorized_refreshes_token_once() {
+        let mut d = FileDownload::new(planned("https://h/f", true, None), &policy()).unwrap();
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 401, &[], false, 0).unwrap();
+        assert_eq!(d.next_action(0).unwrap(), DownloadAction::RefreshToken);
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 401, &[], false, 0).unwrap();
+        assert_eq!(d.next_action(0).unwrap(), DownloadAction::RefreshManifest);
+    }
+
+    // protocol E6: 5xx retried within the budget, then a typed error
+    #[test]
+    fn server_errors_retry_then_give_up() {
+        let mut d = FileDownload::new(
+            planned("https://h/f", false, None),
+            &RetryPolicy {
+                max_download_retries: 2,
+                ..policy()
+            },
+        )
+        .unwrap();
+        let mut now = 0;
+        for _ in 0..2 {
+            let r = send(&mut d, now);
+            d.handle_head(r.id, 503, &[], false, now).unwrap();
+            now += 100_000;
+        }
+        let r = send(&mut d, now);
+        assert!(matches!(
+            d.handle_head(r.id, 503, &[], false, now),
+            Err(DownloadError::RetriesExhausted { .. })
+        ));
+    }
+
+    // protocol E6: a non-JSON line is reported, not a crash, and not lost
+    #[test]
+    fn invalid_lines_are_counted_not_dropped() {
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy())
+            .unwrap()
+            .with_validation(Validation::Json);
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 200, &[], false, 0).unwrap();
+        let mut n = 0;
+        d.feed(r.id, b"{\"a\":1}\n<html>oops</html>\n{\"b\":2}\n", |_| {
+            n += 1
+        })
+        .unwrap();
+        d.finish(r.id, 0, |_| n += 1).unwrap();
+        assert_eq!(n, 3);
+        match d.next_action(0).unwrap() {
+            DownloadAction::Done { report } => {
+                assert_eq!(report.invalid_lines, 1);
+                assert_eq!(report.first_invalid_line, Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn blocked_files_are_refused() {
+        let mut p = planned("https://other/f", false, None);
+        p.blocked = Some("no".into());
+        assert!(matches!(
+            FileDownload::new(p, &policy()),
+            Err(DownloadError::Blocked { .. })
+        ));
+    }
+}

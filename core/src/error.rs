@@ -1,0 +1,93 @@
+//! Typed errors. Server-reported failure is *not* here: it is an
+//! [`Outcome`](crate::Outcome). These are for misuse of the API, servers that
+//! break the protocol, and limits the client itself enforces.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller used the API wrongly (bad configuration, wrong request id, ...).
+    #[error("invalid use of the API: {message}")]
+    Usage {
+        /// What was wrong.
+        message: String,
+    },
+    /// The server broke the protocol (a 202 without a status URL, a 200 that is
+    /// not JSON, a manifest that is not a manifest, ...).
+    #[error("the server broke the protocol: {message}")]
+    Protocol {
+        /// What the server did.
+        message: String,
+        /// The HTTP status of the offending response, if any.
+        http_status: Option<u16>,
+    },
+    /// A URL the server handed out would leak the token or downgrade security
+    /// (an `http:` URL under an `https:` base, protocol I4).
+    #[error("refusing insecure URL {url}: {reason}")]
+    InsecureUrl {
+        /// The refused URL.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The overall deadline passed before the job finished (protocol B8).
+    #[error("the job did not finish before its deadline ({deadline_ms} ms since the epoch)")]
+    DeadlineExceeded {
+        /// The deadline, Unix ms.
+        deadline_ms: u64,
+    },
+    /// Transient failures (5xx, 429, resets) outlasted the retry budget.
+    #[error("gave up after {attempts} failed attempts: {last}")]
+    RetriesExhausted {
+        /// How many attempts failed in a row.
+        attempts: u32,
+        /// The last failure seen.
+        last: String,
+    },
+    /// The server kept answering 401 after the token was refreshed (protocol H5).
+    #[error("unauthorized: the server answered {http_status} to {url} even after a token refresh")]
+    Unauthorized {
+        /// The status (401 or 403).
+        http_status: u16,
+        /// The URL that refused the token.
+        url: String,
+    },
+    /// The kick-off may or may not have reached the server and must never be
+    /// replayed (protocol H6): the caller has to check the server by hand.
+    #[error("the kick-off request may have reached the server ({message}); it is never replayed")]
+    KickoffIndeterminate {
+        /// The transport failure that made it indeterminate.
+        message: String,
+    },
+}
+
+impl Error {
+    /// A stable, machine-readable code (`snake_case`), the same in every binding.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Usage { .. } => "usage",
+            Error::Protocol { .. } => "protocol",
+            Error::InsecureUrl { .. } => "insecure_url",
+            Error::DeadlineExceeded { .. } => "deadline_exceeded",
+            Error::RetriesExhausted { .. } => "retries_exhausted",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::KickoffIndeterminate { .. } => "kickoff_indeterminate",
+        }
+    }
+
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn protocol(message: impl Into<String>, http_status: Option<u16>) -> Self {
+        Error::Protocol {
+            message: message.into(),
+            http_status,
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! What to start: a Bulk Data `$export` or any other operation or interaction
+//! run asynchronously, and the kick-off request built from it (protocol A1–A7).
+
+use crate::http::{Method, Request, RequestKind};
+use crate::Error;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use url::Url;
+
+/// The Bulk Data IG version the request targets (protocol A5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IgVersion {
+    /// STU2 (v2.0.0).
+    Stu2,
+    /// STU3 (v3.0.0): adds `_until`, `organizeOutputBy`, `allowPartialManifests`.
+    #[default]
+    Stu3,
+    /// STU4 ballot: POST only, `includeAssociatedData` as a Coding.
+    Stu4,
+}
+
+/// The level of an export.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportLevel {
+    /// `[base]/$export`
+    #[default]
+    System,
+    /// `[base]/Patient/$export`
+    Patient,
+    /// `[base]/Group/[id]/$export` (needs `groupId`)
+    Group,
+}
+
+/// A Bulk Data `$export` kick-off. Every IG parameter is here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ExportRequest {
+    /// System, Patient or Group level.
+    pub level: ExportLevel,
+    /// The Group id for a group-level export.
+    pub group_id: Option<String>,
+    /// `_outputFormat` (must be one of the three NDJSON spellings).
+    pub output_format: Option<String>,
+    /// `_since` (FHIR instant).
+    pub since: Option<String>,
+    /// `_until` (STU3+).
+    pub until: Option<String>,
+    /// `_type`: resource types.
+    pub types: Vec<String>,
+    /// `_elements`.
+    pub elements: Vec<String>,
+    /// `patient`: references such as `Patient/123` (POST only: switches to POST).
+    pub patients: Vec<String>,
+    /// `includeAssociatedData` codes.
+    pub include_associated_data: Vec<String>,
+    /// `_typeFilter`: one `Type?query` per value, sent as repeated values.
+    pub type_filters: Vec<String>,
+    /// `organizeOutputBy` (STU3+).
+    pub organize_output_by: Option<String>,
+    /// `allowPartialManifests` (STU3+).
+    pub allow_partial_manifests: Option<bool>,
+    /// Force POST with a `Parameters` body even without `patient`.
+    pub post: bool,
+    /// Which IG version to speak.
+    pub ig_version: IgVersion,
+}
+
+/// Any other operation or interaction sent with `Prefer: respond-async`
+/// (`$reindex`, a search, a transaction, Medplum's `$expunge`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationRequest {
+    /// The method.
+    pub method: Method,
+    /// A path relative to the base (`$reindex`, `Patient?name=x`, `` for a
+    /// transaction) or an absolute URL on the same server.
+    pub path: String,
+    /// A FHIR JSON body.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// What the job starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Operation {
+    /// A Bulk Data export.
+    Export(ExportRequest),
+    /// Any other asynchronous operation or interaction.
+    Operation(OperationRequest),
+}
+
+/// `async-mode` from the unified pattern (seed 003).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AsyncMode {
+    /// Completion is a 200 with a Bundle.
+    Bundle,
+    /// Completion is a 303 See Other to the result.
+    Redirect,
+}
+
+/// Extra `Prefer` tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PreferOptions {
+    /// `async-mode=bundle|redirect`.
+    pub async_mode: Option<AsyncMode>,
+    /// `callback-url=...` (the job keeps polling anyway, protocol G1).
+    pub callback_url: Option<String>,
+    /// `handling=lenient` (protocol A6).
+    pub lenient: bool,
+    /// `separate-export-status` (protocol A7, B5).
+    pub separate_export_status: bool,
+}
+
+const OUTPUT_FORMATS: [&str; 3] = ["application/fhir+ndjson", "application/ndjson", "ndjson"];
+
+/// Builds the kick-off request. Validates the parameters the IG forbids.
+pub(crate) fn build_kickoff(
+    base_url: &str,
+    op: &Operation,
+    prefer: &PreferOptions,
+    id: u64,
+    timeout_ms: u64,
+) -> Result<Request, Error> {
+    let base = normalized_base(base_url)?;
+    let mut headers = vec![
+        ("Accept".to_owned(), "application/fhir+json".to_owned()),
+        ("Prefer".to_owned(), prefer_header(prefer)),
+    ];
+    let (method, url, body) = match op {
+        Operation::Export(e) => export_request(&base, e)?,
+        Operation::Operation(o) => {
+            let url = if o.path.starts_with("http://") || o.path.starts_with("https://") {
+                o.path.clone()
+            } else {
+                format!("{base}{}", o.path.trim_start_matches('/'))
+            };
+            Url::parse(&url).map_err(|e| Error::usage(format!("bad operation URL {url}: {e}")))?;
+            (o.method, url, o.body.clone())
+        }
+    };
+    if body.is_some() {
+        headers.push((
+            "Content-Type".to_owned(),
+            "application/fhir+json".to_owned(),
+        ));
+    }
+    Ok(Request {
+        id,
+        kind: RequestKind::Kickoff,
+        method,
+        url,
+        headers,
+        body,
+        auth: true,
+        timeout_ms,
+    })
+}
+
+/// The base URL with exactly one trailing slash.
+pub(crate) fn normalized_base(base_url: &str) -> Result<String, Error> {
+    let u = Url::parse(base_url.trim())
+        .map_err(|e| Error::usage(format!("bad base URL {base_url:?}: {e}")))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err(Error::usage(format!(
+            "base URL must be http(s): {base_url}"
+        )));
+    }
+    let mut s = u.to_string();
+    if let Some(q) = s.find(['?', '#']) {
+        s.truncate(q);
+    }
+    if !s.ends_with('/') {
+        s.push('/');
+    }
+    Ok(s)
+}
+
+fn prefer_header(p: &PreferOptions) -> String {
+    let mut parts = vec!["respond-async".to_owned()];
+    if let Some(mode) = p.async_mode {
+        parts.push(format!(
+            "async-mode={}",
+            match mode {
+                AsyncMode::Bundle => "bundle",
+                AsyncMode::Redirect => "redirect",
+            }
+        ));
+    }
+    if let Some(cb) = &p.callback_url {
+        parts.push(format!("callback-url={cb}"));
+    }
+    if p.lenient {
+        parts.push("handling=lenient".to_owned());
+    }
+    if p.separate_export_status {
+        parts.push("separate-export-status".to_owned());
+    }
+    parts.join(", ")
+}
+
+fn export_request(
+    base: &str,
+    e: &ExportRequest,
+) -> Result<(Method, String, Option<String>), Error> {
+    validate_export(e)?;
+    let path = match e.level {
+        ExportLevel::System => "$export".to_owned(),
+        ExportLevel::Patient => "Patient/$export".to_owned(),
+        ExportLevel::Group => {
+            let id = e
+                .group_id
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| Error::usage("a group export needs groupId"))?;
+            if id.contains(['/', '?', '#']) {
+                return Err(Error::usage(format!("groupId must be a plain id: {id:?}")));
+            }
+            format!("Group/{id}/$export")
+        }
+    };
+    let url = format!("{base}{path}");
+    // `patient` exists only in POST bodies; STU4 is POST-only (protocol A2).
+    let post = e.post || !e.patients.is_empty() || e.ig_version == IgVersion::Stu4;
+    if post {
+        Ok((Method::Post, url, Some(parameters_body(e).to_string())))
+    } else {
+        let mut u = Url::parse(&url).map_err(|err| Error::usage(err.to_string()))?;
+        {
+            let mut q = u.query_pairs_mut();
+            if let Some(f) = &e.output_format {
+                q.append_pair("_outputFormat", f);
+            }
+            if let Some(s) = &e.since {
+                q.append_pair("_since", s);
+            }
+            if let Some(s) = &e.until {
+                q.append_pair("_until", s);
+            }
+            if !e.types.is_empty() {
+                q.append_pair("_type", &e.types.join(","));
+            }
+            if !e.elements.is_empty() {
+                q.append_pair("_elements", &e.elements.join(","));
+            }
+            if !e.include_associated_data.is_empty() {
+                q.append_pair(
+                    "includeAssociatedData",
+                    &e.include_associated_data.join(","),
+                );
+            }
+            // Repeated, never comma-joined: a filter value may itself contain commas.
+            for f in &e.type_filters {
+                q.append_pair("_typeFilter", f);
+            }
+            if let Some(o) = &e.organize_output_by {
+                q.append_pair("organizeOutputBy", o);
+            }
+            if let Some(a) = e.allow_partial_manifests {
+                q.append_pair("allowPartialManifests", if a { "true" } else { "false" });
+            }
+        }
+        if u.query() == Some("") {
+            u.set_query(None);
+        }
+        Ok((Method::Get, u.to_string(), None))
+    }
+}
+
+fn parameters_body(e: &ExportRequest) -> Value {
+    let mut p: Vec<Value> = Vec::new();
+    let string = |name: &str, v: &str| json!({"name": name, "valueString": v});
+    if let Some(f) = &e.output_format {
+        p.push(string("_outputFormat", f));
+    }
+    if let Some(s) = &e.since {
+        p.push(json!({"name": "_since", "valueInstant": s}));
+    }
+    if let Some(s) = &e.until {
+        p.push(json!({"name": "_until", "valueInstant": s}));
+    }
+    for t in &e.types {
+        p.push(string("_type", t));
+    }
+    for el in &e.elements {
+        p.push(string("_elements", el));
+    }
+    for r in &e.patients {
+        p.push(json!({"name": "patient", "valueReference": {"reference": r}}));
+    }
+    for c in &e.include_associated_data {
+        if e.ig_version == IgVersion::Stu4 {
+            p.push(json!({"name": "includeAssociatedData", "valueCoding": {"code": c}}));
+        } else {
+            p.push(json!({"name": "includeAssociatedData", "valueCode": c}));
+        }
+    }
+    for f in &e.type_filters {
+        p.push(string("_typeFilter", f));
+    }
+    if let Some(o) = &e.organize_output_by {
+        p.push(string("organizeOutputBy", o));
+    }
+    if let Some(a) = e.allow_partial_manifests {
+        p.push(json!({"name": "allowPartialManifests", "valueBoolean": a}));
+    }
+    json!({"resourceType": "Parameters", "parameter": p})
+}
+
+fn validate_export(e: &ExportRequest) -> Result<(), Error> {
+    if let Some(f) = &e.output_format {
+        if !OUTPUT_FORMATS.contains(&f.as_str()) {
+            return Err(Error::usage(format!(
+                "_outputFormat must be one of {OUTPUT_FORMATS:?} (protocol A3), got {f:?}"
+            )));
+        }
+    }
+    if e.ig_version == IgVersion::Stu2 {
+        let stu3_only = [
+            ("_until", e.until.is_some()),
+            ("organizeOutputBy", e.organize_output_by.is_some()),
+            ("allowPartialManifests", e.allow_partial_manifests.is_some()),
+        ];
+        if let Some((name, _)) = stu3_only.iter().find(|(_, set)| *set) {
+            return Err(Error::usage(format!(
+                "{name} exists only in Bulk Data STU3 and later (protocol A5)"
+            )));
+        }
+    }
+    for f in &e.type_filters {
+        let Some((ty, query)) = f.split_once('?') else {
+            return Err(Error::usage(format!(
+                "_typeFilter must be Type?query (protocol A4): {f:?}"
+            )));
+        };
+        if ty.is_empty() || !ty.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::usage(format!(
+                "_typeFilter must name one resource type (protocol A4): {f:?}"
+            )));
+        }
+        for forbidden in ["_include", "_sort", "_elements"] {
+            if query
+                .split('&')
+                .any(|kv| kv.split(['=', ':']).next() == Some(forbidden))
+            {
+                return Err(Error::usage(format!(
+                    "_typeFilter must not contain {forbidden} (protocol A4): {f:?}"
+                )));
+            }
+        }
+    }
+    for t in &e.types {
+        if t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::usage(format!(
+                "_type values are resource type names: {t:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(e: ExportRequest, p: PreferOptions) -> Request {
+        build_kickoff(
+            "https://fhir.example/r4",
+            &Operation::Export(e),
+            &p,
+            1,
+            1000,
+        )
+        .unwrap()
+    }
+
+    // protocol A1: Prefer and Accept on every kick-off
+    #[test]
+    fn headers() {
+        let r = build(ExportRequest::default(), PreferOptions::default());
+        assert_eq!(r.header("Accept"), Some("application/fhir+json"));
+        assert_eq!(r.header("Prefer"), Some("respond-async"));
+        assert_eq!(r.url, "https://fhir.example/r4/$export");
+        assert!(r.auth);
+        let r = build(
+            ExportRequest::default(),
+            PreferOptions {
+                async_mode: Some(AsyncMode::Redirect),
+                callback_url: Some("https://me.example/cb".into()),
+                lenient: true,
+                separate_export_status: true,
+            },
+        );
+        assert_eq!(
+            r.header("Prefer"),
+            Some("respond-async, async-mode=redirect, callback-url=https://me.example/cb, handling=lenient, separate-export-status")
+        );
+    }
+
+    // protocol A2: GET by default, POST when `patient` is given; levels
+    #[test]
+    fn levels_and_post_switch() {
+        let r = build(
+            ExportRequest {
+                level: ExportLevel::Group,
+                group_id: Some("g1".into()),
+                types: vec!["Patient".into(), "Observation".into()],
+                ..Default::default()
+            },
+            PreferOptions::default(),
+        );
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(
+            r.url,
+            "https://fhir.example/r4/Group/g1/$export?_type=Patient%2CObservation"
+        );
+        let r = build(
+            ExportRequest {
+                level: ExportLevel::Patient,
+                patients: vec!["Patient/1".into(), "Patient/2".into()],
+                ..Default::default()
+            },
+            PreferOptions::default(),
+        );
+        assert_eq!(r.method, Method::Post);
+        assert_eq!(r.url, "https://fhir.example/r4/Patient/$export");
+        let body: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+        let refs: Vec<&str> = body["parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"] == "patient")
+            .map(|p| p["valueReference"]["reference"].as_str().unwrap())
+            .collect();
+        assert_eq!(refs, ["Patient/1", "Patient/2"]);
+        assert_eq!(r.header("Content-Type"), Some("application/fhir+json"));
+        assert!(build_kickoff(
+            "https://x/",
+            &Operation::Export(ExportRequest {
+                level: ExportLevel::Group,
+                ..Default::default()
+            }),
+            &PreferOptions::default(),
+            1,
+            1
+        )
+        .is_err());
+    }
+
+    // protocol A2/A4: _typeFilter repeated, never comma-joined (GET and POST)
+    #[test]
+    fn type_filter_repeated() {
+        let e = ExportRequest {
+            type_filters: vec![
+                "Observation?code=1,2".into(),
+                "Observation?status=final".into(),
+            ],
+            ..Default::default()
+        };
+        let r = build(e.clone(), PreferOptions::default());
+        let u = Url::parse(&r.url).unwrap();
+        let tf: Vec<String> = u
+            .query_pairs()
+            .filter(|(k, _)| k == "_typeFilter")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        assert_eq!(tf, ["Observation?code=1,2", "Observation?status=final"]);
+        let r = build(ExportRequest { post: true, ..e }, PreferOptions::default());
+        let body: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body["parameter"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["name"] == "_typeFilter")
+                .count(),
+            2
+        );
+    }
+
+    // protocol A3, A4, A5: forbidden values are usage errors
+    #[test]
+    fn validation() {
+        let bad = [
+            ExportRequest {
+                output_format: Some("text/csv".into()),
+                ..Default::default()
+            },
+            ExportRequest {
+                type_filters: vec!["Observation?_include=x".into()],
+                ..Default::default()
+            },
+            ExportRequest {
+                type_filters: vec!["Observation?_sort=date".into()],
+                ..Default::default()
+            },
+            ExportRequest {
+                type_filters: vec!["nope".into()],
+                ..Default::default()
+            },
+            ExportRequest {
+                ig_version: IgVersion::Stu2,
+                until: Some("2020".into()),
+                ..Default::default()
+            },
+            ExportRequest {
+                ig_version: IgVersion::Stu2,
+                allow_partial_manifests: Some(true),
+                ..Default::default()
+            },
+            ExportRequest {
+                types: vec!["Pat ient".into()],
+                ..Default::default()
+            },
+        ];
+        for e in bad {
+            let err = build_kickoff(
+                "https://x/",
+                &Operation::Export(e.clone()),
+                &PreferOptions::default(),
+                1,
+                1,
+            );
+            assert!(matches!(err, Err(Error::Usage { .. })), "{e:?}");
+        }
+        for f in OUTPUT_FORMATS {
+            assert!(build_kickoff(
+                "https://x/",
+                &Operation::Export(ExportRequest {
+                    output_format: Some(f.into()),
+                    ..Default::default()
+                }),
+                &PreferOptions::default(),
+                1,
+                1
+            )
+            .is_ok());
+        }
+    }
+
+    // protocol A5: STU4 is POST-only with includeAssociatedData as a Coding
+    #[test]
+    fn stu4_post_only() {
+        let r = build(
+            ExportRequest {
+                ig_version: IgVersion::Stu4,
+                include_associated_data: vec!["LatestProvenanceResources".into()],
+                ..Default::default()
+            },
+            PreferOptions::default(),
+        );
+        assert_eq!(r.method, Method::Post);
+        let body: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body["parameter"][0]["valueCoding"]["code"],
+            "LatestProvenanceResources"
+        );
+    }
+
+    // any operation: $reindex, a search
+    #[test]
+    fn operations() {
+        let r = build_kickoff(
+            "https://fhir.example/r4/",
+            &Operation::Operation(OperationRequest {
+                method: Method::Post,
+                path: "$reindex".into(),
+                body: Some("{}".into()),
+            }),
+            &PreferOptions::default(),
+            1,
+            1,
+        )
+        .unwrap();
+        assert_eq!(r.url, "https://fhir.example/r4/$reindex");
+        let r = build_kickoff(
+            "https://fhir.example/r4",
+            &Operation::Operation(OperationRequest {
+                method: Method::Get,
+                path: "Patient?name=x".into(),
+                body: None,
+            }),
+            &PreferOptions::default(),
+            1,
+            1,
+        )
+        .unwrap();
+        assert_eq!(r.url, "https://fhir.example/r4/Patient?name=x");
+        assert_eq!(r.header("Content-Type"), None);
+    }
+}

@@ -1,0 +1,120 @@
+//! # fhir-async: a sans-IO engine for FHIR asynchronous operations
+//!
+//! A FHIR server answers a long operation (`$export`, `$reindex`, any
+//! interaction sent with `Prefer: respond-async`) with `202 Accepted` and a
+//! status URL. This crate decides everything a client of that protocol has to
+//! decide — what to send, when to poll, what a response means, when to give
+//! up, where the token may go — and does none of the I/O. It takes responses
+//! and the current time (Unix milliseconds, a plain `u64`) and returns the
+//! one next [`Action`]. No clock, no sockets, no RNG: the same inputs always
+//! give the same outputs, so every behaviour is tested by driving a virtual
+//! clock, and the same engine runs in browsers (wasm), Node, Python and Rust.
+//!
+//! ## The job's states
+//!
+//! ```text
+//!                 cancel() before kick-off ───────────────────────────────┐
+//!                                                                          v
+//!  ┌───────┐ Send kickoff ┌──────────┐ 202 + Content-Location ┌─────────┐ ┌──────────────┐
+//!  │ Ready ├─────────────>│ (flight) ├───────────────────────>│ Polling │ │ Done(outcome)│
+//!  └───────┘              └────┬─────┘                        └──┬──┬───┘ └──────────────┘
+//!      ^  429 / connect error  │ 200/201: sync result ─────────────┼──┼──────────>│
+//!      └── KickoffRetry <──────┤ 4xx/5xx + OperationOutcome: failed ┼──┼──────────>│
+//!                              │ reset after send: KickoffIndeterminate (never replayed)
+//!                                                                │  │
+//!     202 (+X-Progress, Retry-After) / 429 / 5xx / transient OO ─┘  │ 200 manifest|Bundle|AsyncJob|OO
+//!     → wait (Retry-After, clamped; else jittered backoff)         ├──────────── (link next) ──> Fetching(page) ─> Done
+//!     cancel() → DELETE status URL | POST AsyncJob/{id}/$cancel    │ 303 See Other
+//!       202 → Done(cancelled); 404/409/410 → poll once more        └────────> Fetching(result) ──> Done
+//!     deadline passed → Err(DeadlineExceeded)
+//! ```
+//!
+//! Server-reported failure (a 4xx OperationOutcome, an `AsyncJob` with
+//! `status: error`, an R5 `batch-response` whose `entry[0].response.status`
+//! is 4xx) is an [`Outcome`] with [`OutcomeStatus::Failed`], not an error.
+//! [`Error`] is for misuse of the API and for servers that break the protocol.
+//!
+//! ## Driving loop
+//!
+//! A binding owns the clock and the sockets. This loop is the whole contract
+//! (here with a scripted "server" instead of HTTP):
+//!
+//! ```
+//! use fhir_async::{Action, ExportRequest, Job, JobConfig, Operation, Response, OutcomeStatus};
+//!
+//! let mut job = Job::new(JobConfig {
+//!     base_url: "https://fhir.example/r4".into(),
+//!     operation: Operation::Export(ExportRequest { types: vec!["Patient".into()], ..Default::default() }),
+//!     prefer: Default::default(),
+//!     retry: Default::default(),
+//!     timeout_ms: Some(3_600_000),
+//!     allowed_origins: vec![],
+//! })?;
+//!
+//! // What the server will say, in order.
+//! let mut server = vec![
+//!     Response::new(202).with_header("Content-Location", "https://fhir.example/r4/jobs/1"),
+//!     Response::new(202).with_header("Retry-After", "5").with_header("X-Progress", "50% complete"),
+//!     Response::new(200).with_body(r#"{"transactionTime":"2026-01-01T00:00:00Z","requiresAccessToken":true,
+//!         "output":[{"type":"Patient","url":"https://fhir.example/r4/files/1","count":2}],"error":[]}"#),
+//! ].into_iter();
+//!
+//! let mut now = 1_700_000_000_000u64; // Unix ms, from the binding's clock
+//! let outcome = loop {
+//!     match job.next_action(now)? {
+//!         Action::Send { request } => {
+//!             // Send `request` (with the token iff `request.auth`), without following redirects.
+//!             let response = server.next().expect("scripted");
+//!             job.handle_response(request.id, response, now)?;
+//!         }
+//!         Action::Wait { delay_ms, .. } => now += delay_ms, // sleep; a callback or cancel may wake it early
+//!         Action::RefreshToken => { /* fetch a new token */ }
+//!         Action::Done { outcome } => break outcome,
+//!     }
+//! };
+//! assert_eq!(outcome.status, OutcomeStatus::Completed);
+//! let plan = job.download_plan();
+//! assert!(plan[0].send_token); // same origin as the FHIR base, and requiresAccessToken
+//! # Ok::<(), fhir_async::Error>(())
+//! ```
+//!
+//! Files are downloaded with one [`FileDownload`] per [`PlannedFile`]: it
+//! decides the token, redirects, retries, gzip, NDJSON splitting and the
+//! count check; the caller only moves bytes.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod callback;
+pub mod decode;
+pub mod download;
+mod error;
+pub mod http;
+mod job;
+pub mod kickoff;
+pub mod manifest;
+pub mod ndjson;
+pub mod origin;
+mod outcome;
+pub mod progress;
+pub mod retry;
+
+pub use callback::{
+    parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus,
+};
+pub use decode::{BodyDecoder, DecodeError};
+pub use download::{
+    DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, Validation,
+};
+pub use error::Error;
+pub use http::{Method, Request, RequestKind, Response, TransportErrorKind};
+pub use job::{Action, CallbackEffect, CancelResult, CleanupResult, Job, JobConfig};
+pub use kickoff::{
+    AsyncMode, ExportLevel, ExportRequest, IgVersion, Operation, OperationRequest, PreferOptions,
+};
+pub use manifest::{
+    plan_downloads, FileKind, Manifest, ManifestError, ManifestFile, PlannedFile, TokenPolicy,
+};
+pub use ndjson::{LineSplitter, NdjsonError};
+pub use outcome::{Delivery, Outcome, OutcomeStatus, ResultBody};
+pub use progress::{Phase, Progress};
+pub use retry::{RetryAfter, RetryPolicy};

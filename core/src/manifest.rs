@@ -1,0 +1,517 @@
+//! The Bulk Data manifest (STU2, STU3 and the STU4 ballot) and the download
+//! plan derived from it, with the token rules (protocol D, E1, I2–I4).
+
+use crate::origin::{same_origin, Origin};
+use serde::{de, Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// A completion manifest. Unknown keys are ignored; both the STU2/STU3 `error`
+/// and the STU4 `outcome` arrays are read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// The instant the export reflects; the next incremental export's `_since` (D3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_time: Option<String>,
+    /// The kick-off URL (required in STU2/STU3, gone in STU4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Whether file downloads need the bearer token. Accepts `true`/`false` and
+    /// the strings `"true"`/`"false"` (divergence 10). When absent the engine
+    /// assumes `true`, which still never sends the token off the FHIR origin.
+    #[serde(default = "default_true", deserialize_with = "bool_or_string")]
+    pub requires_access_token: bool,
+    /// The data files.
+    #[serde(default, deserialize_with = "files")]
+    pub output: Vec<ManifestFile>,
+    /// OperationOutcome files (STU2/STU3 name).
+    #[serde(default, deserialize_with = "files")]
+    pub error: Vec<ManifestFile>,
+    /// OperationOutcome files (STU4 name for `error`).
+    #[serde(
+        default,
+        deserialize_with = "files",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub outcome: Vec<ManifestFile>,
+    /// Files of transaction Bundles of deletions (with `_since`).
+    #[serde(
+        default,
+        deserialize_with = "files",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub deleted: Vec<ManifestFile>,
+    /// Paging links (STU3 `allowPartialManifests`).
+    #[serde(
+        default,
+        deserialize_with = "links",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub link: Vec<ManifestLink>,
+    /// `extension`: an object in STU2/STU3, an array of Extensions in STU4. Kept as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<Value>,
+    /// STU3 `outputOrganizedBy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_organized_by: Option<String>,
+    /// A non-standard `message` some servers add (HealthConnect, HAPI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One file of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestFile {
+    /// The resource type in the file (absent when output is organized).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    /// The file URL (absolute per the IG; relative values are resolved).
+    pub url: String,
+    /// The number of resources in the file, when the server says.
+    #[serde(
+        default,
+        deserialize_with = "lenient_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub count: Option<u64>,
+    /// STU4 `fileSize` in bytes.
+    #[serde(
+        default,
+        deserialize_with = "lenient_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub file_size: Option<u64>,
+    /// STU3 `continuesInFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues_in_file: Option<String>,
+}
+
+/// A manifest paging link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestLink {
+    /// `next` for the following page.
+    pub relation: String,
+    /// The page URL.
+    pub url: String,
+}
+
+/// Why a body is not a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed manifest: {0}")]
+pub struct ManifestError(pub String);
+
+impl Manifest {
+    /// Parses a manifest from JSON bytes. Never panics.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))?;
+        Manifest::from_value(value)
+    }
+
+    /// Reads a manifest from a parsed JSON value.
+    pub fn from_value(value: Value) -> Result<Manifest, ManifestError> {
+        let Value::Object(map) = &value else {
+            return Err(ManifestError("not a JSON object".into()));
+        };
+        if let Some(rt) = map.get("resourceType") {
+            return Err(ManifestError(format!(
+                "a FHIR resource ({rt}), not a manifest"
+            )));
+        }
+        if !map.contains_key("output") {
+            return Err(ManifestError("no `output` array".into()));
+        }
+        serde_json::from_value(value).map_err(|e| ManifestError(e.to_string()))
+    }
+
+    /// Error files from either `error` (STU2/STU3) or `outcome` (STU4).
+    pub fn error_files(&self) -> impl Iterator<Item = &ManifestFile> {
+        self.error.iter().chain(self.outcome.iter())
+    }
+
+    /// The `next` page link, if any.
+    pub fn next_link(&self) -> Option<&str> {
+        self.link
+            .iter()
+            .find(|l| l.relation.eq_ignore_ascii_case("next"))
+            .map(|l| l.url.as_str())
+    }
+
+    /// Appends another page's files (paged or partial manifests), skipping
+    /// files already listed (a page may be returned again with a `link`).
+    pub fn merge_page(&mut self, page: Manifest) {
+        fn add(into: &mut Vec<ManifestFile>, from: Vec<ManifestFile>) {
+            for f in from {
+                if !into.iter().any(|g| g.url == f.url) {
+                    into.push(f);
+                }
+            }
+        }
+        add(&mut self.output, page.output);
+        add(&mut self.error, page.error);
+        add(&mut self.outcome, page.outcome);
+        add(&mut self.deleted, page.deleted);
+        self.link = page.link;
+        if self.transaction_time.is_none() {
+            self.transaction_time = page.transaction_time;
+        }
+    }
+
+    /// Sum of `count` over output files, when every file has one.
+    pub fn total_count(&self) -> Option<u64> {
+        self.output.iter().map(|f| f.count).sum()
+    }
+}
+
+/// Which list of the manifest a file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FileKind {
+    /// `output`: the data.
+    Output,
+    /// `error` / `outcome`: OperationOutcome files.
+    Error,
+    /// `deleted`: transaction Bundles of deletions.
+    Deleted,
+}
+
+/// What the engine decided about one file before anything is downloaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedFile {
+    /// Which list the file is from.
+    pub kind: FileKind,
+    /// Position in that list (stable across manifest refreshes, protocol E4).
+    pub index: usize,
+    /// The resource type, when the manifest says.
+    pub resource_type: Option<String>,
+    /// The absolute URL.
+    pub url: String,
+    /// Whether the bearer token goes with the request.
+    pub send_token: bool,
+    /// The line count the manifest promises.
+    pub expected_count: Option<u64>,
+    /// A file name safe to use inside any target directory (no separators, no
+    /// `..`), unique within the plan: `{Type}.{index:03}.ndjson` style.
+    pub file_name: String,
+    /// Set when the file must not be fetched at all, with the reason
+    /// (an `http:` URL under an `https:` base, or a token needed on an origin
+    /// that is not allowed).
+    pub blocked: Option<String>,
+}
+
+/// The inputs of the token rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPolicy {
+    /// The FHIR server's base URL: its origin receives the token.
+    pub base_url: String,
+    /// Other origins (`https://host:port`) allowed to receive the token when a
+    /// manifest says `requiresAccessToken: true`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+impl TokenPolicy {
+    /// Whether the token may be sent to `url` (protocol I2–I4): only over https
+    /// when the base is https, and only to the base origin or an allowed one.
+    pub fn may_send_token(&self, url: &str) -> bool {
+        let (Some(base), Some(target)) = (Origin::parse(&self.base_url), Origin::parse(url)) else {
+            return false;
+        };
+        if base.scheme == "https" && target.scheme != "https" {
+            return false;
+        }
+        same_origin(&base, &target)
+            || self
+                .allowed_origins
+                .iter()
+                .filter_map(|o| Origin::parse(o))
+                .any(|o| same_origin(&o, &target))
+    }
+}
+
+/// Builds the download plan for every file of a manifest (protocol E1, I2–I4).
+///
+/// `manifest_url` is where the manifest came from; relative file URLs are
+/// resolved against it.
+pub fn plan_downloads(
+    manifest: &Manifest,
+    manifest_url: &str,
+    policy: &TokenPolicy,
+) -> Vec<PlannedFile> {
+    let base_https = Origin::parse(&policy.base_url).is_some_and(|o| o.scheme == "https");
+    let mut plan = Vec::new();
+    let lists: [(FileKind, Vec<&ManifestFile>); 3] = [
+        (FileKind::Output, manifest.output.iter().collect()),
+        (FileKind::Error, manifest.error_files().collect()),
+        (FileKind::Deleted, manifest.deleted.iter().collect()),
+    ];
+    for (kind, files) in lists {
+        for (index, f) in files.into_iter().enumerate() {
+            let url = crate::origin::resolve(manifest_url, &f.url).unwrap_or_else(|| f.url.clone());
+            let target = Origin::parse(&url);
+            let mut blocked = None;
+            let mut send_token = false;
+            match &target {
+                None => blocked = Some(format!("not an absolute http(s) URL: {}", f.url)),
+                Some(t) if base_https && t.scheme != "https" => {
+                    blocked = Some("an http: file URL under an https: base (protocol I4)".into())
+                }
+                Some(_) if manifest.requires_access_token => {
+                    if policy.may_send_token(&url) {
+                        send_token = true;
+                    } else {
+                        blocked = Some(
+                            "requiresAccessToken is true but the file is on another origin that is not in allowedOrigins (protocol I2)"
+                                .into(),
+                        );
+                    }
+                }
+                Some(_) => {}
+            }
+            let label = match kind {
+                FileKind::Output => sanitize(f.resource_type.as_deref().unwrap_or("output")),
+                FileKind::Error => "error".to_owned(),
+                FileKind::Deleted => "deleted".to_owned(),
+            };
+            plan.push(PlannedFile {
+                kind,
+                index,
+                resource_type: f.resource_type.clone(),
+                url,
+                send_token,
+                expected_count: f.count,
+                file_name: format!("{label}.{index:03}.ndjson"),
+                blocked,
+            });
+        }
+    }
+    plan
+}
+
+/// Keeps `[A-Za-z0-9_-]`, so a manifest can never steer a path.
+fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(64)
+        .collect();
+    if out.is_empty() {
+        "output".to_owned()
+    } else {
+        out
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Bool(b) => Ok(b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Value::Null => Ok(true),
+        other => Err(de::Error::custom(format!(
+            "requiresAccessToken must be a boolean, got {other}"
+        ))),
+    }
+}
+
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                .map(|f| f as u64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+fn files<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ManifestFile>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| serde_json::from_value(v).map_err(de::Error::custom))
+            .collect(),
+        other => Err(de::Error::custom(format!(
+            "expected an array of files, got {other}"
+        ))),
+    }
+}
+
+fn links<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ManifestLink>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| serde_json::from_value(v).map_err(de::Error::custom))
+            .collect(),
+        other => Err(de::Error::custom(format!(
+            "expected an array of links, got {other}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORACLE: &str = r#"{
+      "transactionTime": "2022-01-04T17:42:25.000Z",
+      "request": "https://fhir.example/r4/t/Group/g/$export?_type=Patient,Observation",
+      "requiresAccessToken": true,
+      "output": [
+        {"type": "Patient", "url": "https://fhir.example/r4/t/bulk-export/files/1"},
+        {"type": "Patient", "url": "https://fhir.example/r4/t/bulk-export/files/2"},
+        {"type": "Observation", "url": "https://fhir.example/r4/t/bulk-export/files/3"}
+      ],
+      "error": [{"type": "OperationOutcome", "url": "https://fhir.example/r4/t/bulk-export/files/4"}]
+    }"#;
+
+    fn policy() -> TokenPolicy {
+        TokenPolicy {
+            base_url: "https://fhir.example/r4/t".into(),
+            allowed_origins: vec![],
+        }
+    }
+
+    // protocol D1, seed 004
+    #[test]
+    fn oracle_manifest_parses() {
+        let m = Manifest::parse(ORACLE.as_bytes()).unwrap();
+        assert!(m.requires_access_token);
+        assert_eq!(m.output.len(), 3);
+        assert_eq!(m.error_files().count(), 1);
+        assert_eq!(
+            m.transaction_time.as_deref(),
+            Some("2022-01-04T17:42:25.000Z")
+        );
+    }
+
+    // protocol D1/D2: STU4 `outcome`, extension as array, fileSize, unknown keys
+    #[test]
+    fn stu4_shapes() {
+        let m = Manifest::parse(
+            br#"{"transactionTime":"t","requiresAccessToken":false,"output":[{"type":"Patient","url":"https://a/1","count":3,"fileSize":10}],
+            "outcome":[{"type":"OperationOutcome","url":"https://a/e"}],"extension":[{"url":"x","valueString":"y"}],
+            "manifestType":"full","outputFormat":"application/fhir+ndjson","countSeverity":"exact","somethingNew":{"a":1}}"#,
+        )
+        .unwrap();
+        assert!(!m.requires_access_token);
+        assert_eq!(m.output[0].count, Some(3));
+        assert_eq!(m.output[0].file_size, Some(10));
+        assert_eq!(m.error_files().count(), 1);
+        assert!(m.extension.as_ref().unwrap().is_array());
+        let m2 = Manifest::parse(br#"{"output":[],"extension":{"a":1}}"#).unwrap();
+        assert!(m2.extension.unwrap().is_object());
+    }
+
+    // divergence 10: "true" as a string
+    #[test]
+    fn requires_access_token_as_string() {
+        let m = Manifest::parse(br#"{"requiresAccessToken":"true","output":[]}"#).unwrap();
+        assert!(m.requires_access_token);
+        let m = Manifest::parse(br#"{"requiresAccessToken":"false","output":[]}"#).unwrap();
+        assert!(!m.requires_access_token);
+        assert!(Manifest::parse(br#"{"requiresAccessToken":"maybe","output":[]}"#).is_err());
+    }
+
+    // protocol D3: an empty export is valid; malformed input is a typed error
+    #[test]
+    fn empty_and_malformed() {
+        assert!(Manifest::parse(
+            br#"{"transactionTime":"t","requiresAccessToken":false,"output":[]}"#
+        )
+        .is_ok());
+        for bad in [
+            &b"[]"[..],
+            b"nope",
+            br#"{"resourceType":"Bundle","output":[]}"#,
+            br#"{"output":{}}"#,
+            br#"{"output":[{"type":"P"}]}"#,
+            br#"{}"#,
+        ] {
+            assert!(
+                Manifest::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    // protocol E1, I2: token only to the FHIR origin unless allowlisted; never when not required
+    #[test]
+    fn token_rules() {
+        let mut m = Manifest::parse(ORACLE.as_bytes()).unwrap();
+        m.output.push(ManifestFile {
+            resource_type: Some("Condition".into()),
+            url: "https://storage.example/x".into(),
+            count: Some(2),
+            file_size: None,
+            continues_in_file: None,
+        });
+        let plan = plan_downloads(
+            &m,
+            "https://fhir.example/r4/t/bulk-export/jobs/1",
+            &policy(),
+        );
+        assert!(plan[0].send_token && plan[0].blocked.is_none());
+        let foreign = plan
+            .iter()
+            .find(|p| p.url.starts_with("https://storage"))
+            .unwrap();
+        assert!(!foreign.send_token && foreign.blocked.is_some());
+        let allowed = TokenPolicy {
+            allowed_origins: vec!["https://storage.example".into()],
+            ..policy()
+        };
+        let plan = plan_downloads(&m, "https://fhir.example/x", &allowed);
+        let foreign = plan
+            .iter()
+            .find(|p| p.url.starts_with("https://storage"))
+            .unwrap();
+        assert!(foreign.send_token && foreign.blocked.is_none());
+        m.requires_access_token = false;
+        assert!(plan_downloads(&m, "https://fhir.example/x", &policy())
+            .iter()
+            .all(|p| !p.send_token && p.blocked.is_none()));
+    }
+
+    // protocol I4: no http file under an https base
+    #[test]
+    fn http_under_https_is_blocked() {
+        let m = Manifest::parse(br#"{"requiresAccessToken":false,"output":[{"type":"Patient","url":"http://fhir.example/f"}]}"#).unwrap();
+        let plan = plan_downloads(&m, "https://fhir.example/s", &policy());
+        assert!(plan[0].blocked.is_some());
+    }
+
+    // file names can never escape a directory
+    #[test]
+    fn file_names_are_safe() {
+        let m = Manifest::parse(br#"{"requiresAccessToken":false,"output":[{"type":"../../etc/passwd","url":"https://fhir.example/f"},{"url":"https://fhir.example/g"}]}"#).unwrap();
+        let plan = plan_downloads(&m, "https://fhir.example/s", &policy());
+        assert_eq!(plan[0].file_name, "etcpasswd.000.ndjson");
+        assert_eq!(plan[1].file_name, "output.001.ndjson");
+    }
+
+    // protocol B7: pages merge without duplicates
+    #[test]
+    fn merge_pages() {
+        let mut a = Manifest::parse(br#"{"output":[{"type":"P","url":"https://a/1"}],"link":[{"relation":"next","url":"https://a/p2"}]}"#).unwrap();
+        assert_eq!(a.next_link(), Some("https://a/p2"));
+        let b = Manifest::parse(
+            br#"{"output":[{"type":"P","url":"https://a/1"},{"type":"P","url":"https://a/2"}]}"#,
+        )
+        .unwrap();
+        a.merge_page(b);
+        assert_eq!(a.output.len(), 2);
+        assert_eq!(a.next_link(), None);
+    }
+}
