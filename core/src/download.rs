@@ -12,7 +12,11 @@ use serde::{Deserialize, Serialize};
 
 /// Why a download stopped for good.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "code", rename_all = "snake_case")]
+#[serde(
+    tag = "code",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 #[non_exhaustive]
 pub enum DownloadError {
     /// The plan refused this file (token rule, insecure URL).
@@ -98,7 +102,11 @@ impl DownloadError {
 
 /// What the caller does next for this file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum DownloadAction {
     /// Send this GET; then call [`FileDownload::handle_head`] with the status
     /// and headers, and stream the body if told to.

@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "code", rename_all = "snake_case")]
+#[serde(
+    tag = "code",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 #[non_exhaustive]
 pub enum Error {
     /// The caller used the API wrongly (bad configuration, wrong request id, ...).

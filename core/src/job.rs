@@ -41,7 +41,11 @@ pub struct JobConfig {
 
 /// The one next thing the caller must do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Action {
     /// Send this request and hand the response to [`Job::handle_response`]
     /// (or a failure to [`Job::handle_transport_error`]).
@@ -68,7 +72,11 @@ pub enum Action {
 
 /// What a cancel request achieved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum CancelResult {
     /// The server accepted the cancel.
     Cancelled {
@@ -109,7 +117,11 @@ pub struct CleanupResult {
 
 /// What a callback did to the job (protocol G3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum CallbackEffect {
     /// The job will poll now to confirm.
     Woken,
@@ -121,7 +133,11 @@ pub enum CallbackEffect {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "camelCase")]
+#[serde(
+    tag = "state",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 enum State {
     Ready,
     KickoffRetry {

@@ -84,7 +84,11 @@ pub struct OperationRequest {
 
 /// What the job starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Operation {
     /// A Bulk Data export.
     Export(ExportRequest),

@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 
 /// Why splitting stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "code", rename_all = "snake_case")]
+#[serde(
+    tag = "code",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 #[non_exhaustive]
 pub enum NdjsonError {
     /// A line grew past the limit (a file that is not NDJSON, or a hostile one).

@@ -34,7 +34,11 @@ pub enum Delivery {
 
 /// The result payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ResultBody {
     /// A Bulk Data manifest (all pages merged).
     Manifest {
