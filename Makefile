@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples demo
+.PHONY: server test setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples demo
 
 ## The one test command (what .ci/run calls).
 test: setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples
@@ -29,11 +29,16 @@ test-server:
 fuzz-smoke:
 	@echo "fuzz-smoke: (added with the core fuzz targets)"
 
-test-npm:
-	@echo "test-npm: (added with issue 4)"
+# Builds the reference server once (release); every language's suite starts it.
+SERVER_BIN := target/release/fhir-async-testserver
+server:
+	$(CARGO) build --release -p fhir-async-testserver
 
-test-python:
-	@echo "test-python: (added with issue 5)"
+test-npm: server
+	bash npm/scripts/test.sh
+
+test-python: server
+	bash python/scripts/test.sh
 
 test-examples:
 	@echo "test-examples: (added with issue 6)"

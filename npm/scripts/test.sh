@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# Placeholder until the npm suite lands.
+echo "npm suite: not yet"
