@@ -28,7 +28,11 @@ pub struct Auth {
 
 impl Auth {
     /// Builds the token state; reads the JWKS file.
-    pub fn new(token: Option<String>, jwks: Option<&std::path::Path>, ttl: u64) -> Result<Auth, String> {
+    pub fn new(
+        token: Option<String>,
+        jwks: Option<&std::path::Path>,
+        ttl: u64,
+    ) -> Result<Auth, String> {
         let jwks = match jwks {
             None => None,
             Some(p) => {
@@ -81,9 +85,15 @@ impl Auth {
             return Ok(());
         }
         let (diag, www) = if expired {
-            ("The access token expired", "Bearer error=\"invalid_token\", error_description=\"The access token expired\"")
+            (
+                "The access token expired",
+                "Bearer error=\"invalid_token\", error_description=\"The access token expired\"",
+            )
         } else if got.is_some() {
-            ("The access token is not valid", "Bearer error=\"invalid_token\"")
+            (
+                "The access token is not valid",
+                "Bearer error=\"invalid_token\"",
+            )
         } else {
             ("Authorization: Bearer token required", "Bearer")
         };
@@ -96,10 +106,18 @@ impl Auth {
     pub fn token_endpoint(&self, app: &App, body: &[u8]) -> Response {
         let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
         let err = |status: u16, code: &str, desc: &str| {
-            http::json_with(status, "application/json", &json!({"error": code, "error_description": desc}))
+            http::json_with(
+                status,
+                "application/json",
+                &json!({"error": code, "error_description": desc}),
+            )
         };
         if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-            return err(400, "unsupported_grant_type", "grant_type must be client_credentials");
+            return err(
+                400,
+                "unsupported_grant_type",
+                "grant_type must be client_credentials",
+            );
         }
         if form.get("client_assertion_type").map(String::as_str)
             != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
@@ -110,7 +128,11 @@ impl Auth {
             return err(400, "invalid_request", "client_assertion is required");
         };
         let Some(jwks) = &self.jwks else {
-            return err(401, "invalid_client", "this server was started without --jwks");
+            return err(
+                401,
+                "invalid_client",
+                "this server was started without --jwks",
+            );
         };
         if let Err(e) = verify(jwks, assertion) {
             return err(401, "invalid_client", &e);

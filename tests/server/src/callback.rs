@@ -22,9 +22,8 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 /// Only loopback callbacks are sent (this server never talks to the outside world).
 fn allowed(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| {
-        u.scheme() == "http" && u.host_str() == Some("127.0.0.1")
-    })
+    reqwest::Url::parse(url)
+        .is_ok_and(|u| u.scheme() == "http" && u.host_str() == Some("127.0.0.1"))
 }
 
 /// Starts the background task that waits for the job to end and posts the callback.

@@ -194,7 +194,10 @@ impl ExportParams {
                         match type_index(t) {
                             Some(i) if !types.contains(&i) => types.push(i),
                             Some(_) => {}
-                            None => ignore(format!("_type '{t}' is not a supported resource type (supported: {})", TYPES.join(",")))?,
+                            None => ignore(format!(
+                                "_type '{t}' is not a supported resource type (supported: {})",
+                                TYPES.join(",")
+                            ))?,
                         }
                     }
                 }
@@ -211,7 +214,8 @@ impl ExportParams {
                 "patient" => {
                     if !is_post {
                         return Err(
-                            "The 'patient' parameter is only supported with POST (Parameters body)".into(),
+                            "The 'patient' parameter is only supported with POST (Parameters body)"
+                                .into(),
                         );
                     }
                     let idx = value
@@ -229,8 +233,10 @@ impl ExportParams {
                 }
                 "includeAssociatedData" => {
                     for v in value.split(',').map(str::trim) {
-                        if matches!(v, "LatestProvenanceResources" | "RelevantProvenanceResources")
-                            || v.starts_with('_')
+                        if matches!(
+                            v,
+                            "LatestProvenanceResources" | "RelevantProvenanceResources"
+                        ) || v.starts_with('_')
                         {
                             include = Some(v.to_string());
                         } else {
@@ -242,7 +248,9 @@ impl ExportParams {
                     if value == "Patient" {
                         organize = true;
                     } else {
-                        ignore(format!("organizeOutputBy '{value}' is not supported (only Patient)"))?;
+                        ignore(format!(
+                            "organizeOutputBy '{value}' is not supported (only Patient)"
+                        ))?;
                     }
                 }
                 "allowPartialManifests" => match value.as_str() {
@@ -289,7 +297,10 @@ fn parse_type_filter(value: &str) -> Result<(usize, Vec<Vec<String>>), String> {
     let t = type_index(ty).ok_or_else(|| format!("_typeFilter type '{ty}' is not supported"))?;
     let mut conds = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        if matches!(k.as_ref(), "_include" | "_sort" | "_elements" | "_revinclude") {
+        if matches!(
+            k.as_ref(),
+            "_include" | "_sort" | "_elements" | "_revinclude"
+        ) {
             return Err(format!("_typeFilter must not contain '{k}'"));
         }
         if k != Dataset::attr_param(t) {
@@ -451,7 +462,10 @@ impl Plan {
 fn range_files(ds: &Dataset, sel: &Selection, t: usize, max: u64, files: &mut Vec<FileEntry>) {
     let total = ds.count(t);
     let push = |start: u64, end: u64, count: u64, files: &mut Vec<FileEntry>| {
-        let n = files.iter().filter(|f| f.rtype.as_deref() == Some(TYPES[t])).count();
+        let n = files
+            .iter()
+            .filter(|f| f.rtype.as_deref() == Some(TYPES[t]))
+            .count();
         files.push(FileEntry {
             name: format!("{}-{n}.ndjson", TYPES[t]),
             kind: FileKind::Output,

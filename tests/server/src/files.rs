@@ -114,7 +114,8 @@ impl Cursor {
         let mut v = self.ds.resource_json(t, i);
         if let Value::Object(o) = &mut v {
             o.retain(|k, _| {
-                matches!(k.as_str(), "resourceType" | "id" | "meta") || sel.elements.iter().any(|e| e == k)
+                matches!(k.as_str(), "resourceType" | "id" | "meta")
+                    || sel.elements.iter().any(|e| e == k)
             });
             o["meta"]["tag"] = serde_json::json!([{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED"}]);
         }
@@ -158,7 +159,11 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
         return http::oo(404, "not-found", "this job has no files");
     };
     let Some(idx) = plan.files.iter().position(|f| f.name == name) else {
-        return http::oo(404, "not-found", &format!("no file '{name}' in job {}", job.id));
+        return http::oo(
+            404,
+            "not-found",
+            &format!("no file '{name}' in job {}", job.id),
+        );
     };
     let phase = job.phase();
     if job.lock().deleted || phase == Phase::Cancelled {
@@ -168,7 +173,11 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
         return http::oo(404, "not-found", "file not ready yet");
     }
     if job.faults.expire && gen == 0 {
-        return http::oo(410, "expired", "This file URL expired; fetch the manifest again for fresh links (fault 'expire')");
+        return http::oo(
+            410,
+            "expired",
+            "This file URL expired; fetch the manifest again for fresh links (fault 'expire')",
+        );
     }
     let gzip = wants_gzip(h);
     let (attempt, gz_attempt) = {
@@ -193,10 +202,18 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
         }
         let len = all.len();
         let half = Bytes::from(all).slice(..len / 2);
-        let s = stream::iter(vec![
-            Ok(half),
-            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault 'reset'")),
-        ]);
+        let s = stream::unfold(Some(half), |state| async move {
+            match state {
+                Some(half) => Some((Ok(half), None)),
+                None => {
+                    // Let hyper flush the headers and the first half before the abort.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let e =
+                        std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault 'reset'");
+                    Some((Err(e), None))
+                }
+            }
+        });
         let mut r = Response::new(Body::from_stream(s));
         http::set(r.headers_mut(), header::CONTENT_LENGTH, &len.to_string());
         r
@@ -317,7 +334,11 @@ pub async fn storage(app: &App, method: &Method, uri: &Uri, h: &HeaderMap) -> Re
     let (job_id, name) = match parts.as_slice() {
         ["storage", j, f] => (*j, *f),
         _ => {
-            return http::tag(storage_error(404, "NoSuchKey", "The specified key does not exist."), "storage.unknown".into(), None)
+            return http::tag(
+                storage_error(404, "NoSuchKey", "The specified key does not exist."),
+                "storage.unknown".into(),
+                None,
+            )
         }
     };
     let tag = |r: Response| http::tag(r, "storage.file".into(), Some(job_id));
@@ -329,12 +350,23 @@ pub async fn storage(app: &App, method: &Method, uri: &Uri, h: &HeaderMap) -> Re
         ));
     }
     if method != Method::GET && method != Method::HEAD {
-        return tag(storage_error(405, "MethodNotAllowed", "The specified method is not allowed against this resource."));
+        return tag(storage_error(
+            405,
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
+        ));
     }
     let q = http::query_pairs(uri.query().unwrap_or(""));
-    let sig = q.iter().find(|(k, _)| k == "X-Amz-Signature").map(|(_, v)| v.as_str());
+    let sig = q
+        .iter()
+        .find(|(k, _)| k == "X-Amz-Signature")
+        .map(|(_, v)| v.as_str());
     if sig != Some(sign(app, job_id, name).as_str()) {
-        return tag(storage_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided."));
+        return tag(storage_error(
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+        ));
     }
     let gen = q
         .iter()
@@ -342,7 +374,11 @@ pub async fn storage(app: &App, method: &Method, uri: &Uri, h: &HeaderMap) -> Re
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
     let Some(job) = app.jobs.get_any(job_id) else {
-        return tag(storage_error(404, "NoSuchKey", "The specified key does not exist."));
+        return tag(storage_error(
+            404,
+            "NoSuchKey",
+            "The specified key does not exist.",
+        ));
     };
     tag(serve(app, &job, name, gen, h).await)
 }

@@ -182,7 +182,10 @@ mod tests {
     #[test]
     fn prefer_tokens() {
         let mut h = HeaderMap::new();
-        h.append("prefer", HeaderValue::from_static("respond-async, async-mode=redirect"));
+        h.append(
+            "prefer",
+            HeaderValue::from_static("respond-async, async-mode=redirect"),
+        );
         h.append(
             "prefer",
             HeaderValue::from_static("callback-url=\"http://127.0.0.1:9/cb?a=b\""),
@@ -190,6 +193,9 @@ mod tests {
         let p = prefer(&h);
         assert!(has_pref(&p, "respond-async"));
         assert_eq!(pref_value(&p, "async-mode"), Some("redirect"));
-        assert_eq!(pref_value(&p, "callback-url"), Some("http://127.0.0.1:9/cb?a=b"));
+        assert_eq!(
+            pref_value(&p, "callback-url"),
+            Some("http://127.0.0.1:9/cb?a=b")
+        );
     }
 }

@@ -39,7 +39,8 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
             let Some(job) = app.jobs.get(id, d) else {
                 return http::tag(unknown_job(id), route("file"), None);
             };
-            let r = crate::files::serve(app, &job, name, super::gen_param(&ctx), &ctx.headers).await;
+            let r =
+                crate::files::serve(app, &job, name, super::gen_param(&ctx), &ctx.headers).await;
             http::tag(r, route("file"), Some(id))
         }
         (_, ["_async", ..]) => http::tag(
@@ -69,9 +70,11 @@ fn interaction(app: &Arc<App>, ctx: &Ctx, d: Dialect) -> Response {
         None
     };
     let segs: Vec<&str> = ctx.rest.split('/').collect();
-    let export = export_level(&segs).filter(|_| ctx.method == Method::GET || ctx.method == Method::POST);
+    let export =
+        export_level(&segs).filter(|_| ctx.method == Method::GET || ctx.method == Method::POST);
     let has_fmt = ctx.param("_outputFormat").is_some()
-        || (ctx.method == Method::POST && String::from_utf8_lossy(&ctx.body).contains("\"_outputFormat\""));
+        || (ctx.method == Method::POST
+            && String::from_utf8_lossy(&ctx.body).contains("\"_outputFormat\""));
     let (job, mode_applied) = if let Some(level) = export {
         let redirect = asked_mode == Some("redirect");
         if redirect && has_fmt {
@@ -81,7 +84,11 @@ fn interaction(app: &Arc<App>, ctx: &Ctx, d: Dialect) -> Response {
                 None,
             );
         }
-        let mode = if redirect { Mode::Redirect } else { Mode::Manifest };
+        let mode = if redirect {
+            Mode::Redirect
+        } else {
+            Mode::Manifest
+        };
         match super::bulk::start_export(app, ctx, d, level, mode) {
             Ok((job, _)) => (job, redirect),
             Err(r) => return http::tag(r, route, None),
@@ -89,7 +96,11 @@ fn interaction(app: &Arc<App>, ctx: &Ctx, d: Dialect) -> Response {
     } else {
         let (status, body) = crate::facade::execute(app, ctx);
         if !is_async {
-            return http::tag(http::fhir(status, &body), format!("{}.sync", d.name()), None);
+            return http::tag(
+                http::fhir(status, &body),
+                format!("{}.sync", d.name()),
+                None,
+            );
         }
         if let Some(r) = app.kick_fault(ctx) {
             return http::tag(r, route, None);
@@ -99,7 +110,10 @@ fn interaction(app: &Arc<App>, ctx: &Ctx, d: Dialect) -> Response {
             _ => Mode::Bundle,
         };
         let job = app.start_job(ctx, d, Work::Answer { status, body }, mode, false);
-        (job, asked_mode.is_some_and(|m| m == "redirect" || m == "bundle"))
+        (
+            job,
+            asked_mode.is_some_and(|m| m == "redirect" || m == "bundle"),
+        )
     };
     let mut r = app.accepted(ctx, &status_path(&job), false);
     let mut applied = "respond-async".to_string();
@@ -155,7 +169,10 @@ async fn status(app: &Arc<App>, ctx: &Ctx, d: Dialect, id: &str) -> Response {
 /// The synchronous status and body of a finished job.
 fn answer(app: &App, job: &Job, phase: Phase) -> (u16, Value) {
     if phase == Phase::Failed {
-        return (400, http::oo_value("error", "processing", "The operation failed (fault 'fail')"));
+        return (
+            400,
+            http::oo_value("error", "processing", "The operation failed (fault 'fail')"),
+        );
     }
     match &job.work {
         Work::Answer { status, body } => (*status, body.clone()),
@@ -163,7 +180,10 @@ fn answer(app: &App, job: &Job, phase: Phase) -> (u16, Value) {
             let gen = super::next_gen(job);
             match super::manifest_page(app, job, 1, gen) {
                 Some(m) => (200, m),
-                None => (500, http::oo_value("error", "exception", "manifest unavailable")),
+                None => (
+                    500,
+                    http::oo_value("error", "exception", "manifest unavailable"),
+                ),
             }
         }
     }
@@ -191,7 +211,11 @@ fn result(app: &Arc<App>, d: Dialect, id: &str) -> Response {
     };
     job.count("result");
     let r = match job.phase() {
-        Phase::Running(_) => http::oo(404, "not-found", "The result is not available yet; poll the status URL"),
+        Phase::Running(_) => http::oo(
+            404,
+            "not-found",
+            "The result is not available yet; poll the status URL",
+        ),
         Phase::Cancelled => unknown_job(id),
         phase => {
             let (status, body) = answer(app, &job, phase);

@@ -7,7 +7,9 @@ use axum::http::{header, Method};
 use axum::response::Response;
 use serde_json::json;
 
-use super::{cancel, manifest_page, next_gen, page_param, running_headers, status_path, unknown_job};
+use super::{
+    cancel, manifest_page, next_gen, page_param, running_headers, status_path, unknown_job,
+};
 use crate::app::{App, Ctx};
 use crate::export::{oo_line, pairs_from_parameters, ExportParams, Level, Plan};
 use crate::http::{self, has_pref, lenient};
@@ -31,7 +33,10 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
             job_route(app, &ctx, d, &id)
         }
         ["bulk-export", "jobs", id] if d == Dialect::Oracle => job_route(app, &ctx, d, id),
-        ["_files", id, name] if d != Dialect::Oracle && (*m == Method::GET || (d == Dialect::HealthConnect && *m == Method::POST)) => {
+        ["_files", id, name]
+            if d != Dialect::Oracle
+                && (*m == Method::GET || (d == Dialect::HealthConnect && *m == Method::POST)) =>
+        {
             file(app, &ctx, d, id, name).await
         }
         ["bulk-export", "files", fid] if d == Dialect::Oracle && *m == Method::GET => {
@@ -49,7 +54,16 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
             file(app, &ctx, d, id, &name).await
         }
         _ => http::tag(
-            http::oo(404, "not-supported", &format!("{} {} is not supported by the {} dialect", ctx.method, ctx.path, d.name())),
+            http::oo(
+                404,
+                "not-supported",
+                &format!(
+                    "{} {} is not supported by the {} dialect",
+                    ctx.method,
+                    ctx.path,
+                    d.name()
+                ),
+            ),
             route("unknown"),
             None,
         ),
@@ -111,13 +125,23 @@ pub fn start_export(
     } else {
         Vec::new()
     };
-    let plan = Plan::build(params, &app.ds, app.cfg.file_resources, ctx.faults.partial, &extra);
+    let plan = Plan::build(
+        params,
+        &app.ds,
+        app.cfg.file_resources,
+        ctx.faults.partial,
+        &extra,
+    );
     let separate = matches!(d, Dialect::Bulk | Dialect::HealthConnect)
         && has_pref(&ctx.prefs, "separate-export-status");
     let job = app.start_job(ctx, d, Work::Export(Arc::new(plan)), mode, separate);
     let mut resp = app.accepted(ctx, &status_path(&job), false);
     if separate {
-        http::set_named(resp.headers_mut(), "preference-applied", "separate-export-status");
+        http::set_named(
+            resp.headers_mut(),
+            "preference-applied",
+            "separate-export-status",
+        );
     }
     Ok((job, resp))
 }
@@ -156,7 +180,11 @@ pub fn status_answer(app: &App, job: &Job, d: Dialect, page: usize) -> Response 
                 None => http::oo(404, "not-found", &format!("no manifest page {page}")),
                 Some(m) => {
                     let mut r = http::json_with(200, "application/json", &m);
-                    http::set(r.headers_mut(), header::EXPIRES, &crate::time::http_date_in(3600));
+                    http::set(
+                        r.headers_mut(),
+                        header::EXPIRES,
+                        &crate::time::http_date_in(3600),
+                    );
                     if d == Dialect::Oracle {
                         http::set_named(r.headers_mut(), "x-progress", "completed");
                     }
@@ -207,7 +235,11 @@ fn delete(app: &Arc<App>, d: Dialect, id: &str) -> Response {
     let r = match d {
         Dialect::Bulk => http::fhir(
             202,
-            &http::oo_value("information", "informational", "The export job was cancelled and its files deleted"),
+            &http::oo_value(
+                "information",
+                "informational",
+                "The export job was cancelled and its files deleted",
+            ),
         ),
         _ => http::empty(202),
     };

@@ -108,13 +108,20 @@ pub fn file_url(app: &App, job: &Job, idx: usize, gen: u64) -> String {
     if job.dialect == Dialect::Medplum || job.faults.storage {
         return crate::files::storage_url(app, job, name, gen);
     }
-    let g = if gen > 0 { format!("?g={gen}") } else { String::new() };
+    let g = if gen > 0 {
+        format!("?g={gen}")
+    } else {
+        String::new()
+    };
     match job.dialect {
         Dialect::Oracle => format!(
             "{}{}/bulk-export/files/{}-{idx}{g}",
             app.main_origin, job.base, job.id
         ),
-        _ => format!("{}{}/_files/{}/{name}{g}", app.main_origin, job.base, job.id),
+        _ => format!(
+            "{}{}/_files/{}/{name}{g}",
+            app.main_origin, job.base, job.id
+        ),
     }
 }
 
@@ -239,5 +246,9 @@ pub fn gen_param(ctx: &Ctx) -> u64 {
 
 /// A 404 for an unknown job.
 pub fn unknown_job(id: &str) -> Response {
-    http::oo(404, "not-found", &format!("Unknown job '{id}' (never existed, cancelled or deleted)"))
+    http::oo(
+        404,
+        "not-found",
+        &format!("Unknown job '{id}' (never existed, cancelled or deleted)"),
+    )
 }

@@ -1,0 +1,298 @@
+//! Auth, CORS, stats, discovery and the binary itself.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[tokio::test]
+async fn bearer_token_required() {
+    let s = start(|c| c.token = Some("T".into())).await;
+    let r = s
+        .req(
+            Method::GET,
+            &s.url(&"/bulk/fhir/$export?_type=Patient".to_string()),
+            &[("prefer", "respond-async")],
+            None,
+        )
+        .await;
+    assert_oo(&r, 401, "login");
+    assert_eq!(r.h("www-authenticate").as_deref(), Some("Bearer"));
+    let auth = [("prefer", "respond-async"), ("authorization", "Bearer T")];
+    let r = s
+        .req(
+            Method::GET,
+            &s.url("/bulk/fhir/$export?_type=Patient"),
+            &auth,
+            None,
+        )
+        .await;
+    assert_eq!(r.code(), 202);
+    let loc = r.h("content-location").unwrap();
+    assert_eq!(s.get(&loc).await.code(), 401);
+    let m = s.req(Method::GET, &loc, &auth, None).await.json();
+    assert_eq!(m["requiresAccessToken"], true);
+    let url = m["output"][0]["url"].as_str().unwrap();
+    assert_eq!(s.get(url).await.code(), 401);
+    assert_eq!(s.req(Method::GET, url, &auth, None).await.code(), 200);
+    // discovery stays public
+    assert_eq!(s.get(&s.url("/bulk/fhir/metadata")).await.code(), 200);
+    let sc = s
+        .get(&s.url("/bulk/fhir/.well-known/smart-configuration"))
+        .await
+        .json();
+    assert_eq!(sc["token_endpoint"], s.url("/auth/token"));
+}
+
+async fn assertion_token(
+    s: &Srv,
+    alg: jsonwebtoken::Algorithm,
+    kid: &str,
+    pem: &str,
+) -> reqwest::Response {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({"iss":"client-1","sub":"client-1","aud":s.url("/auth/token"),"exp":now+300,"jti":format!("j{now}{kid}")});
+    let mut h = jsonwebtoken::Header::new(alg);
+    h.kid = Some(kid.into());
+    let key = std::fs::read(fixture(pem)).unwrap();
+    let key = match alg {
+        jsonwebtoken::Algorithm::ES384 => jsonwebtoken::EncodingKey::from_ec_pem(&key).unwrap(),
+        _ => jsonwebtoken::EncodingKey::from_rsa_pem(&key).unwrap(),
+    };
+    let jwt = jsonwebtoken::encode(&h, &claims, &key).unwrap();
+    let form = format!(
+        "grant_type=client_credentials&scope=system%2F*.read&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={jwt}"
+    );
+    s.c.post(s.url("/auth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn backend_services_tokens() {
+    let s = start(|c| {
+        c.jwks = Some(fixture("jwks.json"));
+        c.token_ttl = 300;
+    })
+    .await;
+    for (alg, kid, pem) in [
+        (
+            jsonwebtoken::Algorithm::ES384,
+            "test-es384",
+            "es384-private.pem",
+        ),
+        (
+            jsonwebtoken::Algorithm::RS384,
+            "test-rs384",
+            "rs384-private.pem",
+        ),
+    ] {
+        let r = assertion_token(&s, alg, kid, pem).await;
+        assert_eq!(r.status(), 200);
+        let t: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(t["token_type"], "bearer");
+        assert_eq!(t["expires_in"], 300);
+        assert_eq!(t["scope"], "system/*.read");
+        let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+        let r = s
+            .req(
+                Method::GET,
+                &s.url("/bulk/fhir/$export"),
+                &[("prefer", "respond-async"), ("authorization", &bearer)],
+                None,
+            )
+            .await;
+        assert_eq!(r.code(), 202);
+    }
+    // wrong key for the kid
+    let r = assertion_token(
+        &s,
+        jsonwebtoken::Algorithm::ES384,
+        "test-rs384",
+        "es384-private.pem",
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    let r =
+        s.c.post(s.url("/auth/token"))
+            .body("grant_type=password")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn issued_tokens_expire() {
+    let s = start(|c| {
+        c.jwks = Some(fixture("jwks.json"));
+        c.token_ttl = 0;
+    })
+    .await;
+    let t: serde_json::Value = assertion_token(
+        &s,
+        jsonwebtoken::Algorithm::ES384,
+        "test-es384",
+        "es384-private.pem",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    let r = s
+        .req(
+            Method::GET,
+            &s.url("/bulk/fhir/$export"),
+            &[("prefer", "respond-async"), ("authorization", &bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(r.code(), 401);
+    assert!(r.h("www-authenticate").unwrap().contains("invalid_token"));
+}
+
+#[tokio::test]
+async fn cors_and_preflight() {
+    let s = start(|_| {}).await;
+    let r = s
+        .req(
+            Method::OPTIONS,
+            &s.url("/bulk/fhir/$export"),
+            &[
+                ("origin", "http://x.test"),
+                ("access-control-request-method", "GET"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.code(), 204);
+    assert_eq!(
+        r.h("access-control-allow-origin").as_deref(),
+        Some("http://x.test")
+    );
+    assert_eq!(
+        r.h("access-control-allow-methods").as_deref(),
+        Some("GET, POST, DELETE, OPTIONS")
+    );
+    assert_eq!(
+        r.h("access-control-allow-headers").as_deref(),
+        Some("Authorization, Prefer, Content-Type, Accept")
+    );
+    let r = s.get(&s.url("/bulk/fhir/metadata")).await;
+    assert_eq!(r.h("access-control-allow-origin").as_deref(), Some("*"));
+    assert!(r
+        .h("access-control-expose-headers")
+        .unwrap()
+        .contains("X-Export-Status"));
+    let s2 = start(|c| c.no_expose_headers = true).await;
+    assert!(s2
+        .get(&s2.url("/bulk/fhir/metadata"))
+        .await
+        .h("access-control-expose-headers")
+        .is_none());
+}
+
+#[tokio::test]
+async fn stats_count_routes_and_jobs() {
+    let s = start(|c| c.job_ms = 60_000).await;
+    let (_, loc) = s.kick("/bulk/fhir/$export").await;
+    for _ in 0..3 {
+        s.get(&loc).await;
+    }
+    let st = s.stats().await;
+    assert_eq!(st["routes"]["bulk.kickoff"], 1);
+    assert_eq!(st["routes"]["bulk.status"], 3);
+    let id = loc.split("_jobId=").nth(1).unwrap();
+    assert_eq!(st["jobs"][id]["counts"]["status"], 3);
+    assert_eq!(st["jobs"][id]["counts"]["kickoff"], 1);
+    let reqs = st["requests"].as_array().unwrap();
+    assert_eq!(reqs[0]["headers"]["prefer"], "respond-async");
+    assert_eq!(reqs[0]["origin"], "main");
+    let r = s
+        .req(Method::POST, &s.url("/_admin/reset"), &[], None)
+        .await;
+    assert_eq!(r.code(), 200);
+    let st = s.stats().await;
+    assert_eq!(st["total"], 0);
+}
+
+#[test]
+fn binary_prints_addresses_and_exits_on_stdin_eof() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fhir-async-testserver"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--patients",
+            "5",
+            "--exit-on-stdin-eof",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut l1 = String::new();
+    let mut l2 = String::new();
+    out.read_line(&mut l1).unwrap();
+    out.read_line(&mut l2).unwrap();
+    assert!(l1.starts_with("listening on http://127.0.0.1:"), "{l1}");
+    assert!(l2.starts_with("storage on http://127.0.0.1:"), "{l2}");
+    drop(child.stdin.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not exit on stdin EOF"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn help_documents_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fhir-async-testserver"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--patients",
+        "--seed",
+        "--token",
+        "--jwks",
+        "--token-ttl",
+        "--job-ms",
+        "--retry-after",
+        "--oracle-retry-after",
+        "--file-resources",
+        "--faults",
+        "--callback-secret",
+        "--long-poll-ms",
+        "--no-expose-headers",
+        "--log",
+        "--exit-on-stdin-eof",
+        "--page-size",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+}
