@@ -484,6 +484,16 @@ mod tests {
             .all(|p| !p.send_token && p.blocked.is_none()));
     }
 
+    // protocol E5: Attachment.url inside resources follows the same token rule
+    #[test]
+    fn attachment_urls_follow_the_token_rule() {
+        let p = policy();
+        assert!(p.may_send_token("https://fhir.example/r4/Binary/1"));
+        assert!(!p.may_send_token("https://cdn.example/Binary/1"));
+        assert!(!p.may_send_token("http://fhir.example/r4/Binary/1"));
+        assert!(!p.may_send_token("not a url"));
+    }
+
     // protocol I4: no http file under an https base
     #[test]
     fn http_under_https_is_blocked() {
