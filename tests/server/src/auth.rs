@@ -56,7 +56,6 @@ impl Auth {
     }
 
     /// Checks `Authorization: Bearer ...`; `Err` is the 401 answer.
-    #[allow(clippy::result_large_err)]
     pub fn check(&self, h: &HeaderMap) -> Result<(), Response> {
         if !self.enabled() {
             return Ok(());

@@ -167,9 +167,12 @@ async fn long_polling_returns_on_completion() {
     );
 }
 
+/// (X-Signature header, body) of one callback.
+type Received = (String, Vec<u8>);
+
 #[tokio::test]
 async fn callback_is_signed() {
-    let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
     let g2 = got.clone();
     let app = axum::Router::new().route(
         "/cb",

@@ -20,7 +20,7 @@ async fn bearer_token_required() {
     let r = s
         .req(
             Method::GET,
-            &s.url(&"/bulk/fhir/$export?_type=Patient".to_string()),
+            &s.url("/bulk/fhir/$export?_type=Patient"),
             &[("prefer", "respond-async")],
             None,
         )

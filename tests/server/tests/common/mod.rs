@@ -19,8 +19,10 @@ pub struct Srv {
 }
 
 pub async fn start(f: impl FnOnce(&mut Config)) -> Srv {
-    let mut cfg = Config::default();
-    cfg.job_ms = 0;
+    let mut cfg = Config {
+        job_ms: 0,
+        ..Config::default()
+    };
     f(&mut cfg);
     let (addr, saddr, handle) = serve(cfg).await.expect("server starts");
     Srv {
