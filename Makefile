@@ -7,6 +7,12 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: server test setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples demo
 
+## The main job: a bulk export with a live progress bar against the bundled
+## reference server (or `make demo SERVER=https://... TOKEN=...`).
+demo: server
+	$(CARGO) build --release -p fhir-async-examples --bin fhir-async-demo
+	./target/release/fhir-async-demo $(if $(SERVER),--server '$(SERVER)') $(if $(TOKEN),--token '$(TOKEN)')
+
 ## The one test command (what .ci/run calls).
 test: setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples
 	@echo "make test: all suites passed"
