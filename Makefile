@@ -46,5 +46,12 @@ test-npm: server
 test-python: server
 	bash python/scripts/test.sh
 
-test-examples:
-	@echo "test-examples: (added with issue 6)"
+# The Rust examples (one per seed dialect, and the demo itself) against the
+# reference server. The browser, Node and notebook examples run in their suites.
+EXAMPLES := medplum healthconnect oracle aidbox
+test-examples: server
+	$(CARGO) build --release -p fhir-async-examples
+	for b in $(EXAMPLES); do echo "== example $$b"; ./target/release/$$b; done
+	rm -rf target/demo-test-output
+	./target/release/fhir-async-demo --patients 300 --out target/demo-test-output
+	test "$$(ls target/demo-test-output/*.ndjson | wc -l)" -ge 6

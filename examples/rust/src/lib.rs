@@ -5,8 +5,8 @@
 //! the example for Rust users and the engine behind `make demo`.
 
 use fhir_async::{
-    Action, DownloadAction, Error, FileDownload, FileReport, HeadDecision, Job, Outcome, PlannedFile, Progress, Request,
-    Response, RetryPolicy, TransportErrorKind,
+    Action, DownloadAction, Error, FileDownload, FileReport, HeadDecision, Job, Outcome,
+    PlannedFile, Progress, Request, Response, RetryPolicy, TransportErrorKind,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Unix milliseconds from the system clock: the only clock in the SDK lives here.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A blocking HTTP driver.
@@ -84,7 +86,9 @@ impl Driver {
     }
 
     fn send(&self, req: &Request) -> Sent {
-        let mut b = ureq::http::Request::builder().method(req.method.as_str()).uri(&req.url);
+        let mut b = ureq::http::Request::builder()
+            .method(req.method.as_str())
+            .uri(&req.url);
         for (k, v) in &req.headers {
             b = b.header(k, v);
         }
@@ -107,8 +111,12 @@ impl Driver {
             Ok(r) => Sent::Response(r),
             Err(e) => {
                 let kind = match &e {
-                    ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => TransportErrorKind::Connect,
-                    ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => TransportErrorKind::Connect,
+                    ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                        TransportErrorKind::Connect
+                    }
+                    ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        TransportErrorKind::Connect
+                    }
                     _ => TransportErrorKind::AfterSend,
                 };
                 Sent::Failed(kind, e.to_string())
@@ -117,24 +125,52 @@ impl Driver {
     }
 
     /// Drives a job to its end, calling `on_progress` after every step.
-    pub fn run(&self, job: &mut Job, mut on_progress: impl FnMut(&Progress)) -> Result<Outcome, Error> {
+    pub fn run(&self, job: &mut Job, on_progress: impl FnMut(&Progress)) -> Result<Outcome, Error> {
+        let (_keep, inbox) = std::sync::mpsc::channel();
+        self.run_with_callbacks(job, on_progress, &inbox)
+    }
+
+    /// Like [`Driver::run`], and a verified callback arriving on `inbox`
+    /// wakes the job early (it still confirms with its own GET).
+    pub fn run_with_callbacks(
+        &self,
+        job: &mut Job,
+        mut on_progress: impl FnMut(&Progress),
+        inbox: &std::sync::mpsc::Receiver<fhir_async::CallbackPayload>,
+    ) -> Result<Outcome, Error> {
         loop {
-            let now = now_ms();
-            on_progress(&job.progress(now));
-            match job.next_action(now)? {
-                Action::Send { request } => match self.send(&request) {
-                    Sent::Response(r) => {
-                        let response = to_response(r);
-                        job.handle_response(request.id, response, now_ms())?;
-                    }
-                    Sent::Failed(kind, msg) => job.handle_transport_error(request.id, kind, &msg, now_ms())?,
-                },
-                // Sleep in short slices so progress keeps moving.
-                Action::Wait { delay_ms, .. } => std::thread::sleep(Duration::from_millis(delay_ms.min(250))),
-                Action::RefreshToken => {} // a static token: the engine retries once, then reports Unauthorized
-                Action::Done { outcome } => return Ok(outcome),
+            on_progress(&job.progress(now_ms()));
+            if let Some(outcome) = self.step(job, inbox)? {
+                return Ok(outcome);
             }
         }
+    }
+
+    /// Carries out one action of the job: sends one request, or sleeps at
+    /// most 250 ms of a wait (a callback on `inbox` ends the sleep early).
+    /// Returns the outcome once the job is done.
+    pub fn step(
+        &self,
+        job: &mut Job,
+        inbox: &std::sync::mpsc::Receiver<fhir_async::CallbackPayload>,
+    ) -> Result<Option<Outcome>, Error> {
+        let now = now_ms();
+        match job.next_action(now)? {
+            Action::Send { request } => match self.send(&request) {
+                Sent::Response(r) => job.handle_response(request.id, to_response(r), now_ms())?,
+                Sent::Failed(kind, msg) => {
+                    job.handle_transport_error(request.id, kind, &msg, now_ms())?
+                }
+            },
+            Action::Wait { delay_ms, .. } => {
+                if let Ok(payload) = inbox.recv_timeout(Duration::from_millis(delay_ms.min(250))) {
+                    job.handle_callback(&payload, now_ms());
+                }
+            }
+            Action::RefreshToken => {} // a static token: the engine retries once, then reports Unauthorized
+            Action::Done { outcome } => return Ok(Some(outcome)),
+        }
+        Ok(None)
     }
 
     /// Downloads every planned file into `dir` with `concurrency` threads:
@@ -157,7 +193,9 @@ impl Driver {
         std::thread::scope(|s| {
             for _ in 0..concurrency.max(1) {
                 s.spawn(|| loop {
-                    let Some(file) = queue.lock().ok().and_then(|mut q| q.next()) else { return };
+                    let Some(file) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                        return;
+                    };
                     let r = self.download_one(file, &policy, dir, bytes, resources, &job_lock);
                     if let Ok(mut v) = results.lock() {
                         v.push(r);
@@ -199,7 +237,14 @@ impl Driver {
                             }
                         };
                         let headers = header_pairs(r.headers());
-                        if d.handle_head(request.id, r.status().as_u16(), &headers, false, now_ms())? == HeadDecision::Discard {
+                        if d.handle_head(
+                            request.id,
+                            r.status().as_u16(),
+                            &headers,
+                            false,
+                            now_ms(),
+                        )? == HeadDecision::Discard
+                        {
                             continue;
                         }
                         let mut reader = r.into_body().into_reader();
@@ -207,7 +252,8 @@ impl Driver {
                         let mut on_line = |l: &[u8]| {
                             resources.fetch_add(1, Ordering::Relaxed);
                             if write_err.is_none() {
-                                if let Err(e) = out.write_all(l).and_then(|()| out.write_all(b"\n")) {
+                                if let Err(e) = out.write_all(l).and_then(|()| out.write_all(b"\n"))
+                                {
                                     write_err = Some(e);
                                 }
                             }
@@ -229,20 +275,30 @@ impl Driver {
                         };
                         match failed {
                             None => d.finish(request.id, now_ms(), &mut on_line)?,
-                            Some(msg) if !msg.is_empty() => d.handle_transport_error(request.id, &msg, now_ms())?,
+                            Some(msg) if !msg.is_empty() => {
+                                d.handle_transport_error(request.id, &msg, now_ms())?
+                            }
                             Some(_) => {}
                         }
                         if let Some(e) = write_err.take() {
                             return Err(e.into());
                         }
                     }
-                    DownloadAction::Wait { delay_ms, .. } => std::thread::sleep(Duration::from_millis(delay_ms)),
+                    DownloadAction::Wait { delay_ms, .. } => {
+                        std::thread::sleep(Duration::from_millis(delay_ms))
+                    }
                     DownloadAction::RefreshToken => {}
                     DownloadAction::RefreshManifest => {
-                        let mut j = job.lock().map_err(|_| DriveError::Io(std::io::Error::other("poisoned")))?;
-                        let fresh = if j.refresh_manifest(now_ms()).is_ok() && self.run(&mut **j, |_| {}).is_ok() {
+                        let mut j = job
+                            .lock()
+                            .map_err(|_| DriveError::Io(std::io::Error::other("poisoned")))?;
+                        let fresh = if j.refresh_manifest(now_ms()).is_ok()
+                            && self.run(&mut **j, |_| {}).is_ok()
+                        {
                             let (kind, index) = (d.file().kind, d.file().index);
-                            j.download_plan().into_iter().find(|f| f.kind == kind && f.index == index)
+                            j.download_plan()
+                                .into_iter()
+                                .find(|f| f.kind == kind && f.index == index)
                         } else {
                             None
                         };
@@ -270,7 +326,12 @@ impl Driver {
 
 fn header_pairs(h: &ureq::http::HeaderMap) -> Vec<(String, String)> {
     h.iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -278,8 +339,18 @@ fn to_response(r: ureq::http::Response<ureq::Body>) -> Response {
     let status = r.status().as_u16();
     let headers = header_pairs(r.headers());
     // Status bodies are small; cap them so a hostile server cannot exhaust memory.
-    let body = r.into_body().with_config().limit(16 << 20).read_to_vec().unwrap_or_default();
-    Response { status, headers, body, url: None }
+    let body = r
+        .into_body()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_vec()
+        .unwrap_or_default();
+    Response {
+        status,
+        headers,
+        body,
+        url: None,
+    }
 }
 
 /// The reference server, started as a child process on loopback port 0 and
@@ -297,9 +368,12 @@ pub struct TestServer {
 impl TestServer {
     /// Starts `target/release/fhir-async-testserver` (or `$FHIR_ASYNC_TESTSERVER`).
     pub fn start(args: &[&str]) -> std::io::Result<TestServer> {
-        let bin = std::env::var("FHIR_ASYNC_TESTSERVER").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/fhir-async-testserver")
-        });
+        let bin = std::env::var("FHIR_ASYNC_TESTSERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../target/release/fhir-async-testserver")
+            });
         let mut child = Command::new(&bin)
             .args(["--addr", "127.0.0.1:0", "--exit-on-stdin-eof"])
             .args(args)
@@ -307,12 +381,25 @@ impl TestServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e} (run `make server` first)", bin.display())))?;
-        let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
-        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e} (run `make server` first)", bin.display()),
+                )
+            })?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
         let mut next = |prefix: &str| -> std::io::Result<String> {
-            let line = lines.next().ok_or_else(|| std::io::Error::other("server exited"))??;
+            let line = lines
+                .next()
+                .ok_or_else(|| std::io::Error::other("server exited"))??;
             line.strip_prefix(prefix)
                 .map(str::to_owned)
                 .ok_or_else(|| std::io::Error::other(format!("unexpected server output: {line}")))
@@ -321,7 +408,12 @@ impl TestServer {
         let storage_url = next("storage on ")?;
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.by_ref() {});
-        Ok(TestServer { child, _stdin: stdin, url, storage_url })
+        Ok(TestServer {
+            child,
+            _stdin: stdin,
+            url,
+            storage_url,
+        })
     }
 }
 
