@@ -11,7 +11,10 @@ fn manifest(files: usize) -> Vec<u8> {
         if i > 0 {
             s.push(',');
         }
-        s.push_str(&format!(r#"{{"type":"Observation","url":"https://fhir.example/r4/files/{i:08}.ndjson","count":{}}}"#, 1000 + i));
+        s.push_str(&format!(
+            r#"{{"type":"Observation","url":"https://fhir.example/r4/files/{i:08}.ndjson","count":{}}}"#,
+            1000 + i
+        ));
     }
     s.push_str(r#"],"error":[{"type":"OperationOutcome","url":"https://fhir.example/r4/files/err.ndjson"}]}"#);
     s.into_bytes()

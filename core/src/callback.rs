@@ -35,11 +35,7 @@ pub enum CallbackStatus {
 
 /// Why a callback was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(
-    tag = "code",
-    rename_all = "snake_case",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "code", rename_all = "snake_case", rename_all_fields = "camelCase")]
 #[non_exhaustive]
 pub enum CallbackError {
     /// No signature, or one that does not match the body.
@@ -52,21 +48,13 @@ pub enum CallbackError {
 
 /// Verifies `signature` (`sha256=<hex>` or bare hex) over the exact body bytes
 /// with HMAC-SHA256 under `secret` (constant-time), then parses the payload.
-pub fn verify_callback(
-    body: &[u8],
-    signature: Option<&str>,
-    secret: &[u8],
-) -> Result<CallbackPayload, CallbackError> {
-    let sig = signature
-        .map(str::trim)
-        .ok_or(CallbackError::BadSignature)?;
+pub fn verify_callback(body: &[u8], signature: Option<&str>, secret: &[u8]) -> Result<CallbackPayload, CallbackError> {
+    let sig = signature.map(str::trim).ok_or(CallbackError::BadSignature)?;
     let hex_part = sig.strip_prefix("sha256=").unwrap_or(sig);
     let expected = hex::decode(hex_part).map_err(|_| CallbackError::BadSignature)?;
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret).map_err(|_| CallbackError::BadSignature)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| CallbackError::BadSignature)?;
     mac.update(body);
-    mac.verify_slice(&expected)
-        .map_err(|_| CallbackError::BadSignature)?;
+    mac.verify_slice(&expected).map_err(|_| CallbackError::BadSignature)?;
     parse_callback(body)
 }
 
@@ -83,21 +71,12 @@ pub fn sign_callback(body: &[u8], secret: &[u8]) -> String {
 
 /// Parses a callback `Parameters` without checking a signature.
 pub fn parse_callback(body: &[u8]) -> Result<CallbackPayload, CallbackError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
     if v.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
         return Err(CallbackError::Malformed("not a Parameters resource".into()));
     }
-    let params = v
-        .get("parameter")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let find = |name: &str| {
-        params
-            .iter()
-            .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
-    };
+    let params = v.get("parameter").and_then(Value::as_array).cloned().unwrap_or_default();
+    let find = |name: &str| params.iter().find(|p| p.get("name").and_then(Value::as_str) == Some(name));
     let status = match find("status")
         .and_then(|p| p.get("valueCode").or_else(|| p.get("valueString")))
         .and_then(Value::as_str)
@@ -106,30 +85,18 @@ pub fn parse_callback(body: &[u8]) -> Result<CallbackPayload, CallbackError> {
         Some("failed") => CallbackStatus::Failed,
         Some("cancelled") => CallbackStatus::Cancelled,
         other => {
-            return Err(CallbackError::Malformed(format!(
-                "status must be completed|failed|cancelled, got {other:?}"
-            )))
+            return Err(CallbackError::Malformed(format!("status must be completed|failed|cancelled, got {other:?}")))
         }
     };
     let result_url = find("resultUrl")
-        .and_then(|p| {
-            p.get("valueUrl")
-                .or_else(|| p.get("valueUri"))
-                .or_else(|| p.get("valueString"))
-        })
+        .and_then(|p| p.get("valueUrl").or_else(|| p.get("valueUri")).or_else(|| p.get("valueString")))
         .and_then(Value::as_str)
         .map(str::to_owned);
     let outcome = params
         .iter()
-        .find(|p| {
-            p.pointer("/resource/resourceType").and_then(Value::as_str) == Some("OperationOutcome")
-        })
+        .find(|p| p.pointer("/resource/resourceType").and_then(Value::as_str) == Some("OperationOutcome"))
         .and_then(|p| p.get("resource").cloned());
-    Ok(CallbackPayload {
-        status,
-        result_url,
-        outcome,
-    })
+    Ok(CallbackPayload { status, result_url, outcome })
 }
 
 #[cfg(test)]
@@ -144,10 +111,7 @@ mod tests {
         let sig = sign_callback(BODY, b"s3cret");
         let p = verify_callback(BODY, Some(&sig), b"s3cret").unwrap();
         assert_eq!(p.status, CallbackStatus::Completed);
-        assert_eq!(
-            p.result_url.as_deref(),
-            Some("https://fhir.example.com/whatever/path/1ab7162f-result")
-        );
+        assert_eq!(p.result_url.as_deref(), Some("https://fhir.example.com/whatever/path/1ab7162f-result"));
         let bare = sig.trim_start_matches("sha256=");
         assert!(verify_callback(BODY, Some(bare), b"s3cret").is_ok());
     }
@@ -155,29 +119,17 @@ mod tests {
     #[test]
     fn rejects_bad_signatures_and_bodies() {
         let sig = sign_callback(BODY, b"s3cret");
-        assert_eq!(
-            verify_callback(BODY, Some(&sig), b"other"),
-            Err(CallbackError::BadSignature)
-        );
-        assert_eq!(
-            verify_callback(BODY, None, b"s3cret"),
-            Err(CallbackError::BadSignature)
-        );
-        assert_eq!(
-            verify_callback(BODY, Some("sha256=zz"), b"s3cret"),
-            Err(CallbackError::BadSignature)
-        );
+        assert_eq!(verify_callback(BODY, Some(&sig), b"other"), Err(CallbackError::BadSignature));
+        assert_eq!(verify_callback(BODY, None, b"s3cret"), Err(CallbackError::BadSignature));
+        assert_eq!(verify_callback(BODY, Some("sha256=zz"), b"s3cret"), Err(CallbackError::BadSignature));
         let mut tampered = BODY.to_vec();
         tampered[40] ^= 1;
-        assert_eq!(
-            verify_callback(&tampered, Some(&sig), b"s3cret"),
-            Err(CallbackError::BadSignature)
-        );
+        assert_eq!(verify_callback(&tampered, Some(&sig), b"s3cret"), Err(CallbackError::BadSignature));
+        assert!(matches!(parse_callback(b"{}"), Err(CallbackError::Malformed(_))));
         assert!(matches!(
-            parse_callback(b"{}"),
+            parse_callback(br#"{"resourceType":"Parameters","parameter":[{"name":"status","valueCode":"weird"}]}"#),
             Err(CallbackError::Malformed(_))
         ));
-        assert!(matches!(parse_callback(br#"{"resourceType":"Parameters","parameter":[{"name":"status","valueCode":"weird"}]}"#), Err(CallbackError::Malformed(_))));
     }
 
     #[test]

@@ -25,14 +25,10 @@ impl BodyDecoder {
     /// A decoder for the given `Content-Encoding` header value (`None`,
     /// `identity`, `gzip`, `x-gzip`).
     pub fn new(content_encoding: Option<&str>) -> Result<Self, DecodeError> {
-        let enc = content_encoding
-            .map(|s| s.trim().to_ascii_lowercase())
-            .unwrap_or_default();
+        let enc = content_encoding.map(|s| s.trim().to_ascii_lowercase()).unwrap_or_default();
         match enc.as_str() {
             "" | "identity" => Ok(BodyDecoder { gzip: None }),
-            "gzip" | "x-gzip" => Ok(BodyDecoder {
-                gzip: Some(MultiGzDecoder::new(Vec::with_capacity(256 << 10))),
-            }),
+            "gzip" | "x-gzip" => Ok(BodyDecoder { gzip: Some(MultiGzDecoder::new(Vec::with_capacity(256 << 10))) }),
             other => Err(DecodeError::Unsupported(other.to_owned())),
         }
     }
@@ -51,8 +47,7 @@ impl BodyDecoder {
         match &mut self.gzip {
             None => Ok(out(chunk)),
             Some(d) => {
-                d.write_all(chunk)
-                    .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+                d.write_all(chunk).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
                 let buf = d.get_mut();
                 let r = if buf.is_empty() { Ok(()) } else { out(buf) };
                 buf.clear();
@@ -62,18 +57,12 @@ impl BodyDecoder {
     }
 
     /// Ends the body: a gzip stream must be complete (trailer and CRC).
-    pub fn finish<E>(
-        &mut self,
-        mut out: impl FnMut(&[u8]) -> Result<(), E>,
-    ) -> Result<Result<(), E>, DecodeError> {
+    pub fn finish<E>(&mut self, mut out: impl FnMut(&[u8]) -> Result<(), E>) -> Result<Result<(), E>, DecodeError> {
         match self.gzip.take() {
             None => Ok(Ok(())),
             Some(mut d) => {
-                d.try_finish()
-                    .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-                let buf = d
-                    .finish()
-                    .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+                d.try_finish().map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+                let buf = d.finish().map_err(|e| DecodeError::Corrupt(e.to_string()))?;
                 Ok(if buf.is_empty() { Ok(()) } else { out(&buf) })
             }
         }
@@ -119,10 +108,7 @@ mod tests {
         for chunk in [1, 7, 4096] {
             assert_eq!(run(Some("gzip"), &gz(&data), chunk).unwrap(), data);
         }
-        assert!(matches!(
-            BodyDecoder::new(Some("br")),
-            Err(DecodeError::Unsupported(_))
-        ));
+        assert!(matches!(BodyDecoder::new(Some("br")), Err(DecodeError::Unsupported(_))));
     }
 
     // a truncated gzip stream is a clear error, not silent data loss
@@ -131,17 +117,8 @@ mod tests {
         let data = b"{\"a\":1}\n".repeat(1000);
         let z = gz(&data);
         for cut in [5, z.len() / 2, z.len() - 4] {
-            assert!(
-                matches!(
-                    run(Some("gzip"), &z[..cut], 64),
-                    Err(DecodeError::Corrupt(_))
-                ),
-                "cut at {cut}"
-            );
+            assert!(matches!(run(Some("gzip"), &z[..cut], 64), Err(DecodeError::Corrupt(_))), "cut at {cut}");
         }
-        assert!(matches!(
-            run(Some("gzip"), b"not gzip at all", 4),
-            Err(DecodeError::Corrupt(_))
-        ));
+        assert!(matches!(run(Some("gzip"), b"not gzip at all", 4), Err(DecodeError::Corrupt(_))));
     }
 }

@@ -12,11 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a download stopped for good.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(
-    tag = "code",
-    rename_all = "snake_case",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "code", rename_all = "snake_case", rename_all_fields = "camelCase")]
 #[non_exhaustive]
 pub enum DownloadError {
     /// The plan refused this file (token rule, insecure URL).
@@ -102,11 +98,7 @@ impl DownloadError {
 
 /// What the caller does next for this file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "type",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum DownloadAction {
     /// Send this GET; then call [`FileDownload::handle_head`] with the status
     /// and headers, and stream the body if told to.
@@ -222,10 +214,7 @@ impl FileDownload {
     /// Starts a download of a planned file. A blocked file is refused here.
     pub fn new(file: PlannedFile, policy: &RetryPolicy) -> Result<Self, DownloadError> {
         if let Some(reason) = &file.blocked {
-            return Err(DownloadError::Blocked {
-                url: file.url.clone(),
-                reason: reason.clone(),
-            });
+            return Err(DownloadError::Blocked { url: file.url.clone(), reason: reason.clone() });
         }
         Ok(FileDownload {
             url: file.url.clone(),
@@ -284,9 +273,7 @@ impl FileDownload {
     /// The next thing to do for this file.
     pub fn next_action(&mut self, now_ms: u64) -> Result<DownloadAction, DownloadError> {
         if let Some(report) = &self.report {
-            return Ok(DownloadAction::Done {
-                report: report.clone(),
-            });
+            return Ok(DownloadAction::Done { report: report.clone() });
         }
         if self.awaiting_token {
             self.awaiting_token = false;
@@ -296,10 +283,9 @@ impl FileDownload {
             return Ok(DownloadAction::RefreshManifest);
         }
         match self.state {
-            St::Ready { at_ms } if now_ms < at_ms => Ok(DownloadAction::Wait {
-                until_ms: at_ms,
-                delay_ms: at_ms - now_ms,
-            }),
+            St::Ready { at_ms } if now_ms < at_ms => {
+                Ok(DownloadAction::Wait { until_ms: at_ms, delay_ms: at_ms - now_ms })
+            }
             St::Ready { .. } => {
                 let id = self.next_id;
                 self.next_id += 1;
@@ -322,9 +308,9 @@ impl FileDownload {
                     },
                 })
             }
-            St::InFlight { id } | St::Streaming { id } => Err(DownloadError::Usage(format!(
-                "request {id} is still in flight"
-            ))),
+            St::InFlight { id } | St::Streaming { id } => {
+                Err(DownloadError::Usage(format!("request {id} is still in flight")))
+            }
             St::Done => Err(DownloadError::Usage("finished".into())),
         }
     }
@@ -343,11 +329,7 @@ impl FileDownload {
         self.expect(St::InFlight { id })?;
         match status {
             200 => {
-                let enc = if already_decoded {
-                    None
-                } else {
-                    header(headers, "Content-Encoding")
-                };
+                let enc = if already_decoded { None } else { header(headers, "Content-Encoding") };
                 self.decoder = Some(BodyDecoder::new(enc).map_err(|e| self.decode_err(e))?);
                 self.splitter.reset();
                 self.seen = 0;
@@ -371,33 +353,21 @@ impl FileDownload {
                 Ok(HeadDecision::Discard)
             }
             408 | 429 | 500..=599 => {
-                let ra = parse_retry_after(
-                    header(headers, "Retry-After"),
-                    header(headers, "Date"),
-                    now_ms,
-                    &self.policy,
-                );
+                let ra =
+                    parse_retry_after(header(headers, "Retry-After"), header(headers, "Date"), now_ms, &self.policy);
                 self.retry(format!("HTTP {status}"), ra, now_ms)?;
                 Ok(HeadDecision::Discard)
             }
             _ => {
                 self.state = St::Done;
-                Err(DownloadError::Http {
-                    url: self.url.clone(),
-                    status,
-                })
+                Err(DownloadError::Http { url: self.url.clone(), status })
             }
         }
     }
 
     /// Feeds a chunk of the body; `on_line` gets each new resource line
     /// (lines already handed out before a retry are skipped).
-    pub fn feed(
-        &mut self,
-        id: u64,
-        chunk: &[u8],
-        mut on_line: impl FnMut(&[u8]),
-    ) -> Result<(), DownloadError> {
+    pub fn feed(&mut self, id: u64, chunk: &[u8], mut on_line: impl FnMut(&[u8])) -> Result<(), DownloadError> {
         self.expect(St::Streaming { id })?;
         let Some(decoder) = self.decoder.as_mut() else {
             return Err(DownloadError::Usage("no decoder".into()));
@@ -410,37 +380,24 @@ impl FileDownload {
             invalid: &mut self.invalid,
             first_invalid: &mut self.first_invalid,
         };
-        let r = decoder.decode(chunk, |bytes| {
-            splitter.feed(bytes, |l| sink.line(l, &mut on_line))
-        });
+        let r = decoder.decode(chunk, |bytes| splitter.feed(bytes, |l| sink.line(l, &mut on_line)));
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 self.state = St::Done;
-                Err(DownloadError::Ndjson {
-                    url: self.url.clone(),
-                    source: e,
-                })
+                Err(DownloadError::Ndjson { url: self.url.clone(), source: e })
             }
             // Corrupt gzip mid-stream: the caller stops reading and reports it
             // through `handle_transport_error`-like retry here.
             Err(e) => {
                 self.retry(e.to_string(), RetryAfter::Absent, 0)?;
-                Err(DownloadError::Decode {
-                    url: self.url.clone(),
-                    message: format!("{e}; retrying"),
-                })
+                Err(DownloadError::Decode { url: self.url.clone(), message: format!("{e}; retrying") })
             }
         }
     }
 
     /// The body ended. Checks gzip integrity and the manifest count.
-    pub fn finish(
-        &mut self,
-        id: u64,
-        now_ms: u64,
-        mut on_line: impl FnMut(&[u8]),
-    ) -> Result<(), DownloadError> {
+    pub fn finish(&mut self, id: u64, now_ms: u64, mut on_line: impl FnMut(&[u8])) -> Result<(), DownloadError> {
         self.expect(St::Streaming { id })?;
         let Some(mut decoder) = self.decoder.take() else {
             return Err(DownloadError::Usage("no decoder".into()));
@@ -460,10 +417,7 @@ impl FileDownload {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 self.state = St::Done;
-                return Err(DownloadError::Ndjson {
-                    url: self.url.clone(),
-                    source: e,
-                });
+                return Err(DownloadError::Ndjson { url: self.url.clone(), source: e });
             }
             Err(e) => {
                 // Truncated gzip: retry; lines already handed out are skipped next time.
@@ -473,11 +427,7 @@ impl FileDownload {
         if let Some(expected) = self.file.expected_count {
             if expected != self.delivered {
                 self.state = St::Done;
-                return Err(DownloadError::CountMismatch {
-                    url: self.url.clone(),
-                    expected,
-                    actual: self.delivered,
-                });
+                return Err(DownloadError::CountMismatch { url: self.url.clone(), expected, actual: self.delivered });
             }
         }
         self.state = St::Done;
@@ -499,19 +449,12 @@ impl FileDownload {
     /// The request failed, before or during the body (reset, timeout,
     /// truncated stream). Retried within the budget; resources already
     /// handed out are not handed out again.
-    pub fn handle_transport_error(
-        &mut self,
-        id: u64,
-        message: &str,
-        now_ms: u64,
-    ) -> Result<(), DownloadError> {
+    pub fn handle_transport_error(&mut self, id: u64, message: &str, now_ms: u64) -> Result<(), DownloadError> {
         match self.state {
             St::InFlight { id: i } | St::Streaming { id: i } if i == id => {
                 self.retry(message.to_owned(), RetryAfter::Absent, now_ms)
             }
-            _ => Err(DownloadError::Usage(format!(
-                "request {id} is not in flight"
-            ))),
+            _ => Err(DownloadError::Usage(format!("request {id} is not in flight"))),
         }
     }
 
@@ -530,17 +473,11 @@ impl FileDownload {
             }
             Some(f) => {
                 self.state = St::Done;
-                Err(DownloadError::Blocked {
-                    url: f.url.clone(),
-                    reason: f.blocked.unwrap_or_default(),
-                })
+                Err(DownloadError::Blocked { url: f.url.clone(), reason: f.blocked.unwrap_or_default() })
             }
             None => {
                 self.state = St::Done;
-                Err(DownloadError::Http {
-                    url: self.url.clone(),
-                    status: 410,
-                })
+                Err(DownloadError::Http { url: self.url.clone(), status: 410 })
             }
         }
     }
@@ -549,18 +486,12 @@ impl FileDownload {
         if self.state == st {
             Ok(())
         } else {
-            Err(DownloadError::Usage(format!(
-                "expected state {st:?}, in {:?}",
-                self.state
-            )))
+            Err(DownloadError::Usage(format!("expected state {st:?}, in {:?}", self.state)))
         }
     }
 
     fn decode_err(&self, e: DecodeError) -> DownloadError {
-        DownloadError::Decode {
-            url: self.url.clone(),
-            message: e.to_string(),
-        }
+        DownloadError::Decode { url: self.url.clone(), message: e.to_string() }
     }
 
     fn retry(&mut self, last: String, ra: RetryAfter, now_ms: u64) -> Result<(), DownloadError> {
@@ -569,19 +500,13 @@ impl FileDownload {
         self.failures += 1;
         if self.failures > self.policy.max_download_retries {
             self.state = St::Done;
-            return Err(DownloadError::RetriesExhausted {
-                url: self.url.clone(),
-                attempts: self.attempts,
-                last,
-            });
+            return Err(DownloadError::RetriesExhausted { url: self.url.clone(), attempts: self.attempts, last });
         }
         let delay = match ra {
             RetryAfter::Delay(ms) => ms,
             RetryAfter::Absent => backoff_ms(&self.policy, self.failures - 1),
         };
-        self.state = St::Ready {
-            at_ms: now_ms.saturating_add(delay),
-        };
+        self.state = St::Ready { at_ms: now_ms.saturating_add(delay) };
         Ok(())
     }
 
@@ -591,10 +516,7 @@ impl FileDownload {
         self.hops += 1;
         let refuse = |this: &mut Self, reason: &str| {
             this.state = St::Done;
-            Err(DownloadError::Redirect {
-                url: this.url.clone(),
-                reason: reason.to_owned(),
-            })
+            Err(DownloadError::Redirect { url: this.url.clone(), reason: reason.to_owned() })
         };
         if self.hops > 5 {
             return refuse(self, "more than 5 redirects");
@@ -666,12 +588,7 @@ mod tests {
     }
 
     fn policy() -> RetryPolicy {
-        RetryPolicy {
-            min_wait_ms: 10,
-            initial_backoff_ms: 10,
-            jitter_percent: 0,
-            ..RetryPolicy::default()
-        }
+        RetryPolicy { min_wait_ms: 10, initial_backoff_ms: 10, jitter_percent: 0, ..RetryPolicy::default() }
     }
 
     fn send(d: &mut FileDownload, now: u64) -> Request {
@@ -689,28 +606,13 @@ mod tests {
         let r = send(&mut d, 0);
         assert!(r.auth);
         assert_eq!(r.header("Accept-Encoding"), Some("gzip"));
-        assert_eq!(
-            d.handle_head(r.id, 200, &[], false, 0).unwrap(),
-            HeadDecision::Stream
-        );
-        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\"", |l| {
-            got.push(l.to_vec())
-        })
-        .unwrap();
-        d.handle_transport_error(r.id, "connection reset", 5)
-            .unwrap();
-        assert!(matches!(
-            d.next_action(5).unwrap(),
-            DownloadAction::Wait { .. }
-        ));
+        assert_eq!(d.handle_head(r.id, 200, &[], false, 0).unwrap(), HeadDecision::Stream);
+        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\"", |l| got.push(l.to_vec())).unwrap();
+        d.handle_transport_error(r.id, "connection reset", 5).unwrap();
+        assert!(matches!(d.next_action(5).unwrap(), DownloadAction::Wait { .. }));
         let r = send(&mut d, 1_000);
         d.handle_head(r.id, 200, &[], false, 1_000).unwrap();
-        d.feed(
-            r.id,
-            b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}\n",
-            |l| got.push(l.to_vec()),
-        )
-        .unwrap();
+        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}\n", |l| got.push(l.to_vec())).unwrap();
         d.finish(r.id, 1_000, |l| got.push(l.to_vec())).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[2], b"{\"id\":\"3\"}");
@@ -730,50 +632,29 @@ mod tests {
         let r = send(&mut d, 0);
         d.handle_head(r.id, 200, &[], false, 0).unwrap();
         d.feed(r.id, b"{}\n", |_| {}).unwrap();
-        assert!(matches!(
-            d.finish(r.id, 0, |_| {}),
-            Err(DownloadError::CountMismatch {
-                expected: 2,
-                actual: 1,
-                ..
-            })
-        ));
+        assert!(matches!(d.finish(r.id, 0, |_| {}), Err(DownloadError::CountMismatch { expected: 2, actual: 1, .. })));
     }
 
     // protocol I3: the token never crosses an origin on a redirect; no downgrade
     #[test]
     fn redirects_strip_token_across_origins() {
-        let mut d =
-            FileDownload::new(planned("https://fhir.example/f", true, None), &policy()).unwrap();
+        let mut d = FileDownload::new(planned("https://fhir.example/f", true, None), &policy()).unwrap();
         let r = send(&mut d, 0);
         let loc = [("Location".to_owned(), "https://fhir.example/g".to_owned())];
-        assert_eq!(
-            d.handle_head(r.id, 302, &loc, false, 0).unwrap(),
-            HeadDecision::Discard
-        );
+        assert_eq!(d.handle_head(r.id, 302, &loc, false, 0).unwrap(), HeadDecision::Discard);
         assert!(send(&mut d, 0).auth, "same origin keeps the token");
         let r = d.next_id - 1;
-        let loc = [(
-            "Location".to_owned(),
-            "https://storage.example/x?sig=1".to_owned(),
-        )];
+        let loc = [("Location".to_owned(), "https://storage.example/x?sig=1".to_owned())];
         d.handle_head(r, 307, &loc, false, 0).unwrap();
         let req = send(&mut d, 0);
         assert!(!req.auth, "cross-origin redirect drops the token");
-        let loc = [(
-            "Location".to_owned(),
-            "https://fhir.example/back".to_owned(),
-        )];
+        let loc = [("Location".to_owned(), "https://fhir.example/back".to_owned())];
         d.handle_head(req.id, 302, &loc, false, 0).unwrap();
         assert!(!send(&mut d, 0).auth, "once dropped, stays dropped");
-        let mut d =
-            FileDownload::new(planned("https://fhir.example/f", false, None), &policy()).unwrap();
+        let mut d = FileDownload::new(planned("https://fhir.example/f", false, None), &policy()).unwrap();
         let r = send(&mut d, 0);
         let loc = [("Location".to_owned(), "http://fhir.example/f".to_owned())];
-        assert!(matches!(
-            d.handle_head(r.id, 302, &loc, false, 0),
-            Err(DownloadError::Redirect { .. })
-        ));
+        assert!(matches!(d.handle_head(r.id, 302, &loc, false, 0), Err(DownloadError::Redirect { .. })));
     }
 
     // protocol E4: an expired URL asks for a manifest refresh once
@@ -783,14 +664,10 @@ mod tests {
         let r = send(&mut d, 0);
         d.handle_head(r.id, 410, &[], false, 0).unwrap();
         assert_eq!(d.next_action(0).unwrap(), DownloadAction::RefreshManifest);
-        d.replace_file(Some(planned("https://h/f?g=1", false, None)))
-            .unwrap();
+        d.replace_file(Some(planned("https://h/f?g=1", false, None))).unwrap();
         let r = send(&mut d, 0);
         assert_eq!(r.url, "https://h/f?g=1");
-        assert!(matches!(
-            d.handle_head(r.id, 410, &[], false, 0),
-            Err(DownloadError::Http { status: 410, .. })
-        ));
+        assert!(matches!(d.handle_head(r.id, 410, &[], false, 0), Err(DownloadError::Http { status: 410, .. })));
     }
 
     // protocol H5: 401 → refresh the token once
@@ -810,10 +687,7 @@ mod tests {
     fn server_errors_retry_then_give_up() {
         let mut d = FileDownload::new(
             planned("https://h/f", false, None),
-            &RetryPolicy {
-                max_download_retries: 2,
-                ..policy()
-            },
+            &RetryPolicy { max_download_retries: 2, ..policy() },
         )
         .unwrap();
         let mut now = 0;
@@ -823,10 +697,7 @@ mod tests {
             now += 100_000;
         }
         let r = send(&mut d, now);
-        assert!(matches!(
-            d.handle_head(r.id, 503, &[], false, now),
-            Err(DownloadError::RetriesExhausted { .. })
-        ));
+        assert!(matches!(d.handle_head(r.id, 503, &[], false, now), Err(DownloadError::RetriesExhausted { .. })));
     }
 
     // protocol E6: a non-JSON line is reported, not a crash, and not lost
@@ -838,10 +709,7 @@ mod tests {
         let r = send(&mut d, 0);
         d.handle_head(r.id, 200, &[], false, 0).unwrap();
         let mut n = 0;
-        d.feed(r.id, b"{\"a\":1}\n<html>oops</html>\n{\"b\":2}\n", |_| {
-            n += 1
-        })
-        .unwrap();
+        d.feed(r.id, b"{\"a\":1}\n<html>oops</html>\n{\"b\":2}\n", |_| n += 1).unwrap();
         d.finish(r.id, 0, |_| n += 1).unwrap();
         assert_eq!(n, 3);
         match d.next_action(0).unwrap() {
@@ -857,9 +725,6 @@ mod tests {
     fn blocked_files_are_refused() {
         let mut p = planned("https://other/f", false, None);
         p.blocked = Some("no".into());
-        assert!(matches!(
-            FileDownload::new(p, &policy()),
-            Err(DownloadError::Blocked { .. })
-        ));
+        assert!(matches!(FileDownload::new(p, &policy()), Err(DownloadError::Blocked { .. })));
     }
 }

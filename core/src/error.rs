@@ -6,11 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(
-    tag = "code",
-    rename_all = "snake_case",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "code", rename_all = "snake_case", rename_all_fields = "camelCase")]
 #[non_exhaustive]
 pub enum Error {
     /// The caller used the API wrongly (bad configuration, wrong request id, ...).
@@ -83,15 +79,10 @@ impl Error {
     }
 
     pub(crate) fn usage(message: impl Into<String>) -> Self {
-        Error::Usage {
-            message: message.into(),
-        }
+        Error::Usage { message: message.into() }
     }
 
     pub(crate) fn protocol(message: impl Into<String>, http_status: Option<u16>) -> Self {
-        Error::Protocol {
-            message: message.into(),
-            http_status,
-        }
+        Error::Protocol { message: message.into(), http_status }
     }
 }

@@ -78,10 +78,7 @@ pub struct Request {
 impl Request {
     /// The value of a header of this request (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -102,10 +99,7 @@ pub struct Response {
 impl Response {
     /// A response with a status and no headers or body.
     pub fn new(status: u16) -> Self {
-        Response {
-            status,
-            ..Response::default()
-        }
+        Response { status, ..Response::default() }
     }
 
     /// Adds a header (builder style).
@@ -139,10 +133,7 @@ impl Response {
 
 /// The first value of a header in a list (case-insensitive name), trimmed.
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
 }
 
 /// How a request failed before a complete response arrived.

@@ -7,8 +7,8 @@ use crate::kickoff::{build_kickoff, normalized_base, Operation, PreferOptions};
 use crate::manifest::{plan_downloads, Manifest, PlannedFile, TokenPolicy};
 use crate::origin::{is_downgrade, resolve, same_origin_urls};
 use crate::outcome::{
-    asyncjob_manifest, entry_status, is_transient_outcome, outcome_is_error, outcome_text,
-    parse_body, resource_type, Body, Delivery, Outcome, OutcomeStatus, ResultBody,
+    asyncjob_manifest, entry_status, is_transient_outcome, outcome_is_error, outcome_text, parse_body, resource_type,
+    Body, Delivery, Outcome, OutcomeStatus, ResultBody,
 };
 use crate::progress::{parse_percent, Phase, Progress};
 use crate::retry::{backoff_ms, parse_http_date_ms, parse_retry_after, RetryAfter, RetryPolicy};
@@ -40,12 +40,11 @@ pub struct JobConfig {
 }
 
 /// The one next thing the caller must do.
+// One Action exists at a time and is moved straight to the caller; boxing the
+// outcome would only add an allocation and an awkward pattern for users.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "type",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Action {
     /// Send this request and hand the response to [`Job::handle_response`]
     /// (or a failure to [`Job::handle_transport_error`]).
@@ -72,11 +71,7 @@ pub enum Action {
 
 /// What a cancel request achieved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum CancelResult {
     /// The server accepted the cancel.
     Cancelled {
@@ -117,11 +112,7 @@ pub struct CleanupResult {
 
 /// What a callback did to the job (protocol G3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum CallbackEffect {
     /// The job will poll now to confirm.
     Woken,
@@ -133,31 +124,14 @@ pub enum CallbackEffect {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "state",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "state", rename_all = "camelCase", rename_all_fields = "camelCase")]
 enum State {
     Ready,
-    KickoffRetry {
-        at_ms: u64,
-    },
-    Polling {
-        at_ms: u64,
-    },
-    Fetching {
-        url: String,
-        kind: RequestKind,
-        at_ms: u64,
-        auth: bool,
-    },
-    Done {
-        outcome: Box<Outcome>,
-    },
-    Errored {
-        error: Error,
-    },
+    KickoffRetry { at_ms: u64 },
+    Polling { at_ms: u64 },
+    Fetching { url: String, kind: RequestKind, at_ms: u64, auth: bool },
+    Done { outcome: Box<Outcome> },
+    Errored { error: Error },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,9 +202,7 @@ impl Job {
         build_kickoff(&base, &config.operation, &config.prefer, 0, 0)?;
         if let Some(cb) = &config.prefer.callback_url {
             if resolve(cb, cb).is_none() {
-                return Err(Error::usage(format!(
-                    "callbackUrl must be an absolute http(s) URL: {cb}"
-                )));
+                return Err(Error::usage(format!("callbackUrl must be an absolute http(s) URL: {cb}")));
             }
         }
         Ok(Job {
@@ -272,13 +244,9 @@ impl Job {
     /// (polls, result fetches, cancels); a kick-off in flight is never replayed
     /// and turns into [`Error::KickoffIndeterminate`].
     pub fn from_json(json: &str) -> Result<Job, Error> {
-        let mut job: Job = serde_json::from_str(json)
-            .map_err(|e| Error::usage(format!("not a saved job: {e}")))?;
+        let mut job: Job = serde_json::from_str(json).map_err(|e| Error::usage(format!("not a saved job: {e}")))?;
         if job.version != STATE_VERSION {
-            return Err(Error::usage(format!(
-                "saved job has state version {}, expected {STATE_VERSION}",
-                job.version
-            )));
+            return Err(Error::usage(format!("saved job has state version {}, expected {STATE_VERSION}", job.version)));
         }
         if let Some(f) = job.in_flight.take() {
             match f.kind {
@@ -362,10 +330,7 @@ impl Job {
 
     /// The token rule for this job's downloads.
     pub fn token_policy(&self) -> TokenPolicy {
-        TokenPolicy {
-            base_url: self.base.clone(),
-            allowed_origins: self.config.allowed_origins.clone(),
-        }
+        TokenPolicy { base_url: self.base.clone(), allowed_origins: self.config.allowed_origins.clone() }
     }
 
     /// The download plan for the finished job's manifest (or, while polling,
@@ -375,13 +340,7 @@ impl Job {
         match (self.outcome(), &self.partial) {
             (Some(o), _) => o
                 .manifest()
-                .map(|m| {
-                    plan_downloads(
-                        m,
-                        o.result_url.as_deref().unwrap_or(from),
-                        &self.token_policy(),
-                    )
-                })
+                .map(|m| plan_downloads(m, o.result_url.as_deref().unwrap_or(from), &self.token_policy()))
                 .unwrap_or_default(),
             (None, Some(p)) => plan_downloads(p, from, &self.token_policy()),
             (None, None) => Vec::new(),
@@ -393,13 +352,7 @@ impl Job {
         let phase = match &self.state {
             State::Ready => Phase::Pending,
             State::KickoffRetry { .. } => Phase::KickingOff,
-            _ if self
-                .in_flight
-                .as_ref()
-                .is_some_and(|f| f.kind == RequestKind::Kickoff) =>
-            {
-                Phase::KickingOff
-            }
+            _ if self.in_flight.as_ref().is_some_and(|f| f.kind == RequestKind::Kickoff) => Phase::KickingOff,
             _ if self.cancel_requested && self.cancel_result.is_none() => Phase::Cancelling,
             State::Polling { .. } => Phase::Polling,
             State::Fetching { .. } => Phase::FetchingResult,
@@ -451,9 +404,7 @@ impl Job {
                 }
                 Ok(())
             }
-            _ => Err(Error::usage(
-                "cleanup() needs a finished, not cancelled job with a status URL",
-            )),
+            _ => Err(Error::usage("cleanup() needs a finished, not cancelled job with a status URL")),
         }
     }
 
@@ -462,26 +413,20 @@ impl Job {
     /// a manifest, the old outcome stays.
     pub fn refresh_manifest(&mut self, now_ms: u64) -> Result<(), Error> {
         match &self.state {
-            State::Done { outcome }
-                if outcome.manifest().is_some() && self.status_url.is_some() =>
-            {
+            State::Done { outcome } if outcome.manifest().is_some() && self.status_url.is_some() => {
                 self.refreshing = Some(outcome.clone());
                 self.failures = 0;
                 self.state = State::Polling { at_ms: now_ms };
                 Ok(())
             }
-            _ => Err(Error::usage(
-                "refresh_manifest() needs a finished job with a manifest",
-            )),
+            _ => Err(Error::usage("refresh_manifest() needs a finished job with a manifest")),
         }
     }
 
     /// Handles a verified callback (protocol G2, G3): if its `resultUrl` is on
     /// the status URL's origin, the job polls now to confirm with its own GET.
     pub fn handle_callback(&mut self, payload: &CallbackPayload, now_ms: u64) -> CallbackEffect {
-        let ignored = |reason: &str| CallbackEffect::Ignored {
-            reason: reason.to_owned(),
-        };
+        let ignored = |reason: &str| CallbackEffect::Ignored { reason: reason.to_owned() };
         let Some(status_url) = &self.status_url else {
             return ignored("the job has no status URL yet");
         };
@@ -492,9 +437,7 @@ impl Job {
         }
         match self.state {
             State::Polling { at_ms } if self.in_flight.is_none() => {
-                self.state = State::Polling {
-                    at_ms: at_ms.min(now_ms),
-                };
+                self.state = State::Polling { at_ms: at_ms.min(now_ms) };
                 CallbackEffect::Woken
             }
             _ => ignored("the job is not waiting to poll"),
@@ -524,15 +467,11 @@ impl Job {
                     return Ok(self.send(RequestKind::Cleanup, Method::Delete, url, true, now_ms));
                 }
             }
-            return Ok(Action::Done {
-                outcome: (**outcome).clone(),
-            });
+            return Ok(Action::Done { outcome: (**outcome).clone() });
         }
         if let Some(deadline) = self.deadline_ms {
             if now_ms >= deadline && self.refreshing.is_none() {
-                return Err(self.fail(Error::DeadlineExceeded {
-                    deadline_ms: deadline,
-                }));
+                return Err(self.fail(Error::DeadlineExceeded { deadline_ms: deadline }));
             }
         }
         if self.cancel_requested && !self.cancel_sent && self.cancel_result.is_none() {
@@ -560,9 +499,7 @@ impl Job {
                 Ok(self.send(RequestKind::Status, Method::Get, url, true, now_ms))
             }
             State::Fetching { at_ms, .. } if now_ms < at_ms => Ok(self.wait(at_ms, now_ms)),
-            State::Fetching {
-                url, kind, auth, ..
-            } => Ok(self.send(kind, Method::Get, url, auth, now_ms)),
+            State::Fetching { url, kind, auth, .. } => Ok(self.send(kind, Method::Get, url, auth, now_ms)),
             State::Done { .. } | State::Errored { .. } => unreachable_state(),
         }
     }
@@ -570,12 +507,7 @@ impl Job {
     /// Hands back the response to request `id`. Returns an error only when
     /// the caller misuses the API (unknown id); what the server did is
     /// reflected in the next action.
-    pub fn handle_response(
-        &mut self,
-        id: u64,
-        response: Response,
-        now_ms: u64,
-    ) -> Result<(), Error> {
+    pub fn handle_response(&mut self, id: u64, response: Response, now_ms: u64) -> Result<(), Error> {
         let flight = self.take_in_flight(id)?;
         match flight.kind {
             RequestKind::Kickoff => self.on_kickoff(&flight, &response, now_ms),
@@ -587,13 +519,10 @@ impl Job {
                 self.cleanup = None;
                 self.cleanup_result = Some(CleanupResult {
                     http_status: Some(response.status),
-                    ok: (200..300).contains(&response.status)
-                        || matches!(response.status, 404 | 410),
+                    ok: (200..300).contains(&response.status) || matches!(response.status, 404 | 410),
                 });
             }
-            RequestKind::File => {
-                return Err(Error::usage("file responses go to FileDownload, not Job"))
-            }
+            RequestKind::File => return Err(Error::usage("file responses go to FileDownload, not Job")),
         }
         Ok(())
     }
@@ -614,9 +543,7 @@ impl Job {
             RequestKind::Kickoff => match kind {
                 TransportErrorKind::Connect => self.retry_kickoff(None, now_ms, &reason),
                 TransportErrorKind::AfterSend => {
-                    self.fail(Error::KickoffIndeterminate {
-                        message: message.to_owned(),
-                    });
+                    self.fail(Error::KickoffIndeterminate { message: message.to_owned() });
                 }
             },
             RequestKind::Cancel => {
@@ -625,14 +552,9 @@ impl Job {
             }
             RequestKind::Cleanup => {
                 self.cleanup = None;
-                self.cleanup_result = Some(CleanupResult {
-                    http_status: None,
-                    ok: false,
-                });
+                self.cleanup_result = Some(CleanupResult { http_status: None, ok: false });
             }
-            RequestKind::File => {
-                return Err(Error::usage("file errors go to FileDownload, not Job"))
-            }
+            RequestKind::File => return Err(Error::usage("file errors go to FileDownload, not Job")),
             RequestKind::Status | RequestKind::Result | RequestKind::ManifestPage => {
                 self.count_failure(&reason, None, now_ms)
             }
@@ -646,27 +568,15 @@ impl Job {
         match self.in_flight.take() {
             Some(f) if f.id == id => Ok(f),
             Some(f) => {
-                let msg = format!(
-                    "response for request {id}, but request {} is in flight",
-                    f.id
-                );
+                let msg = format!("response for request {id}, but request {} is in flight", f.id);
                 self.in_flight = Some(f);
                 Err(Error::usage(msg))
             }
-            None => Err(Error::usage(format!(
-                "response for request {id}, but no request is in flight"
-            ))),
+            None => Err(Error::usage(format!("response for request {id}, but no request is in flight"))),
         }
     }
 
-    fn send(
-        &mut self,
-        kind: RequestKind,
-        method: Method,
-        url: String,
-        auth: bool,
-        _now_ms: u64,
-    ) -> Action {
+    fn send(&mut self, kind: RequestKind, method: Method, url: String, auth: bool, _now_ms: u64) -> Action {
         let id = self.next_id;
         self.next_id += 1;
         let accept = match kind {
@@ -676,20 +586,12 @@ impl Job {
         let mut headers = vec![("Accept".to_owned(), accept.to_owned())];
         let mut body = None;
         if kind == RequestKind::Cancel && method == Method::Post {
-            headers.push((
-                "Content-Type".to_owned(),
-                "application/fhir+json".to_owned(),
-            ));
+            headers.push(("Content-Type".to_owned(), "application/fhir+json".to_owned()));
             body = Some(String::new());
         }
         // The token goes only to the FHIR origin (I2), never downgraded (I3/I4).
-        let auth =
-            auth && self.token_policy().may_send_token(&url) && same_origin_urls(&self.base, &url);
-        self.in_flight = Some(InFlight {
-            id,
-            kind,
-            url: url.clone(),
-        });
+        let auth = auth && self.token_policy().may_send_token(&url) && same_origin_urls(&self.base, &url);
+        self.in_flight = Some(InFlight { id, kind, url: url.clone() });
         Action::Send {
             request: Request {
                 id,
@@ -716,11 +618,7 @@ impl Job {
             self.config.retry.request_timeout_ms,
         )
         .map_err(|e| self.fail(e))?;
-        self.in_flight = Some(InFlight {
-            id,
-            kind: RequestKind::Kickoff,
-            url: request.url.clone(),
-        });
+        self.in_flight = Some(InFlight { id, kind: RequestKind::Kickoff, url: request.url.clone() });
         Ok(Action::Send { request })
     }
 
@@ -729,17 +627,12 @@ impl Job {
             Some(d) if self.refreshing.is_none() => at_ms.min(d),
             _ => at_ms,
         };
-        Action::Wait {
-            until_ms: until,
-            delay_ms: until.saturating_sub(now_ms),
-        }
+        Action::Wait { until_ms: until, delay_ms: until.saturating_sub(now_ms) }
     }
 
     fn fail(&mut self, error: Error) -> Error {
         self.in_flight = None;
-        self.state = State::Errored {
-            error: error.clone(),
-        };
+        self.state = State::Errored { error: error.clone() };
         error
     }
 
@@ -755,15 +648,11 @@ impl Job {
                 return;
             }
         }
-        self.state = State::Done {
-            outcome: Box::new(outcome),
-        };
+        self.state = State::Done { outcome: Box::new(outcome) };
     }
 
     fn retry_after(&self, response: &Response, now_ms: u64) -> RetryAfter {
-        let value = response
-            .header("Retry-After")
-            .or_else(|| response.header("X-RetryAfter"));
+        let value = response.header("Retry-After").or_else(|| response.header("X-RetryAfter"));
         parse_retry_after(value, response.header("Date"), now_ms, &self.config.retry)
     }
 
@@ -777,9 +666,7 @@ impl Job {
                 d
             }
         };
-        self.state = State::Polling {
-            at_ms: now_ms.saturating_add(delay),
-        };
+        self.state = State::Polling { at_ms: now_ms.saturating_add(delay) };
     }
 
     /// A failed attempt (5xx, 429, transient outcome, reset): retry the same
@@ -787,10 +674,7 @@ impl Job {
     fn count_failure(&mut self, reason: &str, response: Option<&Response>, now_ms: u64) {
         self.failures += 1;
         if self.failures > self.config.retry.max_retries {
-            self.fail(Error::RetriesExhausted {
-                attempts: self.failures,
-                last: reason.to_owned(),
-            });
+            self.fail(Error::RetriesExhausted { attempts: self.failures, last: reason.to_owned() });
             return;
         }
         let delay = match response.map(|r| self.retry_after(r, now_ms)) {
@@ -799,14 +683,7 @@ impl Job {
         };
         let at_ms = now_ms.saturating_add(delay);
         self.state = match std::mem::replace(&mut self.state, State::Ready) {
-            State::Fetching {
-                url, kind, auth, ..
-            } => State::Fetching {
-                url,
-                kind,
-                at_ms,
-                auth,
-            },
+            State::Fetching { url, kind, auth, .. } => State::Fetching { url, kind, at_ms, auth },
             State::Done { outcome } => State::Done { outcome },
             State::Errored { error } => State::Errored { error },
             _ => State::Polling { at_ms },
@@ -816,29 +693,21 @@ impl Job {
     fn retry_kickoff(&mut self, response: Option<&Response>, now_ms: u64, reason: &str) {
         self.kickoff_attempts += 1;
         if self.kickoff_attempts > self.config.retry.max_kickoff_retries {
-            self.fail(Error::RetriesExhausted {
-                attempts: self.kickoff_attempts,
-                last: reason.to_owned(),
-            });
+            self.fail(Error::RetriesExhausted { attempts: self.kickoff_attempts, last: reason.to_owned() });
             return;
         }
         let delay = match response.map(|r| self.retry_after(r, now_ms)) {
             Some(RetryAfter::Delay(ms)) => ms,
             _ => backoff_ms(&self.config.retry, self.kickoff_attempts - 1),
         };
-        self.state = State::KickoffRetry {
-            at_ms: now_ms.saturating_add(delay),
-        };
+        self.state = State::KickoffRetry { at_ms: now_ms.saturating_add(delay) };
     }
 
     /// 401: ask for a fresh token once, then fail with `Unauthorized`.
     /// Returns true when the request should simply be repeated.
     fn on_unauthorized(&mut self, url: &str, status: u16) -> bool {
         if self.token_refreshed {
-            self.fail(Error::Unauthorized {
-                http_status: status,
-                url: url.to_owned(),
-            });
+            self.fail(Error::Unauthorized { http_status: status, url: url.to_owned() });
             false
         } else {
             self.token_refreshed = true;
@@ -855,22 +724,14 @@ impl Job {
         }
     }
 
-    fn resolve_location(
-        &mut self,
-        from: &str,
-        response: &Response,
-    ) -> Result<Option<String>, Error> {
+    fn resolve_location(&mut self, from: &str, response: &Response) -> Result<Option<String>, Error> {
         let Some(loc) = response.header("Location") else {
             return Ok(None);
         };
-        let url = resolve(from, loc).ok_or_else(|| {
-            Error::protocol(format!("unusable Location {loc:?}"), Some(response.status))
-        })?;
+        let url = resolve(from, loc)
+            .ok_or_else(|| Error::protocol(format!("unusable Location {loc:?}"), Some(response.status)))?;
         if is_downgrade(&self.base, &url) || is_downgrade(from, &url) {
-            return Err(Error::InsecureUrl {
-                url,
-                reason: "https to http downgrade (protocol I3)".into(),
-            });
+            return Err(Error::InsecureUrl { url, reason: "https to http downgrade (protocol I3)".into() });
         }
         Ok(Some(url))
     }
@@ -892,10 +753,7 @@ impl Job {
                 }
                 self.preference_applied = response.header_list("Preference-Applied");
                 self.separate_status = self.config.prefer.separate_export_status
-                    && self
-                        .preference_applied
-                        .iter()
-                        .any(|p| p.eq_ignore_ascii_case("separate-export-status"));
+                    && self.preference_applied.iter().any(|p| p.eq_ignore_ascii_case("separate-export-status"));
                 self.medplum_cancel_url = medplum_cancel_url(&url);
                 self.status_url = Some(url);
                 self.note_progress(response);
@@ -920,12 +778,7 @@ impl Job {
             303 => match self.resolve_location(&flight.url, response) {
                 Ok(Some(url)) => {
                     let auth = same_origin_urls(&url, &self.base);
-                    self.state = State::Fetching {
-                        url,
-                        kind: RequestKind::Result,
-                        at_ms: now_ms,
-                        auth,
-                    };
+                    self.state = State::Fetching { url, kind: RequestKind::Result, at_ms: now_ms, auth };
                 }
                 Ok(None) => {
                     self.fail(Error::protocol("303 without Location", Some(status)));
@@ -946,18 +799,13 @@ impl Job {
                 self.finish(o, now_ms);
             }
             _ => {
-                self.fail(Error::protocol(
-                    format!("unexpected kick-off status {status}"),
-                    Some(status),
-                ));
+                self.fail(Error::protocol(format!("unexpected kick-off status {status}"), Some(status)));
             }
         }
     }
 
     fn status_url_from(&mut self, flight: &InFlight, response: &Response) -> Result<String, Error> {
-        let header = response
-            .header("Content-Location")
-            .or_else(|| response.header("Location"));
+        let header = response.header("Content-Location").or_else(|| response.header("Location"));
         let candidate = match header {
             Some(h) => Some(h.to_owned()),
             None => match parse_body(&response.body) {
@@ -1023,12 +871,7 @@ impl Job {
                     self.ok_response();
                     self.redirect_hops = 0;
                     let auth = same_origin_urls(&url, &self.base);
-                    self.state = State::Fetching {
-                        url,
-                        kind: RequestKind::Result,
-                        at_ms: now_ms,
-                        auth,
-                    };
+                    self.state = State::Fetching { url, kind: RequestKind::Result, at_ms: now_ms, auth };
                 }
                 Ok(None) => {
                     self.fail(Error::protocol("303 See Other without Location", Some(303)));
@@ -1045,17 +888,10 @@ impl Job {
             404 | 410 if self.cancel_requested => {
                 self.finish(cancelled_outcome(Some(status), json_of(response)), now_ms)
             }
-            429 => self.count_failure(
-                "429 Too Many Requests on the status URL",
-                Some(response),
-                now_ms,
-            ),
+            429 => self.count_failure("429 Too Many Requests on the status URL", Some(response), now_ms),
             400..=599 => self.on_status_error(response, now_ms),
             _ => {
-                self.fail(Error::protocol(
-                    format!("unexpected status-poll status {status}"),
-                    Some(status),
-                ));
+                self.fail(Error::protocol(format!("unexpected status-poll status {status}"), Some(status)));
             }
         }
     }
@@ -1073,8 +909,7 @@ impl Job {
                 match export_status {
                     Some(202) => self.schedule_poll(response, now_ms),
                     Some(s) if s >= 400 => {
-                        let mut o =
-                            failure_outcome(response, Delivery::Inline, Some(flight.url.clone()));
+                        let mut o = failure_outcome(response, Delivery::Inline, Some(flight.url.clone()));
                         o.http_status = Some(s);
                         self.finish(o, now_ms);
                     }
@@ -1096,11 +931,7 @@ impl Job {
                 self.finish(cancelled_outcome(Some(status), json_of(response)), now_ms)
             }
             // A bare 4xx/5xx means the poll itself failed (protocol B5).
-            _ => self.count_failure(
-                &format!("status poll answered {status}"),
-                Some(response),
-                now_ms,
-            ),
+            _ => self.count_failure(&format!("status poll answered {status}"), Some(response), now_ms),
         }
     }
 
@@ -1110,11 +941,7 @@ impl Job {
         match parse_body(&response.body) {
             Body::Json(v) if resource_type(&v) == Some("OperationOutcome") => {
                 if is_transient_outcome(&v) {
-                    self.count_failure(
-                        &format!("{status} with a transient OperationOutcome"),
-                        Some(response),
-                        now_ms,
-                    );
+                    self.count_failure(&format!("{status} with a transient OperationOutcome"), Some(response), now_ms);
                 } else {
                     let url = self.status_url.clone();
                     self.finish(failure_outcome(response, Delivery::Inline, url), now_ms);
@@ -1123,15 +950,13 @@ impl Job {
             _ if matches!(status, 404 | 410) => {
                 let url = self.status_url.clone();
                 let mut o = failure_outcome(response, Delivery::Inline, url);
-                o.message = Some(format!("the status URL answered {status}: the job is gone (expired, or cancelled elsewhere)"));
+                o.message = Some(format!(
+                    "the status URL answered {status}: the job is gone (expired, or cancelled elsewhere)"
+                ));
                 self.finish(o, now_ms);
             }
             // Gateway pages, empty 502/503/504: infrastructure, not the job (H2).
-            _ => self.count_failure(
-                &format!("{status} without an OperationOutcome"),
-                Some(response),
-                now_ms,
-            ),
+            _ => self.count_failure(&format!("{status} without an OperationOutcome"), Some(response), now_ms),
         }
     }
 
@@ -1144,12 +969,10 @@ impl Job {
     /// divergence 9), or an AsyncJob whose status may already be terminal.
     fn note_running_body(&mut self, v: Value, now_ms: u64) {
         match resource_type(&v) {
-            Some("AsyncJob") => {
-                if v.get("status").and_then(Value::as_str) != Some("accepted") {
-                    let url = self.status_url.clone();
-                    let o = asyncjob_outcome(v, 202, url);
-                    self.complete(o, now_ms);
-                }
+            Some("AsyncJob") if v.get("status").and_then(Value::as_str) != Some("accepted") => {
+                let url = self.status_url.clone();
+                let o = asyncjob_outcome(v, 202, url);
+                self.complete(o, now_ms);
             }
             None if self.partial_manifests_requested() => {
                 if let Ok(m) = Manifest::from_value(v) {
@@ -1169,29 +992,17 @@ impl Job {
 
     /// A final outcome arrived; if it is a paged manifest, fetch the pages first.
     fn complete(&mut self, outcome: Outcome, now_ms: u64) {
-        if let Some(next) = outcome
-            .manifest()
-            .and_then(Manifest::next_link)
-            .map(str::to_owned)
-        {
+        if let Some(next) = outcome.manifest().and_then(Manifest::next_link).map(str::to_owned) {
             let from = outcome.result_url.clone().unwrap_or_default();
             match resolve(&from, &next) {
                 Some(url) if !is_downgrade(&self.base, &url) => {
                     let auth = same_origin_urls(&url, &self.base);
                     self.pages = Some(Box::new(outcome));
-                    self.state = State::Fetching {
-                        url,
-                        kind: RequestKind::ManifestPage,
-                        at_ms: now_ms,
-                        auth,
-                    };
+                    self.state = State::Fetching { url, kind: RequestKind::ManifestPage, at_ms: now_ms, auth };
                     return;
                 }
                 _ => {
-                    self.fail(Error::InsecureUrl {
-                        url: next,
-                        reason: "unusable or downgraded manifest link".into(),
-                    });
+                    self.fail(Error::InsecureUrl { url: next, reason: "unusable or downgraded manifest link".into() });
                     return;
                 }
             }
@@ -1206,10 +1017,7 @@ impl Job {
                 let page = match Manifest::parse(&response.body) {
                     Ok(p) => p,
                     Err(e) => {
-                        self.fail(Error::protocol(
-                            format!("manifest page {}: {e}", flight.url),
-                            Some(200),
-                        ));
+                        self.fail(Error::protocol(format!("manifest page {}: {e}", flight.url), Some(200)));
                         return;
                     }
                 };
@@ -1232,16 +1040,11 @@ impl Job {
                     self.set_fetch_time(now_ms);
                 }
             }
-            429 | 500..=599 => self.count_failure(
-                &format!("manifest page answered {}", response.status),
-                Some(response),
-                now_ms,
-            ),
+            429 | 500..=599 => {
+                self.count_failure(&format!("manifest page answered {}", response.status), Some(response), now_ms)
+            }
             s => {
-                self.fail(Error::protocol(
-                    format!("manifest page {} answered {s}", flight.url),
-                    Some(s),
-                ));
+                self.fail(Error::protocol(format!("manifest page {} answered {s}", flight.url), Some(s)));
             }
         }
     }
@@ -1259,28 +1062,17 @@ impl Job {
                 // The result itself may move (storage): follow by hand, token only on the base origin.
                 self.redirect_hops += 1;
                 if self.redirect_hops > MAX_REDIRECTS {
-                    self.fail(Error::protocol(
-                        "too many redirects fetching the result",
-                        Some(status),
-                    ));
+                    self.fail(Error::protocol("too many redirects fetching the result", Some(status)));
                     return;
                 }
                 match self.resolve_location(&flight.url, response) {
                     Ok(Some(url)) => {
                         let auth = matches!(&self.state, State::Fetching { auth: true, .. })
                             && same_origin_urls(&url, &flight.url);
-                        self.state = State::Fetching {
-                            url,
-                            kind: RequestKind::Result,
-                            at_ms: now_ms,
-                            auth,
-                        };
+                        self.state = State::Fetching { url, kind: RequestKind::Result, at_ms: now_ms, auth };
                     }
                     Ok(None) => {
-                        self.fail(Error::protocol(
-                            format!("{status} without Location"),
-                            Some(status),
-                        ));
+                        self.fail(Error::protocol(format!("{status} without Location"), Some(status)));
                     }
                     Err(e) => {
                         self.fail(e);
@@ -1310,18 +1102,11 @@ impl Job {
                 };
                 // Redirect mode: the target's HTTP status is the operation's status (C4),
                 // so a 2xx is a success whatever the body looks like.
-                let status = if o.status == OutcomeStatus::Failed {
-                    OutcomeStatus::Completed
-                } else {
-                    o.status
-                };
+                let status = if o.status == OutcomeStatus::Failed { OutcomeStatus::Completed } else { o.status };
                 self.complete(Outcome { status, ..o }, now_ms);
             }
             // H4: 4xx/5xx on the result URL is the operation's own failure.
-            _ => self.finish(
-                failure_outcome(response, Delivery::Redirect, Some(flight.url.clone())),
-                now_ms,
-            ),
+            _ => self.finish(failure_outcome(response, Delivery::Redirect, Some(flight.url.clone())), now_ms),
         }
     }
 
@@ -1331,9 +1116,9 @@ impl Job {
         let text = oo.as_ref().and_then(outcome_text).unwrap_or_default();
         let medplum = self.medplum_cancel_url.is_some();
         let result = match status {
-            200..=299 if !oo.as_ref().is_some_and(outcome_is_error) => CancelResult::Cancelled {
-                http_status: Some(status),
-            },
+            200..=299 if !oo.as_ref().is_some_and(outcome_is_error) => {
+                CancelResult::Cancelled { http_status: Some(status) }
+            }
             401 => {
                 if self.on_unauthorized(self.status_url.clone().as_deref().unwrap_or(""), status) {
                     self.cancel_sent = false;
@@ -1346,26 +1131,13 @@ impl Job {
                 return;
             }
             404 | 410 if medplum || has_issue_code(oo.as_ref(), "not-found") => {
-                CancelResult::NotFound {
-                    http_status: status,
-                }
+                CancelResult::NotFound { http_status: status }
             }
-            404 | 409 | 410 => CancelResult::AlreadyTerminal {
-                job_status: None,
-                http_status: status,
-            },
+            404 | 409 | 410 => CancelResult::AlreadyTerminal { job_status: None, http_status: status },
             _ => match job_status_in(&text) {
-                Some(s) => CancelResult::AlreadyTerminal {
-                    job_status: Some(s),
-                    http_status: status,
-                },
-                None if has_issue_code(oo.as_ref(), "not-found") => CancelResult::NotFound {
-                    http_status: status,
-                },
-                None => CancelResult::Rejected {
-                    http_status: status,
-                    outcome: oo.clone(),
-                },
+                Some(s) => CancelResult::AlreadyTerminal { job_status: Some(s), http_status: status },
+                None if has_issue_code(oo.as_ref(), "not-found") => CancelResult::NotFound { http_status: status },
+                None => CancelResult::Rejected { http_status: status, outcome: oo.clone() },
             },
         };
         self.ok_response();
@@ -1383,8 +1155,7 @@ impl Job {
             }
             CancelResult::Rejected { .. } => {
                 self.cancel_requested = false;
-                self.warnings
-                    .push(format!("the server refused to cancel ({status}): {text}"));
+                self.warnings.push(format!("the server refused to cancel ({status}): {text}"));
                 if !matches!(self.state, State::Polling { .. } | State::Fetching { .. }) {
                     self.state = State::Polling { at_ms: now_ms };
                 }
@@ -1411,19 +1182,13 @@ impl Job {
         let v = match parse_body(&response.body) {
             Body::Empty => {
                 if delivery == Delivery::Inline {
-                    return Classified::Broken(Error::protocol(
-                        "a 200 status response with no body",
-                        Some(status),
-                    ));
+                    return Classified::Broken(Error::protocol("a 200 status response with no body", Some(status)));
                 }
                 return Classified::Final(base(OutcomeStatus::Completed, ResultBody::Empty, None));
             }
             Body::NotJson => {
                 if delivery == Delivery::Inline {
-                    return Classified::Broken(Error::protocol(
-                        "a 200 status response that is not JSON",
-                        Some(status),
-                    ));
+                    return Classified::Broken(Error::protocol("a 200 status response that is not JSON", Some(status)));
                 }
                 return Classified::Final(base(OutcomeStatus::Completed, raw_body(response), None));
             }
@@ -1435,16 +1200,9 @@ impl Job {
                     let has_errors = manifest.error_files().next().is_some();
                     let message = manifest.message.clone();
                     if manifest.output.is_empty() && message.is_some() {
-                        self.warnings.push(format!(
-                            "the server says: {}",
-                            message.clone().unwrap_or_default()
-                        ));
+                        self.warnings.push(format!("the server says: {}", message.clone().unwrap_or_default()));
                     }
-                    let st = if has_errors {
-                        OutcomeStatus::CompletedWithErrors
-                    } else {
-                        OutcomeStatus::Completed
-                    };
+                    let st = if has_errors { OutcomeStatus::CompletedWithErrors } else { OutcomeStatus::Completed };
                     Classified::Final(base(st, ResultBody::Manifest { manifest }, message))
                 }
                 Err(e) => Classified::Broken(Error::protocol(e.to_string(), Some(status))),
@@ -1459,57 +1217,30 @@ impl Job {
             }
             Some("Bundle") => {
                 let es = entry_status(&v);
-                let is_async_bundle =
-                    v.get("type").and_then(Value::as_str) == Some("batch-response");
+                let is_async_bundle = v.get("type").and_then(Value::as_str) == Some("batch-response");
                 let failed = is_async_bundle && es.is_some_and(|s| s >= 400);
                 let message = if failed {
                     v.pointer("/entry/0/response/outcome")
                         .and_then(outcome_text)
-                        .or_else(|| {
-                            v.pointer("/entry/0/response/status")
-                                .and_then(Value::as_str)
-                                .map(str::to_owned)
-                        })
+                        .or_else(|| v.pointer("/entry/0/response/status").and_then(Value::as_str).map(str::to_owned))
                 } else {
                     None
                 };
-                let st = if failed {
-                    OutcomeStatus::Failed
-                } else {
-                    OutcomeStatus::Completed
-                };
-                Classified::Final(base(
-                    st,
-                    ResultBody::Bundle {
-                        bundle: v,
-                        entry_status: es,
-                    },
-                    message,
-                ))
+                let st = if failed { OutcomeStatus::Failed } else { OutcomeStatus::Completed };
+                Classified::Final(base(st, ResultBody::Bundle { bundle: v, entry_status: es }, message))
             }
             Some("OperationOutcome") => {
                 let failed = outcome_is_error(&v);
                 let message = outcome_text(&v);
-                let st = if failed {
-                    OutcomeStatus::Failed
-                } else {
-                    OutcomeStatus::Completed
-                };
-                Classified::Final(base(
-                    st,
-                    ResultBody::OperationOutcome { outcome: v },
-                    message,
-                ))
+                let st = if failed { OutcomeStatus::Failed } else { OutcomeStatus::Completed };
+                Classified::Final(base(st, ResultBody::OperationOutcome { outcome: v }, message))
             }
-            Some(_) => Classified::Final(base(
-                OutcomeStatus::Completed,
-                ResultBody::Resource { resource: v },
-                None,
-            )),
+            Some(_) => Classified::Final(base(OutcomeStatus::Completed, ResultBody::Resource { resource: v }, None)),
         }
     }
 }
 
+#[allow(clippy::large_enum_variant)] // short-lived, never stored
 enum Classified {
     Final(Outcome),
     Running,
@@ -1517,9 +1248,7 @@ enum Classified {
 }
 
 fn unreachable_state() -> Result<Action, Error> {
-    Err(Error::usage(
-        "internal: finished states are handled before dispatch",
-    ))
+    Err(Error::usage("internal: finished states are handled before dispatch"))
 }
 
 fn json_of(response: &Response) -> Option<Value> {
@@ -1543,11 +1272,7 @@ fn raw_body(response: &Response) -> ResultBody {
 fn has_issue_code(oo: Option<&Value>, code: &str) -> bool {
     oo.and_then(|v| v.get("issue"))
         .and_then(Value::as_array)
-        .is_some_and(|issues| {
-            issues
-                .iter()
-                .any(|i| i.get("code").and_then(Value::as_str) == Some(code))
-        })
+        .is_some_and(|issues| issues.iter().any(|i| i.get("code").and_then(Value::as_str) == Some(code)))
 }
 
 /// Medplum's refusal text: "... job had status 'completed'".
@@ -1579,9 +1304,7 @@ fn cancelled_outcome(http_status: Option<u16>, body: Option<Value>) -> Outcome {
         delivery: Delivery::None,
         http_status,
         result: match body {
-            Some(v) if resource_type(&v) == Some("OperationOutcome") => {
-                ResultBody::OperationOutcome { outcome: v }
-            }
+            Some(v) if resource_type(&v) == Some("OperationOutcome") => ResultBody::OperationOutcome { outcome: v },
             _ => ResultBody::Empty,
         },
         message: Some("cancelled".into()),
@@ -1614,11 +1337,7 @@ fn failure_outcome(response: &Response, delivery: Delivery, url: Option<String>)
 }
 
 fn asyncjob_outcome(job: Value, http_status: u16, url: Option<String>) -> Outcome {
-    let job_status = job
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let job_status = job.get("status").and_then(Value::as_str).unwrap_or("").to_owned();
     let status = match job_status.as_str() {
         "completed" => OutcomeStatus::Completed,
         "cancelled" => OutcomeStatus::Cancelled,
@@ -1633,11 +1352,7 @@ fn asyncjob_outcome(job: Value, http_status: u16, url: Option<String>) -> Outcom
         status,
         delivery: Delivery::Inline,
         http_status: Some(http_status),
-        result: ResultBody::AsyncJob {
-            job,
-            job_status,
-            manifest,
-        },
+        result: ResultBody::AsyncJob { job, job_status, manifest },
         message,
         expires: None,
         expires_at_ms: None,
@@ -1655,16 +1370,14 @@ mod tests {
             medplum_cancel_url("https://api.medplum.com/fhir/R4/AsyncJob/abc123").as_deref(),
             Some("https://api.medplum.com/fhir/R4/AsyncJob/abc123/$cancel")
         );
-        assert_eq!(
-            medplum_cancel_url("https://h/fhir/$export-poll-status?_jobId=1"),
-            None
-        );
+        assert_eq!(medplum_cancel_url("https://h/fhir/$export-poll-status?_jobId=1"), None);
     }
 
     #[test]
     fn medplum_refusal_text() {
         assert_eq!(
-            job_status_in("AsyncJob cannot be cancelled if status is not 'accepted', job had status 'completed'").as_deref(),
+            job_status_in("AsyncJob cannot be cancelled if status is not 'accepted', job had status 'completed'")
+                .as_deref(),
             Some("completed")
         );
         assert_eq!(job_status_in("nope"), None);

@@ -84,11 +84,7 @@ pub struct OperationRequest {
 
 /// What the job starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(
-    tag = "type",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Operation {
     /// A Bulk Data export.
     Export(ExportRequest),
@@ -131,10 +127,8 @@ pub(crate) fn build_kickoff(
     timeout_ms: u64,
 ) -> Result<Request, Error> {
     let base = normalized_base(base_url)?;
-    let mut headers = vec![
-        ("Accept".to_owned(), "application/fhir+json".to_owned()),
-        ("Prefer".to_owned(), prefer_header(prefer)),
-    ];
+    let mut headers =
+        vec![("Accept".to_owned(), "application/fhir+json".to_owned()), ("Prefer".to_owned(), prefer_header(prefer))];
     let (method, url, body) = match op {
         Operation::Export(e) => export_request(&base, e)?,
         Operation::Operation(o) => {
@@ -148,31 +142,16 @@ pub(crate) fn build_kickoff(
         }
     };
     if body.is_some() {
-        headers.push((
-            "Content-Type".to_owned(),
-            "application/fhir+json".to_owned(),
-        ));
+        headers.push(("Content-Type".to_owned(), "application/fhir+json".to_owned()));
     }
-    Ok(Request {
-        id,
-        kind: RequestKind::Kickoff,
-        method,
-        url,
-        headers,
-        body,
-        auth: true,
-        timeout_ms,
-    })
+    Ok(Request { id, kind: RequestKind::Kickoff, method, url, headers, body, auth: true, timeout_ms })
 }
 
 /// The base URL with exactly one trailing slash.
 pub(crate) fn normalized_base(base_url: &str) -> Result<String, Error> {
-    let u = Url::parse(base_url.trim())
-        .map_err(|e| Error::usage(format!("bad base URL {base_url:?}: {e}")))?;
+    let u = Url::parse(base_url.trim()).map_err(|e| Error::usage(format!("bad base URL {base_url:?}: {e}")))?;
     if u.scheme() != "http" && u.scheme() != "https" {
-        return Err(Error::usage(format!(
-            "base URL must be http(s): {base_url}"
-        )));
+        return Err(Error::usage(format!("base URL must be http(s): {base_url}")));
     }
     let mut s = u.to_string();
     if let Some(q) = s.find(['?', '#']) {
@@ -207,10 +186,7 @@ fn prefer_header(p: &PreferOptions) -> String {
     parts.join(", ")
 }
 
-fn export_request(
-    base: &str,
-    e: &ExportRequest,
-) -> Result<(Method, String, Option<String>), Error> {
+fn export_request(base: &str, e: &ExportRequest) -> Result<(Method, String, Option<String>), Error> {
     validate_export(e)?;
     let path = match e.level {
         ExportLevel::System => "$export".to_owned(),
@@ -252,10 +228,7 @@ fn export_request(
                 q.append_pair("_elements", &e.elements.join(","));
             }
             if !e.include_associated_data.is_empty() {
-                q.append_pair(
-                    "includeAssociatedData",
-                    &e.include_associated_data.join(","),
-                );
+                q.append_pair("includeAssociatedData", &e.include_associated_data.join(","));
             }
             // Repeated, never comma-joined: a filter value may itself contain commas.
             for f in &e.type_filters {
@@ -330,38 +303,25 @@ fn validate_export(e: &ExportRequest) -> Result<(), Error> {
             ("allowPartialManifests", e.allow_partial_manifests.is_some()),
         ];
         if let Some((name, _)) = stu3_only.iter().find(|(_, set)| *set) {
-            return Err(Error::usage(format!(
-                "{name} exists only in Bulk Data STU3 and later (protocol A5)"
-            )));
+            return Err(Error::usage(format!("{name} exists only in Bulk Data STU3 and later (protocol A5)")));
         }
     }
     for f in &e.type_filters {
         let Some((ty, query)) = f.split_once('?') else {
-            return Err(Error::usage(format!(
-                "_typeFilter must be Type?query (protocol A4): {f:?}"
-            )));
+            return Err(Error::usage(format!("_typeFilter must be Type?query (protocol A4): {f:?}")));
         };
         if ty.is_empty() || !ty.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(Error::usage(format!(
-                "_typeFilter must name one resource type (protocol A4): {f:?}"
-            )));
+            return Err(Error::usage(format!("_typeFilter must name one resource type (protocol A4): {f:?}")));
         }
         for forbidden in ["_include", "_sort", "_elements"] {
-            if query
-                .split('&')
-                .any(|kv| kv.split(['=', ':']).next() == Some(forbidden))
-            {
-                return Err(Error::usage(format!(
-                    "_typeFilter must not contain {forbidden} (protocol A4): {f:?}"
-                )));
+            if query.split('&').any(|kv| kv.split(['=', ':']).next() == Some(forbidden)) {
+                return Err(Error::usage(format!("_typeFilter must not contain {forbidden} (protocol A4): {f:?}")));
             }
         }
     }
     for t in &e.types {
         if t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(Error::usage(format!(
-                "_type values are resource type names: {t:?}"
-            )));
+            return Err(Error::usage(format!("_type values are resource type names: {t:?}")));
         }
     }
     Ok(())
@@ -372,14 +332,7 @@ mod tests {
     use super::*;
 
     fn build(e: ExportRequest, p: PreferOptions) -> Request {
-        build_kickoff(
-            "https://fhir.example/r4",
-            &Operation::Export(e),
-            &p,
-            1,
-            1000,
-        )
-        .unwrap()
+        build_kickoff("https://fhir.example/r4", &Operation::Export(e), &p, 1, 1000).unwrap()
     }
 
     // protocol A1: Prefer and Accept on every kick-off
@@ -418,10 +371,7 @@ mod tests {
             PreferOptions::default(),
         );
         assert_eq!(r.method, Method::Get);
-        assert_eq!(
-            r.url,
-            "https://fhir.example/r4/Group/g1/$export?_type=Patient%2CObservation"
-        );
+        assert_eq!(r.url, "https://fhir.example/r4/Group/g1/$export?_type=Patient%2CObservation");
         let r = build(
             ExportRequest {
                 level: ExportLevel::Patient,
@@ -444,10 +394,7 @@ mod tests {
         assert_eq!(r.header("Content-Type"), Some("application/fhir+json"));
         assert!(build_kickoff(
             "https://x/",
-            &Operation::Export(ExportRequest {
-                level: ExportLevel::Group,
-                ..Default::default()
-            }),
+            &Operation::Export(ExportRequest { level: ExportLevel::Group, ..Default::default() }),
             &PreferOptions::default(),
             1,
             1
@@ -459,85 +406,39 @@ mod tests {
     #[test]
     fn type_filter_repeated() {
         let e = ExportRequest {
-            type_filters: vec![
-                "Observation?code=1,2".into(),
-                "Observation?status=final".into(),
-            ],
+            type_filters: vec!["Observation?code=1,2".into(), "Observation?status=final".into()],
             ..Default::default()
         };
         let r = build(e.clone(), PreferOptions::default());
         let u = Url::parse(&r.url).unwrap();
-        let tf: Vec<String> = u
-            .query_pairs()
-            .filter(|(k, _)| k == "_typeFilter")
-            .map(|(_, v)| v.into_owned())
-            .collect();
+        let tf: Vec<String> =
+            u.query_pairs().filter(|(k, _)| k == "_typeFilter").map(|(_, v)| v.into_owned()).collect();
         assert_eq!(tf, ["Observation?code=1,2", "Observation?status=final"]);
         let r = build(ExportRequest { post: true, ..e }, PreferOptions::default());
         let body: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
-        assert_eq!(
-            body["parameter"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|p| p["name"] == "_typeFilter")
-                .count(),
-            2
-        );
+        assert_eq!(body["parameter"].as_array().unwrap().iter().filter(|p| p["name"] == "_typeFilter").count(), 2);
     }
 
     // protocol A3, A4, A5: forbidden values are usage errors
     #[test]
     fn validation() {
         let bad = [
-            ExportRequest {
-                output_format: Some("text/csv".into()),
-                ..Default::default()
-            },
-            ExportRequest {
-                type_filters: vec!["Observation?_include=x".into()],
-                ..Default::default()
-            },
-            ExportRequest {
-                type_filters: vec!["Observation?_sort=date".into()],
-                ..Default::default()
-            },
-            ExportRequest {
-                type_filters: vec!["nope".into()],
-                ..Default::default()
-            },
-            ExportRequest {
-                ig_version: IgVersion::Stu2,
-                until: Some("2020".into()),
-                ..Default::default()
-            },
-            ExportRequest {
-                ig_version: IgVersion::Stu2,
-                allow_partial_manifests: Some(true),
-                ..Default::default()
-            },
-            ExportRequest {
-                types: vec!["Pat ient".into()],
-                ..Default::default()
-            },
+            ExportRequest { output_format: Some("text/csv".into()), ..Default::default() },
+            ExportRequest { type_filters: vec!["Observation?_include=x".into()], ..Default::default() },
+            ExportRequest { type_filters: vec!["Observation?_sort=date".into()], ..Default::default() },
+            ExportRequest { type_filters: vec!["nope".into()], ..Default::default() },
+            ExportRequest { ig_version: IgVersion::Stu2, until: Some("2020".into()), ..Default::default() },
+            ExportRequest { ig_version: IgVersion::Stu2, allow_partial_manifests: Some(true), ..Default::default() },
+            ExportRequest { types: vec!["Pat ient".into()], ..Default::default() },
         ];
         for e in bad {
-            let err = build_kickoff(
-                "https://x/",
-                &Operation::Export(e.clone()),
-                &PreferOptions::default(),
-                1,
-                1,
-            );
+            let err = build_kickoff("https://x/", &Operation::Export(e.clone()), &PreferOptions::default(), 1, 1);
             assert!(matches!(err, Err(Error::Usage { .. })), "{e:?}");
         }
         for f in OUTPUT_FORMATS {
             assert!(build_kickoff(
                 "https://x/",
-                &Operation::Export(ExportRequest {
-                    output_format: Some(f.into()),
-                    ..Default::default()
-                }),
+                &Operation::Export(ExportRequest { output_format: Some(f.into()), ..Default::default() }),
                 &PreferOptions::default(),
                 1,
                 1
@@ -559,10 +460,7 @@ mod tests {
         );
         assert_eq!(r.method, Method::Post);
         let body: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
-        assert_eq!(
-            body["parameter"][0]["valueCoding"]["code"],
-            "LatestProvenanceResources"
-        );
+        assert_eq!(body["parameter"][0]["valueCoding"]["code"], "LatestProvenanceResources");
     }
 
     // any operation: $reindex, a search
@@ -583,11 +481,7 @@ mod tests {
         assert_eq!(r.url, "https://fhir.example/r4/$reindex");
         let r = build_kickoff(
             "https://fhir.example/r4",
-            &Operation::Operation(OperationRequest {
-                method: Method::Get,
-                path: "Patient?name=x".into(),
-                body: None,
-            }),
+            &Operation::Operation(OperationRequest { method: Method::Get, path: "Patient?name=x".into(), body: None }),
             &PreferOptions::default(),
             1,
             1,

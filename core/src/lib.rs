@@ -98,22 +98,14 @@ mod outcome;
 pub mod progress;
 pub mod retry;
 
-pub use callback::{
-    parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus,
-};
+pub use callback::{parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus};
 pub use decode::{BodyDecoder, DecodeError};
-pub use download::{
-    DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, Validation,
-};
+pub use download::{DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, Validation};
 pub use error::Error;
 pub use http::{Method, Request, RequestKind, Response, TransportErrorKind};
 pub use job::{Action, CallbackEffect, CancelResult, CleanupResult, Job, JobConfig};
-pub use kickoff::{
-    AsyncMode, ExportLevel, ExportRequest, IgVersion, Operation, OperationRequest, PreferOptions,
-};
-pub use manifest::{
-    plan_downloads, FileKind, Manifest, ManifestError, ManifestFile, PlannedFile, TokenPolicy,
-};
+pub use kickoff::{AsyncMode, ExportLevel, ExportRequest, IgVersion, Operation, OperationRequest, PreferOptions};
+pub use manifest::{plan_downloads, FileKind, Manifest, ManifestError, ManifestFile, PlannedFile, TokenPolicy};
 pub use ndjson::{LineSplitter, NdjsonError};
 pub use outcome::{Delivery, Outcome, OutcomeStatus, ResultBody};
 pub use progress::{Phase, Progress};

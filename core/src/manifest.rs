@@ -28,25 +28,13 @@ pub struct Manifest {
     #[serde(default, deserialize_with = "files")]
     pub error: Vec<ManifestFile>,
     /// OperationOutcome files (STU4 name for `error`).
-    #[serde(
-        default,
-        deserialize_with = "files",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "files", skip_serializing_if = "Vec::is_empty")]
     pub outcome: Vec<ManifestFile>,
     /// Files of transaction Bundles of deletions (with `_since`).
-    #[serde(
-        default,
-        deserialize_with = "files",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "files", skip_serializing_if = "Vec::is_empty")]
     pub deleted: Vec<ManifestFile>,
     /// Paging links (STU3 `allowPartialManifests`).
-    #[serde(
-        default,
-        deserialize_with = "links",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "links", skip_serializing_if = "Vec::is_empty")]
     pub link: Vec<ManifestLink>,
     /// `extension`: an object in STU2/STU3, an array of Extensions in STU4. Kept as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,18 +57,10 @@ pub struct ManifestFile {
     /// The file URL (absolute per the IG; relative values are resolved).
     pub url: String,
     /// The number of resources in the file, when the server says.
-    #[serde(
-        default,
-        deserialize_with = "lenient_u64",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient_u64", skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// STU4 `fileSize` in bytes.
-    #[serde(
-        default,
-        deserialize_with = "lenient_u64",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient_u64", skip_serializing_if = "Option::is_none")]
     pub file_size: Option<u64>,
     /// STU3 `continuesInFile`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,8 +84,7 @@ pub struct ManifestError(pub String);
 impl Manifest {
     /// Parses a manifest from JSON bytes. Never panics.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))?;
         Manifest::from_value(value)
     }
 
@@ -115,9 +94,7 @@ impl Manifest {
             return Err(ManifestError("not a JSON object".into()));
         };
         if let Some(rt) = map.get("resourceType") {
-            return Err(ManifestError(format!(
-                "a FHIR resource ({rt}), not a manifest"
-            )));
+            return Err(ManifestError(format!("a FHIR resource ({rt}), not a manifest")));
         }
         if !map.contains_key("output") {
             return Err(ManifestError("no `output` array".into()));
@@ -132,10 +109,7 @@ impl Manifest {
 
     /// The `next` page link, if any.
     pub fn next_link(&self) -> Option<&str> {
-        self.link
-            .iter()
-            .find(|l| l.relation.eq_ignore_ascii_case("next"))
-            .map(|l| l.url.as_str())
+        self.link.iter().find(|l| l.relation.eq_ignore_ascii_case("next")).map(|l| l.url.as_str())
     }
 
     /// Appends another page's files (paged or partial manifests), skipping
@@ -224,11 +198,7 @@ impl TokenPolicy {
             return false;
         }
         same_origin(&base, &target)
-            || self
-                .allowed_origins
-                .iter()
-                .filter_map(|o| Origin::parse(o))
-                .any(|o| same_origin(&o, &target))
+            || self.allowed_origins.iter().filter_map(|o| Origin::parse(o)).any(|o| same_origin(&o, &target))
     }
 }
 
@@ -236,11 +206,7 @@ impl TokenPolicy {
 ///
 /// `manifest_url` is where the manifest came from; relative file URLs are
 /// resolved against it.
-pub fn plan_downloads(
-    manifest: &Manifest,
-    manifest_url: &str,
-    policy: &TokenPolicy,
-) -> Vec<PlannedFile> {
+pub fn plan_downloads(manifest: &Manifest, manifest_url: &str, policy: &TokenPolicy) -> Vec<PlannedFile> {
     let base_https = Origin::parse(&policy.base_url).is_some_and(|o| o.scheme == "https");
     let mut plan = Vec::new();
     let lists: [(FileKind, Vec<&ManifestFile>); 3] = [
@@ -293,11 +259,7 @@ pub fn plan_downloads(
 
 /// Keeps `[A-Za-z0-9_-]`, so a manifest can never steer a path.
 fn sanitize(s: &str) -> String {
-    let out: String = s
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .take(64)
-        .collect();
+    let out: String = s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').take(64).collect();
     if out.is_empty() {
         "output".to_owned()
     } else {
@@ -315,19 +277,15 @@ fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
         Value::Null => Ok(true),
-        other => Err(de::Error::custom(format!(
-            "requiresAccessToken must be a boolean, got {other}"
-        ))),
+        other => Err(de::Error::custom(format!("requiresAccessToken must be a boolean, got {other}"))),
     }
 }
 
 fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Ok(match Value::deserialize(d)? {
-        Value::Number(n) => n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
-                .map(|f| f as u64)
-        }),
+        Value::Number(n) => {
+            n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+        }
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     })
@@ -336,26 +294,20 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
 fn files<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ManifestFile>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(Vec::new()),
-        Value::Array(items) => items
-            .into_iter()
-            .map(|v| serde_json::from_value(v).map_err(de::Error::custom))
-            .collect(),
-        other => Err(de::Error::custom(format!(
-            "expected an array of files, got {other}"
-        ))),
+        Value::Array(items) => {
+            items.into_iter().map(|v| serde_json::from_value(v).map_err(de::Error::custom)).collect()
+        }
+        other => Err(de::Error::custom(format!("expected an array of files, got {other}"))),
     }
 }
 
 fn links<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ManifestLink>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(Vec::new()),
-        Value::Array(items) => items
-            .into_iter()
-            .map(|v| serde_json::from_value(v).map_err(de::Error::custom))
-            .collect(),
-        other => Err(de::Error::custom(format!(
-            "expected an array of links, got {other}"
-        ))),
+        Value::Array(items) => {
+            items.into_iter().map(|v| serde_json::from_value(v).map_err(de::Error::custom)).collect()
+        }
+        other => Err(de::Error::custom(format!("expected an array of links, got {other}"))),
     }
 }
 
@@ -376,10 +328,7 @@ mod tests {
     }"#;
 
     fn policy() -> TokenPolicy {
-        TokenPolicy {
-            base_url: "https://fhir.example/r4/t".into(),
-            allowed_origins: vec![],
-        }
+        TokenPolicy { base_url: "https://fhir.example/r4/t".into(), allowed_origins: vec![] }
     }
 
     // protocol D1, seed 004
@@ -389,10 +338,7 @@ mod tests {
         assert!(m.requires_access_token);
         assert_eq!(m.output.len(), 3);
         assert_eq!(m.error_files().count(), 1);
-        assert_eq!(
-            m.transaction_time.as_deref(),
-            Some("2022-01-04T17:42:25.000Z")
-        );
+        assert_eq!(m.transaction_time.as_deref(), Some("2022-01-04T17:42:25.000Z"));
     }
 
     // protocol D1/D2: STU4 `outcome`, extension as array, fileSize, unknown keys
@@ -426,10 +372,7 @@ mod tests {
     // protocol D3: an empty export is valid; malformed input is a typed error
     #[test]
     fn empty_and_malformed() {
-        assert!(Manifest::parse(
-            br#"{"transactionTime":"t","requiresAccessToken":false,"output":[]}"#
-        )
-        .is_ok());
+        assert!(Manifest::parse(br#"{"transactionTime":"t","requiresAccessToken":false,"output":[]}"#).is_ok());
         for bad in [
             &b"[]"[..],
             b"nope",
@@ -438,11 +381,7 @@ mod tests {
             br#"{"output":[{"type":"P"}]}"#,
             br#"{}"#,
         ] {
-            assert!(
-                Manifest::parse(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(Manifest::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -457,26 +396,13 @@ mod tests {
             file_size: None,
             continues_in_file: None,
         });
-        let plan = plan_downloads(
-            &m,
-            "https://fhir.example/r4/t/bulk-export/jobs/1",
-            &policy(),
-        );
+        let plan = plan_downloads(&m, "https://fhir.example/r4/t/bulk-export/jobs/1", &policy());
         assert!(plan[0].send_token && plan[0].blocked.is_none());
-        let foreign = plan
-            .iter()
-            .find(|p| p.url.starts_with("https://storage"))
-            .unwrap();
+        let foreign = plan.iter().find(|p| p.url.starts_with("https://storage")).unwrap();
         assert!(!foreign.send_token && foreign.blocked.is_some());
-        let allowed = TokenPolicy {
-            allowed_origins: vec!["https://storage.example".into()],
-            ..policy()
-        };
+        let allowed = TokenPolicy { allowed_origins: vec!["https://storage.example".into()], ..policy() };
         let plan = plan_downloads(&m, "https://fhir.example/x", &allowed);
-        let foreign = plan
-            .iter()
-            .find(|p| p.url.starts_with("https://storage"))
-            .unwrap();
+        let foreign = plan.iter().find(|p| p.url.starts_with("https://storage")).unwrap();
         assert!(foreign.send_token && foreign.blocked.is_none());
         m.requires_access_token = false;
         assert!(plan_downloads(&m, "https://fhir.example/x", &policy())
@@ -497,7 +423,10 @@ mod tests {
     // protocol I4: no http file under an https base
     #[test]
     fn http_under_https_is_blocked() {
-        let m = Manifest::parse(br#"{"requiresAccessToken":false,"output":[{"type":"Patient","url":"http://fhir.example/f"}]}"#).unwrap();
+        let m = Manifest::parse(
+            br#"{"requiresAccessToken":false,"output":[{"type":"Patient","url":"http://fhir.example/f"}]}"#,
+        )
+        .unwrap();
         let plan = plan_downloads(&m, "https://fhir.example/s", &policy());
         assert!(plan[0].blocked.is_some());
     }
@@ -514,12 +443,13 @@ mod tests {
     // protocol B7: pages merge without duplicates
     #[test]
     fn merge_pages() {
-        let mut a = Manifest::parse(br#"{"output":[{"type":"P","url":"https://a/1"}],"link":[{"relation":"next","url":"https://a/p2"}]}"#).unwrap();
-        assert_eq!(a.next_link(), Some("https://a/p2"));
-        let b = Manifest::parse(
-            br#"{"output":[{"type":"P","url":"https://a/1"},{"type":"P","url":"https://a/2"}]}"#,
+        let mut a = Manifest::parse(
+            br#"{"output":[{"type":"P","url":"https://a/1"}],"link":[{"relation":"next","url":"https://a/p2"}]}"#,
         )
         .unwrap();
+        assert_eq!(a.next_link(), Some("https://a/p2"));
+        let b = Manifest::parse(br#"{"output":[{"type":"P","url":"https://a/1"},{"type":"P","url":"https://a/2"}]}"#)
+            .unwrap();
         a.merge_page(b);
         assert_eq!(a.output.len(), 2);
         assert_eq!(a.next_link(), None);

@@ -6,11 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why splitting stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(
-    tag = "code",
-    rename_all = "snake_case",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "code", rename_all = "snake_case", rename_all_fields = "camelCase")]
 #[non_exhaustive]
 pub enum NdjsonError {
     /// A line grew past the limit (a file that is not NDJSON, or a hostile one).
@@ -74,11 +70,7 @@ impl LineSplitter {
 
     /// Feeds a chunk; `on_line` gets each complete non-blank line without its
     /// terminator.
-    pub fn feed(
-        &mut self,
-        chunk: &[u8],
-        mut on_line: impl FnMut(&[u8]),
-    ) -> Result<(), NdjsonError> {
+    pub fn feed(&mut self, chunk: &[u8], mut on_line: impl FnMut(&[u8])) -> Result<(), NdjsonError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -139,10 +131,7 @@ impl LineSplitter {
     }
 
     fn too_long(&mut self) -> NdjsonError {
-        let e = NdjsonError::LineTooLong {
-            line: self.physical_lines + 1,
-            limit: self.max_line,
-        };
+        let e = NdjsonError::LineTooLong { line: self.physical_lines + 1, limit: self.max_line };
         self.failed = Some(e.clone());
         e
     }
@@ -188,17 +177,10 @@ mod tests {
         let whole = split_all(&[data], 1 << 20).unwrap();
         for size in 1..data.len() {
             let chunks: Vec<&[u8]> = data.chunks(size).collect();
-            assert_eq!(
-                split_all(&chunks, 1 << 20).unwrap(),
-                whole,
-                "chunk size {size}"
-            );
+            assert_eq!(split_all(&chunks, 1 << 20).unwrap(), whole, "chunk size {size}");
         }
         // A CR at the end of one chunk and LF at the start of the next.
-        assert_eq!(
-            split_all(&[b"{\"x\":1}\r", b"\n{\"y\":2}\n"], 1 << 20).unwrap(),
-            ["{\"x\":1}", "{\"y\":2}"]
-        );
+        assert_eq!(split_all(&[b"{\"x\":1}\r", b"\n{\"y\":2}\n"], 1 << 20).unwrap(), ["{\"x\":1}", "{\"y\":2}"]);
     }
 
     // a configurable maximum line length with a clear error

@@ -47,9 +47,7 @@ pub fn resolve(base: &str, reference: &str) -> Option<String> {
     }
     let joined = match Url::parse(reference) {
         Ok(abs) => abs,
-        Err(url::ParseError::RelativeUrlWithoutBase) => {
-            Url::parse(base).ok()?.join(reference).ok()?
-        }
+        Err(url::ParseError::RelativeUrlWithoutBase) => Url::parse(base).ok()?.join(reference).ok()?,
         Err(_) => return None,
     };
     matches!(joined.scheme(), "http" | "https").then(|| joined.to_string())
@@ -68,17 +66,10 @@ mod tests {
     #[test]
     fn resolves_relative_and_keeps_query() {
         assert_eq!(
-            resolve(
-                "https://h/fhir/$export?_type=Patient",
-                "$export-poll-status?_jobId=42"
-            )
-            .as_deref(),
+            resolve("https://h/fhir/$export?_type=Patient", "$export-poll-status?_jobId=42").as_deref(),
             Some("https://h/fhir/$export-poll-status?_jobId=42")
         );
-        assert_eq!(
-            resolve("https://h/fhir/$export", "/jobs/1").as_deref(),
-            Some("https://h/jobs/1")
-        );
+        assert_eq!(resolve("https://h/fhir/$export", "/jobs/1").as_deref(), Some("https://h/jobs/1"));
         assert_eq!(resolve("https://h/a", "ftp://x/y"), None);
         assert_eq!(resolve("https://h/a", "   "), None);
     }

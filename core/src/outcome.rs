@@ -34,11 +34,7 @@ pub enum Delivery {
 
 /// The result payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ResultBody {
     /// A Bulk Data manifest (all pages merged).
     Manifest {
@@ -109,10 +105,7 @@ pub struct Outcome {
 impl Outcome {
     /// Whether the job succeeded (possibly with errors in the manifest).
     pub fn is_success(&self) -> bool {
-        matches!(
-            self.status,
-            OutcomeStatus::Completed | OutcomeStatus::CompletedWithErrors
-        )
+        matches!(self.status, OutcomeStatus::Completed | OutcomeStatus::CompletedWithErrors)
     }
 
     /// The manifest, if the result carries one (directly or via an AsyncJob).
@@ -135,15 +128,8 @@ impl Outcome {
 }
 
 /// Issue codes the Bulk Data IG treats as transient (protocol H1).
-const TRANSIENT_CODES: [&str; 7] = [
-    "transient",
-    "lock-error",
-    "no-store",
-    "exception",
-    "timeout",
-    "incomplete",
-    "throttled",
-];
+const TRANSIENT_CODES: [&str; 7] =
+    ["transient", "lock-error", "no-store", "exception", "timeout", "incomplete", "throttled"];
 
 /// What a body turned out to be.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,25 +159,14 @@ pub(crate) fn is_transient_outcome(oo: &Value) -> bool {
         return false;
     };
     !issues.is_empty()
-        && issues.iter().all(|i| {
-            i.get("code")
-                .and_then(Value::as_str)
-                .is_some_and(|c| TRANSIENT_CODES.contains(&c))
-        })
+        && issues.iter().all(|i| i.get("code").and_then(Value::as_str).is_some_and(|c| TRANSIENT_CODES.contains(&c)))
 }
 
 /// Whether an OperationOutcome carries an error or fatal issue.
 pub(crate) fn outcome_is_error(oo: &Value) -> bool {
-    oo.get("issue")
-        .and_then(Value::as_array)
-        .is_some_and(|issues| {
-            issues.iter().any(|i| {
-                matches!(
-                    i.get("severity").and_then(Value::as_str),
-                    Some("error" | "fatal")
-                )
-            })
-        })
+    oo.get("issue").and_then(Value::as_array).is_some_and(|issues| {
+        issues.iter().any(|i| matches!(i.get("severity").and_then(Value::as_str), Some("error" | "fatal")))
+    })
 }
 
 /// The first human text of an OperationOutcome (details.text, then diagnostics).
@@ -216,14 +191,8 @@ pub(crate) fn entry_status(bundle: &Value) -> Option<u16> {
 pub(crate) fn asyncjob_manifest(job: &Value) -> Option<Manifest> {
     let params = job.pointer("/output/parameter")?.as_array()?;
     let mut m = Manifest {
-        transaction_time: job
-            .get("transactionTime")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        request: job
-            .get("request")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        transaction_time: job.get("transactionTime").and_then(Value::as_str).map(str::to_owned),
+        request: job.get("request").and_then(Value::as_str).map(str::to_owned),
         requires_access_token: false,
         output: Vec::new(),
         error: Vec::new(),
@@ -238,10 +207,7 @@ pub(crate) fn asyncjob_manifest(job: &Value) -> Option<Manifest> {
     for p in params {
         let name = p.get("name").and_then(Value::as_str).unwrap_or("");
         if name == "requiresAccessToken" {
-            m.requires_access_token = p
-                .get("valueBoolean")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            m.requires_access_token = p.get("valueBoolean").and_then(Value::as_bool).unwrap_or(false);
             continue;
         }
         let list = match name {
@@ -251,17 +217,10 @@ pub(crate) fn asyncjob_manifest(job: &Value) -> Option<Manifest> {
             _ => continue,
         };
         let parts = p.get("part").and_then(Value::as_array);
-        let part = |n: &str| -> Option<&Value> {
-            parts?
-                .iter()
-                .find(|q| q.get("name").and_then(Value::as_str) == Some(n))
-        };
+        let part =
+            |n: &str| -> Option<&Value> { parts?.iter().find(|q| q.get("name").and_then(Value::as_str) == Some(n)) };
         let Some(url) = part("url")
-            .and_then(|q| {
-                q.get("valueUri")
-                    .or_else(|| q.get("valueUrl"))
-                    .or_else(|| q.get("valueString"))
-            })
+            .and_then(|q| q.get("valueUri").or_else(|| q.get("valueUrl")).or_else(|| q.get("valueString")))
             .and_then(Value::as_str)
         else {
             continue;
@@ -272,9 +231,7 @@ pub(crate) fn asyncjob_manifest(job: &Value) -> Option<Manifest> {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             url: url.to_owned(),
-            count: part("count")
-                .and_then(|q| q.get("valueInteger"))
-                .and_then(Value::as_u64),
+            count: part("count").and_then(|q| q.get("valueInteger")).and_then(Value::as_u64),
             file_size: None,
             continues_in_file: None,
         });
@@ -297,29 +254,16 @@ mod tests {
         assert!(!is_transient_outcome(
             &json!({"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"},{"severity":"error","code":"processing"}]})
         ));
-        assert!(!is_transient_outcome(
-            &json!({"resourceType":"OperationOutcome","issue":[]})
-        ));
-        assert!(!is_transient_outcome(
-            &json!({"resourceType":"OperationOutcome"})
-        ));
+        assert!(!is_transient_outcome(&json!({"resourceType":"OperationOutcome","issue":[]})));
+        assert!(!is_transient_outcome(&json!({"resourceType":"OperationOutcome"})));
     }
 
     #[test]
     fn entry_status_reads_leading_code() {
-        assert_eq!(
-            entry_status(&json!({"entry":[{"response":{"status":"400 Bad Request"}}]})),
-            Some(400)
-        );
-        assert_eq!(
-            entry_status(&json!({"entry":[{"response":{"status":"201"}}]})),
-            Some(201)
-        );
+        assert_eq!(entry_status(&json!({"entry":[{"response":{"status":"400 Bad Request"}}]})), Some(400));
+        assert_eq!(entry_status(&json!({"entry":[{"response":{"status":"201"}}]})), Some(201));
         assert_eq!(entry_status(&json!({"entry":[]})), None);
-        assert_eq!(
-            entry_status(&json!({"entry":[{"response":{"status":"OK"}}]})),
-            None
-        );
+        assert_eq!(entry_status(&json!({"entry":[{"response":{"status":"OK"}}]})), None);
     }
 
     #[test]
@@ -331,9 +275,6 @@ mod tests {
         assert_eq!(m.output.len(), 1);
         assert_eq!(m.output[0].count, Some(3));
         assert!(!m.requires_access_token);
-        assert!(asyncjob_manifest(
-            &json!({"output":{"parameter":[{"name":"result","valueString":"x"}]}})
-        )
-        .is_none());
+        assert!(asyncjob_manifest(&json!({"output":{"parameter":[{"name":"result","valueString":"x"}]}})).is_none());
     }
 }

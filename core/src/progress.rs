@@ -52,9 +52,7 @@ pub fn parse_percent(text: &str) -> Option<f64> {
     // "NN%" / "NN.N %"
     if let Some(pct) = text.find('%') {
         let head = text[..pct].trim_end();
-        let start = head
-            .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .map_or(0, |i| i + 1);
+        let start = head.rfind(|c: char| !(c.is_ascii_digit() || c == '.')).map_or(0, |i| i + 1);
         if let Ok(v) = head[start..].parse::<f64>() {
             return finite_percent(v);
         }

@@ -81,12 +81,7 @@ pub fn parse_retry_after(
     let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return RetryAfter::Absent;
     };
-    let clamp = |ms: u64| {
-        ms.clamp(
-            policy.min_wait_ms,
-            policy.max_wait_ms.max(policy.min_wait_ms),
-        )
-    };
+    let clamp = |ms: u64| ms.clamp(policy.min_wait_ms, policy.max_wait_ms.max(policy.min_wait_ms));
     if raw.bytes().all(|b| b.is_ascii_digit()) {
         // Anchored: digits only. Saturate rather than overflow on absurd lengths.
         let secs: u64 = raw.parse().unwrap_or(u64::MAX);
@@ -125,24 +120,13 @@ pub fn format_http_date(ms: u64) -> String {
 pub fn backoff_ms(policy: &RetryPolicy, attempt: u32) -> u64 {
     let factor = f64::from(policy.backoff_factor_percent.max(100)) / 100.0;
     let base = (policy.initial_backoff_ms as f64) * factor.powi(attempt.min(64) as i32);
-    let capped = if base.is_finite() {
-        base.min(policy.max_backoff_ms as f64)
-    } else {
-        policy.max_backoff_ms as f64
-    };
+    let capped = if base.is_finite() { base.min(policy.max_backoff_ms as f64) } else { policy.max_backoff_ms as f64 };
     let jitter_span = capped * f64::from(policy.jitter_percent.min(100)) / 100.0;
     // A value in [-1, 1) from the seed and the attempt: reproducible, no RNG state.
     let unit = (splitmix64(policy.seed ^ u64::from(attempt)) >> 11) as f64 / (1u64 << 53) as f64;
     let jittered = capped + jitter_span * (unit * 2.0 - 1.0);
-    let ms = if jittered.is_finite() && jittered > 0.0 {
-        jittered as u64
-    } else {
-        0
-    };
-    ms.clamp(
-        policy.min_wait_ms,
-        policy.max_wait_ms.max(policy.min_wait_ms),
-    )
+    let ms = if jittered.is_finite() && jittered > 0.0 { jittered as u64 } else { 0 };
+    ms.clamp(policy.min_wait_ms, policy.max_wait_ms.max(policy.min_wait_ms))
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -157,55 +141,31 @@ mod tests {
     use super::*;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy {
-            min_wait_ms: 1_000,
-            max_wait_ms: 3_600_000,
-            ..RetryPolicy::default()
-        }
+        RetryPolicy { min_wait_ms: 1_000, max_wait_ms: 3_600_000, ..RetryPolicy::default() }
     }
     const NOW: u64 = 1_780_000_000_000;
 
     // protocol B3
     #[test]
     fn delta_seconds() {
-        assert_eq!(
-            parse_retry_after(Some("120"), None, NOW, &policy()),
-            RetryAfter::Delay(120_000)
-        );
-        assert_eq!(
-            parse_retry_after(Some(" 5 "), None, NOW, &policy()),
-            RetryAfter::Delay(5_000)
-        );
+        assert_eq!(parse_retry_after(Some("120"), None, NOW, &policy()), RetryAfter::Delay(120_000));
+        assert_eq!(parse_retry_after(Some(" 5 "), None, NOW, &policy()), RetryAfter::Delay(5_000));
     }
 
     // protocol B3: zero and past dates go to the floor, never a zero-delay loop
     #[test]
     fn zero_and_past_hit_the_floor() {
-        assert_eq!(
-            parse_retry_after(Some("0"), None, NOW, &policy()),
-            RetryAfter::Delay(1_000)
-        );
+        assert_eq!(parse_retry_after(Some("0"), None, NOW, &policy()), RetryAfter::Delay(1_000));
         let past = format_http_date(NOW - 60_000);
-        assert_eq!(
-            parse_retry_after(Some(&past), None, NOW, &policy()),
-            RetryAfter::Delay(1_000)
-        );
+        assert_eq!(parse_retry_after(Some(&past), None, NOW, &policy()), RetryAfter::Delay(1_000));
     }
 
     // protocol B3: all three HTTP-date forms
     #[test]
     fn every_http_date_form() {
         let date = Some("Sun, 06 Nov 1994 08:49:37 GMT");
-        for form in [
-            "Sun, 06 Nov 1994 08:50:37 GMT",
-            "Sunday, 06-Nov-94 08:50:37 GMT",
-            "Sun Nov  6 08:50:37 1994",
-        ] {
-            assert_eq!(
-                parse_retry_after(Some(form), date, NOW, &policy()),
-                RetryAfter::Delay(60_000),
-                "{form}"
-            );
+        for form in ["Sun, 06 Nov 1994 08:50:37 GMT", "Sunday, 06-Nov-94 08:50:37 GMT", "Sun Nov  6 08:50:37 1994"] {
+            assert_eq!(parse_retry_after(Some(form), date, NOW, &policy()), RetryAfter::Delay(60_000), "{form}");
         }
     }
 
@@ -216,35 +176,16 @@ mod tests {
         let server_now = NOW - 3_600_000;
         let at = format_http_date(server_now + 30_000);
         let date = format_http_date(server_now);
-        assert_eq!(
-            parse_retry_after(Some(&at), Some(&date), NOW, &policy()),
-            RetryAfter::Delay(30_000)
-        );
+        assert_eq!(parse_retry_after(Some(&at), Some(&date), NOW, &policy()), RetryAfter::Delay(30_000));
         // Without a Date header the skew would make it look past: the floor.
-        assert_eq!(
-            parse_retry_after(Some(&at), None, NOW, &policy()),
-            RetryAfter::Delay(1_000)
-        );
+        assert_eq!(parse_retry_after(Some(&at), None, NOW, &policy()), RetryAfter::Delay(1_000));
     }
 
     // protocol B3 / divergence 5: nonsense never yields NaN, zero or a panic
     #[test]
     fn nonsense_values() {
-        for garbage in [
-            "-5",
-            "1.5",
-            "soon",
-            "12abc",
-            "Wed, 99 Foo 2026",
-            "",
-            "   ",
-            "١٢",
-        ] {
-            assert_eq!(
-                parse_retry_after(Some(garbage), None, NOW, &policy()),
-                RetryAfter::Absent,
-                "{garbage:?}"
-            );
+        for garbage in ["-5", "1.5", "soon", "12abc", "Wed, 99 Foo 2026", "", "   ", "١٢"] {
+            assert_eq!(parse_retry_after(Some(garbage), None, NOW, &policy()), RetryAfter::Absent, "{garbage:?}");
         }
         // Enormous: clamped to the ceiling, no overflow.
         assert_eq!(
@@ -253,24 +194,15 @@ mod tests {
         );
         // Epoch-looking and plausible: an instant 90 s ahead.
         let epoch = ((NOW / 1000) + 90).to_string();
-        assert_eq!(
-            parse_retry_after(Some(&epoch), None, NOW, &policy()),
-            RetryAfter::Delay(90_000)
-        );
+        assert_eq!(parse_retry_after(Some(&epoch), None, NOW, &policy()), RetryAfter::Delay(90_000));
         // Epoch-looking but far off: clamped.
-        assert_eq!(
-            parse_retry_after(Some("1000000000"), None, NOW, &policy()),
-            RetryAfter::Delay(3_600_000)
-        );
+        assert_eq!(parse_retry_after(Some("1000000000"), None, NOW, &policy()), RetryAfter::Delay(3_600_000));
     }
 
     // protocol B4: exponential, capped, jittered, reproducible
     #[test]
     fn backoff_grows_caps_and_jitters_deterministically() {
-        let p = RetryPolicy {
-            jitter_percent: 0,
-            ..policy()
-        };
+        let p = RetryPolicy { jitter_percent: 0, ..policy() };
         assert_eq!(backoff_ms(&p, 0), 1_000);
         assert_eq!(backoff_ms(&p, 1), 2_000);
         assert_eq!(backoff_ms(&p, 3), 8_000);
@@ -284,15 +216,7 @@ mod tests {
             let nominal = (1_000u64 << i).min(60_000) as f64;
             assert!((*d as f64) >= nominal * 0.8 - 1.0 && (*d as f64) <= nominal * 1.2 + 1.0);
         }
-        let other_seed = RetryPolicy {
-            seed: 7,
-            ..policy()
-        };
-        assert_ne!(
-            a,
-            (0..8)
-                .map(|i| backoff_ms(&other_seed, i))
-                .collect::<Vec<_>>()
-        );
+        let other_seed = RetryPolicy { seed: 7, ..policy() };
+        assert_ne!(a, (0..8).map(|i| backoff_ms(&other_seed, i)).collect::<Vec<_>>());
     }
 }

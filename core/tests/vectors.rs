@@ -26,11 +26,7 @@ fn subset(expected: &Value, actual: &Value, path: &str) -> Result<(), String> {
         }
         (Value::Array(e), Value::Array(a)) => {
             if e.len() != a.len() {
-                return Err(format!(
-                    "{path}: expected {} items, got {}: {actual}",
-                    e.len(),
-                    a.len()
-                ));
+                return Err(format!("{path}: expected {} items, got {}: {actual}", e.len(), a.len()));
             }
             for (i, (ev, av)) in e.iter().zip(a).enumerate() {
                 subset(ev, av, &format!("{path}[{i}]"))?;
@@ -65,13 +61,10 @@ fn response_from(v: &Value) -> Response {
             match val {
                 Value::Array(items) => {
                     for i in items {
-                        r.headers
-                            .push((k.clone(), i.as_str().unwrap_or_default().to_owned()));
+                        r.headers.push((k.clone(), i.as_str().unwrap_or_default().to_owned()));
                     }
                 }
-                other => r
-                    .headers
-                    .push((k.clone(), other.as_str().unwrap_or_default().to_owned())),
+                other => r.headers.push((k.clone(), other.as_str().unwrap_or_default().to_owned())),
             }
         }
     }
@@ -87,8 +80,7 @@ fn response_from(v: &Value) -> Response {
 fn run(path: &PathBuf) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
-    let config: JobConfig =
-        serde_json::from_value(v["config"].clone()).map_err(|e| format!("config: {e}"))?;
+    let config: JobConfig = serde_json::from_value(v["config"].clone()).map_err(|e| format!("config: {e}"))?;
     let mut job = match Job::new(config) {
         Ok(j) => j,
         Err(e) => {
@@ -106,12 +98,7 @@ fn run(path: &PathBuf) -> Result<(), String> {
     let mut last_id: Option<u64> = None;
     for (i, step) in v["steps"].as_array().ok_or("no steps")?.iter().enumerate() {
         let now = step["now"].as_u64().ok_or(format!("step {i}: no now"))?;
-        let ctx = |m: String| {
-            format!(
-                "step {i} ({}): {m}",
-                step.get("note").and_then(Value::as_str).unwrap_or("")
-            )
-        };
+        let ctx = |m: String| format!("step {i} ({}): {m}", step.get("note").and_then(Value::as_str).unwrap_or(""));
         if let Some(expect) = step.get("expect") {
             let actual = match job.next_action(now) {
                 Ok(a) => serde_json::to_value(&a).map_err(|e| e.to_string())?,
@@ -123,16 +110,14 @@ fn run(path: &PathBuf) -> Result<(), String> {
             subset(expect, &request_json(&actual), "action").map_err(ctx)?;
         } else if let Some(resp) = step.get("respond") {
             let id = last_id.ok_or_else(|| ctx("respond without a sent request".into()))?;
-            job.handle_response(id, response_from(resp), now)
-                .map_err(|e| ctx(e.to_string()))?;
+            job.handle_response(id, response_from(resp), now).map_err(|e| ctx(e.to_string()))?;
         } else if let Some(kind) = step.get("transportError") {
             let id = last_id.ok_or_else(|| ctx("transportError without a sent request".into()))?;
             let kind = match kind.as_str() {
                 Some("connect") => TransportErrorKind::Connect,
                 _ => TransportErrorKind::AfterSend,
             };
-            job.handle_transport_error(id, kind, "scripted failure", now)
-                .map_err(|e| ctx(e.to_string()))?;
+            job.handle_transport_error(id, kind, "scripted failure", now).map_err(|e| ctx(e.to_string()))?;
         } else if step.get("cancel").is_some() {
             job.cancel(now);
         } else if step.get("cleanup").is_some() {
@@ -142,10 +127,8 @@ fn run(path: &PathBuf) -> Result<(), String> {
         } else if step.get("resume").is_some() {
             job = Job::from_json(&job.to_json()).map_err(|e| ctx(e.to_string()))?;
         } else if let Some(cb) = step.get("callback") {
-            let payload = fhir_async::parse_callback(cb.to_string().as_bytes())
-                .map_err(|e| ctx(e.to_string()))?;
-            let effect = serde_json::to_value(job.handle_callback(&payload, now))
-                .map_err(|e| e.to_string())?;
+            let payload = fhir_async::parse_callback(cb.to_string().as_bytes()).map_err(|e| ctx(e.to_string()))?;
+            let effect = serde_json::to_value(job.handle_callback(&payload, now)).map_err(|e| e.to_string())?;
             subset(&step["effect"], &effect, "effect").map_err(ctx)?;
         } else if let Some(p) = step.get("progress") {
             let actual = serde_json::to_value(job.progress(now)).map_err(|e| e.to_string())?;
@@ -159,10 +142,7 @@ fn run(path: &PathBuf) -> Result<(), String> {
         } else if let Some(w) = step.get("warningsContain") {
             let needle = w.as_str().unwrap_or_default();
             if !job.warnings().iter().any(|x| x.contains(needle)) {
-                return Err(ctx(format!(
-                    "no warning contains {needle:?}: {:?}",
-                    job.warnings()
-                )));
+                return Err(ctx(format!("no warning contains {needle:?}: {:?}", job.warnings())));
             }
         } else {
             return Err(ctx("unknown step".into()));
@@ -179,27 +159,10 @@ fn every_vector_passes() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 30,
-        "expected at least 30 vectors, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 30, "expected at least 30 vectors, found {}", files.len());
     let failures: Vec<String> = files
         .iter()
-        .filter_map(|f| {
-            run(f).err().map(|e| {
-                format!(
-                    "{}: {e}",
-                    f.file_name().unwrap_or_default().to_string_lossy()
-                )
-            })
-        })
+        .filter_map(|f| run(f).err().map(|e| format!("{}: {e}", f.file_name().unwrap_or_default().to_string_lossy())))
         .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} vectors failed:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} vectors failed:\n{}", failures.len(), files.len(), failures.join("\n"));
 }

@@ -5,8 +5,8 @@
 //! the example for Rust users and the engine behind `make demo`.
 
 use fhir_async::{
-    Action, DownloadAction, Error, FileDownload, FileReport, HeadDecision, Job, Outcome,
-    PlannedFile, Progress, Request, Response, RetryPolicy, TransportErrorKind,
+    Action, DownloadAction, Error, FileDownload, FileReport, HeadDecision, Job, Outcome, PlannedFile, Progress,
+    Request, Response, RetryPolicy, TransportErrorKind,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,9 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Unix milliseconds from the system clock: the only clock in the SDK lives here.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A blocking HTTP driver.
@@ -86,9 +84,7 @@ impl Driver {
     }
 
     fn send(&self, req: &Request) -> Sent {
-        let mut b = ureq::http::Request::builder()
-            .method(req.method.as_str())
-            .uri(&req.url);
+        let mut b = ureq::http::Request::builder().method(req.method.as_str()).uri(&req.url);
         for (k, v) in &req.headers {
             b = b.header(k, v);
         }
@@ -102,18 +98,13 @@ impl Driver {
             Ok(r) => r,
             Err(e) => return Sent::Failed(TransportErrorKind::Connect, e.to_string()),
         };
-        let configured = self
-            .agent
-            .configure_request(http_req)
-            .timeout_global(Some(Duration::from_millis(req.timeout_ms)))
-            .build();
+        let configured =
+            self.agent.configure_request(http_req).timeout_global(Some(Duration::from_millis(req.timeout_ms))).build();
         match self.agent.run(configured) {
             Ok(r) => Sent::Response(r),
             Err(e) => {
                 let kind = match &e {
-                    ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
-                        TransportErrorKind::Connect
-                    }
+                    ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => TransportErrorKind::Connect,
                     ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
                         TransportErrorKind::Connect
                     }
@@ -158,9 +149,7 @@ impl Driver {
         match job.next_action(now)? {
             Action::Send { request } => match self.send(&request) {
                 Sent::Response(r) => job.handle_response(request.id, to_response(r), now_ms())?,
-                Sent::Failed(kind, msg) => {
-                    job.handle_transport_error(request.id, kind, &msg, now_ms())?
-                }
+                Sent::Failed(kind, msg) => job.handle_transport_error(request.id, kind, &msg, now_ms())?,
             },
             Action::Wait { delay_ms, .. } => {
                 if let Ok(payload) = inbox.recv_timeout(Duration::from_millis(delay_ms.min(250))) {
@@ -237,13 +226,8 @@ impl Driver {
                             }
                         };
                         let headers = header_pairs(r.headers());
-                        if d.handle_head(
-                            request.id,
-                            r.status().as_u16(),
-                            &headers,
-                            false,
-                            now_ms(),
-                        )? == HeadDecision::Discard
+                        if d.handle_head(request.id, r.status().as_u16(), &headers, false, now_ms())?
+                            == HeadDecision::Discard
                         {
                             continue;
                         }
@@ -252,8 +236,7 @@ impl Driver {
                         let mut on_line = |l: &[u8]| {
                             resources.fetch_add(1, Ordering::Relaxed);
                             if write_err.is_none() {
-                                if let Err(e) = out.write_all(l).and_then(|()| out.write_all(b"\n"))
-                                {
+                                if let Err(e) = out.write_all(l).and_then(|()| out.write_all(b"\n")) {
                                     write_err = Some(e);
                                 }
                             }
@@ -275,30 +258,20 @@ impl Driver {
                         };
                         match failed {
                             None => d.finish(request.id, now_ms(), &mut on_line)?,
-                            Some(msg) if !msg.is_empty() => {
-                                d.handle_transport_error(request.id, &msg, now_ms())?
-                            }
+                            Some(msg) if !msg.is_empty() => d.handle_transport_error(request.id, &msg, now_ms())?,
                             Some(_) => {}
                         }
                         if let Some(e) = write_err.take() {
                             return Err(e.into());
                         }
                     }
-                    DownloadAction::Wait { delay_ms, .. } => {
-                        std::thread::sleep(Duration::from_millis(delay_ms))
-                    }
+                    DownloadAction::Wait { delay_ms, .. } => std::thread::sleep(Duration::from_millis(delay_ms)),
                     DownloadAction::RefreshToken => {}
                     DownloadAction::RefreshManifest => {
-                        let mut j = job
-                            .lock()
-                            .map_err(|_| DriveError::Io(std::io::Error::other("poisoned")))?;
-                        let fresh = if j.refresh_manifest(now_ms()).is_ok()
-                            && self.run(&mut **j, |_| {}).is_ok()
-                        {
+                        let mut j = job.lock().map_err(|_| DriveError::Io(std::io::Error::other("poisoned")))?;
+                        let fresh = if j.refresh_manifest(now_ms()).is_ok() && self.run(&mut j, |_| {}).is_ok() {
                             let (kind, index) = (d.file().kind, d.file().index);
-                            j.download_plan()
-                                .into_iter()
-                                .find(|f| f.kind == kind && f.index == index)
+                            j.download_plan().into_iter().find(|f| f.kind == kind && f.index == index)
                         } else {
                             None
                         };
@@ -325,32 +298,15 @@ impl Driver {
 }
 
 fn header_pairs(h: &ureq::http::HeaderMap) -> Vec<(String, String)> {
-    h.iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+    h.iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
 }
 
 fn to_response(r: ureq::http::Response<ureq::Body>) -> Response {
     let status = r.status().as_u16();
     let headers = header_pairs(r.headers());
     // Status bodies are small; cap them so a hostile server cannot exhaust memory.
-    let body = r
-        .into_body()
-        .with_config()
-        .limit(16 << 20)
-        .read_to_vec()
-        .unwrap_or_default();
-    Response {
-        status,
-        headers,
-        body,
-        url: None,
-    }
+    let body = r.into_body().with_config().limit(16 << 20).read_to_vec().unwrap_or_default();
+    Response { status, headers, body, url: None }
 }
 
 /// The reference server, started as a child process on loopback port 0 and
@@ -368,12 +324,9 @@ pub struct TestServer {
 impl TestServer {
     /// Starts `target/release/fhir-async-testserver` (or `$FHIR_ASYNC_TESTSERVER`).
     pub fn start(args: &[&str]) -> std::io::Result<TestServer> {
-        let bin = std::env::var("FHIR_ASYNC_TESTSERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../../target/release/fhir-async-testserver")
-            });
+        let bin = std::env::var("FHIR_ASYNC_TESTSERVER").map(PathBuf::from).unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/fhir-async-testserver")
+        });
         let mut child = Command::new(&bin)
             .args(["--addr", "127.0.0.1:0", "--exit-on-stdin-eof"])
             .args(args)
@@ -381,25 +334,12 @@ impl TestServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("{}: {e} (run `make server` first)", bin.display()),
-                )
-            })?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stdin"))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e} (run `make server` first)", bin.display())))?;
+        let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
         let mut next = |prefix: &str| -> std::io::Result<String> {
-            let line = lines
-                .next()
-                .ok_or_else(|| std::io::Error::other("server exited"))??;
+            let line = lines.next().ok_or_else(|| std::io::Error::other("server exited"))??;
             line.strip_prefix(prefix)
                 .map(str::to_owned)
                 .ok_or_else(|| std::io::Error::other(format!("unexpected server output: {line}")))
@@ -408,12 +348,7 @@ impl TestServer {
         let storage_url = next("storage on ")?;
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.by_ref() {});
-        Ok(TestServer {
-            child,
-            _stdin: stdin,
-            url,
-            storage_url,
-        })
+        Ok(TestServer { child, _stdin: stdin, url, storage_url })
     }
 }
 

@@ -1,8 +1,8 @@
 //! Aidbox's unified pattern (seed 003): redirect mode (303 See Other to the
 //! result) and a signed callback that wakes a job early.
 use fhir_async::{
-    verify_callback, AsyncMode, Delivery, Job, JobConfig, Method, Operation, OperationRequest,
-    OutcomeStatus, PreferOptions, RetryPolicy,
+    verify_callback, AsyncMode, Delivery, Job, JobConfig, Method, Operation, OperationRequest, OutcomeStatus,
+    PreferOptions, RetryPolicy,
 };
 use fhir_async_examples::{Driver, TestServer};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,10 +18,7 @@ fn reindex(base: String, prefer: PreferOptions) -> Result<Job, fhir_async::Error
             body: Some("{\"resourceType\":\"Parameters\"}".into()),
         }),
         prefer,
-        retry: RetryPolicy {
-            min_wait_ms: 50,
-            ..RetryPolicy::default()
-        },
+        retry: RetryPolicy { min_wait_ms: 50, ..RetryPolicy::default() },
         timeout_ms: Some(60_000),
         allowed_origins: vec![],
     })
@@ -34,10 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Redirect mode: the status URL answers 303; the result URL answers like the synchronous call.
     let mut job = reindex(
         format!("{}/_f/ms=300/aidbox/fhir", server.url),
-        PreferOptions {
-            async_mode: Some(AsyncMode::Redirect),
-            ..Default::default()
-        },
+        PreferOptions { async_mode: Some(AsyncMode::Redirect), ..Default::default() },
     )?;
     let outcome = driver.run(&mut job, |_| {})?;
     println!(
@@ -48,10 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert_eq!(outcome.delivery, Delivery::Redirect);
     assert_eq!(outcome.status, OutcomeStatus::Completed);
-    assert!(job
-        .preference_applied()
-        .iter()
-        .any(|p| p == "async-mode=redirect"));
+    assert!(job.preference_applied().iter().any(|p| p == "async-mode=redirect"));
 
     // Callback: the server would tell us to come back in 600 s; its callback wakes us at once.
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -74,17 +65,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let mut body = vec![0; len];
             let ok = reader.read_exact(&mut body).is_ok();
-            let verified = ok
-                .then(|| verify_callback(&body, sig.as_deref(), b"fhir-async-demo-secret").ok())
-                .flatten();
-            let status = if verified.is_some() {
-                "204 No Content"
-            } else {
-                "401 Unauthorized"
-            };
-            let _ = reader
-                .get_mut()
-                .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes());
+            let verified = ok.then(|| verify_callback(&body, sig.as_deref(), b"fhir-async-demo-secret").ok()).flatten();
+            let status = if verified.is_some() { "204 No Content" } else { "401 Unauthorized" };
+            let _ = reader.get_mut().write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes());
             if let Some(payload) = verified {
                 let _ = tx.send(payload);
             }
@@ -92,10 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let mut job = reindex(
         format!("{}/_f/ms=500;retry=600/aidbox/fhir", server.url),
-        PreferOptions {
-            callback_url: Some(callback_url),
-            ..Default::default()
-        },
+        PreferOptions { callback_url: Some(callback_url), ..Default::default() },
     )?;
     let started = Instant::now();
     let outcome = driver.run_with_callbacks(&mut job, |_| {}, &inbox)?;
@@ -105,10 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(outcome.status, OutcomeStatus::Completed);
-    assert!(
-        started.elapsed().as_secs() < 30,
-        "the callback woke the job early"
-    );
+    assert!(started.elapsed().as_secs() < 30, "the callback woke the job early");
     println!("aidbox example: ok");
     Ok(())
 }

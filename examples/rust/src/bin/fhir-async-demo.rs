@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() {
@@ -23,17 +21,11 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let server_arg = arg("--server")
-        .or_else(|| std::env::var("SERVER").ok())
-        .filter(|s| !s.is_empty());
-    let token = arg("--token")
-        .or_else(|| std::env::var("TOKEN").ok())
-        .filter(|s| !s.is_empty());
+    let server_arg = arg("--server").or_else(|| std::env::var("SERVER").ok()).filter(|s| !s.is_empty());
+    let token = arg("--token").or_else(|| std::env::var("TOKEN").ok()).filter(|s| !s.is_empty());
     let out = PathBuf::from(arg("--out").unwrap_or_else(|| "demo-output".into()));
     let patients = arg("--patients").unwrap_or_else(|| "2000".into());
-    let types: Vec<String> = arg("--types")
-        .map(|t| t.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
+    let types: Vec<String> = arg("--types").map(|t| t.split(',').map(str::to_owned).collect()).unwrap_or_default();
 
     let (_server, base) = match server_arg {
         Some(url) => (None, url),
@@ -47,52 +39,27 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("Exporting from {base}");
     let mut job = Job::new(JobConfig {
         base_url: base.clone(),
-        operation: Operation::Export(ExportRequest {
-            types,
-            ..Default::default()
-        }),
+        operation: Operation::Export(ExportRequest { types, ..Default::default() }),
         prefer: Default::default(),
-        retry: RetryPolicy {
-            min_wait_ms: 200,
-            ..RetryPolicy::default()
-        },
+        retry: RetryPolicy { min_wait_ms: 200, ..RetryPolicy::default() },
         timeout_ms: Some(6 * 3_600_000),
         allowed_origins: vec![],
     })?;
     let driver = Driver::new(token);
 
     let bar = ProgressBar::new(100);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} export [{bar:40}] {pos:>3}%  {msg}")?
-            .progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} export [{bar:40}] {pos:>3}%  {msg}")?.progress_chars("=> "));
     bar.enable_steady_tick(Duration::from_millis(120));
     let outcome = driver.run(&mut job, |p| {
         if let Some(pct) = p.percent {
             bar.set_position(pct as u64);
         }
-        let next = p
-            .next_poll_in_ms
-            .map(|ms| format!(", next poll in {:.1}s", ms as f64 / 1000.0))
-            .unwrap_or_default();
-        bar.set_message(format!(
-            "{} (polls: {}{next})",
-            p.message.as_deref().unwrap_or("waiting"),
-            p.polls
-        ));
+        let next = p.next_poll_in_ms.map(|ms| format!(", next poll in {:.1}s", ms as f64 / 1000.0)).unwrap_or_default();
+        bar.set_message(format!("{} (polls: {}{next})", p.message.as_deref().unwrap_or("waiting"), p.polls));
     })?;
-    bar.finish_with_message(format!(
-        "{:?} after {} polls",
-        outcome.status,
-        job.progress(0).polls
-    ));
+    bar.finish_with_message(format!("{:?} after {} polls", outcome.status, job.progress(0).polls));
     if !outcome.is_success() {
-        return Err(format!(
-            "the export ended {:?}: {}",
-            outcome.status,
-            outcome.message.unwrap_or_default()
-        )
-        .into());
+        return Err(format!("the export ended {:?}: {}", outcome.status, outcome.message.unwrap_or_default()).into());
     }
     if let Some(url) = job.status_url() {
         println!("Status URL: {url}");
@@ -128,26 +95,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut table: BTreeMap<String, (usize, u64, u64)> = BTreeMap::new();
     for (path, r) in &files {
-        let key = r
-            .resource_type
-            .clone()
-            .unwrap_or_else(|| format!("{:?}", r.kind));
+        let key = r.resource_type.clone().unwrap_or_else(|| format!("{:?}", r.kind));
         let e = table.entry(key).or_default();
         e.0 += 1;
         e.1 += r.resources;
         e.2 += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     }
-    println!(
-        "\n{:<20} {:>6} {:>12} {:>12}",
-        "type", "files", "resources", "bytes"
-    );
+    println!("\n{:<20} {:>6} {:>12} {:>12}", "type", "files", "resources", "bytes");
     for (t, (n, res, b)) in &table {
         println!("{t:<20} {n:>6} {res:>12} {b:>12}");
     }
-    println!(
-        "\nFiles are in ./{}/ (every count checked against the manifest).",
-        out.display()
-    );
+    println!("\nFiles are in ./{}/ (every count checked against the manifest).", out.display());
     if outcome.status == OutcomeStatus::CompletedWithErrors {
         println!("The server reported errors: see error.*.ndjson.");
     }
