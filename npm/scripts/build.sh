@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the wasm engine into npm/wasm/: cargo (wasm32, size-tuned) -> wasm-bindgen
+# (--target web: an ES module whose init takes bytes or a URL) -> wasm-opt -Oz when present.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$here/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+out="$here/wasm"
+
+# Size profile without touching the workspace manifest: the release profile,
+# overridden for this build only.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL="${FHIR_ASYNC_WASM_OPT_LEVEL:-z}"
+export CARGO_PROFILE_RELEASE_LTO=true
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+export CARGO_PROFILE_RELEASE_DEBUG=0
+export CARGO_PROFILE_RELEASE_PANIC=abort
+(cd "$root" && cargo build --release --target wasm32-unknown-unknown -p fhir-async-wasm)
+
+rm -rf "$out" && mkdir -p "$out"
+wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name fhir_async_wasm \
+  "$target_dir/wasm32-unknown-unknown/release/fhir_async_wasm.wasm"
+if command -v wasm-opt >/dev/null 2>&1; then
+  wasm-opt "${FHIR_ASYNC_WASM_OPT:--Oz}" --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    -o "$out/fhir_async_wasm_bg.wasm.opt" "$out/fhir_async_wasm_bg.wasm"
+  mv "$out/fhir_async_wasm_bg.wasm.opt" "$out/fhir_async_wasm_bg.wasm"
+else
+  echo "build.sh: wasm-opt not found; the .wasm is not post-optimized" >&2
+fi
+wasm_gz=$(gzip -9c "$out/fhir_async_wasm_bg.wasm" | wc -c)
+js_gz=$(cat "$out/fhir_async_wasm.js" "$here"/src/*.js 2>/dev/null | gzip -9c | wc -c)
+echo "build.sh: fhir_async_wasm_bg.wasm $(wc -c <"$out/fhir_async_wasm_bg.wasm") bytes, gzip -9 ${wasm_gz}; JS (glue + src) gzip -9 ${js_gz}; total $((wasm_gz + js_gz))"

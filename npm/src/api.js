@@ -1,0 +1,22 @@
+// Everything the package exports, whatever the platform (the entry points
+// only differ in how they load the .wasm).
+
+export { FhirAsyncClient, AsyncJob } from './client.js';
+export { verifyCallback, parseCallback } from './callback.js';
+export {
+  FhirAsyncError,
+  UsageError,
+  ProtocolError,
+  InsecureUrlError,
+  DeadlineExceededError,
+  RetriesExhaustedError,
+  UnauthorizedError,
+  KickoffIndeterminateError,
+  DownloadError,
+  CallbackError,
+  AbortError,
+  JobFailedError,
+  fromCore,
+} from './errors.js';
+// The low-level engine: `Job` and `FileDownload` state machines, no I/O.
+export { Job, FileDownload, planDownloads, signCallback } from '../wasm/fhir_async_wasm.js';

@@ -1,0 +1,389 @@
+// FhirAsyncClient and its jobs: the engine decides, this file moves bytes and time.
+
+import { Job as CoreJob } from '../wasm/fhir_async_wasm.js';
+import { abortError, core, fromCore, JobFailedError, UsageError } from './errors.js';
+import { exchange, transportKind } from './http.js';
+import { resourceStream, JOB_OF } from './download.js';
+import { verifyCallback } from './callback.js';
+
+export class FhirAsyncClient {
+  #options;
+  #token = null;
+  #tokenPending = null;
+  /** @type {Set<AsyncJob>} jobs that are not finished, for callbacks */
+  _live = new Set();
+
+  constructor(options) {
+    if (!options || typeof options.baseUrl !== 'string') {
+      throw new UsageError('FhirAsyncClient needs { baseUrl }');
+    }
+    this.#options = { ...options };
+    const f = options.fetch ?? globalThis.fetch;
+    if (typeof f !== 'function') throw new UsageError('no fetch available: pass { fetch }');
+    this._fetch = options.fetch ? f : f.bind(globalThis);
+  }
+
+  /** The FHIR base URL. */
+  get baseUrl() {
+    return this.#options.baseUrl;
+  }
+
+  /** Starts a bulk `$export`; resolves once the server accepted it (or answered at once). */
+  async export(request = {}) {
+    const { callbackUrl, lenient, separateExportStatus, timeoutMs, signal, ...exportRequest } = request;
+    const operation = { type: 'export', ...exportRequest };
+    return this.#start(operation, { callbackUrl, lenient, separateExportStatus }, timeoutMs, signal);
+  }
+
+  /** Starts any operation with `Prefer: respond-async`. */
+  async kickoff(request) {
+    if (!request || typeof request.path !== 'string') throw new UsageError('kickoff needs { method, path }');
+    const { method = 'POST', path, body, asyncMode, callbackUrl, lenient, timeoutMs, signal } = request;
+    const operation = {
+      type: 'operation',
+      method,
+      path,
+      body: body == null ? null : typeof body === 'string' ? body : JSON.stringify(body),
+    };
+    return this.#start(operation, { asyncMode, callbackUrl, lenient }, timeoutMs, signal);
+  }
+
+  /** A job saved with `job.toJSON()` (object or JSON string), polling again. */
+  resume(saved) {
+    const json = typeof saved === 'string' ? saved : JSON.stringify(saved);
+    const job = new AsyncJob(this, core(() => CoreJob.fromJson(json)));
+    job._run();
+    return job;
+  }
+
+  /** Streams the resources of a finished job's result (see `download.js`). */
+  resources(result, options = {}) {
+    const job = result?.[JOB_OF];
+    if (!job) throw new UsageError('resources() needs the result of job.wait() from this client');
+    return resourceStream(job, options);
+  }
+
+  /**
+   * Verifies a callback POST (`X-Signature`) and wakes the job it is about.
+   * Returns the payload and, per live job, what the callback did.
+   */
+  handleCallback(body, headers, secret) {
+    const payload = verifyCallback(body, headers, secret);
+    const effects = [];
+    for (const job of this._live) {
+      const effect = job._callback(payload);
+      if (effect.kind === 'woken') effects.push({ statusUrl: job.statusUrl, effect });
+    }
+    return { payload, woken: effects.length };
+  }
+
+  #config(operation, prefer, timeoutMs) {
+    const o = this.#options;
+    const clean = (obj) => Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined));
+    return {
+      baseUrl: o.baseUrl,
+      operation: clean(operation),
+      prefer: clean({ ...(o.prefer ?? {}), ...prefer }),
+      retry: o.retry ?? {},
+      timeoutMs: timeoutMs ?? o.timeoutMs ?? null,
+      allowedOrigins: o.allowedOrigins ?? [],
+    };
+  }
+
+  async #start(operation, prefer, timeoutMs, signal) {
+    const config = this.#config(operation, prefer, timeoutMs);
+    const job = new AsyncJob(this, core(() => new CoreJob(config)));
+    job._run();
+    await job._accepted(signal);
+    return job;
+  }
+
+  /** The bearer token (`force`: ask the token function again). */
+  async _token(force = false) {
+    const t = this.#options.token;
+    if (t == null) return null;
+    if (typeof t === 'string') return t;
+    if (this.#token !== null && !force) return this.#token;
+    // One refresh at a time, shared by every job of the client.
+    if (!this.#tokenPending) {
+      this.#tokenPending = Promise.resolve()
+        .then(() => t())
+        .then(
+          (v) => {
+            this.#token = v;
+            this.#tokenPending = null;
+            return v;
+          },
+          (e) => {
+            this.#tokenPending = null;
+            throw e;
+          },
+        );
+    }
+    return this.#tokenPending;
+  }
+
+  /** Client options the download needs. */
+  get _retry() {
+    return this.#options.retry ?? null;
+  }
+}
+
+export class AsyncJob {
+  #client;
+  #core;
+  #loop = null;
+  #wake = null;
+  #listeners = new Set();
+  #changed = new Set();
+  #dueAt = null;
+  #stats = { requests: 0, polls: 0, maxPollLatenessMs: 0 };
+
+  constructor(client, coreJob) {
+    this.#client = client;
+    this.#core = coreJob;
+  }
+
+  /** The status URL, once the kick-off was accepted. */
+  get statusUrl() {
+    return this.#core.statusUrl ?? null;
+  }
+
+  /** Requests sent, status polls, and the worst lateness of a poll against its due time. */
+  get stats() {
+    return { ...this.#stats };
+  }
+
+  /** The low-level engine job (advanced use). */
+  get engine() {
+    return this.#core;
+  }
+
+  /** Calls `listener(progress)` on every change; returns an unsubscribe function. */
+  onProgress(listener) {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** A progress snapshot now. */
+  progress() {
+    return this.#core.progress(Date.now());
+  }
+
+  /** Warnings that did not stop the job. */
+  warnings() {
+    return this.#core.warnings();
+  }
+
+  /** The outcome: manifest, bundle, resource or OperationOutcome (failure is an outcome). */
+  async wait({ signal, throwOnFailure = false } = {}) {
+    const outcome = await raceSignal(this._run(), signal);
+    if (throwOnFailure && (outcome.status === 'failed' || outcome.status === 'cancelled')) {
+      throw new JobFailedError(outcome);
+    }
+    return outcome;
+  }
+
+  /** Cancels the job; resolves with the engine's CancelResult (`null` if it had already ended). */
+  async cancel({ signal } = {}) {
+    this.#core.cancel(Date.now());
+    this.#notify();
+    this.wake();
+    const run = this._run();
+    await raceSignal(
+      this.#until(() => this.#core.cancelResult() != null || this.#core.isFinished, run),
+      signal,
+    );
+    return this.#core.cancelResult();
+  }
+
+  /** DELETEs the status URL after the download (only on a completed job). */
+  async cleanup({ signal } = {}) {
+    core(() => this.#core.cleanup());
+    this.#loop = null; // the job is done; drive it again for the DELETE
+    await raceSignal(this._run(), signal);
+    return this.#core.cleanupResult();
+  }
+
+  /** Polls now instead of at the scheduled time (an early wake is harmless). */
+  wake() {
+    const w = this.#wake;
+    this.#wake = null;
+    w?.();
+  }
+
+  /** The state to save; `client.resume(saved)` continues the job. Contains no token. */
+  toJSON() {
+    return JSON.parse(this.#core.toJson());
+  }
+
+  /** The download plan of the finished job (advanced use). */
+  downloadPlan() {
+    return this.#core.downloadPlan();
+  }
+
+  /** Streams the resources of this finished job. */
+  resources(options = {}) {
+    return resourceStream(this, options);
+  }
+
+  // ---- internals used by the client and the downloads ----
+
+  get _client() {
+    return this.#client;
+  }
+
+  _callback(payload) {
+    const effect = this.#core.handleCallback(payload, Date.now());
+    if (effect.kind === 'woken') this.wake();
+    return effect;
+  }
+
+  /** Re-fetches the manifest (expired file URLs); resolves with the fresh plan. */
+  async _refreshManifest() {
+    core(() => this.#core.refreshManifest(Date.now()));
+    this.#loop = null;
+    await this._run();
+    return this.#core.downloadPlan();
+  }
+
+  /** Starts (or joins) the driving loop; resolves with the outcome. */
+  _run() {
+    if (!this.#loop) {
+      this.#client._live.add(this);
+      this.#loop = this.#drive().finally(() => {
+        this.#client._live.delete(this);
+        this.#notify();
+      });
+      this.#loop.catch(() => {}); // rejections surface through wait(); never unhandled
+    }
+    return this.#loop;
+  }
+
+  /** Resolves once the kick-off was accepted or the job ended. */
+  async _accepted(signal) {
+    await raceSignal(this.#until(() => this.statusUrl !== null || this.#core.isFinished, this.#loop), signal);
+    const err = this.#core.error();
+    if (err && this.statusUrl === null) throw fromCore(err);
+  }
+
+  async #drive() {
+    for (;;) {
+      const now = Date.now();
+      const action = core(() => this.#core.nextAction(now));
+      switch (action.type) {
+        case 'send':
+          await this.#send(action.request, now);
+          break;
+        case 'wait':
+          this.#dueAt = action.untilMs;
+          this.#emit();
+          await new Promise((resolve) => {
+            const t = setTimeout(() => {
+              this.#wake = null;
+              resolve();
+            }, action.delayMs);
+            this.#wake = () => {
+              clearTimeout(t);
+              resolve();
+            };
+          });
+          break;
+        case 'refreshToken':
+          await this.#client._token(true);
+          break;
+        case 'done': {
+          const outcome = action.outcome;
+          Object.defineProperty(outcome, JOB_OF, { value: this, enumerable: false });
+          this.#emit();
+          return outcome;
+        }
+        default:
+          throw new UsageError(`unknown action ${action.type}`);
+      }
+    }
+  }
+
+  async #send(request, now) {
+    this.#stats.requests++;
+    if (request.kind === 'status') {
+      this.#stats.polls++;
+      if (this.#dueAt !== null) {
+        this.#stats.maxPollLatenessMs = Math.max(this.#stats.maxPollLatenessMs, now - this.#dueAt);
+      }
+    }
+    this.#dueAt = null;
+    let response;
+    try {
+      const token = request.auth ? await this.#client._token() : null;
+      response = await exchange(this.#client._fetch, request, token);
+    } catch (e) {
+      core(() => this.#core.handleTransportError(request.id, transportKind(e), String(e?.cause?.message ?? e?.message ?? e), Date.now()));
+      this.#notify();
+      return;
+    }
+    core(() =>
+      this.#core.handleResponse(request.id, response.status, response.headers, response.body, response.url, Date.now()),
+    );
+    this.#notify();
+  }
+
+  #emit() {
+    if (this.#listeners.size === 0) return;
+    const p = this.#core.progress(Date.now());
+    for (const l of this.#listeners) {
+      try {
+        l(p);
+      } catch {
+        // A listener's bug must not stop the job.
+      }
+    }
+  }
+
+  #notify() {
+    const waiters = [...this.#changed];
+    this.#changed.clear();
+    for (const w of waiters) w();
+  }
+
+  /** Resolves when `cond()` holds, re-checked after every response; rethrows if `loop` fails first. */
+  async #until(cond, loop) {
+    let settled = false;
+    const done = loop?.then(
+      () => {
+        settled = true;
+      },
+      () => {
+        settled = true;
+      },
+    );
+    while (!cond()) {
+      if (settled) {
+        await loop; // rethrows the job's error; a finished job cannot change any more
+        return;
+      }
+      const changed = new Promise((resolve) => this.#changed.add(resolve));
+      await (done ? Promise.race([changed, done]) : changed);
+    }
+  }
+}
+
+/** Races a promise against an AbortSignal (rejecting with AbortError). */
+export function raceSignal(promise, signal) {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(abortError(signal));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

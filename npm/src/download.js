@@ -1,0 +1,158 @@
+// Streaming a finished job's files: one engine FileDownload per file; this
+// file only moves bytes (fetch body chunks in, resource lines out).
+
+import { FileDownload as CoreFileDownload } from '../wasm/fhir_async_wasm.js';
+import { abortError, core, fromCore, UsageError } from './errors.js';
+import { flatHeaders, open } from './http.js';
+
+/** Links a job's outcome to the job (non-enumerable), for `client.resources(result)`. */
+export const JOB_OF = Symbol.for('fhir-async.job');
+
+/**
+ * An async iterable of resources with running figures:
+ * `stats` = { bytes, resources, files: FileReport[] }.
+ */
+export function resourceStream(job, options = {}) {
+  const {
+    type,
+    types,
+    kinds = ['output'],
+    signal,
+    validation,
+    format = 'json',
+    onFile,
+  } = options;
+  if (!['json', 'text', 'batches'].includes(format)) {
+    throw new UsageError(`format must be "json", "text" or "batches", not ${format}`);
+  }
+  const stats = { bytes: 0, resources: 0, files: [] };
+  async function* all() {
+    const plan = job.downloadPlan();
+    const wanted = plan.filter(
+      (f) =>
+        kinds.includes(f.kind) &&
+        (type === undefined || f.resourceType === type) &&
+        (types === undefined || types.includes(f.resourceType)),
+    );
+    for (const file of wanted) {
+      yield* one(job, file, { signal, validation, format, onFile }, stats);
+    }
+  }
+  const it = all();
+  return {
+    [Symbol.asyncIterator]() {
+      return it;
+    },
+    next: () => it.next(),
+    return: (v) => it.return(v),
+    get stats() {
+      return { bytes: stats.bytes, resources: stats.resources, files: [...stats.files] };
+    },
+  };
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError(signal));
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(abortError(signal));
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+const message = (e) => String(e?.cause?.message ?? e?.message ?? e);
+
+async function* one(job, file, { signal, validation, format, onFile }, stats) {
+  const client = job._client;
+  const dl = core(() => new CoreFileDownload(file, client._retry, validation ? { validation } : null));
+  const emit = function* (joined) {
+    if (joined === '') return;
+    const lines = joined.split('\n');
+    stats.resources += lines.length;
+    if (format === 'batches') {
+      yield lines.map((l) => JSON.parse(l));
+    } else if (format === 'text') {
+      yield* lines;
+    } else {
+      for (const l of lines) yield JSON.parse(l);
+    }
+  };
+  try {
+    for (;;) {
+      if (signal?.aborted) throw abortError(signal);
+      const action = core(() => dl.nextAction(Date.now()));
+      if (action.type === 'wait') {
+        await sleep(action.delayMs, signal);
+      } else if (action.type === 'refreshToken') {
+        await client._token(true);
+      } else if (action.type === 'refreshManifest') {
+        const plan = await job._refreshManifest();
+        const fresh = plan.find((f) => f.kind === file.kind && f.index === file.index) ?? null;
+        core(() => dl.replaceFile(fresh));
+      } else if (action.type === 'done') {
+        stats.files.push(action.report);
+        onFile?.(action.report);
+        return;
+      } else if (action.type === 'send') {
+        const req = action.request;
+        const token = req.auth ? await client._token() : null;
+        const { promise, release } = open(client._fetch, req, token, signal);
+        let reader = null;
+        try {
+          let res;
+          try {
+            res = await promise;
+          } catch (e) {
+            if (signal?.aborted) throw abortError(signal);
+            core(() => dl.handleTransportError(req.id, message(e), Date.now()));
+            continue;
+          }
+          // fetch removes Content-Encoding itself (browsers and Node alike): already decoded.
+          const decision = core(() => dl.handleHead(req.id, res.status, flatHeaders(res.headers), true, Date.now()));
+          if (decision !== 'stream') {
+            await res.body?.cancel().catch(() => {});
+            continue;
+          }
+          reader = res.body.getReader();
+          for (;;) {
+            let chunk;
+            try {
+              chunk = await reader.read();
+            } catch (e) {
+              if (signal?.aborted) throw abortError(signal);
+              core(() => dl.handleTransportError(req.id, message(e), Date.now()));
+              break;
+            }
+            if (chunk.done) {
+              yield* emit(core(() => dl.finish(req.id, Date.now())));
+              break;
+            }
+            stats.bytes += chunk.value.byteLength;
+            let joined;
+            try {
+              joined = dl.feed(req.id, chunk.value);
+            } catch (e) {
+              // A body the engine could not decode: it has scheduled the retry itself.
+              if (e?.code === 'decode') break;
+              throw fromCore(e);
+            }
+            yield* emit(joined);
+          }
+        } finally {
+          release();
+          if (reader) reader.cancel().catch(() => {});
+        }
+      } else {
+        throw new UsageError(`unknown download action ${action.type}`);
+      }
+    }
+  } finally {
+    dl.free();
+  }
+}

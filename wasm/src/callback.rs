@@ -1,0 +1,40 @@
+//! Callback helpers and the manifest planner, as free functions.
+
+use fhir_async::{Manifest, TokenPolicy};
+use wasm_bindgen::prelude::*;
+
+use crate::convert::{from_js, to_js};
+use crate::errors::callback_error;
+
+/// Verifies an `X-Signature` (`sha256=<hex>`) over the exact body bytes and
+/// returns the parsed `CallbackPayload`; throws `bad_signature` or `malformed`.
+#[wasm_bindgen(js_name = verifyCallback)]
+pub fn verify_callback(body: &[u8], signature: Option<String>, secret: &[u8]) -> Result<JsValue, JsValue> {
+    match fhir_async::verify_callback(body, signature.as_deref(), secret) {
+        Ok(p) => to_js(&p),
+        Err(e) => Err(callback_error(&e)),
+    }
+}
+
+/// Parses a callback `Parameters` without checking a signature.
+#[wasm_bindgen(js_name = parseCallback)]
+pub fn parse_callback(body: &[u8]) -> Result<JsValue, JsValue> {
+    match fhir_async::parse_callback(body) {
+        Ok(p) => to_js(&p),
+        Err(e) => Err(callback_error(&e)),
+    }
+}
+
+/// Signs a body the way `verifyCallback` expects (`sha256=<hex>`).
+#[wasm_bindgen(js_name = signCallback)]
+pub fn sign_callback(body: &[u8], secret: &[u8]) -> String {
+    fhir_async::sign_callback(body, secret)
+}
+
+/// The download plan of a manifest fetched from `manifestUrl` under a `TokenPolicy`.
+#[wasm_bindgen(js_name = planDownloads)]
+pub fn plan_downloads(manifest: JsValue, manifest_url: &str, policy: JsValue) -> Result<JsValue, JsValue> {
+    let manifest: Manifest = from_js(manifest, "Manifest")?;
+    let policy: TokenPolicy = from_js(policy, "TokenPolicy")?;
+    to_js(&fhir_async::plan_downloads(&manifest, manifest_url, &policy))
+}

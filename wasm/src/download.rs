@@ -1,0 +1,147 @@
+//! `FileDownload`: one file's download state machine. Lines cross to JS in
+//! one string per call (joined with `\n`), so a chunk costs one UTF-8 decode
+//! on the JS side instead of one boundary crossing per resource.
+
+use fhir_async::{DownloadAction, FileDownload, HeadDecision, PlannedFile, RetryPolicy, Validation};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use crate::convert::{from_js, header_pairs, id, ms, to_js};
+use crate::errors::download_error;
+
+/// Options of a download (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Options {
+    validation: Option<Validation>,
+    max_line: Option<usize>,
+    gzip: Option<bool>,
+}
+
+/// One file's download (the engine's `FileDownload`).
+#[wasm_bindgen(js_name = FileDownload)]
+#[derive(Debug)]
+pub struct WasmFileDownload {
+    inner: FileDownload,
+    lines: Vec<u8>,
+}
+
+#[wasm_bindgen(js_class = FileDownload)]
+impl WasmFileDownload {
+    /// Starts the download of a `PlannedFile` under a `RetryPolicy` (both plain
+    /// objects; `retry` may be `null` for the defaults). `options`:
+    /// `{validation?: "none"|"structural"|"json", maxLine?, gzip?}`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(file: JsValue, retry: JsValue, options: JsValue) -> Result<WasmFileDownload, JsValue> {
+        let file: PlannedFile = from_js(file, "PlannedFile")?;
+        let retry: RetryPolicy = if retry.is_null() || retry.is_undefined() {
+            RetryPolicy::default()
+        } else {
+            from_js(retry, "RetryPolicy")?
+        };
+        let options: Options = if options.is_null() || options.is_undefined() {
+            Options::default()
+        } else {
+            from_js(options, "download options")?
+        };
+        let mut inner = FileDownload::new(file, &retry).map_err(|e| download_error(&e))?;
+        if let Some(v) = options.validation {
+            inner = inner.with_validation(v);
+        }
+        if let Some(m) = options.max_line {
+            inner = inner.with_max_line(m);
+        }
+        if let Some(g) = options.gzip {
+            inner = inner.with_gzip(g);
+        }
+        Ok(WasmFileDownload { inner, lines: Vec::new() })
+    }
+
+    /// `{type: "send", request}`, `{type: "wait", untilMs, delayMs}`, `{type: "refreshToken"}`,
+    /// `{type: "refreshManifest"}` or `{type: "done", report}`.
+    #[wasm_bindgen(js_name = nextAction)]
+    pub fn next_action(&mut self, now: f64) -> Result<JsValue, JsValue> {
+        let action: DownloadAction = self.inner.next_action(ms(now)).map_err(|e| download_error(&e))?;
+        to_js(&action)
+    }
+
+    /// The status and headers (flat `[name, value, ...]`) of the response to
+    /// request `id`. Returns `"stream"` (feed the body) or `"discard"`.
+    /// `alreadyDecoded`: the platform removed the Content-Encoding (fetch does).
+    #[wasm_bindgen(js_name = handleHead)]
+    pub fn handle_head(
+        &mut self,
+        request_id: f64,
+        status: u16,
+        headers: Vec<String>,
+        already_decoded: bool,
+        now: f64,
+    ) -> Result<String, JsValue> {
+        let headers = header_pairs(headers);
+        match self.inner.handle_head(id(request_id), status, &headers, already_decoded, ms(now)) {
+            Ok(HeadDecision::Stream) => Ok("stream".into()),
+            Ok(_) => Ok("discard".into()),
+            Err(e) => Err(download_error(&e)),
+        }
+    }
+
+    /// Feeds a chunk of the body. Returns the new resource lines joined with
+    /// `"\n"` (`""` when the chunk completed none).
+    pub fn feed(&mut self, request_id: f64, chunk: &[u8]) -> Result<String, JsValue> {
+        let lines = &mut self.lines;
+        lines.clear();
+        self.inner.feed(id(request_id), chunk, |l| push_line(lines, l)).map_err(|e| download_error(&e))?;
+        Ok(take_string(lines))
+    }
+
+    /// The body ended: returns the last lines (as `feed` does) and checks
+    /// integrity and the manifest count; then call `nextAction` again.
+    pub fn finish(&mut self, request_id: f64, now: f64) -> Result<String, JsValue> {
+        let lines = &mut self.lines;
+        lines.clear();
+        self.inner.finish(id(request_id), ms(now), |l| push_line(lines, l)).map_err(|e| download_error(&e))?;
+        Ok(take_string(lines))
+    }
+
+    /// The request failed before or during the body.
+    #[wasm_bindgen(js_name = handleTransportError)]
+    pub fn handle_transport_error(&mut self, request_id: f64, message: &str, now: f64) -> Result<(), JsValue> {
+        self.inner.handle_transport_error(id(request_id), message, ms(now)).map_err(|e| download_error(&e))
+    }
+
+    /// After `refreshManifest`: the file's entry in the fresh plan, or `null`.
+    #[wasm_bindgen(js_name = replaceFile)]
+    pub fn replace_file(&mut self, file: JsValue) -> Result<(), JsValue> {
+        let file: Option<PlannedFile> =
+            if file.is_null() || file.is_undefined() { None } else { Some(from_js(file, "PlannedFile")?) };
+        self.inner.replace_file(file).map_err(|e| download_error(&e))
+    }
+
+    /// The planned file.
+    pub fn file(&self) -> Result<JsValue, JsValue> {
+        to_js(self.inner.file())
+    }
+
+    /// Resources handed out so far.
+    #[wasm_bindgen(getter)]
+    pub fn resources(&self) -> f64 {
+        self.inner.resources() as f64
+    }
+}
+
+fn push_line(buf: &mut Vec<u8>, line: &[u8]) {
+    if !buf.is_empty() {
+        buf.push(b'\n');
+    }
+    buf.extend_from_slice(line);
+}
+
+/// The joined lines as a string; invalid UTF-8 becomes U+FFFD, as a
+/// `TextDecoder` would do (a resource is never dropped).
+fn take_string(buf: &mut Vec<u8>) -> String {
+    let bytes = std::mem::take(buf);
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}

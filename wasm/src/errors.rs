@@ -1,0 +1,44 @@
+//! Engine errors become real JS `Error`s with a stable `name`, `code` and a
+//! `detail` object (the error's serde form); the npm layer maps `name` + `code`
+//! to its subclasses.
+
+use js_sys::{Error as JsErr, Reflect};
+use serde::Serialize;
+use wasm_bindgen::JsValue;
+
+fn make(name: &str, code: &str, message: &str, detail: JsValue) -> JsValue {
+    let e = JsErr::new(message);
+    e.set_name(name);
+    // Setting plain data properties on a fresh Error object cannot fail.
+    let _ = Reflect::set(&e, &"code".into(), &code.into());
+    let _ = Reflect::set(&e, &"detail".into(), &detail);
+    e.into()
+}
+
+fn detail<T: Serialize>(value: &T) -> JsValue {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)
+}
+
+/// A job error (`usage`, `protocol`, `deadline_exceeded`, ...).
+pub(crate) fn job_error(err: &fhir_async::Error) -> JsValue {
+    make("FhirAsyncError", err.code(), &err.to_string(), detail(err))
+}
+
+/// A file download error (`blocked`, `http`, `count_mismatch`, ...).
+pub(crate) fn download_error(err: &fhir_async::DownloadError) -> JsValue {
+    make("DownloadError", err.code(), &err.to_string(), detail(err))
+}
+
+/// A refused callback (`bad_signature`, `malformed`).
+pub(crate) fn callback_error(err: &fhir_async::CallbackError) -> JsValue {
+    let code = match err {
+        fhir_async::CallbackError::BadSignature => "bad_signature",
+        _ => "malformed",
+    };
+    make("CallbackError", code, &err.to_string(), detail(err))
+}
+
+/// The binding itself was misused (a value of the wrong shape).
+pub(crate) fn usage(message: &str) -> JsValue {
+    make("FhirAsyncError", "usage", &format!("invalid use of the API: {message}"), JsValue::NULL)
+}
