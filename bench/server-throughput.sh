@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Throughput of the reference server: 4 parallel curls download every NDJSON file of a big
 # export (identity encoding) over loopback; prints GB/s.
-# Usage: bench/server-throughput.sh [PATIENTS] [PARALLEL]   (defaults: 200000 patients ≈ 2.1 GB, 4)
+# Usage: bench/server-throughput.sh [PATIENTS] [PARALLEL]   (defaults: 210000 patients ≈ 2.05 GB, 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PATIENTS=${1:-200000}
+PATIENTS=${1:-210000}
 PAR=${2:-4}
 FILE_RESOURCES=${FILE_RESOURCES:-100000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
