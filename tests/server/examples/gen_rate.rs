@@ -5,10 +5,7 @@ use std::time::Instant;
 use fhir_async_testserver::data::{Dataset, TYPES};
 
 fn main() {
-    let patients: u32 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let patients: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let ds = Dataset::new(patients, 1);
     let mut buf = Vec::with_capacity(1 << 20);
     let mut total = 0usize;
@@ -28,8 +25,5 @@ fn main() {
     }
     total += buf.len();
     let s = t.elapsed().as_secs_f64();
-    println!(
-        "generated {total} bytes in {s:.2}s: {:.2} GB/s (one core)",
-        total as f64 / 1e9 / s
-    );
+    println!("generated {total} bytes in {s:.2}s: {:.2} GB/s (one core)", total as f64 / 1e9 / s);
 }

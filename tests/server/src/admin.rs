@@ -50,12 +50,7 @@ impl Stats {
         let route = tag.map_or_else(|| format!("{}.other", origin.name()), |t| t.route.clone());
         let hdrs: serde_json::Map<String, Value> = headers
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    Value::from(String::from_utf8_lossy(v.as_bytes()).into_owned()),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_string(), Value::from(String::from_utf8_lossy(v.as_bytes()).into_owned())))
             .collect();
         let mut g = self.lock();
         g.total += 1;
@@ -103,10 +98,7 @@ pub struct AccessLog(Mutex<LineWriter<File>>);
 impl AccessLog {
     /// Opens (appends to) the log file.
     pub fn open(path: &Path) -> std::io::Result<AccessLog> {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         Ok(AccessLog(Mutex::new(LineWriter::new(f))))
     }
 

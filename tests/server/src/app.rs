@@ -106,10 +106,7 @@ impl Ctx {
 
     /// One query parameter.
     pub fn param(&self, name: &str) -> Option<String> {
-        self.pairs()
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+        self.pairs().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 }
 
@@ -125,11 +122,7 @@ impl App {
             return None;
         }
         let secs = job.faults.retry.unwrap_or(job.retry_after);
-        Some(if job.faults.retry_date {
-            crate::time::http_date_in(secs)
-        } else {
-            secs.to_string()
-        })
+        Some(if job.faults.retry_date { crate::time::http_date_in(secs) } else { secs.to_string() })
     }
 
     /// Creates and stores a job from a kick-off.
@@ -141,11 +134,7 @@ impl App {
         mode: Mode,
         separate_status: bool,
     ) -> Arc<Job> {
-        let retry = if dialect == Dialect::Oracle {
-            self.cfg.oracle_retry_after
-        } else {
-            self.cfg.retry_after
-        };
+        let retry = if dialect == Dialect::Oracle { self.cfg.oracle_retry_after } else { self.cfg.retry_after };
         let job = Arc::new(Job::new(
             self.jobs.new_id(),
             dialect,
@@ -173,11 +162,7 @@ impl App {
         let n = m.entry(key).or_default();
         if *n < ctx.faults.kick429 {
             *n += 1;
-            let mut r = http::oo(
-                429,
-                "throttled",
-                "Another export is running; retry later (fault 'kick429')",
-            );
+            let mut r = http::oo(429, "throttled", "Another export is running; retry later (fault 'kick429')");
             http::set(r.headers_mut(), header::RETRY_AFTER, "1");
             return Some(r);
         }
@@ -201,20 +186,12 @@ impl App {
         let every = |k: u64| k > 0 && n % k == 0;
         let secs = f.retry.unwrap_or(job.retry_after).to_string();
         if over_rate {
-            let mut r = http::oo(
-                429,
-                "throttled",
-                "Too many status requests (fault 'ratelimit')",
-            );
+            let mut r = http::oo(429, "throttled", "Too many status requests (fault 'ratelimit')");
             http::set(r.headers_mut(), header::RETRY_AFTER, &secs);
             return Some(r);
         }
         if every(f.e500) {
-            return Some(http::oo(
-                500,
-                "transient",
-                "Temporary failure, retry (fault 'e500')",
-            ));
+            return Some(http::oo(500, "transient", "Temporary failure, retry (fault 'e500')"));
         }
         if every(f.e503html) {
             let mut r = Response::new(Body::from(
@@ -226,11 +203,7 @@ impl App {
         }
         if every(f.e429) || every(f.e429date) {
             let mut r = http::oo(429, "throttled", "Too many requests (fault 'e429')");
-            let v = if every(f.e429) {
-                secs
-            } else {
-                crate::time::http_date_in(f.retry.unwrap_or(job.retry_after))
-            };
+            let v = if every(f.e429) { secs } else { crate::time::http_date_in(f.retry.unwrap_or(job.retry_after)) };
             http::set(r.headers_mut(), header::RETRY_AFTER, &v);
             return Some(r);
         }
@@ -242,11 +215,7 @@ impl App {
     pub fn accepted(&self, ctx: &Ctx, status_path: &str, oo_always: bool) -> Response {
         let abs = format!("{}{}", self.main_origin, status_path);
         let f = &ctx.faults;
-        let loc = if f.relative {
-            http::relative_ref(&ctx.path, status_path)
-        } else {
-            abs.clone()
-        };
+        let loc = if f.relative { http::relative_ref(&ctx.path, status_path) } else { abs.clone() };
         let mut r = if f.ooloc || oo_always {
             let mut v = http::oo_text("information", "informational", "Accepted");
             v["id"] = json!("accepted");
@@ -256,11 +225,7 @@ impl App {
             http::empty(202)
         };
         if !f.ooloc {
-            let name = if f.noloc {
-                header::LOCATION
-            } else {
-                header::CONTENT_LOCATION
-            };
+            let name = if f.noloc { header::LOCATION } else { header::CONTENT_LOCATION };
             http::set(r.headers_mut(), name, &loc);
         }
         r
@@ -271,18 +236,14 @@ impl App {
         if self.cfg.long_poll_ms == 0 {
             return;
         }
-        let deadline =
-            tokio::time::Instant::now() + std::time::Duration::from_millis(self.cfg.long_poll_ms);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(self.cfg.long_poll_ms);
         let notified = job.changed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         if !matches!(job.phase(), Phase::Running(_)) {
             return;
         }
-        let until = job
-            .done_at()
-            .map(tokio::time::Instant::from_std)
-            .map_or(deadline, |d| d.min(deadline));
+        let until = job.done_at().map(tokio::time::Instant::from_std).map_or(deadline, |d| d.min(deadline));
         tokio::select! {
             _ = notified => {}
             _ = tokio::time::sleep_until(until) => {}
@@ -304,27 +265,16 @@ async fn entry(app: Arc<App>, req: Request, origin: Origin) -> Response {
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
-    let path_q = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let path_q = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
     let headers = parts.headers.clone();
     let mut resp = if method == Method::OPTIONS {
-        http::tag(
-            http::empty(204),
-            format!("{}.preflight", origin.name()),
-            None,
-        )
+        http::tag(http::empty(204), format!("{}.preflight", origin.name()), None)
     } else {
         match axum::body::to_bytes(body, 64 << 20).await {
             Err(_) => http::oo(413, "too-long", "request body too large or unreadable"),
             Ok(bytes) => match origin {
-                Origin::Main => {
-                    dispatch(&app, parts.method, &parts.uri, parts.headers, bytes).await
-                }
-                Origin::Storage => {
-                    crate::files::storage(&app, &parts.method, &parts.uri, &parts.headers).await
-                }
+                Origin::Main => dispatch(&app, parts.method, &parts.uri, parts.headers, bytes).await,
+                Origin::Storage => crate::files::storage(&app, &parts.method, &parts.uri, &parts.headers).await,
             },
         }
     };
@@ -332,23 +282,10 @@ async fn entry(app: Arc<App>, req: Request, origin: Origin) -> Response {
     // The admin endpoints are not counted, so tests can read stats without disturbing them.
     let admin = tag.as_ref().is_some_and(|t| t.route.starts_with("admin."));
     if !admin {
-        app.stats.record(
-            origin,
-            &method,
-            &path_q,
-            &headers,
-            tag.as_ref(),
-            resp.status().as_u16(),
-        );
+        app.stats.record(origin, &method, &path_q, &headers, tag.as_ref(), resp.status().as_u16());
     }
     if let Some(log) = &app.log {
-        log.write(
-            origin,
-            &method,
-            &path_q,
-            resp.status().as_u16(),
-            started.elapsed(),
-        );
+        log.write(origin, &method, &path_q, resp.status().as_u16(), started.elapsed());
     }
     cors(&app, &headers, &mut resp, method == Method::OPTIONS);
     resp
@@ -356,11 +293,7 @@ async fn entry(app: Arc<App>, req: Request, origin: Origin) -> Response {
 
 fn cors(app: &App, req: &HeaderMap, resp: &mut Response, preflight: bool) {
     let h = resp.headers_mut();
-    let origin = req
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("*")
-        .to_string();
+    let origin = req.get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("*").to_string();
     http::set(h, header::ACCESS_CONTROL_ALLOW_ORIGIN, &origin);
     if origin != "*" {
         http::set(h, header::VARY, "Origin");
@@ -373,16 +306,8 @@ fn cors(app: &App, req: &HeaderMap, resp: &mut Response, preflight: bool) {
         );
     }
     if preflight {
-        http::set(
-            h,
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            "GET, POST, DELETE, OPTIONS",
-        );
-        http::set(
-            h,
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            "Authorization, Prefer, Content-Type, Accept",
-        );
+        http::set(h, header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, DELETE, OPTIONS");
+        http::set(h, header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, Prefer, Content-Type, Accept");
         http::set(h, header::ACCESS_CONTROL_MAX_AGE, "600");
     }
 }
@@ -391,27 +316,17 @@ fn cors(app: &App, req: &HeaderMap, resp: &mut Response, preflight: bool) {
 pub fn split_prefix(path: &str) -> (String, String, String) {
     if let Some(after) = path.strip_prefix("/_f/") {
         let (spec, rest) = after.split_once('/').unwrap_or((after, ""));
-        let decoded = percent_encoding::percent_decode_str(spec)
-            .decode_utf8_lossy()
-            .into_owned();
+        let decoded = percent_encoding::percent_decode_str(spec).decode_utf8_lossy().into_owned();
         return (format!("/_f/{spec}"), decoded, format!("/{rest}"));
     }
     (String::new(), String::new(), path.to_string())
 }
 
-async fn dispatch(
-    app: &Arc<App>,
-    method: Method,
-    uri: &axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn dispatch(app: &Arc<App>, method: Method, uri: &axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     match (&method, path.as_str()) {
-        (&Method::GET, "/_admin/stats") => {
-            return http::tag(app.stats.snapshot(&app.jobs), "admin.stats".into(), None)
-        }
+        (&Method::GET, "/_admin/stats") => return http::tag(app.stats.snapshot(&app.jobs), "admin.stats".into(), None),
         (&Method::POST, "/_admin/reset") => {
             app.stats.reset();
             app.jobs.reset_counts();
@@ -422,11 +337,7 @@ async fn dispatch(
             );
         }
         (&Method::POST, "/auth/token") => {
-            return http::tag(
-                app.auth.token_endpoint(app, &body),
-                "auth.token".into(),
-                None,
-            )
+            return http::tag(app.auth.token_endpoint(app, &body), "auth.token".into(), None)
         }
         (&Method::GET, "/" | "") => {
             return http::tag(index(app), "index".into(), None);
@@ -439,34 +350,15 @@ async fn dispatch(
         return http::oo(400, "invalid", &format!("bad fault spec in path: {e}"));
     }
     let Some((dialect, base_len)) = dialects::match_base(&rest_path) else {
-        return http::tag(
-            http::oo(404, "not-found", &format!("no FHIR base at {path}")),
-            "unknown".into(),
-            None,
-        );
+        return http::tag(http::oo(404, "not-found", &format!("no FHIR base at {path}")), "unknown".into(), None);
     };
     let base = format!("{prefix}{}", &rest_path[..base_len]);
     let rest = rest_path[base_len..].trim_start_matches('/').to_string();
     let prefs = http::prefer(&headers);
-    let ctx = Ctx {
-        method,
-        path: path.clone(),
-        rest,
-        query,
-        headers,
-        body,
-        prefix,
-        base,
-        faults,
-        prefs,
-    };
+    let ctx = Ctx { method, path: path.clone(), rest, query, headers, body, prefix, base, faults, prefs };
     // Discovery documents are public, like on real servers.
     if ctx.rest == ".well-known/smart-configuration" || ctx.rest == "metadata" {
-        return http::tag(
-            dialects::discovery(app, &ctx, dialect),
-            format!("{}.discovery", dialect.name()),
-            None,
-        );
+        return http::tag(dialects::discovery(app, &ctx, dialect), format!("{}.discovery", dialect.name()), None);
     }
     if let Err(r) = app.auth.check(&ctx.headers) {
         return http::tag(r, format!("{}.unauthorized", dialect.name()), None);
@@ -498,11 +390,5 @@ fn index(app: &App) -> Response {
 
 /// Reads a JSON body, mapping errors to a 400 OperationOutcome.
 pub fn json_body(body: &[u8]) -> Result<Value, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        http::oo(
-            400,
-            "invalid",
-            &format!("request body is not valid JSON: {e}"),
-        )
-    })
+    serde_json::from_slice(body).map_err(|e| http::oo(400, "invalid", &format!("request body is not valid JSON: {e}")))
 }

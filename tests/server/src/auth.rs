@@ -28,16 +28,12 @@ pub struct Auth {
 
 impl Auth {
     /// Builds the token state; reads the JWKS file.
-    pub fn new(
-        token: Option<String>,
-        jwks: Option<&std::path::Path>,
-        ttl: u64,
-    ) -> Result<Auth, String> {
+    pub fn new(token: Option<String>, jwks: Option<&std::path::Path>, ttl: u64) -> Result<Auth, String> {
         let jwks = match jwks {
             None => None,
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read --jwks {}: {e}", p.display()))?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("cannot read --jwks {}: {e}", p.display()))?;
                 Some(serde_json::from_str::<JwkSet>(&text).map_err(|e| format!("bad JWKS: {e}"))?)
             }
         };
@@ -63,10 +59,7 @@ impl Auth {
         let got = h
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim);
         let (ok, expired) = match got {
             None => (false, false),
@@ -89,10 +82,7 @@ impl Auth {
                 "Bearer error=\"invalid_token\", error_description=\"The access token expired\"",
             )
         } else if got.is_some() {
-            (
-                "The access token is not valid",
-                "Bearer error=\"invalid_token\"",
-            )
+            ("The access token is not valid", "Bearer error=\"invalid_token\"")
         } else {
             ("Authorization: Bearer token required", "Bearer")
         };
@@ -105,51 +95,33 @@ impl Auth {
     pub fn token_endpoint(&self, app: &App, body: &[u8]) -> Response {
         let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
         let err = |status: u16, code: &str, desc: &str| {
-            http::json_with(
-                status,
-                "application/json",
-                &json!({"error": code, "error_description": desc}),
-            )
+            http::json_with(status, "application/json", &json!({"error": code, "error_description": desc}))
         };
         if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-            return err(
-                400,
-                "unsupported_grant_type",
-                "grant_type must be client_credentials",
-            );
+            return err(400, "unsupported_grant_type", "grant_type must be client_credentials");
         }
         if form.get("client_assertion_type").map(String::as_str)
             != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
         {
-            return err(400, "invalid_request", "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+            return err(
+                400,
+                "invalid_request",
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            );
         }
         let Some(assertion) = form.get("client_assertion") else {
             return err(400, "invalid_request", "client_assertion is required");
         };
         let Some(jwks) = &self.jwks else {
-            return err(
-                401,
-                "invalid_client",
-                "this server was started without --jwks",
-            );
+            return err(401, "invalid_client", "this server was started without --jwks");
         };
         if let Err(e) = verify(jwks, assertion) {
             return err(401, "invalid_client", &e);
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let token = format!(
-            "tok-{:016x}{:016x}",
-            mix(n ^ crate::time::now_ms() as u64),
-            mix(n.wrapping_mul(31))
-        );
-        self.issued
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(token.clone(), Instant::now() + self.ttl);
-        let scope = form
-            .get("scope")
-            .cloned()
-            .unwrap_or_else(|| "system/*.read".into());
+        let token = format!("tok-{:016x}{:016x}", mix(n ^ crate::time::now_ms() as u64), mix(n.wrapping_mul(31)));
+        self.issued.lock().unwrap_or_else(|e| e.into_inner()).insert(token.clone(), Instant::now() + self.ttl);
+        let scope = form.get("scope").cloned().unwrap_or_else(|| "system/*.read".into());
         let _ = app;
         http::json_with(
             200,
@@ -164,11 +136,7 @@ fn verify(jwks: &JwkSet, assertion: &str) -> Result<(), String> {
     if !matches!(head.alg, Algorithm::RS384 | Algorithm::ES384) {
         return Err(format!("alg {:?} not allowed (RS384 or ES384)", head.alg));
     }
-    let candidates: Vec<_> = jwks
-        .keys
-        .iter()
-        .filter(|k| head.kid.is_none() || k.common.key_id == head.kid)
-        .collect();
+    let candidates: Vec<_> = jwks.keys.iter().filter(|k| head.kid.is_none() || k.common.key_id == head.kid).collect();
     if candidates.is_empty() {
         return Err("no key in the JWKS matches the JWT kid".into());
     }

@@ -22,8 +22,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 /// Only loopback callbacks are sent (this server never talks to the outside world).
 fn allowed(url: &str) -> bool {
-    reqwest::Url::parse(url)
-        .is_ok_and(|u| u.scheme() == "http" && u.host_str() == Some("127.0.0.1"))
+    reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && u.host_str() == Some("127.0.0.1"))
 }
 
 /// Starts the background task that waits for the job to end and posts the callback.
@@ -51,11 +50,7 @@ pub fn spawn(app: Arc<App>, job: Arc<Job>, url: String) {
             }
         };
         let status_url = status_url(&app, &job);
-        let result_url = if job.mode == Mode::Redirect {
-            format!("{status_url}/result")
-        } else {
-            status_url
-        };
+        let result_url = if job.mode == Mode::Redirect { format!("{status_url}/result") } else { status_url };
         let mut params = vec![
             json!({"name":"status","valueCode": match phase {
                 Phase::Completed => "completed",

@@ -8,14 +8,7 @@
 use std::sync::OnceLock;
 
 /// The resource types of the data set, in export order.
-pub const TYPES: [&str; 6] = [
-    "Patient",
-    "Encounter",
-    "Observation",
-    "Condition",
-    "MedicationRequest",
-    "Procedure",
-];
+pub const TYPES: [&str; 6] = ["Patient", "Encounter", "Observation", "Condition", "MedicationRequest", "Procedure"];
 
 /// Index of a type name in [`TYPES`].
 pub fn type_index(name: &str) -> Option<usize> {
@@ -57,11 +50,7 @@ impl Dataset {
             v.push(acc);
             starts.push(v);
         }
-        Dataset {
-            seed,
-            patients,
-            starts,
-        }
+        Dataset { seed, patients, starts }
     }
 
     /// Number of patients.
@@ -123,10 +112,7 @@ impl Dataset {
     /// Family and given name of patient `i`.
     pub fn patient_name(&self, i: u64) -> (&'static str, &'static str) {
         let h = self.h(0, i, 3);
-        (
-            FAMILY[(h % FAMILY.len() as u64) as usize],
-            GIVEN[((h >> 16) % GIVEN.len() as u64) as usize],
-        )
+        (FAMILY[(h % FAMILY.len() as u64) as usize], GIVEN[((h >> 16) % GIVEN.len() as u64) as usize])
     }
 
     /// Appends resource `i` of type `t` (owned by patient `p`) as one NDJSON line.
@@ -184,15 +170,15 @@ impl Dataset {
         let h = self.h(0, i, 4);
         let (family, given) = self.patient_name(i);
         self.head(out, 0, i);
-        out.extend_from_slice(b",\"text\":{\"status\":\"generated\",\"div\":\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">");
+        out.extend_from_slice(
+            b",\"text\":{\"status\":\"generated\",\"div\":\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">",
+        );
         out.extend_from_slice(given.as_bytes());
         out.push(b' ');
         out.extend_from_slice(family.as_bytes());
         out.extend_from_slice(b"</div>\"},\"identifier\":[{\"use\":\"usual\",\"type\":{\"coding\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/v2-0203\",\"code\":\"MR\",\"display\":\"Medical Record Number\"}]},\"system\":\"urn:oid:2.16.840.1.113883.19.5\",\"value\":\"MRN-");
         num(out, 100_000 + i);
-        out.extend_from_slice(
-            b"\"}],\"active\":true,\"name\":[{\"use\":\"official\",\"family\":\"",
-        );
+        out.extend_from_slice(b"\"}],\"active\":true,\"name\":[{\"use\":\"official\",\"family\":\"");
         out.extend_from_slice(family.as_bytes());
         out.extend_from_slice(b"\",\"given\":[\"");
         out.extend_from_slice(given.as_bytes());
@@ -201,10 +187,7 @@ impl Dataset {
         out.extend_from_slice(b"\",\"use\":\"home\"}],\"gender\":\"");
         out.extend_from_slice(self.attr(0, i).as_bytes());
         out.extend_from_slice(b"\",\"birthDate\":\"");
-        date(
-            out,
-            DATA_EPOCH - 5 * YEAR - ((h >> 8) % (80 * YEAR as u64)) as i64,
-        );
+        date(out, DATA_EPOCH - 5 * YEAR - ((h >> 8) % (80 * YEAR as u64)) as i64);
         out.extend_from_slice(b"\",\"address\":[{\"use\":\"home\",\"line\":[\"");
         num(out, 1 + (h >> 20) % 999);
         out.push(b' ');
@@ -219,15 +202,14 @@ impl Dataset {
     fn encounter(&self, out: &mut Vec<u8>, i: u64, p: u32) {
         let h = self.h(1, i, 4);
         let start = self.last_updated(1, i) - 7200 - (h % 86_400) as i64;
-        let (class, class_display) = [
-            ("AMB", "ambulatory"),
-            ("IMP", "inpatient encounter"),
-            ("EMER", "emergency"),
-        ][(h % 3) as usize];
+        let (class, class_display) =
+            [("AMB", "ambulatory"), ("IMP", "inpatient encounter"), ("EMER", "emergency")][(h % 3) as usize];
         self.head(out, 1, i);
         out.extend_from_slice(b",\"status\":\"");
         out.extend_from_slice(self.attr(1, i).as_bytes());
-        out.extend_from_slice(b"\",\"class\":{\"system\":\"http://terminology.hl7.org/CodeSystem/v3-ActCode\",\"code\":\"");
+        out.extend_from_slice(
+            b"\",\"class\":{\"system\":\"http://terminology.hl7.org/CodeSystem/v3-ActCode\",\"code\":\"",
+        );
         out.extend_from_slice(class.as_bytes());
         out.extend_from_slice(b"\",\"display\":\"");
         out.extend_from_slice(class_display.as_bytes());
@@ -241,9 +223,7 @@ impl Dataset {
         instant(out, start);
         out.extend_from_slice(b"\",\"end\":\"");
         instant(out, start + 1800 + (h >> 24) as i64 % 5400);
-        out.extend_from_slice(
-            b"\"},\"serviceProvider\":{\"reference\":\"Organization/Organization-",
-        );
+        out.extend_from_slice(b"\"},\"serviceProvider\":{\"reference\":\"Organization/Organization-");
         num(out, (h >> 32) % 10);
         out.extend_from_slice(b"\",\"display\":\"General Hospital\"}}");
     }
@@ -261,9 +241,7 @@ impl Dataset {
         } else {
             b"vital-signs\",\"display\":\"Vital Signs"
         });
-        out.extend_from_slice(
-            b"\"}]}],\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"",
-        );
+        out.extend_from_slice(b"\"}]}],\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"");
         out.extend_from_slice(c.0.as_bytes());
         out.extend_from_slice(b"\",\"display\":\"");
         out.extend_from_slice(c.1.as_bytes());
@@ -306,10 +284,7 @@ impl Dataset {
         self.subject(out, p);
         self.encounter_ref(out, p, h >> 8);
         out.extend_from_slice(b",\"onsetDateTime\":\"");
-        instant(
-            out,
-            self.last_updated(3, i) - ((h >> 20) % (3 * YEAR as u64)) as i64,
-        );
+        instant(out, self.last_updated(3, i) - ((h >> 20) % (3 * YEAR as u64)) as i64);
         out.extend_from_slice(b"\",\"recordedDate\":\"");
         instant(out, self.last_updated(3, i));
         out.extend_from_slice(b"\"}");
@@ -346,9 +321,7 @@ impl Dataset {
         self.head(out, 5, i);
         out.extend_from_slice(b",\"status\":\"");
         out.extend_from_slice(self.attr(5, i).as_bytes());
-        out.extend_from_slice(
-            b"\",\"code\":{\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"",
-        );
+        out.extend_from_slice(b"\",\"code\":{\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"");
         out.extend_from_slice(c.0.as_bytes());
         out.extend_from_slice(b"\",\"display\":\"");
         out.extend_from_slice(c.1.as_bytes());
@@ -463,21 +436,9 @@ const VITALS: [ObsCode; 5] = [
 ];
 const LAB: [ObsCode; 4] = [
     ("2339-0", "Glucose [Mass/volume] in Blood", "mg/dL", 60, 200),
-    (
-        "2093-3",
-        "Cholesterol [Mass/volume] in Serum or Plasma",
-        "mg/dL",
-        120,
-        280,
-    ),
+    ("2093-3", "Cholesterol [Mass/volume] in Serum or Plasma", "mg/dL", 120, 280),
     ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", 10, 18),
-    (
-        "4548-4",
-        "Hemoglobin A1c/Hemoglobin.total in Blood",
-        "%",
-        4,
-        10,
-    ),
+    ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 4, 10),
 ];
 const CONDITIONS: [(&str, &str); 5] = [
     ("44054006", "Diabetes mellitus type 2"),
@@ -487,20 +448,14 @@ const CONDITIONS: [(&str, &str); 5] = [
     ("55822004", "Hyperlipidemia"),
 ];
 const MEDS: [(&str, &str); 4] = [
-    (
-        "860975",
-        "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet",
-    ),
+    ("860975", "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet"),
     ("314076", "lisinopril 10 MG Oral Tablet"),
     ("617312", "atorvastatin 10 MG Oral Tablet"),
     ("308136", "amLODIPine 2.5 MG Oral Tablet"),
 ];
 const PROCEDURES: [(&str, &str); 4] = [
     ("430193006", "Medication Reconciliation (procedure)"),
-    (
-        "710824005",
-        "Assessment of health and social care needs (procedure)",
-    ),
+    ("710824005", "Assessment of health and social care needs (procedure)"),
     ("428191000124101", "Documentation of current medications"),
     ("73761001", "Colonoscopy"),
 ];
@@ -540,22 +495,8 @@ const GIVEN: [&str; 16] = [
     "Joseph",
     "Jessica",
 ];
-const STREETS: [&str; 6] = [
-    "Main Street",
-    "Oak Avenue",
-    "Maple Drive",
-    "Cedar Lane",
-    "Elm Street",
-    "Park Road",
-];
-const CITIES: [&str; 6] = [
-    "Boston",
-    "Worcester",
-    "Springfield",
-    "Cambridge",
-    "Lowell",
-    "Brockton",
-];
+const STREETS: [&str; 6] = ["Main Street", "Oak Avenue", "Maple Drive", "Cedar Lane", "Elm Street", "Park Road"];
+const CITIES: [&str; 6] = ["Boston", "Worcester", "Springfield", "Cambridge", "Lowell", "Brockton"];
 
 #[cfg(test)]
 mod tests {

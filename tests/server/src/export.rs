@@ -53,8 +53,7 @@ impl Selection {
         }
         let a = ds.attr(t, i);
         // A filter is a list of conditions, each a list of accepted values (comma = OR).
-        alts.iter()
-            .any(|conds| conds.iter().all(|vals| vals.iter().any(|v| v == a)))
+        alts.iter().any(|conds| conds.iter().all(|vals| vals.iter().any(|v| v == a)))
     }
 
     /// True when every resource in an index range is exported (no scan needed).
@@ -105,8 +104,7 @@ pub fn pairs_from_parameters(body: &[u8]) -> Result<Vec<(String, String)>, Strin
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("request body is not JSON: {e}"))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("request body is not JSON: {e}"))?;
     if v["resourceType"] != "Parameters" {
         return Err("request body must be a Parameters resource".into());
     }
@@ -122,12 +120,9 @@ pub fn pairs_from_parameters(body: &[u8]) -> Result<Vec<(String, String)>, Strin
                 Value::String(s) => s.clone(),
                 Value::Bool(b) => b.to_string(),
                 Value::Number(n) => n.to_string(),
-                Value::Object(o) => o
-                    .get("reference")
-                    .or_else(|| o.get("code"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
+                Value::Object(o) => {
+                    o.get("reference").or_else(|| o.get("code")).and_then(Value::as_str).unwrap_or_default().to_string()
+                }
                 _ => String::new(),
             })
             .unwrap_or_default();
@@ -148,10 +143,7 @@ impl ExportParams {
         let mut p = ExportParams {
             level,
             types: Vec::new(),
-            selection: Selection {
-                filters: vec![Vec::new(); TYPES.len()],
-                ..Selection::default()
-            },
+            selection: Selection { filters: vec![Vec::new(); TYPES.len()], ..Selection::default() },
             include_associated: None,
             organize_by_patient: false,
             partial_manifests: false,
@@ -177,10 +169,7 @@ impl ExportParams {
             match name.as_str() {
                 "_outputFormat" => {
                     has_fmt = true;
-                    if !matches!(
-                        value.as_str(),
-                        "application/fhir+ndjson" | "application/ndjson" | "ndjson"
-                    ) {
+                    if !matches!(value.as_str(), "application/fhir+ndjson" | "application/ndjson" | "ndjson") {
                         ignore(format!("_outputFormat '{value}' is not supported; only application/fhir+ndjson, application/ndjson and ndjson are (parameter ignored)"))?;
                     }
                 }
@@ -213,10 +202,7 @@ impl ExportParams {
                 ),
                 "patient" => {
                     if !is_post {
-                        return Err(
-                            "The 'patient' parameter is only supported with POST (Parameters body)"
-                                .into(),
-                        );
+                        return Err("The 'patient' parameter is only supported with POST (Parameters body)".into());
                     }
                     let idx = value
                         .strip_prefix("Patient/")
@@ -225,18 +211,15 @@ impl ExportParams {
                         .filter(|n| *n < ds.patients());
                     match idx {
                         Some(n) => {
-                            patients.get_or_insert_with(|| vec![false; ds.patients() as usize])
-                                [n as usize] = true
+                            patients.get_or_insert_with(|| vec![false; ds.patients() as usize])[n as usize] = true
                         }
                         None => return Err(format!("patient '{value}' not found")),
                     }
                 }
                 "includeAssociatedData" => {
                     for v in value.split(',').map(str::trim) {
-                        if matches!(
-                            v,
-                            "LatestProvenanceResources" | "RelevantProvenanceResources"
-                        ) || v.starts_with('_')
+                        if matches!(v, "LatestProvenanceResources" | "RelevantProvenanceResources")
+                            || v.starts_with('_')
                         {
                             include = Some(v.to_string());
                         } else {
@@ -248,9 +231,7 @@ impl ExportParams {
                     if value == "Patient" {
                         organize = true;
                     } else {
-                        ignore(format!(
-                            "organizeOutputBy '{value}' is not supported (only Patient)"
-                        ))?;
+                        ignore(format!("organizeOutputBy '{value}' is not supported (only Patient)"))?;
                     }
                 }
                 "allowPartialManifests" => match value.as_str() {
@@ -269,21 +250,14 @@ impl ExportParams {
             types = (0..TYPES.len()).collect();
         }
         p.types = types;
-        p.selection = Selection {
-            since,
-            until,
-            patients,
-            filters,
-            elements,
-        };
+        p.selection = Selection { since, until, patients, filters, elements };
         p.include_associated = include;
         p.organize_by_patient = organize;
         p.partial_manifests = partial;
         p.has_output_format = has_fmt;
         if let Some(v) = &p.include_associated {
-            p.ignored.push(format!(
-                "includeAssociatedData '{v}': this server holds no associated data (none exported)"
-            ));
+            p.ignored
+                .push(format!("includeAssociatedData '{v}': this server holds no associated data (none exported)"));
         }
         Ok(p)
     }
@@ -291,16 +265,12 @@ impl ExportParams {
 
 /// Parses one `_typeFilter` value: `Type?param=v1,v2&param2=v`.
 fn parse_type_filter(value: &str) -> Result<(usize, Vec<Vec<String>>), String> {
-    let (ty, query) = value
-        .split_once('?')
-        .ok_or_else(|| format!("_typeFilter '{value}' must look like Type?param=value"))?;
+    let (ty, query) =
+        value.split_once('?').ok_or_else(|| format!("_typeFilter '{value}' must look like Type?param=value"))?;
     let t = type_index(ty).ok_or_else(|| format!("_typeFilter type '{ty}' is not supported"))?;
     let mut conds = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        if matches!(
-            k.as_ref(),
-            "_include" | "_sort" | "_elements" | "_revinclude"
-        ) {
+        if matches!(k.as_ref(), "_include" | "_sort" | "_elements" | "_revinclude") {
             return Err(format!("_typeFilter must not contain '{k}'"));
         }
         if k != Dataset::attr_param(t) {
@@ -382,13 +352,7 @@ pub fn oo_line(severity: &str, code: &str, diagnostics: &str) -> String {
 impl Plan {
     /// Builds the file list. `partial` makes every other type fail; `extra_errors` adds
     /// error lines (e.g. Oracle's always-present error file).
-    pub fn build(
-        params: ExportParams,
-        ds: &Dataset,
-        max_lines: u64,
-        partial: bool,
-        extra_errors: &[String],
-    ) -> Plan {
+    pub fn build(params: ExportParams, ds: &Dataset, max_lines: u64, partial: bool, extra_errors: &[String]) -> Plan {
         let sel = &params.selection;
         let mut files = Vec::new();
         let mut errors = String::new();
@@ -415,12 +379,7 @@ impl Plan {
                 &format!("Export of {} resources failed (fault 'partial')", TYPES[*t]),
             ));
         }
-        let types: Vec<usize> = params
-            .types
-            .iter()
-            .copied()
-            .filter(|t| !failed.contains(t))
-            .collect();
+        let types: Vec<usize> = params.types.iter().copied().filter(|t| !failed.contains(t)).collect();
         if params.organize_by_patient {
             organized_files(ds, sel, &types, max_lines, &mut files);
         } else {
@@ -462,10 +421,7 @@ impl Plan {
 fn range_files(ds: &Dataset, sel: &Selection, t: usize, max: u64, files: &mut Vec<FileEntry>) {
     let total = ds.count(t);
     let push = |start: u64, end: u64, count: u64, files: &mut Vec<FileEntry>| {
-        let n = files
-            .iter()
-            .filter(|f| f.rtype.as_deref() == Some(TYPES[t]))
-            .count();
+        let n = files.iter().filter(|f| f.rtype.as_deref() == Some(TYPES[t])).count();
         files.push(FileEntry {
             name: format!("{}-{n}.ndjson", TYPES[t]),
             kind: FileKind::Output,
@@ -526,13 +482,7 @@ pub fn block_lines(ds: &Dataset, sel: &Selection, types: &[usize], p: u32) -> u6
     }
 }
 
-fn organized_files(
-    ds: &Dataset,
-    sel: &Selection,
-    types: &[usize],
-    max: u64,
-    files: &mut Vec<FileEntry>,
-) {
+fn organized_files(ds: &Dataset, sel: &Selection, types: &[usize], max: u64, files: &mut Vec<FileEntry>) {
     let (mut start, mut count) = (0u32, 0u64);
     for p in 0..ds.patients() {
         count += block_lines(ds, sel, types, p);

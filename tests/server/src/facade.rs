@@ -15,21 +15,11 @@ pub fn execute(app: &App, ctx: &Ctx) -> (u16, Value) {
     let m = &ctx.method;
     if let Some(op) = segs.last().filter(|s| s.starts_with('$')) {
         if *m != Method::GET && *m != Method::POST {
-            return (
-                405,
-                oo_value("error", "not-supported", "operations take GET or POST"),
-            );
+            return (405, oo_value("error", "not-supported", "operations take GET or POST"));
         }
         if *m == Method::POST && !ctx.body.iter().all(u8::is_ascii_whitespace) {
             if let Err(e) = serde_json::from_slice::<Value>(&ctx.body) {
-                return (
-                    400,
-                    oo_value(
-                        "error",
-                        "invalid",
-                        &format!("request body is not valid JSON: {e}"),
-                    ),
-                );
+                return (400, oo_value("error", "invalid", &format!("request body is not valid JSON: {e}")));
             }
         }
         return operation(app, &segs, op);
@@ -40,14 +30,7 @@ pub fn execute(app: &App, ctx: &Ctx) -> (u16, Value) {
         (Method::GET, [ty, id]) => read(app, ty, id),
         _ => (
             404,
-            oo_value(
-                "error",
-                "not-supported",
-                &format!(
-                    "{} {} is not supported by this server",
-                    ctx.method, ctx.path
-                ),
-            ),
+            oo_value("error", "not-supported", &format!("{} {} is not supported by this server", ctx.method, ctx.path)),
         ),
     }
 }
@@ -74,14 +57,7 @@ fn operation(app: &App, segs: &[&str], op: &str) -> (u16, Value) {
 
 fn read(app: &App, ty: &str, id: &str) -> (u16, Value) {
     let Some(t) = type_index(ty) else {
-        return (
-            404,
-            oo_value(
-                "error",
-                "not-found",
-                &format!("Unknown resource type '{ty}'"),
-            ),
-        );
+        return (404, oo_value("error", "not-found", &format!("Unknown resource type '{ty}'")));
     };
     let idx = id
         .strip_prefix(ty)
@@ -90,28 +66,14 @@ fn read(app: &App, ty: &str, id: &str) -> (u16, Value) {
         .filter(|i| *i < app.ds.count(t));
     match idx {
         Some(i) => (200, app.ds.resource_json(t, i)),
-        None => (
-            404,
-            oo_value(
-                "error",
-                "not-found",
-                &format!("Resource {ty}/{id} is not known"),
-            ),
-        ),
+        None => (404, oo_value("error", "not-found", &format!("Resource {ty}/{id} is not known"))),
     }
 }
 
 fn search(app: &App, ty: &str, query: &str) -> (u16, Value) {
     let ds: &Dataset = &app.ds;
     let Some(t) = type_index(ty) else {
-        return (
-            404,
-            oo_value(
-                "error",
-                "not-found",
-                &format!("Unknown resource type '{ty}'"),
-            ),
-        );
+        return (404, oo_value("error", "not-found", &format!("Unknown resource type '{ty}'")));
     };
     let mut count = 20u64;
     let mut name: Option<String> = None;
@@ -122,30 +84,16 @@ fn search(app: &App, ty: &str, query: &str) -> (u16, Value) {
         match k.as_str() {
             "_count" => match v.parse() {
                 Ok(c) => count = u64::min(c, 1000),
-                Err(_) => {
-                    return (
-                        400,
-                        oo_value("error", "invalid", "_count must be a non-negative integer"),
-                    )
-                }
+                Err(_) => return (400, oo_value("error", "invalid", "_count must be a non-negative integer")),
             },
             "_id" => id = Some(v),
             "name" if t == 0 => name = Some(v.to_lowercase()),
-            "patient" | "subject" if t != 0 => {
-                match v.rsplit('-').next().and_then(|n| n.parse().ok()) {
-                    Some(p) => patient = Some(p),
-                    None => {
-                        return (
-                            400,
-                            oo_value("error", "invalid", &format!("bad reference '{v}'")),
-                        )
-                    }
-                }
-            }
+            "patient" | "subject" if t != 0 => match v.rsplit('-').next().and_then(|n| n.parse().ok()) {
+                Some(p) => patient = Some(p),
+                None => return (400, oo_value("error", "invalid", &format!("bad reference '{v}'"))),
+            },
             "_format" | "_pretty" | "_summary" | "_total" => {}
-            p if p == Dataset::attr_param(t) => {
-                attr = Some(v.split(',').map(str::to_string).collect())
-            }
+            p if p == Dataset::attr_param(t) => attr = Some(v.split(',').map(str::to_string).collect()),
             other => {
                 return (
                     400,
@@ -171,9 +119,7 @@ fn search(app: &App, ty: &str, query: &str) -> (u16, Value) {
         }
         if let Some(n) = &name {
             let (f, g) = ds.patient_name(i);
-            if !f.to_lowercase().starts_with(n.as_str())
-                && !g.to_lowercase().starts_with(n.as_str())
-            {
+            if !f.to_lowercase().starts_with(n.as_str()) && !g.to_lowercase().starts_with(n.as_str()) {
                 return false;
             }
         }
@@ -203,35 +149,17 @@ fn search(app: &App, ty: &str, query: &str) -> (u16, Value) {
 fn transaction(body: &[u8]) -> (u16, Value) {
     let v: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => {
-            return (
-                400,
-                oo_value(
-                    "error",
-                    "invalid",
-                    &format!("request body is not valid JSON: {e}"),
-                ),
-            )
-        }
+        Err(e) => return (400, oo_value("error", "invalid", &format!("request body is not valid JSON: {e}"))),
     };
     let kind = v["type"].as_str().unwrap_or("");
     if v["resourceType"] != "Bundle" || !matches!(kind, "transaction" | "batch") {
-        return (
-            400,
-            oo_value(
-                "error",
-                "invalid",
-                "POST to the base requires a Bundle of type transaction or batch",
-            ),
-        );
+        return (400, oo_value("error", "invalid", "POST to the base requires a Bundle of type transaction or batch"));
     }
     let mut out = Vec::new();
     for (n, e) in v["entry"].as_array().into_iter().flatten().enumerate() {
         let method = e["request"]["method"].as_str().unwrap_or("");
         let url = e["request"]["url"].as_str().unwrap_or("");
-        let ty = e["resource"]["resourceType"]
-            .as_str()
-            .unwrap_or_else(|| url.split('/').next().unwrap_or(""));
+        let ty = e["resource"]["resourceType"].as_str().unwrap_or_else(|| url.split('/').next().unwrap_or(""));
         let resp = match method {
             "POST" => {
                 json!({"status":"201 Created","location":format!("{ty}/new-{n}/_history/1"),"etag":"W/\"1\""})
@@ -245,11 +173,7 @@ fn transaction(body: &[u8]) -> (u16, Value) {
                 if kind == "transaction" {
                     return (
                         400,
-                        oo_value(
-                            "error",
-                            "invalid",
-                            &format!("entry {n}: request.method '{method}' is not valid"),
-                        ),
+                        oo_value("error", "invalid", &format!("entry {n}: request.method '{method}' is not valid")),
                     );
                 }
                 json!({"status":"400 Bad Request","outcome":oo_value("error","invalid","bad request.method")})
@@ -257,13 +181,6 @@ fn transaction(body: &[u8]) -> (u16, Value) {
         };
         out.push(json!({"response": resp}));
     }
-    let rtype = if kind == "transaction" {
-        "transaction-response"
-    } else {
-        "batch-response"
-    };
-    (
-        200,
-        json!({"resourceType":"Bundle","type":rtype,"entry":out}),
-    )
+    let rtype = if kind == "transaction" { "transaction-response" } else { "batch-response" };
+    (200, json!({"resourceType":"Bundle","type":rtype,"entry":out}))
 }

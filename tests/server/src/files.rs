@@ -41,13 +41,7 @@ impl Cursor {
             FileBody::Organized { start, .. } => (u64::from(*start), *start),
             FileBody::Lines(_) => (0, 0),
         };
-        Cursor {
-            ds,
-            plan,
-            file,
-            pos,
-            patient,
-        }
+        Cursor { ds, plan, file, pos, patient }
     }
 
     /// The next chunk (None at the end).
@@ -114,8 +108,7 @@ impl Cursor {
         let mut v = self.ds.resource_json(t, i);
         if let Value::Object(o) = &mut v {
             o.retain(|k, _| {
-                matches!(k.as_str(), "resourceType" | "id" | "meta")
-                    || sel.elements.iter().any(|e| e == k)
+                matches!(k.as_str(), "resourceType" | "id" | "meta") || sel.elements.iter().any(|e| e == k)
             });
             o["meta"]["tag"] = serde_json::json!([{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED"}]);
         }
@@ -140,16 +133,12 @@ fn gzip_all(data: &[u8]) -> Vec<u8> {
 }
 
 fn wants_gzip(h: &HeaderMap) -> bool {
-    h.get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|e| {
-            let mut it = e.split(';');
-            let name = it.next().unwrap_or("").trim();
-            let q0 = it.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !q0
-        })
+    h.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|e| {
+        let mut it = e.split(';');
+        let name = it.next().unwrap_or("").trim();
+        let q0 = it.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && !q0
+    })
 }
 
 /// Serves file `name` of `job` (generation `gen` of its URL).
@@ -159,11 +148,7 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
         return http::oo(404, "not-found", "this job has no files");
     };
     let Some(idx) = plan.files.iter().position(|f| f.name == name) else {
-        return http::oo(
-            404,
-            "not-found",
-            &format!("no file '{name}' in job {}", job.id),
-        );
+        return http::oo(404, "not-found", &format!("no file '{name}' in job {}", job.id));
     };
     let phase = job.phase();
     if job.lock().deleted || phase == Phase::Cancelled {
@@ -186,7 +171,10 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
         let attempt = *a;
         *a += 1;
         let mut gz = u64::MAX;
-        if gzip {
+        // An attempt spent on `reset` does not count as the `gzbad` attempt: combined, the
+        // client sees a reset first, then a truncated gzip stream, then good bytes.
+        let reset_now = job.faults.reset && attempt == 0;
+        if gzip && !reset_now {
             let g = st.gz_attempts.entry(name.to_string()).or_default();
             gz = *g;
             *g += 1;
@@ -208,8 +196,7 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
                 None => {
                     // Let hyper flush the headers and the first half before the abort.
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    let e =
-                        std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault 'reset'");
+                    let e = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault 'reset'");
                     Some((Err(e), None))
                 }
             }
@@ -286,10 +273,7 @@ fn body_stream(cursor: Cursor, gzip: bool, slow: u64) -> Body {
             let parts: Vec<Result<Bytes, std::io::Error>> = match r {
                 Ok(b) => {
                     let step = (slow as usize / 10).max(1);
-                    (0..b.len())
-                        .step_by(step)
-                        .map(|i| Ok(b.slice(i..(i + step).min(b.len()))))
-                        .collect()
+                    (0..b.len()).step_by(step).map(|i| Ok(b.slice(i..(i + step).min(b.len())))).collect()
                 }
                 Err(e) => vec![Err(e)],
             };
@@ -357,10 +341,7 @@ pub async fn storage(app: &App, method: &Method, uri: &Uri, h: &HeaderMap) -> Re
         ));
     }
     let q = http::query_pairs(uri.query().unwrap_or(""));
-    let sig = q
-        .iter()
-        .find(|(k, _)| k == "X-Amz-Signature")
-        .map(|(_, v)| v.as_str());
+    let sig = q.iter().find(|(k, _)| k == "X-Amz-Signature").map(|(_, v)| v.as_str());
     if sig != Some(sign(app, job_id, name).as_str()) {
         return tag(storage_error(
             403,
@@ -368,17 +349,9 @@ pub async fn storage(app: &App, method: &Method, uri: &Uri, h: &HeaderMap) -> Re
             "The request signature we calculated does not match the signature you provided.",
         ));
     }
-    let gen = q
-        .iter()
-        .find(|(k, _)| k == "g")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
+    let gen = q.iter().find(|(k, _)| k == "g").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
     let Some(job) = app.jobs.get_any(job_id) else {
-        return tag(storage_error(
-            404,
-            "NoSuchKey",
-            "The specified key does not exist.",
-        ));
+        return tag(storage_error(404, "NoSuchKey", "The specified key does not exist."));
     };
     tag(serve(app, &job, name, gen, h).await)
 }

@@ -16,10 +16,7 @@ pub struct Tag {
 
 /// Adds a [`Tag`] to a response.
 pub fn tag(mut resp: Response, route: String, job: Option<&str>) -> Response {
-    resp.extensions_mut().insert(Tag {
-        route,
-        job: job.map(str::to_string),
-    });
+    resp.extensions_mut().insert(Tag { route, job: job.map(str::to_string) });
     resp
 }
 
@@ -98,10 +95,7 @@ pub fn prefer(h: &HeaderMap) -> Vec<Pref> {
                 Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"').to_string())),
                 None => (tok, None),
             };
-            Some(Pref {
-                name: n.to_ascii_lowercase(),
-                value: v,
-            })
+            Some(Pref { name: n.to_ascii_lowercase(), value: v })
         })
         .collect()
 }
@@ -113,9 +107,7 @@ pub fn has_pref(p: &[Pref], name: &str) -> bool {
 
 /// The value of a token.
 pub fn pref_value<'a>(p: &'a [Pref], name: &str) -> Option<&'a str> {
-    p.iter()
-        .find(|t| t.name == name)
-        .and_then(|t| t.value.as_deref())
+    p.iter().find(|t| t.name == name).and_then(|t| t.value.as_deref())
 }
 
 /// `handling=lenient` was asked for.
@@ -125,9 +117,7 @@ pub fn lenient(p: &[Pref]) -> bool {
 
 /// The query string as `(name, value)` pairs.
 pub fn query_pairs(q: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(q.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+    form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 /// A relative reference from the request path to `target` (path + query), e.g.
@@ -141,11 +131,7 @@ pub fn relative_ref(from_path: &str, target: &str) -> String {
     let from_dirs = &from_dirs[..from_dirs.len().saturating_sub(1)];
     let to: Vec<&str> = tpath.split('/').collect();
     let (to_dirs, to_last) = to.split_at(to.len().saturating_sub(1));
-    let common = from_dirs
-        .iter()
-        .zip(to_dirs)
-        .take_while(|(a, b)| a == b)
-        .count();
+    let common = from_dirs.iter().zip(to_dirs).take_while(|(a, b)| a == b).count();
     let mut out = "../".repeat(from_dirs.len() - common);
     for seg in &to_dirs[common..] {
         out.push_str(seg);
@@ -182,20 +168,11 @@ mod tests {
     #[test]
     fn prefer_tokens() {
         let mut h = HeaderMap::new();
-        h.append(
-            "prefer",
-            HeaderValue::from_static("respond-async, async-mode=redirect"),
-        );
-        h.append(
-            "prefer",
-            HeaderValue::from_static("callback-url=\"http://127.0.0.1:9/cb?a=b\""),
-        );
+        h.append("prefer", HeaderValue::from_static("respond-async, async-mode=redirect"));
+        h.append("prefer", HeaderValue::from_static("callback-url=\"http://127.0.0.1:9/cb?a=b\""));
         let p = prefer(&h);
         assert!(has_pref(&p, "respond-async"));
         assert_eq!(pref_value(&p, "async-mode"), Some("redirect"));
-        assert_eq!(
-            pref_value(&p, "callback-url"),
-            Some("http://127.0.0.1:9/cb?a=b")
-        );
+        assert_eq!(pref_value(&p, "callback-url"), Some("http://127.0.0.1:9/cb?a=b"));
     }
 }

@@ -169,10 +169,7 @@ impl Job {
             mode,
             separate_status,
             retry_after,
-            state: Mutex::new(JobMut {
-                counts,
-                ..JobMut::default()
-            }),
+            state: Mutex::new(JobMut { counts, ..JobMut::default() }),
             changed: Notify::new(),
         }
     }
@@ -198,11 +195,7 @@ impl Job {
         }
         let elapsed = self.started.elapsed();
         if !self.faults.never && elapsed >= self.duration {
-            return if self.faults.fail {
-                Phase::Failed
-            } else {
-                Phase::Completed
-            };
+            return if self.faults.fail { Phase::Failed } else { Phase::Completed };
         }
         let pct = if self.faults.never {
             (elapsed.as_secs() % 99) as u8
@@ -228,11 +221,7 @@ impl Job {
         match self.phase() {
             Phase::Completed => plan.files.len(),
             Phase::Running(_) if !self.faults.never => {
-                let outputs = plan
-                    .files
-                    .iter()
-                    .filter(|f| f.kind == FileKind::Output)
-                    .count();
+                let outputs = plan.files.iter().filter(|f| f.kind == FileKind::Output).count();
                 let e = self.started.elapsed().as_millis();
                 let d = self.duration.as_millis().max(1);
                 // File k is done at (k+1)/outputs of the duration; the last only at the end.
@@ -307,15 +296,9 @@ impl Jobs {
             .iter()
             .map(|(id, j)| {
                 let st = j.lock();
-                let counts: serde_json::Map<String, Value> = st
-                    .counts
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), Value::from(*v)))
-                    .collect();
-                (
-                    id.clone(),
-                    serde_json::json!({"dialect": j.dialect.name(), "counts": counts, "polls": st.polls}),
-                )
+                let counts: serde_json::Map<String, Value> =
+                    st.counts.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
+                (id.clone(), serde_json::json!({"dialect": j.dialect.name(), "counts": counts, "polls": st.polls}))
             })
             .collect()
     }

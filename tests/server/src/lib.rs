@@ -67,21 +67,14 @@ pub async fn serve(cfg: Config) -> Result<(SocketAddr, SocketAddr, ServerHandle)
             return Err(format!("refusing to bind {a}: loopback only"));
         }
     }
-    let default_faults =
-        faults::Faults::parse(&cfg.faults).map_err(|e| format!("--faults: {e}"))?;
-    let main = TcpListener::bind(cfg.addr)
-        .await
-        .map_err(|e| format!("bind {}: {e}", cfg.addr))?;
-    let storage = TcpListener::bind(cfg.storage_addr)
-        .await
-        .map_err(|e| format!("bind {}: {e}", cfg.storage_addr))?;
+    let default_faults = faults::Faults::parse(&cfg.faults).map_err(|e| format!("--faults: {e}"))?;
+    let main = TcpListener::bind(cfg.addr).await.map_err(|e| format!("bind {}: {e}", cfg.addr))?;
+    let storage = TcpListener::bind(cfg.storage_addr).await.map_err(|e| format!("bind {}: {e}", cfg.storage_addr))?;
     let addr = main.local_addr().map_err(|e| e.to_string())?;
     let saddr = storage.local_addr().map_err(|e| e.to_string())?;
     let auth = auth::Auth::new(cfg.token.clone(), cfg.jwks.as_deref(), cfg.token_ttl)?;
     let log = match &cfg.log {
-        Some(p) => {
-            Some(admin::AccessLog::open(p).map_err(|e| format!("--log {}: {e}", p.display()))?)
-        }
+        Some(p) => Some(admin::AccessLog::open(p).map_err(|e| format!("--log {}: {e}", p.display()))?),
         None => None,
     };
     let app = Arc::new(app::App {
@@ -101,12 +94,8 @@ pub async fn serve(cfg: Config) -> Result<(SocketAddr, SocketAddr, ServerHandle)
             .map_err(|e| e.to_string())?,
     });
     let (stop, rx) = watch::channel(false);
-    let main_router = Router::new()
-        .fallback(app::main_entry)
-        .with_state(app.clone());
-    let storage_router = Router::new()
-        .fallback(app::storage_entry)
-        .with_state(app.clone());
+    let main_router = Router::new().fallback(app::main_entry).with_state(app.clone());
+    let storage_router = Router::new().fallback(app::storage_entry).with_state(app.clone());
     let mut tasks = Vec::new();
     for (listener, router) in [(main, main_router), (storage, storage_router)] {
         let mut rx = rx.clone();

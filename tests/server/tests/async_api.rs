@@ -11,12 +11,7 @@ use serde_json::{json, Value};
 async fn bundle_mode() {
     let s = start(|_| {}).await;
     let r = s
-        .req(
-            Method::POST,
-            &s.url("/aidbox/fhir/$reindex"),
-            &[("prefer", "respond-async, foo=bar")],
-            Some("{}".into()),
-        )
+        .req(Method::POST, &s.url("/aidbox/fhir/$reindex"), &[("prefer", "respond-async, foo=bar")], Some("{}".into()))
         .await;
     assert_eq!(r.code(), 202);
     assert_eq!(r.h("preference-applied").as_deref(), Some("respond-async"));
@@ -37,19 +32,9 @@ async fn bundle_mode() {
 async fn redirect_mode_and_failures() {
     let s = start(|_| {}).await;
     let h = [("prefer", "respond-async, async-mode=redirect")];
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/aidbox/fhir/Patient?name=smi&_count=2"),
-            &h,
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/aidbox/fhir/Patient?name=smi&_count=2"), &h, None).await;
     assert_eq!(r.code(), 202);
-    assert_eq!(
-        r.h("preference-applied").as_deref(),
-        Some("respond-async, async-mode=redirect")
-    );
+    assert_eq!(r.h("preference-applied").as_deref(), Some("respond-async, async-mode=redirect"));
     let loc = r.h("content-location").unwrap();
     let r = s.get(&loc).await;
     assert_eq!(r.code(), 303);
@@ -61,80 +46,40 @@ async fn redirect_mode_and_failures() {
     assert_eq!(b["type"], "searchset");
     assert!(b["entry"].as_array().unwrap().len() <= 2);
     // failing op via redirect: 4xx + OO on the result URL
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/_f/fail/aidbox/fhir/$reindex"),
-            &h,
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/_f/fail/aidbox/fhir/$reindex"), &h, None).await;
     let loc = r.h("content-location").unwrap();
     assert!(loc.contains("/_f/fail/aidbox/fhir/_async/"));
     let r = s.get(&loc).await;
     assert_eq!(r.code(), 303);
     assert_oo(&s.get(&r.h("location").unwrap()).await, 400, "processing");
     // failing op in bundle mode
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/_f/fail/aidbox/fhir/$reindex"),
-            &[("prefer", "respond-async")],
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/_f/fail/aidbox/fhir/$reindex"), &[("prefer", "respond-async")], None).await;
     let b = s.poll(&r.h("content-location").unwrap()).await.json();
     assert_eq!(b["entry"][0]["response"]["status"], "400 Bad Request");
-    assert_eq!(
-        b["entry"][0]["response"]["outcome"]["resourceType"],
-        "OperationOutcome"
-    );
+    assert_eq!(b["entry"][0]["response"]["outcome"]["resourceType"], "OperationOutcome");
     // _outputFormat + redirect: conflict
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/aidbox/fhir/$export?_outputFormat=ndjson"),
-            &h,
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/aidbox/fhir/$export?_outputFormat=ndjson"), &h, None).await;
     assert_oo(&r, 400, "invalid");
 }
 
 #[tokio::test]
 async fn export_manifest_and_sync() {
     let s = start(|_| {}).await;
-    let (_, loc) = s
-        .kick("/aidbox/fhir/$export?_outputFormat=application/fhir%2Bndjson&_type=Patient")
-        .await;
+    let (_, loc) = s.kick("/aidbox/fhir/$export?_outputFormat=application/fhir%2Bndjson&_type=Patient").await;
     let r = s.poll(&loc).await;
     assert_eq!(r.code(), 200);
     let m = r.json();
     assert!(m.get("resourceType").is_none());
-    assert_eq!(
-        s.ndjson(m["output"][0]["url"].as_str().unwrap(), true)
-            .await
-            .len(),
-        100
-    );
+    assert_eq!(s.ndjson(m["output"][0]["url"].as_str().unwrap(), true).await.len(), 100);
     // without respond-async: synchronous answer
-    let r = s
-        .get(&s.url("/aidbox/fhir/Patient?gender=male&_count=1"))
-        .await;
+    let r = s.get(&s.url("/aidbox/fhir/Patient?gender=male&_count=1")).await;
     assert_eq!(r.code(), 200);
     let b = r.json();
     assert_eq!(b["resourceType"], "Bundle");
     assert!(b["total"].as_u64().unwrap() > 10);
     assert_eq!(b["entry"][0]["resource"]["gender"], "male");
-    assert_oo(
-        &s.get(&s.url("/aidbox/fhir/Patient/Patient-100000")).await,
-        404,
-        "not-found",
-    );
-    assert_eq!(
-        s.get(&s.url("/aidbox/fhir/Patient/Patient-5")).await.json()["id"],
-        "Patient-5"
-    );
+    assert_oo(&s.get(&s.url("/aidbox/fhir/Patient/Patient-100000")).await, 404, "not-found");
+    assert_eq!(s.get(&s.url("/aidbox/fhir/Patient/Patient-5")).await.json()["id"], "Patient-5");
 }
 
 #[tokio::test]
@@ -161,10 +106,7 @@ async fn long_polling_returns_on_completion() {
     let r = s.get(&loc).await;
     let took = t.elapsed();
     assert_eq!(r.code(), 200, "held until completion");
-    assert!(
-        took.as_millis() >= 200 && took.as_millis() < 3_000,
-        "{took:?}"
-    );
+    assert!(took.as_millis() >= 200 && took.as_millis() < 3_000, "{took:?}");
 }
 
 /// (X-Signature header, body) of one callback.
@@ -191,14 +133,7 @@ async fn callback_is_signed() {
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     let s = start(|c| c.job_ms = 50).await;
     let prefer = format!("respond-async, async-mode=redirect, callback-url={cb}");
-    let r = s
-        .req(
-            Method::POST,
-            &s.url("/aidbox/fhir/$reindex"),
-            &[("prefer", &prefer)],
-            None,
-        )
-        .await;
+    let r = s.req(Method::POST, &s.url("/aidbox/fhir/$reindex"), &[("prefer", &prefer)], None).await;
     let loc = r.h("content-location").unwrap();
     let mut n = 0;
     while got.lock().unwrap().is_empty() && n < 300 {
@@ -206,35 +141,21 @@ async fn callback_is_signed() {
         n += 1;
     }
     let (sig, body) = got.lock().unwrap()[0].clone();
-    assert_eq!(
-        sig,
-        fhir_async_testserver::callback::signature("fhir-async-demo-secret", &body)
-    );
+    assert_eq!(sig, fhir_async_testserver::callback::signature("fhir-async-demo-secret", &body));
     use hmac::Mac;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"fhir-async-demo-secret").unwrap();
     mac.update(&body);
-    assert_eq!(
-        sig,
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-    );
+    assert_eq!(sig, format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["resourceType"], "Parameters");
-    assert_eq!(
-        v["parameter"][0],
-        json!({"name":"status","valueCode":"completed"})
-    );
-    assert_eq!(
-        v["parameter"][1],
-        json!({"name":"resultUrl","valueUrl":format!("{loc}/result")})
-    );
+    assert_eq!(v["parameter"][0], json!({"name":"status","valueCode":"completed"}));
+    assert_eq!(v["parameter"][1], json!({"name":"resultUrl","valueUrl":format!("{loc}/result")}));
 }
 
 #[tokio::test]
 async fn r5_search_and_transaction() {
     let s = start(|_| {}).await;
-    let (_, loc) = s
-        .kick("/r5/fhir/Observation?category=laboratory&_count=3")
-        .await;
+    let (_, loc) = s.kick("/r5/fhir/Observation?category=laboratory&_count=3").await;
     let b = s.poll(&loc).await.json();
     assert_eq!(b["type"], "batch-response");
     assert_eq!(b["entry"][0]["response"]["status"], "200 OK");
@@ -244,38 +165,22 @@ async fn r5_search_and_transaction() {
     let (_, loc) = s.kick("/r5/fhir/Patient?_bogus=1").await;
     let b = s.poll(&loc).await.json();
     assert_eq!(b["entry"][0]["response"]["status"], "400 Bad Request");
-    assert_eq!(
-        b["entry"][0]["response"]["outcome"]["resourceType"],
-        "OperationOutcome"
-    );
+    assert_eq!(b["entry"][0]["response"]["outcome"]["resourceType"], "OperationOutcome");
     let tx = json!({"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]});
     let r = s
         .req(
             Method::POST,
             &s.url("/r5/fhir"),
-            &[
-                ("prefer", "respond-async"),
-                ("content-type", "application/fhir+json"),
-            ],
+            &[("prefer", "respond-async"), ("content-type", "application/fhir+json")],
             Some(tx.to_string()),
         )
         .await;
     assert_eq!(r.code(), 202);
     let b = s.poll(&r.h("content-location").unwrap()).await.json();
     assert_eq!(b["entry"][0]["resource"]["type"], "transaction-response");
-    assert_eq!(
-        b["entry"][0]["resource"]["entry"][0]["response"]["status"],
-        "201 Created"
-    );
+    assert_eq!(b["entry"][0]["resource"]["entry"][0]["response"]["status"], "201 Created");
     // malformed JSON: a failing result, never a panic
-    let r = s
-        .req(
-            Method::POST,
-            &s.url("/r5/fhir"),
-            &[("prefer", "respond-async")],
-            Some("{{{".into()),
-        )
-        .await;
+    let r = s.req(Method::POST, &s.url("/r5/fhir"), &[("prefer", "respond-async")], Some("{{{".into())).await;
     let b = s.poll(&r.h("content-location").unwrap()).await.json();
     assert_eq!(b["entry"][0]["response"]["status"], "400 Bad Request");
 }

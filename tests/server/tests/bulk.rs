@@ -11,10 +11,7 @@ use serde_json::{json, Value};
 async fn system_export_manifest_and_downloads() {
     let s = start(|_| {}).await;
     let (_, loc) = s.kick("/bulk/fhir/$export").await;
-    assert!(
-        loc.starts_with(&s.url("/bulk/fhir/$export-poll-status?_jobId=")),
-        "{loc}"
-    );
+    assert!(loc.starts_with(&s.url("/bulk/fhir/$export-poll-status?_jobId=")), "{loc}");
     let r = s.poll(&loc).await;
     assert_eq!(r.code(), 200);
     assert_eq!(r.h("content-type").as_deref(), Some("application/json"));
@@ -32,10 +29,7 @@ async fn system_export_manifest_and_downloads() {
         let count = f["count"].as_u64().unwrap() as usize;
         assert_eq!(lines.len(), count);
         let ty = f["type"].as_str().unwrap();
-        let ids: HashSet<String> = lines
-            .iter()
-            .map(|l| l["id"].as_str().unwrap().to_string())
-            .collect();
+        let ids: HashSet<String> = lines.iter().map(|l| l["id"].as_str().unwrap().to_string()).collect();
         let want: HashSet<String> = (0..count).map(|i| format!("{ty}-{i}")).collect();
         assert_eq!(ids, want, "every id 0..count-1 exactly once");
         assert!(lines.iter().all(|l| l["resourceType"] == ty));
@@ -59,54 +53,17 @@ async fn kickoff_validation() {
     let r = s.get(&s.url("/bulk/fhir/$export")).await;
     assert_oo(&r, 400, "invalid");
     let p = [("prefer", "respond-async")];
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/bulk/fhir/$export?_outputFormat=text/csv"),
-            &p,
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/bulk/fhir/$export?_outputFormat=text/csv"), &p, None).await;
     assert_oo(&r, 400, "invalid");
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/bulk/fhir/$export?_type=Nope"),
-            &p,
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/bulk/fhir/$export?_type=Nope"), &p, None).await;
     assert_oo(&r, 400, "invalid");
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/bulk/fhir/$export?patient=Patient/Patient-1"),
-            &p,
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/bulk/fhir/$export?patient=Patient/Patient-1"), &p, None).await;
     assert_oo(&r, 400, "invalid");
-    let r = s
-        .req(
-            Method::POST,
-            &s.url("/bulk/fhir/$export"),
-            &p,
-            Some("{not json".into()),
-        )
-        .await;
+    let r = s.req(Method::POST, &s.url("/bulk/fhir/$export"), &p, Some("{not json".into())).await;
     assert_oo(&r, 400, "invalid");
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/bulk/fhir/$export?_typeFilter=Patient%3F_include%3Dx"),
-            &p,
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/bulk/fhir/$export?_typeFilter=Patient%3F_include%3Dx"), &p, None).await;
     assert_oo(&r, 400, "invalid");
-    let r = s
-        .get(&s.url("/bulk/fhir/$export-poll-status?_jobId=nope"))
-        .await;
+    let r = s.get(&s.url("/bulk/fhir/$export-poll-status?_jobId=nope")).await;
     assert_oo(&r, 404, "not-found");
     let r = s.get(&s.url("/nowhere")).await;
     assert_oo(&r, 404, "not-found");
@@ -116,14 +73,7 @@ async fn kickoff_validation() {
 async fn lenient_output_format_reports_ignored_parameter() {
     let s = start(|_| {}).await;
     let h = [("prefer", "respond-async, handling=lenient")];
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/bulk/fhir/$export?_outputFormat=text/csv&_type=Patient&foo=1"),
-            &h,
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/bulk/fhir/$export?_outputFormat=text/csv&_type=Patient&foo=1"), &h, None).await;
     assert_eq!(r.code(), 202);
     let m = s.poll(&r.h("content-location").unwrap()).await.json();
     let err = m["error"].as_array().unwrap();
@@ -131,14 +81,8 @@ async fn lenient_output_format_reports_ignored_parameter() {
     assert_eq!(err[0]["type"], "OperationOutcome");
     let lines = s.ndjson(err[0]["url"].as_str().unwrap(), false).await;
     assert_eq!(lines.len(), 2);
-    assert!(lines[0]["issue"][0]["diagnostics"]
-        .as_str()
-        .unwrap()
-        .contains("_outputFormat"));
-    assert!(lines[1]["issue"][0]["diagnostics"]
-        .as_str()
-        .unwrap()
-        .contains("foo"));
+    assert!(lines[0]["issue"][0]["diagnostics"].as_str().unwrap().contains("_outputFormat"));
+    assert!(lines[1]["issue"][0]["diagnostics"].as_str().unwrap().contains("foo"));
 }
 
 #[tokio::test]
@@ -153,10 +97,7 @@ async fn post_parameters_with_patients() {
         .req(
             Method::POST,
             &s.url("/bulk/fhir/Group/g1/$export"),
-            &[
-                ("prefer", "respond-async"),
-                ("content-type", "application/fhir+json"),
-            ],
+            &[("prefer", "respond-async"), ("content-type", "application/fhir+json")],
             Some(body.to_string()),
         )
         .await;
@@ -178,62 +119,38 @@ async fn post_parameters_with_patients() {
 async fn type_filter_since_elements_and_organize() {
     let s = start(|_| {}).await;
     // _typeFilter: one type filtered, exact count.
-    let (_, loc) = s
-        .kick("/bulk/fhir/$export?_type=Patient,Condition&_typeFilter=Patient%3Fgender%3Dfemale")
-        .await;
+    let (_, loc) = s.kick("/bulk/fhir/$export?_type=Patient,Condition&_typeFilter=Patient%3Fgender%3Dfemale").await;
     let m = s.poll(&loc).await.json();
-    let pats = s
-        .ndjson(m["output"][0]["url"].as_str().unwrap(), false)
-        .await;
+    let pats = s.ndjson(m["output"][0]["url"].as_str().unwrap(), false).await;
     assert_eq!(pats.len() as u64, m["output"][0]["count"].as_u64().unwrap());
     assert!(!pats.is_empty() && pats.len() < 100);
     assert!(pats.iter().all(|p| p["gender"] == "female"));
     // _since: deleted files of DELETE transaction Bundles; output only newer resources.
-    let (_, loc) = s
-        .kick("/bulk/fhir/$export?_type=Observation&_since=2025-03-01T00:00:00Z")
-        .await;
+    let (_, loc) = s.kick("/bulk/fhir/$export?_type=Observation&_since=2025-03-01T00:00:00Z").await;
     let m = s.poll(&loc).await.json();
     let del = m["deleted"].as_array().unwrap();
     assert_eq!(del.len(), 1);
     let b = s.ndjson(del[0]["url"].as_str().unwrap(), true).await;
     assert_eq!(b[0]["type"], "transaction");
     assert_eq!(b[0]["entry"][0]["request"]["method"], "DELETE");
-    let obs = s
-        .ndjson(m["output"][0]["url"].as_str().unwrap(), false)
-        .await;
+    let obs = s.ndjson(m["output"][0]["url"].as_str().unwrap(), false).await;
     assert_eq!(obs.len() as u64, m["output"][0]["count"].as_u64().unwrap());
-    assert!(obs
-        .iter()
-        .all(|o| o["meta"]["lastUpdated"].as_str().unwrap() > "2025-03-01"));
+    assert!(obs.iter().all(|o| o["meta"]["lastUpdated"].as_str().unwrap() > "2025-03-01"));
     // _elements
-    let (_, loc) = s
-        .kick("/bulk/fhir/$export?_type=Patient&_elements=gender")
-        .await;
+    let (_, loc) = s.kick("/bulk/fhir/$export?_type=Patient&_elements=gender").await;
     let m = s.poll(&loc).await.json();
-    let p = s
-        .ndjson(m["output"][0]["url"].as_str().unwrap(), false)
-        .await;
+    let p = s.ndjson(m["output"][0]["url"].as_str().unwrap(), false).await;
     let keys: Vec<&String> = p[0].as_object().unwrap().keys().collect();
     assert_eq!(keys.len(), 4, "{keys:?}");
     assert_eq!(p[0]["meta"]["tag"][0]["code"], "SUBSETTED");
     // organizeOutputBy=Patient
-    let (_, loc) = s
-        .kick("/bulk/fhir/$export?_type=Patient,Encounter&organizeOutputBy=Patient")
-        .await;
+    let (_, loc) = s.kick("/bulk/fhir/$export?_type=Patient,Encounter&organizeOutputBy=Patient").await;
     let m = s.poll(&loc).await.json();
     assert_eq!(m["outputOrganizedBy"], "Patient");
-    let lines = s
-        .ndjson(m["output"][0]["url"].as_str().unwrap(), false)
-        .await;
-    assert_eq!(
-        lines.len() as u64,
-        m["output"][0]["count"].as_u64().unwrap()
-    );
+    let lines = s.ndjson(m["output"][0]["url"].as_str().unwrap(), false).await;
+    assert_eq!(lines.len() as u64, m["output"][0]["count"].as_u64().unwrap());
     assert_eq!(lines[0]["resourceType"], "Parameters");
-    assert_eq!(
-        lines[0]["parameter"][0]["valueReference"]["reference"],
-        "Patient/Patient-0"
-    );
+    assert_eq!(lines[0]["parameter"][0]["valueReference"]["reference"], "Patient/Patient-0");
     assert_eq!(lines[1]["id"], "Patient-0");
 }
 
@@ -257,10 +174,7 @@ async fn big_exports_split_into_files() {
     }
     let n = unique_ids(&all);
     let want: HashSet<String> = (0..n).map(|i| format!("Observation-{i}")).collect();
-    let got: HashSet<String> = all
-        .iter()
-        .map(|l| l["id"].as_str().unwrap().to_string())
-        .collect();
+    let got: HashSet<String> = all.iter().map(|l| l["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(got, want);
 }
 
@@ -268,18 +182,8 @@ async fn big_exports_split_into_files() {
 async fn separate_export_status() {
     let s = start(|c| c.job_ms = 300).await;
     let h = [("prefer", "respond-async, separate-export-status")];
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/bulk/fhir/$export?_type=Patient"),
-            &h,
-            None,
-        )
-        .await;
-    assert_eq!(
-        r.h("preference-applied").as_deref(),
-        Some("separate-export-status")
-    );
+    let r = s.req(Method::GET, &s.url("/bulk/fhir/$export?_type=Patient"), &h, None).await;
+    assert_eq!(r.h("preference-applied").as_deref(), Some("separate-export-status"));
     let loc = r.h("content-location").unwrap();
     let r = s.get(&loc).await;
     assert_eq!(r.code(), 200);
@@ -305,9 +209,7 @@ async fn partial_manifests_and_paging() {
         c.page_size = 2;
     })
     .await;
-    let (_, loc) = s
-        .kick("/bulk/fhir/$export?allowPartialManifests=true&_type=Patient,Observation")
-        .await;
+    let (_, loc) = s.kick("/bulk/fhir/$export?allowPartialManifests=true&_type=Patient,Observation").await;
     let mut saw_partial = None;
     let mut done = None;
     for _ in 0..300 {
@@ -345,11 +247,7 @@ async fn bulk_delete_then_404() {
     let r = s.req(Method::DELETE, &loc, &[], None).await;
     assert_eq!(r.code(), 202);
     assert_oo(&s.get(&loc).await, 404, "not-found");
-    assert_oo(
-        &s.req(Method::DELETE, &loc, &[], None).await,
-        404,
-        "not-found",
-    );
+    assert_oo(&s.req(Method::DELETE, &loc, &[], None).await, 404, "not-found");
 }
 
 #[tokio::test]
@@ -374,13 +272,8 @@ async fn healthconnect_delete() {
 #[tokio::test]
 async fn oracle_dialect() {
     let s = start(|c| c.job_ms = 200).await;
-    let (_, loc) = s
-        .kick("/oracle/r4/ec2458f2/Group/252a42c0/$export?_type=Patient,Observation")
-        .await;
-    assert!(
-        loc.starts_with(&s.url("/oracle/r4/ec2458f2/bulk-export/jobs/")),
-        "{loc}"
-    );
+    let (_, loc) = s.kick("/oracle/r4/ec2458f2/Group/252a42c0/$export?_type=Patient,Observation").await;
+    assert!(loc.starts_with(&s.url("/oracle/r4/ec2458f2/bulk-export/jobs/")), "{loc}");
     let r = s.get(&loc).await;
     assert_eq!(r.code(), 202);
     assert_eq!(r.h("x-progress").as_deref(), Some("in-progress"));
@@ -396,9 +289,7 @@ async fn oracle_dialect() {
     let url = m["output"][0]["url"].as_str().unwrap().to_string();
     assert!(url.contains("/oracle/r4/ec2458f2/bulk-export/files/"));
     assert_eq!(s.ndjson(&url, false).await.len(), 100);
-    let e: Vec<Value> = s
-        .ndjson(m["error"][0]["url"].as_str().unwrap(), false)
-        .await;
+    let e: Vec<Value> = s.ndjson(m["error"][0]["url"].as_str().unwrap(), false).await;
     assert_eq!(e[0]["resourceType"], "OperationOutcome");
     assert_eq!(s.req(Method::DELETE, &loc, &[], None).await.code(), 202);
     assert_eq!(s.get(&url).await.code(), 404);

@@ -42,12 +42,7 @@ async fn poll_errors_every_nth() {
 async fn retry_after_forms() {
     let s = start(|c| c.job_ms = 60_000).await;
     let (_, loc) = s.kick(&format!("/_f/retry-date{B}")).await;
-    assert!(s
-        .get(&loc)
-        .await
-        .h("retry-after")
-        .unwrap()
-        .ends_with(" GMT"));
+    assert!(s.get(&loc).await.h("retry-after").unwrap().ends_with(" GMT"));
     let (_, loc) = s.kick(&format!("/_f/no-retry{B}")).await;
     assert!(s.get(&loc).await.h("retry-after").is_none());
     let (_, loc) = s.kick(&format!("/_f/retry=9{B}")).await;
@@ -58,11 +53,7 @@ async fn retry_after_forms() {
 async fn ratelimit_and_never() {
     let s = start(|_| {}).await;
     let (_, loc) = s.kick(&format!("/_f/ratelimit=2;never{B}")).await;
-    let codes = [
-        s.get(&loc).await.code(),
-        s.get(&loc).await.code(),
-        s.get(&loc).await.code(),
-    ];
+    let codes = [s.get(&loc).await.code(), s.get(&loc).await.code(), s.get(&loc).await.code()];
     // Three quick polls: at most two in one second; the third (if same second) is 429.
     assert_eq!(&codes[..2], &[202, 202]);
     assert!(codes[2] == 429 || codes[2] == 202);
@@ -86,40 +77,20 @@ async fn kick429_first_n() {
 async fn location_variants() {
     let s = start(|_| {}).await;
     let p = [("prefer", "respond-async")];
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/_f/relative/bulk/fhir/Group/7/$export"),
-            &p,
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/_f/relative/bulk/fhir/Group/7/$export"), &p, None).await;
     let rel = r.h("content-location").unwrap();
-    assert!(
-        rel.starts_with("../../$export-poll-status?_jobId="),
-        "{rel}"
-    );
-    let abs = reqwest::Url::parse(&s.url("/_f/relative/bulk/fhir/Group/7/$export"))
-        .unwrap()
-        .join(&rel)
-        .unwrap();
+    assert!(rel.starts_with("../../$export-poll-status?_jobId="), "{rel}");
+    let abs = reqwest::Url::parse(&s.url("/_f/relative/bulk/fhir/Group/7/$export")).unwrap().join(&rel).unwrap();
     assert_eq!(s.poll(abs.as_str()).await.code(), 200);
 
-    let r = s
-        .req(Method::GET, &s.url(&format!("/_f/noloc{B}")), &p, None)
-        .await;
+    let r = s.req(Method::GET, &s.url(&format!("/_f/noloc{B}")), &p, None).await;
     assert!(r.h("content-location").is_none());
     assert_eq!(s.poll(&r.h("location").unwrap()).await.code(), 200);
 
-    let r = s
-        .req(Method::GET, &s.url(&format!("/_f/ooloc{B}")), &p, None)
-        .await;
+    let r = s.req(Method::GET, &s.url(&format!("/_f/ooloc{B}")), &p, None).await;
     assert_eq!(r.code(), 202);
     assert!(r.h("content-location").is_none() && r.h("location").is_none());
-    let url = r.json()["issue"][0]["diagnostics"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = r.json()["issue"][0]["diagnostics"].as_str().unwrap().to_string();
     assert_eq!(s.poll(&url).await.code(), 200);
 }
 
@@ -140,9 +111,7 @@ async fn gzbad_then_retry() {
     let s = start(|_| {}).await;
     let (_, m) = manifest(&s, "gzbad").await;
     let url = m["output"][0]["url"].as_str().unwrap();
-    let r = s
-        .req(Method::GET, url, &[("accept-encoding", "gzip")], None)
-        .await;
+    let r = s.req(Method::GET, url, &[("accept-encoding", "gzip")], None).await;
     assert_eq!(r.code(), 200);
     assert!(gunzip(&r.body).is_err(), "truncated gzip");
     assert_eq!(s.ndjson(url, true).await.len(), 100);
@@ -157,11 +126,7 @@ async fn slow_bodies() {
     let lines = s.ndjson(url, false).await;
     let bytes: usize = lines.iter().map(|l| l.to_string().len() + 1).sum();
     let min_ms = (bytes as u128 * 1000 / 200_000) * 8 / 10;
-    assert!(
-        t.elapsed().as_millis() >= min_ms,
-        "{:?} for {bytes} bytes",
-        t.elapsed()
-    );
+    assert!(t.elapsed().as_millis() >= min_ms, "{:?} for {bytes} bytes", t.elapsed());
 }
 
 #[tokio::test]
@@ -182,26 +147,14 @@ async fn fail_and_partial() {
     let (_, loc) = s.kick(&format!("/_f/fail{B}")).await;
     assert_oo(&s.poll(&loc).await, 500, "processing");
     let (_, m) = {
-        let (_, loc) = s
-            .kick("/_f/partial/bulk/fhir/$export?_type=Patient,Observation,Condition")
-            .await;
+        let (_, loc) = s.kick("/_f/partial/bulk/fhir/$export?_type=Patient,Observation,Condition").await;
         let r = s.poll(&loc).await;
         ((), r.json())
     };
-    let types: Vec<&str> = m["output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["type"].as_str().unwrap())
-        .collect();
+    let types: Vec<&str> = m["output"].as_array().unwrap().iter().map(|o| o["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["Patient", "Condition"]);
-    let err = s
-        .ndjson(m["error"][0]["url"].as_str().unwrap(), false)
-        .await;
-    assert!(err[0]["issue"][0]["diagnostics"]
-        .as_str()
-        .unwrap()
-        .contains("Observation"));
+    let err = s.ndjson(m["error"][0]["url"].as_str().unwrap(), false).await;
+    assert!(err[0]["issue"][0]["diagnostics"].as_str().unwrap().contains("Observation"));
 }
 
 #[tokio::test]
@@ -211,46 +164,18 @@ async fn storage_fault_moves_bulk_files() {
         .req(
             Method::GET,
             &s.url(&format!("/_f/storage{B}")),
-            &[
-                ("prefer", "respond-async"),
-                ("authorization", "Bearer secret"),
-            ],
+            &[("prefer", "respond-async"), ("authorization", "Bearer secret")],
             None,
         )
         .await;
     let loc = r.h("content-location").unwrap();
-    let m = s
-        .req(
-            Method::GET,
-            &loc,
-            &[("authorization", "Bearer secret")],
-            None,
-        )
-        .await
-        .json();
+    let m = s.req(Method::GET, &loc, &[("authorization", "Bearer secret")], None).await.json();
     assert_eq!(m["requiresAccessToken"], true);
     let url = m["output"][0]["url"].as_str().unwrap();
-    assert!(
-        url.starts_with(&format!("{}/_f/storage/storage/", s.storage)),
-        "{url}"
-    );
-    assert_eq!(
-        s.req(
-            Method::GET,
-            url,
-            &[("authorization", "Bearer secret")],
-            None
-        )
-        .await
-        .code(),
-        403
-    );
+    assert!(url.starts_with(&format!("{}/_f/storage/storage/", s.storage)), "{url}");
+    assert_eq!(s.req(Method::GET, url, &[("authorization", "Bearer secret")], None).await.code(), 403);
     assert_eq!(s.ndjson(url, false).await.len(), 100);
-    assert_eq!(
-        s.stats().await["storage_requests_with_authorization"],
-        1,
-        "the 403 above is counted"
-    );
+    assert_eq!(s.stats().await["storage_requests_with_authorization"], 1, "the 403 above is counted");
 }
 
 #[tokio::test]
@@ -261,9 +186,36 @@ async fn server_wide_faults_and_bad_spec() {
     // a prefix overrides the server default
     let (_, loc) = s.kick(&format!("/_f/e500=0{B}")).await;
     assert_eq!(s.get(&loc).await.code(), 200);
-    assert_oo(
-        &s.get(&s.url("/_f/bogus/bulk/fhir/$export")).await,
-        400,
-        "invalid",
-    );
+    assert_oo(&s.get(&s.url("/_f/bogus/bulk/fhir/$export")).await, 400, "invalid");
+}
+
+#[tokio::test]
+async fn combined_percent_encoded_spec() {
+    let s = start(|_| {}).await;
+    let spec = "e500%3D3%3Be503html%3D4%3Breset%3Bgzbad%3Bexpire%3Bstorage";
+    let (_, loc) = s.kick(&format!("/_f/{spec}/bulk/fhir/$export?_type=Patient")).await;
+    assert!(loc.contains(&format!("/_f/{spec}/bulk/fhir/")), "{loc}");
+    let mut seen = Vec::new();
+    let manifest = loop {
+        let r = s.get(&loc).await;
+        seen.push(r.code());
+        if r.code() == 200 {
+            break r.json();
+        }
+        assert!(seen.len() < 50);
+    };
+    assert_eq!(seen, [200], "ms=0: done at the first poll, before any poll fault");
+    let url = manifest["output"][0]["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}/_f/{spec}/storage/", s.storage)));
+    assert_eq!(s.get(url).await.code(), 410);
+    // a re-poll: poll 2 is fine, poll 3 is the e500; then fresh URLs
+    let m2 = s.get(&loc).await.json();
+    assert_oo(&s.get(&loc).await, 500, "transient");
+    let url = m2["output"][0]["url"].as_str().unwrap();
+    assert!(url.ends_with("&g=1"));
+    let gz = [("accept-encoding", "gzip")];
+    assert!(s.c.get(url).header("accept-encoding", "gzip").send().await.unwrap().bytes().await.is_err(), "reset");
+    let r = s.req(Method::GET, url, &gz, None).await;
+    assert!(gunzip(&r.body).is_err(), "gzbad");
+    assert_eq!(s.ndjson(url, true).await.len(), 100);
 }

@@ -6,24 +6,14 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 fn part<'a>(p: &'a Value, name: &str) -> &'a Value {
-    p["part"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == name)
-        .unwrap()
+    p["part"].as_array().unwrap().iter().find(|x| x["name"] == name).unwrap()
 }
 
 #[tokio::test]
 async fn export_asyncjob_and_storage_downloads() {
     let s = start(|c| c.job_ms = 150).await;
-    let (r, loc) = s
-        .kick("/medplum/fhir/R4/$export?_type=Patient,Condition")
-        .await;
-    assert!(
-        loc.starts_with(&s.url("/medplum/fhir/R4/AsyncJob/")),
-        "{loc}"
-    );
+    let (r, loc) = s.kick("/medplum/fhir/R4/$export?_type=Patient,Condition").await;
+    assert!(loc.starts_with(&s.url("/medplum/fhir/R4/AsyncJob/")), "{loc}");
     let oo = r.json();
     assert_eq!(oo["resourceType"], "OperationOutcome");
     assert_eq!(oo["issue"][0]["diagnostics"], loc);
@@ -32,10 +22,7 @@ async fn export_asyncjob_and_storage_downloads() {
     let j = j.json();
     assert_eq!(j["resourceType"], "AsyncJob");
     assert_eq!(j["status"], "accepted");
-    assert_eq!(
-        j["request"],
-        s.url("/medplum/fhir/R4/$export?_type=Patient,Condition")
-    );
+    assert_eq!(j["request"], s.url("/medplum/fhir/R4/$export?_type=Patient,Condition"));
     assert!(j["requestTime"].is_string());
     assert!(j.get("transactionTime").is_none());
     let mut done = j;
@@ -59,37 +46,23 @@ async fn export_asyncjob_and_storage_downloads() {
     assert!(url.starts_with(&format!("{}/storage/", s.storage)), "{url}");
     assert!(url.contains("X-Amz-Signature="));
     assert_eq!(part(outs[0], "count")["valueInteger"], 100);
-    let rat = params
-        .iter()
-        .find(|p| p["name"] == "requiresAccessToken")
-        .unwrap();
+    let rat = params.iter().find(|p| p["name"] == "requiresAccessToken").unwrap();
     assert_eq!(rat["valueBoolean"], false);
     assert_eq!(s.ndjson(url, false).await.len(), 100);
     assert_eq!(s.ndjson(url, true).await.len(), 100);
     // Any Authorization header on the storage origin: 403, counted.
-    let r = s
-        .req(Method::GET, url, &[("authorization", "Bearer x")], None)
-        .await;
+    let r = s.req(Method::GET, url, &[("authorization", "Bearer x")], None).await;
     assert_eq!(r.code(), 403);
     let bad = url.replace("X-Amz-Signature=", "X-Amz-Signature=0");
     assert_eq!(s.get(&bad).await.code(), 403);
     let st = s.stats().await;
     assert_eq!(st["storage_requests_with_authorization"], 1);
-    let storage_reqs: Vec<&Value> = st["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["origin"] == "storage")
-        .collect();
+    let storage_reqs: Vec<&Value> =
+        st["requests"].as_array().unwrap().iter().filter(|r| r["origin"] == "storage").collect();
     assert_eq!(storage_reqs.len(), 4);
     // CORS on the storage origin too.
-    let r = s
-        .req(Method::GET, url, &[("origin", "http://app.test")], None)
-        .await;
-    assert_eq!(
-        r.h("access-control-allow-origin").as_deref(),
-        Some("http://app.test")
-    );
+    let r = s.req(Method::GET, url, &[("origin", "http://app.test")], None).await;
+    assert_eq!(r.h("access-control-allow-origin").as_deref(), Some("http://app.test"));
 }
 
 #[tokio::test]
@@ -108,14 +81,7 @@ async fn cancel_semantics() {
     assert_eq!(j.code(), 200);
     assert_eq!(j.json()["status"], "cancelled");
     // unknown
-    let r = s
-        .req(
-            Method::POST,
-            &s.url("/medplum/fhir/R4/AsyncJob/nope/$cancel"),
-            &[],
-            None,
-        )
-        .await;
+    let r = s.req(Method::POST, &s.url("/medplum/fhir/R4/AsyncJob/nope/$cancel"), &[], None).await;
     assert_eq!(r.code(), 404);
     assert_eq!(
         r.json(),
@@ -134,33 +100,21 @@ async fn cancel_completed_and_failed() {
     let s = start(|_| {}).await;
     let (_, loc) = s.kick("/medplum/fhir/R4/$export?_type=Patient").await;
     assert_eq!(s.get(&loc).await.json()["status"], "completed");
-    let r = s
-        .req(Method::POST, &format!("{loc}/$cancel"), &[], None)
-        .await;
+    let r = s.req(Method::POST, &format!("{loc}/$cancel"), &[], None).await;
     assert_eq!(r.code(), 400);
     assert_eq!(
         r.json(),
         json!({"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","details":{"text":"AsyncJob cannot be cancelled if status is not 'accepted', job had status 'completed'"}}]})
     );
-    let (_, loc) = s
-        .kick("/_f/fail/medplum/fhir/R4/$export?_type=Patient")
-        .await;
+    let (_, loc) = s.kick("/_f/fail/medplum/fhir/R4/$export?_type=Patient").await;
     let j = s.get(&loc).await;
     assert_eq!(j.code(), 200);
     let j = j.json();
     assert_eq!(j["status"], "error");
-    assert_eq!(
-        j["output"]["parameter"][0]["resource"]["resourceType"],
-        "OperationOutcome"
-    );
-    let r = s
-        .req(Method::POST, &format!("{loc}/$cancel"), &[], None)
-        .await;
+    assert_eq!(j["output"]["parameter"][0]["resource"]["resourceType"], "OperationOutcome");
+    let r = s.req(Method::POST, &format!("{loc}/$cancel"), &[], None).await;
     assert_eq!(r.code(), 400);
-    assert!(r.json()["issue"][0]["details"]["text"]
-        .as_str()
-        .unwrap()
-        .ends_with("job had status 'error'"));
+    assert!(r.json()["issue"][0]["details"]["text"].as_str().unwrap().ends_with("job had status 'error'"));
 }
 
 #[tokio::test]
@@ -179,17 +133,7 @@ async fn reindex_job() {
     let j = s.get(&loc).await.json();
     assert_eq!(j["status"], "completed");
     let v = j["output"]["parameter"][0]["valueString"].as_str().unwrap();
-    assert!(
-        v.starts_with("reindexed ") && v.ends_with(" resources"),
-        "{v}"
-    );
-    let r = s
-        .req(
-            Method::POST,
-            &s.url("/medplum/fhir/R4/$reindex"),
-            &[],
-            Some("{bad".into()),
-        )
-        .await;
+    assert!(v.starts_with("reindexed ") && v.ends_with(" resources"), "{v}");
+    let r = s.req(Method::POST, &s.url("/medplum/fhir/R4/$reindex"), &[], Some("{bad".into())).await;
     assert_oo(&r, 400, "invalid");
 }

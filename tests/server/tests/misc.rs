@@ -9,33 +9,17 @@ use reqwest::Method;
 use serde_json::json;
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 #[tokio::test]
 async fn bearer_token_required() {
     let s = start(|c| c.token = Some("T".into())).await;
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/bulk/fhir/$export?_type=Patient"),
-            &[("prefer", "respond-async")],
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/bulk/fhir/$export?_type=Patient"), &[("prefer", "respond-async")], None).await;
     assert_oo(&r, 401, "login");
     assert_eq!(r.h("www-authenticate").as_deref(), Some("Bearer"));
     let auth = [("prefer", "respond-async"), ("authorization", "Bearer T")];
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/bulk/fhir/$export?_type=Patient"),
-            &auth,
-            None,
-        )
-        .await;
+    let r = s.req(Method::GET, &s.url("/bulk/fhir/$export?_type=Patient"), &auth, None).await;
     assert_eq!(r.code(), 202);
     let loc = r.h("content-location").unwrap();
     assert_eq!(s.get(&loc).await.code(), 401);
@@ -46,23 +30,12 @@ async fn bearer_token_required() {
     assert_eq!(s.req(Method::GET, url, &auth, None).await.code(), 200);
     // discovery stays public
     assert_eq!(s.get(&s.url("/bulk/fhir/metadata")).await.code(), 200);
-    let sc = s
-        .get(&s.url("/bulk/fhir/.well-known/smart-configuration"))
-        .await
-        .json();
+    let sc = s.get(&s.url("/bulk/fhir/.well-known/smart-configuration")).await.json();
     assert_eq!(sc["token_endpoint"], s.url("/auth/token"));
 }
 
-async fn assertion_token(
-    s: &Srv,
-    alg: jsonwebtoken::Algorithm,
-    kid: &str,
-    pem: &str,
-) -> reqwest::Response {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+async fn assertion_token(s: &Srv, alg: jsonwebtoken::Algorithm, kid: &str, pem: &str) -> reqwest::Response {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let claims = json!({"iss":"client-1","sub":"client-1","aud":s.url("/auth/token"),"exp":now+300,"jti":format!("j{now}{kid}")});
     let mut h = jsonwebtoken::Header::new(alg);
     h.kid = Some(kid.into());
@@ -91,16 +64,8 @@ async fn backend_services_tokens() {
     })
     .await;
     for (alg, kid, pem) in [
-        (
-            jsonwebtoken::Algorithm::ES384,
-            "test-es384",
-            "es384-private.pem",
-        ),
-        (
-            jsonwebtoken::Algorithm::RS384,
-            "test-rs384",
-            "rs384-private.pem",
-        ),
+        (jsonwebtoken::Algorithm::ES384, "test-es384", "es384-private.pem"),
+        (jsonwebtoken::Algorithm::RS384, "test-rs384", "rs384-private.pem"),
     ] {
         let r = assertion_token(&s, alg, kid, pem).await;
         assert_eq!(r.status(), 200);
@@ -120,20 +85,9 @@ async fn backend_services_tokens() {
         assert_eq!(r.code(), 202);
     }
     // wrong key for the kid
-    let r = assertion_token(
-        &s,
-        jsonwebtoken::Algorithm::ES384,
-        "test-rs384",
-        "es384-private.pem",
-    )
-    .await;
+    let r = assertion_token(&s, jsonwebtoken::Algorithm::ES384, "test-rs384", "es384-private.pem").await;
     assert_eq!(r.status(), 401);
-    let r =
-        s.c.post(s.url("/auth/token"))
-            .body("grant_type=password")
-            .send()
-            .await
-            .unwrap();
+    let r = s.c.post(s.url("/auth/token")).body("grant_type=password").send().await.unwrap();
     assert_eq!(r.status(), 400);
 }
 
@@ -144,16 +98,11 @@ async fn issued_tokens_expire() {
         c.token_ttl = 0;
     })
     .await;
-    let t: serde_json::Value = assertion_token(
-        &s,
-        jsonwebtoken::Algorithm::ES384,
-        "test-es384",
-        "es384-private.pem",
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let t: serde_json::Value = assertion_token(&s, jsonwebtoken::Algorithm::ES384, "test-es384", "es384-private.pem")
+        .await
+        .json()
+        .await
+        .unwrap();
     let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
     let r = s
         .req(
@@ -174,38 +123,19 @@ async fn cors_and_preflight() {
         .req(
             Method::OPTIONS,
             &s.url("/bulk/fhir/$export"),
-            &[
-                ("origin", "http://x.test"),
-                ("access-control-request-method", "GET"),
-            ],
+            &[("origin", "http://x.test"), ("access-control-request-method", "GET")],
             None,
         )
         .await;
     assert_eq!(r.code(), 204);
-    assert_eq!(
-        r.h("access-control-allow-origin").as_deref(),
-        Some("http://x.test")
-    );
-    assert_eq!(
-        r.h("access-control-allow-methods").as_deref(),
-        Some("GET, POST, DELETE, OPTIONS")
-    );
-    assert_eq!(
-        r.h("access-control-allow-headers").as_deref(),
-        Some("Authorization, Prefer, Content-Type, Accept")
-    );
+    assert_eq!(r.h("access-control-allow-origin").as_deref(), Some("http://x.test"));
+    assert_eq!(r.h("access-control-allow-methods").as_deref(), Some("GET, POST, DELETE, OPTIONS"));
+    assert_eq!(r.h("access-control-allow-headers").as_deref(), Some("Authorization, Prefer, Content-Type, Accept"));
     let r = s.get(&s.url("/bulk/fhir/metadata")).await;
     assert_eq!(r.h("access-control-allow-origin").as_deref(), Some("*"));
-    assert!(r
-        .h("access-control-expose-headers")
-        .unwrap()
-        .contains("X-Export-Status"));
+    assert!(r.h("access-control-expose-headers").unwrap().contains("X-Export-Status"));
     let s2 = start(|c| c.no_expose_headers = true).await;
-    assert!(s2
-        .get(&s2.url("/bulk/fhir/metadata"))
-        .await
-        .h("access-control-expose-headers")
-        .is_none());
+    assert!(s2.get(&s2.url("/bulk/fhir/metadata")).await.h("access-control-expose-headers").is_none());
 }
 
 #[tokio::test]
@@ -224,9 +154,7 @@ async fn stats_count_routes_and_jobs() {
     let reqs = st["requests"].as_array().unwrap();
     assert_eq!(reqs[0]["headers"]["prefer"], "respond-async");
     assert_eq!(reqs[0]["origin"], "main");
-    let r = s
-        .req(Method::POST, &s.url("/_admin/reset"), &[], None)
-        .await;
+    let r = s.req(Method::POST, &s.url("/_admin/reset"), &[], None).await;
     assert_eq!(r.code(), 200);
     let st = s.stats().await;
     assert_eq!(st["total"], 0);
@@ -235,13 +163,7 @@ async fn stats_count_routes_and_jobs() {
 #[test]
 fn binary_prints_addresses_and_exits_on_stdin_eof() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fhir-async-testserver"))
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--patients",
-            "5",
-            "--exit-on-stdin-eof",
-        ])
+        .args(["--addr", "127.0.0.1:0", "--patients", "5", "--exit-on-stdin-eof"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -260,20 +182,14 @@ fn binary_prints_addresses_and_exits_on_stdin_eof() {
             assert!(st.success());
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server did not exit on stdin EOF"
-        );
+        assert!(std::time::Instant::now() < deadline, "server did not exit on stdin EOF");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
 #[test]
 fn help_documents_flags() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fhir-async-testserver"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fhir-async-testserver")).arg("--help").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     for flag in [
         "--patients",

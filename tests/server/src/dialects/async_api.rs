@@ -28,10 +28,7 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
             job.count("cancel");
             let was_running = matches!(job.phase(), Phase::Running(_));
             cancel(&job, !was_running);
-            let r = http::fhir(
-                202,
-                &http::oo_value("information", "informational", "The job was cancelled"),
-            );
+            let r = http::fhir(202, &http::oo_value("information", "informational", "The job was cancelled"));
             http::tag(r, route("cancel"), Some(id))
         }
         (Method::GET, ["_async", id, "result"]) => result(app, d, id),
@@ -39,15 +36,12 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
             let Some(job) = app.jobs.get(id, d) else {
                 return http::tag(unknown_job(id), route("file"), None);
             };
-            let r =
-                crate::files::serve(app, &job, name, super::gen_param(&ctx), &ctx.headers).await;
+            let r = crate::files::serve(app, &job, name, super::gen_param(&ctx), &ctx.headers).await;
             http::tag(r, route("file"), Some(id))
         }
-        (_, ["_async", ..]) => http::tag(
-            http::oo(405, "not-supported", "use GET to poll or DELETE to cancel"),
-            route("unknown"),
-            None,
-        ),
+        (_, ["_async", ..]) => {
+            http::tag(http::oo(405, "not-supported", "use GET to poll or DELETE to cancel"), route("unknown"), None)
+        }
         _ => interaction(app, &ctx, d),
     }
 }
@@ -64,31 +58,25 @@ fn export_level(segs: &[&str]) -> Option<Level> {
 fn interaction(app: &Arc<App>, ctx: &Ctx, d: Dialect) -> Response {
     let route = format!("{}.kickoff", d.name());
     let is_async = has_pref(&ctx.prefs, "respond-async");
-    let asked_mode = if d == Dialect::Aidbox {
-        pref_value(&ctx.prefs, "async-mode")
-    } else {
-        None
-    };
+    let asked_mode = if d == Dialect::Aidbox { pref_value(&ctx.prefs, "async-mode") } else { None };
     let segs: Vec<&str> = ctx.rest.split('/').collect();
-    let export =
-        export_level(&segs).filter(|_| ctx.method == Method::GET || ctx.method == Method::POST);
+    let export = export_level(&segs).filter(|_| ctx.method == Method::GET || ctx.method == Method::POST);
     let has_fmt = ctx.param("_outputFormat").is_some()
-        || (ctx.method == Method::POST
-            && String::from_utf8_lossy(&ctx.body).contains("\"_outputFormat\""));
+        || (ctx.method == Method::POST && String::from_utf8_lossy(&ctx.body).contains("\"_outputFormat\""));
     let (job, mode_applied) = if let Some(level) = export {
         let redirect = asked_mode == Some("redirect");
         if redirect && has_fmt {
             return http::tag(
-                http::oo(400, "invalid", "_outputFormat selects the bulk manifest; it conflicts with async-mode=redirect"),
+                http::oo(
+                    400,
+                    "invalid",
+                    "_outputFormat selects the bulk manifest; it conflicts with async-mode=redirect",
+                ),
                 route,
                 None,
             );
         }
-        let mode = if redirect {
-            Mode::Redirect
-        } else {
-            Mode::Manifest
-        };
+        let mode = if redirect { Mode::Redirect } else { Mode::Manifest };
         match super::bulk::start_export(app, ctx, d, level, mode) {
             Ok((job, _)) => (job, redirect),
             Err(r) => return http::tag(r, route, None),
@@ -96,11 +84,7 @@ fn interaction(app: &Arc<App>, ctx: &Ctx, d: Dialect) -> Response {
     } else {
         let (status, body) = crate::facade::execute(app, ctx);
         if !is_async {
-            return http::tag(
-                http::fhir(status, &body),
-                format!("{}.sync", d.name()),
-                None,
-            );
+            return http::tag(http::fhir(status, &body), format!("{}.sync", d.name()), None);
         }
         if let Some(r) = app.kick_fault(ctx) {
             return http::tag(r, route, None);
@@ -110,10 +94,7 @@ fn interaction(app: &Arc<App>, ctx: &Ctx, d: Dialect) -> Response {
             _ => Mode::Bundle,
         };
         let job = app.start_job(ctx, d, Work::Answer { status, body }, mode, false);
-        (
-            job,
-            asked_mode.is_some_and(|m| m == "redirect" || m == "bundle"),
-        )
+        (job, asked_mode.is_some_and(|m| m == "redirect" || m == "bundle"))
     };
     let mut r = app.accepted(ctx, &status_path(&job), false);
     let mut applied = "respond-async".to_string();
@@ -149,9 +130,7 @@ async fn status(app: &Arc<App>, ctx: &Ctx, d: Dialect, id: &str) -> Response {
     };
     let r = match (job.phase(), job.mode) {
         (Phase::Cancelled, _) => unknown_job(id),
-        (Phase::Running(_), _) | (_, Mode::Manifest) => {
-            super::bulk::status_answer(app, &job, d, page)
-        }
+        (Phase::Running(_), _) | (_, Mode::Manifest) => super::bulk::status_answer(app, &job, d, page),
         (_, Mode::Redirect) => {
             let mut r = http::empty(303);
             let loc = format!("{}{}/result", app.main_origin, status_path(&job));
@@ -169,10 +148,7 @@ async fn status(app: &Arc<App>, ctx: &Ctx, d: Dialect, id: &str) -> Response {
 /// The synchronous status and body of a finished job.
 fn answer(app: &App, job: &Job, phase: Phase) -> (u16, Value) {
     if phase == Phase::Failed {
-        return (
-            400,
-            http::oo_value("error", "processing", "The operation failed (fault 'fail')"),
-        );
+        return (400, http::oo_value("error", "processing", "The operation failed (fault 'fail')"));
     }
     match &job.work {
         Work::Answer { status, body } => (*status, body.clone()),
@@ -180,10 +156,7 @@ fn answer(app: &App, job: &Job, phase: Phase) -> (u16, Value) {
             let gen = super::next_gen(job);
             match super::manifest_page(app, job, 1, gen) {
                 Some(m) => (200, m),
-                None => (
-                    500,
-                    http::oo_value("error", "exception", "manifest unavailable"),
-                ),
+                None => (500, http::oo_value("error", "exception", "manifest unavailable")),
             }
         }
     }
@@ -191,10 +164,7 @@ fn answer(app: &App, job: &Job, phase: Phase) -> (u16, Value) {
 
 /// A `batch-response` Bundle whose single entry carries the real outcome.
 pub fn batch_response(status: u16, body: Value) -> Value {
-    let reason = StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
+    let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
     let mut entry = json!({"response": {"status": format!("{status} {reason}")}});
     if (200..300).contains(&status) {
         entry["resource"] = body;
@@ -211,11 +181,7 @@ fn result(app: &Arc<App>, d: Dialect, id: &str) -> Response {
     };
     job.count("result");
     let r = match job.phase() {
-        Phase::Running(_) => http::oo(
-            404,
-            "not-found",
-            "The result is not available yet; poll the status URL",
-        ),
+        Phase::Running(_) => http::oo(404, "not-found", "The result is not available yet; poll the status URL"),
         Phase::Cancelled => unknown_job(id),
         phase => {
             let (status, body) = answer(app, &job, phase);

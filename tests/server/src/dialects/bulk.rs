@@ -7,9 +7,7 @@ use axum::http::{header, Method};
 use axum::response::Response;
 use serde_json::json;
 
-use super::{
-    cancel, manifest_page, next_gen, page_param, running_headers, status_path, unknown_job,
-};
+use super::{cancel, manifest_page, next_gen, page_param, running_headers, status_path, unknown_job};
 use crate::app::{App, Ctx};
 use crate::export::{oo_line, pairs_from_parameters, ExportParams, Level, Plan};
 use crate::http::{self, has_pref, lenient};
@@ -25,17 +23,14 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
     match segs.as_slice() {
         ["$export"] if is_get_post => kickoff(app, &ctx, d, Level::System),
         ["Patient", "$export"] if is_get_post => kickoff(app, &ctx, d, Level::Patient),
-        ["Group", id, "$export"] if is_get_post => {
-            kickoff(app, &ctx, d, Level::Group((*id).to_string()))
-        }
+        ["Group", id, "$export"] if is_get_post => kickoff(app, &ctx, d, Level::Group((*id).to_string())),
         ["$export-poll-status"] if d != Dialect::Oracle => {
             let id = ctx.param("_jobId").unwrap_or_default();
             job_route(app, &ctx, d, &id)
         }
         ["bulk-export", "jobs", id] if d == Dialect::Oracle => job_route(app, &ctx, d, id),
         ["_files", id, name]
-            if d != Dialect::Oracle
-                && (*m == Method::GET || (d == Dialect::HealthConnect && *m == Method::POST)) =>
+            if d != Dialect::Oracle && (*m == Method::GET || (d == Dialect::HealthConnect && *m == Method::POST)) =>
         {
             file(app, &ctx, d, id, name).await
         }
@@ -57,12 +52,7 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
             http::oo(
                 404,
                 "not-supported",
-                &format!(
-                    "{} {} is not supported by the {} dialect",
-                    ctx.method,
-                    ctx.path,
-                    d.name()
-                ),
+                &format!("{} {} is not supported by the {} dialect", ctx.method, ctx.path, d.name()),
             ),
             route("unknown"),
             None,
@@ -100,11 +90,7 @@ pub fn start_export(
     mode: Mode,
 ) -> Result<(Arc<Job>, Response), Response> {
     if !has_pref(&ctx.prefs, "respond-async") {
-        return Err(http::oo(
-            400,
-            "invalid",
-            "The $export operation requires the header 'Prefer: respond-async'",
-        ));
+        return Err(http::oo(400, "invalid", "The $export operation requires the header 'Prefer: respond-async'"));
     }
     if let Some(r) = app.kick_fault(ctx) {
         return Err(r);
@@ -125,23 +111,13 @@ pub fn start_export(
     } else {
         Vec::new()
     };
-    let plan = Plan::build(
-        params,
-        &app.ds,
-        app.cfg.file_resources,
-        ctx.faults.partial,
-        &extra,
-    );
-    let separate = matches!(d, Dialect::Bulk | Dialect::HealthConnect)
-        && has_pref(&ctx.prefs, "separate-export-status");
+    let plan = Plan::build(params, &app.ds, app.cfg.file_resources, ctx.faults.partial, &extra);
+    let separate =
+        matches!(d, Dialect::Bulk | Dialect::HealthConnect) && has_pref(&ctx.prefs, "separate-export-status");
     let job = app.start_job(ctx, d, Work::Export(Arc::new(plan)), mode, separate);
     let mut resp = app.accepted(ctx, &status_path(&job), false);
     if separate {
-        http::set_named(
-            resp.headers_mut(),
-            "preference-applied",
-            "separate-export-status",
-        );
+        http::set_named(resp.headers_mut(), "preference-applied", "separate-export-status");
     }
     Ok((job, resp))
 }
@@ -154,9 +130,7 @@ fn status(app: &Arc<App>, ctx: &Ctx, d: Dialect, id: &str) -> Response {
     job.count("status");
     let r = match page_param(ctx) {
         Err(r) => r,
-        Ok(page) => app
-            .poll_fault(&job)
-            .unwrap_or_else(|| status_answer(app, &job, d, page)),
+        Ok(page) => app.poll_fault(&job).unwrap_or_else(|| status_answer(app, &job, d, page)),
     };
     http::tag(r, route, Some(&job.id))
 }
@@ -180,11 +154,7 @@ pub fn status_answer(app: &App, job: &Job, d: Dialect, page: usize) -> Response 
                 None => http::oo(404, "not-found", &format!("no manifest page {page}")),
                 Some(m) => {
                     let mut r = http::json_with(200, "application/json", &m);
-                    http::set(
-                        r.headers_mut(),
-                        header::EXPIRES,
-                        &crate::time::http_date_in(3600),
-                    );
+                    http::set(r.headers_mut(), header::EXPIRES, &crate::time::http_date_in(3600));
                     if d == Dialect::Oracle {
                         http::set_named(r.headers_mut(), "x-progress", "completed");
                     }
@@ -193,17 +163,13 @@ pub fn status_answer(app: &App, job: &Job, d: Dialect, page: usize) -> Response 
             }
         }
         Phase::Running(pct) => {
-            let body = manifest_page(app, job, page, 0)
-                .filter(|m| m["output"].as_array().is_some_and(|a| !a.is_empty()));
+            let body =
+                manifest_page(app, job, page, 0).filter(|m| m["output"].as_array().is_some_and(|a| !a.is_empty()));
             let mut r = match body {
                 Some(m) => http::json_with(202, "application/json", &m),
                 None => http::empty(202),
             };
-            let progress = if d == Dialect::Oracle {
-                "in-progress".to_string()
-            } else {
-                format!("{pct}% complete")
-            };
+            let progress = if d == Dialect::Oracle { "in-progress".to_string() } else { format!("{pct}% complete") };
             running_headers(app, job, &mut r, &progress);
             r
         }
@@ -235,11 +201,7 @@ fn delete(app: &Arc<App>, d: Dialect, id: &str) -> Response {
     let r = match d {
         Dialect::Bulk => http::fhir(
             202,
-            &http::oo_value(
-                "information",
-                "informational",
-                "The export job was cancelled and its files deleted",
-            ),
+            &http::oo_value("information", "informational", "The export job was cancelled and its files deleted"),
         ),
         _ => http::empty(202),
     };

@@ -30,14 +30,7 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx) -> Response {
         ["AsyncJob", id] if m == Method::DELETE => do_cancel(app, id, true),
         ["AsyncJob", id, "$cancel"] if m == Method::POST => do_cancel(app, id, false),
         _ => http::tag(
-            http::oo(
-                404,
-                "not-found",
-                &format!(
-                    "{} {} is not supported by the medplum dialect",
-                    ctx.method, ctx.path
-                ),
-            ),
+            http::oo(404, "not-found", &format!("{} {} is not supported by the medplum dialect", ctx.method, ctx.path)),
             "medplum.unknown".into(),
             None,
         ),
@@ -65,24 +58,14 @@ fn reindex(app: &Arc<App>, ctx: &Ctx) -> Response {
     }
     let n: u64 = (0..crate::data::TYPES.len()).map(|t| app.ds.count(t)).sum();
     let body = json!({"resourceType":"Parameters","parameter":[{"name":"result","valueString":format!("reindexed {n} resources")}]});
-    let job = app.start_job(
-        ctx,
-        D,
-        Work::Answer { status: 200, body },
-        Mode::Bundle,
-        false,
-    );
+    let job = app.start_job(ctx, D, Work::Answer { status: 200, body }, Mode::Bundle, false);
     let r = app.accepted(ctx, &status_path(&job), true);
     http::tag(r, "medplum.kickoff".into(), Some(&job.id))
 }
 
 fn status(app: &Arc<App>, id: &str) -> Response {
     let Some(job) = app.jobs.get(id, D) else {
-        return http::tag(
-            http::fhir(404, &oo_text("error", "not-found", "Not found")),
-            "medplum.status".into(),
-            None,
-        );
+        return http::tag(http::fhir(404, &oo_text("error", "not-found", "Not found")), "medplum.status".into(), None);
     };
     job.count("status");
     let r = app.poll_fault(&job).unwrap_or_else(|| {
@@ -160,11 +143,7 @@ fn output(app: &App, job: &Job) -> Value {
 fn do_cancel(app: &Arc<App>, id: &str, via_delete: bool) -> Response {
     let route = "medplum.cancel".to_string();
     let Some(job) = app.jobs.get(id, D) else {
-        return http::tag(
-            http::fhir(404, &oo_text("error", "not-found", "Not found")),
-            route,
-            None,
-        );
+        return http::tag(http::fhir(404, &oo_text("error", "not-found", "Not found")), route, None);
     };
     job.count("cancel");
     let r = match job.phase() {
@@ -177,11 +156,7 @@ fn do_cancel(app: &Arc<App>, id: &str, via_delete: bool) -> Response {
             }
         }
         p => {
-            let had = if p == Phase::Completed {
-                "completed"
-            } else {
-                "error"
-            };
+            let had = if p == Phase::Completed { "completed" } else { "error" };
             http::fhir(
                 400,
                 &oo_text(

@@ -108,20 +108,10 @@ pub fn file_url(app: &App, job: &Job, idx: usize, gen: u64) -> String {
     if job.dialect == Dialect::Medplum || job.faults.storage {
         return crate::files::storage_url(app, job, name, gen);
     }
-    let g = if gen > 0 {
-        format!("?g={gen}")
-    } else {
-        String::new()
-    };
+    let g = if gen > 0 { format!("?g={gen}") } else { String::new() };
     match job.dialect {
-        Dialect::Oracle => format!(
-            "{}{}/bulk-export/files/{}-{idx}{g}",
-            app.main_origin, job.base, job.id
-        ),
-        _ => format!(
-            "{}{}/_files/{}/{name}{g}",
-            app.main_origin, job.base, job.id
-        ),
+        Dialect::Oracle => format!("{}{}/bulk-export/files/{}-{idx}{g}", app.main_origin, job.base, job.id),
+        _ => format!("{}{}/_files/{}/{name}{g}", app.main_origin, job.base, job.id),
     }
 }
 
@@ -150,11 +140,7 @@ pub fn manifest_page(app: &App, job: &Job, page: usize, gen: u64) -> Option<Valu
     let total = plan.files.len();
     let complete = job.phase() == Phase::Completed;
     let done = if complete { total } else { job.files_done() };
-    let psize = if plan.params.partial_manifests {
-        app.cfg.page_size
-    } else {
-        0
-    };
+    let psize = if plan.params.partial_manifests { app.cfg.page_size } else { 0 };
     let (lo, hi, next) = if psize == 0 {
         if page != 1 {
             return None;
@@ -177,12 +163,7 @@ pub fn manifest_page(app: &App, job: &Job, page: usize, gen: u64) -> Option<Valu
         }
         e
     };
-    let pick = |k: FileKind| -> Vec<Value> {
-        (lo..hi)
-            .filter(|&i| plan.files[i].kind == k)
-            .map(entry)
-            .collect()
-    };
+    let pick = |k: FileKind| -> Vec<Value> { (lo..hi).filter(|&i| plan.files[i].kind == k).map(entry).collect() };
     let mut m = json!({
         "transactionTime": crate::time::instant_ms(job.created_ms),
         "request": job.request_url,
@@ -246,9 +227,5 @@ pub fn gen_param(ctx: &Ctx) -> u64 {
 
 /// A 404 for an unknown job.
 pub fn unknown_job(id: &str) -> Response {
-    http::oo(
-        404,
-        "not-found",
-        &format!("Unknown job '{id}' (never existed, cancelled or deleted)"),
-    )
+    http::oo(404, "not-found", &format!("Unknown job '{id}' (never existed, cancelled or deleted)"))
 }

@@ -19,18 +19,10 @@ pub struct Srv {
 }
 
 pub async fn start(f: impl FnOnce(&mut Config)) -> Srv {
-    let mut cfg = Config {
-        job_ms: 0,
-        ..Config::default()
-    };
+    let mut cfg = Config { job_ms: 0, ..Config::default() };
     f(&mut cfg);
     let (addr, saddr, handle) = serve(cfg).await.expect("server starts");
-    Srv {
-        origin: format!("http://{addr}"),
-        storage: format!("http://{saddr}"),
-        c: client(),
-        handle: Some(handle),
-    }
+    Srv { origin: format!("http://{addr}"), storage: format!("http://{saddr}"), c: client(), handle: Some(handle) }
 }
 
 pub fn client() -> Client {
@@ -54,9 +46,7 @@ impl Resp {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     pub fn h(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_string())
+        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
     }
     pub fn code(&self) -> u16 {
         self.status.as_u16()
@@ -68,13 +58,7 @@ impl Srv {
         format!("{}{}", self.origin, path)
     }
 
-    pub async fn req(
-        &self,
-        method: Method,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: Option<String>,
-    ) -> Resp {
+    pub async fn req(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Option<String>) -> Resp {
         let mut r = self.c.request(method, url);
         for (k, v) in headers {
             r = r.header(*k, *v);
@@ -86,11 +70,7 @@ impl Srv {
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        Resp { status, headers, body }
     }
 
     pub async fn get(&self, url: &str) -> Resp {
@@ -99,20 +79,8 @@ impl Srv {
 
     /// GET kick-off with Prefer: respond-async; returns (response, absolute status URL).
     pub async fn kick(&self, path: &str) -> (Resp, String) {
-        let r = self
-            .req(
-                Method::GET,
-                &self.url(path),
-                &[("prefer", "respond-async")],
-                None,
-            )
-            .await;
-        assert_eq!(
-            r.code(),
-            202,
-            "kick-off {path}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        let r = self.req(Method::GET, &self.url(path), &[("prefer", "respond-async")], None).await;
+        assert_eq!(r.code(), 202, "kick-off {path}: {}", String::from_utf8_lossy(&r.body));
         let loc = r.h("content-location").expect("content-location");
         (r, loc)
     }
@@ -131,22 +99,10 @@ impl Srv {
 
     /// Downloads an NDJSON file (identity or gzip), returning the parsed lines.
     pub async fn ndjson(&self, url: &str, gzip: bool) -> Vec<Value> {
-        let h: &[(&str, &str)] = if gzip {
-            &[("accept-encoding", "gzip")]
-        } else {
-            &[]
-        };
+        let h: &[(&str, &str)] = if gzip { &[("accept-encoding", "gzip")] } else { &[] };
         let r = self.req(Method::GET, url, h, None).await;
-        assert_eq!(
-            r.code(),
-            200,
-            "download {url}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        assert_eq!(
-            r.h("content-type").as_deref(),
-            Some("application/fhir+ndjson")
-        );
+        assert_eq!(r.code(), 200, "download {url}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.h("content-type").as_deref(), Some("application/fhir+ndjson"));
         let text = if gzip {
             assert_eq!(r.h("content-encoding").as_deref(), Some("gzip"));
             gunzip(&r.body).expect("valid gzip")
@@ -154,9 +110,7 @@ impl Srv {
             assert!(r.h("content-encoding").is_none());
             String::from_utf8(r.body).unwrap()
         };
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("NDJSON line"))
-            .collect()
+        text.lines().map(|l| serde_json::from_str(l).expect("NDJSON line")).collect()
     }
 
     pub async fn stats(&self) -> Value {
@@ -172,10 +126,7 @@ pub fn gunzip(b: &[u8]) -> std::io::Result<String> {
 
 /// Asserts that `lines` hold each id `{ty}-{i}` exactly once (as a set), returning the count.
 pub fn unique_ids(lines: &[Value]) -> usize {
-    let ids: HashSet<String> = lines
-        .iter()
-        .map(|l| l["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: HashSet<String> = lines.iter().map(|l| l["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), lines.len(), "duplicate ids");
     ids.len()
 }
