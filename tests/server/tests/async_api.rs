@@ -184,3 +184,56 @@ async fn r5_search_and_transaction() {
     let b = s.poll(&r.h("content-location").unwrap()).await.json();
     assert_eq!(b["entry"][0]["response"]["status"], "400 Bad Request");
 }
+
+async fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
+    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let g2 = got.clone();
+    let app = axum::Router::new().route(
+        "/cb",
+        axum::routing::post(move |h: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let g = g2.clone();
+            async move {
+                let sig = h.get("x-signature").unwrap().to_str().unwrap().to_string();
+                g.lock().unwrap().push((sig, body.to_vec()));
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cb = format!("http://{}/cb", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (cb, got)
+}
+
+async fn first(got: &Arc<Mutex<Vec<Received>>>) -> Value {
+    for _ in 0..300 {
+        if let Some((_, body)) = got.lock().unwrap().first() {
+            return serde_json::from_slice(body).unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no callback");
+}
+
+#[tokio::test]
+async fn callback_on_failure_and_cancel() {
+    let s = start(|c| c.job_ms = 60_000).await;
+    let (cb, got) = receiver().await;
+    let prefer = format!("respond-async, callback-url={cb}");
+    let r = s.req(Method::POST, &s.url("/_f/fail;ms=0/aidbox/fhir/$reindex"), &[("prefer", &prefer)], None).await;
+    let loc = r.h("content-location").unwrap();
+    let v = first(&got).await;
+    assert_eq!(v["parameter"][0]["valueCode"], "failed");
+    assert_eq!(v["parameter"][1]["valueUrl"], loc);
+    assert_eq!(v["parameter"][2]["name"], "outcome");
+    assert_eq!(v["parameter"][2]["resource"]["resourceType"], "OperationOutcome");
+
+    let (cb, got) = receiver().await;
+    let prefer = format!("respond-async, callback-url={cb}");
+    let r = s.req(Method::POST, &s.url("/aidbox/fhir/$reindex"), &[("prefer", &prefer)], None).await;
+    let loc = r.h("content-location").unwrap();
+    assert_eq!(s.req(Method::DELETE, &loc, &[], None).await.code(), 202);
+    let v = first(&got).await;
+    assert_eq!(v["parameter"][0]["valueCode"], "cancelled");
+    assert_eq!(got.lock().unwrap().len(), 1, "exactly one POST");
+}

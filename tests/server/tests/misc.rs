@@ -212,3 +212,41 @@ fn help_documents_flags() {
         assert!(text.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[tokio::test]
+async fn access_log_lines() {
+    let path = std::env::temp_dir().join(format!("fhir-async-testserver-log-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let p2 = path.clone();
+    let s = start(move |c| c.log = Some(p2)).await;
+    s.get(&s.url("/bulk/fhir/metadata")).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line = text.lines().next().unwrap();
+    assert!(line.contains(" main GET /bulk/fhir/metadata 200 "), "{line}");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[cfg(unix)]
+#[test]
+fn binary_exits_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fhir-async-testserver"))
+        .args(["--patients", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut l1 = String::new();
+    out.read_line(&mut l1).unwrap();
+    assert!(l1.starts_with("listening on "));
+    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "clean exit: {st:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "server ignored SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
