@@ -1,0 +1,608 @@
+"""The typed Python API over the native engine: ``Client``, ``Job``, ``Result``.
+
+Every protocol decision is made by the Rust engine; the native module does
+the HTTP without the GIL. This file only shapes arguments and results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+from . import _native
+from .errors import Cancelled, DeadlineExceeded, JobFailed, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+
+TokenSource = Union[str, Callable[[], str], None]
+"""A bearer token: none, a fixed string, or a callable asked again after a 401."""
+
+Instant = Union[str, _dt.datetime]
+
+_RETRY_FIELDS = (
+    "minWaitMs",
+    "maxWaitMs",
+    "initialBackoffMs",
+    "maxBackoffMs",
+    "backoffFactorPercent",
+    "jitterPercent",
+    "seed",
+    "maxRetries",
+    "maxKickoffRetries",
+    "maxDownloadRetries",
+    "requestTimeoutMs",
+)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def _retry_config(retry: Optional[Mapping[str, int]]) -> Dict[str, int]:
+    """Accepts snake_case (``min_wait_ms``) or the engine's camelCase keys."""
+    out: Dict[str, int] = {}
+    for key, value in (retry or {}).items():
+        camel = _camel(key)
+        if camel not in _RETRY_FIELDS:
+            raise UsageError(f"unknown retry option {key!r}; known: {', '.join(_RETRY_FIELDS)}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise UsageError(f"retry option {key!r} must be a non-negative int")
+        out[camel] = value
+    return out
+
+
+def _instant(value: Optional[Instant]) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            raise UsageError("a datetime for since/until must be timezone-aware")
+        return value.isoformat()
+    return value
+
+
+def _ms(seconds: Optional[float]) -> Optional[int]:
+    return None if seconds is None else max(0, int(seconds * 1000))
+
+
+_executor_lock = threading.Lock()
+_executor: Optional[ThreadPoolExecutor] = None
+
+
+def _async_executor() -> ThreadPoolExecutor:
+    """Threads for the HTTP round trips of ``wait_async`` (waits stay on the loop)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fhir-async")
+        return _executor
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of a job for display. ``message`` is the server's
+    ``X-Progress`` text; ``percent`` is read from it when it carries one."""
+
+    phase: str
+    message: Optional[str]
+    percent: Optional[float]
+    polls: int
+    next_poll_in_ms: Optional[int]
+    status_url: Optional[str]
+    partial_files: int
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> "Progress":
+        return cls(
+            phase=d["phase"],
+            message=d.get("message"),
+            percent=d.get("percent"),
+            polls=d.get("polls", 0),
+            next_poll_in_ms=d.get("nextPollInMs"),
+            status_url=d.get("statusUrl"),
+            partial_files=d.get("partialFiles", 0),
+        )
+
+
+class Client:
+    """A FHIR server to start asynchronous operations on.
+
+    ``timeout`` is the overall deadline of each job in seconds (None: none);
+    ``retry`` tunes polling and retries (``min_wait_ms``, ``initial_backoff_ms``,
+    ``max_retries``, ...); ``allowed_origins`` are other origins that may
+    receive the token for file downloads.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: TokenSource = None,
+        timeout: Optional[float] = None,
+        retry: Optional[Mapping[str, int]] = None,
+        allowed_origins: Sequence[str] = (),
+    ) -> None:
+        if not isinstance(base_url, str) or not base_url:
+            raise UsageError("base_url must be a non-empty string")
+        if token is not None and not isinstance(token, str) and not callable(token):
+            raise UsageError("token must be None, a str, or a callable returning a str")
+        self.base_url = base_url
+        self._timeout_ms = _ms(timeout)
+        self._retry = _retry_config(retry)
+        self._allowed_origins = list(allowed_origins)
+        self._session = _native.Session(token)
+
+    def __repr__(self) -> str:
+        return f"Client({self.base_url!r})"
+
+    def _config(self, operation: Dict[str, Any], prefer: Dict[str, Any]) -> str:
+        return json.dumps(
+            {
+                "baseUrl": self.base_url,
+                "operation": operation,
+                "prefer": prefer,
+                "retry": self._retry,
+                "timeoutMs": self._timeout_ms,
+                "allowedOrigins": self._allowed_origins,
+            }
+        )
+
+    def export(
+        self,
+        *,
+        types: Optional[Sequence[str]] = None,
+        since: Optional[Instant] = None,
+        until: Optional[Instant] = None,
+        type_filters: Optional[Sequence[str]] = None,
+        elements: Optional[Sequence[str]] = None,
+        patients: Optional[Sequence[str]] = None,
+        level: str = "system",
+        group_id: Optional[str] = None,
+        post: bool = False,
+        output_format: Optional[str] = None,
+        include_associated_data: Optional[Sequence[str]] = None,
+        organize_output_by: Optional[str] = None,
+        allow_partial_manifests: Optional[bool] = None,
+        lenient: bool = False,
+        separate_export_status: bool = False,
+        callback_url: Optional[str] = None,
+        start: bool = True,
+    ) -> "Job":
+        """Starts a Bulk Data ``$export`` (``level``: system, patient, group).
+
+        With ``start=True`` the kick-off is sent before this returns (so
+        ``status_url`` is known); with ``start=False`` the first ``wait`` sends it.
+        """
+        op: Dict[str, Any] = {
+            "type": "export",
+            "level": level,
+            "groupId": group_id,
+            "types": list(types or []),
+            "since": _instant(since),
+            "until": _instant(until),
+            "typeFilters": list(type_filters or []),
+            "elements": list(elements or []),
+            "patients": list(patients or []),
+            "includeAssociatedData": list(include_associated_data or []),
+            "organizeOutputBy": organize_output_by,
+            "allowPartialManifests": allow_partial_manifests,
+            "outputFormat": output_format,
+            "post": post,
+        }
+        prefer = {
+            "lenient": lenient,
+            "separateExportStatus": separate_export_status,
+            "callbackUrl": callback_url,
+        }
+        return self._new(op, prefer, start)
+
+    def kickoff(
+        self,
+        method: str,
+        path: str,
+        body: Union[None, str, Mapping[str, Any]] = None,
+        *,
+        async_mode: Optional[str] = None,
+        callback_url: Optional[str] = None,
+        lenient: bool = False,
+        start: bool = True,
+    ) -> "Job":
+        """Starts any operation with ``Prefer: respond-async``: ``method`` is
+        GET, POST or DELETE; ``path`` is relative to the base (``$reindex``,
+        ``Patient?name=x``, ``""`` for a transaction); ``async_mode`` is
+        ``"bundle"`` or ``"redirect"``."""
+        text = body if body is None or isinstance(body, str) else json.dumps(body)
+        op = {"type": "operation", "method": method.upper(), "path": path, "body": text}
+        prefer = {"asyncMode": async_mode, "callbackUrl": callback_url, "lenient": lenient}
+        return self._new(op, prefer, start)
+
+    def resume(self, state: str) -> "Job":
+        """A job saved with ``Job.to_json()``, in this process or another one."""
+        return Job(self, _native.Job.from_json(state))
+
+    def _new(self, op: Dict[str, Any], prefer: Dict[str, Any], start: bool) -> "Job":
+        job = Job(self, _native.Job(self._config(op, prefer)))
+        if start:
+            job.start()
+        return job
+
+
+class Job:
+    """A running asynchronous operation. ``wait()`` (or ``await
+    wait_async()``) drives it to the end and returns its ``Result``."""
+
+    def __init__(self, client: Client, native: _native.Job) -> None:
+        self._client = client
+        self._native = native
+        self._events: List[Tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._events_lock = threading.Lock()
+
+    @property
+    def native(self) -> _native.Job:
+        """The low-level engine job."""
+        return self._native
+
+    @property
+    def status_url(self) -> Optional[str]:
+        return self._native.status_url
+
+    @property
+    def progress(self) -> Progress:
+        return Progress._from(self._native.progress(_native.now_ms()))
+
+    @property
+    def is_finished(self) -> bool:
+        return self._native.is_finished
+
+    @property
+    def outcome(self) -> Optional[Dict[str, Any]]:
+        return self._native.outcome
+
+    @property
+    def warnings(self) -> List[str]:
+        return self._native.warnings()
+
+    def to_json(self) -> str:
+        """The whole state (no token), for ``Client.resume`` after a restart."""
+        return self._native.to_json()
+
+    def __repr__(self) -> str:
+        p = self.progress
+        pct = "" if p.percent is None else f" {p.percent:.0f}%"
+        return f"<Job {p.phase}{pct} polls={p.polls} status_url={p.status_url!r}>"
+
+    def start(self) -> "Job":
+        """Sends what is due now (the kick-off) and returns at the first wait."""
+        self._client._session.drive(self._native, 0)
+        return self
+
+    def poll(self) -> bool:
+        """Does whatever is due now without waiting; True once the job is over."""
+        kind, _ = self._client._session.drive(self._native, 0)
+        return kind == "done"
+
+    def wait(
+        self,
+        *,
+        progress: Optional[bool] = False,
+        raise_on_failure: bool = False,
+        timeout: Optional[float] = None,
+    ) -> "Result":
+        """Drives the job to its end. Ctrl-C stops it within a second.
+        ``progress=True`` shows a tqdm bar (terminal or Jupyter) when tqdm is
+        installed; ``timeout`` (seconds) raises ``DeadlineExceeded`` from this
+        call only (the job goes on and can be waited for again)."""
+        bar = _Bar(self) if progress else None
+        deadline = None if timeout is None else _native.now_ms() + _ms(timeout)  # type: ignore[operator]
+        try:
+            while True:
+                block = 250 if bar is not None else 1000
+                if deadline is not None:
+                    left = deadline - _native.now_ms()
+                    if left <= 0:
+                        raise DeadlineExceeded(
+                            f"the job did not finish within {timeout} s", code="wait_timeout"
+                        )
+                    block = min(block, left)
+                kind, value = self._client._session.drive(self._native, block)
+                if bar is not None:
+                    bar.update()
+                if kind == "done":
+                    return self._result(value, raise_on_failure)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    async def wait_async(self, *, raise_on_failure: bool = False) -> "Result":
+        """Like ``wait()``, for asyncio: HTTP runs on worker threads without
+        the GIL, waits are ``asyncio`` sleeps; the event loop never blocks."""
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+        with self._events_lock:
+            self._events.append((loop, event))
+        try:
+            while True:
+                kind, value = await loop.run_in_executor(
+                    _async_executor(), self._client._session.drive, self._native, 0
+                )
+                if kind == "done":
+                    return self._result(value, raise_on_failure)
+                event.clear()
+                try:
+                    await asyncio.wait_for(event.wait(), max(value, 1) / 1000)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            with self._events_lock:
+                self._events.remove((loop, event))
+
+    def cancel(self) -> Optional[Dict[str, Any]]:
+        """Cancels the job (DELETE on the status URL, or the server's own
+        cancel) and waits for the answer. Returns the cancel result, e.g.
+        ``{"kind": "accepted", ...}``; a job already over stays as it was."""
+        self._request_cancel()
+        self.wait()
+        return self._native.cancel_result()
+
+    async def cancel_async(self) -> Optional[Dict[str, Any]]:
+        """``cancel()`` for asyncio."""
+        self._request_cancel()
+        await self.wait_async()
+        return self._native.cancel_result()
+
+    def _request_cancel(self) -> None:
+        self._native.cancel(_native.now_ms())
+        self._wake()
+
+    def _wake(self) -> None:
+        """Ends the current wait of every ``wait_async`` on this job."""
+        with self._events_lock:
+            for loop, event in self._events:
+                loop.call_soon_threadsafe(event.set)
+
+    def handle_callback(self, body: bytes, signature: Optional[str], secret: str) -> Dict[str, Any]:
+        """A callback POST (``X-Signature`` header, shared secret): verified,
+        then the job polls at once to confirm. Returns the effect."""
+        _native.verify_callback(body, signature, secret)
+        effect = self._native.handle_callback(body, _native.now_ms())
+        self._wake()
+        return effect
+
+    def result(self) -> "Result":
+        """The result of a finished job (raises ``UsageError`` before that)."""
+        outcome = self._native.outcome
+        if outcome is None:
+            exc = self._native.exception()
+            if exc is not None:
+                raise exc
+            raise UsageError("the job is not finished; call wait() first")
+        return Result(self, outcome)
+
+    def _result(self, outcome: Dict[str, Any], raise_on_failure: bool) -> "Result":
+        result = Result(self, outcome)
+        if raise_on_failure:
+            result.raise_for_status()
+        return result
+
+
+class Result:
+    """How a job ended: ``status`` is ``completed``, ``completedWithErrors``,
+    ``failed`` or ``cancelled``. Server-reported failure is a result, not an
+    exception, until ``raise_for_status()``."""
+
+    def __init__(self, job: Job, outcome: Dict[str, Any]) -> None:
+        self.job = job
+        self.outcome = outcome
+        self.last_reports: List[Dict[str, Any]] = []
+
+    @property
+    def status(self) -> str:
+        status: str = self.outcome["status"]
+        return status
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("completed", "completedWithErrors")
+
+    @property
+    def message(self) -> Optional[str]:
+        return self.outcome.get("message")
+
+    @property
+    def http_status(self) -> Optional[int]:
+        return self.outcome.get("httpStatus")
+
+    @property
+    def body(self) -> Dict[str, Any]:
+        """The result payload: ``{"kind": "manifest"|"bundle"|"asyncJob"|
+        "operationOutcome"|"resource"|"text"|"empty", ...}``."""
+        body: Dict[str, Any] = self.outcome["result"]
+        return body
+
+    @property
+    def manifest(self) -> Optional[Dict[str, Any]]:
+        body = self.body
+        found: Optional[Dict[str, Any]] = body.get("manifest")
+        return found
+
+    @property
+    def files(self) -> List[Dict[str, Any]]:
+        """The download plan: one entry per file (``kind``, ``resourceType``,
+        ``url``, ``expectedCount``, ``fileName``, ``sendToken``, ``blocked``)."""
+        plan: List[Dict[str, Any]] = self.job._native.download_plan()
+        return plan
+
+    def raise_for_status(self) -> "Result":
+        """Raises ``JobFailed`` (failed) or ``Cancelled``; returns self otherwise."""
+        if self.status == "failed":
+            raise JobFailed(
+                self.message or f"the job failed (HTTP {self.http_status})",
+                outcome=self.outcome,
+            )
+        if self.status == "cancelled":
+            raise Cancelled("the job was cancelled")
+        return self
+
+    def resources(
+        self,
+        resource_type: Union[None, str, Sequence[str]] = None,
+        *,
+        kind: str = "output",
+    ) -> Iterator[Dict[str, Any]]:
+        """Streams the resources of the export's files as dicts, downloading
+        ahead in the background (``kind``: output, error or deleted)."""
+        self.raise_for_status()
+        types = [resource_type] if isinstance(resource_type, str) else resource_type
+        it = self.job._client._session.resources(
+            self.job._native, types=None if types is None else list(types), kinds=[kind]
+        )
+        return _Resources(it)
+
+    def download(
+        self,
+        directory: Union[str, "os.PathLike[str]"],
+        *,
+        concurrency: int = 8,
+        types: Optional[Sequence[str]] = None,
+        kinds: Sequence[str] = ("output", "error", "deleted"),
+        progress: Optional[bool] = False,
+        gzip: bool = True,
+    ) -> List[Path]:
+        """Downloads the files into ``directory`` (created if needed) with
+        ``concurrency`` parallel connections. Each file is written to
+        ``NAME.tmp`` and renamed once complete and its line count matches the
+        manifest; on failure or Ctrl-C no ``.tmp`` file remains. Returns the
+        paths in manifest order; ``last_reports`` keeps the per-file figures."""
+        self.raise_for_status()
+        if concurrency < 1:
+            raise UsageError("concurrency must be at least 1")
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        bar = _DownloadBar(len(self.files)) if progress else None
+        try:
+            reports = self.job._client._session.download(
+                self.job._native,
+                str(target),
+                concurrency=concurrency,
+                types=None if types is None else list(types),
+                kinds=list(kinds),
+                gzip=gzip,
+                progress=None if bar is None else bar.update,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        self.last_reports = reports
+        return [Path(r["path"]) for r in reports]
+
+    def to_pandas(self, resource_type: str) -> "pandas.DataFrame":
+        """The resources of one type as a DataFrame, one column per top-level
+        field (nested values stay dicts and lists). Needs pandas."""
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise UsageError("to_pandas() needs pandas: pip install 'fhir-async[pandas]'") from e
+        return pd.DataFrame.from_records(list(self.resources(resource_type)))
+
+    def cleanup(self) -> Optional[Dict[str, Any]]:
+        """Asks the server to delete the files (DELETE on the status URL)."""
+        self.job._native.cleanup()
+        self.job.wait()
+        return self.job._native.cleanup_result()
+
+    def __repr__(self) -> str:
+        files = len(self.files) if self.manifest is not None else 0
+        return f"<Result {self.status} http={self.http_status} files={files}>"
+
+
+class _Resources(Iterator[Dict[str, Any]]):
+    def __init__(self, it: _native.ResourceIterator) -> None:
+        self._it = it
+
+    def __iter__(self) -> "_Resources":
+        return self
+
+    def __next__(self) -> Dict[str, Any]:
+        value: Dict[str, Any] = next(self._it)
+        return value
+
+    def close(self) -> None:
+        self._it.close()
+
+    def __repr__(self) -> str:
+        return repr(self._it)
+
+
+def _tqdm() -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+class _Bar:
+    """A tqdm bar over a job's progress (percent when the server says it)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        tqdm = _tqdm()
+        self.bar = None if tqdm is None else tqdm(total=100, unit="%", desc="export", leave=True)
+
+    def update(self) -> None:
+        if self.bar is None:
+            return
+        p = self.job.progress
+        if p.percent is not None:
+            self.bar.n = p.percent
+        elif p.phase == "done":
+            self.bar.n = 100
+        self.bar.set_description(p.phase, refresh=False)
+        self.bar.set_postfix_str(p.message or f"polls={p.polls}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _DownloadBar:
+    def __init__(self, files: int) -> None:
+        tqdm = _tqdm()
+        self.bar = (
+            None
+            if tqdm is None
+            else tqdm(total=files, unit="file", desc="download", leave=True)
+        )
+
+    def update(self, nbytes: int, resources: int, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        self.bar.n = done
+        self.bar.set_postfix_str(f"{nbytes / 1e6:.1f} MB, {resources} resources", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

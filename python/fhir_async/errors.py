@@ -1,0 +1,137 @@
+"""The exceptions of fhir_async, declared once; the native module raises them.
+
+Every exception has a stable, machine-readable ``code`` (the same string in
+every binding) and ``details`` (the engine's camelCase fields, when any).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Dict, Optional
+
+__all__ = [
+    "FhirAsyncError",
+    "ProtocolError",
+    "InsecureUrl",
+    "UsageError",
+    "DeadlineExceeded",
+    "RetriesExhausted",
+    "Unauthorized",
+    "KickoffIndeterminate",
+    "DownloadError",
+    "JobFailed",
+    "Cancelled",
+]
+
+
+class FhirAsyncError(Exception):
+    """Base class of every fhir_async error."""
+
+    default_code: ClassVar[str] = "error"
+
+    code: str
+    details: Dict[str, Any]
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: Optional[str] = None,
+        details: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code or self.default_code
+        self.details = dict(details or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r}, code={self.code!r})"
+
+
+class ProtocolError(FhirAsyncError):
+    """The server broke the protocol (a 202 without a status URL, a manifest
+    that is not one, a bad callback signature, ...)."""
+
+    default_code = "protocol"
+
+
+class InsecureUrl(ProtocolError):
+    """The server handed out a URL that would leak the token or downgrade to http."""
+
+    default_code = "insecure_url"
+
+
+class UsageError(FhirAsyncError, ValueError):
+    """The API was used wrongly (bad configuration, wrong state)."""
+
+    default_code = "usage"
+
+
+class DeadlineExceeded(FhirAsyncError, TimeoutError):
+    """The job (or a ``wait(timeout=...)``) ran past its deadline."""
+
+    default_code = "deadline_exceeded"
+
+
+class RetriesExhausted(FhirAsyncError):
+    """Transient failures (5xx, 429, resets) outlasted the retry budget."""
+
+    default_code = "retries_exhausted"
+
+
+class Unauthorized(FhirAsyncError):
+    """The server kept answering 401 even after a token refresh."""
+
+    default_code = "unauthorized"
+
+
+class KickoffIndeterminate(FhirAsyncError):
+    """The kick-off may have reached the server; it is never replayed."""
+
+    default_code = "kickoff_indeterminate"
+
+
+class DownloadError(FhirAsyncError):
+    """A file download failed for good. ``code`` says why: ``http``,
+    ``count_mismatch``, ``decode``, ``retries_exhausted``, ``redirect``,
+    ``blocked``, ``line_too_long`` or ``io``."""
+
+    default_code = "download"
+
+
+class JobFailed(FhirAsyncError):
+    """The server reports that the operation failed. ``outcome`` is the job's
+    outcome; ``operation_outcome`` the server's OperationOutcome, if any."""
+
+    default_code = "job_failed"
+
+    outcome: Dict[str, Any]
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: Optional[str] = None,
+        details: Optional[Dict[str, Any]] = None,
+        outcome: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__(message, code=code, details=details)
+        self.outcome = dict(outcome or {})
+
+    @property
+    def operation_outcome(self) -> Optional[Dict[str, Any]]:
+        result = self.outcome.get("result") or {}
+        kind = result.get("kind")
+        if kind == "operationOutcome":
+            oo: Dict[str, Any] = result.get("outcome")
+            return oo
+        if kind == "bundle":
+            entries = (result.get("bundle") or {}).get("entry") or []
+            if entries:
+                found: Optional[Dict[str, Any]] = (entries[0].get("response") or {}).get("outcome")
+                return found
+        return None
+
+
+class Cancelled(FhirAsyncError):
+    """The job was cancelled, so it has no result (or a download was stopped)."""
+
+    default_code = "cancelled"

@@ -1,0 +1,63 @@
+//! `fhir_async._native`: the pyo3 extension under the `fhir_async` Python
+//! package. The engine (`fhir-async`) decides; this crate only does HTTP
+//! (ureq, no redirects, no decompression), files and threads, and releases
+//! the GIL while it waits. The typed Python API lives in `fhir_async/`.
+#![cfg(not(target_family = "wasm"))]
+
+mod convert;
+mod drive;
+mod errors;
+mod job;
+mod net;
+mod session;
+mod token;
+
+use pyo3::prelude::*;
+
+/// Unix time in milliseconds: the only clock the engine ever sees.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Checks a callback's `X-Signature: sha256=<hex>` over the exact body
+/// bytes and parses it; raises `ProtocolError` (code `callback`) if either fails.
+#[pyfunction]
+#[pyo3(signature = (body, signature, secret))]
+fn verify_callback(
+    py: Python<'_>,
+    body: &[u8],
+    signature: Option<&str>,
+    secret: &str,
+) -> PyResult<Py<PyAny>> {
+    match fhir_async::verify_callback(body, signature, secret.as_bytes()) {
+        Ok(p) => convert::to_py(py, &p),
+        Err(e) => Err(errors::raise(py, "ProtocolError", &e.to_string(), "callback", None)),
+    }
+}
+
+/// The current time as the engine sees it (Unix ms).
+#[pyfunction(name = "now_ms")]
+fn py_now_ms() -> u64 {
+    now_ms()
+}
+
+/// Parses one NDJSON line into Python objects (the parser `resources()` uses).
+#[pyfunction]
+fn parse_json(py: Python<'_>, line: &[u8]) -> PyResult<Py<PyAny>> {
+    convert::LineParser::new().parse(py, line)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<job::PyJob>()?;
+    m.add_class::<session::Session>()?;
+    m.add_class::<session::ResourceIter>()?;
+    m.add_function(wrap_pyfunction!(verify_callback, m)?)?;
+    m.add_function(wrap_pyfunction!(py_now_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_json, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
