@@ -184,7 +184,8 @@ impl Job {
         if self.faults.never {
             None
         } else {
-            Some(self.started + self.duration)
+            // A duration too large for the clock means "never".
+            self.started.checked_add(self.duration)
         }
     }
 

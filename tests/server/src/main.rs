@@ -12,6 +12,8 @@ use tokio::io::AsyncReadExt;
 async fn main() {
     let cfg = Config::parse();
     let stdin_eof = cfg.exit_on_stdin_eof;
+    // Signal handlers go in before the address is printed: a harness may signal right after.
+    let stop = stop_signal();
     let (addr, saddr, handle) = match serve(cfg).await {
         Ok(v) => v,
         Err(e) => {
@@ -37,22 +39,40 @@ async fn main() {
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        _ = stop => {}
         _ = eof => {}
     }
     // Long-lived downloads and long polls would delay a graceful stop; give them a moment.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), handle.shutdown()).await;
+}
+
+/// Resolves on SIGINT or SIGTERM (handlers are installed when this is called).
+#[cfg(unix)]
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = wait(term) => {}
+            _ = wait(int) => {}
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -19,7 +19,10 @@ pub fn instant_ms(ms: i64) -> String {
 
 /// An IMF-fixdate `secs_from_now` seconds from now.
 pub fn http_date_in(secs_from_now: u64) -> String {
-    httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(secs_from_now))
+    let now = SystemTime::now();
+    // Clamp absurd values (a fault spec may say retry=18446744073709551615) to ~100 years.
+    let when = now.checked_add(Duration::from_secs(secs_from_now.min(3_155_760_000))).unwrap_or(now);
+    httpdate::fmt_http_date(when)
 }
 
 /// Parses a FHIR date, dateTime or instant (`YYYY[-MM[-DD[Thh:mm[:ss[.fff]][Z|±hh:mm]]]]`)

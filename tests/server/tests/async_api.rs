@@ -106,7 +106,7 @@ async fn long_polling_returns_on_completion() {
     let r = s.get(&loc).await;
     let took = t.elapsed();
     assert_eq!(r.code(), 200, "held until completion");
-    assert!(took.as_millis() >= 200 && took.as_millis() < 3_000, "{took:?}");
+    assert!(took.as_millis() >= 200 && took.as_millis() < 4_500, "{took:?}");
 }
 
 /// (X-Signature header, body) of one callback.

@@ -204,7 +204,7 @@ async fn separate_export_status() {
 #[tokio::test]
 async fn partial_manifests_and_paging() {
     let s = start(|c| {
-        c.job_ms = 400;
+        c.job_ms = 1_000;
         c.file_resources = 100;
         c.page_size = 2;
     })

@@ -250,3 +250,52 @@ fn binary_exits_on_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[tokio::test]
+async fn hostile_inputs_get_outcomes_not_panics() {
+    let s = start(|c| c.page_size = 3).await;
+    let (_, loc) = s.kick("/_f/ms=18446744073709551615;retry=18446744073709551615;retry-date/bulk/fhir/$export?allowPartialManifests=true").await;
+    let r = s.get(&loc).await;
+    assert_eq!(r.code(), 202);
+    assert!(r.h("retry-after").unwrap().ends_with(" GMT"));
+    let r = s.get(&format!("{loc}&_page=18446744073709551615")).await;
+    assert_eq!(r.code(), 202);
+    let cases: Vec<(Method, &str, &str)> = vec![
+        (Method::POST, "/bulk/fhir/$export", "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"_since\",\"valueInstant\":\"garbage\"}]}"),
+        (Method::POST, "/bulk/fhir/$export", "{\"resourceType\":\"Parameters\",\"parameter\":[{\"nope\":1}]}"),
+        (Method::POST, "/bulk/fhir/$export", "[1,2,3]"),
+        (Method::POST, "/bulk/fhir/$export", "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"patient\",\"valueReference\":{\"reference\":\"Patient/Patient-99999999999999999999\"}}]}"),
+        (Method::GET, "/bulk/fhir/$export?_since=2020-02-30T99:99:99Z", ""),
+        (Method::GET, "/bulk/fhir/$export?_typeFilter=%3F%3F%3F", ""),
+        (Method::GET, "/bulk/fhir/$export?_elements=&_type=,,,", ""),
+        (Method::GET, "/bulk/fhir/$export-poll-status", ""),
+        (Method::GET, "/bulk/fhir/$export-poll-status?_jobId=x&_page=0", ""),
+        (Method::GET, "/bulk/fhir/_files/x/y", ""),
+        (Method::PATCH, "/bulk/fhir/$export", ""),
+        (Method::GET, "/oracle/r4/t/bulk-export/files/nodash", ""),
+        (Method::GET, "/oracle/r4/t/bulk-export/files/a-b-99999999999999999999999", ""),
+        (Method::GET, "/oracle/r4/", ""),
+        (Method::POST, "/medplum/fhir/R4/AsyncJob/x/$cancel", "zzz"),
+        (Method::GET, "/medplum/fhir/R4/AsyncJob", ""),
+        (Method::POST, "/aidbox/fhir", "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{\"request\":{\"method\":\"FLY\"}}]}"),
+        (Method::GET, "/aidbox/fhir/Patient?_count=-1", ""),
+        (Method::GET, "/aidbox/fhir/Observation?patient=Patient/Patient-99999999999", ""),
+        (Method::GET, "/aidbox/fhir/_async/x/result", ""),
+        (Method::PUT, "/aidbox/fhir/_async/x", ""),
+        (Method::GET, "/r5/fhir/Nope?x=1", ""),
+        (Method::POST, "/r5/fhir/$whatever", "{bad"),
+        (Method::POST, "/auth/token", "%%%%&&&==="),
+        (Method::GET, "/_f/%FF%FE/bulk/fhir/$export", ""),
+        (Method::GET, "/_f/ms=/bulk/fhir/$export", ""),
+    ];
+    let prefs =
+        ["respond-async", "respond-async, async-mode=\"", ",,,;;;==", "respond-async, callback-url=http://10.0.0.1/x"];
+    for (m, path, body) in &cases {
+        for p in prefs {
+            let r = s.req(m.clone(), &s.url(path), &[("prefer", p)], Some(body.to_string())).await;
+            assert!(r.code() < 500, "{m} {path} [{p}] -> {} {}", r.code(), String::from_utf8_lossy(&r.body));
+        }
+    }
+    // still alive
+    assert_eq!(s.get(&s.url("/bulk/fhir/metadata")).await.code(), 200);
+}

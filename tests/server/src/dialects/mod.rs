@@ -148,11 +148,11 @@ pub fn manifest_page(app: &App, job: &Job, page: usize, gen: u64) -> Option<Valu
         (0, done, false)
     } else {
         let lo = (page.checked_sub(1)?).checked_mul(psize)?;
-        let hi = (lo + psize).min(total);
+        let hi = lo.saturating_add(psize).min(total);
         if !(complete || (done >= hi && hi > lo)) || (lo >= total && page != 1) {
             return None;
         }
-        let next_hi = (hi + psize).min(total);
+        let next_hi = hi.saturating_add(psize).min(total);
         (lo, hi, hi < total && (complete || done >= next_hi))
     };
     let entry = |i: usize| {
