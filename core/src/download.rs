@@ -208,6 +208,7 @@ pub struct FileDownload {
     first_invalid: Option<u64>,
     report: Option<FileReport>,
     gzip: bool,
+    platform_decoded: bool,
 }
 
 impl FileDownload {
@@ -239,6 +240,7 @@ impl FileDownload {
             first_invalid: None,
             report: None,
             gzip: true,
+            platform_decoded: false,
         })
     }
 
@@ -330,6 +332,8 @@ impl FileDownload {
         match status {
             200 => {
                 let enc = if already_decoded { None } else { header(headers, "Content-Encoding") };
+                self.platform_decoded = already_decoded
+                    && header(headers, "Content-Encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
                 self.decoder = Some(BodyDecoder::new(enc).map_err(|e| self.decode_err(e))?);
                 self.splitter.reset();
                 self.seen = 0;
@@ -402,6 +406,22 @@ impl FileDownload {
         let Some(mut decoder) = self.decoder.take() else {
             return Err(DownloadError::Usage("no decoder".into()));
         };
+        // A platform that decoded the body itself (fetch with gzip) ends a
+        // truncated compressed stream silently. A last line cut before its `}`,
+        // or a body short of the manifest's count, is a truncated body: retry,
+        // without handing out the cut line.
+        if let (true, Some(expected)) = (self.platform_decoded, self.file.expected_count) {
+            let tail = self.splitter.partial_line();
+            let cut = tail.is_some_and(|t| !t.ends_with(b"}"));
+            let after = self.delivered.max(self.seen + u64::from(tail.is_some() && !cut));
+            if cut || after < expected {
+                return self.retry(
+                    format!("the decoded body ended after {after} of {expected} resources (truncated stream)"),
+                    RetryAfter::Absent,
+                    now_ms,
+                );
+            }
+        }
         let splitter = &mut self.splitter;
         let mut sink = LineSink {
             delivered: &mut self.delivered,
@@ -596,6 +616,37 @@ mod tests {
             DownloadAction::Send { request } => request,
             other => panic!("expected Send, got {other:?}"),
         }
+    }
+
+    // fetch decodes gzip itself and ends a truncated stream without an error:
+    // a short body is retried and its cut last line is never handed out.
+    #[test]
+    fn platform_decoded_short_body_is_retried_not_cut() {
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy()).unwrap();
+        let gz = [("Content-Encoding".to_owned(), "gzip".to_owned())];
+        let mut got = Vec::new();
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 200, &gz, true, 0).unwrap();
+        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\"", |l| got.push(l.to_vec())).unwrap();
+        d.finish(r.id, 5, |l| got.push(l.to_vec())).unwrap();
+        assert_eq!(got.len(), 2, "the cut line is not handed out");
+        assert!(matches!(d.next_action(5).unwrap(), DownloadAction::Wait { .. }));
+        let r = send(&mut d, 1_000);
+        d.handle_head(r.id, 200, &gz, true, 1_000).unwrap();
+        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}", |l| got.push(l.to_vec())).unwrap();
+        d.finish(r.id, 1_000, |l| got.push(l.to_vec())).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2], b"{\"id\":\"3\"}");
+        match d.next_action(1_000).unwrap() {
+            DownloadAction::Done { report } => assert_eq!((report.resources, report.attempts), (3, 2)),
+            other => panic!("expected Done, got {other:?}"),
+        }
+        // Without a platform decoder a short body is a count mismatch, as before.
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy()).unwrap();
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 200, &[], true, 0).unwrap();
+        d.feed(r.id, b"{\"id\":\"1\"}\n", |_| {}).unwrap();
+        assert!(matches!(d.finish(r.id, 0, |_| {}), Err(DownloadError::CountMismatch { .. })));
     }
 
     // protocol E6: a reset mid-body is retried and nothing is lost or duplicated

@@ -110,6 +110,13 @@ impl LineSplitter {
         Ok(())
     }
 
+    /// The last line without its newline that [`LineSplitter::finish`] would
+    /// hand out (trimmed), if any.
+    pub fn partial_line(&self) -> Option<&[u8]> {
+        let t = self.carry.trim_ascii();
+        (!t.is_empty()).then_some(t)
+    }
+
     /// Ends the stream: a last line without a newline is handed out.
     pub fn finish(&mut self, mut on_line: impl FnMut(&[u8])) -> Result<(), NdjsonError> {
         if let Some(e) = &self.failed {
