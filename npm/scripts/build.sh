@@ -16,17 +16,20 @@ export CARGO_PROFILE_RELEASE_DEBUG=0
 export CARGO_PROFILE_RELEASE_PANIC=abort
 (cd "$root" && cargo build --release --target wasm32-unknown-unknown -p fhir-async-wasm)
 
+raw="$target_dir/wasm32-unknown-unknown/release/fhir_async_wasm.wasm"
 rm -rf "$out" && mkdir -p "$out"
-wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name fhir_async_wasm \
-  "$target_dir/wasm32-unknown-unknown/release/fhir_async_wasm.wasm"
+# wasm-opt runs on cargo's output, before wasm-bindgen: the binaryen of
+# distributions (v108) mistypes the externref table wasm-bindgen adds.
 if command -v wasm-opt >/dev/null 2>&1; then
   wasm-opt "${FHIR_ASYNC_WASM_OPT:--Oz}" --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    -o "$out/fhir_async_wasm_bg.wasm.opt" "$out/fhir_async_wasm_bg.wasm"
-  mv "$out/fhir_async_wasm_bg.wasm.opt" "$out/fhir_async_wasm_bg.wasm"
+    -o "$out/opt.wasm" "$raw"
+  raw="$out/opt.wasm"
 else
   echo "build.sh: wasm-opt not found; the .wasm is not post-optimized" >&2
 fi
+wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name fhir_async_wasm "$raw"
+rm -f "$out/opt.wasm"
 wasm_gz=$(gzip -9c "$out/fhir_async_wasm_bg.wasm" | wc -c)
 js_gz=$(cat "$out/fhir_async_wasm.js" "$here"/src/*.js 2>/dev/null | gzip -9c | wc -c)
 echo "build.sh: fhir_async_wasm_bg.wasm $(wc -c <"$out/fhir_async_wasm_bg.wasm") bytes, gzip -9 ${wasm_gz}; JS (glue + src) gzip -9 ${js_gz}; total $((wasm_gz + js_gz))"

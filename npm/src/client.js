@@ -1,7 +1,7 @@
 // FhirAsyncClient and its jobs: the engine decides, this file moves bytes and time.
 
 import { Job as CoreJob } from '../wasm/fhir_async_wasm.js';
-import { abortError, core, fromCore, JobFailedError, UsageError } from './errors.js';
+import { core, fromCore, JobFailedError, raceSignal, UsageError } from './errors.js';
 import { exchange, transportKind } from './http.js';
 import { resourceStream, JOB_OF } from './download.js';
 import { verifyCallback } from './callback.js';
@@ -366,24 +366,4 @@ export class AsyncJob {
       await (done ? Promise.race([changed, done]) : changed);
     }
   }
-}
-
-/** Races a promise against an AbortSignal (rejecting with AbortError). */
-export function raceSignal(promise, signal) {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(abortError(signal));
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(abortError(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }

@@ -2,7 +2,7 @@
 // file only moves bytes (fetch body chunks in, resource lines out).
 
 import { FileDownload as CoreFileDownload } from '../wasm/fhir_async_wasm.js';
-import { abortError, core, fromCore, UsageError } from './errors.js';
+import { abortError, core, fromCore, raceSignal, UsageError } from './errors.js';
 import { flatHeaders, open } from './http.js';
 
 /** Links a job's outcome to the job (non-enumerable), for `client.resources(result)`. */
@@ -66,6 +66,15 @@ function sleep(ms, signal) {
   });
 }
 
+/** One body chunk, within `idleMs` of silence; an abort rejects at once. */
+function readWithin(reader, idleMs, signal) {
+  let timer;
+  const idle = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no body data for ${idleMs} ms`)), idleMs);
+  });
+  return raceSignal(Promise.race([reader.read(), idle]), signal).finally(() => clearTimeout(timer));
+}
+
 const message = (e) => String(e?.cause?.message ?? e?.message ?? e);
 
 async function* one(job, file, { signal, validation, format, onFile }, stats) {
@@ -102,12 +111,12 @@ async function* one(job, file, { signal, validation, format, onFile }, stats) {
       } else if (action.type === 'send') {
         const req = action.request;
         const token = req.auth ? await client._token() : null;
-        const { promise, release } = open(client._fetch, req, token, signal);
+        const { promise, release } = open(client._fetch, req, token, signal, { headOnly: true });
         let reader = null;
         try {
           let res;
           try {
-            res = await promise;
+            res = await raceSignal(promise, signal);
           } catch (e) {
             if (signal?.aborted) throw abortError(signal);
             core(() => dl.handleTransportError(req.id, message(e), Date.now()));
@@ -123,7 +132,9 @@ async function* one(job, file, { signal, validation, format, onFile }, stats) {
           for (;;) {
             let chunk;
             try {
-              chunk = await reader.read();
+              // Raced, not only linked: some fetch implementations never settle a
+              // pending read of a decompressed body after an abort.
+              chunk = await readWithin(reader, req.timeoutMs, signal);
             } catch (e) {
               if (signal?.aborted) throw abortError(signal);
               core(() => dl.handleTransportError(req.id, message(e), Date.now()));

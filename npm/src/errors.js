@@ -95,3 +95,23 @@ export function core(fn) {
 export function abortError(signal) {
   return new AbortError('the operation was aborted', { cause: signal?.reason });
 }
+
+/** Races a promise against an AbortSignal (rejecting with AbortError). */
+export function raceSignal(promise, signal) {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(abortError(signal));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

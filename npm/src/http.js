@@ -27,11 +27,11 @@ export function transportKind(err) {
 }
 
 /**
- * Starts a request. Resolves with the Response (headers only read) or rejects
- * with the transport failure. `signal` aborts; `timeoutMs` bounds the wait for
- * the head and the body.
+ * Starts a request. `promise` resolves with the Response (headers read) or
+ * rejects with the transport failure. `signal` aborts; `timeoutMs` bounds the
+ * wait for the head (and, for `exchange`, the body); `release()` ends both.
  */
-export function open(fetchFn, request, token, signal) {
+export function open(fetchFn, request, token, signal, { headOnly = false } = {}) {
   const headers = {};
   for (const [k, v] of request.headers) headers[k] = v;
   if (request.auth && token) headers.Authorization = `Bearer ${token}`;
@@ -58,7 +58,10 @@ export function open(fetchFn, request, token, signal) {
     signal: ac.signal,
   };
   if (request.body != null) init.body = request.body;
-  return { promise: fetchFn(request.url, init), release };
+  let promise = fetchFn(request.url, init);
+  // A file body may take far longer than one request timeout: only the head is bounded.
+  if (headOnly) promise = promise.finally(() => clearTimeout(timer));
+  return { promise, release };
 }
 
 /** Sends a small request and reads the whole body: `{status, headers, body, url}`. */

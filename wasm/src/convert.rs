@@ -1,20 +1,27 @@
 //! Crossing values: serde shapes to and from JS, clocks, header lists.
+//!
+//! Values cross as JSON text (`serde_json` on this side, `JSON.parse` /
+//! `JSON.stringify` on the other): the engine already links `serde_json`, so
+//! this adds no second serializer to the `.wasm` (a `serde-wasm-bindgen`
+//! path doubles the serde code and blew the size budget), and JS sees exactly
+//! the camelCase JSON shapes of the shared vectors (`null` for `None`).
 
 use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::JsValue;
 
 use crate::errors::usage;
 
-/// Serializes for JS: plain objects (not `Map`s), `null` for `None`, numbers for `u64`.
+/// Serializes for JS: plain objects, `null` for `None`, numbers for `u64`.
 pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| usage(&format!("cannot convert a value for JavaScript: {e}")))
+    let text = serde_json::to_string(value).map_err(|e| usage(&format!("cannot convert a value: {e}")))?;
+    js_sys::JSON::parse(&text)
 }
 
 /// Reads a serde shape from a JS value; a wrong shape is a usage error naming `what`.
 pub(crate) fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T, JsValue> {
-    serde_wasm_bindgen::from_value(value).map_err(|e| usage(&format!("invalid {what}: {e}")))
+    let text: String =
+        js_sys::JSON::stringify(&value).map_err(|_| usage(&format!("invalid {what}: not JSON-serializable")))?.into();
+    serde_json::from_str(&text).map_err(|e| usage(&format!("invalid {what}: {e}")))
 }
 
 /// JS clocks are `f64` milliseconds; the engine takes whole `u64` milliseconds.

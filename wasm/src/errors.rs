@@ -16,7 +16,7 @@ fn make(name: &str, code: &str, message: &str, detail: JsValue) -> JsValue {
 }
 
 fn detail<T: Serialize>(value: &T) -> JsValue {
-    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)
+    crate::convert::to_js(value).unwrap_or(JsValue::NULL)
 }
 
 /// A job error (`usage`, `protocol`, `deadline_exceeded`, ...).
