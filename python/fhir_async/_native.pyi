@@ -4,6 +4,8 @@ camelCase JSON: dicts, lists, str, int, float, bool, None."""
 from os import PathLike
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final
 
+__all__ = ["Job", "ResourceIterator", "Session", "__version__", "now_ms", "parse_json", "verify_callback"]
+
 __version__: str
 
 def now_ms() -> int: ...

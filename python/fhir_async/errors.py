@@ -121,7 +121,7 @@ class JobFailed(FhirAsyncError):
         result = self.outcome.get("result") or {}
         kind = result.get("kind")
         if kind == "operationOutcome":
-            oo: Dict[str, Any] = result.get("outcome")
+            oo: Optional[Dict[str, Any]] = result.get("outcome")
             return oo
         if kind == "bundle":
             entries = (result.get("bundle") or {}).get("entry") or []

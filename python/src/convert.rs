@@ -21,9 +21,7 @@ pub fn value_to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
             } else if let Some(u) = n.as_u64() {
                 u.into_pyobject(py)?.into_any().unbind()
             } else {
-                PyFloat::new(py, n.as_f64().unwrap_or(f64::NAN))
-                    .into_any()
-                    .unbind()
+                PyFloat::new(py, n.as_f64().unwrap_or(f64::NAN)).into_any().unbind()
             }
         }
         Value::String(s) => PyString::new(py, s).into_any().unbind(),
@@ -61,9 +59,7 @@ const MAX_CACHED_KEYS: usize = 4096;
 
 impl LineParser {
     pub fn new() -> Self {
-        LineParser {
-            keys: HashMap::new(),
-        }
+        LineParser { keys: HashMap::new() }
     }
 
     /// One JSON document as a Python object.
@@ -137,10 +133,7 @@ impl<'de> Visitor<'de> for PySeed<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let py = self.py;
         let list = PyList::empty(py);
-        while let Some(x) = seq.next_element_seed(PySeed {
-            py,
-            keys: &mut *self.keys,
-        })? {
+        while let Some(x) = seq.next_element_seed(PySeed { py, keys: &mut *self.keys })? {
             list.append(x).map_err(py_err)?;
         }
         Ok(list.into_any().unbind())
@@ -148,14 +141,8 @@ impl<'de> Visitor<'de> for PySeed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let py = self.py;
         let dict = PyDict::new(py);
-        while let Some(k) = map.next_key_seed(KeySeed {
-            py,
-            keys: &mut *self.keys,
-        })? {
-            let v = map.next_value_seed(PySeed {
-                py,
-                keys: &mut *self.keys,
-            })?;
+        while let Some(k) = map.next_key_seed(KeySeed { py, keys: &mut *self.keys })? {
+            let v = map.next_value_seed(PySeed { py, keys: &mut *self.keys })?;
             dict.set_item(k, v).map_err(py_err)?;
         }
         Ok(dict.into_any().unbind())

@@ -8,8 +8,8 @@ use crate::net::{Http, TransportFailure};
 use crate::now_ms;
 use crate::token::Token;
 use fhir_async::{
-    Action, DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, Outcome,
-    PlannedFile, Request, Response, RetryPolicy, TransportErrorKind,
+    Action, DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, Outcome, PlannedFile, Request,
+    Response, RetryPolicy, TransportErrorKind,
 };
 use pyo3::prelude::*;
 use std::io::{self, Read};
@@ -61,20 +61,14 @@ fn send_interruptible(
             Ok(res) => return Ok(res),
             Err(RecvTimeoutError::Timeout) => check_signals()?,
             Err(RecvTimeoutError::Disconnected) => {
-                return Ok(Err((
-                    TransportErrorKind::AfterSend,
-                    "the HTTP thread died".into(),
-                )))
+                return Ok(Err((TransportErrorKind::AfterSend, "the HTTP thread died".into())))
             }
         }
     }
 }
 
 /// Takes the job's driver lock, checking for Ctrl-C while another thread holds it.
-fn take_driver<'a>(
-    cell: &'a JobCell,
-    interruptible: bool,
-) -> Result<std::sync::MutexGuard<'a, ()>, Failure> {
+fn take_driver<'a>(cell: &'a JobCell, interruptible: bool) -> Result<std::sync::MutexGuard<'a, ()>, Failure> {
     loop {
         match cell.driver.try_lock() {
             Ok(g) => return Ok(g),
@@ -91,12 +85,7 @@ fn take_driver<'a>(
 
 /// Runs the job's actions until it is done, or until it has to wait past
 /// `block_ms` from now (then returns the remaining wait).
-pub fn drive(
-    ctx: &Ctx,
-    cell: &JobCell,
-    block_ms: u64,
-    interruptible: bool,
-) -> Result<Driven, Failure> {
+pub fn drive(ctx: &Ctx, cell: &JobCell, block_ms: u64, interruptible: bool) -> Result<Driven, Failure> {
     let _driver = take_driver(cell, interruptible)?;
     drive_locked(ctx, cell, block_ms, interruptible, None)
 }
@@ -241,11 +230,7 @@ impl Fetcher {
             }
             match dl.next_action(now_ms())? {
                 DownloadAction::Send { request } => {
-                    let token = if request.auth {
-                        self.ctx.token.get()?
-                    } else {
-                        None
-                    };
+                    let token = if request.auth { self.ctx.token.get()? } else { None };
                     let id = request.id;
                     let mut s = match self.ctx.http.open(&request, token.as_deref()) {
                         Ok(s) => s,
@@ -260,8 +245,7 @@ impl Fetcher {
                     }
                     let before = dl.resources();
                     let r = self.stream(&mut dl, id, &mut *s.body, &mut buf, sink);
-                    self.resources
-                        .fetch_add(dl.resources() - before, Ordering::Relaxed);
+                    self.resources.fetch_add(dl.resources() - before, Ordering::Relaxed);
                     r?;
                 }
                 DownloadAction::Wait { until_ms, .. } => self.sleep_until(until_ms),
@@ -269,9 +253,7 @@ impl Fetcher {
                 DownloadAction::RefreshManifest => {
                     let plan = self.refreshed_plan(seen_gen)?;
                     let (kind, index) = (dl.file().kind, dl.file().index);
-                    let fresh = plan
-                        .into_iter()
-                        .find(|p| p.kind == kind && p.index == index);
+                    let fresh = plan.into_iter().find(|p| p.kind == kind && p.index == index);
                     dl.replace_file(fresh)?;
                 }
                 DownloadAction::Done { report } => return Ok(report),

@@ -61,17 +61,9 @@ impl Failure {
 }
 
 /// An exception of class `class` from `fhir_async.errors`.
-pub fn raise(
-    py: Python<'_>,
-    class: &str,
-    message: &str,
-    code: &str,
-    details: Option<Py<PyAny>>,
-) -> PyErr {
+pub fn raise(py: Python<'_>, class: &str, message: &str, code: &str, details: Option<Py<PyAny>>) -> PyErr {
     let build = || -> PyResult<PyErr> {
-        let module = ERRORS.get_or_try_init(py, || {
-            py.import("fhir_async.errors").map(Bound::unbind)
-        })?;
+        let module = ERRORS.get_or_try_init(py, || py.import("fhir_async.errors").map(Bound::unbind))?;
         let cls = module.bind(py).getattr(class)?;
         let kwargs = PyDict::new(py);
         kwargs.set_item("code", code)?;

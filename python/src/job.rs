@@ -45,9 +45,7 @@ impl JobCell {
     pub fn sleep(&self, ms: u64) {
         let g = self.wake_gen.lock().unwrap_or_else(|e| e.into_inner());
         let start = *g;
-        let _ = self
-            .wake
-            .wait_timeout_while(g, Duration::from_millis(ms), |gen| *gen == start);
+        let _ = self.wake.wait_timeout_while(g, Duration::from_millis(ms), |gen| *gen == start);
     }
 }
 
@@ -62,9 +60,7 @@ fn body_bytes(body: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u8>> {
             } else if let Ok(s) = b.downcast::<PyString>() {
                 Ok(s.to_str()?.as_bytes().to_vec())
             } else {
-                Err(pyo3::exceptions::PyTypeError::new_err(
-                    "body must be bytes or str",
-                ))
+                Err(pyo3::exceptions::PyTypeError::new_err("body must be bytes or str"))
             }
         }
     }
@@ -94,21 +90,17 @@ impl PyJob {
     /// Creates a job from a JobConfig given as JSON text.
     #[new]
     fn new(py: Python<'_>, config: &str) -> PyResult<Self> {
-        let config: JobConfig = serde_json::from_str(config)
-            .map_err(|e| usage(py, format!("invalid job configuration: {e}")))?;
+        let config: JobConfig =
+            serde_json::from_str(config).map_err(|e| usage(py, format!("invalid job configuration: {e}")))?;
         let job = Job::new(config).map_err(|e| core_error(py, &e))?;
-        Ok(PyJob {
-            cell: JobCell::new(job),
-        })
+        Ok(PyJob { cell: JobCell::new(job) })
     }
 
     /// Restores a job saved with `to_json()`.
     #[staticmethod]
     fn from_json(py: Python<'_>, state: &str) -> PyResult<Self> {
         let job = Job::from_json(state).map_err(|e| core_error(py, &e))?;
-        Ok(PyJob {
-            cell: JobCell::new(job),
-        })
+        Ok(PyJob { cell: JobCell::new(job) })
     }
 
     /// The whole state as JSON text (no token in it).
@@ -137,12 +129,7 @@ impl PyJob {
         now_ms: u64,
         url: Option<String>,
     ) -> PyResult<()> {
-        let response = Response {
-            status,
-            headers,
-            body: body_bytes(body)?,
-            url,
-        };
+        let response = Response { status, headers, body: body_bytes(body)?, url };
         let r = self.job().handle_response(request_id, response, now_ms);
         self.cell.notify();
         r.map_err(|e| core_error(py, &e))
@@ -163,9 +150,7 @@ impl PyJob {
             "afterSend" | "after_send" => TransportErrorKind::AfterSend,
             other => return Err(usage(py, format!("unknown transport error kind {other:?}"))),
         };
-        let r = self
-            .job()
-            .handle_transport_error(request_id, kind, message, now_ms);
+        let r = self.job().handle_transport_error(request_id, kind, message, now_ms);
         r.map_err(|e| core_error(py, &e))
     }
 
@@ -192,8 +177,8 @@ impl PyJob {
     /// Handles a (verified) callback body; returns the effect.
     fn handle_callback(&self, py: Python<'_>, payload: &Bound<'_, PyAny>, now_ms: u64) -> PyResult<Py<PyAny>> {
         let bytes = body_bytes(Some(payload))?;
-        let payload = parse_callback(&bytes)
-            .map_err(|e| raise(py, "ProtocolError", &e.to_string(), "callback", None))?;
+        let payload =
+            parse_callback(&bytes).map_err(|e| raise(py, "ProtocolError", &e.to_string(), "callback", None))?;
         let effect = self.job().handle_callback(&payload, now_ms);
         self.cell.notify();
         to_py(py, &effect)
@@ -280,9 +265,6 @@ impl PyJob {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        format!(
-            "<fhir_async._native.Job phase={phase} status_url={:?}>",
-            job.status_url().unwrap_or("")
-        )
+        format!("<fhir_async._native.Job phase={phase} status_url={:?}>", job.status_url().unwrap_or(""))
     }
 }

@@ -16,22 +16,14 @@ use pyo3::prelude::*;
 
 /// Unix time in milliseconds: the only clock the engine ever sees.
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Checks a callback's `X-Signature: sha256=<hex>` over the exact body
 /// bytes and parses it; raises `ProtocolError` (code `callback`) if either fails.
 #[pyfunction]
 #[pyo3(signature = (body, signature, secret))]
-fn verify_callback(
-    py: Python<'_>,
-    body: &[u8],
-    signature: Option<&str>,
-    secret: &str,
-) -> PyResult<Py<PyAny>> {
+fn verify_callback(py: Python<'_>, body: &[u8], signature: Option<&str>, secret: &str) -> PyResult<Py<PyAny>> {
     match fhir_async::verify_callback(body, signature, secret.as_bytes()) {
         Ok(p) => convert::to_py(py, &p),
         Err(e) => Err(errors::raise(py, "ProtocolError", &e.to_string(), "callback", None)),

@@ -37,16 +37,12 @@ impl Http {
             .max_idle_connections_per_host(64)
             .timeout_connect(Some(Duration::from_secs(30)))
             .build();
-        Http {
-            agent: ureq::Agent::new_with_config(config),
-        }
+        Http { agent: ureq::Agent::new_with_config(config) }
     }
 
     /// Sends a request and starts reading the response; the body stays unread.
     pub fn open(&self, req: &Request, token: Option<&str>) -> Result<Streaming, TransportFailure> {
-        let mut b = http::Request::builder()
-            .method(req.method.as_str())
-            .uri(req.url.as_str());
+        let mut b = http::Request::builder().method(req.method.as_str()).uri(req.url.as_str());
         for (k, v) in &req.headers {
             b = b.header(k.as_str(), v.as_str());
         }
@@ -58,27 +54,15 @@ impl Http {
         let timeout = Some(Duration::from_millis(req.timeout_ms.max(1)));
         let result = match (&req.body, req.method) {
             (Some(body), Method::Post) => {
-                let r = b
-                    .body(body.clone().into_bytes())
-                    .map_err(|e| (TransportErrorKind::Connect, e.to_string()))?;
-                let r = self
-                    .agent
-                    .configure_request(r)
-                    .timeout_recv_response(timeout)
-                    .timeout_per_read(timeout)
-                    .build();
+                let r = b.body(body.clone().into_bytes()).map_err(|e| (TransportErrorKind::Connect, e.to_string()))?;
+                let r =
+                    self.agent.configure_request(r).timeout_recv_response(timeout).timeout_per_read(timeout).build();
                 self.agent.run(r)
             }
             _ => {
-                let r = b
-                    .body(())
-                    .map_err(|e| (TransportErrorKind::Connect, e.to_string()))?;
-                let r = self
-                    .agent
-                    .configure_request(r)
-                    .timeout_recv_response(timeout)
-                    .timeout_per_read(timeout)
-                    .build();
+                let r = b.body(()).map_err(|e| (TransportErrorKind::Connect, e.to_string()))?;
+                let r =
+                    self.agent.configure_request(r).timeout_recv_response(timeout).timeout_per_read(timeout).build();
                 self.agent.run(r)
             }
         };
@@ -87,34 +71,18 @@ impl Http {
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
         let body = resp.into_body().into_reader();
-        Ok(Streaming {
-            status,
-            headers,
-            body: Box::new(body),
-        })
+        Ok(Streaming { status, headers, body: Box::new(body) })
     }
 
     /// Sends a request and reads the whole body (status polls, manifests, results).
     pub fn send(&self, req: &Request, token: Option<&str>) -> Result<Response, TransportFailure> {
         let mut s = self.open(req, token)?;
         let mut body = Vec::new();
-        s.body
-            .read_to_end(&mut body)
-            .map_err(|e| (TransportErrorKind::AfterSend, format!("reading the body: {e}")))?;
-        Ok(Response {
-            status: s.status,
-            headers: s.headers,
-            body,
-            url: None,
-        })
+        s.body.read_to_end(&mut body).map_err(|e| (TransportErrorKind::AfterSend, format!("reading the body: {e}")))?;
+        Ok(Response { status: s.status, headers: s.headers, body, url: None })
     }
 }
 
@@ -128,10 +96,7 @@ fn classify(e: ureq::Error) -> TransportFailure {
         | ureq::Error::BadUri(_)
         | ureq::Error::Timeout(Timeout::Resolve | Timeout::Connect) => TransportErrorKind::Connect,
         ureq::Error::Io(io)
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
-            ) =>
+            if matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable) =>
         {
             TransportErrorKind::Connect
         }

@@ -40,10 +40,7 @@ fn select(plan: Vec<PlannedFile>, types: Option<&[String]>, kinds: &[String]) ->
         })
         .filter(|f| match types {
             None => true,
-            Some(ts) => f
-                .resource_type
-                .as_deref()
-                .is_some_and(|t| ts.iter().any(|x| x == t)),
+            Some(ts) => f.resource_type.as_deref().is_some_and(|t| ts.iter().any(|x| x == t)),
         })
         .collect()
 }
@@ -58,9 +55,7 @@ fn safe_join(dir: &Path, name: &str) -> Result<PathBuf, Failure> {
         && !name.contains(['/', '\\', '\0'])
         && !name.is_empty();
     if !ok {
-        return Err(Failure::Usage(format!(
-            "refusing file name {name:?}: it would leave the target directory"
-        )));
+        return Err(Failure::Usage(format!("refusing file name {name:?}: it would leave the target directory")));
     }
     Ok(dir.join(p))
 }
@@ -83,10 +78,7 @@ struct Temps(Mutex<HashSet<PathBuf>>);
 
 impl Temps {
     fn add(&self, p: &Path) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(p.to_owned());
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(p.to_owned());
     }
     fn remove(&self, p: &Path) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(p);
@@ -100,12 +92,7 @@ impl Temps {
 
 /// One file to disk: `name.tmp`, then renamed once the engine says the
 /// file is complete (count checked); removed on any failure.
-fn download_one(
-    f: &Fetcher,
-    temps: &Temps,
-    dir: &Path,
-    file: PlannedFile,
-) -> Result<(FileReport, PathBuf), Failure> {
+fn download_one(f: &Fetcher, temps: &Temps, dir: &Path, file: PlannedFile) -> Result<(FileReport, PathBuf), Failure> {
     let target = safe_join(dir, &file.file_name)?;
     let tmp = safe_join(dir, &format!("{}.tmp", file.file_name))?;
     if f.stop.load(Ordering::Relaxed) {
@@ -114,16 +101,11 @@ fn download_one(
     temps.add(&tmp);
     let result = (|| {
         let out = File::create(&tmp).map_err(|e| Failure::Io(format!("{}: {e}", tmp.display())))?;
-        let mut sink = FileSink {
-            w: BufWriter::with_capacity(256 * 1024, out),
-        };
+        let mut sink = FileSink { w: BufWriter::with_capacity(256 * 1024, out) };
         let report = f.fetch(file, &mut sink)?;
-        sink.w
-            .flush()
-            .map_err(|e| Failure::Io(format!("{}: {e}", tmp.display())))?;
+        sink.w.flush().map_err(|e| Failure::Io(format!("{}: {e}", tmp.display())))?;
         drop(sink);
-        std::fs::rename(&tmp, &target)
-            .map_err(|e| Failure::Io(format!("{}: {e}", target.display())))?;
+        std::fs::rename(&tmp, &target).map_err(|e| Failure::Io(format!("{}: {e}", target.display())))?;
         Ok((report, target))
     })();
     if result.is_err() {
@@ -211,10 +193,7 @@ impl ResourceIter {
             let msg = {
                 let rx = &self.rx;
                 py.detach(|| loop {
-                    let r = rx
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .recv_timeout(Duration::from_millis(TICK_MS));
+                    let r = rx.lock().unwrap_or_else(|e| e.into_inner()).recv_timeout(Duration::from_millis(TICK_MS));
                     match r {
                         Ok(m) => return Ok(m),
                         Err(RecvTimeoutError::Disconnected) => return Ok(Msg::End),
@@ -297,12 +276,7 @@ impl Session {
     #[new]
     #[pyo3(signature = (token=None))]
     fn new(token: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
-        Ok(Session {
-            ctx: Ctx {
-                http: Http::new(),
-                token: Arc::new(Token::new(token)?),
-            },
-        })
+        Ok(Session { ctx: Ctx { http: Http::new(), token: Arc::new(Token::new(token)?) } })
     }
 
     /// Runs `job` until it is done (`("done", outcome)`) or has to wait
@@ -393,12 +367,8 @@ impl Session {
                 if let Some(cb) = &progress {
                     if now.saturating_sub(last_report) >= 100 || finished == total {
                         last_report = now;
-                        let args = (
-                            f2.bytes.load(Ordering::Relaxed),
-                            f2.resources.load(Ordering::Relaxed),
-                            finished,
-                            total,
-                        );
+                        let args =
+                            (f2.bytes.load(Ordering::Relaxed), f2.resources.load(Ordering::Relaxed), finished, total);
                         if let Err(e) = Python::attach(|py| cb.bind(py).call1(args).map(|_| ())) {
                             f2.stop.store(true, Ordering::Relaxed);
                             failure = Some(Failure::Py(e));
@@ -427,9 +397,7 @@ impl Session {
                 .into_iter()
                 .map(|(report, path)| {
                     let d = to_py(py, &report)?;
-                    d.bind(py)
-                        .downcast::<PyDict>()?
-                        .set_item("path", path)?;
+                    d.bind(py).downcast::<PyDict>()?.set_item("path", path)?;
                     Ok(d)
                 })
                 .collect(),
@@ -453,15 +421,9 @@ impl Session {
         let (tx, rx) = mpsc::sync_channel::<Msg>(8);
         let f2 = fetcher.clone();
         std::thread::spawn(move || {
-            let mut sink = BatchSink {
-                tx: tx.clone(),
-                buf: Vec::with_capacity(BATCH_BYTES + 4096),
-                ends: Vec::new(),
-            };
+            let mut sink = BatchSink { tx: tx.clone(), buf: Vec::with_capacity(BATCH_BYTES + 4096), ends: Vec::new() };
             for file in plan {
-                let r = f2.fetch(file, &mut sink).and_then(|_| {
-                    sink.flush().map_err(|e| Failure::Io(e.to_string()))
-                });
+                let r = f2.fetch(file, &mut sink).and_then(|_| sink.flush().map_err(|e| Failure::Io(e.to_string())));
                 if let Err(f) = r {
                     if !matches!(f, Failure::Stopped) {
                         let _ = tx.send(Msg::Failed(f));

@@ -14,22 +14,10 @@ impl Token {
     /// `None`, a `str`, or a callable returning a `str`.
     pub fn new(token: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         match token {
-            None => Ok(Token {
-                provider: None,
-                value: Mutex::new(None),
-            }),
-            Some(t) if t.is_none() => Ok(Token {
-                provider: None,
-                value: Mutex::new(None),
-            }),
-            Some(t) if t.is_callable() => Ok(Token {
-                provider: Some(t.clone().unbind()),
-                value: Mutex::new(None),
-            }),
-            Some(t) => Ok(Token {
-                provider: None,
-                value: Mutex::new(Some(t.extract::<String>()?)),
-            }),
+            None => Ok(Token { provider: None, value: Mutex::new(None) }),
+            Some(t) if t.is_none() => Ok(Token { provider: None, value: Mutex::new(None) }),
+            Some(t) if t.is_callable() => Ok(Token { provider: Some(t.clone().unbind()), value: Mutex::new(None) }),
+            Some(t) => Ok(Token { provider: None, value: Mutex::new(Some(t.extract::<String>()?)) }),
         }
     }
 

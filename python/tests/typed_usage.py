@@ -1,0 +1,63 @@
+"""Checked with `mypy --strict` (python/scripts/test.sh): the public API as a
+user would type it. Never executed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import fhir_async
+from fhir_async import _native
+
+
+def token() -> str:
+    return "t"
+
+
+def sync_usage(base: str) -> None:
+    client = fhir_async.Client(base, token=token, timeout=60.0, retry={"min_wait_ms": 20}, allowed_origins=["https://s3"])
+    job: fhir_async.Job = client.export(types=["Patient"], since="2020-01-01T00:00:00Z", type_filters=["Patient?active=true"])
+    url: Optional[str] = job.status_url
+    p: fhir_async.Progress = job.progress
+    phase: str = p.phase
+    pct: Optional[float] = p.percent
+    result: fhir_async.Result = job.wait(progress=True, raise_on_failure=False, timeout=10.0)
+    status: str = result.status
+    patients: Iterator[Dict[str, Any]] = result.resources("Patient")
+    for r in patients:
+        rid: Any = r["id"]
+    paths: List[Path] = result.download("out/", concurrency=8)
+    state: str = job.to_json()
+    again: fhir_async.Job = client.resume(state)
+    cancelled: Optional[Dict[str, Any]] = again.cancel()
+    other = client.kickoff("POST", "$reindex", body={"resourceType": "Parameters"}, async_mode="bundle")
+    del url, phase, pct, status, rid, paths, cancelled, other
+
+
+async def async_usage(client: fhir_async.Client) -> fhir_async.Result:
+    job = client.export(types=["Observation"], start=False)
+    return await job.wait_async(raise_on_failure=True)
+
+
+def errors(e: Exception) -> str:
+    if isinstance(e, fhir_async.JobFailed):
+        outcome: Dict[str, Any] = e.outcome
+        oo: Optional[Dict[str, Any]] = e.operation_outcome
+        del outcome, oo
+    if isinstance(e, fhir_async.FhirAsyncError):
+        code: str = e.code
+        return code
+    return ""
+
+
+def low_level(config: str) -> None:
+    job = _native.Job(config)
+    action: Dict[str, Any] = job.next_action(_native.now_ms())
+    if action["type"] == "send":
+        job.handle_response(action["request"]["id"], 202, [("Content-Location", "x")], b"", _native.now_ms())
+    plan: List[Dict[str, Any]] = job.download_plan()
+    del plan
+
+
+asyncio.run(async_usage(fhir_async.Client("http://x")))
