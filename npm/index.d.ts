@@ -1,0 +1,453 @@
+// Types of the `fhir-async` package: the real shapes the engine produces
+// (camelCase JSON of the Rust core), written by hand.
+
+// ---------- configuration ----------
+
+export type ExportLevel = 'system' | 'patient' | 'group';
+export type AsyncMode = 'bundle' | 'redirect';
+export type HttpMethod = 'GET' | 'POST' | 'DELETE';
+
+/** Timing and retry limits (all optional; the engine has defaults). */
+export interface RetryPolicy {
+  minWaitMs?: number;
+  maxWaitMs?: number;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  backoffFactorPercent?: number;
+  jitterPercent?: number;
+  seed?: number;
+  maxRetries?: number;
+  maxKickoffRetries?: number;
+  maxDownloadRetries?: number;
+  requestTimeoutMs?: number;
+}
+
+export interface PreferOptions {
+  asyncMode?: AsyncMode | null;
+  callbackUrl?: string | null;
+  lenient?: boolean;
+  separateExportStatus?: boolean;
+}
+
+export interface ExportRequest {
+  level?: ExportLevel;
+  groupId?: string;
+  types?: string[];
+  since?: string;
+  until?: string;
+  typeFilters?: string[];
+  elements?: string[];
+  patients?: string[];
+  includeAssociatedData?: string[];
+  organizeOutputBy?: string;
+  post?: boolean;
+  outputFormat?: string;
+  allowPartialManifests?: boolean;
+  igVersion?: 'stu2' | 'stu3' | 'stu4';
+}
+
+/** Options of `client.export()`: the `$export` parameters plus per-job settings. */
+export interface ExportOptions extends ExportRequest {
+  callbackUrl?: string;
+  lenient?: boolean;
+  separateExportStatus?: boolean;
+  /** Overall deadline in ms from the kick-off. */
+  timeoutMs?: number;
+  /** Aborts waiting for the kick-off answer. */
+  signal?: AbortSignal;
+}
+
+/** Options of `client.kickoff()`: any operation or interaction, run asynchronously. */
+export interface KickoffOptions {
+  method?: HttpMethod;
+  /** Relative to the base URL: `$reindex`, `Patient?_count=10`, `Group/1/$export`. */
+  path: string;
+  /** A string is sent as is; an object is serialized as JSON. */
+  body?: string | object | null;
+  asyncMode?: AsyncMode;
+  callbackUrl?: string;
+  lenient?: boolean;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+
+export interface ClientOptions {
+  /** The FHIR base URL; its origin receives the token. */
+  baseUrl: string;
+  /** A bearer token, or a function giving one (called again when the server answers 401). */
+  token?: string | (() => string | Promise<string>);
+  /** Defaults to `globalThis.fetch`. */
+  fetch?: FetchLike;
+  retry?: RetryPolicy;
+  /** Default deadline of every job, ms. */
+  timeoutMs?: number;
+  /** Other origins allowed to receive the token for file downloads. */
+  allowedOrigins?: string[];
+  /** Default `Prefer` options of every job. */
+  prefer?: PreferOptions;
+}
+
+// ---------- engine shapes ----------
+
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+/** A FHIR resource (JSON object with a `resourceType`). */
+export interface FhirResource {
+  resourceType: string;
+  id?: string;
+  [key: string]: Json | undefined;
+}
+
+export interface ManifestFile {
+  type?: string;
+  url: string;
+  count?: number;
+  fileSize?: number;
+  continuesInFile?: string;
+}
+
+export interface Manifest {
+  transactionTime?: string;
+  request?: string;
+  requiresAccessToken: boolean;
+  output: ManifestFile[];
+  error: ManifestFile[];
+  outcome?: ManifestFile[];
+  deleted?: ManifestFile[];
+  link?: { relation: string; url: string }[];
+  extension?: Json;
+  outputOrganizedBy?: string;
+  message?: string;
+}
+
+export type OutcomeStatus = 'completed' | 'completedWithErrors' | 'failed' | 'cancelled';
+export type Delivery = 'sync' | 'inline' | 'redirect' | 'none';
+
+export type ResultBody =
+  | { kind: 'manifest'; manifest: Manifest }
+  | { kind: 'bundle'; bundle: FhirResource; entryStatus: number | null }
+  | { kind: 'asyncJob'; job: FhirResource; jobStatus: string; manifest: Manifest | null }
+  | { kind: 'operationOutcome'; outcome: FhirResource }
+  | { kind: 'resource'; resource: FhirResource }
+  | { kind: 'text'; text: string; contentType: string | null }
+  | { kind: 'empty' };
+
+/** How a job ended. A server-reported failure is an outcome (`status: 'failed'`), not an error. */
+export interface Outcome {
+  status: OutcomeStatus;
+  delivery: Delivery;
+  httpStatus: number | null;
+  result: ResultBody;
+  message: string | null;
+  expires: string | null;
+  expiresAtMs: number | null;
+  resultUrl: string | null;
+}
+
+export type Phase = 'pending' | 'kickingOff' | 'polling' | 'fetchingResult' | 'cancelling' | 'done' | 'failed';
+
+export interface Progress {
+  phase: Phase;
+  /** The server's `X-Progress` text, display only. */
+  message: string | null;
+  /** A percentage read from that text, 0–100. */
+  percent: number | null;
+  polls: number;
+  nextPollAtMs: number | null;
+  nextPollInMs: number | null;
+  statusUrl: string | null;
+  partialFiles: number;
+}
+
+export type CancelResult =
+  | { kind: 'cancelled'; httpStatus: number | null }
+  | { kind: 'alreadyTerminal'; jobStatus: string | null; httpStatus: number }
+  | { kind: 'notFound'; httpStatus: number }
+  | { kind: 'rejected'; httpStatus: number; outcome: FhirResource | null };
+
+export interface CleanupResult {
+  httpStatus: number | null;
+  ok: boolean;
+}
+
+export type FileKind = 'output' | 'error' | 'deleted';
+
+export interface PlannedFile {
+  kind: FileKind;
+  index: number;
+  resourceType: string | null;
+  url: string;
+  sendToken: boolean;
+  expectedCount: number | null;
+  fileName: string;
+  blocked: string | null;
+}
+
+export interface FileReport {
+  url: string;
+  kind: FileKind;
+  resourceType: string | null;
+  fileName: string;
+  resources: number;
+  expected: number | null;
+  bytes: number;
+  invalidLines: number;
+  firstInvalidLine: number | null;
+  attempts: number;
+}
+
+export interface CallbackPayload {
+  status: 'completed' | 'failed' | 'cancelled';
+  resultUrl: string | null;
+  outcome: FhirResource | null;
+}
+
+export type CallbackEffect = { kind: 'woken' } | { kind: 'ignored'; reason: string };
+
+export interface TokenPolicy {
+  baseUrl: string;
+  allowedOrigins: string[];
+}
+
+/** The saved state of a job (`job.toJSON()`); opaque, but JSON. */
+export type SavedJob = { [key: string]: Json };
+
+// ---------- the client ----------
+
+export interface WaitOptions {
+  signal?: AbortSignal;
+  /** Throw `JobFailedError` for a failed or cancelled job instead of resolving with its outcome. */
+  throwOnFailure?: boolean;
+}
+
+export interface ResourceOptions {
+  /** Only files of this resource type. */
+  type?: string;
+  types?: string[];
+  /** Which manifest lists, default `['output']`. */
+  kinds?: FileKind[];
+  signal?: AbortSignal;
+  validation?: 'none' | 'structural' | 'json';
+  /** Called once per finished file. */
+  onFile?: (report: FileReport) => void;
+}
+
+export interface StreamStats {
+  bytes: number;
+  resources: number;
+  files: FileReport[];
+}
+
+/** Resources streamed file by file; `stats` grows as they arrive. */
+export interface ResourceStream<T> extends AsyncIterableIterator<T> {
+  readonly stats: StreamStats;
+}
+
+export interface JobStats {
+  requests: number;
+  polls: number;
+  /** The worst delay between a poll's due time and its sending. */
+  maxPollLatenessMs: number;
+}
+
+export declare class AsyncJob {
+  private constructor();
+  /** The status URL, once the kick-off was accepted. */
+  readonly statusUrl: string | null;
+  readonly stats: JobStats;
+  /** The low-level engine job. */
+  readonly engine: Job;
+  onProgress(listener: (progress: Progress) => void): () => void;
+  progress(): Progress;
+  warnings(): string[];
+  wait(options?: WaitOptions): Promise<Outcome>;
+  cancel(options?: { signal?: AbortSignal }): Promise<CancelResult | null>;
+  cleanup(options?: { signal?: AbortSignal }): Promise<CleanupResult | null>;
+  /** Polls now (e.g. after a callback); harmless if early. */
+  wake(): void;
+  toJSON(): SavedJob;
+  downloadPlan(): PlannedFile[];
+  resources(options: ResourceOptions & { format: 'text' }): ResourceStream<string>;
+  resources(options: ResourceOptions & { format: 'batches' }): ResourceStream<FhirResource[]>;
+  resources(options?: ResourceOptions & { format?: 'json' }): ResourceStream<FhirResource>;
+}
+
+export declare class FhirAsyncClient {
+  constructor(options: ClientOptions);
+  readonly baseUrl: string;
+  export(request?: ExportOptions): Promise<AsyncJob>;
+  kickoff(request: KickoffOptions): Promise<AsyncJob>;
+  resume(saved: SavedJob | string): AsyncJob;
+  resources(result: Outcome, options: ResourceOptions & { format: 'text' }): ResourceStream<string>;
+  resources(result: Outcome, options: ResourceOptions & { format: 'batches' }): ResourceStream<FhirResource[]>;
+  resources(result: Outcome, options?: ResourceOptions & { format?: 'json' }): ResourceStream<FhirResource>;
+  /** Verifies a callback POST and wakes the live jobs it concerns. */
+  handleCallback(
+    body: string | Uint8Array | ArrayBuffer,
+    headers: CallbackHeaders,
+    secret: string | Uint8Array,
+  ): { payload: CallbackPayload; woken: number };
+}
+
+export type CallbackHeaders =
+  | Headers
+  | { get(name: string): string | null }
+  | Record<string, string | string[] | undefined>;
+
+/** Verifies `X-Signature: sha256=<hex>` over the exact body; returns the payload or throws `CallbackError`. */
+export declare function verifyCallback(
+  body: string | Uint8Array | ArrayBuffer,
+  headers: CallbackHeaders,
+  secret: string | Uint8Array,
+): CallbackPayload;
+export declare function parseCallback(body: string | Uint8Array | ArrayBuffer): CallbackPayload;
+
+// ---------- errors ----------
+
+export type JobErrorCode =
+  | 'usage'
+  | 'protocol'
+  | 'insecure_url'
+  | 'deadline_exceeded'
+  | 'retries_exhausted'
+  | 'unauthorized'
+  | 'kickoff_indeterminate';
+export type DownloadErrorCode =
+  | 'blocked'
+  | 'http'
+  | 'count_mismatch'
+  | 'line_too_long'
+  | 'decode'
+  | 'retries_exhausted'
+  | 'redirect'
+  | 'usage';
+
+export declare class FhirAsyncError extends Error {
+  constructor(message: string, options?: { code?: string; detail?: Json; cause?: unknown });
+  readonly code: string;
+  /** The engine's error object (its serde form), when there is one. */
+  readonly detail: Json;
+}
+export declare class UsageError extends FhirAsyncError {
+  readonly code: 'usage';
+}
+export declare class ProtocolError extends FhirAsyncError {
+  readonly code: 'protocol' | 'insecure_url';
+}
+export declare class InsecureUrlError extends ProtocolError {
+  readonly code: 'insecure_url';
+}
+export declare class DeadlineExceededError extends FhirAsyncError {
+  readonly code: 'deadline_exceeded';
+}
+export declare class RetriesExhaustedError extends FhirAsyncError {
+  readonly code: 'retries_exhausted';
+}
+export declare class UnauthorizedError extends FhirAsyncError {
+  readonly code: 'unauthorized';
+}
+export declare class KickoffIndeterminateError extends FhirAsyncError {
+  readonly code: 'kickoff_indeterminate';
+}
+export declare class DownloadError extends FhirAsyncError {
+  readonly code: DownloadErrorCode;
+}
+export declare class CallbackError extends FhirAsyncError {
+  readonly code: 'bad_signature' | 'malformed';
+}
+export declare class AbortError extends FhirAsyncError {
+  readonly code: 'aborted';
+}
+export declare class JobFailedError extends FhirAsyncError {
+  readonly code: 'job_failed';
+  readonly outcome: Outcome;
+}
+/** Maps an error thrown by the low-level engine to its class. */
+export declare function fromCore(error: unknown): unknown;
+
+// ---------- the low-level engine (no I/O) ----------
+
+export interface EngineRequest {
+  id: number;
+  kind: 'kickoff' | 'status' | 'result' | 'manifestPage' | 'cancel' | 'cleanup' | 'file';
+  method: HttpMethod;
+  url: string;
+  headers: [string, string][];
+  body: string | null;
+  /** Attach `Authorization: Bearer` iff true. */
+  auth: boolean;
+  timeoutMs: number;
+}
+
+export type Action =
+  | { type: 'send'; request: EngineRequest }
+  | { type: 'wait'; untilMs: number; delayMs: number }
+  | { type: 'refreshToken' }
+  | { type: 'done'; outcome: Outcome };
+
+export type DownloadAction =
+  | { type: 'send'; request: EngineRequest }
+  | { type: 'wait'; untilMs: number; delayMs: number }
+  | { type: 'refreshToken' }
+  | { type: 'refreshManifest' }
+  | { type: 'done'; report: FileReport };
+
+export interface JobConfig {
+  baseUrl: string;
+  operation: ({ type: 'export' } & ExportRequest) | { type: 'operation'; method: HttpMethod; path: string; body?: string | null };
+  prefer?: PreferOptions;
+  retry?: RetryPolicy;
+  timeoutMs?: number | null;
+  allowedOrigins?: string[];
+}
+
+/** The engine's job. Errors it throws are `Error`s with `name` "FhirAsyncError" and a `code`. */
+export declare class Job {
+  constructor(config: JobConfig);
+  static fromJson(json: string): Job;
+  toJson(): string;
+  nextAction(nowMs: number): Action;
+  /** `headers` is flat: `[name, value, name, value, ...]`. */
+  handleResponse(id: number, status: number, headers: string[], body: Uint8Array, url: string | null | undefined, nowMs: number): void;
+  handleTransportError(id: number, kind: 'connect' | 'afterSend', message: string, nowMs: number): void;
+  cancel(nowMs: number): void;
+  cleanup(): void;
+  refreshManifest(nowMs: number): void;
+  handleCallback(payload: CallbackPayload, nowMs: number): CallbackEffect;
+  progress(nowMs: number): Progress;
+  downloadPlan(): PlannedFile[];
+  cancelResult(): CancelResult | null;
+  cleanupResult(): CleanupResult | null;
+  outcome(): Outcome | null;
+  error(): Error | null;
+  warnings(): string[];
+  preferenceApplied(): string[];
+  config(): JobConfig;
+  tokenPolicy(): TokenPolicy;
+  readonly statusUrl: string | undefined;
+  readonly isFinished: boolean;
+  free(): void;
+}
+
+/** One file's download. Errors it throws have `name` "DownloadError" and a `code`. */
+export declare class FileDownload {
+  constructor(
+    file: PlannedFile,
+    retry?: RetryPolicy | null,
+    options?: { validation?: 'none' | 'structural' | 'json'; maxLine?: number; gzip?: boolean } | null,
+  );
+  nextAction(nowMs: number): DownloadAction;
+  handleHead(id: number, status: number, headers: string[], alreadyDecoded: boolean, nowMs: number): 'stream' | 'discard';
+  /** New resource lines joined with "\n" ("" when none). */
+  feed(id: number, chunk: Uint8Array): string;
+  finish(id: number, nowMs: number): string;
+  handleTransportError(id: number, message: string, nowMs: number): void;
+  replaceFile(file: PlannedFile | null): void;
+  file(): PlannedFile;
+  readonly resources: number;
+  free(): void;
+}
+
+export declare function planDownloads(manifest: Manifest, manifestUrl: string, policy: TokenPolicy): PlannedFile[];
+export declare function signCallback(body: Uint8Array, secret: Uint8Array): string;

@@ -1,0 +1,64 @@
+// Compiled by `tsc --noEmit` (test.sh): the README's usage, typed end to end.
+import {
+  FhirAsyncClient,
+  FhirAsyncError,
+  DownloadError,
+  JobFailedError,
+  verifyCallback,
+  Job,
+  type Outcome,
+  type Progress,
+  type CancelResult,
+  type FhirResource,
+  type Action,
+} from 'fhir-async';
+
+async function main(): Promise<void> {
+  const client = new FhirAsyncClient({
+    baseUrl: 'https://fhir.example/r4',
+    token: async () => 'token',
+    retry: { minWaitMs: 20, initialBackoffMs: 20 },
+  });
+  const job = await client.export({ types: ['Patient'], since: '2024-01-01T00:00:00Z' });
+  const url: string | null = job.statusUrl;
+  const off = job.onProgress((p: Progress) => console.log(p.phase, p.message, p.percent ?? 0, p.polls, p.nextPollInMs));
+  const ac = new AbortController();
+  const result: Outcome = await job.wait({ signal: ac.signal });
+  off();
+  if (result.result.kind === 'manifest') {
+    const n: number = result.result.manifest.output.length;
+    console.log(n, url);
+  }
+  const stream = client.resources(result, { type: 'Patient', signal: ac.signal });
+  for await (const resource of stream) {
+    const r: FhirResource = resource;
+    console.log(r.resourceType, stream.stats.bytes);
+  }
+  for await (const line of job.resources({ format: 'text' })) {
+    const s: string = line;
+    console.log(s.length);
+  }
+  const saved = job.toJSON();
+  const same = client.resume(JSON.stringify(saved));
+  const cancelled: CancelResult | null = await same.cancel();
+  if (cancelled?.kind === 'rejected') console.log(cancelled.httpStatus);
+  await job.cleanup();
+
+  const op = await client.kickoff({ method: 'POST', path: '$reindex', body: { resourceType: 'Parameters' }, asyncMode: 'bundle' });
+  try {
+    await op.wait({ throwOnFailure: true });
+  } catch (e) {
+    if (e instanceof JobFailedError) console.log(e.outcome.status);
+    else if (e instanceof DownloadError) console.log(e.code);
+    else if (e instanceof FhirAsyncError) console.log(e.code, e.name);
+  }
+  const payload = verifyCallback('{}', { 'x-signature': 'sha256=00' }, 'secret');
+  console.log(payload.status, client.handleCallback('{}', new Headers(), 'secret').woken);
+
+  const low = new Job({ baseUrl: 'https://fhir.example/r4', operation: { type: 'export' } });
+  const a: Action = low.nextAction(Date.now());
+  if (a.type === 'send') console.log(a.request.url, a.request.auth);
+  else if (a.type === 'wait') console.log(a.delayMs);
+}
+
+void main;
