@@ -119,6 +119,7 @@ impl PyJob {
 
     /// Hands back the response to request `request_id`.
     #[pyo3(signature = (request_id, status, headers, body, now_ms, url=None))]
+    #[allow(clippy::too_many_arguments)] // mirrors the engine's Response fields one by one
     fn handle_response(
         &self,
         py: Python<'_>,

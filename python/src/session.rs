@@ -170,6 +170,12 @@ pub struct ResourceIter {
     raw: bool,
 }
 
+impl std::fmt::Debug for ResourceIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceIter").field("fetcher", &self.fetcher).field("done", &self.done).finish_non_exhaustive()
+    }
+}
+
 impl Drop for ResourceIter {
     fn drop(&mut self) {
         self.fetcher.stop.store(true, Ordering::Relaxed);
