@@ -26,7 +26,10 @@ export function resourceStream(job, options = {}) {
     throw new UsageError(`format must be "json", "text" or "batches", not ${format}`);
   }
   const stats = { bytes: 0, resources: 0, files: [] };
-  async function* all() {
+  // The files yield one array of lines per body chunk; items are handed out
+  // from that array without an async generator step per resource (each
+  // `next()` is then one resolved promise: the cost of for-await itself).
+  async function* chunks() {
     const plan = job.downloadPlan();
     const wanted = plan.filter(
       (f) =>
@@ -35,20 +38,46 @@ export function resourceStream(job, options = {}) {
         (types === undefined || types.includes(f.resourceType)),
     );
     for (const file of wanted) {
-      yield* one(job, file, { signal, validation, format, onFile }, stats);
+      yield* one(job, file, { signal, validation, onFile }, stats);
     }
   }
-  const it = all();
-  return {
-    [Symbol.asyncIterator]() {
-      return it;
+  const source = chunks();
+  const convert = format === 'text' ? (l) => l : (l) => JSON.parse(l);
+  let batch = [];
+  let at = 0;
+  let finished = false;
+  const iterator = {
+    async next() {
+      while (at >= batch.length) {
+        if (finished) return { value: undefined, done: true };
+        const r = await source.next();
+        if (r.done) {
+          finished = true;
+          return { value: undefined, done: true };
+        }
+        batch = r.value;
+        at = 0;
+        if (format === 'batches') {
+          at = batch.length;
+          return { value: batch.map(convert), done: false };
+        }
+      }
+      return { value: convert(batch[at++]), done: false };
     },
-    next: () => it.next(),
-    return: (v) => it.return(v),
+    async return(value) {
+      finished = true;
+      batch = [];
+      await source.return(undefined);
+      return { value, done: true };
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
     get stats() {
       return { bytes: stats.bytes, resources: stats.resources, files: [...stats.files] };
     },
   };
+  return iterator;
 }
 
 function sleep(ms, signal) {
@@ -77,20 +106,15 @@ function readWithin(reader, idleMs, signal) {
 
 const message = (e) => String(e?.cause?.message ?? e?.message ?? e);
 
-async function* one(job, file, { signal, validation, format, onFile }, stats) {
+/** One file: yields an array of resource lines per body chunk that completed some. */
+async function* one(job, file, { signal, validation, onFile }, stats) {
   const client = job._client;
   const dl = core(() => new CoreFileDownload(file, client._retry, validation ? { validation } : null));
   const emit = function* (joined) {
     if (joined === '') return;
     const lines = joined.split('\n');
     stats.resources += lines.length;
-    if (format === 'batches') {
-      yield lines.map((l) => JSON.parse(l));
-    } else if (format === 'text') {
-      yield* lines;
-    } else {
-      for (const l of lines) yield JSON.parse(l);
-    }
+    yield lines;
   };
   try {
     for (;;) {
