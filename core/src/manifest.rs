@@ -21,8 +21,8 @@ pub struct Manifest {
     /// assumes `true`, which still never sends the token off the FHIR origin.
     #[serde(default = "default_true", deserialize_with = "bool_or_string")]
     pub requires_access_token: bool,
-    /// The data files.
-    #[serde(default, deserialize_with = "files")]
+    /// The data files (required: a body without `output` is not a manifest).
+    #[serde(deserialize_with = "files")]
     pub output: Vec<ManifestFile>,
     /// OperationOutcome files (STU2/STU3 name).
     #[serde(default, deserialize_with = "files")]
@@ -84,8 +84,13 @@ pub struct ManifestError(pub String);
 impl Manifest {
     /// Parses a manifest from JSON bytes. Never panics.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))?;
-        Manifest::from_value(value)
+        // A FHIR resource is not a manifest; only pay for a generic parse when
+        // the bytes could be one.
+        if memchr::memmem::find(bytes, b"\"resourceType\"").is_some() {
+            let value: Value = serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))?;
+            return Manifest::from_value(value);
+        }
+        serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))
     }
 
     /// Reads a manifest from a parsed JSON value.
@@ -95,9 +100,6 @@ impl Manifest {
         };
         if let Some(rt) = map.get("resourceType") {
             return Err(ManifestError(format!("a FHIR resource ({rt}), not a manifest")));
-        }
-        if !map.contains_key("output") {
-            return Err(ManifestError("no `output` array".into()));
         }
         serde_json::from_value(value).map_err(|e| ManifestError(e.to_string()))
     }
@@ -282,33 +284,28 @@ fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Number(n) => {
-            n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
-        }
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        Int(u64),
+        Float(f64),
+        Text(String),
+        Other(de::IgnoredAny),
+    }
+    Ok(match Num::deserialize(d)? {
+        Num::Int(n) => Some(n),
+        Num::Float(f) => (f >= 0.0 && f.fract() == 0.0 && f < 1.8e19).then_some(f as u64),
+        Num::Text(s) => s.trim().parse().ok(),
+        Num::Other(_) => None,
     })
 }
 
 fn files<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ManifestFile>, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Null => Ok(Vec::new()),
-        Value::Array(items) => {
-            items.into_iter().map(|v| serde_json::from_value(v).map_err(de::Error::custom)).collect()
-        }
-        other => Err(de::Error::custom(format!("expected an array of files, got {other}"))),
-    }
+    Ok(Option::<Vec<ManifestFile>>::deserialize(d)?.unwrap_or_default())
 }
 
 fn links<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ManifestLink>, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Null => Ok(Vec::new()),
-        Value::Array(items) => {
-            items.into_iter().map(|v| serde_json::from_value(v).map_err(de::Error::custom)).collect()
-        }
-        other => Err(de::Error::custom(format!("expected an array of links, got {other}"))),
-    }
+    Ok(Option::<Vec<ManifestLink>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[cfg(test)]
