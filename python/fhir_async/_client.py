@@ -7,6 +7,7 @@ the HTTP without the GIL. This file only shapes arguments and results.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import datetime as _dt
 import json
 import os
@@ -536,15 +537,35 @@ class Result:
         return f"<Result {self.status} http={self.http_status} files={files}>"
 
 
+def _orjson_loads() -> Optional[Callable[[bytes], Any]]:
+    try:
+        import orjson
+    except ImportError:
+        return None
+    loads: Callable[[bytes], Any] = orjson.loads
+    return loads
+
+
 class _Resources(Iterator[Dict[str, Any]]):
+    """Lines arrive from Rust in batches of ~256 KiB. With orjson installed
+    they are parsed by ``orjson.loads`` in a C-level pipeline (measured
+    faster than building dicts from Rust); otherwise by the native parser."""
+
     def __init__(self, it: _native.ResourceIterator) -> None:
         self._it = it
+        loads = _orjson_loads()
+        self._next: Callable[[], Any]
+        if loads is None:
+            self._next = it.__next__
+        else:
+            lines = itertools.chain.from_iterable(iter(it.next_raw_batch, []))
+            self._next = map(loads, lines).__next__
 
     def __iter__(self) -> "_Resources":
         return self
 
     def __next__(self) -> Dict[str, Any]:
-        value: Dict[str, Any] = next(self._it)
+        value: Dict[str, Any] = self._next()
         return value
 
     def close(self) -> None:

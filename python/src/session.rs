@@ -253,6 +253,24 @@ impl ResourceIter {
         Ok(out)
     }
 
+    /// The remaining lines of the current batch (or of the next one) as
+    /// `bytes`, unparsed; an empty list at the end. Lets a caller hand lines
+    /// to another JSON parser in bulk.
+    fn next_raw_batch(&mut self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        let Some((a, b)) = self.next_line(py)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(self.ends.len() - self.pos + 1);
+        out.push(pyo3::types::PyBytes::new(py, &self.batch[a..b]).into_any().unbind());
+        while self.pos < self.ends.len() {
+            let end = self.ends[self.pos];
+            out.push(pyo3::types::PyBytes::new(py, &self.batch[self.start..end]).into_any().unbind());
+            self.start = end;
+            self.pos += 1;
+        }
+        Ok(out)
+    }
+
     /// Bytes received so far.
     #[getter]
     fn bytes(&self) -> u64 {
