@@ -249,6 +249,8 @@ export interface JobStats {
   polls: number;
   /** The worst delay between a poll's due time and its sending. */
   maxPollLatenessMs: number;
+  /** Sum over all polls (divide by `polls` for the mean). */
+  totalPollLatenessMs: number;
 }
 
 export declare class AsyncJob {

@@ -2,7 +2,7 @@
 
 import { Job as CoreJob } from '../wasm/fhir_async_wasm.js';
 import { core, fromCore, JobFailedError, raceSignal, UsageError } from './errors.js';
-import { exchange, transportKind } from './http.js';
+import { exchangeFor, transportKind } from './http.js';
 import { resourceStream, JOB_OF } from './download.js';
 import { verifyCallback } from './callback.js';
 
@@ -21,6 +21,7 @@ export class FhirAsyncClient {
     const f = options.fetch ?? globalThis.fetch;
     if (typeof f !== 'function') throw new UsageError('no fetch available: pass { fetch }');
     this._fetch = options.fetch ? f : f.bind(globalThis);
+    this._exchange = exchangeFor(options.fetch);
   }
 
   /** The FHIR base URL. */
@@ -137,7 +138,7 @@ export class AsyncJob {
   #listeners = new Set();
   #changed = new Set();
   #dueAt = null;
-  #stats = { requests: 0, polls: 0, maxPollLatenessMs: 0 };
+  #stats = { requests: 0, polls: 0, maxPollLatenessMs: 0, totalPollLatenessMs: 0 };
 
   constructor(client, coreJob) {
     this.#client = client;
@@ -149,7 +150,7 @@ export class AsyncJob {
     return this.#core.statusUrl ?? null;
   }
 
-  /** Requests sent, status polls, and the worst lateness of a poll against its due time. */
+  /** Requests sent, status polls, and how late polls were against their due times (worst, total). */
   get stats() {
     return { ...this.#stats };
   }
@@ -309,14 +310,16 @@ export class AsyncJob {
     if (request.kind === 'status') {
       this.#stats.polls++;
       if (this.#dueAt !== null) {
-        this.#stats.maxPollLatenessMs = Math.max(this.#stats.maxPollLatenessMs, now - this.#dueAt);
+        const late = Math.max(0, now - this.#dueAt);
+        this.#stats.maxPollLatenessMs = Math.max(this.#stats.maxPollLatenessMs, late);
+        this.#stats.totalPollLatenessMs += late;
       }
     }
     this.#dueAt = null;
     let response;
     try {
       const token = request.auth ? await this.#client._token() : null;
-      response = await exchange(this.#client._fetch, request, token);
+      response = await this.#client._exchange(request, token);
     } catch (e) {
       core(() => this.#core.handleTransportError(request.id, transportKind(e), String(e?.cause?.message ?? e?.message ?? e), Date.now()));
       this.#notify();

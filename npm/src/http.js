@@ -64,6 +64,18 @@ export function open(fetchFn, request, token, signal, { headOnly = false } = {})
   return { promise, release };
 }
 
+let platformExchange = null;
+/** The Node entry point installs a cheaper transport for small exchanges (`node-http.js`). */
+export function setPlatformExchange(fn) {
+  platformExchange = fn;
+}
+/** The exchange to use: the platform's unless the caller brought its own fetch. */
+export function exchangeFor(customFetch) {
+  if (!customFetch && platformExchange) return (request, token, signal) => platformExchange(request, token, signal);
+  const f = customFetch ?? globalThis.fetch.bind(globalThis);
+  return (request, token, signal) => exchange(f, request, token, signal);
+}
+
 /** Sends a small request and reads the whole body: `{status, headers, body, url}`. */
 export async function exchange(fetchFn, request, token, signal) {
   const { promise, release } = open(fetchFn, request, token, signal);

@@ -1,0 +1,52 @@
+// One Node process holding many concurrent jobs that poll the reference
+// server: peak RSS and how late each poll was against its due time.
+//   node bench/jobs.mjs [jobs=1000] [jobMs=15000] [retryAfterS=1] [spreadMs=retryAfter]
+// Kick-offs are spread evenly over `spreadMs` (default one Retry-After period),
+// as jobs started by real users are; `spreadMs=0` starts them all at once, so
+// every poll of every job falls due in the same millisecond (a worst case).
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { FhirAsyncClient } from 'fhir-async';
+import { startServer } from '../test/server.mjs';
+
+const n = Number(process.argv[2] ?? 1000);
+const jobMs = Number(process.argv[3] ?? 15000);
+const retryAfter = Number(process.argv[4] ?? 1);
+const spreadMs = Number(process.argv[5] ?? retryAfter * 1000);
+const srv = await startServer(['--patients', '10']);
+const client = new FhirAsyncClient({
+  baseUrl: srv.base('bulk', `ms=${jobMs};retry=${retryAfter}`),
+  retry: { minWaitMs: 20, initialBackoffMs: 20, jitterPercent: 0 },
+});
+
+let peakRss = 0;
+const sample = () => {
+  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+};
+const sampler = setInterval(sample, 100);
+const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+loopDelay.enable();
+const t0 = Date.now();
+const jobs = await Promise.all(
+  Array.from({ length: n }, (_, i) =>
+    new Promise((r) => setTimeout(r, (i * spreadMs) / n)).then(() => client.export({ types: ['Patient'] })),
+  ),
+);
+const kicked = Date.now() - t0;
+const outcomes = await Promise.all(jobs.map((j) => j.wait()));
+clearInterval(sampler);
+sample();
+const total = Date.now() - t0;
+await srv.stop();
+
+const bad = outcomes.filter((o) => o.status !== 'completed').length;
+const late = jobs.map((j) => j.stats.maxPollLatenessMs).sort((a, b) => a - b);
+const polls = jobs.reduce((a, j) => a + j.stats.polls, 0);
+const pct = (p) => late[Math.min(late.length - 1, Math.floor((p / 100) * late.length))];
+console.log(`jobs=${n} jobMs=${jobMs} Retry-After=${retryAfter}s spread=${spreadMs}ms: kick-offs done in ${kicked} ms, all done in ${total} ms, ${polls} polls, ${bad} not completed`);
+loopDelay.disable();
+console.log(`event loop delay (ms): p50 ${(loopDelay.percentile(50) / 1e6).toFixed(1)}  p99 ${(loopDelay.percentile(99) / 1e6).toFixed(1)}  max ${(loopDelay.max / 1e6).toFixed(1)}`);
+console.log(`peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MB`);
+const mean = jobs.reduce((a, j) => a + j.stats.totalPollLatenessMs, 0) / polls;
+console.log(`mean poll lateness ${mean.toFixed(1)} ms; load average ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')} on ${(await import('node:os')).cpus().length} CPUs`);
+console.log(`worst lateness per job (ms): p50 ${pct(50)}  p99 ${pct(99)}  max ${late.at(-1)}; jobs with a poll > 50 ms late: ${late.filter((x) => x > 50).length}`);
+if (bad) process.exitCode = 1;
