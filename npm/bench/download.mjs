@@ -13,9 +13,14 @@ const outcome = await (await client.export()).wait();
 const files = outcome.result.manifest.output;
 
 let peakRss = 0;
+let rssTrace = [];
 const sampler = setInterval(() => {
-  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  const rss = process.memoryUsage().rss;
+  peakRss = Math.max(peakRss, rss);
+  rssTrace.push(rss);
 }, 50);
+/** Peak RSS in each quarter of the run: flat memory shows as four equal numbers. */
+const quarters = (trace) => [0, 1, 2, 3].map((q) => Math.max(...trace.slice(Math.floor((q * trace.length) / 4), Math.max(Math.floor(((q + 1) * trace.length) / 4), 1))) / 2 ** 20);
 
 async function baseline() {
   let resources = 0;
@@ -51,10 +56,21 @@ for (let r = 0; r < rounds; r++) {
     global.gc?.();
     const rssBefore = process.memoryUsage().rss;
     peakRss = rssBefore;
+    rssTrace = [];
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const { resources, bytes } = await fn();
     const ms = performance.now() - t0;
-    (results[name] ??= []).push({ ms, resources, bytes, peakRssMB: peakRss / 2 ** 20, rssBeforeMB: rssBefore / 2 ** 20 });
+    const cpu = process.cpuUsage(cpu0);
+    (results[name] ??= []).push({
+      ms,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      resources,
+      bytes,
+      peakRssMB: peakRss / 2 ** 20,
+      rssBeforeMB: rssBefore / 2 ** 20,
+      quarters: quarters(rssTrace),
+    });
   }
 }
 clearInterval(sampler);
@@ -65,9 +81,11 @@ console.log(`patients=${patients} files=${files.length} resources=${expected}`);
 for (const [name, rs] of Object.entries(results)) {
   const best = rs.reduce((a, b) => (a.ms < b.ms ? a : b));
   if (best.resources !== expected) throw new Error(`${name}: ${best.resources} resources, expected ${expected}`);
+  const cpuBest = Math.min(...rs.map((x) => x.cpuMs));
   console.log(
-    `${name.padEnd(28)} best ${best.ms.toFixed(0)} ms  ${(best.bytes / 2 ** 20).toFixed(0)} MiB decoded  ` +
-      `${(best.bytes / 2 ** 20 / (best.ms / 1000)).toFixed(0)} MiB/s  peak RSS ${Math.max(...rs.map((x) => x.peakRssMB)).toFixed(0)} MB  ` +
-      `(runs: ${rs.map((x) => x.ms.toFixed(0)).join(', ')} ms)`,
+    `${name.padEnd(26)} wall best ${best.ms.toFixed(0)} ms (${rs.map((x) => x.ms.toFixed(0)).join(', ')})  ` +
+      `client CPU best ${cpuBest.toFixed(0)} ms (${rs.map((x) => x.cpuMs.toFixed(0)).join(', ')})  ` +
+      `${(best.bytes / 2 ** 20).toFixed(0)} MiB decoded, ${(best.bytes / 2 ** 20 / (best.ms / 1000)).toFixed(0)} MiB/s  ` +
+      `RSS per quarter of the run (MB): ${best.quarters.map((q) => q.toFixed(0)).join(' / ')}`,
   );
 }
