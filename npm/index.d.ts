@@ -266,7 +266,7 @@ export declare class AsyncJob {
   wait(options?: WaitOptions): Promise<Outcome>;
   cancel(options?: { signal?: AbortSignal }): Promise<CancelResult | null>;
   cleanup(options?: { signal?: AbortSignal }): Promise<CleanupResult | null>;
-  /** Polls now (e.g. after a callback); harmless if early. */
+  /** Polls now: after a restart, or when a callback arrived (overrides Retry-After once). */
   wake(): void;
   toJSON(): SavedJob;
   downloadPlan(): PlannedFile[];

@@ -134,6 +134,8 @@ export class AsyncJob {
   #client;
   #core;
   #loop = null;
+  #settled = false;
+  #refreshing = null;
   #wake = null;
   #listeners = new Set();
   #changed = new Set();
@@ -201,13 +203,14 @@ export class AsyncJob {
   /** DELETEs the status URL after the download (only on a completed job). */
   async cleanup({ signal } = {}) {
     core(() => this.#core.cleanup());
-    this.#loop = null; // the job is done; drive it again for the DELETE
+    this.#restart(); // the job is done; drive it again for the DELETE
     await raceSignal(this._run(), signal);
     return this.#core.cleanupResult();
   }
 
-  /** Polls now instead of at the scheduled time (an early wake is harmless). */
+  /** Polls now instead of at the scheduled time (after a restart, or a callback). */
   wake() {
+    this.#core.pollNow(Date.now());
     const w = this.#wake;
     this.#wake = null;
     w?.();
@@ -241,18 +244,37 @@ export class AsyncJob {
   }
 
   /** Re-fetches the manifest (expired file URLs); resolves with the fresh plan. */
-  async _refreshManifest() {
-    core(() => this.#core.refreshManifest(Date.now()));
+  _refreshManifest() {
+    // Files downloaded side by side may all find their URLs expired: one refresh serves them all.
+    if (!this.#refreshing) {
+      this.#refreshing = (async () => {
+        try {
+          if (this.#loop && !this.#settled) await this.#loop.catch(() => {});
+          core(() => this.#core.refreshManifest(Date.now()));
+          this.#restart();
+          await this._run();
+          return this.#core.downloadPlan();
+        } finally {
+          this.#refreshing = null;
+        }
+      })();
+    }
+    return this.#refreshing;
+  }
+
+  /** Lets `_run()` drive a finished job again (cleanup, manifest refresh). */
+  #restart() {
+    if (this.#loop && !this.#settled) throw new UsageError('the job is still running');
     this.#loop = null;
-    await this._run();
-    return this.#core.downloadPlan();
   }
 
   /** Starts (or joins) the driving loop; resolves with the outcome. */
   _run() {
     if (!this.#loop) {
       this.#client._live.add(this);
+      this.#settled = false;
       this.#loop = this.#drive().finally(() => {
+        this.#settled = true;
         this.#client._live.delete(this);
         this.#notify();
       });

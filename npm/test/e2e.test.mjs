@@ -268,3 +268,23 @@ test('a DownloadError carries the engine code (count mismatch is never silent)',
   assert.equal(got.total, outcome.result.manifest.output[0].count - 1);
   assert.ok(DownloadError.prototype instanceof FhirAsyncError);
 });
+
+test('cleanup after the download deletes the job on the server', async () => {
+  const c = client(srv.base('oracle', 'retry=0'));
+  const job = await c.export({ types: ['Patient'] });
+  const outcome = await job.wait();
+  await download(c, outcome);
+  const result = await job.cleanup();
+  assert.equal(result.ok, true, JSON.stringify(result));
+  assert.ok(result.httpStatus >= 200 && result.httpStatus < 300, JSON.stringify(result));
+});
+
+test('expired file URLs: downloads side by side share one manifest refresh', async () => {
+  const c = client(srv.base('bulk', 'expire;retry=0'));
+  const job = await c.export();
+  const outcome = await job.wait();
+  const types = outcome.result.manifest.output.map((f) => f.type);
+  const results = await Promise.all(types.map((type) => download(c, outcome, { type })));
+  const ref = await referenceIds();
+  for (const [i, type] of types.entries()) assertSameIds(results[i], ref, [type]);
+});
