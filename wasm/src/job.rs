@@ -103,6 +103,13 @@ impl WasmJob {
         to_js(&self.inner.handle_callback(&payload, ms(now)))
     }
 
+    /// Brings the next poll forward to `now` (overrides Retry-After once);
+    /// returns whether anything changed.
+    #[wasm_bindgen(js_name = pollNow)]
+    pub fn poll_now(&mut self, now: f64) -> bool {
+        self.inner.poll_now(ms(now))
+    }
+
     /// A progress snapshot.
     pub fn progress(&self, now: f64) -> Result<JsValue, JsValue> {
         to_js(&self.inner.progress(ms(now)))
