@@ -10,6 +10,7 @@ import {
   UsageError,
   FhirAsyncError,
   DownloadError,
+  RetriesExhaustedError,
 } from 'fhir-async';
 import { startServer } from './server.mjs';
 
@@ -259,14 +260,29 @@ test('200 concurrent jobs in one process', async () => {
   for (const g of got) assertSameIds(g, ref, ['Patient']);
 });
 
-test('a DownloadError carries the engine code (count mismatch is never silent)', async () => {
-  const c = client(srv.base('bulk', 'retry=0'));
+test('a file short of its manifest count is a DownloadError (count_mismatch), never silent', async () => {
+  // A fetch that drops the last line of every NDJSON body (and says nothing about encodings).
+  const shortening = async (url, init) => {
+    const res = await fetch(url, init);
+    if (!url.includes('/_files/')) return res;
+    const text = await res.text();
+    const cut = text.trimEnd().split('\n').slice(0, -1).join('\n') + '\n';
+    return new Response(cut, { status: res.status, headers: { 'content-type': 'application/fhir+ndjson' } });
+  };
+  const c = client(srv.base('bulk', 'retry=0'), { fetch: shortening });
   const outcome = await (await c.export({ types: ['Patient'] })).wait();
-  outcome.result.manifest.output[0].count += 1; // a plan built from a tampered manifest is not used:
-  // the plan comes from the engine's own copy, so the download still matches.
-  const got = await download(c, outcome);
-  assert.equal(got.total, outcome.result.manifest.output[0].count - 1);
-  assert.ok(DownloadError.prototype instanceof FhirAsyncError);
+  const err = await download(c, outcome).catch((e) => e);
+  assert.ok(err instanceof DownloadError, String(err));
+  assert.equal(err.code, 'count_mismatch');
+  assert.equal(err.detail.expected - err.detail.actual, 1);
+});
+
+test('connection refused on kick-off is retried, then RetriesExhaustedError', async () => {
+  const dead = 'http://127.0.0.1:9/fhir'; // discard port: nothing listens on loopback
+  const c = client(dead, { retry: { ...FAST, maxKickoffRetries: 2 } });
+  const e = await c.export().catch((x) => x);
+  assert.ok(e instanceof RetriesExhaustedError, String(e));
+  assert.equal(e.code, 'retries_exhausted');
 });
 
 test('cleanup after the download deletes the job on the server', async () => {
