@@ -191,7 +191,7 @@ export class AsyncJob {
   async cancel({ signal } = {}) {
     this.#core.cancel(Date.now());
     this.#notify();
-    this.wake();
+    this.#interrupt(); // the cancel goes out before any wait; the poll schedule is kept
     const run = this._run();
     await raceSignal(
       this.#until(() => this.#core.cancelResult() != null || this.#core.isFinished, run),
@@ -211,6 +211,11 @@ export class AsyncJob {
   /** Polls now instead of at the scheduled time (after a restart, or a callback). */
   wake() {
     this.#core.pollNow(Date.now());
+    this.#interrupt();
+  }
+
+  /** Ends the current wait so the loop asks the engine again (an early ask is harmless). */
+  #interrupt() {
     const w = this.#wake;
     this.#wake = null;
     w?.();
@@ -239,7 +244,7 @@ export class AsyncJob {
 
   _callback(payload) {
     const effect = this.#core.handleCallback(payload, Date.now());
-    if (effect.kind === 'woken') this.wake();
+    if (effect.kind === 'woken') this.#interrupt(); // the engine already moved the poll to now
     return effect;
   }
 

@@ -304,3 +304,16 @@ test('expired file URLs: downloads side by side share one manifest refresh', asy
   const ref = await referenceIds();
   for (const [i, type] of types.entries()) assertSameIds(results[i], ref, [type]);
 });
+
+test('job.wake() polls now instead of after Retry-After', async () => {
+  const c = client(srv.base('bulk', 'retry=30;ms=100'));
+  const job = await c.export({ types: ['Patient'] });
+  // The kick-off answer says Retry-After: 30; the job is now waiting 30 s.
+  const { until } = await import('./server.mjs');
+  await until(() => job.progress().nextPollInMs > 20_000, { what: 'a long wait' });
+  await new Promise((r) => setTimeout(r, 150)); // the server job (100 ms) has finished
+  job.wake();
+  const outcome = await job.wait({ signal: AbortSignal.timeout(5_000) });
+  assert.equal(outcome.status, 'completed');
+  assert.equal(job.stats.polls, 2); // the first poll (which got Retry-After: 30), then the woken one
+});
