@@ -85,8 +85,12 @@ def main() -> None:
         def with_resources() -> int:
             return sum(1 for _ in result.resources(args.type))
 
+        def with_read_ndjson() -> int:
+            return sum(1 for _ in fhir_async.read_ndjson(path))
+
         rows = {
             "result.resources() (HTTP + parse)": best_of(args.reps, with_resources),
+            "fhir_async.read_ndjson (local file)": best_of(args.reps, with_read_ndjson),
             "orjson.loads per line (local file)": best_of(args.reps, with_orjson),
             "_native.parse_json per line (local file)": best_of(args.reps, with_native_parser),
             "json.loads per line (local file)": best_of(args.reps, with_json),
@@ -104,6 +108,8 @@ def main() -> None:
         print(f"| {name} | {r['seconds']:.3f} | {n / r['seconds']:,.0f} | {size / 1e6 / r['seconds']:.0f} |")
     ratio = rows["orjson.loads per line (local file)"]["seconds"] / rows["result.resources() (HTTP + parse)"]["seconds"]
     print(f"result.resources() vs orjson per line: {ratio:.2f}x")
+    local = rows["orjson.loads per line (local file)"]["seconds"] / rows["fhir_async.read_ndjson (local file)"]["seconds"]
+    print(f"fhir_async.read_ndjson vs orjson per line, same local file: {local:.2f}x")
     print(json.dumps(rows))
 
 

@@ -8,7 +8,7 @@ anything sent with ``Prefer: respond-async``) on a Rust sans-IO engine.
 """
 
 from . import _native
-from ._client import Client, Instant, Job, Progress, Result, TokenSource
+from ._client import Client, Instant, Job, Progress, Result, TokenSource, read_ndjson
 from .errors import (
     Cancelled,
     DeadlineExceeded,
@@ -41,6 +41,7 @@ __all__ = [
     "TokenSource",
     "Instant",
     "verify_callback",
+    "read_ndjson",
     "FhirAsyncError",
     "ProtocolError",
     "InsecureUrl",

@@ -537,6 +537,14 @@ class Result:
         return f"<Result {self.status} http={self.http_status} files={files}>"
 
 
+def read_ndjson(paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]) -> Iterator[Dict[str, Any]]:
+    """Streams the resources of local NDJSON files (e.g. what ``download()``
+    wrote) as dicts: read and split on a background thread, parsed like
+    ``Result.resources()``."""
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    return _Resources(_native.read_ndjson([os.fspath(p) for p in items]))
+
+
 def _orjson_loads() -> Optional[Callable[[bytes], Any]]:
     try:
         import orjson

@@ -4,13 +4,14 @@ camelCase JSON: dicts, lists, str, int, float, bool, None."""
 from os import PathLike
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final
 
-__all__ = ["Job", "ResourceIterator", "Session", "__version__", "now_ms", "parse_json", "verify_callback"]
+__all__ = ["Job", "ResourceIterator", "Session", "__version__", "now_ms", "parse_json", "read_ndjson", "verify_callback"]
 
 __version__: str
 
 def now_ms() -> int: ...
 def verify_callback(body: bytes, signature: Optional[str], secret: str) -> Dict[str, Any]: ...
 def parse_json(line: bytes) -> Any: ...
+def read_ndjson(paths: List[Union[str, "PathLike[str]"]], raw: bool = False) -> "ResourceIterator": ...
 
 @final
 class Job:

@@ -162,9 +162,9 @@ pub struct Fetcher {
     pub policy: RetryPolicy,
     pub gzip: bool,
     /// Set on Ctrl-C, on the first failure, or when the consumer went away.
-    pub stop: AtomicBool,
+    pub stop: Arc<AtomicBool>,
     /// Raw bytes received.
-    pub bytes: AtomicU64,
+    pub bytes: Arc<AtomicU64>,
     /// Resources handed out.
     pub resources: AtomicU64,
     /// (generation, plan) after manifest refreshes.
@@ -179,8 +179,8 @@ impl Fetcher {
             cell,
             policy,
             gzip,
-            stop: AtomicBool::new(false),
-            bytes: AtomicU64::new(0),
+            stop: Arc::new(AtomicBool::new(false)),
+            bytes: Arc::new(AtomicU64::new(0)),
             resources: AtomicU64::new(0),
             refresh: Mutex::new((0, Vec::new())),
         }

@@ -14,7 +14,7 @@ use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -160,7 +160,8 @@ impl Sink for BatchSink {
 #[pyclass(module = "fhir_async._native", name = "ResourceIterator")]
 pub struct ResourceIter {
     rx: Mutex<Receiver<Msg>>,
-    fetcher: Arc<Fetcher>,
+    stop: Arc<AtomicBool>,
+    bytes: Arc<AtomicU64>,
     batch: Vec<u8>,
     ends: Vec<usize>,
     pos: usize,
@@ -172,13 +173,13 @@ pub struct ResourceIter {
 
 impl std::fmt::Debug for ResourceIter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResourceIter").field("fetcher", &self.fetcher).field("done", &self.done).finish_non_exhaustive()
+        f.debug_struct("ResourceIter").field("bytes", &self.bytes).field("done", &self.done).finish_non_exhaustive()
     }
 }
 
 impl Drop for ResourceIter {
     fn drop(&mut self) {
-        self.fetcher.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -274,23 +275,19 @@ impl ResourceIter {
     /// Bytes received so far.
     #[getter]
     fn bytes(&self) -> u64 {
-        self.fetcher.bytes.load(Ordering::Relaxed)
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// Stops the background download.
     fn close(&mut self) {
-        self.fetcher.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
         self.done = true;
         self.ends.clear();
         self.pos = 0;
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "<fhir_async._native.ResourceIterator bytes={} done={}>",
-            self.fetcher.bytes.load(Ordering::Relaxed),
-            self.done
-        )
+        format!("<fhir_async._native.ResourceIterator bytes={} done={}>", self.bytes.load(Ordering::Relaxed), self.done)
     }
 }
 
@@ -459,7 +456,8 @@ impl Session {
         });
         ResourceIter {
             rx: Mutex::new(rx),
-            fetcher,
+            stop: fetcher.stop.clone(),
+            bytes: fetcher.bytes.clone(),
             batch: Vec::new(),
             ends: Vec::new(),
             pos: 0,
@@ -472,5 +470,74 @@ impl Session {
 
     fn __repr__(&self) -> String {
         "<fhir_async._native.Session>".into()
+    }
+}
+
+/// Streams the resources of local NDJSON files (as `download()` wrote them),
+/// read and split on a background thread, like `Session.resources`.
+#[pyfunction]
+#[pyo3(signature = (paths, raw=false))]
+pub fn read_ndjson(paths: Vec<PathBuf>, raw: bool) -> ResourceIter {
+    let stop = Arc::new(AtomicBool::new(false));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = mpsc::sync_channel::<Msg>(8);
+    let (stop2, bytes2) = (stop.clone(), bytes.clone());
+    std::thread::spawn(move || {
+        let mut sink = BatchSink { tx: tx.clone(), buf: Vec::with_capacity(BATCH_BYTES + 4096), ends: Vec::new() };
+        let mut buf = vec![0u8; 256 * 1024];
+        for path in paths {
+            let r = (|| -> Result<(), Failure> {
+                let io = |e: io::Error| Failure::Io(format!("{}: {e}", path.display()));
+                let mut f = File::open(&path).map_err(io)?;
+                let mut splitter = fhir_async::LineSplitter::new(usize::MAX);
+                // Only fails once the iterator was dropped; remembered for after the chunk.
+                let werr: std::cell::Cell<Option<io::Error>> = std::cell::Cell::new(None);
+                let mut on_line = |l: &[u8]| {
+                    if let Err(e) = sink.line(l) {
+                        werr.set(Some(e));
+                    }
+                };
+                loop {
+                    if stop2.load(Ordering::Relaxed) {
+                        return Err(Failure::Stopped);
+                    }
+                    let n = std::io::Read::read(&mut f, &mut buf).map_err(io)?;
+                    if n == 0 {
+                        break;
+                    }
+                    bytes2.fetch_add(n as u64, Ordering::Relaxed);
+                    splitter.feed(&buf[..n], &mut on_line).map_err(|e| Failure::Io(e.to_string()))?;
+                    if let Some(e) = werr.take() {
+                        return Err(io(e));
+                    }
+                }
+                splitter.finish(&mut on_line).map_err(|e| Failure::Io(e.to_string()))?;
+                if let Some(e) = werr.take() {
+                    return Err(io(e));
+                }
+                Ok(())
+            })();
+            if let Err(f) = r {
+                if !matches!(f, Failure::Stopped) {
+                    let _ = tx.send(Msg::Failed(f));
+                }
+                return;
+            }
+        }
+        if sink.flush().is_ok() {
+            let _ = tx.send(Msg::End);
+        }
+    });
+    ResourceIter {
+        rx: Mutex::new(rx),
+        stop,
+        bytes,
+        batch: Vec::new(),
+        ends: Vec::new(),
+        pos: 0,
+        start: 0,
+        parser: LineParser::new(),
+        done: false,
+        raw,
     }
 }

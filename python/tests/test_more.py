@@ -150,3 +150,25 @@ def test_repr_of_low_level_objects(server: Server) -> None:
     next(it)
     assert "ResourceIterator" in repr(it)
     it.close()  # type: ignore[attr-defined]
+
+
+def test_read_ndjson_streams_downloaded_files(server: Server, tmp_path: Any) -> None:
+    result = client(server.base("/bulk/fhir")).export(types=["Patient", "Condition"]).wait()
+    paths = result.download(tmp_path)
+    from_disk = list(fhir_async.read_ndjson(paths))
+    assert sorted(r["id"] for r in from_disk) == sorted(r["id"] for r in result.resources())
+    raw = list(_native.read_ndjson([str(p) for p in paths], raw=True))
+    assert len(raw) == len(from_disk) and all(isinstance(x, bytes) for x in raw)
+    with pytest.raises(fhir_async.DownloadError) as e:
+        list(fhir_async.read_ndjson(tmp_path / "missing.ndjson"))
+    assert e.value.code == "io"
+
+
+def test_resources_without_orjson_use_the_native_parser(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fhir_async import _client
+
+    result = client(server.base("/bulk/fhir")).export(types=["Patient"]).wait()
+    with_orjson = list(result.resources())
+    monkeypatch.setattr(_client, "_orjson_loads", lambda: None)
+    native = list(result.resources())
+    assert native == with_orjson and len(native) == 50
