@@ -119,7 +119,7 @@ def test_fifty_concurrent_async_jobs(server: Server) -> None:
     assert elapsed < 50 * 0.3 / 2
     # The loop kept running: no gap much longer than the 10 ms heartbeat.
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    assert max(gaps) < 0.25, max(gaps)
+    assert max(gaps) < 0.5, max(gaps)
 
 
 def test_async_cancel_wakes_the_waiter(server: Server) -> None:
