@@ -417,6 +417,8 @@ export declare class Job {
   cleanup(): void;
   refreshManifest(nowMs: number): void;
   handleCallback(payload: CallbackPayload, nowMs: number): CallbackEffect;
+  /** Brings the next poll forward to `nowMs` (overrides Retry-After once); whether anything changed. */
+  pollNow(nowMs: number): boolean;
   progress(nowMs: number): Progress;
   downloadPlan(): PlannedFile[];
   cancelResult(): CancelResult | null;
