@@ -442,6 +442,21 @@ impl Job {
         }
     }
 
+    /// Brings the next status poll forward to `now_ms` (a user's "check now",
+    /// or a restarted process that wants to know what happened while it was
+    /// down). Returns whether anything changed: only a job waiting to poll is
+    /// affected. Unlike an early wake, this overrides the server's
+    /// `Retry-After` once, so use it sparingly.
+    pub fn poll_now(&mut self, now_ms: u64) -> bool {
+        match self.state {
+            State::Polling { at_ms } if self.in_flight.is_none() && at_ms > now_ms => {
+                self.state = State::Polling { at_ms: now_ms };
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The next thing to do. Call it after every response and whenever a
     /// wait ends (early calls are harmless).
     pub fn next_action(&mut self, now_ms: u64) -> Result<Action, Error> {
@@ -742,6 +757,32 @@ fn unreachable_state() -> Result<Action, Error> {
 #[cfg(test)]
 mod tests {
     use super::respond::{job_status_in, medplum_cancel_url};
+    use super::{Action, Job, JobConfig, Operation};
+
+    #[test]
+    fn poll_now_overrides_retry_after_once() {
+        use crate::{ExportRequest, Response};
+        let mut job = Job::new(JobConfig {
+            base_url: "https://h/fhir".into(),
+            operation: Operation::Export(ExportRequest::default()),
+            prefer: Default::default(),
+            retry: Default::default(),
+            timeout_ms: None,
+            allowed_origins: vec![],
+        })
+        .unwrap();
+        let Ok(Action::Send { request }) = job.next_action(0) else { panic!() };
+        job.handle_response(
+            request.id,
+            Response::new(202).with_header("Content-Location", "https://h/s").with_header("Retry-After", "600"),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(job.next_action(10), Ok(Action::Wait { delay_ms: 599_990, .. })), "early wake is a no-op");
+        assert!(job.poll_now(10));
+        assert!(matches!(job.next_action(10), Ok(Action::Send { .. })));
+        assert!(!job.poll_now(10), "nothing to bring forward while a request is in flight");
+    }
 
     #[test]
     fn medplum_urls() {
