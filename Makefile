@@ -63,4 +63,4 @@ test-examples: server
 	./target/release/fhir-async-demo --patients 300 --out target/demo-test-output
 	test "$$(ls target/demo-test-output/*.ndjson | wc -l)" -ge 6
 	test -f npm/wasm/fhir_async_wasm_bg.wasm || bash npm/scripts/build.sh
-	node --test --test-timeout=120000 examples/node/
+	node --test --test-timeout=120000 examples/node/service.test.mjs
