@@ -5,13 +5,19 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: server test setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples demo
+.PHONY: server browser-demo test setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples demo
 
 ## The main job: a bulk export with a live progress bar against the bundled
 ## reference server (or `make demo SERVER=https://... TOKEN=...`).
 demo: server
 	$(CARGO) build --release -p fhir-async-examples --bin fhir-async-demo
 	./target/release/fhir-async-demo $(if $(SERVER),--server '$(SERVER)') $(if $(TOKEN),--token '$(TOKEN)')
+
+## The browser example: the reference server plus a static server; prints the page URL.
+browser-demo: server
+	test -f npm/wasm/fhir_async_wasm_bg.wasm || bash npm/scripts/build.sh
+	test -d npm/node_modules || (cd npm && npm ci --no-audit --no-fund --loglevel=error)
+	node examples/browser/serve.mjs
 
 ## The one test command (what .ci/run calls).
 test: setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples
