@@ -145,3 +145,51 @@ def test_async_resources_match(server: Server) -> None:
         return ids(list(r.resources()))
 
     assert len(asyncio.run(main())) == 50
+
+
+CHILD = r"""
+import sys, fhir_async
+base, out = sys.argv[1], sys.argv[2]
+c = fhir_async.Client(base, retry={"min_wait_ms": 20, "initial_backoff_ms": 20})
+r = c.export(types=["Patient", "Condition", "Observation"]).wait(raise_on_failure=True)
+print("downloading", flush=True)
+try:
+    r.download(out, concurrency=3)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+print("finished", flush=True)
+"""
+
+
+def test_sigint_to_a_process_mid_download(server: Server, tmp_path: Path) -> None:
+    """A real SIGINT (Ctrl-C in a terminal) to a process that is downloading."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    p = subprocess.Popen(
+        [sys.executable, "-c", CHILD, server.base("/bulk/fhir", "slow=30000"), str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline().strip() == "downloading"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not list(out.glob("*.tmp")):
+            time.sleep(0.01)
+        assert list(out.glob("*.tmp")), "no file was being written"
+        sent = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=5) == 130
+        assert time.monotonic() - sent < 1.0
+        assert p.stdout.read().strip() == "interrupted"
+        assert not list(out.glob("*.tmp"))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if p.stdout is not None:
+            p.stdout.close()
