@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { readFile, mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { readFile, mkdtemp, mkdir, rm, writeFile, copyFile, symlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, normalize, extname } from 'node:path';
@@ -16,12 +16,15 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm' };
 
+let bundleDir = null; // served at /bundle/ (the esbuild smoke test)
+
 /** Serves /examples/browser/ and /npm/ of the repository on loopback. */
 async function staticServer() {
   const server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    const allowed = path.startsWith('/examples/browser/') || path.startsWith('/npm/src/') || path.startsWith('/npm/wasm/');
-    let file = join(root, path);
+    const allowed =
+      path.startsWith('/examples/browser/') || path.startsWith('/npm/src/') || path.startsWith('/npm/wasm/') || (bundleDir && path.startsWith('/bundle/'));
+    let file = path.startsWith('/bundle/') ? join(bundleDir, path.slice('/bundle/'.length)) : join(root, path);
     if (path.endsWith('/')) file = join(file, 'index.html');
     if (!allowed || !existsSync(file)) {
       res.writeHead(404).end();
@@ -50,6 +53,7 @@ after(async () => {
   await context?.close();
   await Promise.all([srv?.stop(), hidden?.stop(), web?.close()]);
   if (profile) await rm(profile, { recursive: true, force: true });
+  if (bundleDir) await rm(bundleDir, { recursive: true, force: true });
 });
 
 async function open(base) {
@@ -95,5 +99,48 @@ test('without Access-Control-Expose-Headers the error says CORS hides Content-Lo
   const text = await page.textContent('#status');
   assert.match(text, /ProtocolError \(protocol\)/);
   assert.match(text, /Access-Control-Expose-Headers/);
+  await page.close();
+});
+
+test('bundled by esbuild (the "default" export condition, top-level await, the .wasm by URL)', async () => {
+  const { build } = await import('esbuild');
+  bundleDir = await mkdtemp(join(tmpdir(), 'fhir-async-bundle-'));
+  // Resolved by name, through the package's exports map, as an installed dependency would be.
+  await mkdir(join(bundleDir, 'node_modules'));
+  await symlink(join(root, 'npm'), join(bundleDir, 'node_modules', 'fhir-async'), 'dir');
+  await writeFile(
+    join(bundleDir, 'entry.js'),
+    `import { Job, FhirAsyncClient } from 'fhir-async';
+const job = new Job({ baseUrl: 'https://fhir.example/r4', operation: { type: 'export', types: ['Patient'] } });
+window.result = { action: job.nextAction(Date.now()), client: typeof FhirAsyncClient };`,
+  );
+  await build({
+    entryPoints: [join(bundleDir, 'entry.js')],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    outfile: join(bundleDir, 'app', 'bundle.js'),
+    logLevel: 'silent',
+  });
+  // esbuild keeps new URL('../wasm/...', import.meta.url) as is: ship the .wasm at that place.
+  await mkdir(join(bundleDir, 'wasm'), { recursive: true });
+  await copyFile(join(root, 'npm', 'wasm', 'fhir_async_wasm_bg.wasm'), join(bundleDir, 'wasm', 'fhir_async_wasm_bg.wasm'));
+  await writeFile(join(bundleDir, 'app', 'index.html'), '<script type="module" src="./bundle.js"></script>');
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  await page.goto(`${web.url}/bundle/app/index.html`);
+  await page.waitForFunction(() => window.result !== undefined, null, { timeout: 15_000 }).catch((e) => {
+    throw new Error(`${e.message}; page errors: ${errors.join(' | ')}`);
+  });
+  const result = await page.evaluate(() => window.result);
+  assert.deepEqual(errors, []);
+  assert.equal(result.client, 'function');
+  assert.equal(result.action.type, 'send');
+  assert.equal(result.action.request.url, 'https://fhir.example/r4/$export?_type=Patient');
+  const bundle = await readFile(join(bundleDir, 'app', 'bundle.js'), 'utf8');
+  assert.ok(!bundle.includes('node:fs'), 'the browser bundle does not pull the Node entry');
   await page.close();
 });
