@@ -317,3 +317,22 @@ test('job.wake() polls now instead of after Retry-After', async () => {
   assert.equal(outcome.status, 'completed');
   assert.equal(job.stats.polls, 2); // the first poll (which got Retry-After: 30), then the woken one
 });
+
+test('resume in another process: a saved job survives its process', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const base = srv.base('bulk', 'retry=0;ms=500');
+  const script = `import { FhirAsyncClient } from 'fhir-async';
+const c = new FhirAsyncClient({ baseUrl: ${JSON.stringify(base)}, retry: { minWaitMs: 20, initialBackoffMs: 20 } });
+const job = await c.export({ types: ['Patient'] });
+process.stdout.write(JSON.stringify(job));
+process.exit(0); // the process dies while the job polls`;
+  const saved = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: new URL('..', import.meta.url),
+    encoding: 'utf8',
+  });
+  const job = client(base).resume(saved);
+  assert.match(job.statusUrl, /_jobId=/);
+  const outcome = await job.wait();
+  assert.equal(outcome.status, 'completed');
+  assertSameIds(await download(client(base), outcome), await referenceIds(), ['Patient']);
+});
