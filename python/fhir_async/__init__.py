@@ -8,7 +8,7 @@ anything sent with ``Prefer: respond-async``) on a Rust sans-IO engine.
 """
 
 from . import _native
-from ._client import Client, Instant, Job, Progress, Result, TokenSource, read_ndjson
+from ._client import Client, Instant, Job, Progress, ResourceStream, Result, TokenSource, read_ndjson
 from .errors import (
     Cancelled,
     DeadlineExceeded,
@@ -38,6 +38,7 @@ __all__ = [
     "Job",
     "Result",
     "Progress",
+    "ResourceStream",
     "TokenSource",
     "Instant",
     "verify_callback",

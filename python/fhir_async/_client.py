@@ -315,7 +315,8 @@ class Job:
         installed; ``timeout`` (seconds) raises ``DeadlineExceeded`` from this
         call only (the job goes on and can be waited for again)."""
         bar = _Bar(self) if progress else None
-        deadline = None if timeout is None else _native.now_ms() + _ms(timeout)  # type: ignore[operator]
+        timeout_ms = _ms(timeout)
+        deadline = None if timeout_ms is None else _native.now_ms() + timeout_ms
         try:
             while True:
                 block = 250 if bar is not None else 1000
@@ -470,15 +471,16 @@ class Result:
         resource_type: Union[None, str, Sequence[str]] = None,
         *,
         kind: str = "output",
-    ) -> Iterator[Dict[str, Any]]:
+    ) -> "ResourceStream":
         """Streams the resources of the export's files as dicts, downloading
-        ahead in the background (``kind``: output, error or deleted)."""
+        ahead in the background (``kind``: output, error or deleted).
+        ``close()`` the stream to stop the download early."""
         self.raise_for_status()
         types = [resource_type] if isinstance(resource_type, str) else resource_type
         it = self.job._client._session.resources(
             self.job._native, types=None if types is None else list(types), kinds=[kind]
         )
-        return _Resources(it)
+        return ResourceStream(it)
 
     def download(
         self,
@@ -537,12 +539,12 @@ class Result:
         return f"<Result {self.status} http={self.http_status} files={files}>"
 
 
-def read_ndjson(paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]) -> Iterator[Dict[str, Any]]:
+def read_ndjson(paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]) -> "ResourceStream":
     """Streams the resources of local NDJSON files (e.g. what ``download()``
     wrote) as dicts: read and split on a background thread, parsed like
     ``Result.resources()``."""
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    return _Resources(_native.read_ndjson([os.fspath(p) for p in items]))
+    return ResourceStream(_native.read_ndjson([os.fspath(p) for p in items]))
 
 
 def _orjson_loads() -> Optional[Callable[[bytes], Any]]:
@@ -554,7 +556,7 @@ def _orjson_loads() -> Optional[Callable[[bytes], Any]]:
     return loads
 
 
-class _Resources(Iterator[Dict[str, Any]]):
+class ResourceStream(Iterator[Dict[str, Any]]):
     """Lines arrive from Rust in batches of ~256 KiB. With orjson installed
     they are parsed by ``orjson.loads`` in a C-level pipeline (measured
     faster than building dicts from Rust); otherwise by the native parser."""
@@ -569,7 +571,7 @@ class _Resources(Iterator[Dict[str, Any]]):
             lines = itertools.chain.from_iterable(iter(it.next_raw_batch, []))
             self._next = map(loads, lines).__next__
 
-    def __iter__(self) -> "_Resources":
+    def __iter__(self) -> "ResourceStream":
         return self
 
     def __next__(self) -> Dict[str, Any]:
@@ -577,7 +579,9 @@ class _Resources(Iterator[Dict[str, Any]]):
         return value
 
     def close(self) -> None:
+        """Stops the background download; the stream ends."""
         self._it.close()
+        self._next = iter(()).__next__
 
     def __repr__(self) -> str:
         return repr(self._it)

@@ -149,7 +149,8 @@ def test_repr_of_low_level_objects(server: Server) -> None:
     it = r.resources("Patient")
     next(it)
     assert "ResourceIterator" in repr(it)
-    it.close()  # type: ignore[attr-defined]
+    it.close()
+    assert list(it) == []
 
 
 def test_read_ndjson_streams_downloaded_files(server: Server, tmp_path: Any) -> None:
