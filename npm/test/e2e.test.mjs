@@ -12,7 +12,7 @@ import {
   DownloadError,
   RetriesExhaustedError,
 } from 'fhir-async';
-import { startServer } from './server.mjs';
+import { startServer, until } from './server.mjs';
 
 const FAST = { minWaitMs: 20, initialBackoffMs: 20, maxBackoffMs: 200, jitterPercent: 0 };
 let srv;
@@ -228,8 +228,10 @@ test('typed errors: usage, deadline, abort', async () => {
   const c = client(srv.base('bulk', 'never;retry=0'));
   const j2 = await c.export();
   const ac = new AbortController();
-  setTimeout(() => ac.abort(), 50);
-  const a = await j2.wait({ signal: ac.signal }).catch((x) => x);
+  const waiting = j2.wait({ signal: ac.signal }).catch((x) => x);
+  await until(() => j2.stats.polls >= 1, { what: 'a first poll' });
+  ac.abort();
+  const a = await waiting;
   assert.ok(a instanceof AbortError, String(a));
   assert.equal(a.code, 'aborted');
   await j2.cancel();
@@ -309,9 +311,9 @@ test('job.wake() polls now instead of after Retry-After', async () => {
   const c = client(srv.base('bulk', 'retry=30;ms=100'));
   const job = await c.export({ types: ['Patient'] });
   // The kick-off answer says Retry-After: 30; the job is now waiting 30 s.
-  const { until } = await import('./server.mjs');
   await until(() => job.progress().nextPollInMs > 20_000, { what: 'a long wait' });
-  await new Promise((r) => setTimeout(r, 150)); // the server job (100 ms) has finished
+  // Until the server job is done (asked by the test itself, not the client).
+  await until(async () => (await fetch(job.statusUrl)).status === 200, { what: 'the server job to finish' });
   job.wake();
   const outcome = await job.wait({ signal: AbortSignal.timeout(5_000) });
   assert.equal(outcome.status, 'completed');
