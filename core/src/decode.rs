@@ -1,6 +1,8 @@
 //! Body decoding by `Content-Encoding` only (protocol E2): gzip or identity.
 
+#[cfg(feature = "gzip")]
 use flate2::write::MultiGzDecoder;
+#[cfg(feature = "gzip")]
 use std::io::Write;
 
 /// Why a body could not be decoded.
@@ -18,16 +20,21 @@ pub enum DecodeError {
 /// Streams a response body through the decoder its `Content-Encoding` names.
 #[derive(Debug)]
 pub struct BodyDecoder {
+    #[cfg(feature = "gzip")]
     gzip: Option<MultiGzDecoder<Vec<u8>>>,
 }
 
 impl BodyDecoder {
     /// A decoder for the given `Content-Encoding` header value (`None`,
-    /// `identity`, `gzip`, `x-gzip`).
+    /// `identity`, `gzip`, `x-gzip`; gzip needs the `gzip` feature).
     pub fn new(content_encoding: Option<&str>) -> Result<Self, DecodeError> {
         let enc = content_encoding.map(|s| s.trim().to_ascii_lowercase()).unwrap_or_default();
         match enc.as_str() {
-            "" | "identity" => Ok(BodyDecoder { gzip: None }),
+            "" | "identity" => Ok(BodyDecoder {
+                #[cfg(feature = "gzip")]
+                gzip: None,
+            }),
+            #[cfg(feature = "gzip")]
             "gzip" | "x-gzip" => Ok(BodyDecoder { gzip: Some(MultiGzDecoder::new(Vec::with_capacity(256 << 10))) }),
             other => Err(DecodeError::Unsupported(other.to_owned())),
         }
@@ -35,7 +42,10 @@ impl BodyDecoder {
 
     /// Whether bytes are decompressed (false: passed through).
     pub fn is_gzip(&self) -> bool {
-        self.gzip.is_some()
+        #[cfg(feature = "gzip")]
+        return self.gzip.is_some();
+        #[cfg(not(feature = "gzip"))]
+        false
     }
 
     /// Decodes a chunk; `out` receives the decoded bytes (possibly none yet).
@@ -44,32 +54,31 @@ impl BodyDecoder {
         chunk: &[u8],
         mut out: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Result<(), E>, DecodeError> {
-        match &mut self.gzip {
-            None => Ok(out(chunk)),
-            Some(d) => {
-                d.write_all(chunk).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-                let buf = d.get_mut();
-                let r = if buf.is_empty() { Ok(()) } else { out(buf) };
-                buf.clear();
-                Ok(r)
-            }
+        #[cfg(feature = "gzip")]
+        if let Some(d) = &mut self.gzip {
+            d.write_all(chunk).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+            let buf = d.get_mut();
+            let r = if buf.is_empty() { Ok(()) } else { out(buf) };
+            buf.clear();
+            return Ok(r);
         }
+        Ok(out(chunk))
     }
 
     /// Ends the body: a gzip stream must be complete (trailer and CRC).
     pub fn finish<E>(&mut self, mut out: impl FnMut(&[u8]) -> Result<(), E>) -> Result<Result<(), E>, DecodeError> {
-        match self.gzip.take() {
-            None => Ok(Ok(())),
-            Some(mut d) => {
-                d.try_finish().map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-                let buf = d.finish().map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-                Ok(if buf.is_empty() { Ok(()) } else { out(&buf) })
-            }
+        #[cfg(feature = "gzip")]
+        if let Some(mut d) = self.gzip.take() {
+            d.try_finish().map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+            let buf = d.finish().map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+            return Ok(if buf.is_empty() { Ok(()) } else { out(&buf) });
         }
+        let _ = &mut out;
+        Ok(Ok(()))
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "gzip"))]
 mod tests {
     use super::*;
     use flate2::write::GzEncoder;
