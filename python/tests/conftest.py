@@ -98,3 +98,15 @@ def client(url: str, **kw: Any) -> fhir_async.Client:
     kw.setdefault("retry", FAST)
     kw.setdefault("timeout", 60)
     return fhir_async.Client(url, **kw)
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal, even when the suite
+    was started in the background (a non-interactive shell's `&` ignores
+    SIGINT, and Python then keeps ignoring it)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -148,7 +148,8 @@ def test_async_resources_match(server: Server) -> None:
 
 
 CHILD = r"""
-import sys, fhir_async
+import signal, sys, fhir_async
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started with `&`
 base, out = sys.argv[1], sys.argv[2]
 c = fhir_async.Client(base, retry={"min_wait_ms": 20, "initial_backoff_ms": 20})
 r = c.export(types=["Patient", "Condition", "Observation"]).wait(raise_on_failure=True)
