@@ -52,7 +52,9 @@ pub fn parse_percent(text: &str) -> Option<f64> {
     // "NN%" / "NN.N %"
     if let Some(pct) = text.find('%') {
         let head = text[..pct].trim_end();
-        let start = head.rfind(|c: char| !(c.is_ascii_digit() || c == '.')).map_or(0, |i| i + 1);
+        // The number is the run of ASCII digits and dots just before the `%`
+        // (byte-wise: those are one byte each, so the slice stays on a char boundary).
+        let start = head.len() - head.bytes().rev().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
         if let Ok(v) = head[start..].parse::<f64>() {
             return finite_percent(v);
         }
@@ -91,5 +93,9 @@ mod tests {
         assert_eq!(parse_percent("1/0"), None);
         assert_eq!(parse_percent("%"), None);
         assert_eq!(parse_percent(""), None);
+        // Found by the `response` fuzz target: a multi-byte char before the number.
+        assert_eq!(parse_percent("é5%"), Some(5.0));
+        assert_eq!(parse_percent("ü%"), None);
+        assert_eq!(parse_percent("进度 42% 完成"), Some(42.0));
     }
 }
