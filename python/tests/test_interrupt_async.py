@@ -128,7 +128,12 @@ def test_async_cancel_wakes_the_waiter(server: Server) -> None:
     async def main() -> str:
         job = c.export(types=["Patient"])
         waiter = asyncio.create_task(job.wait_async())
-        await asyncio.sleep(0.05)
+        # Until the waiter sleeps on the server's 30 s Retry-After (bounded).
+        for _ in range(500):
+            if job._events and job.progress.polls >= 1:
+                break
+            await asyncio.sleep(0.01)
+        assert job._events
         start = time.monotonic()
         await job.cancel_async()
         r = await asyncio.wait_for(waiter, 5)
