@@ -373,18 +373,12 @@ impl FileDownload {
     /// (lines already handed out before a retry are skipped).
     pub fn feed(&mut self, id: u64, chunk: &[u8], mut on_line: impl FnMut(&[u8])) -> Result<(), DownloadError> {
         self.expect(St::Streaming { id })?;
-        let Some(decoder) = self.decoder.as_mut() else {
+        let Some(mut decoder) = self.decoder.take() else {
             return Err(DownloadError::Usage("no decoder".into()));
         };
-        let splitter = &mut self.splitter;
-        let mut sink = LineSink {
-            delivered: &mut self.delivered,
-            seen: &mut self.seen,
-            validation: self.validation,
-            invalid: &mut self.invalid,
-            first_invalid: &mut self.first_invalid,
-        };
+        let (splitter, mut sink) = self.line_parts();
         let r = decoder.decode(chunk, |bytes| splitter.feed(bytes, |l| sink.line(l, &mut on_line)));
+        self.decoder = Some(decoder);
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
@@ -422,14 +416,7 @@ impl FileDownload {
                 );
             }
         }
-        let splitter = &mut self.splitter;
-        let mut sink = LineSink {
-            delivered: &mut self.delivered,
-            seen: &mut self.seen,
-            validation: self.validation,
-            invalid: &mut self.invalid,
-            first_invalid: &mut self.first_invalid,
-        };
+        let (splitter, mut sink) = self.line_parts();
         let r = decoder
             .finish(|bytes| splitter.feed(bytes, |l| sink.line(l, &mut on_line)))
             .map(|inner| inner.and_then(|()| splitter.finish(|l| sink.line(l, &mut on_line))));
@@ -500,6 +487,18 @@ impl FileDownload {
                 Err(DownloadError::Http { url: self.url.clone(), status: 410 })
             }
         }
+    }
+
+    /// The splitter and the sink that counts, skips and validates lines.
+    fn line_parts(&mut self) -> (&mut LineSplitter, LineSink<'_>) {
+        let sink = LineSink {
+            delivered: &mut self.delivered,
+            seen: &mut self.seen,
+            validation: self.validation,
+            invalid: &mut self.invalid,
+            first_invalid: &mut self.first_invalid,
+        };
+        (&mut self.splitter, sink)
     }
 
     fn expect(&self, st: St) -> Result<(), DownloadError> {

@@ -122,7 +122,10 @@ impl Job {
 
     pub(super) fn on_status(&mut self, flight: &InFlight, response: &Response, now_ms: u64) {
         let status = response.status;
-        if self.separate_status && matches!(status, 200 | 400..=599) {
+        // Separate-export-status mode changes what 200 and a bare error mean;
+        // 401 and a 404 after our own cancel mean the same in both modes.
+        let shared = status == 401 || (matches!(status, 404 | 410) && self.cancel_requested);
+        if self.separate_status && matches!(status, 200 | 400..=599) && !shared {
             return self.on_separate_status(flight, response, now_ms);
         }
         match status {
@@ -140,13 +143,7 @@ impl Job {
             200 | 204 => {
                 self.ok_response();
                 self.note_progress(response);
-                match self.classify_final(response, Delivery::Inline, &flight.url) {
-                    Classified::Final(o) => self.complete(o, now_ms),
-                    Classified::Running => self.schedule_poll(response, now_ms),
-                    Classified::Broken(e) => {
-                        self.fail(e);
-                    }
-                }
+                self.on_final_body(flight, response, now_ms);
             }
             303 => match self.resolve_location(&flight.url, response) {
                 Ok(Some(url)) => {
@@ -179,41 +176,36 @@ impl Job {
     }
 
     pub(super) fn on_separate_status(&mut self, flight: &InFlight, response: &Response, now_ms: u64) {
-        let status = response.status;
-        match status {
-            200 => {
-                self.ok_response();
-                self.note_progress(response);
-                let export_status = response
-                    .header("X-Export-Status")
-                    .and_then(|s| s.split_whitespace().next())
-                    .and_then(|s| s.parse::<u16>().ok());
-                match export_status {
-                    Some(202) => self.schedule_poll(response, now_ms),
-                    Some(s) if s >= 400 => {
-                        let mut o = failure_outcome(response, Delivery::Inline, Some(flight.url.clone()));
-                        o.http_status = Some(s);
-                        self.finish(o, now_ms);
-                    }
-                    _ => match self.classify_final(response, Delivery::Inline, &flight.url) {
-                        Classified::Final(o) => self.complete(o, now_ms),
-                        Classified::Running => self.schedule_poll(response, now_ms),
-                        Classified::Broken(e) => {
-                            self.fail(e);
-                        }
-                    },
-                }
-            }
-            401 => {
-                if self.on_unauthorized(&flight.url, status) {
-                    self.state = State::Polling { at_ms: now_ms };
-                }
-            }
-            404 | 410 if self.cancel_requested => {
-                self.finish(cancelled_outcome(Some(status), json_of(response)), now_ms)
-            }
+        if response.status != 200 {
             // A bare 4xx/5xx means the poll itself failed (protocol B5).
-            _ => self.count_failure(&format!("status poll answered {status}"), Some(response), now_ms),
+            let reason = format!("status poll answered {}", response.status);
+            return self.count_failure(&reason, Some(response), now_ms);
+        }
+        self.ok_response();
+        self.note_progress(response);
+        let export_status = response
+            .header("X-Export-Status")
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse::<u16>().ok());
+        match export_status {
+            Some(202) => self.schedule_poll(response, now_ms),
+            Some(s) if s >= 400 => {
+                let mut o = failure_outcome(response, Delivery::Inline, Some(flight.url.clone()));
+                o.http_status = Some(s);
+                self.finish(o, now_ms);
+            }
+            _ => self.on_final_body(flight, response, now_ms),
+        }
+    }
+
+    /// A 200 from the status URL: the result, or (Medplum) a job still running.
+    fn on_final_body(&mut self, flight: &InFlight, response: &Response, now_ms: u64) {
+        match self.classify_final(response, Delivery::Inline, &flight.url) {
+            Classified::Final(o) => self.complete(o, now_ms),
+            Classified::Running => self.schedule_poll(response, now_ms),
+            Classified::Broken(e) => {
+                self.fail(e);
+            }
         }
     }
 
