@@ -564,24 +564,26 @@ class ResourceStream(Iterator[Dict[str, Any]]):
     def __init__(self, it: _native.ResourceIterator) -> None:
         self._it = it
         loads = _orjson_loads()
-        self._next: Callable[[], Any]
+        self._items: Iterator[Any]
         if loads is None:
-            self._next = it.__next__
+            self._items = it
         else:
             lines = itertools.chain.from_iterable(iter(it.next_raw_batch, []))
-            self._next = map(loads, lines).__next__
+            self._items = map(loads, lines)
 
-    def __iter__(self) -> "ResourceStream":
-        return self
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        # The C-level iterator itself: a `for` loop then makes no Python call per resource.
+        return self._items
 
     def __next__(self) -> Dict[str, Any]:
-        value: Dict[str, Any] = self._next()
+        value: Dict[str, Any] = next(self._items)
         return value
 
     def close(self) -> None:
-        """Stops the background download; the stream ends."""
+        """Stops the background download; the stream ends (lines already
+        handed to a running ``for`` loop may still arrive)."""
         self._it.close()
-        self._next = iter(()).__next__
+        self._items = iter(())
 
     def __repr__(self) -> str:
         return repr(self._it)
