@@ -110,6 +110,7 @@ class Progress:
     percent: Optional[float]
     polls: int
     next_poll_in_ms: Optional[int]
+    next_poll_at_ms: Optional[int]
     status_url: Optional[str]
     partial_files: int
 
@@ -121,6 +122,7 @@ class Progress:
             percent=d.get("percent"),
             polls=d.get("polls", 0),
             next_poll_in_ms=d.get("nextPollInMs"),
+            next_poll_at_ms=d.get("nextPollAtMs"),
             status_url=d.get("statusUrl"),
             partial_files=d.get("partialFiles", 0),
         )

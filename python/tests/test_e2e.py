@@ -104,8 +104,10 @@ def test_partial_failure_is_completed_with_errors(server: Server, tmp_path: Path
 
 
 def test_cancel_running_job(server: Server) -> None:
-    job = client(server.base("/bulk/fhir", "never")).export(types=["Patient"])
-    assert job.progress.phase == "polling"
+    job = client(server.base("/bulk/fhir", "never;retry=5")).export(types=["Patient"])
+    p = job.progress
+    assert p.phase == "polling" and p.polls == 0 and p.status_url == job.status_url
+    assert p.next_poll_at_ms is not None and p.next_poll_in_ms is not None and 0 < p.next_poll_in_ms <= 5000
     res = job.cancel()
     assert res is not None and res["kind"] == "cancelled"
     assert job.result().status == "cancelled"
