@@ -6,7 +6,6 @@ the HTTP without the GIL. This file only shapes arguments and results.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import datetime as _dt
 import json
@@ -33,6 +32,8 @@ from . import _native
 from .errors import Cancelled, DeadlineExceeded, JobFailed, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import asyncio
+
     import pandas
 
 TokenSource = Union[str, Callable[[], str], None]
@@ -341,6 +342,8 @@ class Job:
     async def wait_async(self, *, raise_on_failure: bool = False) -> "Result":
         """Like ``wait()``, for asyncio: HTTP runs on worker threads without
         the GIL, waits are ``asyncio`` sleeps; the event loop never blocks."""
+        import asyncio  # here, not at module level: it costs ~80 ms of import time
+
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
         with self._events_lock:
