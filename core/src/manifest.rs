@@ -1,7 +1,7 @@
 //! The Bulk Data manifest (STU2, STU3 and the STU4 ballot) and the download
 //! plan derived from it, with the token rules (protocol D, E1, I2–I4).
 
-use crate::origin::{same_origin, Origin};
+use crate::origin::Origin;
 use serde::{de, Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -199,8 +199,7 @@ impl TokenPolicy {
         if base.scheme == "https" && target.scheme != "https" {
             return false;
         }
-        same_origin(&base, &target)
-            || self.allowed_origins.iter().filter_map(|o| Origin::parse(o)).any(|o| same_origin(&o, &target))
+        base == target || self.allowed_origins.iter().filter_map(|o| Origin::parse(o)).any(|o| o == target)
     }
 }
 

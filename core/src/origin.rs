@@ -28,11 +28,6 @@ impl Origin {
     }
 }
 
-/// Whether two origins are the same (scheme, host and port).
-pub fn same_origin(a: &Origin, b: &Origin) -> bool {
-    a == b
-}
-
 /// Whether two URLs share an origin (false if either is not http(s)).
 pub fn same_origin_urls(a: &str, b: &str) -> bool {
     matches!((Origin::parse(a), Origin::parse(b)), (Some(x), Some(y)) if x == y)

@@ -381,13 +381,13 @@ impl Job {
     /// ends the job at once; afterwards the next action is the cancel request
     /// (DELETE on the status URL, or Medplum's `AsyncJob/{id}/$cancel`).
     /// On a finished job it does nothing.
-    pub fn cancel(&mut self, now_ms: u64) {
+    pub fn cancel(&mut self, _now_ms: u64) {
         if self.is_finished() || self.cancel_requested {
             return;
         }
         self.cancel_requested = true;
         if self.status_url.is_none() && self.in_flight.is_none() {
-            self.finish(cancelled_outcome(None, None), now_ms);
+            self.finish(cancelled_outcome(None, None));
             self.cancel_result = Some(CancelResult::Cancelled { http_status: None });
         }
     }
@@ -477,7 +477,7 @@ impl Job {
             if self.cleanup == Some(CleanupState::Requested) {
                 if let Some(url) = self.status_url.clone() {
                     self.cleanup = Some(CleanupState::Sent);
-                    return Ok(self.send(RequestKind::Cleanup, Method::Delete, url, true, now_ms));
+                    return Ok(self.send(RequestKind::Cleanup, Method::Delete, url, true));
                 }
             }
             return Ok(Action::Done { outcome: (**outcome).clone() });
@@ -494,25 +494,25 @@ impl Job {
                     Some(u) => (Method::Post, u.clone()),
                     None => (Method::Delete, status_url),
                 };
-                return Ok(self.send(RequestKind::Cancel, method, url, true, now_ms));
+                return Ok(self.send(RequestKind::Cancel, method, url, true));
             }
         }
         match self.state.clone() {
             State::Ready => {
                 self.started_at_ms = Some(now_ms);
                 self.deadline_ms = self.config.timeout_ms.map(|t| now_ms.saturating_add(t));
-                self.send_kickoff(now_ms)
+                self.send_kickoff()
             }
             State::KickoffRetry { at_ms } if now_ms < at_ms => Ok(self.wait(at_ms, now_ms)),
-            State::KickoffRetry { .. } => self.send_kickoff(now_ms),
+            State::KickoffRetry { .. } => self.send_kickoff(),
             State::Polling { at_ms } if now_ms < at_ms => Ok(self.wait(at_ms, now_ms)),
             State::Polling { .. } => {
                 let url = self.status_url.clone().unwrap_or_default();
                 self.polls += 1;
-                Ok(self.send(RequestKind::Status, Method::Get, url, true, now_ms))
+                Ok(self.send(RequestKind::Status, Method::Get, url, true))
             }
             State::Fetching { at_ms, .. } if now_ms < at_ms => Ok(self.wait(at_ms, now_ms)),
-            State::Fetching { url, kind, auth, .. } => Ok(self.send(kind, Method::Get, url, auth, now_ms)),
+            State::Fetching { url, kind, auth, .. } => Ok(self.send(kind, Method::Get, url, auth)),
             State::Done { .. } | State::Errored { .. } => unreachable_state(),
         }
     }
@@ -589,7 +589,7 @@ impl Job {
         }
     }
 
-    fn send(&mut self, kind: RequestKind, method: Method, url: String, auth: bool, _now_ms: u64) -> Action {
+    fn send(&mut self, kind: RequestKind, method: Method, url: String, auth: bool) -> Action {
         let id = self.next_id;
         self.next_id += 1;
         let accept = match kind {
@@ -603,7 +603,8 @@ impl Job {
             body = Some(String::new());
         }
         // The token goes only to the FHIR origin (I2), never downgraded (I3/I4).
-        let auth = auth && self.token_policy().may_send_token(&url) && same_origin_urls(&self.base, &url);
+        // Same origin as the base implies the same scheme, so this also rules out a downgrade.
+        let auth = auth && same_origin_urls(&self.base, &url);
         self.in_flight = Some(InFlight { id, kind, url: url.clone() });
         Action::Send {
             request: Request {
@@ -619,10 +620,9 @@ impl Job {
         }
     }
 
-    fn send_kickoff(&mut self, now_ms: u64) -> Result<Action, Error> {
+    fn send_kickoff(&mut self) -> Result<Action, Error> {
         let id = self.next_id;
         self.next_id += 1;
-        let _ = now_ms;
         let request = build_kickoff(
             &self.base,
             &self.config.operation,
@@ -649,7 +649,7 @@ impl Job {
         error
     }
 
-    fn finish(&mut self, outcome: Outcome, _now_ms: u64) {
+    fn finish(&mut self, outcome: Outcome) {
         if let Some(old) = self.refreshing.take() {
             // A manifest refresh that did not produce a manifest keeps the old one.
             if outcome.manifest().is_none() {

@@ -45,7 +45,7 @@ impl Job {
                 self.token_refreshed = false;
                 let outcome = self.classify_final(response, Delivery::Sync, &flight.url);
                 match outcome {
-                    Classified::Final(o) => self.finish(o, now_ms),
+                    Classified::Final(o) => self.finish(o),
                     Classified::Running => {
                         self.fail(Error::protocol(
                             "the kick-off answered a running job without a status URL",
@@ -78,7 +78,7 @@ impl Job {
             }
             400..=599 => {
                 let o = failure_outcome(response, Delivery::Sync, Some(flight.url.clone()));
-                self.finish(o, now_ms);
+                self.finish(o);
             }
             _ => {
                 self.fail(Error::protocol(format!("unexpected kick-off status {status}"), Some(status)));
@@ -164,9 +164,7 @@ impl Job {
                     self.state = State::Polling { at_ms: now_ms };
                 }
             }
-            404 | 410 if self.cancel_requested => {
-                self.finish(cancelled_outcome(Some(status), json_of(response)), now_ms)
-            }
+            404 | 410 if self.cancel_requested => self.finish(cancelled_outcome(Some(status), json_of(response))),
             429 => self.count_failure("429 Too Many Requests on the status URL", Some(response), now_ms),
             400..=599 => self.on_status_error(response, now_ms),
             _ => {
@@ -192,7 +190,7 @@ impl Job {
             Some(s) if s >= 400 => {
                 let mut o = failure_outcome(response, Delivery::Inline, Some(flight.url.clone()));
                 o.http_status = Some(s);
-                self.finish(o, now_ms);
+                self.finish(o);
             }
             _ => self.on_final_body(flight, response, now_ms),
         }
@@ -218,7 +216,7 @@ impl Job {
                     self.count_failure(&format!("{status} with a transient OperationOutcome"), Some(response), now_ms);
                 } else {
                     let url = self.status_url.clone();
-                    self.finish(failure_outcome(response, Delivery::Inline, url), now_ms);
+                    self.finish(failure_outcome(response, Delivery::Inline, url));
                 }
             }
             _ if matches!(status, 404 | 410) => {
@@ -227,7 +225,7 @@ impl Job {
                 o.message = Some(format!(
                     "the status URL answered {status}: the job is gone (expired, or cancelled elsewhere)"
                 ));
-                self.finish(o, now_ms);
+                self.finish(o);
             }
             // Gateway pages, empty 502/503/504: infrastructure, not the job (H2).
             _ => self.count_failure(&format!("{status} without an OperationOutcome"), Some(response), now_ms),
@@ -281,7 +279,7 @@ impl Job {
                 }
             }
         }
-        self.finish(outcome, now_ms);
+        self.finish(outcome);
     }
 
     pub(super) fn on_page(&mut self, flight: &InFlight, response: &Response, now_ms: u64) {
@@ -380,7 +378,7 @@ impl Job {
                 self.complete(Outcome { status, ..o }, now_ms);
             }
             // H4: 4xx/5xx on the result URL is the operation's own failure.
-            _ => self.finish(failure_outcome(response, Delivery::Redirect, Some(flight.url.clone())), now_ms),
+            _ => self.finish(failure_outcome(response, Delivery::Redirect, Some(flight.url.clone()))),
         }
     }
 
@@ -419,7 +417,7 @@ impl Job {
         match result {
             CancelResult::Cancelled { http_status } => {
                 // Stop polling at once (protocol F2).
-                self.finish(cancelled_outcome(http_status, oo), now_ms);
+                self.finish(cancelled_outcome(http_status, oo));
             }
             CancelResult::NotFound { .. } | CancelResult::AlreadyTerminal { .. } => {
                 // Poll once more to learn how the job ended.
