@@ -242,12 +242,7 @@ impl Dataset {
             b"vital-signs\",\"display\":\"Vital Signs"
         });
         out.extend_from_slice(b"\"}]}],\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"");
-        out.extend_from_slice(c.0.as_bytes());
-        out.extend_from_slice(b"\",\"display\":\"");
-        out.extend_from_slice(c.1.as_bytes());
-        out.extend_from_slice(b"\"}],\"text\":\"");
-        out.extend_from_slice(c.1.as_bytes());
-        out.extend_from_slice(b"\"}");
+        coding_tail(out, (c.0, c.1));
         self.subject(out, p);
         self.encounter_ref(out, p, h >> 8);
         out.extend_from_slice(b",\"effectiveDateTime\":\"");
@@ -275,12 +270,7 @@ impl Dataset {
         out.extend_from_slice(b",\"clinicalStatus\":{\"coding\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/condition-clinical\",\"code\":\"");
         out.extend_from_slice(status.as_bytes());
         out.extend_from_slice(b"\"}]},\"verificationStatus\":{\"coding\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/condition-ver-status\",\"code\":\"confirmed\"}]},\"category\":[{\"coding\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/condition-category\",\"code\":\"encounter-diagnosis\",\"display\":\"Encounter Diagnosis\"}]}],\"code\":{\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"");
-        out.extend_from_slice(c.0.as_bytes());
-        out.extend_from_slice(b"\",\"display\":\"");
-        out.extend_from_slice(c.1.as_bytes());
-        out.extend_from_slice(b"\"}],\"text\":\"");
-        out.extend_from_slice(c.1.as_bytes());
-        out.extend_from_slice(b"\"}");
+        coding_tail(out, c);
         self.subject(out, p);
         self.encounter_ref(out, p, h >> 8);
         out.extend_from_slice(b",\"onsetDateTime\":\"");
@@ -297,12 +287,7 @@ impl Dataset {
         out.extend_from_slice(b",\"status\":\"");
         out.extend_from_slice(self.attr(4, i).as_bytes());
         out.extend_from_slice(b"\",\"intent\":\"order\",\"medicationCodeableConcept\":{\"coding\":[{\"system\":\"http://www.nlm.nih.gov/research/umls/rxnorm\",\"code\":\"");
-        out.extend_from_slice(m.0.as_bytes());
-        out.extend_from_slice(b"\",\"display\":\"");
-        out.extend_from_slice(m.1.as_bytes());
-        out.extend_from_slice(b"\"}],\"text\":\"");
-        out.extend_from_slice(m.1.as_bytes());
-        out.extend_from_slice(b"\"}");
+        coding_tail(out, m);
         self.subject(out, p);
         self.encounter_ref(out, p, h >> 8);
         out.extend_from_slice(b",\"authoredOn\":\"");
@@ -322,12 +307,7 @@ impl Dataset {
         out.extend_from_slice(b",\"status\":\"");
         out.extend_from_slice(self.attr(5, i).as_bytes());
         out.extend_from_slice(b"\",\"code\":{\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"");
-        out.extend_from_slice(c.0.as_bytes());
-        out.extend_from_slice(b"\",\"display\":\"");
-        out.extend_from_slice(c.1.as_bytes());
-        out.extend_from_slice(b"\"}],\"text\":\"");
-        out.extend_from_slice(c.1.as_bytes());
-        out.extend_from_slice(b"\"}");
+        coding_tail(out, c);
         self.subject(out, p);
         self.encounter_ref(out, p, h >> 8);
         out.extend_from_slice(b",\"performedPeriod\":{\"start\":\"");
@@ -346,6 +326,17 @@ fn per_patient(seed: u64, t: usize, p: u32) -> u32 {
     let h = mix(seed ^ ((t as u64) << 48) ^ (u64::from(p) << 1) ^ 0x5EED);
     let (lo, hi) = [(1, 1), (1, 4), (2, 8), (0, 3), (0, 3), (0, 2)][t];
     lo + (h % u64::from(hi - lo + 1)) as u32
+}
+
+/// Ends a CodeableConcept whose coding `code` value is open:
+/// `CODE","display":"DISPLAY"}],"text":"DISPLAY"}`.
+fn coding_tail(out: &mut Vec<u8>, (code, display): (&str, &str)) {
+    out.extend_from_slice(code.as_bytes());
+    out.extend_from_slice(b"\",\"display\":\"");
+    out.extend_from_slice(display.as_bytes());
+    out.extend_from_slice(b"\"}],\"text\":\"");
+    out.extend_from_slice(display.as_bytes());
+    out.extend_from_slice(b"\"}");
 }
 
 fn num(out: &mut Vec<u8>, n: u64) {
