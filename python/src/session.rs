@@ -184,6 +184,22 @@ impl Drop for ResourceIter {
 }
 
 impl ResourceIter {
+    /// An iterator over the batches a producer thread sends on `rx`.
+    fn new(rx: Receiver<Msg>, stop: Arc<AtomicBool>, bytes: Arc<AtomicU64>, raw: bool) -> Self {
+        ResourceIter {
+            rx: Mutex::new(rx),
+            stop,
+            bytes,
+            batch: Vec::new(),
+            ends: Vec::new(),
+            pos: 0,
+            start: 0,
+            parser: LineParser::new(),
+            done: false,
+            raw,
+        }
+    }
+
     /// The next line, waiting for the next batch if needed; `None` at the end.
     fn next_line(&mut self, py: Python<'_>) -> PyResult<Option<(usize, usize)>> {
         loop {
@@ -454,18 +470,7 @@ impl Session {
             }
             let _ = tx.send(Msg::End);
         });
-        ResourceIter {
-            rx: Mutex::new(rx),
-            stop: fetcher.stop.clone(),
-            bytes: fetcher.bytes.clone(),
-            batch: Vec::new(),
-            ends: Vec::new(),
-            pos: 0,
-            start: 0,
-            parser: LineParser::new(),
-            done: false,
-            raw,
-        }
+        ResourceIter::new(rx, fetcher.stop.clone(), fetcher.bytes.clone(), raw)
     }
 
     fn __repr__(&self) -> String {
@@ -528,16 +533,5 @@ pub fn read_ndjson(paths: Vec<PathBuf>, raw: bool) -> ResourceIter {
             let _ = tx.send(Msg::End);
         }
     });
-    ResourceIter {
-        rx: Mutex::new(rx),
-        stop,
-        bytes,
-        batch: Vec::new(),
-        ends: Vec::new(),
-        pos: 0,
-        start: 0,
-        parser: LineParser::new(),
-        done: false,
-        raw,
-    }
+    ResourceIter::new(rx, stop, bytes, raw)
 }
