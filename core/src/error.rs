@@ -2,10 +2,12 @@
 //! [`Outcome`](crate::Outcome). These are for misuse of the API, servers that
 //! break the protocol, and limits the client itself enforces.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::tagged;
 
 /// Everything that can go wrong in the engine.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 #[serde(tag = "code", rename_all = "snake_case", rename_all_fields = "camelCase")]
 #[non_exhaustive]
 pub enum Error {
@@ -78,11 +80,63 @@ impl Error {
         }
     }
 
+    const CODES: &'static [&'static str] = &[
+        "usage",
+        "protocol",
+        "insecure_url",
+        "deadline_exceeded",
+        "retries_exhausted",
+        "unauthorized",
+        "kickoff_indeterminate",
+    ];
+
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         Error::Usage { message: message.into() }
     }
 
     pub(crate) fn protocol(message: impl Into<String>, http_status: Option<u16>) -> Self {
         Error::Protocol { message: message.into(), http_status }
+    }
+}
+
+// Same shape as a derive with `tag = "code"`, without serde's `Content` buffering (see `tagged`).
+impl<'de> Deserialize<'de> for Error {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        tagged::deserialize(d, "code", |code, f| {
+            Ok(match code {
+                "usage" => Error::Usage { message: f.req("message")? },
+                "protocol" => Error::Protocol { message: f.req("message")?, http_status: f.opt("httpStatus")? },
+                "insecure_url" => Error::InsecureUrl { url: f.req("url")?, reason: f.req("reason")? },
+                "deadline_exceeded" => Error::DeadlineExceeded { deadline_ms: f.req("deadlineMs")? },
+                "retries_exhausted" => Error::RetriesExhausted { attempts: f.req("attempts")?, last: f.req("last")? },
+                "unauthorized" => Error::Unauthorized { http_status: f.req("httpStatus")?, url: f.req("url")? },
+                "kickoff_indeterminate" => Error::KickoffIndeterminate { message: f.req("message")? },
+                other => return Err(tagged::unknown(other, Error::CODES)),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_round_trips() {
+        let all = [
+            Error::usage("m"),
+            Error::protocol("m", Some(502)),
+            Error::protocol("m", None),
+            Error::InsecureUrl { url: "http://x".into(), reason: "r".into() },
+            Error::DeadlineExceeded { deadline_ms: 5 },
+            Error::RetriesExhausted { attempts: 3, last: "503".into() },
+            Error::Unauthorized { http_status: 401, url: "https://x".into() },
+            Error::KickoffIndeterminate { message: "reset".into() },
+        ];
+        tagged::round_trip(&all);
+        for e in &all {
+            assert!(Error::CODES.contains(&e.code()));
+        }
+        assert_eq!(Error::CODES.len(), 7);
     }
 }

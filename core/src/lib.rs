@@ -97,6 +97,7 @@ pub mod origin;
 mod outcome;
 pub mod progress;
 pub mod retry;
+mod tagged;
 
 pub use callback::{parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus};
 pub use decode::{BodyDecoder, DecodeError};

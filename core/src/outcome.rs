@@ -1,7 +1,8 @@
 //! How a job ended, and how response bodies are classified (protocol C, H1–H2).
 
 use crate::manifest::{Manifest, ManifestFile};
-use serde::{Deserialize, Serialize};
+use crate::tagged;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// The final state of a job.
@@ -33,7 +34,7 @@ pub enum Delivery {
 }
 
 /// The result payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ResultBody {
     /// A Bulk Data manifest (all pages merged).
@@ -124,6 +125,29 @@ impl Outcome {
             ResultBody::Bundle { bundle, .. } => bundle.pointer("/entry/0/response/outcome"),
             _ => None,
         }
+    }
+}
+
+// Same shape as a derive with `tag = "kind"`, without serde's `Content` buffering (see `tagged`).
+impl<'de> Deserialize<'de> for ResultBody {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const KINDS: &[&str] = &["manifest", "bundle", "asyncJob", "operationOutcome", "resource", "text", "empty"];
+        tagged::deserialize(d, "kind", |kind, f| {
+            Ok(match kind {
+                "manifest" => ResultBody::Manifest { manifest: f.req("manifest")? },
+                "bundle" => ResultBody::Bundle { bundle: f.req("bundle")?, entry_status: f.opt("entryStatus")? },
+                "asyncJob" => ResultBody::AsyncJob {
+                    job: f.req("job")?,
+                    job_status: f.req("jobStatus")?,
+                    manifest: f.opt("manifest")?,
+                },
+                "operationOutcome" => ResultBody::OperationOutcome { outcome: f.req("outcome")? },
+                "resource" => ResultBody::Resource { resource: f.req("resource")? },
+                "text" => ResultBody::Text { text: f.req("text")?, content_type: f.opt("contentType")? },
+                "empty" => ResultBody::Empty,
+                other => return Err(tagged::unknown(other, KINDS)),
+            })
+        })
     }
 }
 
@@ -244,6 +268,38 @@ pub(crate) fn asyncjob_manifest(job: &Value) -> Option<Manifest> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_result_kind_round_trips() {
+        let manifest = Manifest::parse(
+            br#"{"transactionTime":"t","request":"r","requiresAccessToken":true,"output":[{"type":"Patient","url":"https://h/1","count":2}],"error":[]}"#,
+        )
+        .unwrap();
+        let all = [
+            ResultBody::Manifest { manifest: manifest.clone() },
+            ResultBody::Bundle { bundle: json!({"resourceType": "Bundle"}), entry_status: Some(201) },
+            ResultBody::Bundle { bundle: json!({"resourceType": "Bundle"}), entry_status: None },
+            ResultBody::AsyncJob { job: json!({"id": "1"}), job_status: "completed".into(), manifest: Some(manifest) },
+            ResultBody::AsyncJob { job: json!({}), job_status: "error".into(), manifest: None },
+            ResultBody::OperationOutcome { outcome: json!({"resourceType": "OperationOutcome"}) },
+            ResultBody::Resource { resource: json!({"resourceType": "Parameters"}) },
+            ResultBody::Text { text: "x".into(), content_type: Some("text/plain".into()) },
+            ResultBody::Text { text: String::new(), content_type: None },
+            ResultBody::Empty,
+        ];
+        crate::tagged::round_trip(&all);
+        let outcome = Outcome {
+            status: OutcomeStatus::CompletedWithErrors,
+            delivery: Delivery::Redirect,
+            http_status: Some(200),
+            result: all[0].clone(),
+            message: Some("m".into()),
+            expires: Some("e".into()),
+            expires_at_ms: Some(1),
+            result_url: Some("https://h/r".into()),
+        };
+        crate::tagged::round_trip(&[outcome]);
+    }
 
     // protocol H1: the transient family
     #[test]

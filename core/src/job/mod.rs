@@ -13,7 +13,8 @@ use crate::progress::{parse_percent, Phase, Progress};
 use crate::retry::{backoff_ms, parse_retry_after, RetryAfter, RetryPolicy};
 use crate::Error;
 use respond::cancelled_outcome;
-use serde::{Deserialize, Serialize};
+use crate::tagged;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// Everything a job needs to know up front. Serializable, so bindings can
@@ -70,7 +71,7 @@ pub enum Action {
 }
 
 /// What a cancel request achieved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum CancelResult {
     /// The server accepted the cancel.
@@ -123,7 +124,7 @@ pub enum CallbackEffect {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "camelCase", rename_all_fields = "camelCase")]
 enum State {
     Ready,
@@ -132,6 +133,47 @@ enum State {
     Fetching { url: String, kind: RequestKind, at_ms: u64, auth: bool },
     Done { outcome: Box<Outcome> },
     Errored { error: Error },
+}
+
+// Same shape as a derive with `tag = "kind"`, without serde's `Content` buffering (see `tagged`).
+impl<'de> Deserialize<'de> for CancelResult {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const KINDS: &[&str] = &["cancelled", "alreadyTerminal", "notFound", "rejected"];
+        tagged::deserialize(d, "kind", |kind, f| {
+            Ok(match kind {
+                "cancelled" => CancelResult::Cancelled { http_status: f.opt("httpStatus")? },
+                "alreadyTerminal" => {
+                    CancelResult::AlreadyTerminal { job_status: f.opt("jobStatus")?, http_status: f.req("httpStatus")? }
+                }
+                "notFound" => CancelResult::NotFound { http_status: f.req("httpStatus")? },
+                "rejected" => CancelResult::Rejected { http_status: f.req("httpStatus")?, outcome: f.opt("outcome")? },
+                other => return Err(tagged::unknown(other, KINDS)),
+            })
+        })
+    }
+}
+
+// Same shape as a derive with `tag = "state"` (see `tagged`).
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const STATES: &[&str] = &["ready", "kickoffRetry", "polling", "fetching", "done", "errored"];
+        tagged::deserialize(d, "state", |state, f| {
+            Ok(match state {
+                "ready" => State::Ready,
+                "kickoffRetry" => State::KickoffRetry { at_ms: f.req("atMs")? },
+                "polling" => State::Polling { at_ms: f.req("atMs")? },
+                "fetching" => State::Fetching {
+                    url: f.req("url")?,
+                    kind: f.req("kind")?,
+                    at_ms: f.req("atMs")?,
+                    auth: f.req("auth")?,
+                },
+                "done" => State::Done { outcome: f.req("outcome")? },
+                "errored" => State::Errored { error: f.req("error")? },
+                other => return Err(tagged::unknown(other, STATES)),
+            })
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -757,7 +799,28 @@ fn unreachable_state() -> Result<Action, Error> {
 #[cfg(test)]
 mod tests {
     use super::respond::{job_status_in, medplum_cancel_url};
-    use super::{Action, Job, JobConfig, Operation};
+    use super::{cancelled_outcome, tagged, Action, CancelResult, Error, Job, JobConfig, Operation, RequestKind, State};
+
+    #[test]
+    fn every_state_and_cancel_result_round_trips() {
+        tagged::round_trip(&[
+            CancelResult::Cancelled { http_status: Some(202) },
+            CancelResult::Cancelled { http_status: None },
+            CancelResult::AlreadyTerminal { job_status: Some("completed".into()), http_status: 400 },
+            CancelResult::AlreadyTerminal { job_status: None, http_status: 404 },
+            CancelResult::NotFound { http_status: 404 },
+            CancelResult::Rejected { http_status: 400, outcome: Some(serde_json::json!({"issue": []})) },
+            CancelResult::Rejected { http_status: 400, outcome: None },
+        ]);
+        tagged::round_trip(&[
+            State::Ready,
+            State::KickoffRetry { at_ms: 1 },
+            State::Polling { at_ms: 2 },
+            State::Fetching { url: "https://h/r".into(), kind: RequestKind::Result, at_ms: 3, auth: true },
+            State::Done { outcome: Box::new(cancelled_outcome(Some(202), None)) },
+            State::Errored { error: Error::usage("m") },
+        ]);
+    }
 
     #[test]
     fn poll_now_overrides_retry_after_once() {
