@@ -11,9 +11,9 @@ use crate::origin::{is_downgrade, resolve, same_origin_urls};
 use crate::outcome::{Outcome, OutcomeStatus};
 use crate::progress::{parse_percent, Phase, Progress};
 use crate::retry::{backoff_ms, parse_retry_after, RetryAfter, RetryPolicy};
+use crate::tagged;
 use crate::Error;
 use respond::cancelled_outcome;
-use crate::tagged;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -284,7 +284,8 @@ impl Job {
     /// (polls, result fetches, cancels); a kick-off in flight is never replayed
     /// and turns into [`Error::KickoffIndeterminate`].
     pub fn from_json(json: &str) -> Result<Job, Error> {
-        let mut job: Job = serde_json::from_slice(json.as_bytes()).map_err(|e| Error::usage(format!("not a saved job: {e}")))?;
+        let mut job: Job =
+            serde_json::from_slice(json.as_bytes()).map_err(|e| Error::usage(format!("not a saved job: {e}")))?;
         if job.version != STATE_VERSION {
             return Err(Error::usage(format!("saved job has state version {}, expected {STATE_VERSION}", job.version)));
         }
@@ -799,7 +800,9 @@ fn unreachable_state() -> Result<Action, Error> {
 #[cfg(test)]
 mod tests {
     use super::respond::{job_status_in, medplum_cancel_url};
-    use super::{cancelled_outcome, tagged, Action, CancelResult, Error, Job, JobConfig, Operation, RequestKind, State};
+    use super::{
+        cancelled_outcome, tagged, Action, CancelResult, Error, Job, JobConfig, Operation, RequestKind, State,
+    };
 
     #[test]
     fn every_state_and_cancel_result_round_trips() {
