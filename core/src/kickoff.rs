@@ -2,8 +2,9 @@
 //! run asynchronously, and the kick-off request built from it (protocol A1–A7).
 
 use crate::http::{Method, Request, RequestKind};
+use crate::tagged;
 use crate::Error;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 use url::Url;
 
@@ -83,13 +84,24 @@ pub struct OperationRequest {
 }
 
 /// What the job starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Operation {
     /// A Bulk Data export.
     Export(ExportRequest),
     /// Any other asynchronous operation or interaction.
     Operation(OperationRequest),
+}
+
+// Same shape as a derive with `tag = "type"`, without serde's `Content` buffering (see `tagged`).
+impl<'de> Deserialize<'de> for Operation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        tagged::deserialize(d, "type", |kind, f| match kind {
+            "export" => f.rest().map(Operation::Export),
+            "operation" => f.rest().map(Operation::Operation),
+            other => Err(tagged::unknown(other, &["export", "operation"])),
+        })
+    }
 }
 
 /// `async-mode` from the unified pattern (seed 003).
@@ -330,6 +342,19 @@ fn validate_export(e: &ExportRequest) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operation_round_trips_and_rejects_unknown_types() {
+        let all = [
+            Operation::Export(ExportRequest { types: vec!["Patient".into()], ..Default::default() }),
+            Operation::Operation(OperationRequest { method: Method::Post, path: "$reindex".into(), body: None }),
+        ];
+        crate::tagged::round_trip(&all);
+        let minimal: Operation = serde_json::from_str(r#"{"type":"export"}"#).unwrap();
+        assert_eq!(minimal, Operation::Export(ExportRequest::default()));
+        let e = serde_json::from_str::<Operation>(r#"{"type":"import"}"#).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `import`"), "{e}");
+    }
 
     fn build(e: ExportRequest, p: PreferOptions) -> Request {
         build_kickoff("https://fhir.example/r4", &Operation::Export(e), &p, 1, 1000).unwrap()

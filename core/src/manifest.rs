@@ -283,19 +283,15 @@ fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Num {
-        Int(u64),
-        Float(f64),
-        Text(String),
-        Other(de::IgnoredAny),
-    }
-    Ok(match Num::deserialize(d)? {
-        Num::Int(n) => Some(n),
-        Num::Float(f) => (f >= 0.0 && f.fract() == 0.0 && f < 1.8e19).then_some(f as u64),
-        Num::Text(s) => s.trim().parse().ok(),
-        Num::Other(_) => None,
+    // Through `Value` rather than an untagged enum: the same leniency without
+    // serde's `Content` buffering in the `.wasm`.
+    Ok(match Value::deserialize(d)? {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            let f = n.as_f64()?;
+            (f >= 0.0 && f.fract() == 0.0 && f < 1.8e19).then_some(f as u64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     })
 }
 
@@ -322,6 +318,23 @@ mod tests {
       ],
       "error": [{"type": "OperationOutcome", "url": "https://fhir.example/r4/t/bulk-export/files/4"}]
     }"#;
+
+    #[test]
+    fn counts_are_read_leniently() {
+        let m = |count: &str| {
+            let text = format!(
+                r#"{{"transactionTime":"t","request":"r","output":[{{"type":"Patient","url":"https://h/1","count":{count}}}]}}"#
+            );
+            Manifest::parse(text.as_bytes()).unwrap().output[0].count
+        };
+        assert_eq!(m("7"), Some(7));
+        assert_eq!(m("7.0"), Some(7));
+        assert_eq!(m("\" 7 \""), Some(7));
+        assert_eq!(m("7.5"), None);
+        assert_eq!(m("-1"), None);
+        assert_eq!(m("null"), None);
+        assert_eq!(m("[7]"), None);
+    }
 
     fn policy() -> TokenPolicy {
         TokenPolicy { base_url: "https://fhir.example/r4/t".into(), allowed_origins: vec![] }

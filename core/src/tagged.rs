@@ -58,6 +58,11 @@ impl Fields {
         }
     }
 
+    /// All the remaining fields as one struct (a newtype variant's payload).
+    pub(crate) fn rest<T: DeserializeOwned>(&mut self) -> Result<T, serde_json::Error> {
+        T::deserialize(Value::Object(std::mem::take(&mut self.0)))
+    }
+
     /// An optional field: absent or `null` is `None`.
     pub(crate) fn opt<T: DeserializeOwned>(&mut self, key: &'static str) -> Result<Option<T>, serde_json::Error> {
         match self.0.remove(key) {
