@@ -21,7 +21,9 @@ pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue
 pub(crate) fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T, JsValue> {
     let text: String =
         js_sys::JSON::stringify(&value).map_err(|_| usage(&format!("invalid {what}: not JSON-serializable")))?.into();
-    serde_json::from_slice(text.as_bytes()).map_err(|e| usage(&format!("invalid {what}: {e}")))
+    serde_json::from_slice::<serde_json::Value>(text.as_bytes())
+        .and_then(T::deserialize)
+        .map_err(|e| usage(&format!("invalid {what}: {e}")))
 }
 
 /// JS clocks are `f64` milliseconds; the engine takes whole `u64` milliseconds.

@@ -284,8 +284,9 @@ impl Job {
     /// (polls, result fetches, cancels); a kick-off in flight is never replayed
     /// and turns into [`Error::KickoffIndeterminate`].
     pub fn from_json(json: &str) -> Result<Job, Error> {
-        let mut job: Job =
-            serde_json::from_slice(json.as_bytes()).map_err(|e| Error::usage(format!("not a saved job: {e}")))?;
+        let mut job: Job = serde_json::from_slice::<Value>(json.as_bytes())
+            .and_then(Job::deserialize)
+            .map_err(|e| Error::usage(format!("not a saved job: {e}")))?;
         if job.version != STATE_VERSION {
             return Err(Error::usage(format!("saved job has state version {}, expected {STATE_VERSION}", job.version)));
         }
