@@ -131,6 +131,7 @@ pub struct PreferOptions {
 const OUTPUT_FORMATS: [&str; 3] = ["application/fhir+ndjson", "application/ndjson", "ndjson"];
 
 /// Builds the kick-off request. Validates the parameters the IG forbids.
+#[cfg(test)]
 pub(crate) fn build_kickoff(
     base_url: &str,
     op: &Operation,
@@ -138,11 +139,22 @@ pub(crate) fn build_kickoff(
     id: u64,
     timeout_ms: u64,
 ) -> Result<Request, Error> {
-    let base = normalized_base(base_url)?;
+    kickoff_for_base(&normalized_base(base_url)?, op, prefer, id, timeout_ms)
+}
+
+/// [`build_kickoff`] for a base already through [`normalized_base`] (what a
+/// `Job` holds): skips parsing and re-serializing it again.
+pub(crate) fn kickoff_for_base(
+    base: &str,
+    op: &Operation,
+    prefer: &PreferOptions,
+    id: u64,
+    timeout_ms: u64,
+) -> Result<Request, Error> {
     let mut headers =
         vec![("Accept".to_owned(), "application/fhir+json".to_owned()), ("Prefer".to_owned(), prefer_header(prefer))];
     let (method, url, body) = match op {
-        Operation::Export(e) => export_request(&base, e)?,
+        Operation::Export(e) => export_request(base, e)?,
         Operation::Operation(o) => {
             let url = if o.path.starts_with("http://") || o.path.starts_with("https://") {
                 o.path.clone()

@@ -5,9 +5,9 @@ mod respond;
 
 use crate::callback::CallbackPayload;
 use crate::http::{Method, Request, RequestKind, Response, TransportErrorKind};
-use crate::kickoff::{build_kickoff, normalized_base, Operation, PreferOptions};
+use crate::kickoff::{kickoff_for_base, normalized_base, Operation, PreferOptions};
 use crate::manifest::{plan_downloads, Manifest, PlannedFile, TokenPolicy};
-use crate::origin::{is_downgrade, resolve, same_origin_urls};
+use crate::origin::{is_downgrade, resolve, same_origin_urls, Origin};
 use crate::outcome::{Outcome, OutcomeStatus};
 use crate::progress::{parse_percent, Phase, Progress};
 use crate::retry::{backoff_ms, parse_retry_after, RetryAfter, RetryPolicy};
@@ -229,6 +229,39 @@ pub struct Job {
     refreshing: Option<Box<Outcome>>,
     redirect_hops: u32,
     warnings: Vec<String>,
+    /// Same-origin answers for the base (see [`OriginMemo`]).
+    #[serde(skip)]
+    base_origin_memo: OriginMemo,
+    /// The kick-off request `new` built to validate the configuration, reused to send it.
+    #[serde(skip)]
+    kickoff_memo: Memo<Request>,
+}
+
+/// A cache, not state: left out of the saved state (a resumed job rebuilds it
+/// on demand) and ignored by equality.
+#[derive(Debug, Clone)]
+struct Memo<T>(Option<T>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo(None)
+    }
+}
+
+impl<T> PartialEq for Memo<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// Polls ask "same origin as the base?" about the same status URL every
+/// time, and answering parses URLs (it was most of the engine's cost of a
+/// poll). The base never changes, so its origin is parsed once and the last
+/// URL asked is the key of the answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct OriginMemo {
+    base: Memo<Option<Origin>>,
+    last: Memo<(String, bool)>,
 }
 
 const STATE_VERSION: u32 = 1;
@@ -238,8 +271,8 @@ impl Job {
     /// parameters) so misuse surfaces before anything is sent.
     pub fn new(config: JobConfig) -> Result<Job, Error> {
         let base = normalized_base(&config.base_url)?;
-        // Build once to validate; the real request is built at kick-off time.
-        build_kickoff(&base, &config.operation, &config.prefer, 0, 0)?;
+        // Built now to validate, and kept for the kick-off (id and timeout are filled in then).
+        let kickoff = kickoff_for_base(&base, &config.operation, &config.prefer, 0, 0)?;
         if let Some(cb) = &config.prefer.callback_url {
             if resolve(cb, cb).is_none() {
                 return Err(Error::usage(format!("callbackUrl must be an absolute http(s) URL: {cb}")));
@@ -276,6 +309,8 @@ impl Job {
             refreshing: None,
             redirect_hops: 0,
             warnings: Vec::new(),
+            base_origin_memo: OriginMemo::default(),
+            kickoff_memo: Memo(Some(kickoff)),
         })
     }
 
@@ -648,7 +683,7 @@ impl Job {
         }
         // The token goes only to the FHIR origin (I2), never downgraded (I3/I4).
         // Same origin as the base implies the same scheme, so this also rules out a downgrade.
-        let auth = auth && same_origin_urls(&self.base, &url);
+        let auth = auth && self.same_origin_as_base(&url);
         self.in_flight = Some(InFlight { id, kind, url: url.clone() });
         Action::Send {
             request: Request {
@@ -667,14 +702,12 @@ impl Job {
     fn send_kickoff(&mut self) -> Result<Action, Error> {
         let id = self.next_id;
         self.next_id += 1;
-        let request = build_kickoff(
-            &self.base,
-            &self.config.operation,
-            &self.config.prefer,
-            id,
-            self.config.retry.request_timeout_ms,
-        )
-        .map_err(|e| self.fail(e))?;
+        let timeout_ms = self.config.retry.request_timeout_ms;
+        let request = match &self.kickoff_memo.0 {
+            Some(built) => Request { id, timeout_ms, ..built.clone() },
+            None => kickoff_for_base(&self.base, &self.config.operation, &self.config.prefer, id, timeout_ms)
+                .map_err(|e| self.fail(e))?,
+        };
         self.in_flight = Some(InFlight { id, kind: RequestKind::Kickoff, url: request.url.clone() });
         Ok(Action::Send { request })
     }
@@ -787,10 +820,36 @@ impl Job {
         };
         let url = resolve(from, loc)
             .ok_or_else(|| Error::protocol(format!("unusable Location {loc:?}"), Some(response.status)))?;
-        if is_downgrade(&self.base, &url) || is_downgrade(from, &url) {
+        if self.downgrades_base(&url) || is_downgrade(from, &url) {
             return Err(Error::InsecureUrl { url, reason: "https to http downgrade (protocol I3)".into() });
         }
         Ok(Some(url))
+    }
+}
+
+impl Job {
+    /// Whether `url`, an output of [`resolve`], is http under an https base (I4).
+    /// Both strings are serialized by the `url` crate (the base by
+    /// `normalized_base`), so their schemes are exact lower-case prefixes and
+    /// no parse is needed.
+    fn downgrades_base(&self, url: &str) -> bool {
+        let downgrade = self.base.starts_with("https:") && url.starts_with("http:");
+        debug_assert_eq!(downgrade, is_downgrade(&self.base, url), "{} -> {url}", self.base);
+        downgrade
+    }
+
+    /// Whether `url` is on the base's origin (the token rule, I2), memoized (see [`OriginMemo`]).
+    fn same_origin_as_base(&mut self, url: &str) -> bool {
+        let memo = &mut self.base_origin_memo;
+        if let Some((last, same)) = &memo.last.0 {
+            if last == url {
+                return *same;
+            }
+        }
+        let base = memo.base.0.get_or_insert_with(|| Origin::parse(&self.base));
+        let same = matches!((base, Origin::parse(url)), (Some(b), Some(u)) if *b == u);
+        memo.last.0 = Some((url.to_owned(), same));
+        same
     }
 }
 
