@@ -1,5 +1,7 @@
-// The published shape: `npm pack`, unpacked into a fresh project, imported by
-// name from Node (the `node` condition of the exports map loads the .wasm from disk).
+// The published shape: `npm pack`, installed into a fresh project with npm
+// (so its dependencies resolve as a user's would; `--prefer-offline` takes
+// them from the cache `npm ci` filled), imported by name from Node (the `node`
+// condition of the exports map loads the .wasm from disk).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -15,10 +17,12 @@ test('npm pack → import "fhir-async" in a fresh project', () => {
   try {
     const out = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: pkg, encoding: 'utf8' });
     const tgz = join(dir, out.trim().split('\n').at(-1));
-    const target = join(dir, 'app', 'node_modules', 'fhir-async');
-    mkdirSync(target, { recursive: true });
-    execFileSync('tar', ['-xzf', tgz, '-C', target, '--strip-components=1']);
-    writeFileSync(join(dir, 'app', 'package.json'), '{"type":"module"}');
+    mkdirSync(join(dir, 'app'));
+    writeFileSync(join(dir, 'app', 'package.json'), '{"name":"app","private":true,"type":"module"}');
+    execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tgz], {
+      cwd: join(dir, 'app'),
+      encoding: 'utf8',
+    });
     writeFileSync(
       join(dir, 'app', 'main.js'),
       `import { FhirAsyncClient, Job, UsageError } from 'fhir-async';
