@@ -444,7 +444,10 @@ export declare class FileDownload {
   nextAction(nowMs: number): DownloadAction;
   handleHead(id: number, status: number, headers: string[], alreadyDecoded: boolean, nowMs: number): 'stream' | 'discard';
   /** New resource lines joined with "\n" ("" when none). */
-  feed(id: number, chunk: Uint8Array): string;
+  /** The new resource lines joined with `\n`; then check `discarded`. */
+  feed(id: number, chunk: Uint8Array, nowMs: number): string;
+  /** Whether the last `feed` found the body unusable: stop reading it and call `nextAction`. */
+  readonly discarded: boolean;
   finish(id: number, nowMs: number): string;
   handleTransportError(id: number, message: string, nowMs: number): void;
   replaceFile(file: PlannedFile | null): void;

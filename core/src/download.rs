@@ -126,13 +126,17 @@ pub enum DownloadAction {
     },
 }
 
-/// What to do with the body of the response just described.
+/// What to do with the body of the response: the answer of
+/// [`FileDownload::handle_head`] and of every [`FileDownload::feed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum HeadDecision {
-    /// Feed the body to [`FileDownload::feed`] then call [`FileDownload::finish`].
+    /// Feed the (rest of the) body to [`FileDownload::feed`], then call
+    /// [`FileDownload::finish`] when it ends.
     Stream,
-    /// Drop the body and call [`FileDownload::next_action`].
+    /// Stop reading: drop the body (close the connection if it is still
+    /// arriving) and call [`FileDownload::next_action`]. The engine has
+    /// already decided what comes next (a redirect, a retry, a fresh token).
     Discard,
 }
 
@@ -370,8 +374,19 @@ impl FileDownload {
     }
 
     /// Feeds a chunk of the body; `on_line` gets each new resource line
-    /// (lines already handed out before a retry are skipped).
-    pub fn feed(&mut self, id: u64, chunk: &[u8], mut on_line: impl FnMut(&[u8])) -> Result<(), DownloadError> {
+    /// (lines already handed out before a retry are skipped). Answers
+    /// [`HeadDecision::Stream`] to go on, or [`HeadDecision::Discard`] when the
+    /// body turned out unusable (corrupt compressed data): the retry is then
+    /// already scheduled, with its backoff counted from `now_ms`; stop reading
+    /// and call [`FileDownload::next_action`]. Lines handed out before the
+    /// corruption stay handed out and are not repeated by the retry.
+    pub fn feed(
+        &mut self,
+        id: u64,
+        chunk: &[u8],
+        now_ms: u64,
+        mut on_line: impl FnMut(&[u8]),
+    ) -> Result<HeadDecision, DownloadError> {
         self.expect(St::Streaming { id })?;
         let Some(mut decoder) = self.decoder.take() else {
             return Err(DownloadError::Usage("no decoder".into()));
@@ -380,16 +395,14 @@ impl FileDownload {
         let r = decoder.decode(chunk, |bytes| splitter.feed(bytes, |l| sink.line(l, &mut on_line)));
         self.decoder = Some(decoder);
         match r {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(HeadDecision::Stream),
             Ok(Err(e)) => {
                 self.state = St::Done;
                 Err(DownloadError::Ndjson { url: self.url.clone(), source: e })
             }
-            // Corrupt gzip mid-stream: the caller stops reading and reports it
-            // through `handle_transport_error`-like retry here.
             Err(e) => {
-                self.retry(e.to_string(), RetryAfter::Absent, 0)?;
-                Err(DownloadError::Decode { url: self.url.clone(), message: format!("{e}; retrying") })
+                self.retry(e.to_string(), RetryAfter::Absent, now_ms)?;
+                Ok(HeadDecision::Discard)
             }
         }
     }
@@ -626,13 +639,13 @@ mod tests {
         let mut got = Vec::new();
         let r = send(&mut d, 0);
         d.handle_head(r.id, 200, &gz, true, 0).unwrap();
-        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\"", |l| got.push(l.to_vec())).unwrap();
+        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\"", 0, |l| got.push(l.to_vec())).unwrap();
         d.finish(r.id, 5, |l| got.push(l.to_vec())).unwrap();
         assert_eq!(got.len(), 2, "the cut line is not handed out");
         assert!(matches!(d.next_action(5).unwrap(), DownloadAction::Wait { .. }));
         let r = send(&mut d, 1_000);
         d.handle_head(r.id, 200, &gz, true, 1_000).unwrap();
-        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}", |l| got.push(l.to_vec())).unwrap();
+        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}", 0, |l| got.push(l.to_vec())).unwrap();
         d.finish(r.id, 1_000, |l| got.push(l.to_vec())).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[2], b"{\"id\":\"3\"}");
@@ -644,7 +657,7 @@ mod tests {
         let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy()).unwrap();
         let r = send(&mut d, 0);
         d.handle_head(r.id, 200, &[], true, 0).unwrap();
-        d.feed(r.id, b"{\"id\":\"1\"}\n", |_| {}).unwrap();
+        d.feed(r.id, b"{\"id\":\"1\"}\n", 0, |_| {}).unwrap();
         assert!(matches!(d.finish(r.id, 0, |_| {}), Err(DownloadError::CountMismatch { .. })));
     }
 
@@ -657,12 +670,12 @@ mod tests {
         assert!(r.auth);
         assert_eq!(r.header("Accept-Encoding"), Some("gzip"));
         assert_eq!(d.handle_head(r.id, 200, &[], false, 0).unwrap(), HeadDecision::Stream);
-        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\"", |l| got.push(l.to_vec())).unwrap();
+        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\"", 0, |l| got.push(l.to_vec())).unwrap();
         d.handle_transport_error(r.id, "connection reset", 5).unwrap();
         assert!(matches!(d.next_action(5).unwrap(), DownloadAction::Wait { .. }));
         let r = send(&mut d, 1_000);
         d.handle_head(r.id, 200, &[], false, 1_000).unwrap();
-        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}\n", |l| got.push(l.to_vec())).unwrap();
+        d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}\n", 0, |l| got.push(l.to_vec())).unwrap();
         d.finish(r.id, 1_000, |l| got.push(l.to_vec())).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[2], b"{\"id\":\"3\"}");
@@ -675,13 +688,62 @@ mod tests {
         }
     }
 
+    // protocol E6 with gzip: a stream that turns corrupt mid-body is
+    // discarded, retried after a backoff counted from the moment it broke,
+    // and the lines handed out before the corruption are not repeated.
+    #[cfg(feature = "gzip")]
+    #[test]
+    fn corrupt_gzip_mid_body_is_discarded_and_retried() {
+        use flate2::{write::GzEncoder, Compression};
+        use std::io::Write;
+        let total = 20_000u64;
+        let lines: Vec<u8> = (0..total).flat_map(|i| format!("{{\"id\":\"{i}\"}}\n").into_bytes()).collect();
+        let mut whole = GzEncoder::new(Vec::new(), Compression::fast());
+        whole.write_all(&lines).unwrap();
+        let whole = whole.finish().unwrap();
+        // Most of the lines, sync-flushed, then a deflate block of reserved type 11.
+        let mut head = GzEncoder::new(Vec::new(), Compression::fast());
+        head.write_all(&lines[..lines.len() / 2]).unwrap();
+        head.flush().unwrap();
+        let head = head.get_ref().clone();
+        let gz = [("Content-Encoding".to_owned(), "gzip".to_owned())];
+
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(total)), &policy()).unwrap();
+        let mut got = Vec::new();
+        let r = send(&mut d, 0);
+        assert_eq!(d.handle_head(r.id, 200, &gz, false, 0).unwrap(), HeadDecision::Stream);
+        for c in head.chunks(4096) {
+            assert_eq!(d.feed(r.id, c, 100, |l| got.push(l.to_vec())).unwrap(), HeadDecision::Stream);
+        }
+        let before = got.len();
+        assert!(before > 0, "the decoder hands out lines as it goes");
+        assert_eq!(d.feed(r.id, &[0xff; 16], 100, |l| got.push(l.to_vec())).unwrap(), HeadDecision::Discard);
+        assert!(d.feed(r.id, b"more", 100, |_| {}).is_err(), "nothing more is read from a discarded body");
+        match d.next_action(100).unwrap() {
+            DownloadAction::Wait { until_ms, .. } => assert!(until_ms >= 110, "backoff from the break, got {until_ms}"),
+            other => panic!("expected Wait, got {other:?}"),
+        }
+        let r = send(&mut d, 1_000);
+        d.handle_head(r.id, 200, &gz, false, 1_000).unwrap();
+        for c in whole.chunks(4096) {
+            assert_eq!(d.feed(r.id, c, 1_000, |l| got.push(l.to_vec())).unwrap(), HeadDecision::Stream);
+        }
+        d.finish(r.id, 1_000, |l| got.push(l.to_vec())).unwrap();
+        let expected: Vec<Vec<u8>> = (0..total).map(|i| format!("{{\"id\":\"{i}\"}}").into_bytes()).collect();
+        assert_eq!(got, expected, "every line once, in order ({before} before the corruption)");
+        match d.next_action(1_000).unwrap() {
+            DownloadAction::Done { report } => assert_eq!((report.resources, report.attempts), (total, 2)),
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+
     // checked against the manifest count
     #[test]
     fn count_mismatch_is_typed() {
         let mut d = FileDownload::new(planned("https://h/f", false, Some(2)), &policy()).unwrap();
         let r = send(&mut d, 0);
         d.handle_head(r.id, 200, &[], false, 0).unwrap();
-        d.feed(r.id, b"{}\n", |_| {}).unwrap();
+        d.feed(r.id, b"{}\n", 0, |_| {}).unwrap();
         assert!(matches!(d.finish(r.id, 0, |_| {}), Err(DownloadError::CountMismatch { expected: 2, actual: 1, .. })));
     }
 
@@ -759,7 +821,7 @@ mod tests {
         let r = send(&mut d, 0);
         d.handle_head(r.id, 200, &[], false, 0).unwrap();
         let mut n = 0;
-        d.feed(r.id, b"{\"a\":1}\n<html>oops</html>\n{\"b\":2}\n", |_| n += 1).unwrap();
+        d.feed(r.id, b"{\"a\":1}\n<html>oops</html>\n{\"b\":2}\n", 0, |_| n += 1).unwrap();
         d.finish(r.id, 0, |_| n += 1).unwrap();
         assert_eq!(n, 3);
         match d.next_action(0).unwrap() {

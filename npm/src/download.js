@@ -2,7 +2,7 @@
 // file only moves bytes (fetch body chunks in, resource lines out).
 
 import { FileDownload as CoreFileDownload } from '../wasm/fhir_async_wasm.js';
-import { abortError, core, fromCore, raceSignal, UsageError } from './errors.js';
+import { abortError, core, raceSignal, UsageError } from './errors.js';
 import { flatHeaders, open } from './http.js';
 
 /** Links a job's outcome to the job (non-enumerable), for `client.resources(result)`. */
@@ -169,15 +169,9 @@ async function* one(job, file, { signal, validation, onFile }, stats) {
               break;
             }
             stats.bytes += chunk.value.byteLength;
-            let joined;
-            try {
-              joined = dl.feed(req.id, chunk.value);
-            } catch (e) {
-              // A body the engine could not decode: it has scheduled the retry itself.
-              if (e?.code === 'decode') break;
-              throw fromCore(e);
-            }
-            yield* emit(joined);
+            yield* emit(core(() => dl.feed(req.id, chunk.value, Date.now())));
+            // A body the engine could not decode: it has scheduled the retry itself.
+            if (dl.discarded) break;
           }
         } finally {
           release();

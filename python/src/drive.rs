@@ -8,8 +8,8 @@ use crate::net::{Http, TransportFailure};
 use crate::now_ms;
 use crate::token::Token;
 use fhir_async::{
-    Action, DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, Outcome, PlannedFile, Request,
-    Response, RetryPolicy, TransportErrorKind,
+    Action, DownloadAction, FileDownload, FileReport, HeadDecision, Outcome, PlannedFile, Request, Response,
+    RetryPolicy, TransportErrorKind,
 };
 use pyo3::prelude::*;
 use std::io::{self, Read};
@@ -288,18 +288,16 @@ impl Fetcher {
                 }
                 Ok(n) => {
                     self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    let r = dl.feed(id, &buf[..n], |l| {
+                    let decision = dl.feed(id, &buf[..n], now_ms(), |l| {
                         if werr.is_none() {
                             if let Err(e) = sink.line(l) {
                                 werr = Some(e);
                             }
                         }
-                    });
-                    match r {
-                        Ok(()) => {}
-                        // A corrupt gzip stream: the engine already scheduled the retry.
-                        Err(DownloadError::Decode { .. }) => break,
-                        Err(e) => return Err(e.into()),
+                    })?;
+                    // A corrupt gzip stream: the engine already scheduled the retry.
+                    if decision == HeadDecision::Discard {
+                        break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -24,6 +24,7 @@ struct Options {
 pub struct WasmFileDownload {
     inner: FileDownload,
     lines: Vec<u8>,
+    discarded: bool,
 }
 
 #[wasm_bindgen(js_class = FileDownload)]
@@ -54,7 +55,7 @@ impl WasmFileDownload {
         if let Some(g) = options.gzip {
             inner = inner.with_gzip(g);
         }
-        Ok(WasmFileDownload { inner, lines: Vec::new() })
+        Ok(WasmFileDownload { inner, lines: Vec::new(), discarded: false })
     }
 
     /// `{type: "send", request}`, `{type: "wait", untilMs, delayMs}`, `{type: "refreshToken"}`,
@@ -86,12 +87,22 @@ impl WasmFileDownload {
     }
 
     /// Feeds a chunk of the body. Returns the new resource lines joined with
-    /// `"\n"` (`""` when the chunk completed none).
-    pub fn feed(&mut self, request_id: f64, chunk: &[u8]) -> Result<String, JsValue> {
+    /// `"\n"` (`""` when the chunk completed none). Afterwards `discarded`
+    /// says whether to stop reading this body (the engine scheduled a retry).
+    pub fn feed(&mut self, request_id: f64, chunk: &[u8], now: f64) -> Result<String, JsValue> {
         let lines = &mut self.lines;
         lines.clear();
-        self.inner.feed(id(request_id), chunk, |l| push_line(lines, l)).map_err(|e| download_error(&e))?;
+        let decision =
+            self.inner.feed(id(request_id), chunk, ms(now), |l| push_line(lines, l)).map_err(|e| download_error(&e))?;
+        self.discarded = decision == HeadDecision::Discard;
         Ok(take_string(lines))
+    }
+
+    /// Whether the last `feed` found the body unusable: stop reading it and
+    /// call `nextAction` (the retry is already scheduled).
+    #[wasm_bindgen(getter)]
+    pub fn discarded(&self) -> bool {
+        self.discarded
     }
 
     /// The body ended: returns the last lines (as `feed` does) and checks

@@ -246,11 +246,8 @@ impl Driver {
                                 Ok(0) => break None,
                                 Ok(n) => {
                                     bytes.fetch_add(n as u64, Ordering::Relaxed);
-                                    if let Err(e) = d.feed(request.id, &buf[..n], &mut on_line) {
-                                        if e.code() == "decode" {
-                                            break Some(String::new()); // already scheduled for retry
-                                        }
-                                        return Err(e.into());
+                                    if d.feed(request.id, &buf[..n], now_ms(), &mut on_line)? == HeadDecision::Discard {
+                                        break Some(String::new()); // a corrupt body: the retry is scheduled
                                     }
                                 }
                                 Err(e) => break Some(e.to_string()),
