@@ -160,6 +160,7 @@ const FAULTS = [
   'kick429=2',
   'reset',
   'gzbad',
+  'gzcorrupt',
   'expire',
   'relative',
   'noloc',

@@ -132,7 +132,7 @@ def test_resume_in_a_new_client(server: Server, reference: List[str]) -> None:
 
 @pytest.mark.parametrize(
     "faults",
-    ["e500=2", "e503html=2", "e429=2", "e429date=3", "reset", "gzbad", "reset;gzbad;e500=3", "relative", "noloc", "ooloc", "kick429=1", "retry-date;retry=0", "expire", "storage"],
+    ["e500=2", "e503html=2", "e429=2", "e429date=3", "reset", "gzbad", "gzcorrupt", "reset;gzbad;e500=3", "reset;gzcorrupt", "relative", "noloc", "ooloc", "kick429=1", "retry-date;retry=0", "expire", "storage"],
 )
 def test_faults_lose_nothing(server: Server, faults: str, tmp_path: Path, reference: List[str]) -> None:
     result = client(server.base("/bulk/fhir", faults)).export(types=TYPES).wait(raise_on_failure=True)

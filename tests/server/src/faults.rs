@@ -28,6 +28,9 @@ pub struct Faults {
     pub reset: bool,
     /// `gzbad`: the first gzip download attempt of each file is a truncated gzip stream.
     pub gzbad: bool,
+    /// `gzcorrupt`: the first gzip download attempt of each file turns into
+    /// invalid deflate data halfway (a complete, well-framed HTTP body).
+    pub gzcorrupt: bool,
     /// `slow=BYTES_PER_SEC`: throttled file bodies.
     pub slow: u64,
     /// `relative`: relative Content-Location.
@@ -89,6 +92,7 @@ impl Faults {
                 "kick429" => self.kick429 = num()?,
                 "reset" => self.reset = flag()?,
                 "gzbad" => self.gzbad = flag()?,
+                "gzcorrupt" => self.gzcorrupt = flag()?,
                 "slow" => self.slow = num()?,
                 "relative" => self.relative = flag()?,
                 "noloc" => self.noloc = flag()?,

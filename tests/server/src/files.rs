@@ -1,5 +1,5 @@
 //! NDJSON file bodies: generated in ~64 KB chunks, gzip on request, and the download faults
-//! (`reset`, `gzbad`, `slow`, `expire`). Also the storage origin.
+//! (`reset`, `gzbad`, `gzcorrupt`, `slow`, `expire`). Also the storage origin.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -116,7 +116,7 @@ impl Cursor {
         buf.push(b'\n');
     }
 
-    /// The whole file in memory (used by the `reset` and `gzbad` faults on small files).
+    /// The whole file in memory (used by the `reset`, `gzbad` and `gzcorrupt` faults on small files).
     pub fn collect(mut self) -> Vec<u8> {
         let mut all = Vec::new();
         while let Some(c) = self.next_chunk() {
@@ -130,6 +130,17 @@ fn gzip_all(data: &[u8]) -> Vec<u8> {
     let mut e = GzEncoder::new(Vec::new(), Compression::fast());
     let _ = e.write_all(data);
     e.finish().unwrap_or_default()
+}
+
+/// The first half of `data` gzipped and sync-flushed (decodable as far as it
+/// goes), then a deflate block of the reserved type 11: a decoder fails there.
+fn gzip_corrupt_half(data: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    let _ = e.write_all(&data[..data.len() / 2]);
+    let _ = e.flush();
+    let mut out = e.get_ref().clone();
+    out.extend_from_slice(&[0xff; 64]);
+    out
 }
 
 fn wants_gzip(h: &HeaderMap) -> bool {
@@ -204,6 +215,8 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
         let mut r = Response::new(Body::from_stream(s));
         http::set(r.headers_mut(), header::CONTENT_LENGTH, &len.to_string());
         r
+    } else if job.faults.gzcorrupt && gzip && gz_attempt == 0 {
+        Response::new(Body::from(gzip_corrupt_half(&cursor.collect())))
     } else if job.faults.gzbad && gzip && gz_attempt == 0 {
         let all = gzip_all(&cursor.collect());
         let cut = all.len() / 2;

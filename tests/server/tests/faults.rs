@@ -118,6 +118,21 @@ async fn gzbad_then_retry() {
 }
 
 #[tokio::test]
+async fn gzcorrupt_then_retry() {
+    let s = start(|_| {}).await;
+    let (_, m) = manifest(&s, "gzcorrupt").await;
+    let url = m["output"][0]["url"].as_str().unwrap();
+    let r = s.req(Method::GET, url, &[("accept-encoding", "gzip")], None).await;
+    assert_eq!(r.code(), 200);
+    let mut d = flate2::read::GzDecoder::new(&r.body[..]);
+    let mut out = Vec::new();
+    let err = std::io::Read::read_to_end(&mut d, &mut out).unwrap_err();
+    assert_ne!(err.kind(), std::io::ErrorKind::UnexpectedEof, "corrupt, not merely truncated: {err}");
+    assert!(!out.is_empty(), "the first half decodes");
+    assert_eq!(s.ndjson(url, true).await.len(), 100);
+}
+
+#[tokio::test]
 async fn slow_bodies() {
     let s = start(|_| {}).await;
     let (_, m) = manifest(&s, "slow=200000").await;
