@@ -4,7 +4,7 @@
 //! `#[derive(Deserialize)]` on an internally tagged enum buffers the whole
 //! object in serde's private `Content` tree (the tag may come anywhere) and
 //! then instantiates every variant's visitor for that tree. For the saved
-//! state (`Job::from_json`) that machinery was about a sixth of the `.wasm`.
+//! state (`Job::from_json`) that machinery was 22.7 KB of the gzipped `.wasm`.
 //! These impls read the object once into a `serde_json::Map` (which the engine
 //! already links for FHIR resources), take the tag out, and build the variant
 //! from the remaining fields: the same JSON shapes, with one small

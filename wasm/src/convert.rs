@@ -18,6 +18,8 @@ pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue
 }
 
 /// Reads a serde shape from a JS value; a wrong shape is a usage error naming `what`.
+/// Through a `serde_json::Value`, as the engine reads everything else, so each
+/// type's `Deserialize` is compiled for one deserializer only (`.wasm` size).
 pub(crate) fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T, JsValue> {
     let text: String =
         js_sys::JSON::stringify(&value).map_err(|_| usage(&format!("invalid {what}: not JSON-serializable")))?.into();

@@ -865,6 +865,32 @@ mod tests {
     };
 
     #[test]
+    fn origin_memo_answers_per_url() {
+        let mut job = Job::new(JobConfig {
+            base_url: "https://h:443/fhir".into(),
+            operation: Operation::Export(Default::default()),
+            prefer: Default::default(),
+            retry: Default::default(),
+            timeout_ms: None,
+            allowed_origins: vec![],
+        })
+        .unwrap();
+        for (url, same) in [
+            ("https://h/status/1", true),
+            ("https://h/status/1", true),
+            ("https://other/status/1", false),
+            ("https://other/status/1", false),
+            ("http://h/status/1", false),
+            ("https://H:443/x", true),
+            ("not a url", false),
+        ] {
+            assert_eq!(job.same_origin_as_base(url), same, "{url}");
+        }
+        let resumed = Job::from_json(&job.to_json()).unwrap();
+        assert_eq!(resumed, job, "the memo is not state");
+    }
+
+    #[test]
     fn every_state_and_cancel_result_round_trips() {
         tagged::round_trip(&[
             CancelResult::Cancelled { http_status: Some(202) },
