@@ -1,0 +1,25 @@
+// A guard against size regressions of what a browser downloads: the .wasm and
+// the JS (wasm-bindgen's glue + the package's src/), each gzipped at level 9,
+// as BENCHMARKS.md ("Size of the package") counts them. The issue's budget is
+// 150 KB, which is not met (see there for why); this ceiling only stops the
+// package from quietly growing past where it is now.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+
+const CEILING = 200 * 1024; // bytes, zlib level 9: 199,704 when written (`gzip -9` says 198,734)
+
+const gz = (buf) => gzipSync(buf, { level: 9 }).length;
+const here = (p) => new URL(`../${p}`, import.meta.url);
+
+test(`package size: .wasm + JS gzipped stays under ${CEILING} bytes`, () => {
+  const wasm = gz(readFileSync(here('wasm/fhir_async_wasm_bg.wasm')));
+  const src = readdirSync(here('src'))
+    .filter((f) => f.endsWith('.js'))
+    .sort()
+    .map((f) => readFileSync(here(`src/${f}`)));
+  const js = gz(Buffer.concat([readFileSync(here('wasm/fhir_async_wasm.js')), ...src]));
+  console.log(`size: .wasm ${wasm} B + JS ${js} B = ${wasm + js} B gzipped`);
+  assert.ok(wasm + js <= CEILING, `${wasm + js} B > ${CEILING} B: see BENCHMARKS.md before raising this`);
+});
