@@ -688,7 +688,7 @@ mod tests {
         }
     }
 
-    // protocol E6 with gzip: a stream that turns corrupt mid-body is
+    // protocol E6 and E2: a gzip stream that turns corrupt mid-body is
     // discarded, retried after a backoff counted from the moment it broke,
     // and the lines handed out before the corruption are not repeated.
     #[cfg(feature = "gzip")]

@@ -322,6 +322,7 @@ mod tests {
       "error": [{"type": "OperationOutcome", "url": "https://fhir.example/r4/t/bulk-export/files/4"}]
     }"#;
 
+    // protocol D2 (`count`), divergence 10's leniency applied to numbers
     #[test]
     fn counts_are_read_leniently() {
         let m = |count: &str| {

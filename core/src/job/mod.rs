@@ -232,7 +232,7 @@ pub struct Job {
     /// Same-origin answers for the base (see [`OriginMemo`]).
     #[serde(skip)]
     base_origin_memo: OriginMemo,
-    /// The kick-off request `new` built to validate the configuration, reused to send it.
+    /// The kick-off request `new` built to validate the configuration, taken to send it.
     #[serde(skip)]
     kickoff_memo: Memo<Request>,
 }
@@ -703,8 +703,9 @@ impl Job {
         let id = self.next_id;
         self.next_id += 1;
         let timeout_ms = self.config.retry.request_timeout_ms;
-        let request = match &self.kickoff_memo.0 {
-            Some(built) => Request { id, timeout_ms, ..built.clone() },
+        // The request `new` built is used once; a retried kick-off (429, connect failure) is rebuilt.
+        let request = match self.kickoff_memo.0.take() {
+            Some(built) => Request { id, timeout_ms, ..built },
             None => kickoff_for_base(&self.base, &self.config.operation, &self.config.prefer, id, timeout_ms)
                 .map_err(|e| self.fail(e))?,
         };
@@ -864,6 +865,7 @@ mod tests {
         cancelled_outcome, tagged, Action, CancelResult, Error, Job, JobConfig, Operation, RequestKind, State,
     };
 
+    // protocol I2: the token rule's "same origin as the base" answer is memoized per URL
     #[test]
     fn origin_memo_answers_per_url() {
         let mut job = Job::new(JobConfig {
