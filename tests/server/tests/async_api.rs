@@ -109,38 +109,23 @@ async fn long_polling_returns_on_completion() {
     assert!(took.as_millis() >= 200 && took.as_millis() < 4_500, "{took:?}");
 }
 
-/// (X-Signature header, body) of one callback.
-type Received = (String, Vec<u8>);
+/// One callback POST as the receiver saw it.
+#[derive(Clone)]
+struct Received {
+    signature: String,
+    content_type: String,
+    body: Vec<u8>,
+}
 
 #[tokio::test]
 async fn callback_is_signed() {
-    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let g2 = got.clone();
-    let app = axum::Router::new().route(
-        "/cb",
-        axum::routing::post(move |h: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let g = g2.clone();
-            async move {
-                let sig = h.get("x-signature").unwrap().to_str().unwrap().to_string();
-                assert_eq!(h.get("content-type").unwrap(), "application/fhir+json");
-                g.lock().unwrap().push((sig, body.to_vec()));
-                "ok"
-            }
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let cb = format!("http://{}/cb", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let (cb, got) = receiver().await;
     let s = start(|c| c.job_ms = 50).await;
     let prefer = format!("respond-async, async-mode=redirect, callback-url={cb}");
     let r = s.req(Method::POST, &s.url("/aidbox/fhir/$reindex"), &[("prefer", &prefer)], None).await;
     let loc = r.h("content-location").unwrap();
-    let mut n = 0;
-    while got.lock().unwrap().is_empty() && n < 300 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        n += 1;
-    }
-    let (sig, body) = got.lock().unwrap()[0].clone();
+    let Received { signature: sig, content_type, body } = first_received(&got).await;
+    assert_eq!(content_type, "application/fhir+json");
     assert_eq!(sig, fhir_async_testserver::callback::signature("fhir-async-demo-secret", &body));
     use hmac::Mac;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"fhir-async-demo-secret").unwrap();
@@ -193,8 +178,13 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
         axum::routing::post(move |h: axum::http::HeaderMap, body: axum::body::Bytes| {
             let g = g2.clone();
             async move {
-                let sig = h.get("x-signature").unwrap().to_str().unwrap().to_string();
-                g.lock().unwrap().push((sig, body.to_vec()));
+                let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                let received = Received {
+                    signature: header("x-signature"),
+                    content_type: header("content-type"),
+                    body: body.to_vec(),
+                };
+                g.lock().unwrap().push(received);
                 "ok"
             }
         }),
@@ -205,14 +195,19 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
     (cb, got)
 }
 
-async fn first(got: &Arc<Mutex<Vec<Received>>>) -> Value {
+/// The first callback, waited for with a bound (3 s).
+async fn first_received(got: &Arc<Mutex<Vec<Received>>>) -> Received {
     for _ in 0..300 {
-        if let Some((_, body)) = got.lock().unwrap().first() {
-            return serde_json::from_slice(body).unwrap();
+        if let Some(r) = got.lock().unwrap().first() {
+            return r.clone();
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("no callback");
+}
+
+async fn first(got: &Arc<Mutex<Vec<Received>>>) -> Value {
+    serde_json::from_slice(&first_received(got).await.body).unwrap()
 }
 
 #[tokio::test]

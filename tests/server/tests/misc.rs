@@ -74,21 +74,24 @@ async fn backend_services_tokens() {
         assert_eq!(t["expires_in"], 300);
         assert_eq!(t["scope"], "system/*.read");
         let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
-        let r = s
-            .req(
-                Method::GET,
-                &s.url("/bulk/fhir/$export"),
-                &[("prefer", "respond-async"), ("authorization", &bearer)],
-                None,
-            )
-            .await;
-        assert_eq!(r.code(), 202);
+        assert_eq!(export_with(&s, &bearer).await.code(), 202);
     }
     // wrong key for the kid
     let r = assertion_token(&s, jsonwebtoken::Algorithm::ES384, "test-rs384", "es384-private.pem").await;
     assert_eq!(r.status(), 401);
     let r = s.c.post(s.url("/auth/token")).body("grant_type=password").send().await.unwrap();
     assert_eq!(r.status(), 400);
+}
+
+/// A system `$export` kick-off with this `Authorization` value.
+async fn export_with(s: &Srv, authorization: &str) -> Resp {
+    s.req(
+        Method::GET,
+        &s.url("/bulk/fhir/$export"),
+        &[("prefer", "respond-async"), ("authorization", authorization)],
+        None,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -104,14 +107,7 @@ async fn issued_tokens_expire() {
         .await
         .unwrap();
     let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
-    let r = s
-        .req(
-            Method::GET,
-            &s.url("/bulk/fhir/$export"),
-            &[("prefer", "respond-async"), ("authorization", &bearer)],
-            None,
-        )
-        .await;
+    let r = export_with(&s, &bearer).await;
     assert_eq!(r.code(), 401);
     assert!(r.h("www-authenticate").unwrap().contains("invalid_token"));
 }
