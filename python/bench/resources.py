@@ -58,29 +58,20 @@ def main() -> None:
         (path,) = result.download(work, gzip=False)
         size = path.stat().st_size
 
-        def with_orjson() -> int:
-            n = 0
-            with open(path, "rb") as f:
-                for line in f:
-                    orjson.loads(line)
-                    n += 1
-            return n
+        def per_line(parse: Callable[[bytes], Any]) -> Callable[[], int]:
+            def run() -> int:
+                n = 0
+                with open(path, "rb") as f:
+                    for line in f:
+                        parse(line)
+                        n += 1
+                return n
 
-        def with_json() -> int:
-            n = 0
-            with open(path, "rb") as f:
-                for line in f:
-                    json.loads(line)
-                    n += 1
-            return n
+            return run
 
-        def with_native_parser() -> int:
-            n = 0
-            with open(path, "rb") as f:
-                for line in f:
-                    _native.parse_json(line)
-                    n += 1
-            return n
+        with_orjson = per_line(orjson.loads)
+        with_json = per_line(json.loads)
+        with_native_parser = per_line(_native.parse_json)
 
         def with_resources() -> int:
             return sum(1 for _ in result.resources(args.type))
