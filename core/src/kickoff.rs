@@ -130,7 +130,7 @@ pub struct PreferOptions {
 
 const OUTPUT_FORMATS: [&str; 3] = ["application/fhir+ndjson", "application/ndjson", "ndjson"];
 
-/// Builds the kick-off request. Validates the parameters the IG forbids.
+/// [`kickoff_for_base`] from a base URL as the user wrote it (tests).
 #[cfg(test)]
 pub(crate) fn build_kickoff(
     base_url: &str,
@@ -142,8 +142,8 @@ pub(crate) fn build_kickoff(
     kickoff_for_base(&normalized_base(base_url)?, op, prefer, id, timeout_ms)
 }
 
-/// [`build_kickoff`] for a base already through [`normalized_base`] (what a
-/// `Job` holds): skips parsing and re-serializing it again.
+/// Builds the kick-off request from a base already through [`normalized_base`]
+/// (what a `Job` holds). Validates the parameters the IG forbids.
 pub(crate) fn kickoff_for_base(
     base: &str,
     op: &Operation,
