@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: server browser-demo test setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples demo
+.PHONY: deps server browser-demo test setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples demo
 
 ## The main job: a bulk export with a live progress bar against the bundled
 ## reference server (or `make demo SERVER=https://... TOKEN=...`).
@@ -15,13 +15,25 @@ demo: server
 
 ## The browser example: the reference server plus a static server; prints the page URL.
 browser-demo: server
+	bash scripts/ensure-deps.sh npm
 	test -f npm/wasm/fhir_async_wasm_bg.wasm || bash npm/scripts/build.sh
 	test -d npm/node_modules || (cd npm && npm ci --no-audit --no-fund --loglevel=error)
 	node examples/browser/serve.mjs
 
-## The one test command (what .ci/run calls).
-test: setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples
-	@echo "make test: all suites passed"
+## The one test command (what .ci/run calls). Runs each suite in turn (stopping
+## at the first that fails) and ends with one line: every suite and its duration.
+SUITES := deps setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples
+test:
+	@done=(); for s in $(SUITES); do t0=$$(date +%s); \
+	  if $(MAKE) --no-print-directory $$s; then done+=("$$s $$(( $$(date +%s) - t0 )) s"); \
+	  else done+=("$$s FAILED after $$(( $$(date +%s) - t0 )) s"); \
+	    (IFS=,; echo "make test: $${done[*]}" | sed 's/,/, /g'); exit 1; fi; \
+	done; (IFS=,; echo "make test: $${done[*]}" | sed 's/,/, /g'); echo "make test: all suites passed"
+
+## The Debian packages the suites need (chromium, binaryen, ...): installed when
+## missing (apt-get), or the command to run is printed. See scripts/ensure-deps.sh.
+deps:
+	bash scripts/ensure-deps.sh
 
 setup:
 	rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -43,6 +55,7 @@ test-server:
 FUZZ_SECONDS ?= 10
 FUZZ_TARGETS := manifest retry_after ndjson response
 fuzz-smoke:
+	bash scripts/ensure-deps.sh fuzz
 	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz
 	cd core/fuzz && for t in $(FUZZ_TARGETS); do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^(Done|==)|panicked|SUMMARY' ; \
@@ -54,6 +67,7 @@ server:
 	$(CARGO) build --release -p fhir-async-testserver
 
 test-npm: server
+	bash scripts/ensure-deps.sh npm
 	bash npm/scripts/test.sh
 
 test-python: server
@@ -63,6 +77,7 @@ test-python: server
 # reference server. The browser, Node and notebook examples run in their suites.
 EXAMPLES := medplum healthconnect oracle aidbox
 test-examples: server
+	bash scripts/ensure-deps.sh npm
 	$(CARGO) build --release -p fhir-async-examples
 	for b in $(EXAMPLES); do echo "== example $$b"; ./target/release/$$b; done
 	rm -rf target/demo-test-output

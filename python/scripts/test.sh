@@ -10,6 +10,9 @@ VENV=$ROOT/.venv
 PY=$VENV/bin/python
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
+# Debian packages (python3-venv, a C compiler): installed when missing, issue 10 §4.
+bash "$ROOT/scripts/ensure-deps.sh" python
+
 if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV"
 fi
