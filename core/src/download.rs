@@ -7,7 +7,7 @@ use crate::http::{header, Method, Request, RequestKind};
 use crate::manifest::{FileKind, PlannedFile};
 use crate::ndjson::{LineSplitter, NdjsonError, DEFAULT_MAX_LINE};
 use crate::origin::{is_downgrade, resolve, same_origin_urls};
-use crate::retry::{backoff_ms, parse_retry_after, RetryAfter, RetryPolicy};
+use crate::retry::{backoff_ms, derive_seed, read_retry_after, RetryAfter, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 /// Why a download stopped for good.
@@ -24,22 +24,59 @@ pub enum DownloadError {
         reason: String,
     },
     /// The server answered with a final HTTP error.
-    #[error("{url} answered HTTP {status}")]
+    #[error("{url} answered HTTP {status}{}{}", refreshed_note(*manifest_refreshed), server_note(server_message))]
     Http {
         /// The URL.
         url: String,
         /// The status.
         status: u16,
+        /// The server's own words (an OperationOutcome's text, or the start of a
+        /// plain-text body), once the binding handed the body to [`DownloadError::with_body`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_message: Option<String>,
+        /// Whether the manifest had already been re-fetched once for fresh links (E4).
+        #[serde(default)]
+        manifest_refreshed: bool,
     },
-    /// The file has a different number of resources than the manifest says.
-    #[error("{url}: the manifest promises {expected} resources, the file has {actual}")]
+    /// The server refused the token and no new one could be had (or a new one was refused too).
+    #[error("{url} answered HTTP 401: {reason}{}", server_note(server_message))]
+    Unauthorized {
+        /// The URL.
+        url: String,
+        /// What happened: "even after a token refresh", or why no refresh was possible.
+        reason: String,
+        /// The server's own words, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_message: Option<String>,
+    },
+    /// The file has a different number of resources than the manifest says
+    /// (with [`CountCheck::Strict`]). Only this file failed.
+    #[error("{url}: the manifest's count for this {} is {expected}, the file has {actual} resources", kind_label(*kind, resource_type.as_deref()))]
     CountMismatch {
         /// The URL.
         url: String,
+        /// Which manifest list the file is from: a mismatch in an `error` file
+        /// is about OperationOutcomes, not lost data.
+        kind: FileKind,
+        /// The resource type, when the manifest says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource_type: Option<String>,
         /// `count` from the manifest.
         expected: u64,
         /// Lines received.
         actual: u64,
+    },
+    /// A line of the file is not a JSON resource. Only raised by bindings when
+    /// the caller asked for strict lines; by default a bad line is recorded in
+    /// [`FileReport::invalid`] and every valid line is still delivered.
+    #[error("{url}: line {line} is not a FHIR resource: {message}")]
+    InvalidLine {
+        /// The URL.
+        url: String,
+        /// 1-based resource line number (blank lines not counted).
+        line: u64,
+        /// What is wrong with it.
+        message: String,
     },
     /// A line was longer than the limit.
     #[error("{url}: {source}")]
@@ -86,13 +123,55 @@ impl DownloadError {
         match self {
             DownloadError::Blocked { .. } => "blocked",
             DownloadError::Http { .. } => "http",
+            DownloadError::Unauthorized { .. } => "unauthorized",
             DownloadError::CountMismatch { .. } => "count_mismatch",
+            DownloadError::InvalidLine { .. } => "invalid_line",
             DownloadError::Ndjson { .. } => "line_too_long",
             DownloadError::Decode { .. } => "decode",
             DownloadError::RetriesExhausted { .. } => "retries_exhausted",
             DownloadError::Redirect { .. } => "redirect",
             DownloadError::Usage(_) => "usage",
         }
+    }
+
+    /// Adds the server's own words from an error response's body (an
+    /// OperationOutcome's text, or the start of a text body) to an
+    /// [`DownloadError::Http`] or [`DownloadError::Unauthorized`]. Bindings read
+    /// at most [`MAX_ERROR_BODY`] bytes of the body and call this.
+    pub fn with_body(mut self, body: &[u8]) -> DownloadError {
+        if let DownloadError::Http { server_message, .. } | DownloadError::Unauthorized { server_message, .. } =
+            &mut self
+        {
+            if server_message.is_none() {
+                *server_message = crate::outcome::server_text(body);
+            }
+        }
+        self
+    }
+}
+
+/// How much of an error response's body a binding reads for [`DownloadError::with_body`].
+pub const MAX_ERROR_BODY: usize = 64 << 10;
+
+fn server_note(m: &Option<String>) -> String {
+    m.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+}
+
+fn refreshed_note(refreshed: bool) -> &'static str {
+    if refreshed {
+        " even after the manifest was re-fetched once for fresh links"
+    } else {
+        ""
+    }
+}
+
+/// "Patient file", "error file (OperationOutcome)", "deleted file".
+fn kind_label(kind: FileKind, resource_type: Option<&str>) -> String {
+    match (kind, resource_type) {
+        (FileKind::Output, Some(t)) => format!("{t} output file"),
+        (FileKind::Output, None) => "output file".to_owned(),
+        (FileKind::Error, _) => "error file (OperationOutcome)".to_owned(),
+        (FileKind::Deleted, _) => "deleted file (transaction Bundles of deletions)".to_owned(),
     }
 }
 
@@ -153,6 +232,41 @@ pub enum Validation {
     Json,
 }
 
+/// What a count mismatch does to a file (protocol D2, issue 10: "one bad
+/// file loses nothing else").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CountCheck {
+    /// The file fails with [`DownloadError::CountMismatch`] (the others are unaffected).
+    #[default]
+    Strict,
+    /// The file completes; [`FileReport::count_mismatch`] and a warning say so.
+    Lenient,
+}
+
+/// The manifest's count against what the file held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountMismatchInfo {
+    /// `count` from the manifest.
+    pub expected: u64,
+    /// Resources in the file.
+    pub actual: u64,
+}
+
+/// A line that is not a JSON resource (protocol E6: a per-line report, not a crash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvalidLine {
+    /// 1-based resource line number (blank lines not counted).
+    pub line: u64,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// How many [`InvalidLine`]s a report keeps (the count goes on).
+pub const MAX_INVALID_REPORTED: usize = 100;
+
 /// Figures for a finished file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -175,6 +289,15 @@ pub struct FileReport {
     pub invalid_lines: u64,
     /// 1-based number of the first invalid line.
     pub first_invalid_line: Option<u64>,
+    /// The first [`MAX_INVALID_REPORTED`] invalid lines, with what is wrong.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invalid: Vec<InvalidLine>,
+    /// Set when the file's count differs from the manifest's ([`CountCheck::Lenient`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_mismatch: Option<CountMismatchInfo>,
+    /// Things worth telling a human about this file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Requests sent, retries included.
     pub attempts: u32,
 }
@@ -210,6 +333,10 @@ pub struct FileDownload {
     validation: Validation,
     invalid: u64,
     first_invalid: Option<u64>,
+    invalid_lines: Vec<InvalidLine>,
+    headers: u64,
+    warnings: Vec<String>,
+    count_check: CountCheck,
     report: Option<FileReport>,
     gzip: bool,
     platform_decoded: bool,
@@ -224,8 +351,9 @@ impl FileDownload {
         Ok(FileDownload {
             url: file.url.clone(),
             send_token: file.send_token,
+            // Files that fail together do not retry together (B4).
+            policy: RetryPolicy { seed: derive_seed(policy.seed, file.url.as_bytes()), ..policy.clone() },
             file,
-            policy: policy.clone(),
             state: St::Ready { at_ms: 0 },
             next_id: 1,
             attempts: 0,
@@ -242,6 +370,10 @@ impl FileDownload {
             validation: Validation::default(),
             invalid: 0,
             first_invalid: None,
+            invalid_lines: Vec::new(),
+            headers: 0,
+            warnings: Vec::new(),
+            count_check: CountCheck::default(),
             report: None,
             gzip: true,
             platform_decoded: false,
@@ -251,6 +383,12 @@ impl FileDownload {
     /// Sets the line validation (default: structural).
     pub fn with_validation(mut self, v: Validation) -> Self {
         self.validation = v;
+        self
+    }
+
+    /// Sets what a count mismatch does (default [`CountCheck::Strict`]).
+    pub fn with_count_check(mut self, c: CountCheck) -> Self {
+        self.count_check = c;
         self
     }
 
@@ -361,15 +499,53 @@ impl FileDownload {
                 Ok(HeadDecision::Discard)
             }
             408 | 429 | 500..=599 => {
-                let ra =
-                    parse_retry_after(header(headers, "Retry-After"), header(headers, "Date"), now_ms, &self.policy);
+                let (ra, note) =
+                    read_retry_after(header(headers, "Retry-After"), header(headers, "Date"), now_ms, &self.policy);
+                self.warnings.extend(note);
                 self.retry(format!("HTTP {status}"), ra, now_ms)?;
                 Ok(HeadDecision::Discard)
             }
+            401 if self.send_token => {
+                self.state = St::Done;
+                Err(DownloadError::Unauthorized {
+                    url: self.url.clone(),
+                    reason: "the token was refused even after a token refresh".into(),
+                    server_message: None,
+                })
+            }
             _ => {
                 self.state = St::Done;
-                Err(DownloadError::Http { url: self.url.clone(), status })
+                Err(self.http_error(status))
             }
+        }
+    }
+
+    /// After [`DownloadAction::RefreshToken`], when no new token can be had
+    /// (none configured, or a fixed string): the file ends here instead of
+    /// sending the refused token again. Returns the error to report.
+    pub fn token_unavailable(&mut self, reason: &str) -> DownloadError {
+        self.state = St::Done;
+        self.awaiting_token = false;
+        DownloadError::Unauthorized {
+            url: self.url.clone(),
+            reason: format!("the token was refused and no new one could be had ({reason})"),
+            server_message: None,
+        }
+    }
+
+    /// A binding that parses each line itself (and runs this download with
+    /// [`Validation::None`]) reports a line that failed, so the file report
+    /// counts it exactly once. `line` is the 1-based resource line number.
+    pub fn report_invalid_line(&mut self, line: u64, message: &str) {
+        note_invalid(&mut self.invalid, &mut self.first_invalid, &mut self.invalid_lines, line, message);
+    }
+
+    fn http_error(&self, status: u16) -> DownloadError {
+        DownloadError::Http {
+            url: self.url.clone(),
+            status,
+            server_message: None,
+            manifest_refreshed: self.manifest_refreshed,
         }
     }
 
@@ -444,11 +620,42 @@ impl FileDownload {
                 return self.retry(e.to_string(), RetryAfter::Absent, now_ms);
             }
         }
+        let mut count_mismatch = None;
+        let mut warnings = std::mem::take(&mut self.warnings);
         if let Some(expected) = self.file.expected_count {
-            if expected != self.delivered {
-                self.state = St::Done;
-                return Err(DownloadError::CountMismatch { url: self.url.clone(), expected, actual: self.delivered });
+            // Organized output (no type): one server counts the header
+            // `Parameters` lines, another does not (issue 10): accept both.
+            let without_headers = self.delivered - self.headers;
+            let organized = self.file.resource_type.is_none() && self.headers > 0;
+            if expected != self.delivered && !(organized && expected == without_headers) {
+                let actual = self.delivered;
+                match self.count_check {
+                    CountCheck::Strict => {
+                        self.state = St::Done;
+                        return Err(DownloadError::CountMismatch {
+                            url: self.url.clone(),
+                            kind: self.file.kind,
+                            resource_type: self.file.resource_type.clone(),
+                            expected,
+                            actual,
+                        });
+                    }
+                    CountCheck::Lenient => {
+                        count_mismatch = Some(CountMismatchInfo { expected, actual });
+                        warnings.push(format!(
+                            "the manifest's count for this {} is {expected}, the file has {actual} resources",
+                            kind_label(self.file.kind, self.file.resource_type.as_deref())
+                        ));
+                    }
+                }
             }
+        }
+        if self.invalid > 0 {
+            warnings.push(format!(
+                "{} line(s) are not FHIR resources (first: line {})",
+                self.invalid,
+                self.first_invalid.unwrap_or(0)
+            ));
         }
         self.state = St::Done;
         self.report = Some(FileReport {
@@ -461,6 +668,9 @@ impl FileDownload {
             bytes: self.splitter.bytes(),
             invalid_lines: self.invalid,
             first_invalid_line: self.first_invalid,
+            invalid: std::mem::take(&mut self.invalid_lines),
+            count_mismatch,
+            warnings,
             attempts: self.attempts,
         });
         Ok(())
@@ -497,7 +707,7 @@ impl FileDownload {
             }
             None => {
                 self.state = St::Done;
-                Err(DownloadError::Http { url: self.url.clone(), status: 410 })
+                Err(self.http_error(410))
             }
         }
     }
@@ -510,6 +720,8 @@ impl FileDownload {
             validation: self.validation,
             invalid: &mut self.invalid,
             first_invalid: &mut self.first_invalid,
+            invalid_lines: &mut self.invalid_lines,
+            headers: self.file.resource_type.is_none().then_some(&mut self.headers),
         };
         (&mut self.splitter, sink)
     }
@@ -574,6 +786,28 @@ struct LineSink<'a> {
     validation: Validation,
     invalid: &'a mut u64,
     first_invalid: &'a mut Option<u64>,
+    invalid_lines: &'a mut Vec<InvalidLine>,
+    /// Counts organized output's header `Parameters` lines (only for files without a type).
+    headers: Option<&'a mut u64>,
+}
+
+fn note_invalid(invalid: &mut u64, first: &mut Option<u64>, lines: &mut Vec<InvalidLine>, line: u64, message: &str) {
+    *invalid += 1;
+    let first = first.get_or_insert(line);
+    *first = (*first).min(line);
+    if lines.len() < MAX_INVALID_REPORTED {
+        lines.push(InvalidLine { line, message: message.chars().take(300).collect() });
+    }
+}
+
+/// A `Parameters` resource with a `header` parameter: the first line of each
+/// block of organized output (protocol D4).
+fn is_header_line(line: &[u8]) -> bool {
+    use memchr::memmem::find;
+    find(line, b"\"Parameters\"").is_some() && find(line, b"\"header\"").is_some() && {
+        matches!(serde_json::from_slice::<serde_json::Value>(line), Ok(v)
+            if v.get("resourceType").and_then(serde_json::Value::as_str) == Some("Parameters"))
+    }
 }
 
 impl LineSink<'_> {
@@ -585,17 +819,21 @@ impl LineSink<'_> {
             return;
         }
         *self.delivered += 1;
-        let ok = match self.validation {
-            Validation::None => true,
+        let problem = match self.validation {
+            Validation::None => None,
             Validation::Structural => {
                 let t = line.trim_ascii();
-                t.first() == Some(&b'{') && t.last() == Some(&b'}')
+                (t.first() != Some(&b'{') || t.last() != Some(&b'}')).then(|| "not a JSON object".to_owned())
             }
-            Validation::Json => serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok(),
+            Validation::Json => serde_json::from_slice::<serde::de::IgnoredAny>(line).err().map(|e| e.to_string()),
         };
-        if !ok {
-            *self.invalid += 1;
-            self.first_invalid.get_or_insert(*self.delivered);
+        if let Some(message) = problem {
+            note_invalid(self.invalid, self.first_invalid, self.invalid_lines, *self.delivered, &message);
+        }
+        if let Some(h) = self.headers.as_deref_mut() {
+            if is_header_line(line) {
+                *h += 1;
+            }
         }
         on_line(line);
     }

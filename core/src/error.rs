@@ -49,13 +49,21 @@ pub enum Error {
         /// The last failure seen.
         last: String,
     },
-    /// The server kept answering 401 after the token was refreshed (protocol H5).
-    #[error("unauthorized: the server answered {http_status} to {url} even after a token refresh")]
+    /// The server refused the token (401) after a refresh, or when no new
+    /// token could be had (protocol H5).
+    #[error("unauthorized: {url} answered {http_status}{}; {reason}", server_message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
     Unauthorized {
         /// The status (401 or 403).
         http_status: u16,
         /// The URL that refused the token.
         url: String,
+        /// The server's own words (the 401 body's OperationOutcome text, OAuth
+        /// `error_description`, or the start of a text body), when it said any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        server_message: Option<String>,
+        /// What happened: "the token was refused even after a token refresh",
+        /// or why no refresh was possible (no token configured, a fixed token).
+        reason: String,
     },
     /// The kick-off may or may not have reached the server and must never be
     /// replayed (protocol H6): the caller has to check the server by hand.
@@ -109,7 +117,12 @@ impl<'de> Deserialize<'de> for Error {
                 "insecure_url" => Error::InsecureUrl { url: f.req("url")?, reason: f.req("reason")? },
                 "deadline_exceeded" => Error::DeadlineExceeded { deadline_ms: f.req("deadlineMs")? },
                 "retries_exhausted" => Error::RetriesExhausted { attempts: f.req("attempts")?, last: f.req("last")? },
-                "unauthorized" => Error::Unauthorized { http_status: f.req("httpStatus")?, url: f.req("url")? },
+                "unauthorized" => Error::Unauthorized {
+                    http_status: f.req("httpStatus")?,
+                    url: f.req("url")?,
+                    server_message: f.opt("serverMessage")?,
+                    reason: f.opt("reason")?.unwrap_or_default(),
+                },
                 "kickoff_indeterminate" => Error::KickoffIndeterminate { message: f.req("message")? },
                 other => return Err(tagged::unknown(other, Error::CODES)),
             })
@@ -130,7 +143,13 @@ mod tests {
             Error::InsecureUrl { url: "http://x".into(), reason: "r".into() },
             Error::DeadlineExceeded { deadline_ms: 5 },
             Error::RetriesExhausted { attempts: 3, last: "503".into() },
-            Error::Unauthorized { http_status: 401, url: "https://x".into() },
+            Error::Unauthorized {
+                http_status: 401,
+                url: "https://x".into(),
+                server_message: Some("Invalid token jwt malformed".into()),
+                reason: "r".into(),
+            },
+            Error::Unauthorized { http_status: 401, url: "https://x".into(), server_message: None, reason: "r".into() },
             Error::KickoffIndeterminate { message: "reset".into() },
         ];
         tagged::round_trip(&all);

@@ -101,7 +101,10 @@ mod tagged;
 
 pub use callback::{parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus};
 pub use decode::{BodyDecoder, DecodeError};
-pub use download::{DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, Validation};
+pub use download::{
+    CountCheck, CountMismatchInfo, DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, InvalidLine,
+    Validation,
+};
 pub use error::Error;
 pub use http::{Method, Request, RequestKind, Response, TransportErrorKind};
 pub use job::{Action, CallbackEffect, CancelResult, CleanupResult, Job, JobConfig};
@@ -111,3 +114,9 @@ pub use ndjson::{LineSplitter, NdjsonError};
 pub use outcome::{Delivery, Outcome, OutcomeStatus, ResultBody};
 pub use progress::{Phase, Progress};
 pub use retry::{RetryAfter, RetryPolicy};
+
+/// The `User-Agent` every binding sends where the platform allows:
+/// `fhir-async/<version> (<binding>)`, e.g. `fhir-async/0.1.0 (python)`.
+pub fn user_agent(binding: &str) -> String {
+    format!("fhir-async/{} ({binding})", env!("CARGO_PKG_VERSION"))
+}

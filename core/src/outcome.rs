@@ -101,6 +101,11 @@ pub struct Outcome {
     pub expires_at_ms: Option<u64>,
     /// The URL the result came from (status URL, or the redirect target).
     pub result_url: Option<String>,
+    /// Everything worth telling a human that did not stop the job: a clamped
+    /// `Retry-After`, resource types the manifest lists that were not asked
+    /// for, a status URL on another origin, ... (the job's warnings when it ended).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Outcome {
@@ -205,6 +210,30 @@ pub(crate) fn outcome_text(oo: &Value) -> Option<String> {
 }
 
 /// Leading status code of a Bundle `response.status` such as `"400 Bad Request"`.
+/// The server's own words in an error body, for error messages: an
+/// OperationOutcome's text, an OAuth `error_description`/`error`, a `message`,
+/// or the start of a text body. Bounded to 300 characters, whitespace collapsed.
+pub(crate) fn server_text(body: &[u8]) -> Option<String> {
+    let text = match parse_body(body) {
+        Body::Empty => return None,
+        Body::Json(v) => {
+            let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+            match resource_type(&v) {
+                Some("OperationOutcome") => outcome_text(&v),
+                _ => field("error_description").or_else(|| field("error")).or_else(|| field("message")),
+            }
+            .unwrap_or_else(|| v.to_string())
+        }
+        Body::NotJson => String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned(),
+    };
+    let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = collapsed.chars().take(300).collect();
+    if collapsed.chars().nth(300).is_some() {
+        out.push('…');
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 pub(crate) fn entry_status(bundle: &Value) -> Option<u16> {
     let s = bundle.pointer("/entry/0/response/status")?.as_str()?;
     s.split_whitespace().next()?.parse().ok()
@@ -297,6 +326,7 @@ mod tests {
             expires: Some("e".into()),
             expires_at_ms: Some(1),
             result_url: Some("https://h/r".into()),
+            warnings: Vec::new(),
         };
         crate::tagged::round_trip(&[outcome]);
     }

@@ -43,6 +43,9 @@ pub struct Progress {
     pub status_url: Option<String>,
     /// Files already listed by partial manifests (protocol B7).
     pub partial_files: usize,
+    /// The latest warning (a clamped `Retry-After`, ...), for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Reads a percentage out of free text: `"45% complete"`, `"45.5 %"`,

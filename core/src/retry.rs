@@ -62,45 +62,80 @@ pub enum RetryAfter {
 }
 
 /// Parses `Retry-After` (or Netsmart's `X-RetryAfter`, divergence 5) into a
-/// delay, clamped to `[min_wait_ms, max_wait_ms]`.
-///
-/// * delta-seconds must match `^\d+$` (an unanchored match is the bug that
-///   sends HTTP-dates down the seconds path in other clients);
-/// * all three HTTP-date forms (IMF-fixdate, RFC 850, asctime) are accepted;
-///   the delay is measured from the response's `Date` header when it has one,
-///   so a skewed client clock does not matter;
-/// * a number that looks like Unix seconds (≥ 10⁹) is read as an instant
-///   if that instant is in the near future, otherwise clamped;
-/// * anything else is [`RetryAfter::Absent`].
+/// delay, clamped to `[min_wait_ms, max_wait_ms]`. See [`read_retry_after`].
 pub fn parse_retry_after(
     value: Option<&str>,
     date_header: Option<&str>,
     now_ms: u64,
     policy: &RetryPolicy,
 ) -> RetryAfter {
+    read_retry_after(value, date_header, now_ms, policy).0
+}
+
+/// Epoch seconds from 2001 to the year 5138.
+const EPOCH_SECONDS: std::ops::Range<u64> = 1_000_000_000..100_000_000_000;
+/// Epoch milliseconds from 2001 to the year 33658.
+const EPOCH_MILLIS: std::ops::Range<u64> = 1_000_000_000_000..1_000_000_000_000_000;
+
+/// Parses `Retry-After` like [`parse_retry_after`], and also returns a note
+/// for the user when the server asked for more than `max_wait_ms` and the
+/// wait was cut to it (a silent cut once hid a 59-minute stall: issue 10).
+///
+/// * delta-seconds must match `^\d+$` (an unanchored match is the bug that
+///   sends HTTP-dates down the seconds path in other clients);
+/// * a number that reads as Unix time in seconds (10⁹..10¹¹) or milliseconds
+///   (10¹²..10¹⁵) is an instant, not a delay: some servers send
+///   `Date.now() + block` (`1796033082012`);
+/// * all three HTTP-date forms (IMF-fixdate, RFC 850, asctime) are accepted;
+/// * instants are measured from the response's `Date` header when it has
+///   one, so a skewed client clock does not matter; a past instant waits the
+///   minimum;
+/// * anything else is [`RetryAfter::Absent`].
+pub fn read_retry_after(
+    value: Option<&str>,
+    date_header: Option<&str>,
+    now_ms: u64,
+    policy: &RetryPolicy,
+) -> (RetryAfter, Option<String>) {
     let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return RetryAfter::Absent;
+        return (RetryAfter::Absent, None);
     };
-    let clamp = |ms: u64| ms.clamp(policy.min_wait_ms, policy.max_wait_ms.max(policy.min_wait_ms));
-    if raw.bytes().all(|b| b.is_ascii_digit()) {
+    // Measure instants against the server's own clock when it said what time it is.
+    let reference_ms = || date_header.and_then(parse_http_date_ms).unwrap_or(now_ms);
+    let (wanted_ms, reading) = if raw.bytes().all(|b| b.is_ascii_digit()) {
         // Anchored: digits only. Saturate rather than overflow on absurd lengths.
-        let secs: u64 = raw.parse().unwrap_or(u64::MAX);
-        let now_secs = now_ms / 1000;
-        if secs >= 1_000_000_000 && secs > now_secs {
-            // Looks like an epoch timestamp; trust it only when it is plausible.
-            let delta_ms = (secs - now_secs).saturating_mul(1000);
-            if delta_ms <= policy.max_wait_ms {
-                return RetryAfter::Delay(clamp(delta_ms));
-            }
+        let n: u64 = raw.parse().unwrap_or(u64::MAX);
+        if EPOCH_MILLIS.contains(&n) {
+            (n.saturating_sub(reference_ms()), "an instant in Unix milliseconds")
+        } else if EPOCH_SECONDS.contains(&n) {
+            (n.saturating_mul(1000).saturating_sub(reference_ms()), "an instant in Unix seconds")
+        } else {
+            (n.saturating_mul(1000), "seconds")
         }
-        return RetryAfter::Delay(clamp(secs.saturating_mul(1000)));
-    }
-    let Some(at_ms) = parse_http_date_ms(raw) else {
-        return RetryAfter::Absent;
+    } else {
+        let Some(at_ms) = parse_http_date_ms(raw) else {
+            return (RetryAfter::Absent, None);
+        };
+        (at_ms.saturating_sub(reference_ms()), "an HTTP date")
     };
-    // Measure against the server's own clock when it told us what time it is.
-    let reference_ms = date_header.and_then(parse_http_date_ms).unwrap_or(now_ms);
-    RetryAfter::Delay(clamp(at_ms.saturating_sub(reference_ms)))
+    let max = policy.max_wait_ms.max(policy.min_wait_ms);
+    let note = (wanted_ms > max).then(|| {
+        format!(
+            "Retry-After {raw:?} (read as {reading}) asks for a wait of {} s; waiting {} s instead, the configured maximum (retry.maxWaitMs)",
+            wanted_ms / 1000,
+            max / 1000
+        )
+    });
+    (RetryAfter::Delay(wanted_ms.clamp(policy.min_wait_ms, max)), note)
+}
+
+/// A per-job (or per-file) jitter seed from the policy's seed and something
+/// that differs between jobs (the status URL, a file URL, the start time):
+/// deterministic, yet 1,000 jobs that hit the same 503 do not retry in lockstep (B4).
+pub fn derive_seed(seed: u64, salt: &[u8]) -> u64 {
+    // FNV-1a over the salt, then mixed with the seed.
+    let h = salt.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    splitmix64(seed ^ h)
 }
 
 /// Parses any of the three HTTP-date forms into Unix milliseconds.
@@ -195,8 +230,38 @@ mod tests {
         // Epoch-looking and plausible: an instant 90 s ahead.
         let epoch = ((NOW / 1000) + 90).to_string();
         assert_eq!(parse_retry_after(Some(&epoch), None, NOW, &policy()), RetryAfter::Delay(90_000));
-        // Epoch-looking but far off: clamped.
-        assert_eq!(parse_retry_after(Some("1000000000"), None, NOW, &policy()), RetryAfter::Delay(3_600_000));
+        // An epoch instant in the past: the floor.
+        assert_eq!(parse_retry_after(Some("1000000000"), None, NOW, &policy()), RetryAfter::Delay(1_000));
+    }
+
+    // protocol B3, issue 10 §2: an epoch time in milliseconds is an instant
+    // (measured against Date), not 57 years clamped to an hour
+    #[test]
+    fn epoch_milliseconds_are_an_instant() {
+        let server_now = NOW - 7_000; // the client clock is 7 s ahead
+        let at = (server_now + 300_000).to_string();
+        let date = format_http_date(server_now);
+        let (delay, note) = read_retry_after(Some(&at), Some(&date), NOW, &policy());
+        assert_eq!(delay, RetryAfter::Delay(300_000));
+        assert_eq!(note, None, "no clamp, no warning");
+        // The observed value itself, against a clock 5 minutes before it.
+        let (delay, _) = read_retry_after(Some("1796033082012"), None, 1_796_033_082_012 - 300_000, &policy());
+        assert_eq!(delay, RetryAfter::Delay(300_000));
+        // Epoch seconds the same way.
+        let secs = ((server_now + 42_000) / 1000).to_string();
+        assert_eq!(read_retry_after(Some(&secs), Some(&date), NOW, &policy()).0, RetryAfter::Delay(42_000));
+    }
+
+    // issue 10 §2: any cut to the ceiling is a note for the user
+    #[test]
+    fn a_clamp_is_a_note() {
+        let (delay, note) = read_retry_after(Some("7200"), None, NOW, &policy());
+        assert_eq!(delay, RetryAfter::Delay(3_600_000));
+        let note = note.expect("a clamp is reported");
+        assert!(note.contains("7200") && note.contains("3600 s"), "{note}");
+        let far = (NOW + 86_400_000).to_string();
+        assert!(read_retry_after(Some(&far), None, NOW, &policy()).1.is_some_and(|n| n.contains("milliseconds")));
+        assert_eq!(read_retry_after(Some("120"), None, NOW, &policy()).1, None);
     }
 
     // protocol B4: exponential, capped, jittered, reproducible

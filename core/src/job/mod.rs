@@ -7,10 +7,10 @@ use crate::callback::CallbackPayload;
 use crate::http::{Method, Request, RequestKind, Response, TransportErrorKind};
 use crate::kickoff::{kickoff_for_base, normalized_base, Operation, PreferOptions};
 use crate::manifest::{plan_downloads, Manifest, PlannedFile, TokenPolicy};
-use crate::origin::{is_downgrade, resolve, same_origin_urls, Origin};
-use crate::outcome::{Outcome, OutcomeStatus};
+use crate::origin::{is_downgrade, resolve, same_origin_urls};
+use crate::outcome::{server_text, Outcome, OutcomeStatus};
 use crate::progress::{parse_percent, Phase, Progress};
-use crate::retry::{backoff_ms, parse_retry_after, RetryAfter, RetryPolicy};
+use crate::retry::{backoff_ms, derive_seed, read_retry_after, RetryAfter, RetryPolicy};
 use crate::tagged;
 use crate::Error;
 use respond::cancelled_outcome;
@@ -229,9 +229,16 @@ pub struct Job {
     refreshing: Option<Box<Outcome>>,
     redirect_hops: u32,
     warnings: Vec<String>,
-    /// Same-origin answers for the base (see [`OriginMemo`]).
+    /// The jitter seed: the policy's, mixed with the start time and then the
+    /// status URL, so jobs that fail together do not retry together (B4).
+    #[serde(default)]
+    seed: u64,
+    /// The last 401 (URL, status, server text), for [`Job::token_unavailable`]'s error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_refusal: Option<(String, u16, Option<String>)>,
+    /// The token rule's last answer (see [`TokenMemo`]).
     #[serde(skip)]
-    base_origin_memo: OriginMemo,
+    token_memo: TokenMemo,
     /// The kick-off request `new` built to validate the configuration, taken to send it.
     #[serde(skip)]
     kickoff_memo: Memo<Request>,
@@ -254,15 +261,11 @@ impl<T> PartialEq for Memo<T> {
     }
 }
 
-/// Polls ask "same origin as the base?" about the same status URL every
+/// Polls ask "may the token go to this URL?" about the same status URL every
 /// time, and answering parses URLs (it was most of the engine's cost of a
-/// poll). The base never changes, so its origin is parsed once and the last
-/// URL asked is the key of the answer.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct OriginMemo {
-    base: Memo<Option<Origin>>,
-    last: Memo<(String, bool)>,
-}
+/// poll). The rule's inputs never change during a job, so the last URL asked
+/// is the key of the answer.
+type TokenMemo = Memo<(String, bool)>;
 
 const STATE_VERSION: u32 = 1;
 
@@ -309,7 +312,9 @@ impl Job {
             refreshing: None,
             redirect_hops: 0,
             warnings: Vec::new(),
-            base_origin_memo: OriginMemo::default(),
+            last_refusal: None,
+            seed: 0,
+            token_memo: TokenMemo::default(),
             kickoff_memo: Memo(Some(kickoff)),
         })
     }
@@ -453,6 +458,7 @@ impl Job {
             next_poll_in_ms: next.map(|n| n.saturating_sub(now_ms)),
             status_url: self.status_url.clone(),
             partial_files: self.partial.as_ref().map_or(0, |p| p.output.len()),
+            warning: self.warnings.last().cloned(),
         }
     }
 
@@ -579,6 +585,7 @@ impl Job {
         match self.state.clone() {
             State::Ready => {
                 self.started_at_ms = Some(now_ms);
+                self.seed = derive_seed(self.config.retry.seed, &now_ms.to_le_bytes());
                 self.deadline_ms = self.config.timeout_ms.map(|t| now_ms.saturating_add(t));
                 self.send_kickoff()
             }
@@ -594,6 +601,21 @@ impl Job {
             State::Fetching { url, kind, auth, .. } => Ok(self.send(kind, Method::Get, url, auth)),
             State::Done { .. } | State::Errored { .. } => unreachable_state(),
         }
+    }
+
+    /// After [`Action::RefreshToken`], when no new token can be had (no token
+    /// configured, or a fixed string): the job fails with
+    /// [`Error::Unauthorized`] naming `reason` and the server's words, instead
+    /// of sending the refused token again (H5).
+    pub fn token_unavailable(&mut self, reason: &str) -> Error {
+        self.awaiting_token = false;
+        let (url, http_status, server_message) = self.last_refusal.take().unwrap_or_default();
+        self.fail(Error::Unauthorized {
+            http_status,
+            url,
+            server_message,
+            reason: format!("the token was refused and no new one could be had ({reason})"),
+        })
     }
 
     /// Hands back the response to request `id`. Returns an error only when
@@ -681,9 +703,8 @@ impl Job {
             headers.push(("Content-Type".to_owned(), "application/fhir+json".to_owned()));
             body = Some(String::new());
         }
-        // The token goes only to the FHIR origin (I2), never downgraded (I3/I4).
-        // Same origin as the base implies the same scheme, so this also rules out a downgrade.
-        let auth = auth && self.same_origin_as_base(&url);
+        // The token goes only to the FHIR origin or an allowed one (I2), never downgraded (I3/I4).
+        let auth = auth && self.may_send_token(&url);
         self.in_flight = Some(InFlight { id, kind, url: url.clone() });
         Action::Send {
             request: Request {
@@ -709,8 +730,10 @@ impl Job {
             None => kickoff_for_base(&self.base, &self.config.operation, &self.config.prefer, id, timeout_ms)
                 .map_err(|e| self.fail(e))?,
         };
+        // An absolute operation path on another origin gets no token (I2).
+        let auth = self.may_send_token(&request.url);
         self.in_flight = Some(InFlight { id, kind: RequestKind::Kickoff, url: request.url.clone() });
-        Ok(Action::Send { request })
+        Ok(Action::Send { request: Request { auth, ..request } })
     }
 
     fn wait(&self, at_ms: u64, now_ms: u64) -> Action {
@@ -727,24 +750,68 @@ impl Job {
         error
     }
 
-    fn finish(&mut self, outcome: Outcome) {
-        if let Some(old) = self.refreshing.take() {
+    fn finish(&mut self, mut outcome: Outcome) {
+        if let Some(mut old) = self.refreshing.take() {
             // A manifest refresh that did not produce a manifest keeps the old one.
             if outcome.manifest().is_none() {
                 self.warnings.push(format!(
                     "manifest refresh returned no manifest ({}); keeping the previous one",
                     outcome.message.as_deref().unwrap_or("no message")
                 ));
+                old.warnings.clone_from(&self.warnings);
                 self.state = State::Done { outcome: old };
                 return;
             }
         }
+        // `error` entries may arrive on a later manifest page than the first
+        // (B7 paging): the merged manifest decides (C2).
+        if outcome.status == OutcomeStatus::Completed
+            && outcome.manifest().is_some_and(|m| m.error_files().next().is_some())
+        {
+            outcome.status = OutcomeStatus::CompletedWithErrors;
+        }
+        self.note_unrequested_types(&outcome);
+        outcome.warnings.clone_from(&self.warnings);
         self.state = State::Done { outcome: Box::new(outcome) };
     }
 
-    fn retry_after(&self, response: &Response, now_ms: u64) -> RetryAfter {
+    /// A server may ignore `_type`, `_typeFilter`, `_until`, `_outputFormat` or a
+    /// POST body (Medplum honours only `_type` and `_since` in the query): say
+    /// so when the manifest lists resource types that were not asked for (A4).
+    fn note_unrequested_types(&mut self, outcome: &Outcome) {
+        let (Operation::Export(req), Some(m)) = (&self.config.operation, outcome.manifest()) else {
+            return;
+        };
+        if req.types.is_empty() {
+            return;
+        }
+        let mut extra: Vec<&str> = Vec::new();
+        for t in m.output.iter().filter_map(|f| f.resource_type.as_deref()) {
+            if !req.types.iter().any(|r| r == t) && !extra.contains(&t) {
+                extra.push(t);
+            }
+        }
+        if !extra.is_empty() {
+            self.warnings.push(format!(
+                "the manifest lists resource types that were not asked for ({}; asked for {}): the server ignored part of the request",
+                extra.join(", "),
+                req.types.join(", ")
+            ));
+        }
+    }
+
+    fn retry_after(&mut self, response: &Response, now_ms: u64) -> RetryAfter {
         let value = response.header("Retry-After").or_else(|| response.header("X-RetryAfter"));
-        parse_retry_after(value, response.header("Date"), now_ms, &self.config.retry)
+        let (delay, note) = read_retry_after(value, response.header("Date"), now_ms, &self.config.retry);
+        if let Some(note) = note {
+            self.warnings.push(note);
+        }
+        delay
+    }
+
+    /// The backoff before `attempt`, jittered with this job's own seed (B4).
+    fn backoff(&self, attempt: u32) -> u64 {
+        backoff_ms(&RetryPolicy { seed: self.seed, ..self.config.retry.clone() }, attempt)
     }
 
     /// Schedules the next poll after a "still running" answer.
@@ -752,7 +819,7 @@ impl Job {
         let delay = match self.retry_after(response, now_ms) {
             RetryAfter::Delay(ms) => ms,
             RetryAfter::Absent => {
-                let d = backoff_ms(&self.config.retry, self.backoff_attempt);
+                let d = self.backoff(self.backoff_attempt);
                 self.backoff_attempt = self.backoff_attempt.saturating_add(1);
                 d
             }
@@ -770,7 +837,7 @@ impl Job {
         }
         let delay = match response.map(|r| self.retry_after(r, now_ms)) {
             Some(RetryAfter::Delay(ms)) => ms,
-            _ => backoff_ms(&self.config.retry, self.failures - 1),
+            _ => self.backoff(self.failures - 1),
         };
         let at_ms = now_ms.saturating_add(delay);
         self.state = match std::mem::replace(&mut self.state, State::Ready) {
@@ -789,20 +856,27 @@ impl Job {
         }
         let delay = match response.map(|r| self.retry_after(r, now_ms)) {
             Some(RetryAfter::Delay(ms)) => ms,
-            _ => backoff_ms(&self.config.retry, self.kickoff_attempts - 1),
+            _ => self.backoff(self.kickoff_attempts - 1),
         };
         self.state = State::KickoffRetry { at_ms: now_ms.saturating_add(delay) };
     }
 
     /// 401: ask for a fresh token once, then fail with `Unauthorized`.
     /// Returns true when the request should simply be repeated.
-    fn on_unauthorized(&mut self, url: &str, status: u16) -> bool {
+    fn on_unauthorized(&mut self, url: &str, response: &Response) -> bool {
+        let server_message = server_text(&response.body);
         if self.token_refreshed {
-            self.fail(Error::Unauthorized { http_status: status, url: url.to_owned() });
+            self.fail(Error::Unauthorized {
+                http_status: response.status,
+                url: url.to_owned(),
+                server_message,
+                reason: "the token was refused even after a token refresh".into(),
+            });
             false
         } else {
             self.token_refreshed = true;
             self.awaiting_token = true;
+            self.last_refusal = Some((url.to_owned(), response.status, server_message));
             true
         }
     }
@@ -839,18 +913,17 @@ impl Job {
         downgrade
     }
 
-    /// Whether `url` is on the base's origin (the token rule, I2), memoized (see [`OriginMemo`]).
-    fn same_origin_as_base(&mut self, url: &str) -> bool {
-        let memo = &mut self.base_origin_memo;
-        if let Some((last, same)) = &memo.last.0 {
+    /// The one token rule for every request the job sends (I2–I4, the same
+    /// as for files: [`TokenPolicy::may_send_token`]), memoized (see [`TokenMemo`]).
+    fn may_send_token(&mut self, url: &str) -> bool {
+        if let Some((last, allowed)) = &self.token_memo.0 {
             if last == url {
-                return *same;
+                return *allowed;
             }
         }
-        let base = memo.base.0.get_or_insert_with(|| Origin::parse(&self.base));
-        let same = matches!((base, Origin::parse(url)), (Some(b), Some(u)) if *b == u);
-        memo.last.0 = Some((url.to_owned(), same));
-        same
+        let allowed = self.token_policy().may_send_token(url);
+        self.token_memo.0 = Some((url.to_owned(), allowed));
+        allowed
     }
 }
 
@@ -865,31 +938,41 @@ mod tests {
         cancelled_outcome, tagged, Action, CancelResult, Error, Job, JobConfig, Operation, RequestKind, State,
     };
 
-    // protocol I2: the token rule's "same origin as the base" answer is memoized per URL
+    // protocol I2: the token rule's answer is memoized per URL; the memo is
+    // not state (left out of the saved job, rebuilt on demand with the same answers)
     #[test]
-    fn origin_memo_answers_per_url() {
+    fn token_memo_answers_per_url() {
         let mut job = Job::new(JobConfig {
             base_url: "https://h:443/fhir".into(),
             operation: Operation::Export(Default::default()),
             prefer: Default::default(),
             retry: Default::default(),
             timeout_ms: None,
-            allowed_origins: vec![],
+            allowed_origins: vec!["https://files.example".into()],
         })
         .unwrap();
-        for (url, same) in [
+        let cases = [
             ("https://h/status/1", true),
             ("https://h/status/1", true),
             ("https://other/status/1", false),
             ("https://other/status/1", false),
             ("http://h/status/1", false),
             ("https://H:443/x", true),
+            ("https://files.example/f", true),
+            ("http://files.example/f", false),
             ("not a url", false),
-        ] {
-            assert_eq!(job.same_origin_as_base(url), same, "{url}");
+        ];
+        for (url, allowed) in cases {
+            assert_eq!(job.may_send_token(url), allowed, "{url}");
+            assert_eq!(job.token_memo.0, Some((url.to_owned(), allowed)), "the memo holds the last answer");
         }
-        let resumed = Job::from_json(&job.to_json()).unwrap();
-        assert_eq!(resumed, job, "the memo is not state");
+        let saved = job.to_json();
+        assert!(!saved.contains("not a url") && !saved.contains("Memo"), "the memo is not saved: {saved}");
+        let mut resumed = Job::from_json(&saved).unwrap();
+        assert_eq!(resumed.token_memo.0, None, "a resumed job starts with an empty memo");
+        for (url, allowed) in cases {
+            assert_eq!(resumed.may_send_token(url), allowed, "resumed: {url}");
+        }
     }
 
     #[test]

@@ -30,13 +30,14 @@ impl Job {
                         return;
                     }
                 };
-                if !self.same_origin_as_base(&url) {
-                    self.warnings.push(format!("the status URL {url} is not on the base URL's origin; the token is not sent to it (divergence 4)"));
+                if !self.may_send_token(&url) {
+                    self.warnings.push(format!("the status URL {url} is not on the base URL's origin (nor an allowed one); the token is not sent to it (divergence 4)"));
                 }
                 self.preference_applied = response.header_list("Preference-Applied");
                 self.separate_status = self.config.prefer.separate_export_status
                     && self.preference_applied.iter().any(|p| p.eq_ignore_ascii_case("separate-export-status"));
                 self.medplum_cancel_url = medplum_cancel_url(&url);
+                self.seed = crate::retry::derive_seed(self.seed, url.as_bytes());
                 self.status_url = Some(url);
                 self.note_progress(response);
                 self.schedule_poll(response, now_ms);
@@ -59,7 +60,7 @@ impl Job {
             }
             303 => match self.resolve_location(&flight.url, response) {
                 Ok(Some(url)) => {
-                    let auth = self.same_origin_as_base(&url);
+                    let auth = self.may_send_token(&url);
                     self.state = State::Fetching { url, kind: RequestKind::Result, at_ms: now_ms, auth };
                 }
                 Ok(None) => {
@@ -72,7 +73,7 @@ impl Job {
             429 => self.retry_kickoff(Some(response), now_ms, "429 Too Many Requests on kick-off"),
             401 => {
                 // The server refused the kick-off outright, so sending it again is safe.
-                if self.on_unauthorized(&flight.url, status) {
+                if self.on_unauthorized(&flight.url, response) {
                     self.state = State::KickoffRetry { at_ms: now_ms };
                 }
             }
@@ -149,7 +150,7 @@ impl Job {
                 Ok(Some(url)) => {
                     self.ok_response();
                     self.redirect_hops = 0;
-                    let auth = self.same_origin_as_base(&url);
+                    let auth = self.may_send_token(&url);
                     self.state = State::Fetching { url, kind: RequestKind::Result, at_ms: now_ms, auth };
                 }
                 Ok(None) => {
@@ -160,7 +161,7 @@ impl Job {
                 }
             },
             401 => {
-                if self.on_unauthorized(&flight.url, status) {
+                if self.on_unauthorized(&flight.url, response) {
                     self.state = State::Polling { at_ms: now_ms };
                 }
             }
@@ -268,7 +269,7 @@ impl Job {
             let from = outcome.result_url.clone().unwrap_or_default();
             match resolve(&from, &next) {
                 Some(url) if !self.downgrades_base(&url) => {
-                    let auth = self.same_origin_as_base(&url);
+                    let auth = self.may_send_token(&url);
                     self.pages = Some(Box::new(outcome));
                     self.state = State::Fetching { url, kind: RequestKind::ManifestPage, at_ms: now_ms, auth };
                     return;
@@ -308,7 +309,7 @@ impl Job {
                 self.complete(*pending, now_ms);
             }
             401 => {
-                if self.on_unauthorized(&flight.url, 401) {
+                if self.on_unauthorized(&flight.url, response) {
                     self.set_fetch_time(now_ms);
                 }
             }
@@ -352,7 +353,7 @@ impl Job {
                 }
             }
             401 => {
-                if self.on_unauthorized(&flight.url, status) {
+                if self.on_unauthorized(&flight.url, response) {
                     self.set_fetch_time(now_ms);
                 }
             }
@@ -370,6 +371,7 @@ impl Job {
                         expires: None,
                         expires_at_ms: None,
                         result_url: Some(flight.url.clone()),
+                        warnings: Vec::new(),
                     },
                 };
                 // Redirect mode: the target's HTTP status is the operation's status (C4),
@@ -392,7 +394,7 @@ impl Job {
                 CancelResult::Cancelled { http_status: Some(status) }
             }
             401 => {
-                if self.on_unauthorized(self.status_url.clone().as_deref().unwrap_or(""), status) {
+                if self.on_unauthorized(&self.status_url.clone().unwrap_or_default(), response) {
                     self.cancel_sent = false;
                 }
                 return;
@@ -450,6 +452,7 @@ impl Job {
             expires: expires.clone(),
             expires_at_ms,
             result_url: Some(url.to_owned()),
+            warnings: Vec::new(),
         };
         let v = match parse_body(&response.body) {
             Body::Empty => {
@@ -582,6 +585,7 @@ pub(super) fn cancelled_outcome(http_status: Option<u16>, body: Option<Value>) -
         expires: None,
         expires_at_ms: None,
         result_url: None,
+        warnings: Vec::new(),
     }
 }
 
@@ -604,6 +608,7 @@ fn failure_outcome(response: &Response, delivery: Delivery, url: Option<String>)
         expires: None,
         expires_at_ms: None,
         result_url: url,
+        warnings: Vec::new(),
     }
 }
 
@@ -628,5 +633,6 @@ fn asyncjob_outcome(job: Value, http_status: u16, url: Option<String>) -> Outcom
         expires: None,
         expires_at_ms: None,
         result_url: url,
+        warnings: Vec::new(),
     }
 }
