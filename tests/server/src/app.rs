@@ -141,7 +141,7 @@ impl App {
             ctx.base.clone(),
             ctx.prefix.clone(),
             ctx.faults.clone(),
-            ctx.url(self),
+            if dialect == Dialect::Medplum { dialects::medplum_job::request_of(self, ctx) } else { ctx.url(self) },
             ctx.faults.ms.unwrap_or(self.cfg.job_ms),
             work,
             mode,
@@ -152,21 +152,30 @@ impl App {
         job
     }
 
-    /// `kick429=N`: the first N kick-offs with this spec answer 429.
+    /// `kick429=N` / `kick429ms=N`: the first N kick-offs with this spec answer 429.
     pub fn kick_fault(&self, ctx: &Ctx) -> Option<Response> {
-        if ctx.faults.kick429 == 0 {
+        let f = &ctx.faults;
+        let (limit, name) = if f.kick429ms > 0 { (f.kick429ms, "kick429ms") } else { (f.kick429, "kick429") };
+        if limit == 0 {
             return None;
         }
         let key = format!("{}|{}", self.cfg.faults, ctx.prefix);
         let mut m = self.kick_counts.lock().unwrap_or_else(|e| e.into_inner());
         let n = m.entry(key).or_default();
-        if *n < ctx.faults.kick429 {
-            *n += 1;
-            let mut r = http::oo(429, "throttled", "Another export is running; retry later (fault 'kick429')");
-            http::set(r.headers_mut(), header::RETRY_AFTER, "1");
-            return Some(r);
+        if *n >= limit {
+            return None;
         }
-        None
+        *n += 1;
+        let retry = if f.kick429ms > 0 {
+            // An absolute time in epoch milliseconds (seen on a real Bulk Data server, issue 10 §2).
+            let secs = i64::try_from(f.retry.unwrap_or(2)).unwrap_or(i64::MAX / 2000);
+            crate::time::now_ms().saturating_add(secs.saturating_mul(1000)).to_string()
+        } else {
+            "1".to_string()
+        };
+        let mut r = http::oo(429, "throttled", &format!("Another export is running; retry later (fault '{name}')"));
+        http::set(r.headers_mut(), header::RETRY_AFTER, &retry);
+        Some(r)
     }
 
     /// Status-poll faults (counts the poll): ratelimit, e500, e503html, e429, e429date.
@@ -349,6 +358,10 @@ async fn dispatch(app: &Arc<App>, method: Method, uri: &axum::http::Uri, headers
     if let Err(e) = faults.apply(&spec) {
         return http::oo(400, "invalid", &format!("bad fault spec in path: {e}"));
     }
+    if rest_path.starts_with("/storage/") {
+        // A real Medplum's signed storage URLs live on the FHIR origin; the signature is the credential.
+        return dialects::medplum_files::storage(app, &method, uri, &headers).await;
+    }
     let Some((dialect, base_len)) = dialects::match_base(&rest_path) else {
         return http::tag(http::oo(404, "not-found", &format!("no FHIR base at {path}")), "unknown".into(), None);
     };
@@ -379,6 +392,7 @@ fn index(app: &App) -> Response {
                 "healthconnect": format!("{o}/healthconnect/fhir"),
                 "oracle": format!("{o}/oracle/r4/tenant1"),
                 "medplum": format!("{o}/medplum/fhir/R4"),
+                "medplum-doc": format!("{o}/medplum-doc/fhir/R4"),
                 "aidbox": format!("{o}/aidbox/fhir"),
                 "r5": format!("{o}/r5/fhir"),
             },

@@ -329,6 +329,8 @@ pub struct FileEntry {
     pub rtype: Option<String>,
     /// Exact number of lines.
     pub count: u64,
+    /// How many of those lines are organized-output header `Parameters` (0 otherwise).
+    pub headers: u64,
     /// The content.
     pub body: FileBody,
 }
@@ -400,6 +402,7 @@ impl Plan {
                     kind: FileKind::Deleted,
                     rtype: Some("Bundle".into()),
                     count: n,
+                    headers: 0,
                     body: FileBody::Lines(Arc::new(s.into_bytes())),
                 });
             }
@@ -411,6 +414,7 @@ impl Plan {
                 kind: FileKind::Error,
                 rtype: Some("OperationOutcome".into()),
                 count,
+                headers: 0,
                 body: FileBody::Lines(Arc::new(errors.into_bytes())),
             });
         }
@@ -427,6 +431,7 @@ fn range_files(ds: &Dataset, sel: &Selection, t: usize, max: u64, files: &mut Ve
             kind: FileKind::Output,
             rtype: Some(TYPES[t].to_string()),
             count,
+            headers: 0,
             body: FileBody::Range { t, start, end },
         });
     };
@@ -483,26 +488,30 @@ pub fn block_lines(ds: &Dataset, sel: &Selection, types: &[usize], p: u32) -> u6
 }
 
 fn organized_files(ds: &Dataset, sel: &Selection, types: &[usize], max: u64, files: &mut Vec<FileEntry>) {
-    let (mut start, mut count) = (0u32, 0u64);
+    let (mut start, mut count, mut headers) = (0u32, 0u64, 0u64);
     for p in 0..ds.patients() {
-        count += block_lines(ds, sel, types, p);
+        let n = block_lines(ds, sel, types, p);
+        count += n;
+        headers += u64::from(n > 0);
         if max > 0 && count >= max {
-            files.push(organized(files.len(), start, p + 1, count));
+            files.push(organized(files.len(), start, p + 1, count, headers));
             start = p + 1;
             count = 0;
+            headers = 0;
         }
     }
     if count > 0 {
-        files.push(organized(files.len(), start, ds.patients(), count));
+        files.push(organized(files.len(), start, ds.patients(), count, headers));
     }
 }
 
-fn organized(n: usize, start: u32, end: u32, count: u64) -> FileEntry {
+fn organized(n: usize, start: u32, end: u32, count: u64, headers: u64) -> FileEntry {
     FileEntry {
         name: format!("patients-{n}.ndjson"),
         kind: FileKind::Output,
         rtype: None,
         count,
+        headers,
         body: FileBody::Organized { start, end },
     }
 }

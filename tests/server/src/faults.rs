@@ -24,6 +24,9 @@ pub struct Faults {
     pub e429date: u64,
     /// `kick429=N`: the first N kick-offs carrying this spec answer 429 + Retry-After: 1.
     pub kick429: u64,
+    /// `kick429ms=N`: the first N kick-offs carrying this spec answer 429 + a Retry-After that
+    /// is an epoch time in milliseconds (now + `retry` seconds, default 2), as one real server does.
+    pub kick429ms: u64,
     /// `reset`: the first download attempt of each file is reset mid-body.
     pub reset: bool,
     /// `gzbad`: the first gzip download attempt of each file is a truncated gzip stream.
@@ -47,6 +50,13 @@ pub struct Faults {
     pub fail: bool,
     /// `partial`: some types fail and are listed in the manifest's `error`.
     pub partial: bool,
+    /// `errcount=N`: manifests list every `error` file with `count: N`, whatever its lines.
+    pub errcount: Option<u64>,
+    /// `count-excl-headers`: organized (`organizeOutputBy`) files' `count` excludes the header
+    /// `Parameters` lines, as the HL7 reference server counts.
+    pub count_excl_headers: bool,
+    /// `queued=MS`: Medplum: no worker takes the job for its first MS ms (AsyncJob `accepted`).
+    pub queued: Option<u64>,
     /// `ratelimit=N`: more than N status polls per second for a job answer 429.
     pub ratelimit: u64,
     /// `storage`: bulk files are served from the storage origin.
@@ -90,6 +100,7 @@ impl Faults {
                 "e429" => self.e429 = num()?,
                 "e429date" => self.e429date = num()?,
                 "kick429" => self.kick429 = num()?,
+                "kick429ms" => self.kick429ms = num()?,
                 "reset" => self.reset = flag()?,
                 "gzbad" => self.gzbad = flag()?,
                 "gzcorrupt" => self.gzcorrupt = flag()?,
@@ -101,6 +112,9 @@ impl Faults {
                 "expire" => self.expire = flag()?,
                 "fail" => self.fail = flag()?,
                 "partial" => self.partial = flag()?,
+                "errcount" => self.errcount = Some(num()?),
+                "count-excl-headers" => self.count_excl_headers = flag()?,
+                "queued" => self.queued = Some(num()?),
                 "ratelimit" => self.ratelimit = num()?,
                 "storage" => self.storage = flag()?,
                 _ => return Err(format!("unknown fault `{key}`")),
@@ -123,6 +137,8 @@ mod tests {
         f.apply("ms=5; storage").unwrap();
         assert_eq!(f.ms, Some(5));
         assert!(f.storage);
+        f.apply("kick429ms=1;errcount=100;count-excl-headers;queued=5").unwrap();
+        assert_eq!((f.kick429ms, f.errcount, f.count_excl_headers, f.queued), (1, Some(100), true, Some(5)));
         assert!(Faults::parse("bogus").is_err());
         assert!(Faults::parse("e500=x").is_err());
         assert!(Faults::parse("reset=1").is_err());

@@ -22,8 +22,10 @@ pub enum Dialect {
     HealthConnect,
     /// Oracle Millennium (`/oracle/r4/{tenant}`).
     Oracle,
-    /// Medplum AsyncJob (`/medplum/fhir/R4`).
+    /// Medplum as a real server answers (`/medplum/fhir/R4`, see `../shared/servers/medplum.md`).
     Medplum,
+    /// Medplum as its documentation (seeds 000, 002) describes it (`/medplum-doc/fhir/R4`).
+    MedplumDoc,
     /// Aidbox unified pattern (`/aidbox/fhir`).
     Aidbox,
     /// R5 async-bundle (`/r5/fhir`).
@@ -38,6 +40,7 @@ impl Dialect {
             Dialect::HealthConnect => "healthconnect",
             Dialect::Oracle => "oracle",
             Dialect::Medplum => "medplum",
+            Dialect::MedplumDoc => "medplum-doc",
             Dialect::Aidbox => "aidbox",
             Dialect::R5 => "r5",
         }
@@ -89,6 +92,8 @@ pub struct JobMut {
     pub cancelled: bool,
     /// Deleted: every URL of the job answers 404.
     pub deleted: bool,
+    /// Medplum: the AsyncJob resource was deleted (`DELETE AsyncJob/{id}`): its URLs answer 410.
+    pub gone: bool,
     /// Status polls so far.
     pub polls: u64,
     /// Completed manifests served so far (fault `expire`: the second one has fresh URLs).
@@ -206,6 +211,11 @@ impl Job {
         Phase::Running(pct)
     }
 
+    /// Fault `queued=MS`: no worker has taken the job yet (Medplum AsyncJob `accepted`).
+    pub fn queued(&self) -> bool {
+        self.faults.queued.is_some_and(|q| self.started.elapsed() < Duration::from_millis(q))
+    }
+
     /// The export plan, if this is an export.
     pub fn plan(&self) -> Option<&Arc<Plan>> {
         match &self.work {
@@ -238,27 +248,50 @@ impl Job {
     }
 }
 
+/// A UUID-shaped, random-looking id derived from `n` (deterministic).
+pub fn uuid_like(n: u64) -> String {
+    let a = mix(n ^ 0xA5A5_0000);
+    let b = mix(a ^ n);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// A UUID-shaped id derived from a job id and a number (Medplum Binary and version ids).
+pub fn derived_id(job: &str, n: u64) -> String {
+    let h = job.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    uuid_like(h ^ mix(n.wrapping_add(0x5eed)))
+}
+
 /// The store of jobs.
 #[derive(Debug, Default)]
 pub struct Jobs {
     map: Mutex<HashMap<String, Arc<Job>>>,
     next: AtomicU64,
+    /// Medplum `Binary` ids: (job id, file index; `None` = the job's answer body).
+    binaries: Mutex<HashMap<String, (String, Option<usize>)>>,
 }
 
 impl Jobs {
     /// A fresh UUID-shaped id (deterministic sequence, random-looking).
     pub fn new_id(&self) -> String {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let a = mix(n ^ 0xA5A5_0000);
-        let b = mix(a ^ n);
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            0x8000 | ((b >> 48) & 0x3fff),
-            b & 0xffff_ffff_ffff
-        )
+        uuid_like(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Registers Medplum `Binary/{id}` as file `file` of job `job` (`None`: the job's answer).
+    pub fn bind_binary(&self, id: String, job: &str, file: Option<usize>) {
+        self.binaries.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (job.to_string(), file));
+    }
+
+    /// The job and file behind a Medplum `Binary` id.
+    pub fn binary(&self, id: &str) -> Option<(Arc<Job>, Option<usize>)> {
+        let (job, file) = self.binaries.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()?;
+        Some((self.get_any(&job)?, file))
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Job>>> {

@@ -89,7 +89,10 @@ pub fn start_export(
     level: Level,
     mode: Mode,
 ) -> Result<(Arc<Job>, Response), Response> {
-    if !has_pref(&ctx.prefs, "respond-async") {
+    // A real Medplum needs no Prefer, honours only `_type` and `_since` in the query and
+    // silently ignores a POST `Parameters` body and every other parameter.
+    let medplum = d == Dialect::Medplum;
+    if !medplum && !has_pref(&ctx.prefs, "respond-async") {
         return Err(http::oo(400, "invalid", "The $export operation requires the header 'Prefer: respond-async'"));
     }
     if let Some(r) = app.kick_fault(ctx) {
@@ -97,7 +100,9 @@ pub fn start_export(
     }
     let mut pairs = ctx.pairs();
     let is_post = ctx.method == Method::POST;
-    if is_post {
+    if medplum {
+        pairs.retain(|(k, _)| k == "_type" || k == "_since");
+    } else if is_post {
         pairs.extend(pairs_from_parameters(&ctx.body).map_err(|e| http::oo(400, "invalid", &e))?);
     }
     let params = ExportParams::parse(level, &pairs, is_post, lenient(&ctx.prefs), &app.ds)

@@ -1,171 +1,160 @@
-//! Medplum (`/medplum/fhir/R4`): `$export` and `$reindex` create an `AsyncJob`; its status is
-//! always HTTP 200 with the resource; `$cancel` answers exactly as Medplum does; files are on
-//! the storage origin.
+//! Medplum, in two forms:
+//! - `/medplum/fhir/R4` answers as a real Medplum server does (`../shared/servers/medplum.md`):
+//!   `$export` → `bulkdata/export/{id}` (Bulk Data style), every other async operation (async
+//!   batch, `$expunge`, `$reindex`) → `job/{id}/status`; AsyncJob `accepted` → `active` → ...;
+//!   relative `Binary/{id}` outputs; signed storage URLs on the FHIR origin.
+//! - `/medplum-doc/fhir/R4` answers as the documentation (seeds 000, 002) describes it: every
+//!   status URL is `AsyncJob/{id}`, always 200, `accepted` while running, storage-origin files.
+//!
+//! The job URLs are in [`super::medplum_job`], Binary and storage in [`super::medplum_files`].
 
 use std::sync::Arc;
 
-use axum::http::Method;
+use axum::http::{header, Method};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{cancel, file_url, next_gen, running_headers, status_path};
+use super::medplum_files::{self as files, binary};
+use super::medplum_job::{self as mj, mp_oo};
+use super::status_path;
 use crate::app::{App, Ctx};
-use crate::export::{FileKind, Level};
-use crate::http::{self, oo_text};
-use crate::jobs::{Dialect, Job, Mode, Phase, Work};
+use crate::data::{type_index, TYPES};
+use crate::export::Level;
+use crate::http::{self, has_pref};
+use crate::jobs::{Dialect, Job, Mode, Work};
 
-const D: Dialect = Dialect::Medplum;
-
-/// Handles a request under the Medplum base.
-pub async fn handle(app: &Arc<App>, ctx: Ctx) -> Response {
-    let segs: Vec<&str> = ctx.rest.split('/').collect();
+/// Handles a request under either Medplum base.
+pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
+    let real = d == Dialect::Medplum;
+    let segs: Vec<String> = ctx.rest.split('/').map(str::to_string).collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = ctx.method.clone();
-    let get_post = m == Method::GET || m == Method::POST;
+    let (get, post, delete) = (m == Method::GET, m == Method::POST, m == Method::DELETE);
     match segs.as_slice() {
-        ["$export"] if get_post => export(app, &ctx, Level::System),
-        ["Patient", "$export"] if get_post => export(app, &ctx, Level::Patient),
-        ["Group", id, "$export"] if get_post => export(app, &ctx, Level::Group((*id).to_string())),
-        ["$reindex"] | [_, "$reindex"] if m == Method::POST => reindex(app, &ctx),
-        ["AsyncJob", id] if m == Method::GET => status(app, id),
-        ["AsyncJob", id] if m == Method::DELETE => do_cancel(app, id, true),
-        ["AsyncJob", id, "$cancel"] if m == Method::POST => do_cancel(app, id, false),
+        ["$export"] if get || post => export(app, &ctx, d, Level::System),
+        ["Patient", "$export"] if get || post => export(app, &ctx, d, Level::Patient),
+        ["Group", id, "$export"] if get || post => export(app, &ctx, d, Level::Group((*id).to_string())),
+        ["$reindex"] | [_, "$reindex"] if post => reindex(app, &ctx, d, &segs),
+        [_, _, "$expunge"] if post && real => generic(app, &ctx, d, Value::Null, 200),
+        [""] if post && real => batch(app, &ctx, d),
+        ["AsyncJob"] if post => create(app, &ctx, d),
+        ["AsyncJob", id] if get => mj::read(app, d, id),
+        ["AsyncJob", id] if delete => mj::delete_resource(app, d, id),
+        ["AsyncJob", id, "$cancel"] if post => mj::cancel_route(app, d, id, false),
+        ["job", id, "status"] if get && real => mj::job_status(app, d, id),
+        ["job", id, "status"] if delete && real => mj::cancel_route(app, d, id, true),
+        ["bulkdata", "export", id] if get && real => mj::export_status(app, d, id),
+        ["bulkdata", "export", id] if delete && real => mj::export_delete(app, d, id),
+        ["Binary", id] if get && real => binary(app, &ctx, id).await,
         _ => http::tag(
-            http::oo(404, "not-found", &format!("{} {} is not supported by the medplum dialect", ctx.method, ctx.path)),
-            "medplum.unknown".into(),
+            http::fhir(404, &mp_oo(Some("not-found"), "error", "not-found", "Not found")),
+            format!("{}.unknown", d.name()),
             None,
         ),
     }
 }
 
-fn export(app: &Arc<App>, ctx: &Ctx, level: Level) -> Response {
-    match super::bulk::start_export(app, ctx, D, level, Mode::Manifest) {
+fn export(app: &Arc<App>, ctx: &Ctx, d: Dialect, level: Level) -> Response {
+    let route = format!("{}.kickoff", d.name());
+    match super::bulk::start_export(app, ctx, d, level, Mode::Manifest) {
         Ok((job, _)) => {
-            let r = app.accepted(ctx, &status_path(&job), true);
-            http::tag(r, "medplum.kickoff".into(), Some(&job.id))
+            files::bind(app, &job);
+            http::tag(app.accepted(ctx, &status_path(&job), true), route, Some(&job.id))
         }
-        Err(r) => http::tag(r, "medplum.kickoff".into(), None),
+        Err(r) => http::tag(r, route, None),
     }
 }
 
-fn reindex(app: &Arc<App>, ctx: &Ctx) -> Response {
+/// Starts a non-export job whose answer is `body` (an output `Parameters`, a Bundle served
+/// as `Binary`, or null for no output) or, when `status` ≥ 400, the OperationOutcome `body`.
+fn generic(app: &Arc<App>, ctx: &Ctx, d: Dialect, body: Value, status: u16) -> Response {
+    let route = format!("{}.kickoff", d.name());
+    if let Some(r) = app.kick_fault(ctx) {
+        return http::tag(r, route, None);
+    }
+    let job = app.start_job(ctx, d, Work::Answer { status, body }, Mode::Bundle, false);
+    files::bind(app, &job);
+    http::tag(app.accepted(ctx, &status_path(&job), true), route, Some(&job.id))
+}
+
+/// `POST [base]/` with a batch or transaction Bundle: async with `Prefer: respond-async`
+/// (medplum.md §4), else answered at once. A bad Bundle fails the job, not the kick-off.
+fn batch(app: &Arc<App>, ctx: &Ctx, d: Dialect) -> Response {
+    let v = match crate::app::json_body(&ctx.body) {
+        Ok(v) => v,
+        Err(r) => return http::tag(r, format!("{}.kickoff", d.name()), None),
+    };
+    let kind = v["type"].as_str().unwrap_or("");
+    let bad = |text: String| (400, mp_oo(None, "error", "invalid", &text));
+    let (status, body) = if v["resourceType"] != "Bundle" {
+        bad(format!("Incorrect resource type: expected Bundle, but found {}", v["resourceType"].as_str().unwrap_or("")))
+    } else if !matches!(kind, "batch" | "transaction") {
+        bad(format!("Unrecognized bundle type: {kind}"))
+    } else if v["entry"].as_array().map_or(0, Vec::len) == 0 {
+        bad("Missing bundle entries".into())
+    } else {
+        crate::facade::execute(app, ctx)
+    };
+    if !has_pref(&ctx.prefs, "respond-async") {
+        return http::tag(http::fhir(status, &body), format!("{}.sync", d.name()), None);
+    }
+    generic(app, ctx, d, body, status)
+}
+
+/// `$reindex` (system or `{Type}/$reindex`): output shaped like Medplum's admin reindex.
+fn reindex(app: &Arc<App>, ctx: &Ctx, d: Dialect, segs: &[&str]) -> Response {
     if !ctx.body.iter().all(u8::is_ascii_whitespace) {
         if let Err(r) = crate::app::json_body(&ctx.body) {
-            return http::tag(r, "medplum.kickoff".into(), None);
+            return http::tag(r, format!("{}.kickoff", d.name()), None);
         }
     }
-    if let Some(r) = app.kick_fault(ctx) {
-        return http::tag(r, "medplum.kickoff".into(), None);
+    let types: Vec<usize> = match segs {
+        [t, _] => type_index(t).into_iter().collect(),
+        _ => (0..TYPES.len()).collect(),
+    };
+    let results: Vec<Value> = types
+        .iter()
+        .map(|&t| {
+            json!({"name":"result","part":[
+                {"name":"resourceType","valueCode":TYPES[t]},
+                {"name":"count","valueInteger":app.ds.count(t)},
+                {"name":"elapsedTime","valueQuantity":{"value":1,"code":"ms"}}]})
+        })
+        .collect();
+    generic(app, ctx, d, json!({"resourceType":"Parameters","parameter":results}), 200)
+}
+
+/// `POST AsyncJob` (medplum.md §3, "create AsyncJob directly"): 201 and a job no worker ever
+/// takes, so it stays `accepted` until cancelled or deleted.
+fn create(app: &Arc<App>, ctx: &Ctx, d: Dialect) -> Response {
+    let route = format!("{}.create", d.name());
+    let v = match crate::app::json_body(&ctx.body) {
+        Ok(v) => v,
+        Err(r) => return http::tag(r, route, None),
+    };
+    if v["resourceType"] != "AsyncJob" || v["status"] != "accepted" {
+        let oo = mp_oo(None, "error", "invalid", "Only an AsyncJob with status 'accepted' can be created here");
+        return http::tag(http::fhir(400, &oo), route, None);
     }
-    let n: u64 = (0..crate::data::TYPES.len()).map(|t| app.ds.count(t)).sum();
-    let body = json!({"resourceType":"Parameters","parameter":[{"name":"result","valueString":format!("reindexed {n} resources")}]});
-    let job = app.start_job(ctx, D, Work::Answer { status: 200, body }, Mode::Bundle, false);
-    let r = app.accepted(ctx, &status_path(&job), true);
-    http::tag(r, "medplum.kickoff".into(), Some(&job.id))
-}
-
-fn status(app: &Arc<App>, id: &str) -> Response {
-    let Some(job) = app.jobs.get(id, D) else {
-        return http::tag(http::fhir(404, &oo_text("error", "not-found", "Not found")), "medplum.status".into(), None);
-    };
-    job.count("status");
-    let r = app.poll_fault(&job).unwrap_or_else(|| {
-        let phase = job.phase();
-        let v = async_job(app, &job, phase);
-        let mut r = http::fhir(200, &v);
-        if let Phase::Running(pct) = phase {
-            running_headers(app, &job, &mut r, &format!("{pct}% complete"));
-        }
-        r
-    });
-    http::tag(r, "medplum.status".into(), Some(&job.id))
-}
-
-/// The AsyncJob resource of a job in `phase`.
-fn async_job(app: &App, job: &Job, phase: Phase) -> Value {
-    let status = match phase {
-        Phase::Running(_) => "accepted",
-        Phase::Completed => "completed",
-        Phase::Failed => "error",
-        Phase::Cancelled => "cancelled",
-    };
-    let mut v = json!({
-        "resourceType": "AsyncJob",
-        "id": job.id,
-        "meta": {"versionId": "1", "lastUpdated": crate::time::instant_ms(crate::time::now_ms())},
-        "status": status,
-        "requestTime": crate::time::instant_ms(job.created_ms),
-        "request": job.request_url,
-    });
-    match phase {
-        Phase::Completed => {
-            v["transactionTime"] = json!(crate::time::instant_ms(job.created_ms));
-            v["output"] = output(app, job);
-        }
-        Phase::Failed => {
-            v["transactionTime"] = json!(crate::time::instant_ms(job.created_ms));
-            v["output"] = json!({"resourceType":"Parameters","parameter":[{"name":"outcome","resource":http::oo_value("error","processing","The job failed (fault 'fail')")}]});
-        }
-        _ => {}
-    }
-    v
-}
-
-fn output(app: &App, job: &Job) -> Value {
-    match &job.work {
-        Work::Answer { body, .. } => body.clone(),
-        Work::Export(plan) => {
-            let gen = next_gen(job);
-            let mut params: Vec<Value> = plan
-                .files
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    let name = match f.kind {
-                        FileKind::Output => "output",
-                        FileKind::Error => "error",
-                        FileKind::Deleted => "deleted",
-                    };
-                    let mut part = vec![];
-                    if let Some(t) = &f.rtype {
-                        part.push(json!({"name":"type","valueCode":t}));
-                    }
-                    part.push(json!({"name":"url","valueUri":file_url(app, job, i, gen)}));
-                    part.push(json!({"name":"count","valueInteger":f.count}));
-                    json!({"name": name, "part": part})
-                })
-                .collect();
-            params.push(json!({"name":"requiresAccessToken","valueBoolean":false}));
-            json!({"resourceType":"Parameters","parameter":params})
-        }
-    }
-}
-
-fn do_cancel(app: &Arc<App>, id: &str, via_delete: bool) -> Response {
-    let route = "medplum.cancel".to_string();
-    let Some(job) = app.jobs.get(id, D) else {
-        return http::tag(http::fhir(404, &oo_text("error", "not-found", "Not found")), route, None);
-    };
-    job.count("cancel");
-    let r = match job.phase() {
-        Phase::Running(_) | Phase::Cancelled => {
-            cancel(&job, false);
-            if via_delete {
-                http::fhir(202, &oo_text("information", "informational", "Accepted"))
-            } else {
-                http::fhir(200, &oo_text("information", "informational", "All OK"))
-            }
-        }
-        p => {
-            let had = if p == Phase::Completed { "completed" } else { "error" };
-            http::fhir(
-                400,
-                &oo_text(
-                    "error",
-                    "invalid",
-                    &format!("AsyncJob cannot be cancelled if status is not 'accepted', job had status '{had}'"),
-                ),
-            )
-        }
-    };
+    let mut faults = ctx.faults.clone();
+    faults.never = true;
+    faults.queued = Some(u64::MAX);
+    let request = v["request"].as_str().map_or_else(|| ctx.url(app), str::to_string);
+    let job = Arc::new(Job::new(
+        app.jobs.new_id(),
+        d,
+        ctx.base.clone(),
+        ctx.prefix.clone(),
+        faults,
+        request,
+        0,
+        Work::Answer { status: 200, body: Value::Null },
+        Mode::Bundle,
+        false,
+        app.cfg.retry_after,
+    ));
+    app.jobs.insert(job.clone());
+    let mut r = http::fhir(201, &mj::resource(app, &job, d));
+    http::set(r.headers_mut(), header::LOCATION, &format!("{}{}/AsyncJob/{}", app.main_origin, job.base, job.id));
     http::tag(r, route, Some(&job.id))
 }

@@ -3,6 +3,8 @@
 pub mod async_api;
 pub mod bulk;
 pub mod medplum;
+pub mod medplum_files;
+pub mod medplum_job;
 
 use std::sync::Arc;
 
@@ -11,16 +13,17 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use crate::app::{App, Ctx};
-use crate::export::FileKind;
+use crate::export::{FileEntry, FileKind};
 use crate::http;
 use crate::jobs::{Dialect, Job, Phase};
 
 /// Finds the dialect whose base starts `path`: (dialect, length of the base in `path`).
 pub fn match_base(path: &str) -> Option<(Dialect, usize)> {
-    const FIXED: [(&str, Dialect); 5] = [
+    const FIXED: [(&str, Dialect); 6] = [
         ("/bulk/fhir", Dialect::Bulk),
         ("/healthconnect/fhir", Dialect::HealthConnect),
         ("/medplum/fhir/R4", Dialect::Medplum),
+        ("/medplum-doc/fhir/R4", Dialect::MedplumDoc),
         ("/aidbox/fhir", Dialect::Aidbox),
         ("/r5/fhir", Dialect::R5),
     ];
@@ -43,7 +46,7 @@ pub fn match_base(path: &str) -> Option<(Dialect, usize)> {
 pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
     match d {
         Dialect::Bulk | Dialect::HealthConnect | Dialect::Oracle => bulk::handle(app, ctx, d).await,
-        Dialect::Medplum => medplum::handle(app, ctx).await,
+        Dialect::Medplum | Dialect::MedplumDoc => medplum::handle(app, ctx, d).await,
         Dialect::Aidbox | Dialect::R5 => async_api::handle(app, ctx, d).await,
     }
 }
@@ -89,7 +92,10 @@ pub fn status_path(job: &Job) -> String {
             format!("{}/$export-poll-status?_jobId={}", job.base, job.id)
         }
         Dialect::Oracle => format!("{}/bulk-export/jobs/{}", job.base, job.id),
-        Dialect::Medplum => format!("{}/AsyncJob/{}", job.base, job.id),
+        // A real Medplum: bulk-style status for `$export`, `job/{id}/status` for the rest.
+        Dialect::Medplum if job.plan().is_some() => format!("{}/bulkdata/export/{}", job.base, job.id),
+        Dialect::Medplum => format!("{}/job/{}/status", job.base, job.id),
+        Dialect::MedplumDoc => format!("{}/AsyncJob/{}", job.base, job.id),
         Dialect::Aidbox | Dialect::R5 => format!("{}/_async/{}", job.base, job.id),
     }
 }
@@ -105,7 +111,10 @@ pub fn file_url(app: &App, job: &Job, idx: usize, gen: u64) -> String {
         return String::new();
     };
     let name = &plan.files[idx].name;
-    if job.dialect == Dialect::Medplum || job.faults.storage {
+    if job.dialect == Dialect::Medplum {
+        return medplum_files::storage_url(app, job, idx, gen);
+    }
+    if job.dialect == Dialect::MedplumDoc || job.faults.storage {
         return crate::files::storage_url(app, job, name, gen);
     }
     let g = if gen > 0 { format!("?g={gen}") } else { String::new() };
@@ -119,8 +128,18 @@ pub fn file_url(app: &App, job: &Job, idx: usize, gen: u64) -> String {
 pub fn requires_token(app: &App, job: &Job) -> bool {
     match job.dialect {
         Dialect::Oracle => true,
-        Dialect::Medplum => false,
+        Dialect::Medplum | Dialect::MedplumDoc => false,
         _ => app.auth_on(),
+    }
+}
+
+/// The `count` a manifest lists for a file: exact, unless fault `errcount` (error files) or
+/// `count-excl-headers` (organized files, header lines not counted) says otherwise.
+pub fn listed_count(job: &Job, f: &FileEntry) -> u64 {
+    match job.faults.errcount {
+        Some(n) if f.kind == FileKind::Error => n,
+        _ if job.faults.count_excl_headers => f.count - f.headers,
+        _ => f.count,
     }
 }
 
@@ -157,7 +176,7 @@ pub fn manifest_page(app: &App, job: &Job, page: usize, gen: u64) -> Option<Valu
     };
     let entry = |i: usize| {
         let f = &plan.files[i];
-        let mut e = json!({"url": file_url(app, job, i, gen), "count": f.count});
+        let mut e = json!({"url": file_url(app, job, i, gen), "count": listed_count(job, f)});
         if let Some(t) = &f.rtype {
             e["type"] = json!(t);
         }
