@@ -303,3 +303,23 @@ async fn oracle_retry_after_override() {
     assert!(loc.contains("/_f/retry=5/oracle/r4/t/bulk-export/jobs/"));
     assert_eq!(s.get(&loc).await.h("retry-after").as_deref(), Some("5"));
 }
+
+// issue 10 §3 "Paged manifests lose completed-with-errors": with `--page-size 2` and the
+// `partial` fault the `error` entries arrive on manifest page 2 or later, never on page 1.
+#[tokio::test]
+async fn paged_partial_errors_after_page_one() {
+    let s = start(|c| c.page_size = 2).await;
+    let (_, loc) = s.kick("/_f/partial/bulk/fhir/$export?allowPartialManifests=true").await;
+    let first = s.poll(&loc).await.json();
+    assert_eq!(first["error"], json!([]), "page 1 has no error entry: {first}");
+    let (mut page, mut errors_on) = (first, Vec::new());
+    for n in 1.. {
+        if !page["error"].as_array().unwrap().is_empty() {
+            errors_on.push(n);
+        }
+        let Some(next) = page["link"][0]["url"].as_str() else { break };
+        page = s.get(next).await.json();
+        assert!(n < 20);
+    }
+    assert!(!errors_on.is_empty() && errors_on.iter().all(|n| *n >= 2), "{errors_on:?}");
+}

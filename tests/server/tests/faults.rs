@@ -234,3 +234,48 @@ async fn combined_percent_encoded_spec() {
     assert!(gunzip(&r.body).is_err(), "gzbad");
     assert_eq!(s.ndjson(url, true).await.len(), 100);
 }
+
+// issue 10 §2: a kick-off 429 whose Retry-After is an epoch time in milliseconds, once.
+#[tokio::test]
+async fn kick429ms_epoch_milliseconds_once() {
+    let s = start(|_| {}).await;
+    let url = s.url(&format!("/_f/kick429ms=1{B}"));
+    let p = [("prefer", "respond-async")];
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let r = s.req(Method::GET, &url, &p, None).await;
+    assert_oo(&r, 429, "throttled");
+    let at: u64 = r.h("retry-after").unwrap().parse().expect("a number");
+    assert!(at >= before + 2_000 && at <= before + 60_000, "now+2 s in epoch ms: {at} vs {before}");
+    assert_eq!(s.req(Method::GET, &url, &p, None).await.code(), 202, "then accepted");
+    // `retry=N` sets the distance; the Medplum kick-off honours it as well.
+    let r = s.req(Method::GET, &s.url("/_f/kick429ms=1;retry=300/medplum/fhir/R4/$export"), &[], None).await;
+    assert_oo(&r, 429, "throttled");
+    assert!(r.h("retry-after").unwrap().parse::<u64>().unwrap() >= before + 300_000);
+}
+
+// issue 10 §2: an `error` file whose manifest count (100) differs from its lines (1).
+#[tokio::test]
+async fn errcount_lists_a_wrong_error_count() {
+    let s = start(|_| {}).await;
+    let (_, m) = manifest(&s, "partial;errcount=100").await;
+    // B exports Patient only: `partial` fails it, so the error file holds one line.
+    assert_eq!(m["error"][0]["count"], 100);
+    assert_eq!(s.ndjson(m["error"][0]["url"].as_str().unwrap(), false).await.len(), 1);
+}
+
+// issue 10 §2 (organizeOutputBy): `count-excl-headers` counts as the HL7 reference server
+// does (header Parameters lines excluded); by default they are included.
+#[tokio::test]
+async fn organized_count_with_or_without_headers() {
+    let s = start(|_| {}).await;
+    let q = "/bulk/fhir/$export?_type=Patient,Encounter&organizeOutputBy=Patient";
+    for (spec, headers_counted) in [("ms=0", true), ("count-excl-headers", false)] {
+        let (_, loc) = s.kick(&format!("/_f/{spec}{q}")).await;
+        let m = s.poll(&loc).await.json();
+        let lines = s.ndjson(m["output"][0]["url"].as_str().unwrap(), false).await;
+        let headers = lines.iter().filter(|l| l["resourceType"] == "Parameters").count();
+        assert_eq!(headers, 100, "one header per patient");
+        let want = if headers_counted { lines.len() } else { lines.len() - headers };
+        assert_eq!(m["output"][0]["count"].as_u64().unwrap(), want as u64, "{spec}");
+    }
+}
