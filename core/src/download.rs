@@ -1077,4 +1077,116 @@ mod tests {
         p.blocked = Some("no".into());
         assert!(matches!(FileDownload::new(p, &policy()), Err(DownloadError::Blocked { .. })));
     }
+
+    fn run_body(d: &mut FileDownload, body: &[u8]) -> Result<(), DownloadError> {
+        let r = send(d, 0);
+        d.handle_head(r.id, 200, &[], false, 0)?;
+        d.feed(r.id, body, 0, |_| {})?;
+        d.finish(r.id, 0, |_| {})
+    }
+
+    // issue 10 §2: a count mismatch fails only this file, and the message names
+    // its kind (an error file's OperationOutcomes are not lost data)
+    #[test]
+    fn count_mismatch_names_the_kind_of_file() {
+        let file = PlannedFile {
+            kind: FileKind::Error,
+            resource_type: Some("OperationOutcome".into()),
+            ..planned("https://h/e", false, Some(100))
+        };
+        let mut d = FileDownload::new(file, &policy()).unwrap();
+        let err = run_body(&mut d, b"{\"resourceType\":\"OperationOutcome\"}\n").unwrap_err();
+        assert_eq!(err.code(), "count_mismatch");
+        let text = err.to_string();
+        assert!(
+            text.contains("error file (OperationOutcome)") && text.contains("100") && text.contains(" 1 "),
+            "{text}"
+        );
+        assert!(matches!(err, DownloadError::CountMismatch { kind: FileKind::Error, expected: 100, actual: 1, .. }));
+    }
+
+    // issue 10 §2: with a lenient count check the file completes, with the mismatch in its report
+    #[test]
+    fn lenient_count_check_completes_with_a_warning() {
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy())
+            .unwrap()
+            .with_count_check(CountCheck::Lenient);
+        run_body(&mut d, b"{\"id\":\"1\"}\n").unwrap();
+        let DownloadAction::Done { report } = d.next_action(0).unwrap() else { panic!() };
+        assert_eq!(report.count_mismatch, Some(CountMismatchInfo { expected: 3, actual: 1 }));
+        assert!(report.warnings.iter().any(|w| w.contains("Patient output file")), "{:?}", report.warnings);
+    }
+
+    // protocol D4, issue 10 §2: organized output's count may include or exclude the header lines
+    #[test]
+    fn organized_count_with_or_without_headers() {
+        let body = b"{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"header\",\"valueReference\":{\"reference\":\"Patient/1\"}}]}\n{\"resourceType\":\"Patient\",\"id\":\"1\"}\n{\"resourceType\":\"Observation\",\"id\":\"o\"}\n";
+        for count in [3, 2] {
+            let file = PlannedFile { resource_type: None, ..planned("https://h/o", false, Some(count)) };
+            let mut d = FileDownload::new(file, &policy()).unwrap();
+            run_body(&mut d, body).unwrap_or_else(|e| panic!("count {count}: {e}"));
+        }
+        let file = PlannedFile { resource_type: None, ..planned("https://h/o", false, Some(1)) };
+        let mut d = FileDownload::new(file, &policy()).unwrap();
+        assert!(matches!(run_body(&mut d, body), Err(DownloadError::CountMismatch { .. })));
+    }
+
+    // protocol E6, issue 10 §3: bad lines are per-line reports; every line is handed out once
+    #[test]
+    fn invalid_lines_are_reported_per_line() {
+        let mut d = FileDownload::new(planned("https://h/f", false, None), &policy()).unwrap();
+        run_body(&mut d, b"{\"id\":\"1\"}\nnot json\n{\"id\":\"3\"}\n").unwrap();
+        let DownloadAction::Done { report } = d.next_action(0).unwrap() else { panic!() };
+        assert_eq!((report.resources, report.invalid_lines, report.first_invalid_line), (3, 1, Some(2)));
+        assert_eq!(report.invalid, vec![InvalidLine { line: 2, message: "not a JSON object".into() }]);
+        // A binding that parses lines itself reports `{not json}` (it passes the structural check).
+        let mut d = FileDownload::new(planned("https://h/f", false, None), &policy())
+            .unwrap()
+            .with_validation(Validation::None);
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 200, &[], false, 0).unwrap();
+        d.feed(r.id, b"{\"id\":\"1\"}\n{not json}\n", 0, |_| {}).unwrap();
+        d.report_invalid_line(2, "expected ident at line 1 column 2");
+        d.finish(r.id, 0, |_| {}).unwrap();
+        let DownloadAction::Done { report } = d.next_action(0).unwrap() else { panic!() };
+        assert_eq!((report.invalid_lines, report.first_invalid_line), (1, Some(2)));
+        assert!(report.warnings.iter().any(|w| w.contains("line 2")));
+    }
+
+    // issue 10 §2: a 410 after the manifest refresh says so, with the server's words
+    #[test]
+    fn gone_after_refresh_says_so_with_the_server_text() {
+        let mut d = FileDownload::new(planned("https://h/f", false, None), &policy()).unwrap();
+        let r = send(&mut d, 0);
+        assert_eq!(d.handle_head(r.id, 410, &[], false, 0).unwrap(), HeadDecision::Discard);
+        assert_eq!(d.next_action(0).unwrap(), DownloadAction::RefreshManifest);
+        d.replace_file(Some(planned("https://h/f2", false, None))).unwrap();
+        let r = send(&mut d, 0);
+        let err = d.handle_head(r.id, 410, &[], false, 0).unwrap_err();
+        let body = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"deleted","details":{"text":"Export files expired"}}]}"#;
+        let err = err.with_body(body);
+        let text = err.to_string();
+        assert!(
+            text.contains("410") && text.contains("re-fetched once") && text.contains("Export files expired"),
+            "{text}"
+        );
+        assert!(matches!(err, DownloadError::Http { manifest_refreshed: true, .. }));
+        assert!(DownloadError::Http { url: "u".into(), status: 503, server_message: None, manifest_refreshed: false }
+            .with_body(b"<html>\n  Service   Unavailable\n</html>")
+            .to_string()
+            .ends_with(": <html> Service Unavailable </html>"));
+    }
+
+    // issue 10 §2: a token that cannot be refreshed is not sent twice
+    #[test]
+    fn token_unavailable_ends_the_file() {
+        let mut d = FileDownload::new(planned("https://h/f", true, None), &policy()).unwrap();
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 401, &[], false, 0).unwrap();
+        assert_eq!(d.next_action(0).unwrap(), DownloadAction::RefreshToken);
+        let err = d.token_unavailable("a fixed token string");
+        assert_eq!(err.code(), "unauthorized");
+        assert!(err.to_string().contains("a fixed token string"));
+        assert!(d.next_action(0).is_err(), "nothing more is sent");
+    }
 }

@@ -246,7 +246,9 @@ pub(crate) fn asyncjob_manifest(job: &Value) -> Option<Manifest> {
     let mut m = Manifest {
         transaction_time: job.get("transactionTime").and_then(Value::as_str).map(str::to_owned),
         request: job.get("request").and_then(Value::as_str).map(str::to_owned),
-        requires_access_token: false,
+        // Medplum's `Binary/{id}` outputs need the token and carry no
+        // `requiresAccessToken`; the token still never leaves the FHIR origin.
+        requires_access_token: true,
         output: Vec::new(),
         error: Vec::new(),
         outcome: Vec::new(),
@@ -261,6 +263,21 @@ pub(crate) fn asyncjob_manifest(job: &Value) -> Option<Manifest> {
         let name = p.get("name").and_then(Value::as_str).unwrap_or("");
         if name == "requiresAccessToken" {
             m.requires_access_token = p.get("valueBoolean").and_then(Value::as_bool).unwrap_or(false);
+            continue;
+        }
+        // An async batch's result: `results` with a `valueReference` to the
+        // batch-response Bundle (`Binary/{id}`), one JSON line.
+        if name == "results" {
+            if let Some(r) = p.pointer("/valueReference/reference").and_then(Value::as_str) {
+                m.output.push(ManifestFile {
+                    resource_type: Some("Bundle".into()),
+                    url: r.to_owned(),
+                    count: None,
+                    file_size: None,
+                    continues_in_file: None,
+                });
+                any = true;
+            }
             continue;
         }
         let list = match name {

@@ -113,9 +113,11 @@ fn run(path: &PathBuf) -> Result<(), String> {
             job.handle_response(id, response_from(resp), now).map_err(|e| ctx(e.to_string()))?;
         } else if let Some(kind) = step.get("transportError") {
             let id = last_id.ok_or_else(|| ctx("transportError without a sent request".into()))?;
+            // An unknown value is a broken vector, not "after send" (issue 10 §3).
             let kind = match kind.as_str() {
                 Some("connect") => TransportErrorKind::Connect,
-                _ => TransportErrorKind::AfterSend,
+                Some("afterSend") => TransportErrorKind::AfterSend,
+                other => return Err(ctx(format!("unknown transportError {other:?}: \"connect\" or \"afterSend\""))),
             };
             job.handle_transport_error(id, kind, "scripted failure", now).map_err(|e| ctx(e.to_string()))?;
         } else if step.get("cancel").is_some() {
@@ -149,6 +151,26 @@ fn run(path: &PathBuf) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+// issue 10 §3: a typo in a vector's transportError fails instead of passing as "afterSend"
+#[test]
+fn unknown_transport_error_kind_fails_the_vector() {
+    let dir = std::env::temp_dir().join(format!("fhir-async-vector-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("typo.json");
+    let vector = json!({
+        "name": "typo", "protocol": [], "description": "",
+        "config": {"baseUrl": "https://h/fhir", "operation": {"type": "export"}},
+        "steps": [
+            {"now": 0, "expect": {"type": "send", "request": {"kind": "kickoff"}}},
+            {"now": 0, "transportError": "conect"}
+        ]
+    });
+    std::fs::write(&path, vector.to_string()).unwrap();
+    let err = run(&path).expect_err("a misspelt transportError must fail");
+    assert!(err.contains("conect"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -8,12 +8,12 @@ use crate::http::{Method, Request, RequestKind, Response, TransportErrorKind};
 use crate::kickoff::{kickoff_for_base, normalized_base, Operation, PreferOptions};
 use crate::manifest::{plan_downloads, Manifest, PlannedFile, TokenPolicy};
 use crate::origin::{is_downgrade, resolve, same_origin_urls};
-use crate::outcome::{server_text, Outcome, OutcomeStatus};
+use crate::outcome::{server_text, Outcome, OutcomeStatus, ResultBody};
 use crate::progress::{parse_percent, Phase, Progress};
 use crate::retry::{backoff_ms, derive_seed, read_retry_after, RetryAfter, RetryPolicy};
 use crate::tagged;
 use crate::Error;
-use respond::cancelled_outcome;
+use respond::{cancelled_outcome, is_asyncjob_url};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -205,6 +205,10 @@ pub struct Job {
     state: State,
     status_url: Option<String>,
     medplum_cancel_url: Option<String>,
+    /// Medplum: `AsyncJob/$cancel` refuses a running (`active`) export; its
+    /// working cancel is `DELETE [base]/bulkdata/export/{id}`, tried once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cancel_fallback: Option<String>,
     separate_status: bool,
     preference_applied: Vec<String>,
     started_at_ms: Option<u64>,
@@ -288,6 +292,7 @@ impl Job {
             state: State::Ready,
             status_url: None,
             medplum_cancel_url: None,
+            cancel_fallback: None,
             separate_status: false,
             preference_applied: Vec::new(),
             started_at_ms: None,
@@ -420,10 +425,15 @@ impl Job {
     pub fn download_plan(&self) -> Vec<PlannedFile> {
         let from = self.status_url.as_deref().unwrap_or(&self.base);
         match (self.outcome(), &self.partial) {
-            (Some(o), _) => o
-                .manifest()
-                .map(|m| plan_downloads(m, o.result_url.as_deref().unwrap_or(from), &self.token_policy()))
-                .unwrap_or_default(),
+            (Some(o), _) => {
+                // An AsyncJob's `output` URLs (`Binary/{id}`) are relative to the
+                // FHIR base, not to the status URL (Medplum, issue 10).
+                let relative_to = match &o.result {
+                    ResultBody::AsyncJob { .. } => &self.base,
+                    _ => o.result_url.as_deref().unwrap_or(from),
+                };
+                o.manifest().map(|m| plan_downloads(m, relative_to, &self.token_policy())).unwrap_or_default()
+            }
             (None, Some(p)) => plan_downloads(p, from, &self.token_policy()),
             (None, None) => Vec::new(),
         }
@@ -575,9 +585,18 @@ impl Job {
         if self.cancel_requested && !self.cancel_sent && self.cancel_result.is_none() {
             if let Some(status_url) = self.status_url.clone() {
                 self.cancel_sent = true;
-                let (method, url) = match &self.medplum_cancel_url {
-                    Some(u) => (Method::Post, u.clone()),
-                    None => (Method::Delete, status_url),
+                let (method, url) = match (&self.cancel_fallback, &self.medplum_cancel_url) {
+                    (Some(u), _) => (Method::Delete, u.clone()),
+                    (None, Some(u)) => (Method::Post, u.clone()),
+                    // `DELETE AsyncJob/{id}` deletes the job resource on Medplum: never a cancel.
+                    (None, None) if is_asyncjob_url(&status_url) => {
+                        self.cancel_requested = false;
+                        let reason = format!("no cancel request is known for the status URL {status_url} (a DELETE would delete the AsyncJob, not cancel it)");
+                        self.warnings.push(reason.clone());
+                        self.cancel_result = Some(CancelResult::Rejected { http_status: 0, outcome: None });
+                        return self.next_action(now_ms);
+                    }
+                    (None, None) => (Method::Delete, status_url),
                 };
                 return Ok(self.send(RequestKind::Cancel, method, url, true));
             }
@@ -1038,5 +1057,68 @@ mod tests {
             Some("completed")
         );
         assert_eq!(job_status_in("nope"), None);
+    }
+
+    fn export_job(seed_default: bool) -> Job {
+        let mut retry = crate::RetryPolicy::default();
+        if !seed_default {
+            retry.seed = 7;
+        }
+        Job::new(JobConfig {
+            base_url: "https://h/fhir".into(),
+            operation: Operation::Export(Default::default()),
+            prefer: Default::default(),
+            retry,
+            timeout_ms: None,
+            allowed_origins: vec![],
+        })
+        .unwrap()
+    }
+
+    // protocol B4, issue 10 §3: 1,000 jobs that hit the same 503 at the same
+    // moment do not retry in lockstep (the seed is derived per job)
+    #[test]
+    fn retries_of_many_jobs_spread() {
+        use crate::Response;
+        let delay_for = |i: usize| {
+            let mut job = export_job(true);
+            let Ok(Action::Send { request }) = job.next_action(0) else { panic!() };
+            let accepted = Response::new(202).with_header("Content-Location", &format!("https://h/fhir/jobs/{i}"));
+            job.handle_response(request.id, accepted, 0).unwrap();
+            let Ok(Action::Send { request }) = job.next_action(3_600_000) else { panic!() };
+            job.handle_response(request.id, Response::new(503), 3_600_000).unwrap();
+            let Ok(Action::Wait { delay_ms, .. }) = job.next_action(3_600_000) else { panic!() };
+            delay_ms
+        };
+        let delays: Vec<u64> = (0..1000).map(delay_for).collect();
+        let min = *delays.iter().min().unwrap();
+        let max = *delays.iter().max().unwrap();
+        let mut distinct = delays.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        // Default policy: 1 s ± 20 %, floored at the 1 s minimum wait.
+        assert!(distinct.len() > 150, "only {} distinct delays", distinct.len());
+        assert!(min >= 1_000 && max <= 1_200 && max - min > 150, "{min}..{max}");
+        // Deterministic: the same inputs give the same delay.
+        assert_eq!((delay_for(0), delay_for(999)), (delays[0], delays[999]));
+    }
+
+    // protocol H5, issue 10 §2: with no way to refresh, the refused token is
+    // not sent again, and the error has the server's words
+    #[test]
+    fn token_unavailable_fails_with_the_server_text() {
+        use crate::Response;
+        let mut job = export_job(false);
+        let Ok(Action::Send { request }) = job.next_action(0) else { panic!() };
+        let refused = Response::new(401).with_body(
+            r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"login","details":{"text":"Invalid token jwt malformed"}}]}"#,
+        );
+        job.handle_response(request.id, refused, 0).unwrap();
+        assert_eq!(job.next_action(0).unwrap(), Action::RefreshToken);
+        let err = job.token_unavailable("no token was configured");
+        let text = err.to_string();
+        assert!(text.contains("Invalid token jwt malformed") && text.contains("no token was configured"), "{text}");
+        assert!(!text.contains("even after a token refresh"), "{text}");
+        assert_eq!(job.next_action(0).unwrap_err(), err, "nothing more is sent");
     }
 }

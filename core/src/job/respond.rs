@@ -242,7 +242,8 @@ impl Job {
     /// divergence 9), or an AsyncJob whose status may already be terminal.
     pub(super) fn note_running_body(&mut self, v: Value, now_ms: u64) {
         match resource_type(&v) {
-            Some("AsyncJob") if v.get("status").and_then(Value::as_str) != Some("accepted") => {
+            // Medplum's job route answers 202 while `accepted`/`active`, and also once `cancelled`.
+            Some("AsyncJob") if asyncjob_finished(&v) => {
                 let url = self.status_url.clone();
                 let o = asyncjob_outcome(v, 202, url);
                 self.complete(o, now_ms);
@@ -388,7 +389,20 @@ impl Job {
         let status = response.status;
         let oo = json_of(response).filter(|v| resource_type(v) == Some("OperationOutcome"));
         let text = oo.as_ref().and_then(outcome_text).unwrap_or_default();
-        let medplum = self.medplum_cancel_url.is_some();
+        let medplum = self.medplum_cancel_url.is_some() || self.cancel_fallback.is_some();
+        // Medplum refuses to cancel a running job ("... job had status 'active'"):
+        // the job goes on. For an export its working cancel is the Bulk Data DELETE.
+        let still_running = job_status_in(&text).is_some_and(|s| !ASYNCJOB_ENDS.contains(&s.as_str()));
+        if status == 400 && still_running && self.cancel_fallback.is_none() {
+            if let Some(url) = self.bulk_cancel_url() {
+                self.warnings.push(format!(
+                    "the server refused the AsyncJob cancel ({text}); cancelling the export with DELETE {url}"
+                ));
+                self.cancel_fallback = Some(url);
+                self.cancel_sent = false;
+                return;
+            }
+        }
         let result = match status {
             200..=299 if !oo.as_ref().is_some_and(outcome_is_error) => {
                 CancelResult::Cancelled { http_status: Some(status) }
@@ -408,6 +422,7 @@ impl Job {
                 CancelResult::NotFound { http_status: status }
             }
             404 | 409 | 410 => CancelResult::AlreadyTerminal { job_status: None, http_status: status },
+            _ if still_running => CancelResult::Rejected { http_status: status, outcome: oo.clone() },
             _ => match job_status_in(&text) {
                 Some(s) => CancelResult::AlreadyTerminal { job_status: Some(s), http_status: status },
                 None if has_issue_code(oo.as_ref(), "not-found") => CancelResult::NotFound { http_status: status },
@@ -435,6 +450,16 @@ impl Job {
                 }
             }
         }
+    }
+
+    /// `[base]/bulkdata/export/{id}` for an export whose status URL is a
+    /// Medplum `AsyncJob/{id}` or `job/{id}/status` (the same id).
+    fn bulk_cancel_url(&self) -> Option<String> {
+        if !matches!(self.config.operation, Operation::Export(_)) {
+            return None;
+        }
+        let id = medplum_job_id(self.status_url.as_deref()?)?;
+        Some(format!("{}bulkdata/export/{id}", self.base))
     }
 
     pub(super) fn classify_final(&mut self, response: &Response, delivery: Delivery, url: &str) -> Classified {
@@ -483,7 +508,9 @@ impl Job {
                 Err(e) => Classified::Broken(Error::protocol(e.to_string(), Some(status))),
             },
             Some("AsyncJob") => {
-                if v.get("status").and_then(Value::as_str) == Some("accepted") {
+                // `GET AsyncJob/{id}` is 200 whatever the state: `accepted`
+                // (queued) and `active` (running, as real Medplum says) are not an end.
+                if !asyncjob_finished(&v) {
                     return Classified::Running;
                 }
                 let mut o = asyncjob_outcome(v, status, Some(url.to_owned()));
@@ -554,22 +581,47 @@ pub(super) fn job_status_in(text: &str) -> Option<String> {
     (!s.is_empty() && s.len() < 40).then(|| s.to_owned())
 }
 
-/// `.../AsyncJob/{id}` → `.../AsyncJob/{id}/$cancel` (seed 000).
+/// The AsyncJob statuses that end a job. Real Medplum says `active` while a
+/// job runs (the documented `accepted` is the state before a worker takes it).
+pub(super) const ASYNCJOB_ENDS: [&str; 4] = ["completed", "error", "cancelled", "failed"];
+
+fn asyncjob_finished(job: &Value) -> bool {
+    job.get("status").and_then(Value::as_str).is_some_and(|s| ASYNCJOB_ENDS.contains(&s))
+}
+
+/// Whether a URL names an `AsyncJob` resource, which a DELETE would delete.
+pub(super) fn is_asyncjob_url(url: &str) -> bool {
+    url.contains("/AsyncJob/")
+}
+
+/// The job id of a Medplum status URL: `.../AsyncJob/{id}[/...]` or `.../job/{id}/status`.
+fn medplum_job_id(status_url: &str) -> Option<String> {
+    let u = url::Url::parse(status_url).ok()?;
+    let segs: Vec<&str> = u.path_segments()?.filter(|s| !s.is_empty()).collect();
+    let id = match segs.iter().rposition(|s| *s == "AsyncJob") {
+        Some(i) => segs.get(i + 1)?,
+        None => match segs.as_slice() {
+            [.., "job", id, "status"] => id,
+            _ => return None,
+        },
+    };
+    (!id.starts_with('$')).then(|| (*id).to_owned())
+}
+
+/// `.../AsyncJob/{id}` (also with a trailing slash or a query) →
+/// `.../AsyncJob/{id}/$cancel` (seed 000).
 pub(super) fn medplum_cancel_url(status_url: &str) -> Option<String> {
-    if !status_url.contains("/AsyncJob/") {
+    if !is_asyncjob_url(status_url) {
         return None; // the common case, without parsing the URL
     }
+    let id = medplum_job_id(status_url)?;
     let u = url::Url::parse(status_url).ok()?;
-    let segs: Vec<&str> = u.path_segments()?.collect();
-    let n = segs.len();
-    if n >= 2 && segs[n - 2] == "AsyncJob" && !segs[n - 1].is_empty() {
-        let mut c = u.clone();
-        c.set_query(None);
-        c.set_path(&format!("{}/$cancel", u.path().trim_end_matches('/')));
-        Some(c.to_string())
-    } else {
-        None
-    }
+    let path = u.path();
+    let prefix = &path[..path.rfind("/AsyncJob/")?];
+    let mut c = u.clone();
+    c.set_query(None);
+    c.set_path(&format!("{prefix}/AsyncJob/{id}/$cancel"));
+    Some(c.to_string())
 }
 
 pub(super) fn cancelled_outcome(http_status: Option<u16>, body: Option<Value>) -> Outcome {
@@ -612,6 +664,14 @@ fn failure_outcome(response: &Response, delivery: Delivery, url: Option<String>)
     }
 }
 
+fn asyncjob_outcome_text(job: &Value) -> Option<String> {
+    job.pointer("/output/parameter")?
+        .as_array()?
+        .iter()
+        .filter(|p| p.get("name").and_then(Value::as_str) == Some("outcome"))
+        .find_map(|p| p.get("resource").and_then(outcome_text))
+}
+
 fn asyncjob_outcome(job: Value, http_status: u16, url: Option<String>) -> Outcome {
     let job_status = job.get("status").and_then(Value::as_str).unwrap_or("").to_owned();
     let status = match job_status.as_str() {
@@ -621,7 +681,11 @@ fn asyncjob_outcome(job: Value, http_status: u16, url: Option<String>) -> Outcom
     };
     let manifest = asyncjob_manifest(&job);
     let message = match status {
-        OutcomeStatus::Failed => Some(format!("AsyncJob status {job_status:?}")),
+        // A failed generic job carries an `outcome` parameter: its text is the server's words.
+        OutcomeStatus::Failed => Some(match asyncjob_outcome_text(&job) {
+            Some(text) => format!("AsyncJob status {job_status:?}: {text}"),
+            None => format!("AsyncJob status {job_status:?}"),
+        }),
         _ => None,
     };
     Outcome {
