@@ -409,6 +409,11 @@ impl FileDownload {
         &self.file
     }
 
+    /// Decoded bytes of the current attempt so far.
+    pub fn bytes(&self) -> u64 {
+        self.splitter.bytes()
+    }
+
     /// Resources handed out so far (across retries, never twice).
     pub fn resources(&self) -> u64 {
         self.delivered

@@ -85,6 +85,7 @@
 #![deny(missing_docs)]
 
 pub mod callback;
+pub mod coordinator;
 pub mod decode;
 pub mod download;
 mod error;
@@ -100,6 +101,7 @@ pub mod retry;
 mod tagged;
 
 pub use callback::{parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus};
+pub use coordinator::{DownloadOptions, DownloadProgress, DownloadStep, Downloads, FileResult};
 pub use decode::{BodyDecoder, DecodeError};
 pub use download::{
     CountCheck, CountMismatchInfo, DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, InvalidLine,

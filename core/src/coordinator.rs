@@ -1,0 +1,710 @@
+//! The downloads of a finished job, coordinated: which files to take, how
+//! many at once per origin, the one manifest refresh and the one token
+//! refresh all files share, re-binding a file to its fresh URL, progress, and
+//! a result per file (one bad file never loses the good ones).
+//!
+//! Each file is a [`FileDownload`]; [`Downloads`] decides which of them run
+//! and hands the caller one [`DownloadStep`] at a time. The caller moves
+//! bytes, several files at once, and never decides anything:
+//!
+//! ```text
+//!             next(now)
+//!   ┌──────────────────────────────────────────────────────────────────┐
+//!   │ Send{file, request}  → send it; handle_head / feed / finish /     │
+//!   │                        handle_transport_error with the same file  │
+//!   │ RefreshToken         → get a new token, then token_refreshed()     │
+//!   │                        (or token_unavailable(reason))              │
+//!   │ RefreshManifest      → Job::refresh_manifest, drive the job to     │
+//!   │                        done, then manifest_refreshed(job.download_plan()) │
+//!   │ Wait{until}          → nothing to start before `until` (a response │
+//!   │                        may still arrive: call next() after it)     │
+//!   │ Idle                 → every allowed file is in flight: wait for   │
+//!   │                        a response                                  │
+//!   │ Done                 → results() has one entry per file           │
+//!   └──────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! ```
+//! use fhir_async::{DownloadOptions, DownloadStep, Downloads, FileKind, PlannedFile};
+//! let file = |i: usize| PlannedFile {
+//!     kind: FileKind::Output, index: i, resource_type: Some("Patient".into()),
+//!     url: format!("https://h/files/{i}"), send_token: true, expected_count: Some(1),
+//!     file_name: format!("Patient.{i:03}.ndjson"), blocked: None,
+//! };
+//! let mut downloads = Downloads::new(vec![file(0), file(1)], DownloadOptions::default(), &Default::default());
+//! let mut lines = 0;
+//! loop {
+//!     match downloads.next(0)? {
+//!         DownloadStep::Send { file, request } => {
+//!             // Send `request`; here every file answers with one line.
+//!             downloads.handle_head(file, request.id, 200, &[], false, 0)?;
+//!             downloads.feed(file, request.id, b"{\"resourceType\":\"Patient\"}\n", 0, |_| lines += 1)?;
+//!             downloads.finish(file, request.id, 0, |_| lines += 1)?;
+//!         }
+//!         DownloadStep::Done => break,
+//!         other => unreachable!("{other:?}"),
+//!     }
+//! }
+//! assert_eq!(lines, 2);
+//! assert!(downloads.results().iter().all(|r| r.error.is_none()));
+//! # Ok::<(), fhir_async::DownloadError>(())
+//! ```
+
+use crate::download::{CountCheck, DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, Validation};
+use crate::http::Request;
+use crate::manifest::{FileKind, PlannedFile};
+use crate::ndjson::DEFAULT_MAX_LINE;
+use crate::origin::Origin;
+use crate::retry::RetryPolicy;
+use serde::{Deserialize, Serialize};
+
+/// What to download and how (the same options in every binding).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DownloadOptions {
+    /// Which manifest lists to take (default: all three).
+    pub kinds: Vec<FileKind>,
+    /// Only these resource types (empty: every type). Files without a type
+    /// (organized output, error and deleted files) are kept.
+    pub types: Vec<String>,
+    /// Files downloaded at once from one origin (default 4, at least 1).
+    pub max_per_origin: u32,
+    /// What a count mismatch does.
+    pub count_check: CountCheck,
+    /// How lines are checked.
+    pub validation: Validation,
+    /// The longest line accepted, in bytes (default 64 MiB).
+    pub max_line: u64,
+    /// Whether to ask for gzip.
+    pub gzip: bool,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        DownloadOptions {
+            kinds: vec![FileKind::Output, FileKind::Error, FileKind::Deleted],
+            types: Vec::new(),
+            max_per_origin: 4,
+            count_check: CountCheck::default(),
+            validation: Validation::default(),
+            max_line: DEFAULT_MAX_LINE as u64,
+            gzip: true,
+        }
+    }
+}
+
+/// The next thing the caller does (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum DownloadStep {
+    /// Send this request for file `file` (an index into [`Downloads::files`]).
+    Send {
+        /// Which file.
+        file: usize,
+        /// The request.
+        request: Request,
+    },
+    /// Get a new token for every file that needs it, then call
+    /// [`Downloads::token_refreshed`] (or [`Downloads::token_unavailable`]).
+    RefreshToken,
+    /// Re-fetch the manifest once for all files (E4), then call
+    /// [`Downloads::manifest_refreshed`] with the fresh plan.
+    RefreshManifest,
+    /// Nothing to start before `until_ms`; in-flight files may answer earlier.
+    Wait {
+        /// When to call [`Downloads::next`] again.
+        until_ms: u64,
+        /// `until_ms - now`.
+        delay_ms: u64,
+    },
+    /// Every file that may run is in flight: call [`Downloads::next`] after the next response.
+    Idle,
+    /// Every file has its result.
+    Done,
+}
+
+/// One file's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileResult {
+    /// The file as planned (after a refresh, the fresh entry).
+    pub file: PlannedFile,
+    /// Its figures, when it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<FileReport>,
+    /// Why it failed, when it did. The other files are unaffected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<DownloadError>,
+}
+
+/// Totals for a progress bar.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownloadProgress {
+    /// Files selected.
+    pub files: usize,
+    /// Files completed.
+    pub files_done: usize,
+    /// Files that failed.
+    pub files_failed: usize,
+    /// Files being downloaded now.
+    pub files_active: usize,
+    /// Resources handed out so far.
+    pub resources: u64,
+    /// Decoded bytes so far (completed files and the final attempt of running ones).
+    pub bytes: u64,
+    /// The sum of the manifest's counts, when every selected file has one.
+    pub expected_resources: Option<u64>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Pending,
+    Active { download: Box<FileDownload>, in_flight: Option<u64>, origin: String, waiting: Waiting },
+    Finished(Box<FileResult>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    No,
+    Token,
+    Manifest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shared {
+    /// Not under way.
+    Idle,
+    /// Handed out to the caller; files that need it wait.
+    Asked,
+}
+
+/// The downloads of a job's files (see the module docs).
+#[derive(Debug)]
+pub struct Downloads {
+    files: Vec<PlannedFile>,
+    slots: Vec<Slot>,
+    options: DownloadOptions,
+    policy: RetryPolicy,
+    token: Shared,
+    manifest: Shared,
+    fresh_plan: Option<Vec<PlannedFile>>,
+}
+
+impl Downloads {
+    /// Takes the files of `plan` that `options` selects, in plan order.
+    pub fn new(plan: Vec<PlannedFile>, options: DownloadOptions, policy: &RetryPolicy) -> Downloads {
+        let files: Vec<PlannedFile> = plan.into_iter().filter(|f| selected(f, &options)).collect();
+        let slots = files.iter().map(|_| Slot::Pending).collect();
+        Downloads {
+            files,
+            slots,
+            options,
+            policy: policy.clone(),
+            token: Shared::Idle,
+            manifest: Shared::Idle,
+            fresh_plan: None,
+        }
+    }
+
+    /// The selected files, in the order their results come in [`Downloads::results`].
+    pub fn files(&self) -> &[PlannedFile] {
+        &self.files
+    }
+
+    /// The next step (see the module docs). Call it after every response and
+    /// whenever a wait ends; an early call is harmless.
+    pub fn next(&mut self, now_ms: u64) -> Result<DownloadStep, DownloadError> {
+        let mut wake: Option<u64> = None;
+        for i in 0..self.slots.len() {
+            if matches!(self.slots[i], Slot::Pending) && self.may_start(i) {
+                self.start(i);
+            }
+            // Only a started file with nothing in flight and nothing awaited has a move to make.
+            let Slot::Active { download, in_flight: None, waiting: Waiting::No, .. } = &mut self.slots[i] else {
+                continue;
+            };
+            match download.next_action(now_ms) {
+                Ok(DownloadAction::Send { request }) => {
+                    if let Slot::Active { in_flight, .. } = &mut self.slots[i] {
+                        *in_flight = Some(request.id);
+                    }
+                    return Ok(DownloadStep::Send { file: i, request });
+                }
+                Ok(DownloadAction::Wait { until_ms, .. }) => wake = Some(wake.map_or(until_ms, |w| w.min(until_ms))),
+                Ok(DownloadAction::RefreshToken) => return Ok(self.wait_for(i, Waiting::Token)),
+                Ok(DownloadAction::RefreshManifest) => return Ok(self.wait_for(i, Waiting::Manifest)),
+                Ok(DownloadAction::Done { report }) => self.finish_slot(i, Some(report), None),
+                Err(e) => self.finish_slot(i, None, Some(e)),
+            }
+        }
+        if self.slots.iter().all(|s| matches!(s, Slot::Finished(_))) {
+            return Ok(DownloadStep::Done);
+        }
+        Ok(match wake {
+            Some(until_ms) => DownloadStep::Wait { until_ms, delay_ms: until_ms.saturating_sub(now_ms) },
+            None => DownloadStep::Idle,
+        })
+    }
+
+    /// The status line and headers of file `file`'s response to request `id`
+    /// (see [`FileDownload::handle_head`]). A file that fails here is a
+    /// result, not an `Err`: the answer is then [`HeadDecision::Discard`]; a
+    /// caller that wants the server's words in the error reads up to
+    /// [`crate::download::MAX_ERROR_BODY`] bytes of the body and hands them to
+    /// [`Downloads::error_body`].
+    pub fn handle_head(
+        &mut self,
+        file: usize,
+        id: u64,
+        status: u16,
+        headers: &[(String, String)],
+        already_decoded: bool,
+        now_ms: u64,
+    ) -> Result<HeadDecision, DownloadError> {
+        let r = self.active(file, id)?.handle_head(id, status, headers, already_decoded, now_ms);
+        self.settle(file, r)
+    }
+
+    /// A chunk of file `file`'s body (see [`FileDownload::feed`]).
+    pub fn feed(
+        &mut self,
+        file: usize,
+        id: u64,
+        chunk: &[u8],
+        now_ms: u64,
+        on_line: impl FnMut(&[u8]),
+    ) -> Result<HeadDecision, DownloadError> {
+        let r = self.active(file, id)?.feed(id, chunk, now_ms, on_line);
+        self.settle(file, r)
+    }
+
+    /// File `file`'s body ended (see [`FileDownload::finish`]).
+    pub fn finish(
+        &mut self,
+        file: usize,
+        id: u64,
+        now_ms: u64,
+        on_line: impl FnMut(&[u8]),
+    ) -> Result<(), DownloadError> {
+        let r = self.active(file, id)?.finish(id, now_ms, on_line);
+        self.settle(file, r.map(|()| HeadDecision::Discard)).map(|_| ())
+    }
+
+    /// File `file`'s request failed before or during the body (see
+    /// [`FileDownload::handle_transport_error`]).
+    pub fn handle_transport_error(
+        &mut self,
+        file: usize,
+        id: u64,
+        message: &str,
+        now_ms: u64,
+    ) -> Result<(), DownloadError> {
+        let r = self.active(file, id)?.handle_transport_error(id, message, now_ms);
+        self.settle(file, r.map(|()| HeadDecision::Discard)).map(|_| ())
+    }
+
+    /// A line of file `file` that a binding parsed itself and found broken
+    /// (see [`FileDownload::report_invalid_line`]).
+    pub fn report_invalid_line(&mut self, file: usize, line: u64, message: &str) {
+        if let Some(Slot::Active { download, .. }) = self.slots.get_mut(file) {
+            download.report_invalid_line(line, message);
+        }
+    }
+
+    /// The body of the error response that failed file `file`: its text
+    /// goes into the file's error (see [`DownloadError::with_body`]).
+    pub fn error_body(&mut self, file: usize, body: &[u8]) {
+        if let Some(Slot::Finished(result)) = self.slots.get_mut(file) {
+            if let Some(e) = result.error.take() {
+                result.error = Some(e.with_body(body));
+            }
+        }
+    }
+
+    /// After [`DownloadStep::RefreshToken`]: the files that waited go on.
+    pub fn token_refreshed(&mut self) {
+        self.token = Shared::Idle;
+        self.release(Waiting::Token);
+    }
+
+    /// After [`DownloadStep::RefreshToken`], when no new token can be had:
+    /// the files that waited fail with `Unauthorized` naming `reason`.
+    pub fn token_unavailable(&mut self, reason: &str) {
+        self.token = Shared::Idle;
+        for i in 0..self.slots.len() {
+            if let Slot::Active { download, waiting: Waiting::Token, .. } = &mut self.slots[i] {
+                let e = download.token_unavailable(reason);
+                self.finish_slot(i, None, Some(e));
+            }
+        }
+    }
+
+    /// After [`DownloadStep::RefreshManifest`]: the fresh plan (the job's
+    /// [`crate::Job::download_plan`] after the refresh; empty if the refresh
+    /// failed). Each waiting file is re-bound to its entry (same list, same
+    /// position) or fails. The refresh is not repeated: a file that asks
+    /// later is re-bound to this plan.
+    pub fn manifest_refreshed(&mut self, plan: Vec<PlannedFile>) {
+        self.manifest = Shared::Idle;
+        self.fresh_plan = Some(plan);
+        self.release(Waiting::Manifest);
+    }
+
+    /// The results of the files finished so far, in [`Downloads::files`] order
+    /// (one per file once [`DownloadStep::Done`]).
+    pub fn results(&self) -> Vec<FileResult> {
+        self.slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Finished(r) => Some((**r).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The result of file `file`, once it has one.
+    pub fn result(&self, file: usize) -> Option<&FileResult> {
+        match self.slots.get(file) {
+            Some(Slot::Finished(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Totals for a progress bar.
+    pub fn progress(&self) -> DownloadProgress {
+        let mut p = DownloadProgress {
+            files: self.files.len(),
+            expected_resources: self.files.iter().map(|f| f.expected_count).sum(),
+            ..DownloadProgress::default()
+        };
+        for s in &self.slots {
+            match s {
+                Slot::Pending => {}
+                Slot::Active { download, .. } => {
+                    p.files_active += 1;
+                    p.resources += download.resources();
+                    p.bytes += download.bytes();
+                }
+                Slot::Finished(r) => match &r.report {
+                    Some(report) => {
+                        p.files_done += 1;
+                        p.resources += report.resources;
+                        p.bytes += report.bytes;
+                    }
+                    None => p.files_failed += 1,
+                },
+            }
+        }
+        p
+    }
+
+    // ----- internals -------------------------------------------------------
+
+    fn may_start(&self, i: usize) -> bool {
+        // A shared refresh in progress holds back new files: they would only
+        // fetch the expiring links again.
+        if self.manifest != Shared::Idle || self.token != Shared::Idle {
+            return false;
+        }
+        let origin = origin_key(&self.files[i].url);
+        let running = self.slots.iter().filter(|s| matches!(s, Slot::Active { origin: o, .. } if *o == origin)).count();
+        running < self.options.max_per_origin.max(1) as usize
+    }
+
+    fn start(&mut self, i: usize) {
+        // After the one manifest refresh, files start from the fresh plan.
+        let fresh = self.fresh_plan.as_ref().and_then(|p| p.iter().find(|f| same_entry(f, &self.files[i])));
+        if let Some(f) = fresh {
+            self.files[i] = f.clone();
+        }
+        let file = self.files[i].clone();
+        let origin = origin_key(&file.url);
+        let max_line = usize::try_from(self.options.max_line).unwrap_or(usize::MAX);
+        self.slots[i] = match FileDownload::new(file, &self.policy) {
+            Ok(d) => Slot::Active {
+                download: Box::new(
+                    d.with_validation(self.options.validation)
+                        .with_count_check(self.options.count_check)
+                        .with_max_line(max_line)
+                        .with_gzip(self.options.gzip),
+                ),
+                in_flight: None,
+                origin,
+                waiting: Waiting::No,
+            },
+            Err(e) => {
+                Slot::Finished(Box::new(FileResult { file: self.files[i].clone(), report: None, error: Some(e) }))
+            }
+        };
+    }
+
+    fn wait_for(&mut self, i: usize, what: Waiting) -> DownloadStep {
+        if let Slot::Active { waiting, .. } = &mut self.slots[i] {
+            *waiting = what;
+        }
+        // One refresh for all: a file that asks while one is under way waits for it.
+        let shared = if what == Waiting::Token { &mut self.token } else { &mut self.manifest };
+        if *shared == Shared::Asked {
+            return DownloadStep::Idle;
+        }
+        match what {
+            Waiting::Manifest if self.fresh_plan.is_some() => {
+                // The one refresh already happened: re-bind to its plan.
+                self.release(Waiting::Manifest);
+                DownloadStep::Idle
+            }
+            Waiting::Token => {
+                self.token = Shared::Asked;
+                DownloadStep::RefreshToken
+            }
+            _ => {
+                self.manifest = Shared::Asked;
+                DownloadStep::RefreshManifest
+            }
+        }
+    }
+
+    fn release(&mut self, what: Waiting) {
+        for i in 0..self.slots.len() {
+            let Slot::Active { download, waiting, origin, .. } = &mut self.slots[i] else { continue };
+            if *waiting != what {
+                continue;
+            }
+            *waiting = Waiting::No;
+            if what == Waiting::Manifest {
+                let old = download.file();
+                let fresh = self.fresh_plan.as_ref().and_then(|p| p.iter().find(|f| same_entry(f, old)));
+                if let Some(f) = fresh {
+                    *origin = origin_key(&f.url);
+                    self.files[i] = f.clone();
+                }
+                if let Err(e) = download.replace_file(fresh.cloned()) {
+                    self.finish_slot(i, None, Some(e));
+                }
+            }
+        }
+    }
+
+    fn active(&mut self, file: usize, id: u64) -> Result<&mut FileDownload, DownloadError> {
+        match self.slots.get_mut(file) {
+            Some(Slot::Active { download, in_flight: Some(f), .. }) if *f == id => Ok(download),
+            _ => Err(DownloadError::Usage(format!("file {file} has no request {id} in flight"))),
+        }
+    }
+
+    /// A file's answer: errors other than misuse end that file only.
+    /// `Discard` means the request is over (a retry, a redirect, a refresh, the end).
+    fn settle(&mut self, file: usize, r: Result<HeadDecision, DownloadError>) -> Result<HeadDecision, DownloadError> {
+        let decision = match r {
+            Ok(d) => d,
+            Err(DownloadError::Usage(m)) => return Err(DownloadError::Usage(m)),
+            Err(e) => {
+                self.finish_slot(file, None, Some(e));
+                return Ok(HeadDecision::Discard);
+            }
+        };
+        if decision == HeadDecision::Discard {
+            if let Some(Slot::Active { in_flight, .. }) = self.slots.get_mut(file) {
+                *in_flight = None;
+            }
+        }
+        Ok(decision)
+    }
+
+    fn finish_slot(&mut self, i: usize, report: Option<FileReport>, error: Option<DownloadError>) {
+        self.slots[i] = Slot::Finished(Box::new(FileResult { file: self.files[i].clone(), report, error }));
+    }
+}
+
+fn selected(f: &PlannedFile, o: &DownloadOptions) -> bool {
+    o.kinds.contains(&f.kind)
+        && (o.types.is_empty()
+            || f.kind != FileKind::Output
+            || f.resource_type.as_ref().map_or(true, |t| o.types.iter().any(|w| w == t)))
+}
+
+/// The same file in a fresh manifest: same list, same position (E4).
+fn same_entry(a: &PlannedFile, b: &PlannedFile) -> bool {
+    a.kind == b.kind && a.index == b.index
+}
+
+fn origin_key(url: &str) -> String {
+    Origin::parse(url).map(|o| format!("{}://{}:{}", o.scheme, o.host, o.port)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(kind: FileKind, index: usize, ty: &str, url: &str, count: Option<u64>) -> PlannedFile {
+        PlannedFile {
+            kind,
+            index,
+            resource_type: Some(ty.into()),
+            url: url.into(),
+            send_token: true,
+            expected_count: count,
+            file_name: format!("{ty}.{index:03}.ndjson"),
+            blocked: None,
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy { min_wait_ms: 10, initial_backoff_ms: 10, jitter_percent: 0, ..RetryPolicy::default() }
+    }
+
+    /// Every Send until the coordinator has nothing more to start.
+    fn sends(d: &mut Downloads, now: u64) -> (Vec<(usize, Request)>, DownloadStep) {
+        let mut out = Vec::new();
+        loop {
+            match d.next(now).unwrap() {
+                DownloadStep::Send { file, request } => out.push((file, request)),
+                other => return (out, other),
+            }
+        }
+    }
+
+    fn serve(d: &mut Downloads, file: usize, id: u64, body: &[u8]) {
+        assert_eq!(d.handle_head(file, id, 200, &[], false, 0).unwrap(), HeadDecision::Stream);
+        d.feed(file, id, body, 0, |_| {}).unwrap();
+        d.finish(file, id, 0, |_| {}).unwrap();
+    }
+
+    // issue 11 §1, K3: at most `max_per_origin` files at once per origin; others origins independent
+    #[test]
+    fn per_origin_limit() {
+        let plan = (0..5)
+            .map(|i| file(FileKind::Output, i, "Patient", &format!("https://a/{i}"), None))
+            .chain([file(FileKind::Output, 5, "Patient", "https://b/5", None)])
+            .collect();
+        let mut d = Downloads::new(plan, DownloadOptions { max_per_origin: 2, ..Default::default() }, &policy());
+        let (first, step) = sends(&mut d, 0);
+        assert_eq!(first.iter().map(|(f, _)| *f).collect::<Vec<_>>(), vec![0, 1, 5]);
+        assert_eq!(step, DownloadStep::Idle);
+        serve(&mut d, 0, first[0].1.id, b"{}\n");
+        let (more, _) = sends(&mut d, 0);
+        assert_eq!(more.iter().map(|(f, _)| *f).collect::<Vec<_>>(), vec![2], "one finished, one more starts");
+        let p = d.progress();
+        assert_eq!((p.files_active, p.files_done), (3, 1));
+    }
+
+    // issue 10 §2 / issue 11 §1: a file that fails its count check is a per-file result; the others complete
+    #[test]
+    fn one_bad_file_loses_nothing_else() {
+        let plan = vec![
+            file(FileKind::Output, 0, "Patient", "https://a/0", Some(2)),
+            file(FileKind::Error, 0, "OperationOutcome", "https://a/e", Some(100)),
+        ];
+        let mut d = Downloads::new(plan, DownloadOptions::default(), &policy());
+        let (reqs, _) = sends(&mut d, 0);
+        serve(&mut d, 0, reqs[0].1.id, b"{}\n{}\n");
+        serve(&mut d, 1, reqs[1].1.id, b"{}\n");
+        assert_eq!(d.next(0).unwrap(), DownloadStep::Done);
+        let results = d.results();
+        assert_eq!(results[0].report.as_ref().map(|r| r.resources), Some(2));
+        let err = results[1].error.as_ref().expect("the error file failed");
+        assert!(err.to_string().contains("error file (OperationOutcome)"), "{err}");
+        let p = d.progress();
+        assert_eq!((p.files_done, p.files_failed, p.resources), (1, 1, 2));
+    }
+
+    // protocol E4, issue 11 §1: two expired files cause one manifest refresh; both are re-bound
+    #[test]
+    fn one_refresh_for_all_files() {
+        let plan = vec![
+            file(FileKind::Output, 0, "Patient", "https://a/old0", None),
+            file(FileKind::Output, 1, "Patient", "https://a/old1", None),
+            file(FileKind::Output, 2, "Patient", "https://a/old2", None),
+        ];
+        let mut d = Downloads::new(plan, DownloadOptions { max_per_origin: 2, ..Default::default() }, &policy());
+        let (reqs, _) = sends(&mut d, 0);
+        assert_eq!(reqs.len(), 2);
+        for (f, r) in &reqs {
+            assert_eq!(d.handle_head(*f, r.id, 410, &[], false, 0).unwrap(), HeadDecision::Discard);
+        }
+        assert_eq!(d.next(0).unwrap(), DownloadStep::RefreshManifest);
+        assert_eq!(d.next(0).unwrap(), DownloadStep::Idle, "asked once, the other file waits; nothing new starts");
+        let fresh = (0..3).map(|i| file(FileKind::Output, i, "Patient", &format!("https://a/new{i}"), None)).collect();
+        d.manifest_refreshed(fresh);
+        let (reqs, _) = sends(&mut d, 0);
+        let urls: Vec<&str> = reqs.iter().map(|(_, r)| r.url.as_str()).collect();
+        assert_eq!(urls, vec!["https://a/new0", "https://a/new1"]);
+        for (f, r) in &reqs {
+            serve(&mut d, *f, r.id, b"{}\n");
+        }
+        let (reqs, _) = sends(&mut d, 0);
+        assert_eq!(reqs[0].1.url, "https://a/new2", "a file started after the refresh uses the fresh plan");
+        serve(&mut d, 2, reqs[0].1.id, b"{}\n");
+        assert_eq!(d.next(0).unwrap(), DownloadStep::Done);
+        assert_eq!(d.files()[0].url, "https://a/new0", "results carry the fresh entry");
+    }
+
+    // protocol H5: one token refresh for the files that got 401; no refresh possible → those files fail
+    #[test]
+    fn shared_token_refresh_and_unavailable() {
+        let plan = vec![
+            file(FileKind::Output, 0, "Patient", "https://a/0", None),
+            file(FileKind::Output, 1, "Patient", "https://a/1", None),
+        ];
+        let mut d = Downloads::new(plan, DownloadOptions::default(), &policy());
+        let (reqs, _) = sends(&mut d, 0);
+        for (f, r) in &reqs {
+            d.handle_head(*f, r.id, 401, &[], false, 0).unwrap();
+        }
+        assert_eq!(d.next(0).unwrap(), DownloadStep::RefreshToken);
+        assert_eq!(d.next(0).unwrap(), DownloadStep::Idle);
+        d.token_unavailable("a fixed token string");
+        assert_eq!(d.next(0).unwrap(), DownloadStep::Done);
+        assert!(d.results().iter().all(|r| r.error.as_ref().is_some_and(|e| e.code() == "unauthorized")));
+    }
+
+    // K3 / E6: a 429 on a file waits for its Retry-After; other files go on
+    #[test]
+    fn file_429_waits_retry_after() {
+        let plan = vec![file(FileKind::Output, 0, "Patient", "https://a/0", None)];
+        let mut d = Downloads::new(plan, DownloadOptions::default(), &policy());
+        let (reqs, _) = sends(&mut d, 0);
+        let ra = [("Retry-After".to_owned(), "3".to_owned())];
+        assert_eq!(d.handle_head(0, reqs[0].1.id, 429, &ra, false, 0).unwrap(), HeadDecision::Discard);
+        assert_eq!(d.next(0).unwrap(), DownloadStep::Wait { until_ms: 3_000, delay_ms: 3_000 });
+        assert!(matches!(d.next(3_000).unwrap(), DownloadStep::Send { file: 0, .. }));
+    }
+
+    // issue 11 §1: which files (kinds, types); error files kept whatever the types
+    #[test]
+    fn selection_by_kind_and_type() {
+        let plan = vec![
+            file(FileKind::Output, 0, "Patient", "https://a/0", None),
+            file(FileKind::Output, 1, "Observation", "https://a/1", None),
+            file(FileKind::Error, 0, "OperationOutcome", "https://a/e", None),
+            file(FileKind::Deleted, 0, "Bundle", "https://a/d", None),
+        ];
+        let opts = DownloadOptions {
+            kinds: vec![FileKind::Output, FileKind::Error],
+            types: vec!["Observation".into()],
+            ..Default::default()
+        };
+        let d = Downloads::new(plan, opts, &policy());
+        let urls: Vec<&str> = d.files().iter().map(|f| f.url.as_str()).collect();
+        assert_eq!(urls, vec!["https://a/1", "https://a/e"]);
+    }
+
+    // I2: a blocked file is a failed result at once, never sent
+    #[test]
+    fn blocked_file_fails_without_a_request() {
+        let mut f = file(FileKind::Output, 0, "Patient", "http://a/0", None);
+        f.blocked = Some("an http: file URL under an https: base (protocol I4)".into());
+        let mut d = Downloads::new(vec![f], DownloadOptions::default(), &policy());
+        assert_eq!(d.next(0).unwrap(), DownloadStep::Done);
+        assert_eq!(d.results()[0].error.as_ref().map(DownloadError::code), Some("blocked"));
+    }
+
+    #[test]
+    fn misuse_is_an_error_not_a_file_failure() {
+        let mut d =
+            Downloads::new(vec![file(FileKind::Output, 0, "P", "https://a/0", None)], Default::default(), &policy());
+        assert_eq!(d.handle_head(0, 99, 200, &[], false, 0).unwrap_err().code(), "usage");
+        assert_eq!(d.handle_head(7, 1, 200, &[], false, 0).unwrap_err().code(), "usage");
+    }
+}
