@@ -161,6 +161,8 @@ pub struct DownloadProgress {
 enum Slot {
     Pending,
     Active { download: Box<FileDownload>, in_flight: Option<u64>, origin: String, waiting: Waiting },
+    /// Handed to a worker thread with [`Downloads::lend`] for one request.
+    Lent { origin: String },
     Finished(Box<FileResult>),
 }
 
@@ -322,6 +324,37 @@ impl Downloads {
         }
     }
 
+    /// Hands file `file`'s [`FileDownload`] to the caller for the request
+    /// just sent (a [`DownloadStep::Send`]), so a thread can stream its body
+    /// without holding the coordinator; give it back with
+    /// [`Downloads::give_back`] once that request is over (the body ended,
+    /// was discarded, or failed). `None` if the file has no request in flight.
+    pub fn lend(&mut self, file: usize) -> Option<Box<FileDownload>> {
+        match self.slots.get(file) {
+            Some(Slot::Active { in_flight: Some(_), waiting: Waiting::No, .. }) => {}
+            _ => return None,
+        }
+        let origin = origin_key(&self.files[file].url);
+        match std::mem::replace(&mut self.slots[file], Slot::Lent { origin }) {
+            Slot::Active { download, .. } => Some(download),
+            _ => None,
+        }
+    }
+
+    /// Takes back a lent download with how its request ended: `Ok` after a
+    /// finish, a discard or a transport error handed to it, or the error one
+    /// of its methods returned (which then fails this file only).
+    pub fn give_back(&mut self, file: usize, download: Box<FileDownload>, ended: Result<(), DownloadError>) {
+        if !matches!(self.slots.get(file), Some(Slot::Lent { .. })) {
+            return;
+        }
+        let origin = origin_key(&download.file().url);
+        self.slots[file] = Slot::Active { download, in_flight: None, origin, waiting: Waiting::No };
+        if let Err(e) = ended {
+            self.finish_slot(file, None, Some(e));
+        }
+    }
+
     /// After [`DownloadStep::RefreshToken`]: the files that waited go on.
     pub fn token_refreshed(&mut self) {
         self.token = Shared::Idle;
@@ -386,6 +419,7 @@ impl Downloads {
                     p.resources += download.resources();
                     p.bytes += download.bytes();
                 }
+                Slot::Lent { .. } => p.files_active += 1,
                 Slot::Finished(r) => match &r.report {
                     Some(report) => {
                         p.files_done += 1;
@@ -408,7 +442,11 @@ impl Downloads {
             return false;
         }
         let origin = origin_key(&self.files[i].url);
-        let running = self.slots.iter().filter(|s| matches!(s, Slot::Active { origin: o, .. } if *o == origin)).count();
+        let running = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Active { origin: o, .. } | Slot::Lent { origin: o } if *o == origin))
+            .count();
         running < self.options.max_per_origin.max(1) as usize
     }
 
@@ -698,6 +736,36 @@ mod tests {
         let mut d = Downloads::new(vec![f], DownloadOptions::default(), &policy());
         assert_eq!(d.next(0).unwrap(), DownloadStep::Done);
         assert_eq!(d.results()[0].error.as_ref().map(DownloadError::code), Some("blocked"));
+    }
+
+    // issue 11 §2: a thread streams a lent download without the coordinator; an error it
+    // returns fails that file only
+    #[test]
+    fn lend_and_give_back() {
+        let plan = vec![
+            file(FileKind::Output, 0, "Patient", "https://a/0", Some(1)),
+            file(FileKind::Output, 1, "Patient", "https://a/1", Some(5)),
+        ];
+        let mut d = Downloads::new(plan, DownloadOptions { max_per_origin: 1, ..Default::default() }, &policy());
+        let (reqs, _) = sends(&mut d, 0);
+        assert_eq!(reqs.len(), 1);
+        let mut dl = d.lend(0).expect("in flight");
+        assert!(d.lend(0).is_none(), "lent once");
+        assert_eq!(sends(&mut d, 0).0.len(), 0, "a lent file still counts against the origin's limit");
+        dl.handle_head(reqs[0].1.id, 200, &[], false, 0).unwrap();
+        dl.feed(reqs[0].1.id, b"{}\n", 0, |_| {}).unwrap();
+        let ended = dl.finish(reqs[0].1.id, 0, |_| {});
+        d.give_back(0, dl, ended);
+        let (reqs, _) = sends(&mut d, 0);
+        assert_eq!(reqs[0].0, 1);
+        let mut dl = d.lend(1).unwrap();
+        dl.handle_head(reqs[0].1.id, 200, &[], false, 0).unwrap();
+        let ended = dl.finish(reqs[0].1.id, 0, |_| {});
+        assert!(ended.is_err(), "count mismatch");
+        d.give_back(1, dl, ended);
+        assert_eq!(d.next(0).unwrap(), DownloadStep::Done);
+        let r = d.results();
+        assert!(r[0].error.is_none() && r[1].error.as_ref().is_some_and(|e| e.code() == "count_mismatch"));
     }
 
     #[test]
