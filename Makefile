@@ -44,7 +44,8 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --workspace --no-deps
 
-test-rust:
+# The examples' end-to-end tests (the demo's Ctrl-C/--resume) start the reference server.
+test-rust: server
 	$(CARGO) test --workspace --exclude fhir-async-testserver
 
 test-server:
@@ -80,8 +81,10 @@ test-examples: server
 	bash scripts/ensure-deps.sh npm
 	$(CARGO) build --release -p fhir-async-examples
 	for b in $(EXAMPLES); do echo "== example $$b"; ./target/release/$$b; done
+	./target/release/fhir-async-demo --help | grep -- '--resume' >/dev/null
 	rm -rf target/demo-test-output
-	./target/release/fhir-async-demo --patients 300 --out target/demo-test-output
+	./target/release/fhir-async-demo --patients 300 --out $(CURDIR)/target/demo-test-output | tee target/demo-test.log
+	grep -qF 'files are in $(CURDIR)/target/demo-test-output/' target/demo-test.log
 	test "$$(ls target/demo-test-output/*.ndjson | wc -l)" -ge 6
 	test -f npm/wasm/fhir_async_wasm_bg.wasm || bash npm/scripts/build.sh
 	node --test --test-timeout=120000 examples/node/service.test.mjs
