@@ -26,6 +26,25 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What a Ctrl-C asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// The first: stop at the next step, leave no partial file, save the job.
+    StopCleanly,
+    /// The second: exit at once.
+    ExitNow,
+}
+
+/// Records a Ctrl-C on `flag` (the flag given to [`Driver::with_stop`]) and
+/// says what it asks for.
+pub fn interrupt(flag: &AtomicBool) -> Interrupt {
+    if flag.swap(true, Ordering::SeqCst) {
+        Interrupt::ExitNow
+    } else {
+        Interrupt::StopCleanly
+    }
+}
+
 /// Status and result bodies are small; a larger one is refused, not buffered.
 const MAX_STATUS_BODY: u64 = 16 << 20;
 
@@ -275,4 +294,20 @@ fn transport_kind(e: &ureq::Error) -> TransportErrorKind {
 
 pub(crate) fn header_pairs(h: &ureq::http::HeaderMap) -> Vec<(String, String)> {
     h.iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // issue 10 §2: the first Ctrl-C stops cleanly, a second exits at once.
+    #[test]
+    fn a_second_ctrl_c_exits_at_once() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let driver = Driver::new(None).with_stop(flag.clone());
+        assert!(!driver.stopped());
+        assert_eq!(interrupt(&flag), Interrupt::StopCleanly);
+        assert!(driver.stopped(), "the driver sees the first Ctrl-C");
+        assert_eq!(interrupt(&flag), Interrupt::ExitNow);
+    }
 }

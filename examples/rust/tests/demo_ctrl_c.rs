@@ -17,7 +17,7 @@ const TOKEN: &str = "demo-secret-token";
 fn ctrl_c_while_downloading_then_resume_without_a_second_kickoff() {
     let server = TestServer::start(&["--token", TOKEN, "--patients", "100", "--job-ms", "500"]).expect("server");
     let out = out_dir("resume");
-    let base = format!("{}/_f/slow=150000/bulk/fhir", server.url);
+    let base = format!("{}/_f/slow=40000/bulk/fhir", server.url);
     let o = out.to_str().expect("utf-8 path");
     let mut demo = Demo::start(&["--server", &base, "--token", TOKEN, "--out", o, "--concurrency", "2"]);
     demo.wait_line("Downloading");

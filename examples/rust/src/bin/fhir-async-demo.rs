@@ -4,7 +4,7 @@
 //! pick it up (issue 10 §2).
 use clap::Parser;
 use fhir_async::{CountCheck, ExportRequest, Job, JobConfig, Operation, OutcomeStatus, RetryPolicy};
-use fhir_async_examples::{now_ms, Counters, DownloadOptions, Downloaded, Driver, TestServer};
+use fhir_async_examples::{interrupt, now_ms, Counters, DownloadOptions, Downloaded, Driver, Interrupt, TestServer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,12 +73,12 @@ fn main() -> ExitCode {
     args.token = args.token.filter(|s| !s.is_empty());
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    let handler = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
+    let handler = ctrlc::set_handler(move || match interrupt(&flag) {
+        Interrupt::StopCleanly => eprintln!("\nCtrl-C: stopping cleanly (press Ctrl-C again to exit at once)..."),
+        Interrupt::ExitNow => {
             eprintln!("\nSecond Ctrl-C: exiting now.");
             std::process::exit(130);
         }
-        eprintln!("\nCtrl-C: stopping cleanly (press Ctrl-C again to exit at once)...");
     });
     if let Err(e) = handler {
         eprintln!("demo: cannot catch Ctrl-C: {e}");
