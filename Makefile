@@ -46,9 +46,11 @@ lint:
 
 # The examples' end-to-end tests (the demo's Ctrl-C/--resume) start the reference server.
 test-rust: server
+	bash scripts/ensure-deps.sh rust
 	$(CARGO) test --workspace --exclude fhir-async-testserver
 
 test-server:
+	bash scripts/ensure-deps.sh rust
 	$(CARGO) test -p fhir-async-testserver
 
 # Every cargo-fuzz target of the core, briefly (libFuzzer + ASan; RUSTC_BOOTSTRAP

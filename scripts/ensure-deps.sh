@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages the test suites need, installed in one place (issue 10 §4).
 #
-#   bash scripts/ensure-deps.sh [GROUP...]     GROUP: npm python fuzz (default: all)
+#   bash scripts/ensure-deps.sh [GROUP...]     GROUP: rust npm python fuzz (default: all)
 #
 # Checks each tool; when some are missing it runs `apt-get update` once, then
 # `apt-get install -y --no-install-recommends <packages>` (as root, or through
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 groups=("$@")
-[[ ${#groups[@]} -eq 0 ]] && groups=(npm python fuzz)
+[[ ${#groups[@]} -eq 0 ]] && groups=(rust npm python fuzz)
 
 missing=()
 need() { # need PACKAGE WHY: record PACKAGE as missing (once)
@@ -24,6 +24,11 @@ has() { command -v "$1" >/dev/null 2>&1; }
 
 for g in "${groups[@]}"; do
   case $g in
+    rust)
+      has cc || need gcc "cc (the linker rustc calls)"
+      # Tests that send signals run `kill` (tests/server/tests/misc.rs, examples/rust/tests/demo_ctrl_c.rs).
+      [[ -x /bin/kill || -x /usr/bin/kill ]] || need procps "kill (signal tests)"
+      ;;
     npm)
       has node || need nodejs "node (the npm suite and examples/node)"
       has npm || need npm "npm"
@@ -48,7 +53,7 @@ for g in "${groups[@]}"; do
       has c++ || need g++ "c++ (libFuzzer for make fuzz-smoke)"
       ;;
     *)
-      echo "ensure-deps: unknown group '$g' (npm, python, fuzz)" >&2
+      echo "ensure-deps: unknown group '$g' (rust, npm, python, fuzz)" >&2
       exit 2
       ;;
   esac
