@@ -160,9 +160,16 @@ pub struct DownloadProgress {
 #[derive(Debug)]
 enum Slot {
     Pending,
-    Active { download: Box<FileDownload>, in_flight: Option<u64>, origin: String, waiting: Waiting },
+    Active {
+        download: Box<FileDownload>,
+        in_flight: Option<u64>,
+        origin: String,
+        waiting: Waiting,
+    },
     /// Handed to a worker thread with [`Downloads::lend`] for one request.
-    Lent { origin: String },
+    Lent {
+        origin: String,
+    },
     Finished(Box<FileResult>),
 }
 
@@ -349,9 +356,13 @@ impl Downloads {
             return;
         }
         let origin = origin_key(&download.file().url);
+        let report = download.report().cloned();
         self.slots[file] = Slot::Active { download, in_flight: None, origin, waiting: Waiting::No };
-        if let Err(e) = ended {
-            self.finish_slot(file, None, Some(e));
+        match (ended, report) {
+            (Err(e), _) => self.finish_slot(file, None, Some(e)),
+            // Complete: the result is known now, not at the next `next()`.
+            (Ok(()), Some(report)) => self.finish_slot(file, Some(report), None),
+            (Ok(()), None) => {}
         }
     }
 

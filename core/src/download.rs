@@ -409,6 +409,11 @@ impl FileDownload {
         &self.file
     }
 
+    /// The report, once the file is complete.
+    pub fn report(&self) -> Option<&FileReport> {
+        self.report.as_ref()
+    }
+
     /// Decoded bytes of the current attempt so far.
     pub fn bytes(&self) -> u64 {
         self.splitter.bytes()

@@ -1,0 +1,413 @@
+//! A finished job's files, downloaded in parallel: into a folder (temp file,
+//! then rename once the engine says the file is complete) or as a stream of
+//! raw lines. [`fhir_async::Downloads`] decides what runs; threads only move bytes.
+
+use crate::drive::{Io, Until};
+use crate::{now_ms, ClientError};
+use fhir_async::{
+    DownloadError, DownloadOptions, DownloadProgress, DownloadStep, Downloads, FileDownload, FileResult, HeadDecision,
+    Job, Request,
+};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// One file of a download.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownloadedFile {
+    /// The file's result: its report, or why it failed (the others are unaffected).
+    pub result: FileResult,
+    /// Where it was written, when it completed.
+    pub path: Option<PathBuf>,
+}
+
+/// What a download did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownloadSummary {
+    /// One entry per selected file, in manifest order.
+    pub files: Vec<DownloadedFile>,
+    /// Bytes received on the wire (before gzip decoding), retries included.
+    pub wire_bytes: u64,
+}
+
+impl DownloadSummary {
+    /// Whether every file completed.
+    pub fn is_complete(&self) -> bool {
+        self.files.iter().all(|f| f.result.error.is_none())
+    }
+}
+
+/// Where one request's lines go (lines of one file arrive in order).
+pub(crate) trait LineWriter {
+    /// One line, without its newline.
+    fn line(&mut self, line: &[u8]) -> std::io::Result<()>;
+    /// The request is over (its lines are delivered).
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where lines go.
+pub(crate) trait LineSink: Sync {
+    /// A writer for file `file`, for one request (from the thread streaming it).
+    fn open(&self, file: usize) -> std::io::Result<Box<dyn LineWriter + '_>>;
+    /// A file completed (its lines are all delivered) or failed.
+    fn finished(&self, file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>>;
+    /// The download ended early: forget partial output.
+    fn abandon(&self);
+}
+
+struct Shared<'j> {
+    downloads: Downloads,
+    job: &'j mut Job,
+}
+
+/// Runs every selected file of `job`'s plan through `sink` with worker threads.
+pub(crate) fn run(
+    io: &Io,
+    job: &mut Job,
+    options: DownloadOptions,
+    sink: &dyn LineSink,
+    on_progress: &(dyn Fn(&DownloadProgress, u64) + Sync),
+) -> Result<DownloadSummary, ClientError> {
+    let plan = job.download_plan();
+    let retry = job.config().retry.clone();
+    let downloads = Downloads::new(plan, options.clone(), &retry);
+    let files = downloads.files().len();
+    let origins = {
+        let mut o: Vec<String> = downloads.files().iter().map(|f| origin_of(&f.url)).collect();
+        o.sort();
+        o.dedup();
+        o.len().max(1)
+    };
+    let workers = files.min(options.max_per_origin.max(1) as usize * origins).clamp(1, 64);
+    let run = Run {
+        io,
+        shared: Mutex::new(Shared { downloads, job }),
+        changed: Condvar::new(),
+        sink,
+        wire: AtomicU64::new(0),
+        paths: Mutex::new(vec![None; files]),
+        failure: Mutex::new(None),
+        on_progress,
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                if let Err(e) = run.worker() {
+                    lock(&run.failure).get_or_insert(e);
+                    // Wake the others: they see the failure and end too.
+                    run.changed.notify_all();
+                }
+            });
+        }
+    });
+    let Run { shared, paths, failure, wire, .. } = run;
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        sink.abandon();
+        return Err(e);
+    }
+    let shared = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut paths = paths.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut files = Vec::with_capacity(paths.len());
+    for (i, result) in shared.downloads.results().into_iter().enumerate() {
+        // Files that ended inside the coordinator (blocked, no token, no fresh
+        // link) were never handed back by a worker: settle their output here.
+        let path = match paths[i].take() {
+            Some(p) => Some(p),
+            None => sink
+                .finished(i, &result)
+                .map_err(|e| ClientError::Io { path: result.file.file_name.clone(), message: e.to_string() })?,
+        };
+        files.push(DownloadedFile { result, path });
+    }
+    Ok(DownloadSummary { files, wire_bytes: wire.load(Ordering::Relaxed) })
+}
+
+fn lock<'a, T>(m: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the worker threads of one download share.
+struct Run<'a, 'j> {
+    io: &'a Io,
+    shared: Mutex<Shared<'j>>,
+    changed: Condvar,
+    sink: &'a dyn LineSink,
+    wire: AtomicU64,
+    paths: Mutex<Vec<Option<PathBuf>>>,
+    failure: Mutex<Option<ClientError>>,
+    on_progress: &'a (dyn Fn(&DownloadProgress, u64) + Sync),
+}
+
+impl Run<'_, '_> {
+    fn worker(&self) -> Result<(), ClientError> {
+        let Run { io, shared, changed, sink, wire, paths, failure, on_progress } = self;
+        let (io, sink, on_progress) = (*io, *sink, *on_progress);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            if io.stop.is_stopped() {
+                return Err(ClientError::Stopped);
+            }
+            if lock(failure).is_some() {
+                return Ok(()); // another worker failed: the download ends with its error
+            }
+            let mut g = lock(shared);
+            let now = now_ms();
+            match g.downloads.next(now)? {
+                DownloadStep::Send { file, request } => {
+                    let Some(mut dl) = g.downloads.lend(file) else { continue };
+                    drop(g);
+                    let ended = fetch(io, &mut dl, &request, file, sink, wire, &mut buf);
+                    let mut g = lock(shared);
+                    let (ended, error_body) = match ended {
+                        Ok(body) => (Ok(()), body),
+                        Err(Fail::File(e)) => (Err(e), None),
+                        Err(Fail::Client(e)) => {
+                            g.downloads.give_back(file, dl, Ok(()));
+                            return Err(e);
+                        }
+                    };
+                    g.downloads.give_back(file, dl, ended);
+                    if let Some(body) = error_body {
+                        g.downloads.error_body(file, &body);
+                    }
+                    if let Some(result) = g.downloads.result(file) {
+                        let path = sink.finished(file, result).map_err(|e| ClientError::Io {
+                            path: result.file.file_name.clone(),
+                            message: e.to_string(),
+                        })?;
+                        lock(paths)[file] = path;
+                    }
+                    on_progress(&g.downloads.progress(), wire.load(Ordering::Relaxed));
+                    drop(g);
+                    changed.notify_all();
+                }
+                DownloadStep::RefreshToken => {
+                    match io.token.refresh() {
+                        Ok(()) => g.downloads.token_refreshed(),
+                        Err(reason) => g.downloads.token_unavailable(&reason.0),
+                    }
+                    changed.notify_all();
+                }
+                DownloadStep::RefreshManifest => {
+                    // One refresh for all files (E4): drive the job's re-fetch to its end.
+                    let Shared { downloads, job } = &mut *g;
+                    let refreshed = job.refresh_manifest(now).map_err(ClientError::from).and_then(|()| {
+                        io.drive(job, Until::Done, &mut |_| {})?;
+                        Ok(())
+                    });
+                    match refreshed {
+                        Ok(()) => downloads.manifest_refreshed(job.download_plan()),
+                        Err(ClientError::Stopped) => return Err(ClientError::Stopped),
+                        Err(_) => downloads.manifest_refreshed(Vec::new()),
+                    }
+                    changed.notify_all();
+                }
+                DownloadStep::Wait { delay_ms, .. } => {
+                    let _ = changed.wait_timeout(g, Duration::from_millis(delay_ms).min(crate::stop::TICK));
+                }
+                DownloadStep::Idle => {
+                    let _ = changed.wait_timeout(g, crate::stop::TICK);
+                }
+                DownloadStep::Done => {
+                    drop(g);
+                    changed.notify_all();
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+enum Fail {
+    /// This file failed (a result, the others go on).
+    File(DownloadError),
+    /// The whole download stops (a stop, a disk error).
+    Client(ClientError),
+}
+
+impl From<DownloadError> for Fail {
+    fn from(e: DownloadError) -> Self {
+        Fail::File(e)
+    }
+}
+
+/// One request of one file: head, body through the engine into the sink.
+/// Returns the error body (bounded) when the engine failed the file on its head.
+fn fetch(
+    io: &Io,
+    dl: &mut FileDownload,
+    request: &Request,
+    file: usize,
+    sink: &dyn LineSink,
+    wire: &AtomicU64,
+    buf: &mut [u8],
+) -> Result<Option<Vec<u8>>, Fail> {
+    let id = request.id;
+    let token = match io.token_for(request) {
+        Ok(t) => t,
+        Err(reason) => return Err(Fail::File(dl.token_unavailable(&reason.0))),
+    };
+    let mut s = match io.transport.open(request, token.as_deref()) {
+        Ok(s) => s,
+        Err(f) => {
+            dl.handle_transport_error(id, &f.message, now_ms())?;
+            return Ok(None);
+        }
+    };
+    match dl.handle_head(id, s.status, &s.headers, false, now_ms()) {
+        Ok(HeadDecision::Discard) => return Ok(None),
+        Ok(HeadDecision::Stream) => {}
+        Err(e) => {
+            // Keep the server's words for the error (bounded).
+            let mut body = Vec::new();
+            let _ = (&mut s.body).take(fhir_async::download::MAX_ERROR_BODY as u64).read_to_end(&mut body);
+            return Err(Fail::File(e.with_body(&body)));
+        }
+    }
+    let mut out = Tee { out: sink.open(file).map_err(|e| io_fail(dl, e))?, err: None };
+    loop {
+        if io.stop.is_stopped() {
+            let _ = dl.handle_transport_error(id, "stopped", now_ms());
+            return Err(Fail::Client(ClientError::Stopped));
+        }
+        match s.body.read(buf) {
+            Ok(0) => {
+                dl.finish(id, now_ms(), |l| out.line(l))?;
+                break;
+            }
+            Ok(n) => {
+                wire.fetch_add(n as u64, Ordering::Relaxed);
+                // A corrupt gzip stream: Discard, the engine already scheduled the retry.
+                if dl.feed(id, &buf[..n], now_ms(), |l| out.line(l))? == HeadDecision::Discard {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                dl.handle_transport_error(id, &format!("the body broke: {e}"), now_ms())?;
+                break;
+            }
+        }
+        if out.err.is_some() {
+            break;
+        }
+    }
+    match out.err.take() {
+        Some(e) => Err(io_fail(dl, e)),
+        None => out.out.flush().map(|()| None).map_err(|e| io_fail(dl, e)),
+    }
+}
+
+/// A writer that keeps its first error (the engine's callbacks return nothing).
+struct Tee<'a> {
+    out: Box<dyn LineWriter + 'a>,
+    err: Option<std::io::Error>,
+}
+
+impl Tee<'_> {
+    #[inline]
+    fn line(&mut self, l: &[u8]) {
+        if self.err.is_none() {
+            if let Err(e) = self.out.line(l) {
+                self.err = Some(e);
+            }
+        }
+    }
+}
+
+fn io_fail(dl: &FileDownload, e: std::io::Error) -> Fail {
+    Fail::Client(ClientError::Io { path: dl.file().file_name.clone(), message: e.to_string() })
+}
+
+fn origin_of(url: &str) -> String {
+    fhir_async::origin::Origin::parse(url).map(|o| format!("{}://{}:{}", o.scheme, o.host, o.port)).unwrap_or_default()
+}
+
+/// Files in a folder: `name.tmp` while downloading, renamed to `name` once
+/// complete (count checked); removed when the file fails or the download stops.
+pub(crate) struct FolderSink {
+    dir: PathBuf,
+    names: Vec<String>,
+    open: Vec<Mutex<Option<BufWriter<File>>>>,
+}
+
+impl FolderSink {
+    pub fn new(dir: &Path, names: Vec<String>) -> Result<Self, ClientError> {
+        std::fs::create_dir_all(dir).map_err(|e| ClientError::io(dir, e))?;
+        for n in &names {
+            safe_name(n).map_err(|m| ClientError::Io { path: n.clone(), message: m })?;
+        }
+        let open = names.iter().map(|_| Mutex::new(None)).collect();
+        Ok(FolderSink { dir: dir.to_owned(), names, open })
+    }
+
+    fn tmp(&self, file: usize) -> PathBuf {
+        self.dir.join(format!("{}.tmp", self.names[file]))
+    }
+}
+
+struct FolderWriter<'a>(std::sync::MutexGuard<'a, Option<BufWriter<File>>>);
+
+impl LineWriter for FolderWriter<'_> {
+    #[inline]
+    fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let w = self.0.as_mut().ok_or_else(|| std::io::Error::other("closed"))?;
+        w.write_all(line)?;
+        w.write_all(b"\n")
+    }
+}
+
+impl LineSink for FolderSink {
+    fn open(&self, file: usize) -> std::io::Result<Box<dyn LineWriter + '_>> {
+        let mut w = lock(&self.open[file]);
+        if w.is_none() {
+            // Lines already handed out before a retry are never repeated: append.
+            *w = Some(BufWriter::with_capacity(256 * 1024, File::create(self.tmp(file))?));
+        }
+        Ok(Box::new(FolderWriter(w)))
+    }
+
+    fn finished(&self, file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>> {
+        let w = lock(&self.open[file]).take();
+        let tmp = self.tmp(file);
+        if result.error.is_some() {
+            drop(w);
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(None);
+        }
+        match w {
+            Some(mut w) => w.flush()?,
+            None => drop(File::create(&tmp)?), // a file with no lines
+        }
+        let target = self.dir.join(&self.names[file]);
+        std::fs::rename(&tmp, &target)?;
+        Ok(Some(target))
+    }
+
+    fn abandon(&self) {
+        for file in 0..self.names.len() {
+            if lock(&self.open[file]).take().is_some() {
+                let _ = std::fs::remove_file(self.tmp(file));
+            }
+        }
+    }
+}
+
+/// A plan's file name must stay inside the folder (the engine's names are
+/// already safe; this is the belt to those braces).
+fn safe_name(name: &str) -> Result<(), String> {
+    let mut comps = Path::new(name).components();
+    let ok = matches!(comps.next(), Some(Component::Normal(_)))
+        && comps.next().is_none()
+        && !name.contains(['/', '\\', '\0']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("refusing file name {name:?}: it would leave the target folder"))
+    }
+}

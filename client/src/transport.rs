@@ -1,0 +1,152 @@
+//! The one native transport: HTTP/1.1 with ureq (rustls), never following
+//! redirects and never decompressing (the engine decides both). This is the
+//! one place where a native transport failure is classified, and where a
+//! request's `timeout_ms` means what `fhir_async::http` says: the time to the
+//! response head, then the idle time allowed for each read of the body.
+
+use fhir_async::{Method, Request, Response, TransportErrorKind};
+use std::io::Read;
+use std::time::Duration;
+use ureq::http;
+
+/// A transport failure: the kind the engine needs, and a message for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportFailure {
+    /// Whether the server can have seen the request.
+    pub kind: TransportErrorKind,
+    /// What happened.
+    pub message: String,
+}
+
+/// A response whose body is still on the wire.
+pub struct Streaming {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The raw (still encoded) body.
+    pub body: Box<dyn Read + Send>,
+}
+
+impl std::fmt::Debug for Streaming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming").field("status", &self.status).field("headers", &self.headers).finish()
+    }
+}
+
+/// A connection pool. Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct Transport {
+    agent: ureq::Agent,
+}
+
+impl Transport {
+    /// A pool that announces `fhir-async/<version> (<binding>)` (see [`fhir_async::user_agent`]).
+    pub fn new(binding: &str) -> Self {
+        let config = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            // The engine adds `Accept-Encoding: gzip` where it wants it; ureq must add nothing.
+            .accept_encoding("")
+            .user_agent(fhir_async::user_agent(binding))
+            .max_idle_connections(256)
+            .max_idle_connections_per_host(64)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .build();
+        Transport { agent: ureq::Agent::new_with_config(config) }
+    }
+
+    /// Sends a request and reads the response head; the body stays unread.
+    /// The token is attached if and only if `request.auth` and one is given.
+    pub fn open(&self, request: &Request, token: Option<&str>) -> Result<Streaming, TransportFailure> {
+        let mut b = http::Request::builder().method(request.method.as_str()).uri(request.url.as_str());
+        for (k, v) in &request.headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
+        if let (true, Some(t)) = (request.auth, token) {
+            b = b.header("Authorization", format!("Bearer {t}"));
+        }
+        let timeout = Some(Duration::from_millis(request.timeout_ms.max(1)));
+        let body = match (&request.body, request.method) {
+            (Some(body), Method::Post) => body.clone().into_bytes(),
+            _ => Vec::new(),
+        };
+        let req =
+            b.body(body).map_err(|e| TransportFailure { kind: TransportErrorKind::Connect, message: e.to_string() })?;
+        let req = self.agent.configure_request(req).timeout_recv_response(timeout).timeout_per_read(timeout).build();
+        let resp = self.agent.run(req).map_err(|e| TransportFailure { kind: classify(&e), message: e.to_string() })?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let body = resp.into_body().into_reader();
+        Ok(Streaming { status, headers, body: Box::new(body) })
+    }
+
+    /// Sends a request and reads the whole body (kick-off, status polls,
+    /// manifests, results). A body that breaks mid-read is a failure after
+    /// sending, never an empty answer.
+    pub fn send(&self, request: &Request, token: Option<&str>) -> Result<Response, TransportFailure> {
+        let mut s = self.open(request, token)?;
+        let mut body = Vec::new();
+        s.body.read_to_end(&mut body).map_err(|e| TransportFailure {
+            kind: TransportErrorKind::AfterSend,
+            message: format!("the body of {} broke after {} bytes: {e}", request.url, body.len()),
+        })?;
+        Ok(Response { status: s.status, headers: s.headers, body, url: None })
+    }
+}
+
+/// Whether a failed request can have reached the server: `Connect` only when
+/// the connection never opened (DNS, refused, connect timeout, and a TLS
+/// handshake that failed, which rustls reports inside an `io::Error`).
+pub fn classify(e: &ureq::Error) -> TransportErrorKind {
+    use ureq::Error as E;
+    match e {
+        E::ConnectionFailed
+        | E::HostNotFound
+        | E::BadUri(_)
+        | E::Tls(_)
+        | E::Rustls(_)
+        | E::Pem(_)
+        | E::TlsRequired
+        | E::RequireHttpsOnly(_)
+        | E::InvalidProxyUrl
+        | E::ConnectProxyFailed(_)
+        | E::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect) => TransportErrorKind::Connect,
+        E::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::NetworkUnreachable
+                    | std::io::ErrorKind::HostUnreachable
+            ) || io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) =>
+        {
+            TransportErrorKind::Connect
+        }
+        _ => TransportErrorKind::AfterSend,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // protocol H6: only a failure before the connection existed may replay a kick-off
+    #[test]
+    fn classification() {
+        assert_eq!(classify(&ureq::Error::ConnectionFailed), TransportErrorKind::Connect);
+        assert_eq!(classify(&ureq::Error::HostNotFound), TransportErrorKind::Connect);
+        assert_eq!(classify(&ureq::Error::Timeout(ureq::Timeout::Connect)), TransportErrorKind::Connect);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(classify(&ureq::Error::Io(refused)), TransportErrorKind::Connect);
+        let tls = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert_eq!(classify(&ureq::Error::Io(tls)), TransportErrorKind::Connect, "a TLS handshake failure");
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(classify(&ureq::Error::Io(reset)), TransportErrorKind::AfterSend);
+        assert_eq!(classify(&ureq::Error::Timeout(ureq::Timeout::RecvResponse)), TransportErrorKind::AfterSend);
+    }
+}

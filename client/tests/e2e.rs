@@ -1,0 +1,184 @@
+//! The client against the in-process reference server: exports, downloads,
+//! per-file failures, tokens, stops and resume.
+
+use fhir_async::{DownloadOptions, ExportRequest, OutcomeStatus, RetryPolicy};
+use fhir_async_client::{Client, ClientError, StaticToken, Stop};
+use fhir_async_testserver::{serve, Config, ServerHandle};
+use std::path::PathBuf;
+use std::time::Duration;
+
+struct Server {
+    origin: String,
+    rt: tokio::runtime::Runtime,
+    handle: Option<ServerHandle>,
+}
+
+impl Server {
+    fn start(f: impl FnOnce(&mut Config)) -> Server {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let mut cfg = Config { job_ms: 300, patients: 30, ..Config::default() };
+        f(&mut cfg);
+        let (addr, _, handle) = rt.block_on(serve(cfg)).expect("server starts");
+        Server { origin: format!("http://{addr}"), rt, handle: Some(handle) }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let text =
+            ureq::get(format!("{}/_admin/stats", self.origin)).call().unwrap().into_body().read_to_string().unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
+fn fast() -> RetryPolicy {
+    RetryPolicy { min_wait_ms: 20, initial_backoff_ms: 20, max_backoff_ms: 200, ..RetryPolicy::default() }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fhir-async-client-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn tmp_files(dir: &PathBuf) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn lines(path: &PathBuf) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+// issue 11 §2: an export with a token, downloaded in parallel, each file checked and renamed into place
+#[test]
+fn export_and_download_with_a_token() {
+    let srv = Server::start(|c| c.token = Some("t0k3n".into()));
+    let client = Client::builder(&format!("{}/bulk/fhir", srv.origin))
+        .token(StaticToken::new("t0k3n"))
+        .retry(fast())
+        .build()
+        .unwrap();
+    let mut job = client
+        .export(ExportRequest { types: vec!["Patient".into(), "Observation".into()], ..Default::default() })
+        .unwrap();
+    assert!(job.job().status_url().is_some(), "export() returns once accepted");
+    let outcome = job.wait().unwrap();
+    assert_eq!(outcome.status, OutcomeStatus::Completed);
+    let dir = tmp("export");
+    let summary = job.download(&dir, DownloadOptions { max_per_origin: 3, ..Default::default() }).unwrap();
+    assert!(summary.is_complete(), "{:?}", summary.files);
+    assert_eq!(summary.files.len(), 2);
+    for f in &summary.files {
+        let report = f.result.report.as_ref().unwrap();
+        let path = f.path.as_ref().unwrap();
+        assert_eq!(lines(path) as u64, report.resources);
+        assert_eq!(Some(report.resources), report.expected);
+    }
+    assert!(summary.wire_bytes > 0);
+    assert!(!tmp_files(&dir).iter().any(|n| n.ends_with(".tmp")));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// issue 10 §2, issue 11 §1: a file that fails its count check is a per-file result; the good files are kept
+#[test]
+fn one_bad_file_keeps_the_others() {
+    let srv = Server::start(|_| {});
+    let base = format!("{}/_f/partial;errcount=100/bulk/fhir", srv.origin);
+    let client = Client::builder(&base).retry(fast()).build().unwrap();
+    let mut job = client
+        .export(ExportRequest { types: vec!["Patient".into(), "Condition".into()], ..Default::default() })
+        .unwrap();
+    assert_eq!(job.wait().unwrap().status, OutcomeStatus::CompletedWithErrors);
+    let dir = tmp("badfile");
+    let summary = job.download(&dir, DownloadOptions::default()).unwrap();
+    let failed: Vec<_> = fhir_async_client::failed_files(&summary).collect();
+    assert_eq!(failed.len(), 1, "{summary:?}");
+    let err = failed[0].error.as_ref().unwrap();
+    assert_eq!(err.code(), "count_mismatch");
+    assert!(err.to_string().contains("error file (OperationOutcome)"), "{err}");
+    let good: Vec<_> = summary.files.iter().filter(|f| f.result.error.is_none()).collect();
+    assert!(!good.is_empty() && good.iter().all(|f| f.path.as_ref().is_some_and(|p| p.exists())));
+    assert!(!tmp_files(&dir).iter().any(|n| n.contains("error") || n.ends_with(".tmp")), "{:?}", tmp_files(&dir));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// protocol H5, issue 10 §2: a fixed token the server refuses is sent once; the error has the server's words
+#[test]
+fn a_refused_fixed_token_is_sent_once() {
+    let srv = Server::start(|c| c.token = Some("right".into()));
+    let client = Client::builder(&format!("{}/bulk/fhir", srv.origin))
+        .token(StaticToken::new("wrong"))
+        .retry(fast())
+        .build()
+        .unwrap();
+    let before = srv.stats();
+    let err = client.export(ExportRequest::default()).unwrap_err();
+    assert_eq!(err.code(), "unauthorized");
+    let text = err.to_string();
+    assert!(text.contains("fixed string") && !text.contains("even after a token refresh"), "{text}");
+    assert!(!text.contains("wrong"), "the token is never in an error: {text}");
+    let after = srv.stats();
+    let total = |s: &serde_json::Value| s["total"].as_u64().unwrap_or(0);
+    assert_eq!(total(&after) - total(&before), 1, "sent once: {after}");
+}
+
+// issue 11 §2: a stop ends the wait at once with `stopped`; the saved job resumes without a second kick-off
+#[test]
+fn stop_then_resume() {
+    let srv = Server::start(|c| c.job_ms = 1500);
+    let stop = Stop::default();
+    let client =
+        Client::builder(&format!("{}/bulk/fhir", srv.origin)).retry(fast()).stop(stop.clone()).build().unwrap();
+    let mut job = client.export(ExportRequest { types: vec!["Patient".into()], ..Default::default() }).unwrap();
+    let s2 = stop.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        s2.stop();
+    });
+    let err = job.wait().unwrap_err();
+    t.join().unwrap();
+    assert!(matches!(err, ClientError::Stopped), "{err}");
+    let saved = job.to_json();
+    assert!(!saved.contains("Bearer"));
+    stop.reset();
+    let kicks = |s: &serde_json::Value| s["routes"]["bulk.kickoff"].as_u64().unwrap_or(0);
+    let before = kicks(&srv.stats());
+    let mut resumed = client.resume(&saved).unwrap();
+    assert_eq!(resumed.wait().unwrap().status, OutcomeStatus::Completed);
+    assert_eq!(kicks(&srv.stats()), before, "no second kick-off");
+}
+
+// Medplum as it really answers: an async batch's Binary result needs the token, and is fetched with it
+#[test]
+fn medplum_batch_result_with_the_token() {
+    let srv = Server::start(|c| c.token = Some("t".into()));
+    let client = Client::builder(&format!("{}/medplum/fhir/R4", srv.origin))
+        .token(StaticToken::new("t"))
+        .retry(fast())
+        .build()
+        .unwrap();
+    let bundle =
+        r#"{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?_count=1"}}]}"#;
+    let op = fhir_async::Operation::Operation(fhir_async::OperationRequest {
+        method: fhir_async::Method::Post,
+        path: String::new(),
+        body: Some(bundle.into()),
+    });
+    let mut job = client.start(op).unwrap();
+    assert!(job.job().status_url().unwrap().ends_with("/status"));
+    assert_eq!(job.wait().unwrap().status, OutcomeStatus::Completed);
+    let dir = tmp("medplum");
+    let summary = job.download(&dir, DownloadOptions::default()).unwrap();
+    assert!(summary.is_complete(), "{summary:?}");
+    let text = std::fs::read_to_string(summary.files[0].path.as_ref().unwrap()).unwrap();
+    assert!(text.contains("batch-response"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}
