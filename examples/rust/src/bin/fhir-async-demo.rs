@@ -133,7 +133,13 @@ fn export(args: &Args, driver: &Driver) -> Res<ExitCode> {
     bar.set_style(ProgressStyle::with_template("{spinner} export [{bar:40}] {pos:>3}%  {msg}")?.progress_chars("=> "));
     bar.enable_steady_tick(Duration::from_millis(120));
     let mut shown_status = job.status_url().is_some();
+    // Warnings (a clamped Retry-After, unrequested types...) are shown as they come, once each.
+    let mut warned: Vec<String> = Vec::new();
     let polled = driver.run_until_stopped(&mut job, |p| {
+        if let Some(w) = p.warning.as_ref().filter(|w| !warned.contains(w)) {
+            bar.suspend(|| println!("warning: {w}"));
+            warned.push(w.clone());
+        }
         if let (false, Some(url)) = (shown_status, &p.status_url) {
             // On stdout, not through the bar (hidden when stderr is not a terminal).
             bar.suspend(|| println!("Kicked off; polling {url}"));
@@ -185,7 +191,8 @@ fn export(args: &Args, driver: &Driver) -> Res<ExitCode> {
     print_summary(&args.out, &done);
     let _ = std::fs::remove_file(&state);
 
-    for w in outcome.warnings.iter().chain(done.files.iter().flat_map(|(_, r)| r.warnings.iter())) {
+    let unseen = outcome.warnings.iter().filter(|w| !warned.contains(w));
+    for w in unseen.chain(done.files.iter().flat_map(|(_, r)| r.warnings.iter())) {
         println!("warning: {w}");
     }
     let server_errors = outcome.status == OutcomeStatus::CompletedWithErrors;
