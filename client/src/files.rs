@@ -90,7 +90,7 @@ pub(crate) fn run(
         changed: Condvar::new(),
         sink,
         wire: AtomicU64::new(0),
-        paths: Mutex::new(vec![None; files]),
+        settled: Mutex::new(vec![None; files]),
         failure: Mutex::new(None),
         on_progress,
     };
@@ -105,19 +105,19 @@ pub(crate) fn run(
             });
         }
     });
-    let Run { shared, paths, failure, wire, .. } = run;
+    let Run { shared, settled, failure, wire, .. } = run;
     if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         sink.abandon();
         return Err(e);
     }
     let shared = shared.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut paths = paths.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut files = Vec::with_capacity(paths.len());
+    let mut settled = settled.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut files = Vec::with_capacity(settled.len());
     for (i, result) in shared.downloads.results().into_iter().enumerate() {
         // Files that ended inside the coordinator (blocked, no token, no fresh
         // link) were never handed back by a worker: settle their output here.
-        let path = match paths[i].take() {
-            Some(p) => Some(p),
+        let path = match settled[i].take() {
+            Some(path) => path,
             None => sink
                 .finished(i, &result)
                 .map_err(|e| ClientError::Io { path: result.file.file_name.clone(), message: e.to_string() })?,
@@ -138,14 +138,15 @@ struct Run<'a, 'j> {
     changed: Condvar,
     sink: &'a dyn LineSink,
     wire: AtomicU64,
-    paths: Mutex<Vec<Option<PathBuf>>>,
+    /// Per file, once its output was settled by a worker: where it was written.
+    settled: Mutex<Vec<Option<Option<PathBuf>>>>,
     failure: Mutex<Option<ClientError>>,
     on_progress: &'a (dyn Fn(&DownloadProgress, u64) + Sync),
 }
 
 impl Run<'_, '_> {
     fn worker(&self) -> Result<(), ClientError> {
-        let Run { io, shared, changed, sink, wire, paths, failure, on_progress } = self;
+        let Run { io, shared, changed, sink, wire, settled, failure, on_progress } = self;
         let (io, sink, on_progress) = (*io, *sink, *on_progress);
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -180,7 +181,7 @@ impl Run<'_, '_> {
                             path: result.file.file_name.clone(),
                             message: e.to_string(),
                         })?;
-                        lock(paths)[file] = path;
+                        lock(settled)[file] = Some(path);
                     }
                     on_progress(&g.downloads.progress(), wire.load(Ordering::Relaxed));
                     drop(g);

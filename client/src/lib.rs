@@ -32,12 +32,14 @@
 mod drive;
 mod error;
 mod files;
+mod lines;
 mod stop;
 mod token;
 mod transport;
 
 pub use error::ClientError;
 pub use files::{DownloadSummary, DownloadedFile};
+pub use lines::{LineBatch, LineEvent, Lines};
 pub use stop::Stop;
 pub use token::{NoToken, StaticToken, TokenFn, TokenProvider, TokenUnavailable};
 pub use transport::{classify, Streaming, Transport, TransportFailure};
@@ -312,6 +314,17 @@ impl JobRun {
         let names = plan.files().iter().map(|f| f.file_name.clone()).collect();
         let sink = files::FolderSink::new(dir.as_ref(), names)?;
         files::run(&self.client.inner.io, &mut self.job, options, &sink, &on_progress)
+    }
+}
+
+impl JobRun {
+    /// The finished job's resources as raw NDJSON lines, downloaded in
+    /// parallel in the background (see [`Lines`]). With
+    /// `options.max_per_origin == 1` files come one after the other, in
+    /// manifest order. A manifest refresh on the way updates a copy of the
+    /// job, not this one.
+    pub fn lines(&self, options: DownloadOptions) -> Lines {
+        Lines::start(self.client.inner.io.clone(), self.job.clone(), options)
     }
 }
 

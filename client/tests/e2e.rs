@@ -182,3 +182,34 @@ fn medplum_batch_result_with_the_token() {
     assert!(text.contains("batch-response"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// issue 11 §2: streaming iterators of raw lines; every resource exactly once, per-file results at the end
+#[test]
+fn lines_stream_every_resource_once() {
+    let srv = Server::start(|c| c.file_resources = 40);
+    let client = Client::builder(&format!("{}/_f/reset/bulk/fhir", srv.origin)).retry(fast()).build().unwrap();
+    let mut job = client.export(ExportRequest { types: vec!["Observation".into()], ..Default::default() }).unwrap();
+    job.wait().unwrap();
+    let mut ids = std::collections::HashSet::new();
+    let mut files_done = 0;
+    let mut stream = job.lines(DownloadOptions { max_per_origin: 3, ..Default::default() });
+    for ev in stream.by_ref() {
+        match ev.unwrap() {
+            fhir_async_client::LineEvent::Lines(batch) => {
+                for l in batch.lines() {
+                    let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+                    assert!(ids.insert(v["id"].as_str().unwrap().to_owned()), "a resource came twice");
+                }
+            }
+            fhir_async_client::LineEvent::File(r) => {
+                assert!(r.error.is_none(), "{r:?}");
+                files_done += 1;
+            }
+        }
+    }
+    let summary = stream.summary().expect("exhausted");
+    assert!(files_done > 1 && files_done == summary.files.len());
+    let expected: u64 = summary.files.iter().map(|f| f.result.report.as_ref().unwrap().resources).sum();
+    assert_eq!(ids.len() as u64, expected);
+    assert!((0..ids.len()).all(|i| ids.contains(&format!("Observation-{i}"))));
+}
