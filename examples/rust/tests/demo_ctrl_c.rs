@@ -42,6 +42,8 @@ fn ctrl_c_while_downloading_then_resume_without_a_second_kickoff() {
     assert_eq!(status.code(), Some(0), "{stdout}");
     assert!(stdout.contains(&format!("{} files were already complete", kept.len())), "{stdout}");
     assert!(stdout.contains("Export completed:"), "{stdout}");
+    // issue 10 §2: an absolute --out is printed as given, with no "./" glued in front.
+    assert!(stdout.contains(&format!("files are in {o}/ ")), "{stdout}");
     assert_eq!(files(&out, ".ndjson").len(), 6);
     assert!(files(&out, ".tmp").is_empty());
     assert!(!out.join("fhir-async-job.json").exists(), "the state is removed once done");

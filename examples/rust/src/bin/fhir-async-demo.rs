@@ -197,14 +197,11 @@ fn export(args: &Args, driver: &Driver) -> Res<ExitCode> {
     }
     let server_errors = outcome.status == OutcomeStatus::CompletedWithErrors;
     if done.failed.is_empty() && !server_errors {
-        println!(
-            "\nExport completed: files are in {}/ (every count checked against the manifest).",
-            args.out.display()
-        );
+        println!("\nExport completed: files are in {} (every count checked against the manifest).", folder(&args.out));
     } else {
-        println!("\nExport completed with errors: files are in {}/; every good file is kept.", args.out.display());
+        println!("\nExport completed with errors: files are in {}; every good file is kept.", folder(&args.out));
         if server_errors {
-            println!("The server reported errors: see the error files (OperationOutcome) above.");
+            println!("The server reported errors: its error files hold OperationOutcomes.");
         }
         for f in &done.failed {
             println!("  failed: {f}");
@@ -214,6 +211,16 @@ fn export(args: &Args, driver: &Driver) -> Res<ExitCode> {
         println!("The same export in a browser, with a progress bar and a Cancel button: `make browser-demo`, then open the URL it prints.");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The folder as the user gave it, with one trailing slash.
+fn folder(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.ends_with('/') {
+        s
+    } else {
+        format!("{s}/")
+    }
 }
 
 /// "149.1 MB received (wire), 1.95 GB written": gzip makes the two differ.
