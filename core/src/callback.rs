@@ -46,6 +46,16 @@ pub enum CallbackError {
     Malformed(String),
 }
 
+impl CallbackError {
+    /// A stable machine-readable code, the same in every binding.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CallbackError::BadSignature => "bad_signature",
+            CallbackError::Malformed(_) => "malformed",
+        }
+    }
+}
+
 /// Verifies `signature` (`sha256=<hex>` or bare hex) over the exact body bytes
 /// with HMAC-SHA256 under `secret` (constant-time), then parses the payload.
 pub fn verify_callback(body: &[u8], signature: Option<&str>, secret: &[u8]) -> Result<CallbackPayload, CallbackError> {
