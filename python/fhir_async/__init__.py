@@ -8,13 +8,28 @@ anything sent with ``Prefer: respond-async``) on a Rust sans-IO engine.
 """
 
 from . import _native
-from ._client import Client, Instant, Job, Progress, ResourceStream, Result, TokenSource, read_ndjson
+from ._client import (
+    Client,
+    CountCheck,
+    DownloadedFiles,
+    FileReports,
+    Instant,
+    Job,
+    OnInvalidLine,
+    Progress,
+    ResourceStream,
+    Result,
+    TokenSource,
+    read_ndjson,
+)
 from .errors import (
     Cancelled,
     DeadlineExceeded,
     DownloadError,
     FhirAsyncError,
+    FhirAsyncWarning,
     InsecureUrl,
+    InvalidLineError,
     JobFailed,
     KickoffIndeterminate,
     ProtocolError,
@@ -39,7 +54,11 @@ __all__ = [
     "Result",
     "Progress",
     "ResourceStream",
+    "DownloadedFiles",
+    "FileReports",
     "TokenSource",
+    "CountCheck",
+    "OnInvalidLine",
     "Instant",
     "verify_callback",
     "read_ndjson",
@@ -52,6 +71,8 @@ __all__ = [
     "Unauthorized",
     "KickoffIndeterminate",
     "DownloadError",
+    "InvalidLineError",
     "JobFailed",
     "Cancelled",
+    "FhirAsyncWarning",
 ]

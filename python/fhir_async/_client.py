@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +22,18 @@ from typing import (
     Dict,
     Iterator,
     List,
+    Literal,
     Mapping,
     Optional,
     Sequence,
     Tuple,
     Union,
+    overload,
 )
 
+
 from . import _native
-from .errors import Cancelled, DeadlineExceeded, JobFailed, UsageError
+from .errors import Cancelled, DeadlineExceeded, FhirAsyncWarning, JobFailed, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import asyncio
@@ -40,6 +44,14 @@ TokenSource = Union[str, Callable[[], str], None]
 """A bearer token: none, a fixed string, or a callable asked again after a 401."""
 
 Instant = Union[str, _dt.datetime]
+
+CountCheck = Literal["strict", "lenient"]
+"""What a file whose line count differs from the manifest's does: fail
+(``"strict"``, the default; the other files are kept) or complete with a note."""
+
+OnInvalidLine = Literal["report", "raise"]
+"""What a line that is not JSON does: skipped and reported (``"report"``, the
+default), or ``InvalidLineError`` (``"raise"``)."""
 
 _RETRY_FIELDS = (
     "minWaitMs",
@@ -195,8 +207,11 @@ class Client:
     ) -> "Job":
         """Starts a Bulk Data ``$export`` (``level``: system, patient, group).
 
-        With ``start=True`` the kick-off is sent before this returns (so
-        ``status_url`` is known); with ``start=False`` the first ``wait`` sends it.
+        With ``start=True`` this returns once the server accepted the kick-off,
+        so ``status_url`` is known (see ``Job.start``: a 429 on the kick-off is
+        waited out as its ``Retry-After`` says, within ``max_kickoff_retries``;
+        then ``RetriesExhausted``). With ``start=False`` the first ``wait``
+        sends it.
         """
         op: Dict[str, Any] = {
             "type": "export",
@@ -297,8 +312,21 @@ class Job:
         return f"<Job {p.phase}{pct} polls={p.polls} status_url={p.status_url!r}>"
 
     def start(self) -> "Job":
-        """Sends what is due now (the kick-off) and returns at the first wait."""
-        self._client._session.drive(self._native, 0)
+        """Sends the kick-off and returns once the server accepted it (the
+        status URL is known) or the job ended at once (a synchronous answer).
+
+        A 429 (or 5xx, or a connection that never reached the server) on the
+        kick-off is waited out as the engine schedules it (``Retry-After``,
+        bounded by the ``max_kickoff_retries`` retry option) while
+        ``progress.phase`` reads ``"kickingOff"``; when the retries run out
+        this raises the typed error (``RetriesExhausted``). Ctrl-C stops the
+        wait within a second (``KeyboardInterrupt``)."""
+        session = self._client._session
+        kind, value = session.drive(self._native, 0)
+        # issue 10 §2: a kick-off answered 429 leaves the engine waiting to retry it;
+        # drive through that wait (the engine's own schedule) until it is accepted.
+        while kind == "wait" and self._native.progress(_native.now_ms())["phase"] in ("pending", "kickingOff"):
+            kind, value = session.drive(self._native, max(int(value), 1))
         return self
 
     def poll(self) -> bool:
@@ -421,7 +449,7 @@ class Result:
     def __init__(self, job: Job, outcome: Dict[str, Any]) -> None:
         self.job = job
         self.outcome = outcome
-        self.last_reports: List[Dict[str, Any]] = []
+        self.last_reports: Sequence[Dict[str, Any]] = []
 
     @property
     def status(self) -> str:
@@ -476,14 +504,30 @@ class Result:
         resource_type: Union[None, str, Sequence[str]] = None,
         *,
         kind: str = "output",
+        count_check: CountCheck = "strict",
+        on_invalid_line: OnInvalidLine = "report",
     ) -> "ResourceStream":
         """Streams the resources of the export's files as dicts, downloading
         ahead in the background (``kind``: output, error or deleted).
-        ``close()`` the stream to stop the download early."""
+        ``close()`` the stream to stop the download early.
+
+        A line that is not JSON never stops the stream: with
+        ``on_invalid_line="report"`` (the default) it is skipped, every valid
+        line is still delivered, the line is recorded in its file's report
+        (``ResourceStream.reports``) and a ``FhirAsyncWarning`` names the file
+        once; with ``"raise"`` the stream raises ``InvalidLineError`` (file,
+        line number, message) and ends. A file that fails (HTTP error, count
+        mismatch with ``count_check="strict"``, ...) is reported and warned
+        about, and the stream goes on with the next file; with
+        ``count_check="lenient"`` a count mismatch is only noted in the report."""
         self.raise_for_status()
         types = [resource_type] if isinstance(resource_type, str) else resource_type
         it = self.job._client._session.resources(
-            self.job._native, types=None if types is None else list(types), kinds=[kind]
+            self.job._native,
+            types=None if types is None else list(types),
+            kinds=[kind],
+            count_check=count_check,
+            on_invalid_line=on_invalid_line,
         )
         return ResourceStream(it)
 
@@ -496,20 +540,37 @@ class Result:
         kinds: Sequence[str] = ("output", "error", "deleted"),
         progress: Optional[bool] = False,
         gzip: bool = True,
-    ) -> List[Path]:
+        count_check: CountCheck = "strict",
+        on_invalid_line: OnInvalidLine = "report",
+    ) -> "DownloadedFiles":
         """Downloads the files into ``directory`` (created if needed) with
         ``concurrency`` parallel connections. Each file is written to
         ``NAME.tmp`` and renamed once complete and its line count matches the
-        manifest; on failure or Ctrl-C no ``.tmp`` file remains. Returns the
-        paths in manifest order; ``last_reports`` keeps the per-file figures."""
+        manifest; on Ctrl-C no ``.tmp`` file remains.
+
+        One bad file never loses the others: a file that fails (its count
+        differs from the manifest's with ``count_check="strict"``, an HTTP
+        error, retries exhausted, a blocked URL, an invalid line with
+        ``on_invalid_line="raise"``) leaves nothing behind and is a report
+        entry whose ``error`` is the typed exception; every good file is kept,
+        and one ``FhirAsyncWarning`` sums up the problems. With
+        ``count_check="lenient"`` a mismatching file is kept and its report
+        says so (``countMismatch``, ``warnings``). Lines are written as the
+        server sent them; lines that do not look like JSON objects are
+        counted in the report (``invalidLines``, ``invalid``).
+
+        Returns the paths of the files written, in manifest order (a
+        sequence built on demand: 100,000 files cost no 100,000 objects);
+        ``.reports`` and ``last_reports`` have one report per planned file,
+        ``.failed`` the failed ones."""
         self.raise_for_status()
         if concurrency < 1:
             raise UsageError("concurrency must be at least 1")
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
-        bar = _DownloadBar(len(self.files)) if progress else None
+        bar = _DownloadBar() if progress else None
         try:
-            reports = self.job._client._session.download(
+            native = self.job._client._session.download(
                 self.job._native,
                 str(target),
                 concurrency=concurrency,
@@ -517,12 +578,24 @@ class Result:
                 kinds=list(kinds),
                 gzip=gzip,
                 progress=None if bar is None else bar.update,
+                count_check=count_check,
+                on_invalid_line=on_invalid_line,
             )
         finally:
             if bar is not None:
                 bar.close()
-        self.last_reports = reports
-        return [Path(r["path"]) for r in reports]
+        files = DownloadedFiles(native)
+        self.last_reports = files.reports
+        count, lines = native.problems(5)
+        if count:
+            more = f" (and {count - len(lines)} more)" if count > len(lines) else ""
+            warnings.warn(
+                f"{count} of {len(native)} files had problems; the good files were kept "
+                f"(see .failed and .reports): " + "; ".join(lines) + more,
+                FhirAsyncWarning,
+                stacklevel=2,
+            )
+        return files
 
     def to_pandas(self, resource_type: str) -> "pandas.DataFrame":
         """The resources of one type as a DataFrame, one column per top-level
@@ -540,16 +613,90 @@ class Result:
         return self.job._native.cleanup_result()
 
     def __repr__(self) -> str:
-        files = len(self.files) if self.manifest is not None else 0
+        # The manifest's lists, not the plan: no per-file objects for a repr.
+        m = self.manifest or {}
+        files = sum(len(m.get(k) or []) for k in ("output", "error", "deleted"))
         return f"<Result {self.status} http={self.http_status} files={files}>"
 
 
-def read_ndjson(paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]) -> "ResourceStream":
+class DownloadedFiles(Sequence[Path]):
+    """The paths ``Result.download()`` wrote, in manifest order, built on
+    demand. ``reports`` has one report per planned file (``path`` for a file
+    written; ``error``, the typed exception, for one that failed); ``failed``
+    lists the failed ones."""
+
+    def __init__(self, native: _native.DownloadReports) -> None:
+        self._native = native
+        self.reports = FileReports(native)
+
+    @property
+    def failed(self) -> List[Dict[str, Any]]:
+        return self._native.failed()
+
+    def __len__(self) -> int:
+        return self._native.ok_count
+
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> List[Path]: ...
+
+    def __getitem__(self, index: Union[int, slice]) -> Union[Path, List[Path]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("path index out of range")
+        return Path(self._native.ok_path(index))
+
+    def __repr__(self) -> str:
+        return f"<DownloadedFiles {len(self)} of {len(self._native)} files, {len(self._native) - len(self)} failed>"
+
+
+class FileReports(Sequence[Dict[str, Any]]):
+    """One report per planned file of a download, as dicts built on demand."""
+
+    def __init__(self, native: _native.DownloadReports) -> None:
+        self._native = native
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    @overload
+    def __getitem__(self, index: int) -> Dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> List[Dict[str, Any]]: ...
+
+    def __getitem__(self, index: Union[int, slice]) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("report index out of range")
+        return self._native.report(index)
+
+    def __repr__(self) -> str:
+        return f"<FileReports {len(self)} files>"
+
+
+def read_ndjson(
+    paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
+    *,
+    on_invalid_line: OnInvalidLine = "report",
+) -> "ResourceStream":
     """Streams the resources of local NDJSON files (e.g. what ``download()``
     wrote) as dicts: read and split on a background thread, parsed like
-    ``Result.resources()``."""
+    ``Result.resources()``, with the same ``on_invalid_line`` choice (a line
+    that is not JSON is skipped and reported, or raises ``InvalidLineError``)."""
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    return ResourceStream(_native.read_ndjson([os.fspath(p) for p in items]))
+    it = _native.read_ndjson([os.fspath(p) for p in items], on_invalid_line=on_invalid_line)
+    return ResourceStream(it)
 
 
 def _orjson_loads() -> Optional[Callable[[bytes], Any]]:
@@ -564,7 +711,9 @@ def _orjson_loads() -> Optional[Callable[[bytes], Any]]:
 class ResourceStream(Iterator[Dict[str, Any]]):
     """Lines arrive from Rust in batches of ~256 KiB. With orjson installed
     they are parsed by ``orjson.loads`` in a C-level pipeline (measured
-    faster than building dicts from Rust); otherwise by the native parser."""
+    faster than building dicts from Rust); otherwise by the native parser.
+    A line that does not parse is skipped and reported (``reports``), or
+    raises ``InvalidLineError`` with ``on_invalid_line="raise"``."""
 
     def __init__(self, it: _native.ResourceIterator) -> None:
         self._it = it
@@ -573,8 +722,34 @@ class ResourceStream(Iterator[Dict[str, Any]]):
         if loads is None:
             self._items = it
         else:
-            lines = itertools.chain.from_iterable(iter(it.next_raw_batch, []))
-            self._items = map(loads, lines)
+            self._loads = loads
+            batches = map(self._parse, iter(it.next_raw_batch, []))
+            self._items = itertools.chain.from_iterable(batches)
+
+    def _parse(self, lines: List[bytes]) -> List[Any]:
+        """One batch (one file's lines): parsed at C speed unless a line is bad."""
+        loads = self._loads
+        try:
+            return list(map(loads, lines))
+        except ValueError:  # orjson.JSONDecodeError is a ValueError
+            pass
+        out: List[Any] = []
+        for i, line in enumerate(lines):
+            try:
+                out.append(loads(line))
+            except ValueError as e:
+                # issue 10 §1: recorded once in the file's report; raised only when asked.
+                exc = self._it.report_invalid(i, str(e))
+                if exc is not None:
+                    raise exc from None
+        return out
+
+    @property
+    def reports(self) -> List[Dict[str, Any]]:
+        """The reports of the files finished so far: the engine's figures
+        (``resources``, ``invalidLines``, ``invalid`` = ``[{"line", "message"}]``,
+        ``countMismatch``, ``warnings``), or ``error`` for a file that failed."""
+        return self._it.reports()
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         # The C-level iterator itself: a `for` loop then makes no Python call per resource.
@@ -628,17 +803,17 @@ class _Bar:
 
 
 class _DownloadBar:
-    def __init__(self, files: int) -> None:
-        tqdm = _tqdm()
-        self.bar = (
-            None
-            if tqdm is None
-            else tqdm(total=files, unit="file", desc="download", leave=True)
-        )
+    """A tqdm bar over files; its total comes with the first update."""
+
+    def __init__(self) -> None:
+        self.tqdm = _tqdm()
+        self.bar: Any = None
 
     def update(self, nbytes: int, resources: int, done: int, total: int) -> None:
-        if self.bar is None:
+        if self.tqdm is None:
             return
+        if self.bar is None:
+            self.bar = self.tqdm(total=total, unit="file", desc="download", leave=True)
         self.bar.n = done
         self.bar.set_postfix_str(f"{nbytes / 1e6:.1f} MB, {resources} resources", refresh=False)
         self.bar.refresh()

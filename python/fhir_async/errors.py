@@ -18,8 +18,10 @@ __all__ = [
     "Unauthorized",
     "KickoffIndeterminate",
     "DownloadError",
+    "InvalidLineError",
     "JobFailed",
     "Cancelled",
+    "FhirAsyncWarning",
 ]
 
 
@@ -91,10 +93,37 @@ class KickoffIndeterminate(FhirAsyncError):
 
 class DownloadError(FhirAsyncError):
     """A file download failed for good. ``code`` says why: ``http``,
-    ``count_mismatch``, ``decode``, ``retries_exhausted``, ``redirect``,
-    ``blocked``, ``line_too_long`` or ``io``."""
+    ``unauthorized``, ``count_mismatch``, ``invalid_line``, ``decode``,
+    ``retries_exhausted``, ``redirect``, ``blocked``, ``line_too_long`` or ``io``.
+    ``details`` has the engine's fields (``url``, ``status``, ``serverMessage``,
+    ``kind``, ``expected``, ``actual``, ...)."""
 
     default_code = "download"
+
+
+class InvalidLineError(DownloadError, ValueError):
+    """A line of an NDJSON file is not JSON (``code`` ``invalid_line``).
+
+    Raised only with ``on_invalid_line="raise"``; by default a bad line is
+    skipped, every valid line is still delivered, and the line is recorded in
+    the file's report (``invalid``: ``[{"line": N, "message": ...}]``).
+    ``details``: ``url`` (or ``path`` for a local file), ``line`` (1-based,
+    blank lines not counted) and ``message``. A ``ValueError``, as the JSON
+    parsers' own errors are."""
+
+    default_code = "invalid_line"
+
+    @property
+    def file(self) -> Optional[str]:
+        """The file's URL (or local path)."""
+        found = self.details.get("url") or self.details.get("path")
+        return None if found is None else str(found)
+
+    @property
+    def line(self) -> Optional[int]:
+        """The 1-based line number (blank lines not counted)."""
+        found = self.details.get("line")
+        return None if found is None else int(found)
 
 
 class JobFailed(FhirAsyncError):
@@ -135,3 +164,8 @@ class Cancelled(FhirAsyncError):
     """The job was cancelled, so it has no result (or a download was stopped)."""
 
     default_code = "cancelled"
+
+
+class FhirAsyncWarning(UserWarning):
+    """Something worth telling a human that did not stop the call: a file that
+    failed while the others were kept, lines skipped as invalid."""

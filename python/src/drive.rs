@@ -8,8 +8,8 @@ use crate::net::{Http, TransportFailure};
 use crate::now_ms;
 use crate::token::Token;
 use fhir_async::{
-    Action, DownloadAction, FileDownload, FileReport, HeadDecision, Outcome, PlannedFile, Request, Response,
-    RetryPolicy, TransportErrorKind,
+    Action, CountCheck, DownloadAction, FileDownload, HeadDecision, Outcome, PlannedFile, Request, Response,
+    RetryPolicy, TransportErrorKind, Validation,
 };
 use pyo3::prelude::*;
 use std::io::{self, Read};
@@ -142,10 +142,21 @@ fn drive_locked(
                 }
                 cell.sleep(delay_ms.min(until - now).min(TICK_MS));
             }
-            Action::RefreshToken => ctx.token.refresh()?,
+            Action::RefreshToken => {
+                if let Err(reason) = ctx.token.refresh()? {
+                    return Err(cell.lock().token_unavailable(reason).into());
+                }
+            }
             Action::Done { outcome } => return Ok(Driven::Done(Box::new(outcome))),
         }
     }
+}
+
+/// At most `MAX_ERROR_BODY` bytes of an error response, for the error's server text.
+fn read_error_body(body: &mut (dyn Read + Send)) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = body.take(fhir_async::download::MAX_ERROR_BODY as u64).read_to_end(&mut out);
+    out
 }
 
 /// Where the lines of a file go.
@@ -161,7 +172,12 @@ pub struct Fetcher {
     pub cell: Arc<JobCell>,
     pub policy: RetryPolicy,
     pub gzip: bool,
-    /// Set on Ctrl-C, on the first failure, or when the consumer went away.
+    /// What a count mismatch does to a file.
+    pub count_check: CountCheck,
+    /// How the engine checks lines (`None` when Python parses them itself
+    /// and reports failures with `report_invalid_line`).
+    pub validation: Validation,
+    /// Set on Ctrl-C, on a failure that ends the whole call, or when the consumer went away.
     pub stop: Arc<AtomicBool>,
     /// Raw bytes received.
     pub bytes: Arc<AtomicU64>,
@@ -172,13 +188,15 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(ctx: Ctx, cell: Arc<JobCell>, gzip: bool) -> Self {
+    pub fn new(ctx: Ctx, cell: Arc<JobCell>, gzip: bool, count_check: CountCheck, validation: Validation) -> Self {
         let policy = cell.lock().config().retry.clone();
         Fetcher {
             ctx,
             cell,
             policy,
             gzip,
+            count_check,
+            validation,
             stop: Arc::new(AtomicBool::new(false)),
             bytes: Arc::new(AtomicU64::new(0)),
             resources: AtomicU64::new(0),
@@ -220,9 +238,16 @@ impl Fetcher {
 
     /// Downloads one file into `sink`. Lines already handed out are never
     /// handed out again, whatever retries happen (the engine skips them).
-    pub fn fetch(&self, file: PlannedFile, sink: &mut dyn Sink) -> Result<FileReport, Failure> {
+    /// Returns the finished download (its report is `next_action`'s `Done`),
+    /// so a consumer that parses lines later can still report bad ones.
+    pub fn fetch(&self, file: PlannedFile, sink: &mut dyn Sink) -> Result<Box<FileDownload>, Failure> {
         let seen_gen = self.refresh.lock().unwrap_or_else(|e| e.into_inner()).0;
-        let mut dl = FileDownload::new(file, &self.policy)?.with_gzip(self.gzip);
+        let mut dl = Box::new(
+            FileDownload::new(file, &self.policy)?
+                .with_gzip(self.gzip)
+                .with_count_check(self.count_check)
+                .with_validation(self.validation),
+        );
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             if self.stopped() {
@@ -239,9 +264,11 @@ impl Fetcher {
                             continue;
                         }
                     };
-                    match dl.handle_head(id, s.status, &s.headers, false, now_ms())? {
-                        HeadDecision::Discard => continue,
-                        HeadDecision::Stream => {}
+                    match dl.handle_head(id, s.status, &s.headers, false, now_ms()) {
+                        Ok(HeadDecision::Discard) => continue,
+                        Ok(HeadDecision::Stream) => {}
+                        // issue 10: the server's own words (at most 64 KiB of the body) go into the error.
+                        Err(e) => return Err(e.with_body(&read_error_body(&mut *s.body)).into()),
                     }
                     let before = dl.resources();
                     let r = self.stream(&mut dl, id, &mut *s.body, &mut buf, sink);
@@ -249,14 +276,18 @@ impl Fetcher {
                     r?;
                 }
                 DownloadAction::Wait { until_ms, .. } => self.sleep_until(until_ms),
-                DownloadAction::RefreshToken => self.ctx.token.refresh()?,
+                DownloadAction::RefreshToken => {
+                    if let Err(reason) = self.ctx.token.refresh()? {
+                        return Err(dl.token_unavailable(reason).into());
+                    }
+                }
                 DownloadAction::RefreshManifest => {
                     let plan = self.refreshed_plan(seen_gen)?;
                     let (kind, index) = (dl.file().kind, dl.file().index);
                     let fresh = plan.into_iter().find(|p| p.kind == kind && p.index == index);
                     dl.replace_file(fresh)?;
                 }
-                DownloadAction::Done { report } => return Ok(report),
+                DownloadAction::Done { .. } => return Ok(dl),
             }
         }
     }

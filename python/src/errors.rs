@@ -95,7 +95,16 @@ pub fn core_error(py: Python<'_>, e: &Error) -> PyErr {
 pub fn download_error(py: Python<'_>, e: &DownloadError) -> PyErr {
     let class = match e {
         DownloadError::Usage(_) => "UsageError",
+        DownloadError::InvalidLine { .. } => "InvalidLineError",
         _ => "DownloadError",
     };
     raise(py, class, &e.to_string(), e.code(), to_py(py, e).ok())
+}
+
+/// Emits a `fhir_async.FhirAsyncWarning` (an error where warnings are errors).
+pub fn warn(py: Python<'_>, message: &str) -> PyResult<()> {
+    let module = ERRORS.get_or_try_init(py, || py.import("fhir_async.errors").map(Bound::unbind))?;
+    let category = module.bind(py).getattr("FhirAsyncWarning")?;
+    let text = std::ffi::CString::new(message.replace('\0', " ")).unwrap_or_default();
+    PyErr::warn(py, &category, &text, 2)
 }

@@ -5,11 +5,14 @@
 #![cfg(not(target_family = "wasm"))]
 
 mod convert;
+mod download;
 mod drive;
 mod errors;
 mod job;
 mod net;
+mod reports;
 mod session;
+mod stream;
 mod token;
 
 use pyo3::prelude::*;
@@ -46,11 +49,12 @@ fn parse_json(py: Python<'_>, line: &[u8]) -> PyResult<Py<PyAny>> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<job::PyJob>()?;
     m.add_class::<session::Session>()?;
-    m.add_class::<session::ResourceIter>()?;
+    m.add_class::<stream::ResourceIter>()?;
+    m.add_class::<download::DownloadReports>()?;
     m.add_function(wrap_pyfunction!(verify_callback, m)?)?;
     m.add_function(wrap_pyfunction!(py_now_ms, m)?)?;
     m.add_function(wrap_pyfunction!(parse_json, m)?)?;
-    m.add_function(wrap_pyfunction!(session::read_ndjson, m)?)?;
+    m.add_function(wrap_pyfunction!(stream::read_ndjson, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

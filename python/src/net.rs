@@ -32,7 +32,8 @@ impl Http {
             .http_status_as_error(false)
             // The core adds `Accept-Encoding: gzip` where it wants it; ureq must add nothing.
             .accept_encoding("")
-            .user_agent(concat!("fhir-async-python/", env!("CARGO_PKG_VERSION")))
+            // issue 10: `fhir-async/<version> (python)` on every request.
+            .user_agent(fhir_async::user_agent("python"))
             .max_idle_connections(256)
             .max_idle_connections_per_host(64)
             .timeout_connect(Some(Duration::from_secs(30)))

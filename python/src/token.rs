@@ -27,19 +27,25 @@ impl Token {
             return Ok(Some(v));
         }
         if self.provider.is_some() {
-            self.refresh()?;
+            let _ = self.refresh()?;
         }
         Ok(self.value.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
 
-    /// Asks the callable for a fresh token (a fixed string stays as it is:
-    /// the engine then reports `Unauthorized`). Callable without the GIL.
-    pub fn refresh(&self) -> PyResult<()> {
+    /// Asks the callable for a fresh token. Without one (no token, or a fixed
+    /// string) there is nothing new to send: returns why, for the engine's
+    /// `token_unavailable` (issue 10: the refused token is never sent twice).
+    /// Callable without the GIL.
+    pub fn refresh(&self) -> PyResult<Result<(), &'static str>> {
         let Some(p) = &self.provider else {
-            return Ok(());
+            return Ok(Err(if self.value.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+                "the token is a fixed string; pass a callable as token= to get a new one after a 401"
+            } else {
+                "no token was configured"
+            }));
         };
         let fresh: String = Python::attach(|py| p.bind(py).call0()?.extract())?;
         *self.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
-        Ok(())
+        Ok(Ok(()))
     }
 }

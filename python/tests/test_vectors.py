@@ -14,6 +14,8 @@ from fhir_async import _native
 
 VECTORS = Path(__file__).resolve().parents[2] / "tests" / "vectors"
 FILES = sorted(VECTORS.glob("*.json"))
+# The only transport failure kinds of the format (tests/vectors/README.md).
+TRANSPORT_KINDS = ("connect", "afterSend")
 
 
 def subset(expected: Any, actual: Any, path: str = "") -> None:
@@ -70,7 +72,20 @@ def test_there_are_vectors() -> None:
 
 @pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
 def test_vector(path: Path) -> None:
-    v = json.loads(path.read_text())
+    run_vector(json.loads(path.read_text()))
+
+
+def test_unknown_transport_error_fails_the_vector() -> None:
+    # issue 10 §3: a typo in `transportError` must fail the vector, not be read as after-send.
+    v = json.loads((VECTORS / "h02_transport_errors_retried.json").read_text())
+    steps = v["steps"]
+    at = next(i for i, s in enumerate(steps) if "transportError" in s)
+    steps[at] = {**steps[at], "transportError": "afterSned"}
+    with pytest.raises(AssertionError, match="unknown transportError 'afterSned'"):
+        run_vector(v)
+
+
+def run_vector(v: Dict[str, Any]) -> None:
     try:
         job = _native.Job(json.dumps(v["config"]))
     except fhir_async.FhirAsyncError as e:
@@ -100,7 +115,9 @@ def test_vector(path: Path) -> None:
             job.handle_response(last_id, r.get("status", 0), headers_of(r), body_of(r), now, r.get("url"))
         elif "transportError" in step:
             assert last_id is not None, f"{where}: transportError without a sent request"
-            job.handle_transport_error(last_id, step["transportError"], "scripted failure", now)
+            kind = step["transportError"]
+            assert kind in TRANSPORT_KINDS, f"{where}: unknown transportError {kind!r}"
+            job.handle_transport_error(last_id, kind, "scripted failure", now)
         elif "cancel" in step:
             job.cancel(now)
         elif "cleanup" in step:
