@@ -53,8 +53,16 @@ export interface ExportOptions extends ExportRequest {
   separateExportStatus?: boolean;
   /** Overall deadline in ms from the kick-off. */
   timeoutMs?: number;
-  /** Aborts waiting for the kick-off answer. */
+  /**
+   * Aborts waiting for the kick-off to be accepted (also the wait after a 429):
+   * the kick-off is not sent again and the promise rejects with `AbortError`.
+   */
   signal?: AbortSignal;
+  /**
+   * Subscribed before the kick-off is sent, so the wait after a 429 is visible
+   * (phase `kickingOff`, `nextPollAtMs` = the next attempt). Same as `job.onProgress`.
+   */
+  onProgress?: (progress: Progress) => void;
 }
 
 /** Options of `client.kickoff()`: any operation or interaction, run asynchronously. */
@@ -68,7 +76,10 @@ export interface KickoffOptions {
   callbackUrl?: string;
   lenient?: boolean;
   timeoutMs?: number;
+  /** As in `ExportOptions`. */
   signal?: AbortSignal;
+  /** As in `ExportOptions`. */
+  onProgress?: (progress: Progress) => void;
 }
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -143,6 +154,8 @@ export interface Outcome {
   expires: string | null;
   expiresAtMs: number | null;
   resultUrl: string | null;
+  /** Every warning of the job (a clamped Retry-After, unrequested types in the manifest, ...); absent when none. */
+  warnings?: string[];
 }
 
 export type Phase = 'pending' | 'kickingOff' | 'polling' | 'fetchingResult' | 'cancelling' | 'done' | 'failed';
@@ -158,6 +171,8 @@ export interface Progress {
   nextPollInMs: number | null;
   statusUrl: string | null;
   partialFiles: number;
+  /** The latest warning of the job, for display. */
+  warning?: string;
 }
 
 export type CancelResult =
@@ -194,7 +209,23 @@ export interface FileReport {
   bytes: number;
   invalidLines: number;
   firstInvalidLine: number | null;
+  /** The first 100 lines that are not resources (1-based resource line numbers), each skipped. */
+  invalid?: InvalidLine[];
+  /** With `countCheck: 'lenient'`: the file's count differs from the manifest's (see `warnings`). */
+  countMismatch?: { expected: number; actual: number };
+  warnings?: string[];
   attempts: number;
+  /**
+   * Set when this file failed (count check in strict mode, HTTP error, retries,
+   * blocked by the token rule, line too long, token refused): the other files
+   * are unaffected. `resources` then says how many were delivered before.
+   */
+  error?: DownloadError;
+}
+
+export interface InvalidLine {
+  line: number;
+  message: string;
 }
 
 export interface CallbackPayload {
@@ -228,18 +259,45 @@ export interface ResourceOptions {
   /** Which manifest lists, default `['output']`. */
   kinds?: FileKind[];
   signal?: AbortSignal;
+  /**
+   * What a line must be to count as a resource. Objects (`format` json/batches)
+   * are always parsed, so a line that is not JSON is reported whatever this says;
+   * text lines are checked structurally (`{`...`}`) by default.
+   */
   validation?: 'none' | 'structural' | 'json';
-  /** Called once per finished file. */
+  /** Files downloaded at once (default 4). */
+  concurrency?: number;
+  /** Yield each resource type's files in manifest order (files of different types still interleave). Default false. */
+  ordered?: boolean;
+  /** `'strict'` (default): a file whose count differs from the manifest's fails (a report with `error`); `'lenient'`: kept, with `countMismatch`. */
+  countCheck?: 'strict' | 'lenient';
+  /**
+   * A line that is not a resource: `'report'` (default) skips it and lists it in
+   * its file's report; `'raise'` throws `InvalidLineError` from the iteration
+   * (after the valid lines before it); a function gets each one's error and the stream goes on.
+   */
+  onInvalidLine?: 'report' | 'raise' | ((error: InvalidLineError) => void);
+  /** Longest line accepted, bytes (default 64 MiB); a longer one fails its file without being buffered. */
+  maxLine?: number;
+  /** Called once per file, after its last resource was handed out (also for a failed file: see `error`). */
   onFile?: (report: FileReport) => void;
 }
 
 export interface StreamStats {
   bytes: number;
   resources: number;
+  /** One report per finished file, success or failure. */
   files: FileReport[];
+  /** Files that failed (their reports have `error`). */
+  failed: number;
+  /** Lines skipped because they are not resources. */
+  invalidLines: number;
 }
 
-/** Resources streamed file by file; `stats` grows as they arrive. */
+/**
+ * Resources streamed from up to `concurrency` files at once; `stats` grows as
+ * they arrive. A failed file never ends the iteration (see `FileReport.error`).
+ */
 export interface ResourceStream<T> extends AsyncIterableIterator<T> {
   readonly stats: StreamStats;
 }
@@ -319,6 +377,8 @@ export type DownloadErrorCode =
   | 'blocked'
   | 'http'
   | 'count_mismatch'
+  | 'invalid_line'
+  | 'unauthorized'
   | 'line_too_long'
   | 'decode'
   | 'retries_exhausted'
@@ -354,6 +414,11 @@ export declare class KickoffIndeterminateError extends FhirAsyncError {
 }
 export declare class DownloadError extends FhirAsyncError {
   readonly code: DownloadErrorCode;
+}
+/** A line that is not a resource, with `onInvalidLine: 'raise'` (or given to an `onInvalidLine` function). */
+export declare class InvalidLineError extends DownloadError {
+  readonly code: 'invalid_line';
+  readonly detail: { code: 'invalid_line'; url: string; line: number; message: string };
 }
 export declare class CallbackError extends FhirAsyncError {
   readonly code: 'bad_signature' | 'malformed';
@@ -413,6 +478,8 @@ export declare class Job {
   /** `headers` is flat: `[name, value, name, value, ...]`. */
   handleResponse(id: number, status: number, headers: string[], body: Uint8Array, url: string | null | undefined, nowMs: number): void;
   handleTransportError(id: number, kind: 'connect' | 'afterSend', message: string, nowMs: number): void;
+  /** After `refreshToken` when no new token can be had: the job ends `unauthorized` naming `reason`. */
+  tokenUnavailable(reason: string): void;
   cancel(nowMs: number): void;
   cleanup(): void;
   refreshManifest(nowMs: number): void;
@@ -439,7 +506,12 @@ export declare class FileDownload {
   constructor(
     file: PlannedFile,
     retry?: RetryPolicy | null,
-    options?: { validation?: 'none' | 'structural' | 'json'; maxLine?: number; gzip?: boolean } | null,
+    options?: {
+      validation?: 'none' | 'structural' | 'json';
+      maxLine?: number;
+      gzip?: boolean;
+      countCheck?: 'strict' | 'lenient';
+    } | null,
   );
   nextAction(nowMs: number): DownloadAction;
   handleHead(id: number, status: number, headers: string[], alreadyDecoded: boolean, nowMs: number): 'stream' | 'discard';
@@ -451,6 +523,14 @@ export declare class FileDownload {
   finish(id: number, nowMs: number): string;
   handleTransportError(id: number, message: string, nowMs: number): void;
   replaceFile(file: PlannedFile | null): void;
+  /** The error the last call threw, with the server's words from (at most 64 KiB of) the error body. */
+  withBody(body: Uint8Array): Error | null;
+  /** After `refreshToken` when no new token can be had: the file ends; returns its `unauthorized` error. */
+  tokenUnavailable(reason: string): Error;
+  /** A line the caller could not parse (1-based resource line number): counted once in the report. */
+  reportInvalidLine(line: number, message: string): void;
+  /** The `invalid_line` error for such a line (returned, not thrown). */
+  invalidLineError(line: number, message: string): Error;
   file(): PlannedFile;
   readonly resources: number;
   free(): void;

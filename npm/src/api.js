@@ -13,6 +13,7 @@ export {
   UnauthorizedError,
   KickoffIndeterminateError,
   DownloadError,
+  InvalidLineError,
   CallbackError,
   AbortError,
   JobFailedError,

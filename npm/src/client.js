@@ -29,24 +29,30 @@ export class FhirAsyncClient {
     return this.#options.baseUrl;
   }
 
-  /** Starts a bulk `$export`; resolves once the server accepted it (or answered at once). */
+  /**
+   * Starts a bulk `$export`; resolves once the server accepted it (the status
+   * URL is known) or answered at once. A 429 on the kick-off is waited out as
+   * the engine schedules it (`Retry-After`, at most `retry.maxKickoffRetries`
+   * times), visible through `onProgress` (phase `kickingOff`, `nextPollAtMs`);
+   * `signal` ends that wait (the kick-off is not sent again).
+   */
   async export(request = {}) {
-    const { callbackUrl, lenient, separateExportStatus, timeoutMs, signal, ...exportRequest } = request;
+    const { callbackUrl, lenient, separateExportStatus, timeoutMs, signal, onProgress, ...exportRequest } = request;
     const operation = { type: 'export', ...exportRequest };
-    return this.#start(operation, { callbackUrl, lenient, separateExportStatus }, timeoutMs, signal);
+    return this.#start(operation, { callbackUrl, lenient, separateExportStatus }, timeoutMs, signal, onProgress);
   }
 
   /** Starts any operation with `Prefer: respond-async`. */
   async kickoff(request) {
     if (!request || typeof request.path !== 'string') throw new UsageError('kickoff needs { method, path }');
-    const { method = 'POST', path, body, asyncMode, callbackUrl, lenient, timeoutMs, signal } = request;
+    const { method = 'POST', path, body, asyncMode, callbackUrl, lenient, timeoutMs, signal, onProgress } = request;
     const operation = {
       type: 'operation',
       method,
       path,
       body: body == null ? null : typeof body === 'string' ? body : JSON.stringify(body),
     };
-    return this.#start(operation, { asyncMode, callbackUrl, lenient }, timeoutMs, signal);
+    return this.#start(operation, { asyncMode, callbackUrl, lenient }, timeoutMs, signal, onProgress);
   }
 
   /** A job saved with `job.toJSON()` (object or JSON string), polling again. */
@@ -91,12 +97,28 @@ export class FhirAsyncClient {
     };
   }
 
-  async #start(operation, prefer, timeoutMs, signal) {
+  async #start(operation, prefer, timeoutMs, signal, onProgress) {
     const config = this.#config(operation, prefer, timeoutMs);
     const job = new AsyncJob(this, core(() => new CoreJob(config)));
+    if (onProgress) job.onProgress(onProgress);
     job._run();
-    await job._accepted(signal);
+    try {
+      await job._accepted(signal);
+    } catch (e) {
+      // Aborted while kicking off (a 429 wait): the engine ends the job without
+      // sending the kick-off again (or cancels it if it was accepted meanwhile).
+      if (signal?.aborted) job._abandon();
+      throw e;
+    }
     return job;
+  }
+
+  /** Why no new token can be had after a 401 (`null`: the token function is asked again). */
+  _whyNoTokenRefresh() {
+    const t = this.#options.token;
+    if (t == null) return 'no token is configured';
+    if (typeof t === 'string') return 'the token is a fixed string';
+    return null;
   }
 
   /** The bearer token (`force`: ask the token function again). */
@@ -140,6 +162,8 @@ export class AsyncJob {
   #listeners = new Set();
   #changed = new Set();
   #dueAt = null;
+  #planGen = 0;
+  #planCache = null;
   #stats = { requests: 0, polls: 0, maxPollLatenessMs: 0, totalPollLatenessMs: 0 };
 
   constructor(client, coreJob) {
@@ -170,7 +194,18 @@ export class AsyncJob {
 
   /** A progress snapshot now. */
   progress() {
-    return this.#core.progress(Date.now());
+    return this.#progress(Date.now());
+  }
+
+  #progress(now) {
+    const p = this.#core.progress(now);
+    // While a 429'd kick-off waits, the next attempt's time is the wait the
+    // engine asked for (issue 10 §2: the wait is visible).
+    if (p.phase === 'kickingOff' && p.nextPollAtMs == null && this.#dueAt !== null) {
+      p.nextPollAtMs = this.#dueAt;
+      p.nextPollInMs = Math.max(0, this.#dueAt - now);
+    }
+    return p;
   }
 
   /** Warnings that did not stop the job. */
@@ -248,6 +283,55 @@ export class AsyncJob {
     return effect;
   }
 
+  /** Bumped by every manifest refresh: a file knows which plan its URL came from. */
+  get _planGeneration() {
+    return this.#planGen;
+  }
+
+  /**
+   * The planned files `wanted` keeps, one at a time in plan order (`next()`
+   * gives `null` at the end); after a manifest refresh, entries come from the
+   * fresh plan.
+   */
+  _planCursor(wanted) {
+    const job = this;
+    let plan = null;
+    let gen = -1;
+    let i = 0;
+    return {
+      done: false,
+      next() {
+        if (this.done) return null;
+        if (gen !== job.#planGen) {
+          plan = job.#core.downloadPlan();
+          gen = job.#planGen;
+        }
+        while (i < plan.length) {
+          const f = plan[i++];
+          if (wanted(f)) return f;
+        }
+        this.done = true;
+        plan = null;
+        return null;
+      },
+    };
+  }
+
+  /**
+   * A file whose URL expired (410), planned under generation `gen`: its entry
+   * in the fresh plan, refreshing the manifest only if no refresh happened
+   * since (protocol E4: one refresh for every file of the job), or `null`.
+   */
+  async _freshFile(file, gen) {
+    if (gen === this.#planGen) await this._refreshManifest();
+    if (this.#planCache?.gen !== this.#planGen) {
+      const byKey = new Map();
+      for (const f of this.#core.downloadPlan()) byKey.set(`${f.kind}/${f.index}`, f);
+      this.#planCache = { gen: this.#planGen, byKey };
+    }
+    return this.#planCache.byKey.get(`${file.kind}/${file.index}`) ?? null;
+  }
+
   /** Re-fetches the manifest (expired file URLs); resolves with the fresh plan. */
   _refreshManifest() {
     // Files downloaded side by side may all find their URLs expired: one refresh serves them all.
@@ -258,6 +342,7 @@ export class AsyncJob {
           core(() => this.#core.refreshManifest(Date.now()));
           this.#restart();
           await this._run();
+          this.#planGen++;
           return this.#core.downloadPlan();
         } finally {
           this.#refreshing = null;
@@ -265,6 +350,12 @@ export class AsyncJob {
       })();
     }
     return this.#refreshing;
+  }
+
+  /** The caller gave up while the kick-off was pending: end the job (cancel if accepted). */
+  _abandon() {
+    this.#core.cancel(Date.now());
+    this.#interrupt();
   }
 
   /** Lets `_run()` drive a finished job again (cleanup, manifest refresh). */
@@ -317,9 +408,14 @@ export class AsyncJob {
             };
           });
           break;
-        case 'refreshToken':
-          await this.#client._token(true);
+        case 'refreshToken': {
+          // A fixed token (or none) is not sent again: the engine ends the job
+          // with Unauthorized naming why (issue 10 §2, 401 messages).
+          const why = this.#client._whyNoTokenRefresh();
+          if (why) core(() => this.#core.tokenUnavailable(why));
+          else await this.#client._token(true);
           break;
+        }
         case 'done': {
           const outcome = action.outcome;
           Object.defineProperty(outcome, JOB_OF, { value: this, enumerable: false });
@@ -360,7 +456,7 @@ export class AsyncJob {
 
   #emit() {
     if (this.#listeners.size === 0) return;
-    const p = this.#core.progress(Date.now());
+    const p = this.#progress(Date.now());
     for (const l of this.#listeners) {
       try {
         l(p);

@@ -1,48 +1,196 @@
-// Streaming a finished job's files: one engine FileDownload per file; this
-// file only moves bytes (fetch body chunks in, resource lines out).
+// Streaming a finished job's files: up to `concurrency` files at once, each
+// driven by its own engine FileDownload (`file.js`); this file only schedules
+// them and hands out what they produced (issue 10 §2: bounded parallel
+// downloads, in file order per type when asked; one bad file loses nothing else).
 
-import { FileDownload as CoreFileDownload } from '../wasm/fhir_async_wasm.js';
-import { abortError, core, raceSignal, UsageError } from './errors.js';
-import { flatHeaders, open } from './http.js';
+import { raceSignal, UsageError } from './errors.js';
+import { fileItems } from './file.js';
 
 /** Links a job's outcome to the job (non-enumerable), for `client.resources(result)`. */
 export const JOB_OF = Symbol.for('fhir-async.job');
 
+const FORMATS = ['json', 'text', 'batches'];
+const VALIDATIONS = [undefined, 'none', 'structural', 'json'];
+const COUNT_CHECKS = ['strict', 'lenient'];
+/** Items an unordered file may run ahead of the consumer (then its body waits: backpressure). */
+const AHEAD_UNORDERED = 2;
+/** Characters of lines a file that is not first of its type may hold while `ordered` waits for it. */
+const AHEAD_ORDERED_CHARS = 8 << 20;
+
+function check(options) {
+  const {
+    format = 'json',
+    validation,
+    concurrency = 4,
+    countCheck = 'strict',
+    onInvalidLine = 'report',
+  } = options;
+  if (!FORMATS.includes(format)) throw new UsageError(`format must be "json", "text" or "batches", not ${format}`);
+  if (!VALIDATIONS.includes(validation)) {
+    throw new UsageError(`validation must be "none", "structural" or "json", not ${validation}`);
+  }
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new UsageError(`concurrency must be a whole number >= 1, not ${concurrency}`);
+  }
+  if (!COUNT_CHECKS.includes(countCheck)) throw new UsageError(`countCheck must be "strict" or "lenient", not ${countCheck}`);
+  if (onInvalidLine !== 'report' && onInvalidLine !== 'raise' && typeof onInvalidLine !== 'function') {
+    throw new UsageError(`onInvalidLine must be "report", "raise" or a function, not ${onInvalidLine}`);
+  }
+}
+
 /**
  * An async iterable of resources with running figures:
- * `stats` = { bytes, resources, files: FileReport[] }.
+ * `stats` = { bytes, resources, files: FileReport[], failed, invalidLines }.
+ * A file that fails is a report with `error` (the others go on); only an
+ * abort, `onInvalidLine: 'raise'` or a misuse ends the iteration with an error.
  */
 export function resourceStream(job, options = {}) {
-  const {
-    type,
-    types,
-    kinds = ['output'],
-    signal,
-    validation,
-    format = 'json',
-    onFile,
-  } = options;
-  if (!['json', 'text', 'batches'].includes(format)) {
-    throw new UsageError(`format must be "json", "text" or "batches", not ${format}`);
-  }
-  const stats = { bytes: 0, resources: 0, files: [] };
-  // The files yield one array of lines per body chunk; items are handed out
-  // from that array without an async generator step per resource (each
-  // `next()` is then one resolved promise: the cost of for-await itself).
-  async function* chunks() {
-    const plan = job.downloadPlan();
-    const wanted = plan.filter(
-      (f) =>
-        kinds.includes(f.kind) &&
-        (type === undefined || f.resourceType === type) &&
-        (types === undefined || types.includes(f.resourceType)),
-    );
-    for (const file of wanted) {
-      yield* one(job, file, { signal, validation, onFile }, stats);
+  check(options);
+  const { type, types, kinds = ['output'], signal, format = 'json', onFile, concurrency = 4, ordered = false } = options;
+  const stats = { bytes: 0, resources: 0, files: [], failed: 0, invalidLines: 0 };
+  const wanted = (f) =>
+    kinds.includes(f.kind) &&
+    (type === undefined || f.resourceType === type) &&
+    (types === undefined || types.includes(f.resourceType));
+  const cursor = job._planCursor(wanted);
+  // Files stop when the caller's signal fires or the caller stops iterating.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(signal.reason);
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  const settings = {
+    ...options,
+    signal: stop.signal,
+    format,
+    countCheck: options.countCheck ?? 'strict',
+    onInvalidLine: options.onInvalidLine ?? 'report',
+  };
+
+  /** Files started and not yet fully handed out, in plan order. */
+  const runs = [];
+  let fatal = null;
+  let closed = false;
+  let changed = false;
+  let wake = null;
+  const notify = () => {
+    changed = true;
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+
+  /** The first run of each type in `runs` order: only those may yield when `ordered`. */
+  const heads = () => {
+    const seen = new Set();
+    const out = new Set();
+    for (const r of runs) {
+      if (!seen.has(r.key)) {
+        seen.add(r.key);
+        out.add(r);
+      }
+    }
+    return out;
+  };
+
+  // A file waiting for an earlier file of its type may run further ahead than one being read.
+  const room = (run) => (ordered && !run.head ? run.chars < AHEAD_ORDERED_CHARS : run.queue.length < AHEAD_UNORDERED);
+
+  async function pump(run) {
+    try {
+      for await (const part of fileItems(job, run.file, settings, stats, run)) {
+        run.queue.push(part);
+        run.chars += part.chars;
+        notify();
+        while (!closed && !room(run)) await new Promise((resolve) => (run.resume = resolve));
+        if (closed) return;
+      }
+    } catch (e) {
+      if (!closed) fatal ??= e;
+    } finally {
+      run.done = true;
+      notify();
     }
   }
-  const source = chunks();
-  const convert = format === 'text' ? (l) => l : (l) => JSON.parse(l);
+
+  function start() {
+    while (runs.length < concurrency && !closed) {
+      const file = cursor.next();
+      if (file === null) return;
+      const run = {
+        file,
+        key: `${file.kind}\u0000${file.resourceType ?? ''}`,
+        queue: [],
+        chars: 0,
+        done: false,
+        head: false,
+        resume: null,
+        report: null,
+      };
+      runs.push(run);
+      pump(run);
+    }
+  }
+
+  /** The next array of items, or `null` when every file is done. */
+  async function take() {
+    for (;;) {
+      if (fatal) throw fatal;
+      start();
+      if (ordered) for (const h of heads()) h.head = true;
+      for (let i = 0; i < runs.length; i++) {
+        const run = runs[i];
+        if (ordered && !run.head) continue;
+        if (run.queue.length > 0) {
+          const part = run.queue.shift();
+          run.chars -= part.chars;
+          const r = run.resume;
+          run.resume = null;
+          r?.();
+          return part.items;
+        }
+        if (run.done) {
+          runs.splice(i, 1);
+          i--;
+          // A file counts as finished once its last resource was handed out.
+          if (run.report) {
+            stats.files.push(run.report);
+            if (run.report.error) stats.failed++;
+            try {
+              onFile?.(run.report);
+            } catch {
+              // A callback's bug must not stop the other files.
+            }
+          }
+          if (ordered) for (const h of heads()) h.head = true;
+          start();
+          // a freed head lets a waiting run of the same type go on
+          for (const r of runs) {
+            if (r.resume && room(r)) {
+              const f = r.resume;
+              r.resume = null;
+              f();
+            }
+          }
+        }
+      }
+      if (runs.length === 0 && cursor.done) return null;
+      if (!changed) await raceSignal(new Promise((resolve) => (wake = resolve)), signal);
+      changed = false;
+    }
+  }
+
+  function close() {
+    if (closed) return;
+    closed = true;
+    signal?.removeEventListener('abort', onAbort);
+    stop.abort(new Error('the stream was closed'));
+    for (const r of runs) {
+      const f = r.resume;
+      r.resume = null;
+      f?.();
+    }
+  }
+
   let batch = [];
   let at = 0;
   let finished = false;
@@ -50,138 +198,38 @@ export function resourceStream(job, options = {}) {
     async next() {
       while (at >= batch.length) {
         if (finished) return { value: undefined, done: true };
-        const r = await source.next();
-        if (r.done) {
+        let items;
+        try {
+          items = await take();
+        } catch (e) {
           finished = true;
+          close();
+          throw e;
+        }
+        if (items === null) {
+          finished = true;
+          close();
           return { value: undefined, done: true };
         }
-        batch = r.value;
+        stats.resources += items.length;
+        if (format === 'batches') return { value: items, done: false };
+        batch = items;
         at = 0;
-        if (format === 'batches') {
-          at = batch.length;
-          return { value: batch.map(convert), done: false };
-        }
       }
-      return { value: convert(batch[at++]), done: false };
+      return { value: batch[at++], done: false };
     },
     async return(value) {
       finished = true;
       batch = [];
-      await source.return(undefined);
+      close();
       return { value, done: true };
     },
     [Symbol.asyncIterator]() {
       return this;
     },
     get stats() {
-      return { bytes: stats.bytes, resources: stats.resources, files: [...stats.files] };
+      return { ...stats, files: [...stats.files] };
     },
   };
   return iterator;
-}
-
-function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortError(signal));
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(abortError(signal));
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** One body chunk, within `idleMs` of silence; an abort rejects at once. */
-function readWithin(reader, idleMs, signal) {
-  let timer;
-  const idle = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no body data for ${idleMs} ms`)), idleMs);
-  });
-  return raceSignal(Promise.race([reader.read(), idle]), signal).finally(() => clearTimeout(timer));
-}
-
-const message = (e) => String(e?.cause?.message ?? e?.message ?? e);
-
-/** One file: yields an array of resource lines per body chunk that completed some. */
-async function* one(job, file, { signal, validation, onFile }, stats) {
-  const client = job._client;
-  const dl = core(() => new CoreFileDownload(file, client._retry, validation ? { validation } : null));
-  const emit = function* (joined) {
-    if (joined === '') return;
-    const lines = joined.split('\n');
-    stats.resources += lines.length;
-    yield lines;
-  };
-  try {
-    for (;;) {
-      if (signal?.aborted) throw abortError(signal);
-      const action = core(() => dl.nextAction(Date.now()));
-      if (action.type === 'wait') {
-        await sleep(action.delayMs, signal);
-      } else if (action.type === 'refreshToken') {
-        await client._token(true);
-      } else if (action.type === 'refreshManifest') {
-        const plan = await job._refreshManifest();
-        const fresh = plan.find((f) => f.kind === file.kind && f.index === file.index) ?? null;
-        core(() => dl.replaceFile(fresh));
-      } else if (action.type === 'done') {
-        stats.files.push(action.report);
-        onFile?.(action.report);
-        return;
-      } else if (action.type === 'send') {
-        const req = action.request;
-        const token = req.auth ? await client._token() : null;
-        const { promise, release } = open(client._fetch, req, token, signal, { headOnly: true });
-        let reader = null;
-        try {
-          let res;
-          try {
-            res = await raceSignal(promise, signal);
-          } catch (e) {
-            if (signal?.aborted) throw abortError(signal);
-            core(() => dl.handleTransportError(req.id, message(e), Date.now()));
-            continue;
-          }
-          // fetch removes Content-Encoding itself (browsers and Node alike): already decoded.
-          const decision = core(() => dl.handleHead(req.id, res.status, flatHeaders(res.headers), true, Date.now()));
-          if (decision !== 'stream') {
-            await res.body?.cancel().catch(() => {});
-            continue;
-          }
-          reader = res.body.getReader();
-          for (;;) {
-            let chunk;
-            try {
-              // Raced, not only linked: some fetch implementations never settle a
-              // pending read of a decompressed body after an abort.
-              chunk = await readWithin(reader, req.timeoutMs, signal);
-            } catch (e) {
-              if (signal?.aborted) throw abortError(signal);
-              core(() => dl.handleTransportError(req.id, message(e), Date.now()));
-              break;
-            }
-            if (chunk.done) {
-              yield* emit(core(() => dl.finish(req.id, Date.now())));
-              break;
-            }
-            stats.bytes += chunk.value.byteLength;
-            yield* emit(core(() => dl.feed(req.id, chunk.value, Date.now())));
-            // A body the engine could not decode: it has scheduled the retry itself.
-            if (dl.discarded) break;
-          }
-        } finally {
-          release();
-          if (reader) reader.cancel().catch(() => {});
-        }
-      } else {
-        throw new UsageError(`unknown download action ${action.type}`);
-      }
-    }
-  } finally {
-    dl.free();
-  }
 }

@@ -33,12 +33,18 @@ export const InsecureUrlError = sub('InsecureUrlError', 'insecure_url', Protocol
 export const DeadlineExceededError = sub('DeadlineExceededError', 'deadline_exceeded');
 /** Transient failures outlasted the retry budget. */
 export const RetriesExhaustedError = sub('RetriesExhaustedError', 'retries_exhausted');
-/** The server kept answering 401/403 after a token refresh. */
+/** The server refused the token (after a refresh, or when none was possible: see `message`). */
 export const UnauthorizedError = sub('UnauthorizedError', 'unauthorized');
 /** The kick-off may have reached the server and is never replayed. */
 export const KickoffIndeterminateError = sub('KickoffIndeterminateError', 'kickoff_indeterminate');
 /** A file download failed for good; `code` is the engine's (`http`, `count_mismatch`, ...). */
 export const DownloadError = sub('DownloadError', 'download');
+/**
+ * A line of an NDJSON file is not a FHIR resource (`detail`: `{url, line, message}`).
+ * Thrown only with `onInvalidLine: 'raise'`; by default the line is skipped and
+ * listed in its file's report (issue 10 §3).
+ */
+export const InvalidLineError = sub('InvalidLineError', 'invalid_line', DownloadError);
 /** A callback was refused (`bad_signature`, `malformed`). */
 export const CallbackError = sub('CallbackError', 'callback');
 /** An `AbortSignal` fired. */
@@ -74,7 +80,7 @@ export function fromCore(e) {
     case 'FhirAsyncError':
       return new (JOB_ERRORS[e.code] ?? FhirAsyncError)(e.message, opts);
     case 'DownloadError':
-      return new DownloadError(e.message, opts);
+      return new (e.code === 'invalid_line' ? InvalidLineError : DownloadError)(e.message, opts);
     case 'CallbackError':
       return new CallbackError(e.message, opts);
     default:

@@ -1,10 +1,22 @@
 // The only I/O of the package: send an engine `Request` with fetch and hand
 // back what came back. No protocol decisions here.
 
+import { userAgent } from '../wasm/fhir_async_wasm.js';
+
 /** True in browsers (and browser-like workers), where fetch cannot expose redirects. */
 export const IN_BROWSER =
   typeof globalThis.document !== 'undefined' ||
   (typeof globalThis.WorkerGlobalScope !== 'undefined' && typeof globalThis.process === 'undefined');
+
+let agentName = null;
+/**
+ * The `User-Agent` of every request outside browsers (which refuse to let a
+ * page set it): the engine's `fhir-async/<version> (node)` (issue 10 §2).
+ */
+export function userAgentHeader() {
+  if (IN_BROWSER) return null;
+  return (agentName ??= userAgent('node'));
+}
 
 /** Headers as the engine takes them: `[name, value, name, value, ...]`. */
 export function flatHeaders(headers) {
@@ -35,6 +47,8 @@ export function open(fetchFn, request, token, signal, { headOnly = false } = {})
   const headers = {};
   for (const [k, v] of request.headers) headers[k] = v;
   if (request.auth && token) headers.Authorization = `Bearer ${token}`;
+  const ua = userAgentHeader();
+  if (ua) headers['User-Agent'] = ua;
   const ac = new AbortController();
   const timer = setTimeout(
     () => ac.abort(new Error(`no response within ${request.timeoutMs} ms`)),

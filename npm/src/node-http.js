@@ -6,6 +6,7 @@
 // Never follows redirects (the engine does). File downloads still use fetch.
 import { Agent } from 'undici';
 import { gunzipSync, inflateSync, brotliDecompressSync } from 'node:zlib';
+import { userAgentHeader } from './http.js';
 
 // Keep-alive with a bounded pool per origin: a thousand jobs share a few
 // hundred connections instead of opening one per poll.
@@ -31,6 +32,7 @@ export async function nodeExchange(request, token, signal) {
   const headers = [];
   for (const [k, v] of request.headers) headers.push(k, v);
   if (request.auth && token) headers.push('Authorization', `Bearer ${token}`);
+  headers.push('User-Agent', userAgentHeader());
   const res = await agent.request({
     origin: url.origin,
     path: url.pathname + url.search,

@@ -35,24 +35,30 @@ test('the token goes to the FHIR origin and never to the storage origin', async 
   assert.equal(o.status, 'completed');
   const ids = await drain(c.resources(o));
   assert.ok(ids.size > 0);
-  // Medplum: files on the storage origin, requiresAccessToken false: no token there.
+  // Medplum: Binary outputs relative to the FHIR base, sent with the token (issue 10 §1).
   const m = new FhirAsyncClient({ baseUrl: srv.base('medplum', 'retry=0'), token: 'T', retry: FAST });
   const mo = await (await m.export()).wait();
   assert.equal((await drain(m.resources(mo))).size, ids.size);
-  // Bulk with files on storage and requiresAccessToken: refused rather than leaked.
+  // Bulk with files on storage and requiresAccessToken: refused rather than leaked
+  // (each file is a per-file report, issue 10 §4).
   const s = new FhirAsyncClient({ baseUrl: srv.base('bulk', 'retry=0;storage'), token: 'T', retry: FAST });
   const so = await (await s.export()).wait();
-  const err = await drain(s.resources(so)).catch((e) => e);
-  assert.ok(err instanceof DownloadError, String(err));
-  assert.equal(err.code, 'blocked');
+  const blocked = s.resources(so);
+  assert.equal((await drain(blocked)).size, 0);
+  assert.ok(blocked.stats.files.length > 0);
+  for (const f of blocked.stats.files) {
+    assert.ok(f.error instanceof DownloadError, String(f.error));
+    assert.equal(f.error.code, 'blocked');
+  }
   const stats = await srv.stats();
-  assert.ok(stats.requests.some((r) => r.origin === 'storage'), 'medplum files came from storage');
   assert.equal(stats.storage_requests_with_authorization, 0);
   // Only an explicit allowedOrigins entry lets the token go there (and presigned
   // storage, like S3, refuses a request that carries both).
   const a = new FhirAsyncClient({ baseUrl: srv.base('bulk', 'retry=0;storage'), token: 'T', retry: FAST, allowedOrigins: [srv.storage] });
   const ao = await (await a.export()).wait();
-  const aerr = await drain(a.resources(ao)).catch((e) => e);
+  const refused = a.resources(ao);
+  await drain(refused);
+  const aerr = refused.stats.files[0].error;
   assert.ok(aerr instanceof DownloadError && aerr.code === 'http', String(aerr));
   assert.ok((await srv.stats()).storage_requests_with_authorization > 0);
 });

@@ -3,6 +3,7 @@ import {
   FhirAsyncClient,
   FhirAsyncError,
   DownloadError,
+  InvalidLineError,
   JobFailedError,
   verifyCallback,
   Job,
@@ -19,7 +20,11 @@ async function main(): Promise<void> {
     token: async () => 'token',
     retry: { minWaitMs: 20, initialBackoffMs: 20 },
   });
-  const job = await client.export({ types: ['Patient'], since: '2024-01-01T00:00:00Z' });
+  const job = await client.export({
+    types: ['Patient'],
+    since: '2024-01-01T00:00:00Z',
+    onProgress: (p: Progress) => console.log(p.phase === 'kickingOff' ? p.nextPollAtMs : p.warning),
+  });
   const url: string | null = job.statusUrl;
   const off = job.onProgress((p: Progress) => console.log(p.phase, p.message, p.percent ?? 0, p.polls, p.nextPollInMs));
   const ac = new AbortController();
@@ -34,6 +39,19 @@ async function main(): Promise<void> {
     const r: FhirResource = resource;
     console.log(r.resourceType, stream.stats.bytes);
   }
+  const many = client.resources(result, {
+    concurrency: 8,
+    ordered: true,
+    countCheck: 'lenient',
+    onInvalidLine: (e: InvalidLineError) => console.log(e.detail.url, e.detail.line, e.detail.message),
+    maxLine: 1 << 20,
+  });
+  for await (const batch of job.resources({ format: 'batches', onInvalidLine: 'raise' })) console.log(batch.length);
+  for (const f of many.stats.files) {
+    if (f.error) console.log(f.kind, f.error.code, f.error.message, f.resources);
+    else console.log(f.countMismatch?.expected, f.invalid?.[0]?.line, f.warnings);
+  }
+  console.log(many.stats.failed, many.stats.invalidLines, result.warnings);
   for await (const line of job.resources({ format: 'text' })) {
     const s: string = line;
     console.log(s.length);

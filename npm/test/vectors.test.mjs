@@ -46,6 +46,24 @@ function respond(job, id, r, now) {
   job.handleResponse(id, r.status, headers, enc.encode(body), r.url ?? null, now);
 }
 
+// issue 10 §3 ("tests that cannot fail"): a vector's `transportError` is exactly
+// "connect" or "afterSend"; anything else (a typo) fails the vector instead of
+// silently reading as after-send.
+export function transportErrorKind(value) {
+  if (value !== 'connect' && value !== 'afterSend') {
+    throw new Error(`unknown transportError ${JSON.stringify(value)} (expected "connect" or "afterSend")`);
+  }
+  return value;
+}
+
+test('issue 10 §9: an unknown transportError value fails the vector', () => {
+  assert.equal(transportErrorKind('connect'), 'connect');
+  assert.equal(transportErrorKind('afterSend'), 'afterSend');
+  for (const typo of ['aftersend', 'after_send', 'Connect', '', null, undefined]) {
+    assert.throws(() => transportErrorKind(typo), /unknown transportError/);
+  }
+});
+
 test('there are vectors', () => assert.ok(files.length >= 30, `only ${files.length} vectors`));
 
 for (const file of files) {
@@ -80,7 +98,7 @@ for (const file of files) {
           assert.notEqual(lastId, null, 'respond without a sent request');
           respond(job, lastId, step.respond, now);
         } else if ('transportError' in step) {
-          job.handleTransportError(lastId, step.transportError === 'connect' ? 'connect' : 'afterSend', 'scripted failure', now);
+          job.handleTransportError(lastId, transportErrorKind(step.transportError), 'scripted failure', now);
         } else if ('cancel' in step) {
           job.cancel(now);
         } else if ('cleanup' in step) {

@@ -1,4 +1,4 @@
-//! Callback helpers and the manifest planner, as free functions.
+//! Callback helpers, the manifest planner and the User-Agent, as free functions.
 
 use fhir_async::{Manifest, TokenPolicy};
 use wasm_bindgen::prelude::*;
@@ -37,4 +37,11 @@ pub fn plan_downloads(manifest: JsValue, manifest_url: &str, policy: JsValue) ->
     let manifest: Manifest = from_js(manifest, "Manifest")?;
     let policy: TokenPolicy = from_js(policy, "TokenPolicy")?;
     to_js(&fhir_async::plan_downloads(&manifest, manifest_url, &policy))
+}
+
+/// The `User-Agent` a binding sends where the platform allows:
+/// `fhir-async/<version> (<binding>)`, e.g. `userAgent("node")`.
+#[wasm_bindgen(js_name = userAgent)]
+pub fn user_agent(binding: &str) -> String {
+    fhir_async::user_agent(binding)
 }

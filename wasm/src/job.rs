@@ -80,6 +80,14 @@ impl WasmJob {
         self.inner.handle_transport_error(id(request_id), kind, message, ms(now)).map_err(|e| job_error(&e))
     }
 
+    /// After `refreshToken`, when no new token can be had (none configured, or
+    /// a fixed string): the job ends with `unauthorized` naming `reason`
+    /// instead of sending the refused token again.
+    #[wasm_bindgen(js_name = tokenUnavailable)]
+    pub fn token_unavailable(&mut self, reason: &str) {
+        self.inner.token_unavailable(reason);
+    }
+
     /// Asks for the job to be cancelled.
     pub fn cancel(&mut self, now: f64) {
         self.inner.cancel(ms(now));

@@ -17,6 +17,6 @@ mod download;
 mod errors;
 mod job;
 
-pub use callback::{parse_callback, plan_downloads, sign_callback, verify_callback};
+pub use callback::{parse_callback, plan_downloads, sign_callback, user_agent, verify_callback};
 pub use download::WasmFileDownload;
 pub use job::WasmJob;
