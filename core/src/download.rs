@@ -303,7 +303,7 @@ pub struct FileReport {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum St {
+enum FileState {
     Ready { at_ms: u64 },
     InFlight { id: u64 },
     Streaming { id: u64 },
@@ -317,7 +317,7 @@ pub struct FileDownload {
     policy: RetryPolicy,
     url: String,
     send_token: bool,
-    state: St,
+    state: FileState,
     next_id: u64,
     attempts: u32,
     failures: u32,
@@ -354,7 +354,7 @@ impl FileDownload {
             // Files that fail together do not retry together (B4).
             policy: RetryPolicy { seed: derive_seed(policy.seed, file.url.as_bytes()), ..policy.clone() },
             file,
-            state: St::Ready { at_ms: 0 },
+            state: FileState::Ready { at_ms: 0 },
             next_id: 1,
             attempts: 0,
             failures: 0,
@@ -437,14 +437,14 @@ impl FileDownload {
             return Ok(DownloadAction::RefreshManifest);
         }
         match self.state {
-            St::Ready { at_ms } if now_ms < at_ms => {
+            FileState::Ready { at_ms } if now_ms < at_ms => {
                 Ok(DownloadAction::Wait { until_ms: at_ms, delay_ms: at_ms - now_ms })
             }
-            St::Ready { .. } => {
+            FileState::Ready { .. } => {
                 let id = self.next_id;
                 self.next_id += 1;
                 self.attempts += 1;
-                self.state = St::InFlight { id };
+                self.state = FileState::InFlight { id };
                 let mut headers = vec![("Accept".to_owned(), "application/fhir+ndjson".to_owned())];
                 if self.gzip {
                     headers.push(("Accept-Encoding".to_owned(), "gzip".to_owned()));
@@ -462,10 +462,10 @@ impl FileDownload {
                     },
                 })
             }
-            St::InFlight { id } | St::Streaming { id } => {
+            FileState::InFlight { id } | FileState::Streaming { id } => {
                 Err(DownloadError::Usage(format!("request {id} is still in flight")))
             }
-            St::Done => Err(DownloadError::Usage("finished".into())),
+            FileState::Done => Err(DownloadError::Usage("finished".into())),
         }
     }
 
@@ -480,7 +480,7 @@ impl FileDownload {
         already_decoded: bool,
         now_ms: u64,
     ) -> Result<HeadDecision, DownloadError> {
-        self.expect(St::InFlight { id })?;
+        self.expect(FileState::InFlight { id })?;
         match status {
             200 => {
                 let enc = if already_decoded { None } else { header(headers, "Content-Encoding") };
@@ -489,7 +489,7 @@ impl FileDownload {
                 self.decoder = Some(BodyDecoder::new(enc).map_err(|e| self.decode_err(e))?);
                 self.splitter.reset();
                 self.seen = 0;
-                self.state = St::Streaming { id };
+                self.state = FileState::Streaming { id };
                 Ok(HeadDecision::Stream)
             }
             301 | 302 | 303 | 307 | 308 => {
@@ -499,13 +499,13 @@ impl FileDownload {
             401 if self.send_token && !self.token_refreshed => {
                 self.token_refreshed = true;
                 self.awaiting_token = true;
-                self.state = St::Ready { at_ms: now_ms };
+                self.state = FileState::Ready { at_ms: now_ms };
                 Ok(HeadDecision::Discard)
             }
             401 | 403 | 404 | 410 if !self.manifest_refreshed => {
                 self.manifest_refreshed = true;
                 self.awaiting_manifest = true;
-                self.state = St::Ready { at_ms: now_ms };
+                self.state = FileState::Ready { at_ms: now_ms };
                 Ok(HeadDecision::Discard)
             }
             408 | 429 | 500..=599 => {
@@ -516,7 +516,7 @@ impl FileDownload {
                 Ok(HeadDecision::Discard)
             }
             401 if self.send_token => {
-                self.state = St::Done;
+                self.state = FileState::Done;
                 Err(DownloadError::Unauthorized {
                     url: self.url.clone(),
                     reason: "the token was refused even after a token refresh".into(),
@@ -524,7 +524,7 @@ impl FileDownload {
                 })
             }
             _ => {
-                self.state = St::Done;
+                self.state = FileState::Done;
                 Err(self.http_error(status))
             }
         }
@@ -534,7 +534,7 @@ impl FileDownload {
     /// (none configured, or a fixed string): the file ends here instead of
     /// sending the refused token again. Returns the error to report.
     pub fn token_unavailable(&mut self, reason: &str) -> DownloadError {
-        self.state = St::Done;
+        self.state = FileState::Done;
         self.awaiting_token = false;
         DownloadError::Unauthorized {
             url: self.url.clone(),
@@ -573,7 +573,7 @@ impl FileDownload {
         now_ms: u64,
         mut on_line: impl FnMut(&[u8]),
     ) -> Result<HeadDecision, DownloadError> {
-        self.expect(St::Streaming { id })?;
+        self.expect(FileState::Streaming { id })?;
         let Some(mut decoder) = self.decoder.take() else {
             return Err(DownloadError::Usage("no decoder".into()));
         };
@@ -583,7 +583,7 @@ impl FileDownload {
         match r {
             Ok(Ok(())) => Ok(HeadDecision::Stream),
             Ok(Err(e)) => {
-                self.state = St::Done;
+                self.state = FileState::Done;
                 Err(DownloadError::Ndjson { url: self.url.clone(), source: e })
             }
             Err(e) => {
@@ -595,7 +595,7 @@ impl FileDownload {
 
     /// The body ended. Checks gzip integrity and the manifest count.
     pub fn finish(&mut self, id: u64, now_ms: u64, mut on_line: impl FnMut(&[u8])) -> Result<(), DownloadError> {
-        self.expect(St::Streaming { id })?;
+        self.expect(FileState::Streaming { id })?;
         let Some(mut decoder) = self.decoder.take() else {
             return Err(DownloadError::Usage("no decoder".into()));
         };
@@ -622,7 +622,7 @@ impl FileDownload {
         match r {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                self.state = St::Done;
+                self.state = FileState::Done;
                 return Err(DownloadError::Ndjson { url: self.url.clone(), source: e });
             }
             Err(e) => {
@@ -641,7 +641,7 @@ impl FileDownload {
                 let actual = self.delivered;
                 match self.count_check {
                     CountCheck::Strict => {
-                        self.state = St::Done;
+                        self.state = FileState::Done;
                         return Err(DownloadError::CountMismatch {
                             url: self.url.clone(),
                             kind: self.file.kind,
@@ -667,7 +667,7 @@ impl FileDownload {
                 self.first_invalid.unwrap_or(0)
             ));
         }
-        self.state = St::Done;
+        self.state = FileState::Done;
         self.report = Some(FileReport {
             url: self.url.clone(),
             kind: self.file.kind,
@@ -691,7 +691,7 @@ impl FileDownload {
     /// handed out are not handed out again.
     pub fn handle_transport_error(&mut self, id: u64, message: &str, now_ms: u64) -> Result<(), DownloadError> {
         match self.state {
-            St::InFlight { id: i } | St::Streaming { id: i } if i == id => {
+            FileState::InFlight { id: i } | FileState::Streaming { id: i } if i == id => {
                 self.retry(message.to_owned(), RetryAfter::Absent, now_ms)
             }
             _ => Err(DownloadError::Usage(format!("request {id} is not in flight"))),
@@ -712,11 +712,11 @@ impl FileDownload {
                 Ok(())
             }
             Some(f) => {
-                self.state = St::Done;
+                self.state = FileState::Done;
                 Err(DownloadError::Blocked { url: f.url.clone(), reason: f.blocked.unwrap_or_default() })
             }
             None => {
-                self.state = St::Done;
+                self.state = FileState::Done;
                 Err(self.http_error(410))
             }
         }
@@ -736,7 +736,7 @@ impl FileDownload {
         (&mut self.splitter, sink)
     }
 
-    fn expect(&self, st: St) -> Result<(), DownloadError> {
+    fn expect(&self, st: FileState) -> Result<(), DownloadError> {
         if self.state == st {
             Ok(())
         } else {
@@ -753,14 +753,14 @@ impl FileDownload {
         self.splitter.reset();
         self.failures += 1;
         if self.failures > self.policy.max_download_retries {
-            self.state = St::Done;
+            self.state = FileState::Done;
             return Err(DownloadError::RetriesExhausted { url: self.url.clone(), attempts: self.attempts, last });
         }
         let delay = match ra {
             RetryAfter::Delay(ms) => ms,
             RetryAfter::Absent => backoff_ms(&self.policy, self.failures - 1),
         };
-        self.state = St::Ready { at_ms: now_ms.saturating_add(delay) };
+        self.state = FileState::Ready { at_ms: now_ms.saturating_add(delay) };
         Ok(())
     }
 
@@ -769,7 +769,7 @@ impl FileDownload {
     fn follow(&mut self, location: Option<&str>, now_ms: u64) -> Result<(), DownloadError> {
         self.hops += 1;
         let refuse = |this: &mut Self, reason: &str| {
-            this.state = St::Done;
+            this.state = FileState::Done;
             Err(DownloadError::Redirect { url: this.url.clone(), reason: reason.to_owned() })
         };
         if self.hops > 5 {
@@ -785,7 +785,7 @@ impl FileDownload {
             self.send_token = false;
         }
         self.url = next;
-        self.state = St::Ready { at_ms: now_ms };
+        self.state = FileState::Ready { at_ms: now_ms };
         Ok(())
     }
 }

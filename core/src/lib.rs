@@ -29,6 +29,21 @@
 //!     deadline passed → Err(DeadlineExceeded)
 //! ```
 //!
+//! Beside that main line the job keeps three sub-states, each saved with it
+//! and each a small machine of its own (`core/src/job/state.rs`):
+//!
+//! ```text
+//!  cancel   none ─cancel()─> asked ─send─> sent ─answer─> answered(CancelResult)
+//!                               ^            │ reset/5xx        │ rejected: the job goes on,
+//!                               └────────────┘                  └ cancel() may ask again
+//!  cleanup  none ─cleanup()─> asked ─send─> sent ─answer─> answered(CleanupResult)
+//!  token    accepted ─401─> refused ─RefreshToken─> renewed ─401─> Err(Unauthorized)
+//!              ^──────── any success ─────────────────┘   token_unavailable() ─> Err(Unauthorized)
+//! ```
+//!
+//! Manifest pages (B7) are fetched in `Fetching(page)` with their own counter;
+//! redirects of a 303 result have theirs.
+//!
 //! Server-reported failure (a 4xx OperationOutcome, an `AsyncJob` with
 //! `status: error`, an R5 `batch-response` whose `entry[0].response.status`
 //! is 4xx) is an [`Outcome`] with [`OutcomeStatus::Failed`], not an error.

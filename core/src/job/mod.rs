@@ -1,195 +1,28 @@
 //! The job state machine: kick-off, polling, completion, cancel, cleanup,
 //! resume. See the crate docs for the state diagram and the driving loop.
 
+mod control;
 mod respond;
+mod state;
+#[cfg(test)]
+mod tests;
+mod timing;
+mod types;
 
-use crate::callback::CallbackPayload;
+use state::{Cancel, Cleanup, InFlight, Memo, Phase3, Refusal, State, TokenMemo, TokenPhase};
+pub use types::{Action, CallbackEffect, CancelResult, CleanupResult, JobConfig};
+
 use crate::http::{Method, Request, RequestKind, Response, TransportErrorKind};
-use crate::kickoff::{kickoff_for_base, normalized_base, Operation, PreferOptions};
+use crate::kickoff::{kickoff_for_base, normalized_base, Operation};
 use crate::manifest::{plan_downloads, Manifest, PlannedFile, TokenPolicy};
-use crate::origin::{is_downgrade, resolve, same_origin_urls};
-use crate::outcome::{server_text, Outcome, OutcomeStatus, ResultBody};
+use crate::origin::{is_downgrade, resolve};
+use crate::outcome::{Outcome, OutcomeStatus, ResultBody};
 use crate::progress::{parse_percent, Phase, Progress};
-use crate::retry::{backoff_ms, derive_seed, read_retry_after, RetryAfter, RetryPolicy};
-use crate::tagged;
+use crate::retry::derive_seed;
 use crate::Error;
-use respond::{cancelled_outcome, is_asyncjob_url};
-use serde::{Deserialize, Deserializer, Serialize};
+use respond::is_asyncjob_url;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// Everything a job needs to know up front. Serializable, so bindings can
-/// take it as a plain JS / Python object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobConfig {
-    /// The FHIR base URL (`https://host/fhir/R4`). Its origin receives the token.
-    pub base_url: String,
-    /// What to start.
-    pub operation: Operation,
-    /// Extra `Prefer` tokens.
-    #[serde(default)]
-    pub prefer: PreferOptions,
-    /// Timing and retry limits.
-    #[serde(default)]
-    pub retry: RetryPolicy,
-    /// Overall deadline in ms from the kick-off (protocol B8). `None`: no deadline.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Other origins allowed to receive the token for file downloads (I2).
-    #[serde(default)]
-    pub allowed_origins: Vec<String>,
-}
-
-/// The one next thing the caller must do.
-// One Action exists at a time and is moved straight to the caller; boxing the
-// outcome would only add an allocation and an awkward pattern for users.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
-pub enum Action {
-    /// Send this request and hand the response to [`Job::handle_response`]
-    /// (or a failure to [`Job::handle_transport_error`]).
-    Send {
-        /// The request.
-        request: Request,
-    },
-    /// Nothing to do until `until_ms`. Calling [`Job::next_action`] earlier
-    /// is harmless: it answers the same wait (an early wake is a no-op).
-    Wait {
-        /// When to call again (Unix ms).
-        until_ms: u64,
-        /// `until_ms - now`, for timers.
-        delay_ms: u64,
-    },
-    /// Get a fresh bearer token (the server answered 401), then call again.
-    RefreshToken,
-    /// The job is over.
-    Done {
-        /// How it ended.
-        outcome: Outcome,
-    },
-}
-
-/// What a cancel request achieved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
-pub enum CancelResult {
-    /// The server accepted the cancel.
-    Cancelled {
-        /// The HTTP status of the cancel response.
-        http_status: Option<u16>,
-    },
-    /// The job had already ended (DELETE → 404/409/410, Medplum 400 "job had
-    /// status '...'"). The job polls once more to report how it ended.
-    AlreadyTerminal {
-        /// The job's status when the server says (`completed`, `error`, ...).
-        job_status: Option<String>,
-        /// The HTTP status of the cancel response.
-        http_status: u16,
-    },
-    /// The server does not know the job (Medplum `not-found`).
-    NotFound {
-        /// The HTTP status of the cancel response.
-        http_status: u16,
-    },
-    /// The server refused to cancel (e.g. HealthConnect's 400); the job goes on.
-    Rejected {
-        /// The HTTP status.
-        http_status: u16,
-        /// The OperationOutcome, if any.
-        outcome: Option<Value>,
-    },
-}
-
-/// What a `cleanup()` DELETE achieved (protocol F3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CleanupResult {
-    /// The HTTP status, or `None` after a transport failure.
-    pub http_status: Option<u16>,
-    /// Whether the files are gone (2xx, or 404/410: already gone).
-    pub ok: bool,
-}
-
-/// What a callback did to the job (protocol G3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
-pub enum CallbackEffect {
-    /// The job will poll now to confirm.
-    Woken,
-    /// Ignored, with the reason (untrusted `resultUrl`, job not polling, ...).
-    Ignored {
-        /// Why.
-        reason: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "state", rename_all = "camelCase", rename_all_fields = "camelCase")]
-enum State {
-    Ready,
-    KickoffRetry { at_ms: u64 },
-    Polling { at_ms: u64 },
-    Fetching { url: String, kind: RequestKind, at_ms: u64, auth: bool },
-    Done { outcome: Box<Outcome> },
-    Errored { error: Error },
-}
-
-// Same shape as a derive with `tag = "kind"`, without serde's `Content` buffering (see `tagged`).
-impl<'de> Deserialize<'de> for CancelResult {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const KINDS: &[&str] = &["cancelled", "alreadyTerminal", "notFound", "rejected"];
-        tagged::deserialize(d, "kind", |kind, f| {
-            Ok(match kind {
-                "cancelled" => CancelResult::Cancelled { http_status: f.opt("httpStatus")? },
-                "alreadyTerminal" => {
-                    CancelResult::AlreadyTerminal { job_status: f.opt("jobStatus")?, http_status: f.req("httpStatus")? }
-                }
-                "notFound" => CancelResult::NotFound { http_status: f.req("httpStatus")? },
-                "rejected" => CancelResult::Rejected { http_status: f.req("httpStatus")?, outcome: f.opt("outcome")? },
-                other => return Err(tagged::unknown(other, KINDS)),
-            })
-        })
-    }
-}
-
-// Same shape as a derive with `tag = "state"` (see `tagged`).
-impl<'de> Deserialize<'de> for State {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const STATES: &[&str] = &["ready", "kickoffRetry", "polling", "fetching", "done", "errored"];
-        tagged::deserialize(d, "state", |state, f| {
-            Ok(match state {
-                "ready" => State::Ready,
-                "kickoffRetry" => State::KickoffRetry { at_ms: f.req("atMs")? },
-                "polling" => State::Polling { at_ms: f.req("atMs")? },
-                "fetching" => State::Fetching {
-                    url: f.req("url")?,
-                    kind: f.req("kind")?,
-                    at_ms: f.req("atMs")?,
-                    auth: f.req("auth")?,
-                },
-                "done" => State::Done { outcome: f.req("outcome")? },
-                "errored" => State::Errored { error: f.req("error")? },
-                other => return Err(tagged::unknown(other, STATES)),
-            })
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct InFlight {
-    id: u64,
-    kind: RequestKind,
-    url: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-enum CleanupState {
-    Requested,
-    Sent,
-}
 
 /// A FHIR asynchronous job: one owned value, no lifetimes, serializable.
 ///
@@ -205,10 +38,6 @@ pub struct Job {
     state: State,
     status_url: Option<String>,
     medplum_cancel_url: Option<String>,
-    /// Medplum: `AsyncJob/$cancel` refuses a running (`active`) export; its
-    /// working cancel is `DELETE [base]/bulkdata/export/{id}`, tried once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    cancel_fallback: Option<String>,
     separate_status: bool,
     preference_applied: Vec<String>,
     started_at_ms: Option<u64>,
@@ -217,29 +46,28 @@ pub struct Job {
     failures: u32,
     backoff_attempt: u32,
     kickoff_attempts: u32,
-    token_refreshed: bool,
-    awaiting_token: bool,
+    token: TokenPhase,
+    /// The last 401, for [`Job::token_unavailable`]'s error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refusal: Option<Refusal>,
     next_id: u64,
     in_flight: Option<InFlight>,
-    cancel_requested: bool,
-    cancel_sent: bool,
-    cancel_result: Option<CancelResult>,
-    cleanup: Option<CleanupState>,
-    cleanup_result: Option<CleanupResult>,
+    cancel: Option<Cancel>,
+    cleanup: Option<Cleanup>,
     progress_message: Option<String>,
     progress_percent: Option<f64>,
     partial: Option<Manifest>,
     pages: Option<Box<Outcome>>,
     refreshing: Option<Box<Outcome>>,
+    /// Redirects followed for the current result fetch (C4).
     redirect_hops: u32,
+    /// Manifest pages fetched (B7).
+    page_count: u32,
     warnings: Vec<String>,
     /// The jitter seed: the policy's, mixed with the start time and then the
     /// status URL, so jobs that fail together do not retry together (B4).
     #[serde(default)]
     seed: u64,
-    /// The last 401 (URL, status, server text), for [`Job::token_unavailable`]'s error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_refusal: Option<(String, u16, Option<String>)>,
     /// The token rule's last answer (see [`TokenMemo`]).
     #[serde(skip)]
     token_memo: TokenMemo,
@@ -248,30 +76,8 @@ pub struct Job {
     kickoff_memo: Memo<Request>,
 }
 
-/// A cache, not state: left out of the saved state (a resumed job rebuilds it
-/// on demand) and ignored by equality.
-#[derive(Debug, Clone)]
-struct Memo<T>(Option<T>);
-
-impl<T> Default for Memo<T> {
-    fn default() -> Self {
-        Memo(None)
-    }
-}
-
-impl<T> PartialEq for Memo<T> {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-/// Polls ask "may the token go to this URL?" about the same status URL every
-/// time, and answering parses URLs (it was most of the engine's cost of a
-/// poll). The rule's inputs never change during a job, so the last URL asked
-/// is the key of the answer.
-type TokenMemo = Memo<(String, bool)>;
-
-const STATE_VERSION: u32 = 1;
+/// 2: cancel, cleanup and the token are sub-states (version 1 kept them as flags).
+const STATE_VERSION: u32 = 2;
 
 impl Job {
     /// Creates a job. Validates the configuration (base URL, export
@@ -292,7 +98,6 @@ impl Job {
             state: State::Ready,
             status_url: None,
             medplum_cancel_url: None,
-            cancel_fallback: None,
             separate_status: false,
             preference_applied: Vec::new(),
             started_at_ms: None,
@@ -301,23 +106,20 @@ impl Job {
             failures: 0,
             backoff_attempt: 0,
             kickoff_attempts: 0,
-            token_refreshed: false,
-            awaiting_token: false,
+            token: TokenPhase::Accepted,
+            refusal: None,
             next_id: 1,
             in_flight: None,
-            cancel_requested: false,
-            cancel_sent: false,
-            cancel_result: None,
+            cancel: None,
             cleanup: None,
-            cleanup_result: None,
             progress_message: None,
             progress_percent: None,
             partial: None,
             pages: None,
             refreshing: None,
             redirect_hops: 0,
+            page_count: 0,
             warnings: Vec::new(),
-            last_refusal: None,
             seed: 0,
             token_memo: TokenMemo::default(),
             kickoff_memo: Memo(Some(kickoff)),
@@ -344,8 +146,8 @@ impl Job {
                         },
                     }
                 }
-                RequestKind::Cancel => job.cancel_sent = false,
-                RequestKind::Cleanup => job.cleanup = Some(CleanupState::Requested),
+                RequestKind::Cancel => job.cancel_sent_to_asked(),
+                RequestKind::Cleanup => job.cleanup = Some(Cleanup { phase: Phase3::Asked, result: None }),
                 _ => {}
             }
         }
@@ -397,12 +199,12 @@ impl Job {
 
     /// What the cancel achieved, once answered.
     pub fn cancel_result(&self) -> Option<&CancelResult> {
-        self.cancel_result.as_ref()
+        self.cancel.as_ref().and_then(|c| c.result.as_ref())
     }
 
     /// What `cleanup()` achieved, once answered.
     pub fn cleanup_result(&self) -> Option<&CleanupResult> {
-        self.cleanup_result.as_ref()
+        self.cleanup.as_ref().and_then(|c| c.result.as_ref())
     }
 
     /// Files listed so far by partial manifests on 202 (protocol B7).
@@ -445,7 +247,7 @@ impl Job {
             State::Ready => Phase::Pending,
             State::KickoffRetry { .. } => Phase::KickingOff,
             _ if self.in_flight.as_ref().is_some_and(|f| f.kind == RequestKind::Kickoff) => Phase::KickingOff,
-            _ if self.cancel_requested && self.cancel_result.is_none() => Phase::Cancelling,
+            _ if self.cancel.as_ref().is_some_and(|c| c.phase != Phase3::Answered) => Phase::Cancelling,
             State::Polling { .. } => Phase::Polling,
             State::Fetching { .. } => Phase::FetchingResult,
             State::Done { .. } => Phase::Done,
@@ -472,86 +274,6 @@ impl Job {
         }
     }
 
-    /// Asks for the job to be cancelled. Before the kick-off was sent this
-    /// ends the job at once; afterwards the next action is the cancel request
-    /// (DELETE on the status URL, or Medplum's `AsyncJob/{id}/$cancel`).
-    /// On a finished job it does nothing.
-    pub fn cancel(&mut self, _now_ms: u64) {
-        if self.is_finished() || self.cancel_requested {
-            return;
-        }
-        self.cancel_requested = true;
-        if self.status_url.is_none() && self.in_flight.is_none() {
-            self.finish(cancelled_outcome(None, None));
-            self.cancel_result = Some(CancelResult::Cancelled { http_status: None });
-        }
-    }
-
-    /// Asks for a DELETE of the status URL after the files were downloaded
-    /// (protocol F3; Oracle asks for it). Only on a job that completed.
-    pub fn cleanup(&mut self) -> Result<(), Error> {
-        match (&self.state, &self.status_url) {
-            (State::Done { outcome }, Some(_)) if outcome.status != OutcomeStatus::Cancelled => {
-                if self.cleanup.is_none() && self.cleanup_result.is_none() {
-                    self.cleanup = Some(CleanupState::Requested);
-                }
-                Ok(())
-            }
-            _ => Err(Error::usage("cleanup() needs a finished, not cancelled job with a status URL")),
-        }
-    }
-
-    /// Re-fetches the manifest for fresh file URLs after they expired
-    /// (protocol E4): one more GET of the status URL. If that does not yield
-    /// a manifest, the old outcome stays.
-    pub fn refresh_manifest(&mut self, now_ms: u64) -> Result<(), Error> {
-        match &self.state {
-            State::Done { outcome } if outcome.manifest().is_some() && self.status_url.is_some() => {
-                self.refreshing = Some(outcome.clone());
-                self.failures = 0;
-                self.state = State::Polling { at_ms: now_ms };
-                Ok(())
-            }
-            _ => Err(Error::usage("refresh_manifest() needs a finished job with a manifest")),
-        }
-    }
-
-    /// Handles a verified callback (protocol G2, G3): if its `resultUrl` is on
-    /// the status URL's origin, the job polls now to confirm with its own GET.
-    pub fn handle_callback(&mut self, payload: &CallbackPayload, now_ms: u64) -> CallbackEffect {
-        let ignored = |reason: &str| CallbackEffect::Ignored { reason: reason.to_owned() };
-        let Some(status_url) = &self.status_url else {
-            return ignored("the job has no status URL yet");
-        };
-        if let Some(r) = &payload.result_url {
-            if !same_origin_urls(status_url, r) {
-                return ignored("resultUrl is not on the status URL's origin; not trusted");
-            }
-        }
-        match self.state {
-            State::Polling { at_ms } if self.in_flight.is_none() => {
-                self.state = State::Polling { at_ms: at_ms.min(now_ms) };
-                CallbackEffect::Woken
-            }
-            _ => ignored("the job is not waiting to poll"),
-        }
-    }
-
-    /// Brings the next status poll forward to `now_ms` (a user's "check now",
-    /// or a restarted process that wants to know what happened while it was
-    /// down). Returns whether anything changed: only a job waiting to poll is
-    /// affected. Unlike an early wake, this overrides the server's
-    /// `Retry-After` once, so use it sparingly.
-    pub fn poll_now(&mut self, now_ms: u64) -> bool {
-        match self.state {
-            State::Polling { at_ms } if self.in_flight.is_none() && at_ms > now_ms => {
-                self.state = State::Polling { at_ms: now_ms };
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// The next thing to do. Call it after every response and whenever a
     /// wait ends (early calls are harmless).
     pub fn next_action(&mut self, now_ms: u64) -> Result<Action, Error> {
@@ -564,16 +286,16 @@ impl Job {
                 f.id
             )));
         }
-        if self.awaiting_token {
-            self.awaiting_token = false;
+        if self.token == TokenPhase::Refused {
+            self.token = TokenPhase::Renewed;
             return Ok(Action::RefreshToken);
         }
         if let State::Done { outcome } = &self.state {
-            if self.cleanup == Some(CleanupState::Requested) {
-                if let Some(url) = self.status_url.clone() {
-                    self.cleanup = Some(CleanupState::Sent);
-                    return Ok(self.send(RequestKind::Cleanup, Method::Delete, url, true));
-                }
+            if let (Some(c @ Cleanup { phase: Phase3::Asked, .. }), Some(url)) =
+                (&mut self.cleanup, self.status_url.clone())
+            {
+                c.phase = Phase3::Sent;
+                return Ok(self.send(RequestKind::Cleanup, Method::Delete, url, true));
             }
             return Ok(Action::Done { outcome: (**outcome).clone() });
         }
@@ -582,18 +304,23 @@ impl Job {
                 return Err(self.fail(Error::DeadlineExceeded { deadline_ms: deadline }));
             }
         }
-        if self.cancel_requested && !self.cancel_sent && self.cancel_result.is_none() {
+        let fallback = match &self.cancel {
+            Some(Cancel { phase: Phase3::Asked, fallback, .. }) => Some(fallback.clone()),
+            _ => None,
+        };
+        if let Some(fallback) = fallback {
             if let Some(status_url) = self.status_url.clone() {
-                self.cancel_sent = true;
-                let (method, url) = match (&self.cancel_fallback, &self.medplum_cancel_url) {
+                if let Some(c) = &mut self.cancel {
+                    c.phase = Phase3::Sent;
+                }
+                let (method, url) = match (&fallback, &self.medplum_cancel_url) {
                     (Some(u), _) => (Method::Delete, u.clone()),
                     (None, Some(u)) => (Method::Post, u.clone()),
                     // `DELETE AsyncJob/{id}` deletes the job resource on Medplum: never a cancel.
                     (None, None) if is_asyncjob_url(&status_url) => {
-                        self.cancel_requested = false;
                         let reason = format!("no cancel request is known for the status URL {status_url} (a DELETE would delete the AsyncJob, not cancel it)");
-                        self.warnings.push(reason.clone());
-                        self.cancel_result = Some(CancelResult::Rejected { http_status: 0, outcome: None });
+                        self.warnings.push(reason);
+                        self.answer_cancel(CancelResult::Rejected { http_status: 0, outcome: None });
                         return self.next_action(now_ms);
                     }
                     (None, None) => (Method::Delete, status_url),
@@ -622,21 +349,6 @@ impl Job {
         }
     }
 
-    /// After [`Action::RefreshToken`], when no new token can be had (no token
-    /// configured, or a fixed string): the job fails with
-    /// [`Error::Unauthorized`] naming `reason` and the server's words, instead
-    /// of sending the refused token again (H5).
-    pub fn token_unavailable(&mut self, reason: &str) -> Error {
-        self.awaiting_token = false;
-        let (url, http_status, server_message) = self.last_refusal.take().unwrap_or_default();
-        self.fail(Error::Unauthorized {
-            http_status,
-            url,
-            server_message,
-            reason: format!("the token was refused and no new one could be had ({reason})"),
-        })
-    }
-
     /// Hands back the response to request `id`. Returns an error only when
     /// the caller misuses the API (unknown id); what the server did is
     /// reflected in the next action.
@@ -648,13 +360,10 @@ impl Job {
             RequestKind::Result => self.on_result(&flight, &response, now_ms),
             RequestKind::ManifestPage => self.on_page(&flight, &response, now_ms),
             RequestKind::Cancel => self.on_cancel(&response, now_ms),
-            RequestKind::Cleanup => {
-                self.cleanup = None;
-                self.cleanup_result = Some(CleanupResult {
-                    http_status: Some(response.status),
-                    ok: (200..300).contains(&response.status) || matches!(response.status, 404 | 410),
-                });
-            }
+            RequestKind::Cleanup => self.answer_cleanup(CleanupResult {
+                http_status: Some(response.status),
+                ok: (200..300).contains(&response.status) || matches!(response.status, 404 | 410),
+            }),
             RequestKind::File => return Err(Error::usage("file responses go to FileDownload, not Job")),
         }
         Ok(())
@@ -680,13 +389,10 @@ impl Job {
                 }
             },
             RequestKind::Cancel => {
-                self.cancel_sent = false;
+                self.cancel_sent_to_asked();
                 self.count_failure(&reason, None, now_ms);
             }
-            RequestKind::Cleanup => {
-                self.cleanup = None;
-                self.cleanup_result = Some(CleanupResult { http_status: None, ok: false });
-            }
+            RequestKind::Cleanup => self.answer_cleanup(CleanupResult { http_status: None, ok: false }),
             RequestKind::File => return Err(Error::usage("file errors go to FileDownload, not Job")),
             RequestKind::Status | RequestKind::Result | RequestKind::ManifestPage => {
                 self.count_failure(&reason, None, now_ms)
@@ -755,14 +461,6 @@ impl Job {
         Ok(Action::Send { request: Request { auth, ..request } })
     }
 
-    fn wait(&self, at_ms: u64, now_ms: u64) -> Action {
-        let until = match self.deadline_ms {
-            Some(d) if self.refreshing.is_none() => at_ms.min(d),
-            _ => at_ms,
-        };
-        Action::Wait { until_ms: until, delay_ms: until.saturating_sub(now_ms) }
-    }
-
     fn fail(&mut self, error: Error) -> Error {
         self.in_flight = None;
         self.state = State::Errored { error: error.clone() };
@@ -819,87 +517,6 @@ impl Job {
         }
     }
 
-    fn retry_after(&mut self, response: &Response, now_ms: u64) -> RetryAfter {
-        let value = response.header("Retry-After").or_else(|| response.header("X-RetryAfter"));
-        let (delay, note) = read_retry_after(value, response.header("Date"), now_ms, &self.config.retry);
-        if let Some(note) = note {
-            self.warnings.push(note);
-        }
-        delay
-    }
-
-    /// The backoff before `attempt`, jittered with this job's own seed (B4).
-    fn backoff(&self, attempt: u32) -> u64 {
-        backoff_ms(&RetryPolicy { seed: self.seed, ..self.config.retry.clone() }, attempt)
-    }
-
-    /// Schedules the next poll after a "still running" answer.
-    fn schedule_poll(&mut self, response: &Response, now_ms: u64) {
-        let delay = match self.retry_after(response, now_ms) {
-            RetryAfter::Delay(ms) => ms,
-            RetryAfter::Absent => {
-                let d = self.backoff(self.backoff_attempt);
-                self.backoff_attempt = self.backoff_attempt.saturating_add(1);
-                d
-            }
-        };
-        self.state = State::Polling { at_ms: now_ms.saturating_add(delay) };
-    }
-
-    /// A failed attempt (5xx, 429, transient outcome, reset): retry the same
-    /// request later, within the budget.
-    fn count_failure(&mut self, reason: &str, response: Option<&Response>, now_ms: u64) {
-        self.failures += 1;
-        if self.failures > self.config.retry.max_retries {
-            self.fail(Error::RetriesExhausted { attempts: self.failures, last: reason.to_owned() });
-            return;
-        }
-        let delay = match response.map(|r| self.retry_after(r, now_ms)) {
-            Some(RetryAfter::Delay(ms)) => ms,
-            _ => self.backoff(self.failures - 1),
-        };
-        let at_ms = now_ms.saturating_add(delay);
-        self.state = match std::mem::replace(&mut self.state, State::Ready) {
-            State::Fetching { url, kind, auth, .. } => State::Fetching { url, kind, at_ms, auth },
-            State::Done { outcome } => State::Done { outcome },
-            State::Errored { error } => State::Errored { error },
-            _ => State::Polling { at_ms },
-        };
-    }
-
-    fn retry_kickoff(&mut self, response: Option<&Response>, now_ms: u64, reason: &str) {
-        self.kickoff_attempts += 1;
-        if self.kickoff_attempts > self.config.retry.max_kickoff_retries {
-            self.fail(Error::RetriesExhausted { attempts: self.kickoff_attempts, last: reason.to_owned() });
-            return;
-        }
-        let delay = match response.map(|r| self.retry_after(r, now_ms)) {
-            Some(RetryAfter::Delay(ms)) => ms,
-            _ => self.backoff(self.kickoff_attempts - 1),
-        };
-        self.state = State::KickoffRetry { at_ms: now_ms.saturating_add(delay) };
-    }
-
-    /// 401: ask for a fresh token once, then fail with `Unauthorized`.
-    /// Returns true when the request should simply be repeated.
-    fn on_unauthorized(&mut self, url: &str, response: &Response) -> bool {
-        let server_message = server_text(&response.body);
-        if self.token_refreshed {
-            self.fail(Error::Unauthorized {
-                http_status: response.status,
-                url: url.to_owned(),
-                server_message,
-                reason: "the token was refused even after a token refresh".into(),
-            });
-            false
-        } else {
-            self.token_refreshed = true;
-            self.awaiting_token = true;
-            self.last_refusal = Some((url.to_owned(), response.status, server_message));
-            true
-        }
-    }
-
     fn note_progress(&mut self, response: &Response) {
         if let Some(p) = response.header("X-Progress") {
             let text: String = p.chars().take(200).collect();
@@ -948,177 +565,4 @@ impl Job {
 
 fn unreachable_state() -> Result<Action, Error> {
     Err(Error::usage("internal: finished states are handled before dispatch"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::respond::{job_status_in, medplum_cancel_url};
-    use super::{
-        cancelled_outcome, tagged, Action, CancelResult, Error, Job, JobConfig, Operation, RequestKind, State,
-    };
-
-    // protocol I2: the token rule's answer is memoized per URL; the memo is
-    // not state (left out of the saved job, rebuilt on demand with the same answers)
-    #[test]
-    fn token_memo_answers_per_url() {
-        let mut job = Job::new(JobConfig {
-            base_url: "https://h:443/fhir".into(),
-            operation: Operation::Export(Default::default()),
-            prefer: Default::default(),
-            retry: Default::default(),
-            timeout_ms: None,
-            allowed_origins: vec!["https://files.example".into()],
-        })
-        .unwrap();
-        let cases = [
-            ("https://h/status/1", true),
-            ("https://h/status/1", true),
-            ("https://other/status/1", false),
-            ("https://other/status/1", false),
-            ("http://h/status/1", false),
-            ("https://H:443/x", true),
-            ("https://files.example/f", true),
-            ("http://files.example/f", false),
-            ("not a url", false),
-        ];
-        for (url, allowed) in cases {
-            assert_eq!(job.may_send_token(url), allowed, "{url}");
-            assert_eq!(job.token_memo.0, Some((url.to_owned(), allowed)), "the memo holds the last answer");
-        }
-        let saved = job.to_json();
-        assert!(!saved.contains("not a url") && !saved.contains("Memo"), "the memo is not saved: {saved}");
-        let mut resumed = Job::from_json(&saved).unwrap();
-        assert_eq!(resumed.token_memo.0, None, "a resumed job starts with an empty memo");
-        for (url, allowed) in cases {
-            assert_eq!(resumed.may_send_token(url), allowed, "resumed: {url}");
-        }
-    }
-
-    #[test]
-    fn every_state_and_cancel_result_round_trips() {
-        tagged::round_trip(&[
-            CancelResult::Cancelled { http_status: Some(202) },
-            CancelResult::Cancelled { http_status: None },
-            CancelResult::AlreadyTerminal { job_status: Some("completed".into()), http_status: 400 },
-            CancelResult::AlreadyTerminal { job_status: None, http_status: 404 },
-            CancelResult::NotFound { http_status: 404 },
-            CancelResult::Rejected { http_status: 400, outcome: Some(serde_json::json!({"issue": []})) },
-            CancelResult::Rejected { http_status: 400, outcome: None },
-        ]);
-        tagged::round_trip(&[
-            State::Ready,
-            State::KickoffRetry { at_ms: 1 },
-            State::Polling { at_ms: 2 },
-            State::Fetching { url: "https://h/r".into(), kind: RequestKind::Result, at_ms: 3, auth: true },
-            State::Done { outcome: Box::new(cancelled_outcome(Some(202), None)) },
-            State::Errored { error: Error::usage("m") },
-        ]);
-    }
-
-    #[test]
-    fn poll_now_overrides_retry_after_once() {
-        use crate::{ExportRequest, Response};
-        let mut job = Job::new(JobConfig {
-            base_url: "https://h/fhir".into(),
-            operation: Operation::Export(ExportRequest::default()),
-            prefer: Default::default(),
-            retry: Default::default(),
-            timeout_ms: None,
-            allowed_origins: vec![],
-        })
-        .unwrap();
-        let Ok(Action::Send { request }) = job.next_action(0) else { panic!() };
-        job.handle_response(
-            request.id,
-            Response::new(202).with_header("Content-Location", "https://h/s").with_header("Retry-After", "600"),
-            0,
-        )
-        .unwrap();
-        assert!(matches!(job.next_action(10), Ok(Action::Wait { delay_ms: 599_990, .. })), "early wake is a no-op");
-        assert!(job.poll_now(10));
-        assert!(matches!(job.next_action(10), Ok(Action::Send { .. })));
-        assert!(!job.poll_now(10), "nothing to bring forward while a request is in flight");
-    }
-
-    #[test]
-    fn medplum_urls() {
-        assert_eq!(
-            medplum_cancel_url("https://api.medplum.com/fhir/R4/AsyncJob/abc123").as_deref(),
-            Some("https://api.medplum.com/fhir/R4/AsyncJob/abc123/$cancel")
-        );
-        assert_eq!(medplum_cancel_url("https://h/fhir/$export-poll-status?_jobId=1"), None);
-    }
-
-    #[test]
-    fn medplum_refusal_text() {
-        assert_eq!(
-            job_status_in("AsyncJob cannot be cancelled if status is not 'accepted', job had status 'completed'")
-                .as_deref(),
-            Some("completed")
-        );
-        assert_eq!(job_status_in("nope"), None);
-    }
-
-    fn export_job(seed_default: bool) -> Job {
-        let mut retry = crate::RetryPolicy::default();
-        if !seed_default {
-            retry.seed = 7;
-        }
-        Job::new(JobConfig {
-            base_url: "https://h/fhir".into(),
-            operation: Operation::Export(Default::default()),
-            prefer: Default::default(),
-            retry,
-            timeout_ms: None,
-            allowed_origins: vec![],
-        })
-        .unwrap()
-    }
-
-    // protocol B4, issue 10 §3: 1,000 jobs that hit the same 503 at the same
-    // moment do not retry in lockstep (the seed is derived per job)
-    #[test]
-    fn retries_of_many_jobs_spread() {
-        use crate::Response;
-        let delay_for = |i: usize| {
-            let mut job = export_job(true);
-            let Ok(Action::Send { request }) = job.next_action(0) else { panic!() };
-            let accepted = Response::new(202).with_header("Content-Location", &format!("https://h/fhir/jobs/{i}"));
-            job.handle_response(request.id, accepted, 0).unwrap();
-            let Ok(Action::Send { request }) = job.next_action(3_600_000) else { panic!() };
-            job.handle_response(request.id, Response::new(503), 3_600_000).unwrap();
-            let Ok(Action::Wait { delay_ms, .. }) = job.next_action(3_600_000) else { panic!() };
-            delay_ms
-        };
-        let delays: Vec<u64> = (0..1000).map(delay_for).collect();
-        let min = *delays.iter().min().unwrap();
-        let max = *delays.iter().max().unwrap();
-        let mut distinct = delays.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        // Default policy: 1 s ± 20 %, floored at the 1 s minimum wait.
-        assert!(distinct.len() > 150, "only {} distinct delays", distinct.len());
-        assert!(min >= 1_000 && max <= 1_200 && max - min > 150, "{min}..{max}");
-        // Deterministic: the same inputs give the same delay.
-        assert_eq!((delay_for(0), delay_for(999)), (delays[0], delays[999]));
-    }
-
-    // protocol H5, issue 10 §2: with no way to refresh, the refused token is
-    // not sent again, and the error has the server's words
-    #[test]
-    fn token_unavailable_fails_with_the_server_text() {
-        use crate::Response;
-        let mut job = export_job(false);
-        let Ok(Action::Send { request }) = job.next_action(0) else { panic!() };
-        let refused = Response::new(401).with_body(
-            r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"login","details":{"text":"Invalid token jwt malformed"}}]}"#,
-        );
-        job.handle_response(request.id, refused, 0).unwrap();
-        assert_eq!(job.next_action(0).unwrap(), Action::RefreshToken);
-        let err = job.token_unavailable("no token was configured");
-        let text = err.to_string();
-        assert!(text.contains("Invalid token jwt malformed") && text.contains("no token was configured"), "{text}");
-        assert!(!text.contains("even after a token refresh"), "{text}");
-        assert_eq!(job.next_action(0).unwrap_err(), err, "nothing more is sent");
-    }
 }

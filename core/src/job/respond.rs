@@ -1,7 +1,8 @@
 //! How each response moves the job: kick-off, status, result, pages, cancel,
 //! and the classification of a final body (protocol A8–A10, B, C, F, H).
 
-use super::{CancelResult, InFlight, Job, State};
+use super::state::{Cancel, InFlight, Phase3, State};
+use super::{CancelResult, Job};
 use crate::http::{RequestKind, Response};
 use crate::kickoff::Operation;
 use crate::manifest::Manifest;
@@ -22,7 +23,7 @@ impl Job {
         let status = response.status;
         match status {
             202 => {
-                self.token_refreshed = false;
+                self.token_accepted();
                 let url = match self.status_url_from(flight, response) {
                     Ok(u) => u,
                     Err(e) => {
@@ -43,7 +44,7 @@ impl Job {
                 self.schedule_poll(response, now_ms);
             }
             200 | 201 | 204 => {
-                self.token_refreshed = false;
+                self.token_accepted();
                 let outcome = self.classify_final(response, Delivery::Sync, &flight.url);
                 match outcome {
                     Classified::Final(o) => self.finish(o),
@@ -125,7 +126,7 @@ impl Job {
         let status = response.status;
         // Separate-export-status mode changes what 200 and a bare error mean;
         // 401 and a 404 after our own cancel mean the same in both modes.
-        let shared = status == 401 || (matches!(status, 404 | 410) && self.cancel_requested);
+        let shared = status == 401 || (matches!(status, 404 | 410) && Cancel::in_effect(&self.cancel));
         if self.separate_status && matches!(status, 200 | 400..=599) && !shared {
             return self.on_separate_status(flight, response, now_ms);
         }
@@ -165,7 +166,9 @@ impl Job {
                     self.state = State::Polling { at_ms: now_ms };
                 }
             }
-            404 | 410 if self.cancel_requested => self.finish(cancelled_outcome(Some(status), json_of(response))),
+            404 | 410 if Cancel::in_effect(&self.cancel) => {
+                self.finish(cancelled_outcome(Some(status), json_of(response)))
+            }
             429 => self.count_failure("429 Too Many Requests on the status URL", Some(response), now_ms),
             400..=599 => self.on_status_error(response, now_ms),
             _ => {
@@ -235,7 +238,7 @@ impl Job {
 
     pub(super) fn ok_response(&mut self) {
         self.failures = 0;
-        self.token_refreshed = false;
+        self.token_accepted();
     }
 
     /// A JSON body on a 202: a partial manifest (only when asked for, B7 and
@@ -302,8 +305,8 @@ impl Job {
                 if let ResultBody::Manifest { manifest } = &mut pending.result {
                     manifest.merge_page(page);
                 }
-                self.redirect_hops += 1;
-                if self.redirect_hops > MAX_PAGES {
+                self.page_count += 1;
+                if self.page_count > MAX_PAGES {
                     self.fail(Error::protocol("manifest paging does not end", Some(200)));
                     return;
                 }
@@ -389,17 +392,17 @@ impl Job {
         let status = response.status;
         let oo = json_of(response).filter(|v| resource_type(v) == Some("OperationOutcome"));
         let text = oo.as_ref().and_then(outcome_text).unwrap_or_default();
-        let medplum = self.medplum_cancel_url.is_some() || self.cancel_fallback.is_some();
+        let fallback = self.cancel.as_ref().and_then(|c| c.fallback.clone());
+        let medplum = self.medplum_cancel_url.is_some() || fallback.is_some();
         // Medplum refuses to cancel a running job ("... job had status 'active'"):
         // the job goes on. For an export its working cancel is the Bulk Data DELETE.
         let still_running = job_status_in(&text).is_some_and(|s| !ASYNCJOB_ENDS.contains(&s.as_str()));
-        if status == 400 && still_running && self.cancel_fallback.is_none() {
+        if status == 400 && still_running && fallback.is_none() {
             if let Some(url) = self.bulk_cancel_url() {
                 self.warnings.push(format!(
                     "the server refused the AsyncJob cancel ({text}); cancelling the export with DELETE {url}"
                 ));
-                self.cancel_fallback = Some(url);
-                self.cancel_sent = false;
+                self.cancel = Some(Cancel { phase: Phase3::Asked, result: None, fallback: Some(url) });
                 return;
             }
         }
@@ -409,12 +412,12 @@ impl Job {
             }
             401 => {
                 if self.on_unauthorized(&self.status_url.clone().unwrap_or_default(), response) {
-                    self.cancel_sent = false;
+                    self.cancel_sent_to_asked();
                 }
                 return;
             }
             429 | 500..=599 => {
-                self.cancel_sent = false;
+                self.cancel_sent_to_asked();
                 self.count_failure(&format!("cancel answered {status}"), Some(response), now_ms);
                 return;
             }
@@ -430,7 +433,7 @@ impl Job {
             },
         };
         self.ok_response();
-        self.cancel_result = Some(result.clone());
+        self.answer_cancel(result.clone());
         match result {
             CancelResult::Cancelled { http_status } => {
                 // Stop polling at once (protocol F2).
@@ -443,7 +446,6 @@ impl Job {
                 }
             }
             CancelResult::Rejected { .. } => {
-                self.cancel_requested = false;
                 self.warnings.push(format!("the server refused to cancel ({status}): {text}"));
                 if !matches!(self.state, State::Polling { .. } | State::Fetching { .. }) {
                     self.state = State::Polling { at_ms: now_ms };

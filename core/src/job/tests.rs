@@ -1,0 +1,195 @@
+//! Unit tests of the job that need its private state (the scenarios are in `tests/vectors/`).
+
+use super::respond::{cancelled_outcome, job_status_in, medplum_cancel_url};
+use super::state::State;
+use super::{Action, CancelResult, Job, JobConfig};
+use crate::http::RequestKind;
+use crate::kickoff::Operation;
+use crate::tagged;
+use crate::Error;
+
+// protocol I2: the token rule's answer is memoized per URL; the memo is
+// not state (left out of the saved job, rebuilt on demand with the same answers)
+#[test]
+fn token_memo_answers_per_url() {
+    let mut job = Job::new(JobConfig {
+        base_url: "https://h:443/fhir".into(),
+        operation: Operation::Export(Default::default()),
+        prefer: Default::default(),
+        retry: Default::default(),
+        timeout_ms: None,
+        allowed_origins: vec!["https://files.example".into()],
+    })
+    .unwrap();
+    let cases = [
+        ("https://h/status/1", true),
+        ("https://h/status/1", true),
+        ("https://other/status/1", false),
+        ("https://other/status/1", false),
+        ("http://h/status/1", false),
+        ("https://H:443/x", true),
+        ("https://files.example/f", true),
+        ("http://files.example/f", false),
+        ("not a url", false),
+    ];
+    for (url, allowed) in cases {
+        assert_eq!(job.may_send_token(url), allowed, "{url}");
+        assert_eq!(job.token_memo.0, Some((url.to_owned(), allowed)), "the memo holds the last answer");
+    }
+    let saved = job.to_json();
+    assert!(!saved.contains("not a url") && !saved.contains("Memo"), "the memo is not saved: {saved}");
+    let mut resumed = Job::from_json(&saved).unwrap();
+    assert_eq!(resumed.token_memo.0, None, "a resumed job starts with an empty memo");
+    for (url, allowed) in cases {
+        assert_eq!(resumed.may_send_token(url), allowed, "resumed: {url}");
+    }
+}
+
+#[test]
+fn every_state_and_cancel_result_round_trips() {
+    tagged::round_trip(&[
+        CancelResult::Cancelled { http_status: Some(202) },
+        CancelResult::Cancelled { http_status: None },
+        CancelResult::AlreadyTerminal { job_status: Some("completed".into()), http_status: 400 },
+        CancelResult::AlreadyTerminal { job_status: None, http_status: 404 },
+        CancelResult::NotFound { http_status: 404 },
+        CancelResult::Rejected { http_status: 400, outcome: Some(serde_json::json!({"issue": []})) },
+        CancelResult::Rejected { http_status: 400, outcome: None },
+    ]);
+    tagged::round_trip(&[
+        State::Ready,
+        State::KickoffRetry { at_ms: 1 },
+        State::Polling { at_ms: 2 },
+        State::Fetching { url: "https://h/r".into(), kind: RequestKind::Result, at_ms: 3, auth: true },
+        State::Done { outcome: Box::new(cancelled_outcome(Some(202), None)) },
+        State::Errored { error: Error::usage("m") },
+    ]);
+}
+
+#[test]
+fn poll_now_overrides_retry_after_once() {
+    use crate::{ExportRequest, Response};
+    let mut job = Job::new(JobConfig {
+        base_url: "https://h/fhir".into(),
+        operation: Operation::Export(ExportRequest::default()),
+        prefer: Default::default(),
+        retry: Default::default(),
+        timeout_ms: None,
+        allowed_origins: vec![],
+    })
+    .unwrap();
+    let Ok(Action::Send { request }) = job.next_action(0) else { panic!() };
+    job.handle_response(
+        request.id,
+        Response::new(202).with_header("Content-Location", "https://h/s").with_header("Retry-After", "600"),
+        0,
+    )
+    .unwrap();
+    assert!(matches!(job.next_action(10), Ok(Action::Wait { delay_ms: 599_990, .. })), "early wake is a no-op");
+    assert!(job.poll_now(10));
+    assert!(matches!(job.next_action(10), Ok(Action::Send { .. })));
+    assert!(!job.poll_now(10), "nothing to bring forward while a request is in flight");
+}
+
+#[test]
+fn medplum_urls() {
+    assert_eq!(
+        medplum_cancel_url("https://api.medplum.com/fhir/R4/AsyncJob/abc123").as_deref(),
+        Some("https://api.medplum.com/fhir/R4/AsyncJob/abc123/$cancel")
+    );
+    assert_eq!(medplum_cancel_url("https://h/fhir/$export-poll-status?_jobId=1"), None);
+}
+
+#[test]
+fn medplum_refusal_text() {
+    assert_eq!(
+        job_status_in("AsyncJob cannot be cancelled if status is not 'accepted', job had status 'completed'")
+            .as_deref(),
+        Some("completed")
+    );
+    assert_eq!(job_status_in("nope"), None);
+}
+
+fn export_job(seed_default: bool) -> Job {
+    let mut retry = crate::RetryPolicy::default();
+    if !seed_default {
+        retry.seed = 7;
+    }
+    Job::new(JobConfig {
+        base_url: "https://h/fhir".into(),
+        operation: Operation::Export(Default::default()),
+        prefer: Default::default(),
+        retry,
+        timeout_ms: None,
+        allowed_origins: vec![],
+    })
+    .unwrap()
+}
+
+// protocol B4, issue 10 §3: 1,000 jobs that hit the same 503 at the same
+// moment do not retry in lockstep (the seed is derived per job)
+#[test]
+fn retries_of_many_jobs_spread() {
+    use crate::Response;
+    let delay_for = |i: usize| {
+        let mut job = export_job(true);
+        let Ok(Action::Send { request }) = job.next_action(0) else { panic!() };
+        let accepted = Response::new(202).with_header("Content-Location", &format!("https://h/fhir/jobs/{i}"));
+        job.handle_response(request.id, accepted, 0).unwrap();
+        let Ok(Action::Send { request }) = job.next_action(3_600_000) else { panic!() };
+        job.handle_response(request.id, Response::new(503), 3_600_000).unwrap();
+        let Ok(Action::Wait { delay_ms, .. }) = job.next_action(3_600_000) else { panic!() };
+        delay_ms
+    };
+    let delays: Vec<u64> = (0..1000).map(delay_for).collect();
+    let min = *delays.iter().min().unwrap();
+    let max = *delays.iter().max().unwrap();
+    let mut distinct = delays.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    // Default policy: 1 s ± 20 %, floored at the 1 s minimum wait.
+    assert!(distinct.len() > 150, "only {} distinct delays", distinct.len());
+    assert!(min >= 1_000 && max <= 1_200 && max - min > 150, "{min}..{max}");
+    // Deterministic: the same inputs give the same delay.
+    assert_eq!((delay_for(0), delay_for(999)), (delays[0], delays[999]));
+}
+
+// protocol H5, issue 10 §2: with no way to refresh, the refused token is
+// not sent again, and the error has the server's words
+#[test]
+fn token_unavailable_fails_with_the_server_text() {
+    use crate::Response;
+    let mut job = export_job(false);
+    let Ok(Action::Send { request }) = job.next_action(0) else { panic!() };
+    let refused = Response::new(401).with_body(
+        r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"login","details":{"text":"Invalid token jwt malformed"}}]}"#,
+    );
+    job.handle_response(request.id, refused, 0).unwrap();
+    assert_eq!(job.next_action(0).unwrap(), Action::RefreshToken);
+    let err = job.token_unavailable("no token was configured");
+    let text = err.to_string();
+    assert!(text.contains("Invalid token jwt malformed") && text.contains("no token was configured"), "{text}");
+    assert!(!text.contains("even after a token refresh"), "{text}");
+    assert_eq!(job.next_action(0).unwrap_err(), err, "nothing more is sent");
+}
+
+// issue 11 §5: cancel, cleanup and the token are sub-states of the saved job,
+// and survive a restart in every phase
+#[test]
+fn sub_states_survive_a_restart() {
+    use super::state::{Cancel, Cleanup, Phase3, Refusal, TokenPhase};
+    use super::CleanupResult;
+    let mut job = export_job(false);
+    for phase in [Phase3::Asked, Phase3::Sent, Phase3::Answered] {
+        job.cancel = Some(Cancel {
+            phase,
+            result: (phase == Phase3::Answered).then_some(CancelResult::Rejected { http_status: 400, outcome: None }),
+            fallback: Some("https://h/fhir/bulkdata/export/1".into()),
+        });
+        job.cleanup = Some(Cleanup { phase, result: Some(CleanupResult { http_status: Some(202), ok: true }) });
+        job.token = TokenPhase::Refused;
+        job.refusal = Some(Refusal { url: "https://h/s".into(), http_status: 401, server_message: Some("bad".into()) });
+        let back = Job::from_json(&job.to_json()).unwrap();
+        assert_eq!(back, job, "{phase:?}");
+    }
+}
