@@ -95,7 +95,7 @@ impl Job {
         }
     }
 
-    /// After [`Action::RefreshToken`], when no new token can be had (no token
+    /// After [`crate::Action::RefreshToken`], when no new token can be had (no token
     /// configured, or a fixed string): the job fails with
     /// [`Error::Unauthorized`] naming `reason` and the server's words, instead
     /// of sending the refused token again (H5).

@@ -39,13 +39,13 @@ pub struct JobConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Action {
-    /// Send this request and hand the response to [`Job::handle_response`]
-    /// (or a failure to [`Job::handle_transport_error`]).
+    /// Send this request and hand the response to [`crate::Job::handle_response`]
+    /// (or a failure to [`crate::Job::handle_transport_error`]).
     Send {
         /// The request.
         request: Request,
     },
-    /// Nothing to do until `until_ms`. Calling [`Job::next_action`] earlier
+    /// Nothing to do until `until_ms`. Calling [`crate::Job::next_action`] earlier
     /// is harmless: it answers the same wait (an early wake is a no-op).
     Wait {
         /// When to call again (Unix ms).
