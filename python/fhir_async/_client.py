@@ -723,8 +723,17 @@ class ResourceStream(Iterator[Dict[str, Any]]):
             self._items = it
         else:
             self._loads = loads
-            batches = map(self._parse, iter(it.next_raw_batch, []))
+            self._error: Optional[BaseException] = None
+            batches = map(self._parse, iter(self._next_lines, []))
             self._items = itertools.chain.from_iterable(batches)
+
+    def _next_lines(self) -> List[bytes]:
+        """The next batch of raw lines, or the error a bad line left to raise
+        once the lines before it were handed out."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self._it.next_raw_batch()
 
     def _parse(self, lines: List[bytes]) -> List[Any]:
         """One batch (one file's lines): parsed at C speed unless a line is bad."""
@@ -741,7 +750,8 @@ class ResourceStream(Iterator[Dict[str, Any]]):
                 # issue 10 §1: recorded once in the file's report; raised only when asked.
                 exc = self._it.report_invalid(i, str(e))
                 if exc is not None:
-                    raise exc from None
+                    self._error = exc
+                    break
         return out
 
     @property

@@ -171,12 +171,8 @@ pub fn run(fetcher: Arc<Fetcher>, job: DiskJob) -> Result<DownloadReports, Failu
         if let Some(cb) = &progress {
             if now.saturating_sub(last_report) >= 100 || finished == total {
                 last_report = now;
-                let args = (
-                    fetcher.bytes.load(Ordering::Relaxed),
-                    fetcher.resources.load(Ordering::Relaxed),
-                    finished,
-                    total,
-                );
+                let args =
+                    (fetcher.bytes.load(Ordering::Relaxed), fetcher.resources.load(Ordering::Relaxed), finished, total);
                 if let Err(e) = Python::attach(|py| cb.bind(py).call1(args).map(|_| ())) {
                     fetcher.stop.store(true, Ordering::Relaxed);
                     failure = Some(Failure::Py(e));

@@ -249,6 +249,10 @@ impl Fetcher {
                 .with_validation(self.validation),
         );
         let mut buf = vec![0u8; 256 * 1024];
+        // The body of the last error answer the engine chose to retry past
+        // (a 401 before a token refresh): its text goes into the error if
+        // no new token can be had.
+        let mut refused: Vec<u8> = Vec::new();
         loop {
             if self.stopped() {
                 return Err(Failure::Stopped);
@@ -265,7 +269,12 @@ impl Fetcher {
                         }
                     };
                     match dl.handle_head(id, s.status, &s.headers, false, now_ms()) {
-                        Ok(HeadDecision::Discard) => continue,
+                        Ok(HeadDecision::Discard) => {
+                            if s.status == 401 {
+                                refused = read_error_body(&mut *s.body);
+                            }
+                            continue;
+                        }
                         Ok(HeadDecision::Stream) => {}
                         // issue 10: the server's own words (at most 64 KiB of the body) go into the error.
                         Err(e) => return Err(e.with_body(&read_error_body(&mut *s.body)).into()),
@@ -278,7 +287,7 @@ impl Fetcher {
                 DownloadAction::Wait { until_ms, .. } => self.sleep_until(until_ms),
                 DownloadAction::RefreshToken => {
                     if let Err(reason) = self.ctx.token.refresh()? {
-                        return Err(dl.token_unavailable(reason).into());
+                        return Err(dl.token_unavailable(reason).with_body(&refused).into());
                     }
                 }
                 DownloadAction::RefreshManifest => {

@@ -36,9 +36,17 @@ enum Finished {
 
 enum Msg {
     /// Lines of one file; `first_line` is the 1-based number of the first.
-    Batch { buf: Vec<u8>, ends: Vec<usize>, file: usize, first_line: u64 },
+    Batch {
+        buf: Vec<u8>,
+        ends: Vec<usize>,
+        file: usize,
+        first_line: u64,
+    },
     /// Every line of `file` was sent.
-    FileDone { file: usize, finished: Finished },
+    FileDone {
+        file: usize,
+        finished: Finished,
+    },
     End,
     /// The stream stops (an exception from Python code, a local read error).
     Failed(Failure),
@@ -169,7 +177,13 @@ impl Drop for ResourceIter {
 }
 
 impl ResourceIter {
-    fn new(rx: Receiver<Msg>, stop: Arc<AtomicBool>, bytes: Arc<AtomicU64>, source: Source, opts: StreamOptions) -> Self {
+    fn new(
+        rx: Receiver<Msg>,
+        stop: Arc<AtomicBool>,
+        bytes: Arc<AtomicU64>,
+        source: Source,
+        opts: StreamOptions,
+    ) -> Self {
         ResourceIter {
             rx: Mutex::new(rx),
             stop,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import fhir_async
 from fhir_async import _native
@@ -27,7 +27,14 @@ def sync_usage(base: str) -> None:
     patients: Iterator[Dict[str, Any]] = result.resources("Patient")
     for r in patients:
         rid: Any = r["id"]
-    paths: List[Path] = result.download("out/", concurrency=8)
+    paths: Sequence[Path] = result.download("out/", concurrency=8)
+    kept: fhir_async.DownloadedFiles = result.download("out/", count_check="lenient", on_invalid_line="raise")
+    failed: List[Dict[str, Any]] = kept.failed
+    first: Dict[str, Any] = kept.reports[0]
+    stream: fhir_async.ResourceStream = result.resources("Patient", on_invalid_line="report", count_check="strict")
+    reports: List[Dict[str, Any]] = stream.reports
+    local: fhir_async.ResourceStream = fhir_async.read_ndjson(kept, on_invalid_line="raise")
+    del failed, first, reports, local
     state: str = job.to_json()
     again: fhir_async.Job = client.resume(state)
     cancelled: Optional[Dict[str, Any]] = again.cancel()
@@ -45,6 +52,10 @@ def errors(e: Exception) -> str:
         outcome: Dict[str, Any] = e.outcome
         oo: Optional[Dict[str, Any]] = e.operation_outcome
         del outcome, oo
+    if isinstance(e, fhir_async.InvalidLineError):
+        line: Optional[int] = e.line
+        where: Optional[str] = e.file
+        del line, where
     if isinstance(e, fhir_async.FhirAsyncError):
         code: str = e.code
         return code
