@@ -127,6 +127,8 @@ class Progress:
     next_poll_at_ms: Optional[int]
     status_url: Optional[str]
     partial_files: int
+    warning: Optional[str] = None
+    """The latest warning of the job (a clamped ``Retry-After``, ...)."""
 
     @classmethod
     def _from(cls, d: Mapping[str, Any]) -> "Progress":
@@ -139,6 +141,7 @@ class Progress:
             next_poll_at_ms=d.get("nextPollAtMs"),
             status_url=d.get("statusUrl"),
             partial_files=d.get("partialFiles", 0),
+            warning=d.get("warning"),
         )
 
 
@@ -251,7 +254,8 @@ class Client:
         """Starts any operation with ``Prefer: respond-async``: ``method`` is
         GET, POST or DELETE; ``path`` is relative to the base (``$reindex``,
         ``Patient?name=x``, ``""`` for a transaction); ``async_mode`` is
-        ``"bundle"`` or ``"redirect"``."""
+        ``"bundle"`` or ``"redirect"``. With ``start=True`` it returns once
+        the kick-off was accepted, like ``export()`` (see ``Job.start``)."""
         text = body if body is None or isinstance(body, str) else json.dumps(body)
         op = {"type": "operation", "method": method.upper(), "path": path, "body": text}
         prefer = {"asyncMode": async_mode, "callbackUrl": callback_url, "lenient": lenient}
