@@ -655,7 +655,7 @@ class DownloadedFiles(Sequence[Path]):
             index += n
         if not 0 <= index < n:
             raise IndexError("path index out of range")
-        return Path(self._native.ok_path(index))
+        return self._native.ok_path(index)
 
     def __repr__(self) -> str:
         return f"<DownloadedFiles {len(self)} of {len(self._native)} files, {len(self._native) - len(self)} failed>"
