@@ -45,6 +45,8 @@ pub enum RequestKind {
     Cleanup,
     /// A file download from a manifest.
     File,
+    /// Authorization: SMART discovery or a token request (never with a bearer token).
+    Auth,
 }
 
 /// A request the caller must send, exactly as described.

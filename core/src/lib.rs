@@ -99,6 +99,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod callback;
 pub mod coordinator;
 pub mod decode;
@@ -115,6 +116,7 @@ pub mod progress;
 pub mod retry;
 mod tagged;
 
+pub use auth::{AuthError, AuthStep, BackendServices, SigningAlg, TokenSession};
 pub use callback::{parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus};
 pub use coordinator::{DownloadOptions, DownloadProgress, DownloadStep, Downloads, FileResult};
 pub use decode::{BodyDecoder, DecodeError};

@@ -365,6 +365,7 @@ impl Job {
                 ok: (200..300).contains(&response.status) || matches!(response.status, 404 | 410),
             }),
             RequestKind::File => return Err(Error::usage("file responses go to FileDownload, not Job")),
+            RequestKind::Auth => return Err(Error::usage("authorization responses go to TokenSession, not Job")),
         }
         Ok(())
     }
@@ -394,6 +395,7 @@ impl Job {
             }
             RequestKind::Cleanup => self.answer_cleanup(CleanupResult { http_status: None, ok: false }),
             RequestKind::File => return Err(Error::usage("file errors go to FileDownload, not Job")),
+            RequestKind::Auth => return Err(Error::usage("authorization errors go to TokenSession, not Job")),
             RequestKind::Status | RequestKind::Result | RequestKind::ManifestPage => {
                 self.count_failure(&reason, None, now_ms)
             }
