@@ -431,16 +431,16 @@ class Job:
 
     def result(self) -> "Result":
         """The result of a finished job (raises ``UsageError`` before that)."""
-        outcome = self._native.outcome
-        if outcome is None:
+        summary = self._native.outcome_summary()
+        if summary is None:
             exc = self._native.exception()
             if exc is not None:
                 raise exc
             raise UsageError("the job is not finished; call wait() first")
-        return Result(self, outcome)
+        return Result(self, summary)
 
-    def _result(self, outcome: Dict[str, Any], raise_on_failure: bool) -> "Result":
-        result = Result(self, outcome)
+    def _result(self, summary: Dict[str, Any], raise_on_failure: bool) -> "Result":
+        result = Result(self, summary)
         if raise_on_failure:
             result.raise_for_status()
         return result
@@ -449,16 +449,30 @@ class Job:
 class Result:
     """How a job ended: ``status`` is ``completed``, ``completedWithErrors``,
     ``failed`` or ``cancelled``. Server-reported failure is a result, not an
-    exception, until ``raise_for_status()``."""
+    exception, until ``raise_for_status()``.
 
-    def __init__(self, job: Job, outcome: Dict[str, Any]) -> None:
+    The payload (``outcome["result"]``: a manifest, a Bundle, ...) becomes
+    Python objects only when first asked for (``outcome``, ``body``,
+    ``manifest``, ``files``), so ``wait()`` then ``download()`` of a manifest
+    of 100,000 files builds no 100,000 dicts."""
+
+    def __init__(self, job: Job, summary: Dict[str, Any]) -> None:
         self.job = job
-        self.outcome = outcome
+        self._summary = summary
+        self._outcome: Optional[Dict[str, Any]] = None
         self.last_reports: Sequence[Dict[str, Any]] = []
 
     @property
+    def outcome(self) -> Dict[str, Any]:
+        """The whole outcome, as the engine's camelCase JSON."""
+        if self._outcome is None:
+            outcome = self.job._native.outcome
+            self._outcome = dict(self._summary) if outcome is None else outcome
+        return self._outcome
+
+    @property
     def status(self) -> str:
-        status: str = self.outcome["status"]
+        status: str = self._summary["status"]
         return status
 
     @property
@@ -467,11 +481,16 @@ class Result:
 
     @property
     def message(self) -> Optional[str]:
-        return self.outcome.get("message")
+        return self._summary.get("message")
 
     @property
     def http_status(self) -> Optional[int]:
-        return self.outcome.get("httpStatus")
+        return self._summary.get("httpStatus")
+
+    @property
+    def warnings(self) -> List[str]:
+        """What did not stop the job but is worth knowing (clamped ``Retry-After``, ...)."""
+        return list(self._summary.get("warnings") or [])
 
     @property
     def body(self) -> Dict[str, Any]:
@@ -618,10 +637,7 @@ class Result:
         return self.job._native.cleanup_result()
 
     def __repr__(self) -> str:
-        # The manifest's lists, not the plan: no per-file objects for a repr.
-        m = self.manifest or {}
-        files = sum(len(m.get(k) or []) for k in ("output", "error", "deleted"))
-        return f"<Result {self.status} http={self.http_status} files={files}>"
+        return f"<Result {self.status} http={self.http_status} files={self._summary.get('files', 0)}>"
 
 
 class DownloadedFiles(Sequence[Path]):

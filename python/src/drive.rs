@@ -8,8 +8,8 @@ use crate::net::{Http, TransportFailure};
 use crate::now_ms;
 use crate::token::Token;
 use fhir_async::{
-    Action, CountCheck, DownloadAction, FileDownload, HeadDecision, Outcome, PlannedFile, Request, Response,
-    RetryPolicy, TransportErrorKind, Validation,
+    Action, CountCheck, DownloadAction, FileDownload, HeadDecision, PlannedFile, Request, Response, RetryPolicy,
+    TransportErrorKind, Validation,
 };
 use pyo3::prelude::*;
 use std::io::{self, Read};
@@ -37,8 +37,8 @@ pub fn check_signals() -> Result<(), Failure> {
 /// Where a drive stopped.
 #[derive(Debug)]
 pub enum Driven {
-    /// The job is over.
-    Done(Box<Outcome>),
+    /// The job is over (its outcome is in the job).
+    Done,
     /// The job waits this many more milliseconds (the block budget ran out).
     Wait(u64),
 }
@@ -147,7 +147,7 @@ fn drive_locked(
                     return Err(cell.lock().token_unavailable(reason).into());
                 }
             }
-            Action::Done { outcome } => return Ok(Driven::Done(Box::new(outcome))),
+            Action::Done { .. } => return Ok(Driven::Done),
         }
     }
 }
@@ -227,7 +227,7 @@ impl Fetcher {
             let _driver = take_driver(&self.cell, false)?;
             self.cell.lock().refresh_manifest(now_ms())?;
             match drive_locked(&self.ctx, &self.cell, u64::MAX, false, Some(&self.stop))? {
-                Driven::Done(_) => {}
+                Driven::Done => {}
                 Driven::Wait(_) => return Err(Failure::Stopped),
             }
             g.0 += 1;

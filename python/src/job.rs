@@ -4,9 +4,9 @@
 
 use crate::convert::to_py;
 use crate::errors::{core_error, raise};
-use fhir_async::{parse_callback, Job, JobConfig, Response, TransportErrorKind};
+use fhir_async::{parse_callback, Job, JobConfig, Response, ResultBody, TransportErrorKind};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -225,6 +225,41 @@ impl PyJob {
     fn outcome(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let o = self.job().outcome().cloned();
         to_py(py, &o)
+    }
+
+    /// The outcome without its payload (`result`): every other field, plus
+    /// `resultKind` and `files` (the manifest's entries). Cheap whatever the
+    /// manifest's size, so a `Result` builds the payload's dicts only when
+    /// asked for (issue 10 §3: 100,000 files).
+    pub fn outcome_summary(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let job = self.job();
+        let Some(o) = job.outcome() else {
+            return Ok(py.None());
+        };
+        let d = PyDict::new(py);
+        d.set_item("status", to_py(py, &o.status)?)?;
+        d.set_item("delivery", to_py(py, &o.delivery)?)?;
+        d.set_item("httpStatus", o.http_status)?;
+        d.set_item("message", &o.message)?;
+        d.set_item("expires", &o.expires)?;
+        d.set_item("expiresAtMs", o.expires_at_ms)?;
+        d.set_item("resultUrl", &o.result_url)?;
+        if !o.warnings.is_empty() {
+            d.set_item("warnings", &o.warnings)?;
+        }
+        let kind = match &o.result {
+            ResultBody::Manifest { .. } => "manifest",
+            ResultBody::Bundle { .. } => "bundle",
+            ResultBody::AsyncJob { .. } => "asyncJob",
+            ResultBody::OperationOutcome { .. } => "operationOutcome",
+            ResultBody::Resource { .. } => "resource",
+            ResultBody::Text { .. } => "text",
+            ResultBody::Empty => "empty",
+        };
+        d.set_item("resultKind", kind)?;
+        let files = o.manifest().map_or(0, |m| m.output.len() + m.error.len() + m.outcome.len() + m.deleted.len());
+        d.set_item("files", files)?;
+        Ok(d.into_any().unbind())
     }
 
     /// The error that stopped the job, as `{code, ...}`, if any.

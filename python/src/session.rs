@@ -2,7 +2,6 @@
 //! files in parallel (`download.rs`) and streams resources (`stream.rs`),
 //! all without holding the GIL.
 
-use crate::convert::to_py;
 use crate::download::{self, DiskJob, DownloadReports};
 use crate::drive::{drive, Ctx, Driven, Fetcher};
 use crate::errors::{raise, Failure};
@@ -65,16 +64,17 @@ impl Session {
         Ok(Session { ctx: Ctx { http: Http::new(), token: Arc::new(Token::new(token)?) } })
     }
 
-    /// Runs `job` until it is done (`("done", outcome)`) or has to wait
-    /// longer than `block_ms` from now (`("wait", delay_ms)`). Releases the
-    /// GIL; checks for Ctrl-C every 50 ms.
+    /// Runs `job` until it is done (`("done", summary)`, the outcome without
+    /// its payload: see `Job.outcome_summary`) or has to wait longer than
+    /// `block_ms` from now (`("wait", delay_ms)`). Releases the GIL; checks
+    /// for Ctrl-C every 50 ms.
     #[pyo3(signature = (job, block_ms))]
     fn drive(&self, py: Python<'_>, job: &PyJob, block_ms: u64) -> PyResult<(String, Py<PyAny>)> {
         let cell = job.cell.clone();
         let ctx = self.ctx.clone();
         let r = py.detach(move || drive(&ctx, &cell, block_ms, true));
         match r {
-            Ok(Driven::Done(o)) => Ok(("done".into(), to_py(py, &*o)?)),
+            Ok(Driven::Done) => Ok(("done".into(), job.outcome_summary(py)?)),
             Ok(Driven::Wait(ms)) => Ok(("wait".into(), ms.into_pyobject(py)?.into_any().unbind())),
             Err(f) => Err(f.into_py(py)),
         }

@@ -69,10 +69,7 @@ def _handler(stub: Stub) -> type:
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            try:
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client read the start of an error body and hung up, as it may
+            self.wfile.write(body)
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's spelling
             stub.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
@@ -93,10 +90,21 @@ def _handler(stub: Stub) -> type:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        # A client that read the start of an error body and hung up is fine.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 @pytest.fixture()
 def stub() -> Iterator[Stub]:
     s = Stub()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(s))
+    httpd = _Server(("127.0.0.1", 0), _handler(s))
     s.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
