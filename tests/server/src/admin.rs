@@ -50,7 +50,15 @@ impl Stats {
         let route = tag.map_or_else(|| format!("{}.other", origin.name()), |t| t.route.clone());
         let hdrs: serde_json::Map<String, Value> = headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), Value::from(String::from_utf8_lossy(v.as_bytes()).into_owned())))
+            .map(|(k, v)| {
+                // A token request's Authorization is a client secret (client_secret_basic): never kept.
+                let v = if route == "auth.token" && k == axum::http::header::AUTHORIZATION {
+                    "[redacted]".to_string()
+                } else {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                };
+                (k.as_str().to_string(), Value::from(v))
+            })
             .collect();
         let mut g = self.lock();
         g.total += 1;
@@ -73,13 +81,14 @@ impl Stats {
     }
 
     /// The stats document.
-    pub fn snapshot(&self, jobs: &Jobs) -> Response {
+    pub fn snapshot(&self, jobs: &Jobs, tokens: Value) -> Response {
         let g = self.lock();
         let v = json!({
             "total": g.total,
             "routes": g.routes,
             "jobs": jobs.counts(),
             "storage_requests_with_authorization": g.storage_auth,
+            "tokens": tokens,
             "requests": g.requests,
         });
         http::json_with(200, "application/json", &v)

@@ -335,18 +335,18 @@ async fn dispatch(app: &Arc<App>, method: Method, uri: &axum::http::Uri, headers
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     match (&method, path.as_str()) {
-        (&Method::GET, "/_admin/stats") => return http::tag(app.stats.snapshot(&app.jobs), "admin.stats".into(), None),
+        (&Method::GET, "/_admin/stats") => {
+            return http::tag(app.stats.snapshot(&app.jobs, app.auth.stats()), "admin.stats".into(), None)
+        }
         (&Method::POST, "/_admin/reset") => {
             app.stats.reset();
+            app.auth.reset_stats();
             app.jobs.reset_counts();
             return http::tag(
                 http::json_with(200, "application/json", &json!({"reset": true})),
                 "admin.reset".into(),
                 None,
             );
-        }
-        (&Method::POST, "/auth/token") => {
-            return http::tag(app.auth.token_endpoint(app, &body), "auth.token".into(), None)
         }
         (&Method::GET, "/" | "") => {
             return http::tag(index(app), "index".into(), None);
@@ -357,6 +357,20 @@ async fn dispatch(app: &Arc<App>, method: Method, uri: &axum::http::Uri, headers
     let mut faults = app.default_faults.clone();
     if let Err(e) = faults.apply(&spec) {
         return http::oo(400, "invalid", &format!("bad fault spec in path: {e}"));
+    }
+    if rest_path == "/auth/token" {
+        let r = if method == Method::POST {
+            app.auth.token_endpoint(app, &prefix, &faults, &headers, &body)
+        } else {
+            let mut r = http::json_with(
+                405,
+                "application/json",
+                &json!({"error": "invalid_request", "error_description": "the token endpoint takes POST"}),
+            );
+            http::set(r.headers_mut(), header::ALLOW, "POST");
+            r
+        };
+        return http::tag(r, "auth.token".into(), None);
     }
     if rest_path.starts_with("/storage/") {
         // A real Medplum's signed storage URLs live on the FHIR origin; the signature is the credential.

@@ -33,10 +33,28 @@ pub struct Config {
     #[arg(long)]
     pub token: Option<String>,
 
-    /// JWKS file with the public keys (RS384/ES384) allowed to sign SMART backend-services
-    /// client assertions at `POST /auth/token`.
+    /// JWKS file with the public keys (RS384/ES384) of the default client `client-1`, which
+    /// signs SMART backend-services client assertions at `POST /auth/token`.
     #[arg(long)]
     pub jwks: Option<PathBuf>,
+
+    /// Registers a backend-services client: `CLIENT_ID=JWKS_PATH` (public keys). Repeatable.
+    #[arg(long = "client", value_name = "CLIENT_ID=JWKS_PATH")]
+    pub clients: Vec<String>,
+
+    /// A `client_secret_basic` client: `CLIENT_ID=SECRET` (registers the client if new). Repeatable.
+    #[arg(long = "client-secret", value_name = "CLIENT_ID=SECRET")]
+    pub client_secrets: Vec<String>,
+
+    /// The scopes a client may get: `CLIENT_ID=SCOPE[ SCOPE...]`; a request is narrowed to them
+    /// (default: whatever it asks). Repeatable.
+    #[arg(long = "client-scope", value_name = "CLIENT_ID=SCOPES")]
+    pub client_scopes: Vec<String>,
+
+    /// A `jku` URL a client's assertions may carry: `CLIENT_ID=URL` (keys are never fetched from
+    /// it; any other `jku` is refused). Repeatable.
+    #[arg(long = "client-jku", value_name = "CLIENT_ID=URL")]
+    pub client_jkus: Vec<String>,
 
     /// Lifetime in seconds of tokens issued by `/auth/token`.
     #[arg(long, default_value_t = 300)]

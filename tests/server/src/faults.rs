@@ -61,6 +61,12 @@ pub struct Faults {
     pub ratelimit: u64,
     /// `storage`: bulk files are served from the storage origin.
     pub storage: bool,
+    /// `token503=N`: the first N token requests carrying this spec answer 503.
+    pub token503: u64,
+    /// `token-ttl=SECS`: lifetime of tokens issued at this spec's token endpoint.
+    pub token_ttl: Option<u64>,
+    /// `no-smart-config`: `.well-known/smart-configuration` answers 404.
+    pub no_smart_config: bool,
 }
 
 impl Faults {
@@ -117,6 +123,9 @@ impl Faults {
                 "queued" => self.queued = Some(num()?),
                 "ratelimit" => self.ratelimit = num()?,
                 "storage" => self.storage = flag()?,
+                "token503" => self.token503 = num()?,
+                "token-ttl" => self.token_ttl = Some(num()?),
+                "no-smart-config" => self.no_smart_config = flag()?,
                 _ => return Err(format!("unknown fault `{key}`")),
             }
         }
@@ -139,6 +148,8 @@ mod tests {
         assert!(f.storage);
         f.apply("kick429ms=1;errcount=100;count-excl-headers;queued=5").unwrap();
         assert_eq!((f.kick429ms, f.errcount, f.count_excl_headers, f.queued), (1, Some(100), true, Some(5)));
+        f.apply("token503=2;token-ttl=3;no-smart-config").unwrap();
+        assert_eq!((f.token503, f.token_ttl, f.no_smart_config), (2, Some(3), true));
         assert!(Faults::parse("bogus").is_err());
         assert!(Faults::parse("e500=x").is_err());
         assert!(Faults::parse("reset=1").is_err());

@@ -72,7 +72,7 @@ pub async fn serve(cfg: Config) -> Result<(SocketAddr, SocketAddr, ServerHandle)
     let storage = TcpListener::bind(cfg.storage_addr).await.map_err(|e| format!("bind {}: {e}", cfg.storage_addr))?;
     let addr = main.local_addr().map_err(|e| e.to_string())?;
     let saddr = storage.local_addr().map_err(|e| e.to_string())?;
-    let auth = auth::Auth::new(cfg.token.clone(), cfg.jwks.as_deref(), cfg.token_ttl)?;
+    let auth = auth::Auth::new(&cfg)?;
     let log = match &cfg.log {
         Some(p) => Some(admin::AccessLog::open(p).map_err(|e| format!("--log {}: {e}", p.display()))?),
         None => None,

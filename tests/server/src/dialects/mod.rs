@@ -53,6 +53,7 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
 
 /// `metadata` (a small CapabilityStatement) and `.well-known/smart-configuration`.
 pub fn discovery(app: &App, ctx: &Ctx, d: Dialect) -> Response {
+    let token_url = format!("{}{}/auth/token", app.main_origin, ctx.prefix);
     if ctx.rest == "metadata" {
         let version = if d == Dialect::R5 { "5.0.0" } else { "4.0.1" };
         return http::fhir(
@@ -66,23 +67,38 @@ pub fn discovery(app: &App, ctx: &Ctx, d: Dialect) -> Response {
                 "implementation": {"description": format!("fhir-async reference server ({} dialect)", d.name()), "url": format!("{}{}", app.main_origin, ctx.base)},
                 "fhirVersion": version,
                 "format": ["application/fhir+json"],
-                "rest": [{"mode": "server", "resource": crate::data::TYPES.iter().map(|t| json!({"type": t, "interaction": [{"code":"read"},{"code":"search-type"}]})).collect::<Vec<_>>(),
+                "rest": [{"mode": "server", "security": security(&token_url),
+                          "resource": crate::data::TYPES.iter().map(|t| json!({"type": t, "interaction": [{"code":"read"},{"code":"search-type"}]})).collect::<Vec<_>>(),
                           "operation": [{"name":"export","definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}]}],
             }),
         );
+    }
+    if ctx.faults.no_smart_config {
+        return http::oo(404, "not-found", "no .well-known/smart-configuration here (fault 'no-smart-config')");
     }
     http::json_with(
         200,
         "application/json",
         &json!({
-            "token_endpoint": format!("{}/auth/token", app.main_origin),
+            "token_endpoint": token_url,
             "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
             "scopes_supported": ["system/*.read", "system/*.rs"],
-            "capabilities": ["client-confidential-asymmetric"],
+            "capabilities": ["client-confidential-asymmetric", "client-confidential-symmetric", "permission-v1", "permission-v2"],
         }),
     )
+}
+
+/// `CapabilityStatement.rest.security`: SMART-on-FHIR with the `oauth-uris` extension (protocol J1 fallback).
+fn security(token_url: &str) -> serde_json::Value {
+    json!({
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [{"url": "token", "valueUri": token_url}],
+        }],
+    })
 }
 
 /// Path (+query) of a job's status URL.
