@@ -249,10 +249,10 @@ impl Fetcher {
                 .with_validation(self.validation),
         );
         let mut buf = vec![0u8; 256 * 1024];
-        // The body of the last error answer the engine chose to retry past
-        // (a 401 before a token refresh): its text goes into the error if
-        // no new token can be had.
-        let mut refused: Vec<u8> = Vec::new();
+        // The start of the last error answer the engine chose to go past (a
+        // 401 before a token refresh, a 503 before a retry): if the file
+        // then fails without another answer, its text goes into the error.
+        let mut last_error_body: Vec<u8> = Vec::new();
         loop {
             if self.stopped() {
                 return Err(Failure::Stopped);
@@ -270,8 +270,8 @@ impl Fetcher {
                     };
                     match dl.handle_head(id, s.status, &s.headers, false, now_ms()) {
                         Ok(HeadDecision::Discard) => {
-                            if s.status == 401 {
-                                refused = read_error_body(&mut *s.body);
+                            if s.status >= 400 {
+                                last_error_body = read_error_body(&mut *s.body);
                             }
                             continue;
                         }
@@ -287,7 +287,7 @@ impl Fetcher {
                 DownloadAction::Wait { until_ms, .. } => self.sleep_until(until_ms),
                 DownloadAction::RefreshToken => {
                     if let Err(reason) = self.ctx.token.refresh()? {
-                        return Err(dl.token_unavailable(reason).with_body(&refused).into());
+                        return Err(dl.token_unavailable(reason).with_body(&last_error_body).into());
                     }
                 }
                 DownloadAction::RefreshManifest => {
