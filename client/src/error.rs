@@ -16,6 +16,10 @@ pub enum ClientError {
     /// A download could not go on at all (misuse); a file's own failure is a result.
     #[error(transparent)]
     Download(#[from] DownloadError),
+    /// No token could be had from the authorization server (code `auth`),
+    /// with the server's `error` and `error_description`.
+    #[error(transparent)]
+    Auth(fhir_async::AuthError),
     /// Reading or writing a local file failed.
     #[error("{path}: {message}")]
     Io {
@@ -37,6 +41,7 @@ impl ClientError {
         match self {
             ClientError::Engine(e) => e.code(),
             ClientError::Download(e) => e.code(),
+            ClientError::Auth(e) => e.code(),
             ClientError::Io { .. } => "io",
             ClientError::Stopped => "stopped",
         }

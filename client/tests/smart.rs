@@ -1,0 +1,127 @@
+//! SMART Backend Services end to end: keys from PEM and JWK, RS384 and
+//! ES384, an export that outlives several short-lived tokens (protocol J).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use fhir_async::{BackendServices, ExportRequest, OutcomeStatus, RetryPolicy, SigningAlg};
+use fhir_async_client::{BackendServicesAuth, Client, PrivateKey};
+use fhir_async_testserver::{serve, Config, ServerHandle};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/server/tests/fixtures").join(name)
+}
+
+fn kid_of(alg: &str) -> String {
+    let jwks: Value = serde_json::from_slice(&std::fs::read(fixture("jwks.json")).unwrap()).unwrap();
+    jwks["keys"].as_array().unwrap().iter().find(|k| k["alg"] == alg).unwrap()["kid"].as_str().unwrap().to_owned()
+}
+
+/// The RS384 fixture as a private JWK (what a JWKS-based client would hold).
+fn rsa_jwk() -> Value {
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+    let pem = std::fs::read_to_string(fixture("rs384-private.pem")).unwrap();
+    let k = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap();
+    let b = |n: &rsa::BigUint| URL_SAFE_NO_PAD.encode(n.to_bytes_be());
+    json!({"kty": "RSA", "alg": "RS384", "kid": kid_of("RS384"), "n": b(k.n()), "e": b(k.e()), "d": b(k.d()),
+           "p": b(&k.primes()[0]), "q": b(&k.primes()[1])})
+}
+
+fn ec_jwk() -> Value {
+    use p384::pkcs8::DecodePrivateKey;
+    let pem = std::fs::read_to_string(fixture("es384-private.pem")).unwrap();
+    let k = p384::SecretKey::from_pkcs8_pem(&pem).unwrap();
+    json!({"kty": "EC", "crv": "P-384", "alg": "ES384", "kid": kid_of("ES384"), "d": URL_SAFE_NO_PAD.encode(k.to_bytes())})
+}
+
+// protocol J2: keys from PEM, a private JWK and a JWKS, both algorithms; never shown
+#[test]
+fn keys_load_and_sign() {
+    let rs = PrivateKey::from_file(&fixture("rs384-private.pem"), Some("k")).unwrap();
+    assert_eq!((rs.alg(), rs.kid()), (SigningAlg::RS384, Some("k")));
+    assert_eq!(rs.sign(b"x").unwrap().len(), 256);
+    let es = PrivateKey::from_file(&fixture("es384-private.pem"), None).unwrap();
+    assert_eq!(es.alg(), SigningAlg::ES384);
+    assert_eq!(es.sign(b"x").unwrap().len(), 96, "r||s");
+    assert_eq!(PrivateKey::from_jwk(&rsa_jwk()).unwrap().alg(), SigningAlg::RS384);
+    let jwks = json!({"keys": [rsa_jwk(), ec_jwk()]});
+    let k = PrivateKey::from_jwks(&jwks, Some(&kid_of("ES384"))).unwrap();
+    assert_eq!(k.alg(), SigningAlg::ES384);
+    assert!(PrivateKey::from_jwks(&jwks, None).unwrap_err().to_string().contains("kid"));
+    let shown = format!("{k:?}");
+    assert!(!shown.contains(ec_jwk()["d"].as_str().unwrap()));
+    assert!(PrivateKey::from_pem(b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n", None).is_err());
+}
+
+struct Server {
+    origin: String,
+    rt: tokio::runtime::Runtime,
+    handle: Option<ServerHandle>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
+fn start(f: impl FnOnce(&mut Config)) -> Server {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut cfg = Config { patients: 10, jwks: Some(fixture("jwks.json")), ..Config::default() };
+    f(&mut cfg);
+    let (addr, _, handle) = rt.block_on(serve(cfg)).expect("server starts");
+    Server { origin: format!("http://{addr}"), rt, handle: Some(handle) }
+}
+
+fn registration() -> BackendServices {
+    BackendServices {
+        client_id: "client-1".into(),
+        scope: "system/*.read".into(),
+        token_url: None,
+        alg: SigningAlg::ES384,
+        kid: None,
+        jku: None,
+    }
+}
+
+// protocol J1-J5: an export that outlives three short-lived tokens, with RS384 from a JWK and
+// ES384 from PEM; discovery finds the token endpoint; the token never enters the saved state
+#[test]
+fn an_export_outlives_short_lived_tokens() {
+    for key in [
+        PrivateKey::from_jwk(&rsa_jwk()).unwrap(),
+        PrivateKey::from_file(&fixture("es384-private.pem"), Some(&kid_of("ES384"))).unwrap(),
+    ] {
+        let srv = start(|c| {
+            c.token_ttl = 1;
+            c.job_ms = 4_500;
+        });
+        let base = format!("{}/bulk/fhir", srv.origin);
+        let auth = BackendServicesAuth::new(&base, registration(), key).unwrap();
+        let client = Client::builder(&base)
+            .token(auth)
+            .retry(RetryPolicy {
+                min_wait_ms: 300,
+                initial_backoff_ms: 300,
+                max_backoff_ms: 400,
+                ..RetryPolicy::default()
+            })
+            .build()
+            .unwrap();
+        let mut job = client.export(ExportRequest { types: vec!["Patient".into()], ..Default::default() }).unwrap();
+        let outcome = job.wait().unwrap();
+        assert_eq!(outcome.status, OutcomeStatus::Completed);
+        let saved = job.to_json();
+        assert!(!saved.contains("Bearer") && !saved.contains("access_token"), "no token in the saved state");
+        let stats: Value = serde_json::from_str(
+            &ureq::get(format!("{}/_admin/stats", srv.origin)).call().unwrap().into_body().read_to_string().unwrap(),
+        )
+        .unwrap();
+        let tokens = stats["routes"]["auth.token"].as_u64().unwrap_or(0);
+        assert!(tokens >= 3, "at least three tokens over a 4.5 s job with 1 s tokens: {stats}");
+    }
+}
