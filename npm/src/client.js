@@ -163,7 +163,6 @@ export class AsyncJob {
   #changed = new Set();
   #dueAt = null;
   #planGen = 0;
-  #planCache = null;
   #stats = { requests: 0, polls: 0, maxPollLatenessMs: 0, totalPollLatenessMs: 0 };
 
   constructor(client, coreJob) {
@@ -290,28 +289,21 @@ export class AsyncJob {
 
   /**
    * The planned files `wanted` keeps, one at a time in plan order (`next()`
-   * gives `null` at the end); after a manifest refresh, entries come from the
-   * fresh plan.
+   * gives `null` at the end), taken from the engine one by one: a plan of
+   * 100,000 files is never one JS array (issue 10 §3). After a manifest
+   * refresh, entries come from the fresh plan.
    */
   _planCursor(wanted) {
-    const job = this;
-    let plan = null;
-    let gen = -1;
+    const core = this.#core;
     let i = 0;
     return {
       done: false,
       next() {
-        if (this.done) return null;
-        if (gen !== job.#planGen) {
-          plan = job.#core.downloadPlan();
-          gen = job.#planGen;
-        }
-        while (i < plan.length) {
-          const f = plan[i++];
+        for (let f; !this.done && (f = core.plannedFile(i)) !== null; ) {
+          f.at = i++; // its position, to find it again in a fresh plan
           if (wanted(f)) return f;
         }
         this.done = true;
-        plan = null;
         return null;
       },
     };
@@ -324,12 +316,12 @@ export class AsyncJob {
    */
   async _freshFile(file, gen) {
     if (gen === this.#planGen) await this._refreshManifest();
-    if (this.#planCache?.gen !== this.#planGen) {
-      const byKey = new Map();
-      for (const f of this.#core.downloadPlan()) byKey.set(`${f.kind}/${f.index}`, f);
-      this.#planCache = { gen: this.#planGen, byKey };
-    }
-    return this.#planCache.byKey.get(`${file.kind}/${file.index}`) ?? null;
+    const same = (f) => f && f.kind === file.kind && f.index === file.index;
+    let fresh = this.#core.plannedFile(file.at);
+    for (let i = 0; !same(fresh) && i < this.#core.planLength(); i++) fresh = this.#core.plannedFile(i);
+    if (!same(fresh)) return null;
+    fresh.at = file.at;
+    return fresh;
   }
 
   /** Re-fetches the manifest (expired file URLs); resolves with the fresh plan. */

@@ -1,6 +1,6 @@
 //! `Job`: the engine's job state machine, as is, for JavaScript.
 
-use fhir_async::{Job, JobConfig, Response, TransportErrorKind};
+use fhir_async::{Job, JobConfig, PlannedFile, Response, TransportErrorKind};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{from_js, header_pairs, id, ms, to_js};
@@ -12,6 +12,9 @@ use crate::errors::{job_error, usage};
 #[derive(Debug)]
 pub struct WasmJob {
     inner: Job,
+    /// The download plan, computed once for `planLength` / `plannedFile`
+    /// (dropped by anything that may change the job).
+    plan: Option<Vec<PlannedFile>>,
 }
 
 #[wasm_bindgen(js_class = Job)]
@@ -20,13 +23,13 @@ impl WasmJob {
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<WasmJob, JsValue> {
         let config: JobConfig = from_js(config, "JobConfig")?;
-        Job::new(config).map(|inner| WasmJob { inner }).map_err(|e| job_error(&e))
+        Job::new(config).map(|inner| WasmJob { inner, plan: None }).map_err(|e| job_error(&e))
     }
 
     /// Resumes a job saved with `toJson()`.
     #[wasm_bindgen(js_name = fromJson)]
     pub fn from_json(json: &str) -> Result<WasmJob, JsValue> {
-        Job::from_json(json).map(|inner| WasmJob { inner }).map_err(|e| job_error(&e))
+        Job::from_json(json).map(|inner| WasmJob { inner, plan: None }).map_err(|e| job_error(&e))
     }
 
     /// The whole state as a JSON string (no token inside).
@@ -39,7 +42,7 @@ impl WasmJob {
     /// `{type: "refreshToken"}` or `{type: "done", outcome}`.
     #[wasm_bindgen(js_name = nextAction)]
     pub fn next_action(&mut self, now: f64) -> Result<JsValue, JsValue> {
-        match self.inner.next_action(ms(now)) {
+        match self.job().next_action(ms(now)) {
             Ok(a) => to_js(&a),
             Err(e) => Err(job_error(&e)),
         }
@@ -59,7 +62,7 @@ impl WasmJob {
         now: f64,
     ) -> Result<(), JsValue> {
         let response = Response { status, headers: header_pairs(headers), body, url };
-        self.inner.handle_response(id(request_id), response, ms(now)).map_err(|e| job_error(&e))
+        self.job().handle_response(id(request_id), response, ms(now)).map_err(|e| job_error(&e))
     }
 
     /// Hands back a transport failure: `kind` is `"connect"` (never reached
@@ -77,7 +80,7 @@ impl WasmJob {
             "afterSend" => TransportErrorKind::AfterSend,
             other => return Err(usage(&format!("unknown transport error kind {other:?}"))),
         };
-        self.inner.handle_transport_error(id(request_id), kind, message, ms(now)).map_err(|e| job_error(&e))
+        self.job().handle_transport_error(id(request_id), kind, message, ms(now)).map_err(|e| job_error(&e))
     }
 
     /// After `refreshToken`, when no new token can be had (none configured, or
@@ -85,42 +88,55 @@ impl WasmJob {
     /// instead of sending the refused token again.
     #[wasm_bindgen(js_name = tokenUnavailable)]
     pub fn token_unavailable(&mut self, reason: &str) {
-        self.inner.token_unavailable(reason);
+        self.job().token_unavailable(reason);
     }
 
     /// Asks for the job to be cancelled.
     pub fn cancel(&mut self, now: f64) {
-        self.inner.cancel(ms(now));
+        self.job().cancel(ms(now));
     }
 
     /// Asks for a DELETE of the status URL after the files were downloaded.
     pub fn cleanup(&mut self) -> Result<(), JsValue> {
-        self.inner.cleanup().map_err(|e| job_error(&e))
+        self.job().cleanup().map_err(|e| job_error(&e))
     }
 
     /// Re-fetches the manifest for fresh file URLs (after `refreshManifest` download actions).
     #[wasm_bindgen(js_name = refreshManifest)]
     pub fn refresh_manifest(&mut self, now: f64) -> Result<(), JsValue> {
-        self.inner.refresh_manifest(ms(now)).map_err(|e| job_error(&e))
+        self.job().refresh_manifest(ms(now)).map_err(|e| job_error(&e))
     }
 
     /// Handles a verified callback payload; returns the `CallbackEffect`.
     #[wasm_bindgen(js_name = handleCallback)]
     pub fn handle_callback(&mut self, payload: JsValue, now: f64) -> Result<JsValue, JsValue> {
         let payload: fhir_async::CallbackPayload = from_js(payload, "CallbackPayload")?;
-        to_js(&self.inner.handle_callback(&payload, ms(now)))
+        to_js(&self.job().handle_callback(&payload, ms(now)))
     }
 
     /// Brings the next poll forward to `now` (overrides Retry-After once);
     /// returns whether anything changed.
     #[wasm_bindgen(js_name = pollNow)]
     pub fn poll_now(&mut self, now: f64) -> bool {
-        self.inner.poll_now(ms(now))
+        self.job().poll_now(ms(now))
     }
 
     /// A progress snapshot.
     pub fn progress(&self, now: f64) -> Result<JsValue, JsValue> {
         to_js(&self.inner.progress(ms(now)))
+    }
+
+    /// How many files the download plan holds (with `plannedFile`, a plan of
+    /// 100,000 files never crosses to JS as one array: issue 10 §3).
+    #[wasm_bindgen(js_name = planLength)]
+    pub fn plan_length(&mut self) -> usize {
+        self.plan().len()
+    }
+
+    /// File `index` of the download plan (`PlannedFile`), or `null` past the end.
+    #[wasm_bindgen(js_name = plannedFile)]
+    pub fn planned_file(&mut self, index: usize) -> Result<JsValue, JsValue> {
+        self.plan().get(index).map_or(Ok(JsValue::NULL), to_js)
     }
 
     /// The download plan (`PlannedFile[]`) of the manifest so far.
@@ -183,5 +199,17 @@ impl WasmJob {
     #[wasm_bindgen(getter, js_name = isFinished)]
     pub fn is_finished(&self) -> bool {
         self.inner.is_finished()
+    }
+}
+
+impl WasmJob {
+    /// The job, for a call that may change it (the cached plan goes).
+    fn job(&mut self) -> &mut Job {
+        self.plan = None;
+        &mut self.inner
+    }
+
+    fn plan(&mut self) -> &[PlannedFile] {
+        self.plan.get_or_insert_with(|| self.inner.download_plan())
     }
 }
