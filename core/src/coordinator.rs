@@ -77,6 +77,9 @@ pub struct DownloadOptions {
     pub max_line: u64,
     /// Whether to ask for gzip.
     pub gzip: bool,
+    /// Files already complete from an earlier run, by their plan `file_name`:
+    /// left out (a resumed download never fetches a finished file again).
+    pub skip_files: Vec<String>,
 }
 
 impl Default for DownloadOptions {
@@ -89,6 +92,7 @@ impl Default for DownloadOptions {
             validation: Validation::default(),
             max_line: DEFAULT_MAX_LINE as u64,
             gzip: true,
+            skip_files: Vec::new(),
         }
     }
 }
@@ -568,6 +572,7 @@ impl Downloads {
 
 fn selected(f: &PlannedFile, o: &DownloadOptions) -> bool {
     o.kinds.contains(&f.kind)
+        && !o.skip_files.contains(&f.file_name)
         && (o.types.is_empty()
             || f.kind != FileKind::Output
             || f.resource_type.as_ref().map_or(true, |t| o.types.iter().any(|w| w == t)))
@@ -734,9 +739,16 @@ mod tests {
             types: vec!["Observation".into()],
             ..Default::default()
         };
-        let d = Downloads::new(plan, opts, &policy());
+        let d = Downloads::new(plan.clone(), opts.clone(), &policy());
         let urls: Vec<&str> = d.files().iter().map(|f| f.url.as_str()).collect();
         assert_eq!(urls, vec!["https://a/1", "https://a/e"]);
+        // A resumed download leaves out the files an earlier run completed.
+        let d = Downloads::new(
+            plan,
+            DownloadOptions { skip_files: vec!["Observation.001.ndjson".into()], ..opts },
+            &policy(),
+        );
+        assert_eq!(d.files().len(), 1);
     }
 
     // I2: a blocked file is a failed result at once, never sent
