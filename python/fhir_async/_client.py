@@ -325,7 +325,9 @@ class Job:
         bounded by the ``max_kickoff_retries`` retry option) while
         ``progress.phase`` reads ``"kickingOff"``; when the retries run out
         this raises the typed error (``RetriesExhausted``). Ctrl-C stops the
-        wait within a second (``KeyboardInterrupt``)."""
+        wait within a second (``KeyboardInterrupt``). In asyncio code, pass
+        ``start=False`` to ``export()`` and ``await job.wait_async()``: the
+        kick-off (and its 429 waits) then run without blocking the loop."""
         session = self._client._session
         kind, value = session.drive(self._native, 0)
         # issue 10 §2: a kick-off answered 429 leaves the engine waiting to retry it;
