@@ -411,6 +411,7 @@ fn index(app: &App) -> Response {
                 "r5": format!("{o}/r5/fhir"),
             },
             "faults": format!("{o}/_f/{{SPEC}}/bulk/fhir (see docs/testserver.md)"),
+            "token_endpoint": format!("{o}/auth/token"),
             "patients": app.ds.patients(),
         }),
     )

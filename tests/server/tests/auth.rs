@@ -621,3 +621,26 @@ async fn fixed_token_and_registration_errors() {
         assert!(e.contains(flag), "{e}");
     }
 }
+
+// Hostile claims get a description, never a panic (no overflow on extreme times).
+#[tokio::test]
+async fn hostile_claims_are_refused_cleanly() {
+    let s = server(|_| {}).await;
+    for (name, v, desc) in [
+        ("exp", json!(i64::MIN), "assertion expired"),
+        ("exp", json!(i64::MAX), "at most 300 s allowed"),
+        ("exp", json!(1e300), "at most 300 s allowed"),
+        ("exp", json!(-1e300), "assertion expired"),
+        ("iat", json!(i64::MAX), "assertion iat is"),
+        ("nbf", json!(u64::MAX), "assertion nbf"),
+        ("jti", json!(42), "assertion has no jti"),
+        ("jti", json!(""), "assertion has no jti"),
+        ("iss", json!(["client-1"]), "assertion has no iss"),
+        ("aud", json!(7), "aud must be"),
+    ] {
+        let mut c = claims(&s, "client-1");
+        c[name] = v;
+        refused(&s, ES, &c, desc).await;
+    }
+    assert_eq!(s.get(&s.url("/")).await.json()["token_endpoint"], s.url("/auth/token"));
+}

@@ -133,18 +133,21 @@ pub fn verify(clients: &Clients, jtis: &Jtis, assertion: &str, aud: &str, now: i
         return Err("assertion has no exp".into());
     };
     if exp <= now - LEEWAY {
-        return Err(format!("assertion expired {} s ago (check the client clock)", now - exp));
+        return Err(format!("assertion expired {} s ago (check the client clock)", now.saturating_sub(exp)));
     }
-    if exp > now + MAX_EXP_AHEAD + LEEWAY {
+    if exp.saturating_sub(now) > MAX_EXP_AHEAD + LEEWAY {
         return Err(format!(
             "assertion exp is {} s in the future; at most {MAX_EXP_AHEAD} s allowed (check the client clock)",
-            exp - now
+            exp.saturating_sub(now)
         ));
     }
     for name in ["iat", "nbf"] {
         if let Some(t) = number(&claims, name)? {
-            if t > now + LEEWAY {
-                return Err(format!("assertion {name} is {} s in the future (check the client clock)", t - now));
+            if t.saturating_sub(now) > LEEWAY {
+                return Err(format!(
+                    "assertion {name} is {} s in the future (check the client clock)",
+                    t.saturating_sub(now)
+                ));
             }
         }
     }
