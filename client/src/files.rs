@@ -6,14 +6,14 @@ use crate::drive::{Io, Until};
 use crate::{now_ms, ClientError};
 use fhir_async::{
     DownloadError, DownloadOptions, DownloadProgress, DownloadStep, Downloads, FileDownload, FileResult, HeadDecision,
-    Job, Request,
+    Job, PlannedFile, Request,
 };
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One file of a download.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,45 @@ impl DownloadSummary {
     pub fn is_complete(&self) -> bool {
         self.files.iter().all(|f| f.result.error.is_none())
     }
+}
+
+/// What a download reports as it goes (from its worker threads).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum DownloadEvent<'a> {
+    /// A request for file `index` is sent (`attempt` 1 is the first; later ones are retries,
+    /// redirects or a fresh link).
+    Started {
+        /// The file's index among the selected files.
+        index: usize,
+        /// The file.
+        file: &'a PlannedFile,
+        /// 1-based request number for this file.
+        attempt: u64,
+    },
+    /// Bytes arrived on the wire (before gzip decoding), all files together.
+    Bytes {
+        /// Wire bytes so far.
+        wire_bytes: u64,
+    },
+    /// Totals after a request ended.
+    Progress {
+        /// Files, resources and decoded bytes so far.
+        totals: &'a DownloadProgress,
+        /// Wire bytes so far.
+        wire_bytes: u64,
+    },
+    /// A file is over: its result, where it was written, and how long it took.
+    Finished {
+        /// The file's index among the selected files.
+        index: usize,
+        /// Its report, or why it failed (the other files are unaffected).
+        result: &'a FileResult,
+        /// Where it was written, when it completed.
+        path: Option<&'a Path>,
+        /// Milliseconds from its first request to its end.
+        elapsed_ms: u64,
+    },
 }
 
 /// Where one request's lines go (lines of one file arrive in order).
@@ -71,7 +110,7 @@ pub(crate) fn run(
     job: &mut Job,
     options: DownloadOptions,
     sink: &dyn LineSink,
-    on_progress: &(dyn Fn(&DownloadProgress, u64) + Sync),
+    on_event: &(dyn Fn(DownloadEvent<'_>) + Sync),
 ) -> Result<DownloadSummary, ClientError> {
     let plan = job.download_plan();
     let retry = job.config().retry.clone();
@@ -91,8 +130,9 @@ pub(crate) fn run(
         sink,
         wire: AtomicU64::new(0),
         settled: Mutex::new(vec![None; files]),
+        started: Mutex::new(vec![None; files]),
         failure: Mutex::new(None),
-        on_progress,
+        on_event,
     };
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -105,7 +145,8 @@ pub(crate) fn run(
             });
         }
     });
-    let Run { shared, settled, failure, wire, .. } = run;
+    let Run { shared, settled, failure, wire, started, .. } = run;
+    let started = started.into_inner().unwrap_or_else(|p| p.into_inner());
     if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         sink.abandon();
         return Err(e);
@@ -118,9 +159,14 @@ pub(crate) fn run(
         // link) were never handed back by a worker: settle their output here.
         let path = match settled[i].take() {
             Some(path) => path,
-            None => sink
-                .finished(i, &result)
-                .map_err(|e| ClientError::Io { path: result.file.file_name.clone(), message: e.to_string() })?,
+            None => {
+                let path = sink
+                    .finished(i, &result)
+                    .map_err(|e| ClientError::Io { path: result.file.file_name.clone(), message: e.to_string() })?;
+                let elapsed_ms = started[i].map_or(0, |t: Instant| t.elapsed().as_millis() as u64);
+                on_event(DownloadEvent::Finished { index: i, result: &result, path: path.as_deref(), elapsed_ms });
+                path
+            }
         };
         files.push(DownloadedFile { result, path });
     }
@@ -140,14 +186,16 @@ struct Run<'a, 'j> {
     wire: AtomicU64,
     /// Per file, once its output was settled by a worker: where it was written.
     settled: Mutex<Vec<Option<Option<PathBuf>>>>,
+    /// Per file, when its first request went out.
+    started: Mutex<Vec<Option<Instant>>>,
     failure: Mutex<Option<ClientError>>,
-    on_progress: &'a (dyn Fn(&DownloadProgress, u64) + Sync),
+    on_event: &'a (dyn Fn(DownloadEvent<'_>) + Sync),
 }
 
 impl Run<'_, '_> {
     fn worker(&self) -> Result<(), ClientError> {
-        let Run { io, shared, changed, sink, wire, settled, failure, on_progress } = self;
-        let (io, sink, on_progress) = (*io, *sink, *on_progress);
+        let Run { io, shared, changed, sink, wire, settled, started, failure, on_event } = self;
+        let (io, sink, on_event) = (*io, *sink, *on_event);
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             if io.stop.is_stopped() {
@@ -162,7 +210,9 @@ impl Run<'_, '_> {
                 DownloadStep::Send { file, request } => {
                     let Some(mut dl) = g.downloads.lend(file) else { continue };
                     drop(g);
-                    let ended = fetch(io, &mut dl, &request, file, sink, wire, &mut buf);
+                    let first = *lock(started)[file].get_or_insert_with(Instant::now);
+                    on_event(DownloadEvent::Started { index: file, file: dl.file(), attempt: request.id });
+                    let ended = fetch(io, &mut dl, &request, file, sink, wire, &mut buf, on_event);
                     let mut g = lock(shared);
                     let (ended, error_body) = match ended {
                         Ok(body) => (Ok(()), body),
@@ -181,9 +231,12 @@ impl Run<'_, '_> {
                             path: result.file.file_name.clone(),
                             message: e.to_string(),
                         })?;
+                        let elapsed_ms = first.elapsed().as_millis() as u64;
+                        on_event(DownloadEvent::Finished { index: file, result, path: path.as_deref(), elapsed_ms });
                         lock(settled)[file] = Some(path);
                     }
-                    on_progress(&g.downloads.progress(), wire.load(Ordering::Relaxed));
+                    let totals = g.downloads.progress();
+                    on_event(DownloadEvent::Progress { totals: &totals, wire_bytes: wire.load(Ordering::Relaxed) });
                     drop(g);
                     changed.notify_all();
                 }
@@ -239,6 +292,7 @@ impl From<DownloadError> for Fail {
 
 /// One request of one file: head, body through the engine into the sink.
 /// Returns the error body (bounded) when the engine failed the file on its head.
+#[allow(clippy::too_many_arguments)] // the worker's parts, passed once per request
 fn fetch(
     io: &Io,
     dl: &mut FileDownload,
@@ -247,6 +301,7 @@ fn fetch(
     sink: &dyn LineSink,
     wire: &AtomicU64,
     buf: &mut [u8],
+    on_event: &(dyn Fn(DownloadEvent<'_>) + Sync),
 ) -> Result<Option<Vec<u8>>, Fail> {
     let id = request.id;
     let token = match io.token_for(request) {
@@ -282,7 +337,8 @@ fn fetch(
                 break;
             }
             Ok(n) => {
-                wire.fetch_add(n as u64, Ordering::Relaxed);
+                let wire_bytes = wire.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                on_event(DownloadEvent::Bytes { wire_bytes });
                 // A corrupt gzip stream: Discard, the engine already scheduled the retry.
                 if dl.feed(id, &buf[..n], now_ms(), |l| out.line(l))? == HeadDecision::Discard {
                     break;

@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod control;
 mod drive;
 mod error;
 mod files;
@@ -39,7 +40,7 @@ mod token;
 mod transport;
 
 pub use error::ClientError;
-pub use files::{DownloadSummary, DownloadedFile};
+pub use files::{DownloadEvent, DownloadSummary, DownloadedFile};
 pub use lines::{LineBatch, LineEvent, Lines};
 pub use smart::{BackendServicesAuth, PrivateKey};
 pub use stop::Stop;
@@ -312,10 +313,25 @@ impl JobRun {
         options: DownloadOptions,
         on_progress: impl Fn(&DownloadProgress, u64) + Sync,
     ) -> Result<DownloadSummary, ClientError> {
+        self.download_events(dir, options, |e| {
+            if let DownloadEvent::Progress { totals, wire_bytes } = e {
+                on_progress(totals, wire_bytes);
+            }
+        })
+    }
+
+    /// Like [`JobRun::download`], with every [`DownloadEvent`] (file started,
+    /// bytes, totals, file finished), from the worker threads.
+    pub fn download_events(
+        &mut self,
+        dir: impl AsRef<Path>,
+        options: DownloadOptions,
+        on_event: impl Fn(DownloadEvent<'_>) + Sync,
+    ) -> Result<DownloadSummary, ClientError> {
         let plan = fhir_async::Downloads::new(self.job.download_plan(), options.clone(), &Default::default());
         let names = plan.files().iter().map(|f| f.file_name.clone()).collect();
         let sink = files::FolderSink::new(dir.as_ref(), names)?;
-        files::run(&self.client.inner.io, &mut self.job, options, &sink, &on_progress)
+        files::run(&self.client.inner.io, &mut self.job, options, &sink, &on_event)
     }
 }
 

@@ -73,7 +73,22 @@ fn export_and_download_with_a_token() {
     let outcome = job.wait().unwrap();
     assert_eq!(outcome.status, OutcomeStatus::Completed);
     let dir = tmp("export");
-    let summary = job.download(&dir, DownloadOptions { max_per_origin: 3, ..Default::default() }).unwrap();
+    let events = std::sync::Mutex::new(Vec::new());
+    let summary = job
+        .download_events(&dir, DownloadOptions { max_per_origin: 3, ..Default::default() }, |e| match e {
+            fhir_async_client::DownloadEvent::Started { index, attempt, .. } => {
+                events.lock().unwrap().push(format!("start {index} {attempt}"))
+            }
+            fhir_async_client::DownloadEvent::Finished { index, path, .. } => {
+                assert!(path.is_some_and(|p| p.exists()), "renamed into place before the event");
+                events.lock().unwrap().push(format!("end {index}"))
+            }
+            _ => {}
+        })
+        .unwrap();
+    let mut events = events.into_inner().unwrap();
+    events.sort();
+    assert_eq!(events, vec!["end 0", "end 1", "start 0 1", "start 1 1"], "one start and one end per file");
     assert!(summary.is_complete(), "{:?}", summary.files);
     assert_eq!(summary.files.len(), 2);
     for f in &summary.files {
