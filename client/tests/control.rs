@@ -30,7 +30,8 @@ impl Server {
     }
 
     fn client(&self, path: &str) -> Client {
-        let fast = RetryPolicy { min_wait_ms: 20, initial_backoff_ms: 20, max_backoff_ms: 200, ..RetryPolicy::default() };
+        let fast =
+            RetryPolicy { min_wait_ms: 20, initial_backoff_ms: 20, max_backoff_ms: 200, ..RetryPolicy::default() };
         Client::builder(&format!("{}{path}", self.origin)).retry(fast).build().unwrap()
     }
 }
@@ -76,7 +77,8 @@ fn a_callback_wakes_a_long_wait() {
     // The server's callback, re-sent every 100 ms until the job notices (as a server retries one).
     let (tx, inbox) = std::sync::mpsc::channel();
     let sender = std::thread::spawn(move || {
-        let payload = CallbackPayload { status: CallbackStatus::Completed, result_url: Some(status_url), outcome: None };
+        let payload =
+            CallbackPayload { status: CallbackStatus::Completed, result_url: Some(status_url), outcome: None };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline && tx.send(payload.clone()).is_ok() {
             std::thread::park_timeout(Duration::from_millis(100));
@@ -95,8 +97,9 @@ fn a_callback_wakes_a_long_wait() {
 fn completed_files_are_skipped_on_resume() {
     let srv = Server::start();
     let client = srv.client("/bulk/fhir");
-    let mut job =
-        client.export(ExportRequest { types: vec!["Patient".into(), "Condition".into()], ..Default::default() }).unwrap();
+    let mut job = client
+        .export(ExportRequest { types: vec!["Patient".into(), "Condition".into()], ..Default::default() })
+        .unwrap();
     job.wait().unwrap();
     let dir = std::env::temp_dir().join(format!("fhir-async-client-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -107,7 +110,7 @@ fn completed_files_are_skipped_on_resume() {
     // A file still being written (name.tmp) is not complete.
     std::fs::write(dir.join("Condition.000.ndjson.tmp"), "{}\n").unwrap();
     let done = job.completed_in(&dir);
-    assert_eq!(&done, &[first.clone()], "only the Patient file");
+    assert_eq!(done, vec![first.clone()], "only the Patient file");
 
     let mut resumed = client.resume(&job.to_json()).unwrap();
     let rest = resumed.download(&dir, DownloadOptions { skip_files: done, ..Default::default() }).unwrap();
