@@ -319,9 +319,16 @@ impl Downloads {
 
     /// A line of file `file` that a binding parsed itself and found broken
     /// (see [`FileDownload::report_invalid_line`]).
+    /// A line reported after the file finished updates its result's report.
     pub fn report_invalid_line(&mut self, file: usize, line: u64, message: &str) {
-        if let Some(Slot::Active { download, .. }) = self.slots.get_mut(file) {
-            download.report_invalid_line(line, message);
+        match self.slots.get_mut(file) {
+            Some(Slot::Active { download, .. }) => download.report_invalid_line(line, message),
+            Some(Slot::Finished(r)) => {
+                if let Some(report) = &mut r.report {
+                    crate::download::report_invalid_late(report, line, message);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -546,8 +546,14 @@ impl FileDownload {
     /// A binding that parses each line itself (and runs this download with
     /// [`Validation::None`]) reports a line that failed, so the file report
     /// counts it exactly once. `line` is the 1-based resource line number.
+    ///
+    /// The binding may parse after the body ended (on another thread): a line
+    /// reported after [`FileDownload::finish`] updates the finished report.
     pub fn report_invalid_line(&mut self, line: u64, message: &str) {
-        note_invalid(&mut self.invalid, &mut self.first_invalid, &mut self.invalid_lines, line, message);
+        match &mut self.report {
+            Some(r) => report_invalid_late(r, line, message),
+            None => note_invalid(&mut self.invalid, &mut self.first_invalid, &mut self.invalid_lines, line, message),
+        }
     }
 
     fn http_error(&self, status: u16) -> DownloadError {
@@ -807,6 +813,21 @@ fn note_invalid(invalid: &mut u64, first: &mut Option<u64>, lines: &mut Vec<Inva
     *first = (*first).min(line);
     if lines.len() < MAX_INVALID_REPORTED {
         lines.push(InvalidLine { line, message: message.chars().take(300).collect() });
+    }
+}
+
+/// A line found broken after the file's report was made (see
+/// [`FileDownload::report_invalid_line`]): the report counts it, once.
+pub(crate) fn report_invalid_late(r: &mut FileReport, line: u64, message: &str) {
+    note_invalid(&mut r.invalid_lines, &mut r.first_invalid_line, &mut r.invalid, line, message);
+    let warning = format!(
+        "{} line(s) are not FHIR resources (first: line {})",
+        r.invalid_lines,
+        r.first_invalid_line.unwrap_or(0)
+    );
+    match r.warnings.iter_mut().find(|w| w.contains("are not FHIR resources")) {
+        Some(w) => *w = warning,
+        None => r.warnings.push(warning),
     }
 }
 
@@ -1161,6 +1182,11 @@ mod tests {
         let DownloadAction::Done { report } = d.next_action(0).unwrap() else { panic!() };
         assert_eq!((report.invalid_lines, report.first_invalid_line), (1, Some(2)));
         assert!(report.warnings.iter().any(|w| w.contains("line 2")));
+        // Parsed after the body ended (another thread): the finished report counts it, once.
+        d.report_invalid_line(1, "late");
+        let DownloadAction::Done { report } = d.next_action(0).unwrap() else { panic!() };
+        assert_eq!((report.invalid_lines, report.first_invalid_line, report.invalid.len()), (2, Some(1), 2));
+        assert_eq!(report.warnings.iter().filter(|w| w.contains("not FHIR resources")).count(), 1);
     }
 
     // issue 10 §2: a 410 after the manifest refresh says so, with the server's words
