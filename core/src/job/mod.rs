@@ -126,6 +126,27 @@ impl Job {
         })
     }
 
+    /// A job for an operation that was started elsewhere, known only by its
+    /// status URL (a command line's `status URL`, a manifest URL to download
+    /// from): no kick-off; the first action polls `status_url` at once.
+    pub fn attach(config: JobConfig, status_url: &str) -> Result<Job, Error> {
+        let mut job = Job::new(config)?;
+        let url = resolve(&job.base, status_url)
+            .ok_or_else(|| Error::usage(format!("not an http(s) status URL: {status_url}")))?;
+        if job.downgrades_base(&url) {
+            return Err(Error::InsecureUrl {
+                url,
+                reason: "an http: status URL under an https: base (protocol I4)".into(),
+            });
+        }
+        job.medplum_cancel_url = respond::medplum_cancel_url(&url);
+        job.seed = derive_seed(job.config.retry.seed, url.as_bytes());
+        job.status_url = Some(url);
+        job.kickoff_memo = Memo(None);
+        job.state = State::Polling { at_ms: 0 };
+        Ok(job)
+    }
+
     /// Resumes a job saved with [`Job::to_json`] (protocol: resume). A request
     /// that was in flight when the state was saved is re-sent if it is safe to
     /// (polls, result fetches, cancels); a kick-off in flight is never replayed

@@ -193,3 +193,22 @@ fn sub_states_survive_a_restart() {
         assert_eq!(back, job, "{phase:?}");
     }
 }
+
+// issue 13: a job attached to a status URL polls it at once, never kicks off
+#[test]
+fn attach_polls_the_status_url() {
+    use crate::Response;
+    let cfg = export_job(false).config().clone();
+    let mut job = Job::attach(cfg.clone(), "https://h/fhir/jobs/9").unwrap();
+    let Ok(Action::Send { request }) = job.next_action(1_000) else { panic!() };
+    assert_eq!(
+        (request.kind, request.url.as_str(), request.auth),
+        (RequestKind::Status, "https://h/fhir/jobs/9", true)
+    );
+    let manifest = r#"{"transactionTime":"t","requiresAccessToken":true,"output":[],"error":[]}"#;
+    job.handle_response(request.id, Response::new(200).with_body(manifest), 1_000).unwrap();
+    assert!(matches!(job.next_action(1_000), Ok(Action::Done { .. })));
+    assert!(Job::attach(cfg.clone(), "ftp://x").is_err());
+    let https = JobConfig { base_url: "https://h/fhir".into(), ..cfg };
+    assert_eq!(Job::attach(https, "http://h/fhir/jobs/1").unwrap_err().code(), "insecure_url");
+}
