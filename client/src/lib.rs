@@ -225,6 +225,13 @@ impl Client {
         Ok(run)
     }
 
+    /// Follows an operation started elsewhere, known by its status URL (or a
+    /// manifest URL): no kick-off.
+    pub fn attach(&self, status_url: &str, operation: Operation) -> Result<JobRun, ClientError> {
+        let job = Job::attach(self.config(operation), status_url)?;
+        Ok(JobRun { client: self.clone(), job, outcome: None })
+    }
+
     /// Picks up a job saved with [`JobRun::to_json`]: no second kick-off.
     pub fn resume(&self, saved: &str) -> Result<JobRun, ClientError> {
         let job = Job::from_json(saved)?;
