@@ -33,6 +33,7 @@ mod control;
 mod drive;
 mod error;
 mod files;
+mod host;
 mod lines;
 mod smart;
 mod stop;

@@ -7,8 +7,10 @@ use crate::files::{self, DownloadSummary, LineSink, LineWriter};
 use crate::ClientError;
 use fhir_async::{DownloadOptions, FileResult, Job};
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::task::Poll;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 const BATCH_BYTES: usize = 256 * 1024;
 
@@ -68,6 +70,17 @@ impl Lines {
             files::run(&io, &mut job, options, &sink, &|_| {})
         });
         Lines { rx, worker: Some(worker), summary: None }
+    }
+
+    /// Like [`Iterator::next`], waiting at most `timeout` for the next event:
+    /// [`Poll::Pending`] when none came in time, so a caller can check for
+    /// a signal (Python's Ctrl-C) between waits.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Poll<Option<Result<LineEvent, ClientError>>> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(ev) => Poll::Ready(Some(Ok(ev))),
+            Err(RecvTimeoutError::Timeout) => Poll::Pending,
+            Err(RecvTimeoutError::Disconnected) => Poll::Ready(self.next()),
+        }
     }
 
     /// Once the stream is exhausted: what every file did.
