@@ -27,7 +27,7 @@ fn an_error_file_that_fails_its_count_loses_nothing_else() {
     let (out, code, stdout) = run(&server, "strict", &[]);
     assert_eq!(code, Some(0), "exit 0: the export completed, with errors (see --help)\n{stdout}");
     assert!(stdout.contains("Export completed with errors"), "{stdout}");
-    assert!(stdout.contains("(error file (OperationOutcome))"), "the failure names the file's kind: {stdout}");
+    assert!(stdout.contains("error file (OperationOutcome)"), "the failure names the file's kind: {stdout}");
     assert!(stdout.contains("is 100, the file has 1"), "{stdout}");
     let kept: Vec<String> =
         files(&out, ".ndjson").iter().filter_map(|p| p.file_name()?.to_str().map(str::to_owned)).collect();

@@ -1,39 +1,38 @@
 //! Aidbox's unified pattern (seed 003): redirect mode (303 See Other to the
 //! result) and a signed callback that wakes a job early.
 use fhir_async::{
-    verify_callback, AsyncMode, Delivery, Job, JobConfig, Method, Operation, OperationRequest, OutcomeStatus,
-    PreferOptions, RetryPolicy,
+    verify_callback, AsyncMode, Delivery, Method, Operation, OperationRequest, OutcomeStatus, PreferOptions,
+    RetryPolicy,
 };
-use fhir_async_examples::{Driver, TestServer};
+use fhir_async_client::{Client, ClientError, JobRun};
+use fhir_async_examples::TestServer;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-fn reindex(base: String, prefer: PreferOptions) -> Result<Job, fhir_async::Error> {
-    Job::new(JobConfig {
-        base_url: base,
-        operation: Operation::Operation(OperationRequest {
-            method: Method::Post,
-            path: "$reindex".into(),
-            body: Some("{\"resourceType\":\"Parameters\"}".into()),
-        }),
-        prefer,
-        retry: RetryPolicy { min_wait_ms: 50, ..RetryPolicy::default() },
-        timeout_ms: Some(60_000),
-        allowed_origins: vec![],
-    })
+/// Starts `$reindex` on `base` with these `Prefer` options.
+fn reindex(base: &str, prefer: PreferOptions) -> Result<JobRun, ClientError> {
+    let client = Client::builder(base)
+        .prefer(prefer)
+        .retry(RetryPolicy { min_wait_ms: 50, ..RetryPolicy::default() })
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    client.start(Operation::Operation(OperationRequest {
+        method: Method::Post,
+        path: "$reindex".into(),
+        body: Some("{\"resourceType\":\"Parameters\"}".into()),
+    }))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = TestServer::start(&[])?;
-    let driver = Driver::new(None);
 
     // Redirect mode: the status URL answers 303; the result URL answers like the synchronous call.
     let mut job = reindex(
-        format!("{}/_f/ms=300/aidbox/fhir", server.url),
+        &format!("{}/_f/ms=300/aidbox/fhir", server.url),
         PreferOptions { async_mode: Some(AsyncMode::Redirect), ..Default::default() },
     )?;
-    let outcome = driver.run(&mut job, |_| {})?;
+    let outcome = job.wait()?;
     println!(
         "redirect mode: {:?} via {:?} from {}",
         outcome.status,
@@ -42,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert_eq!(outcome.delivery, Delivery::Redirect);
     assert_eq!(outcome.status, OutcomeStatus::Completed);
-    assert!(job.preference_applied().iter().any(|p| p == "async-mode=redirect"));
+    assert!(job.job().preference_applied().iter().any(|p| p == "async-mode=redirect"));
 
     // Callback: the server would tell us to come back in 600 s; its callback wakes us at once.
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -74,11 +73,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     let mut job = reindex(
-        format!("{}/_f/ms=500;retry=600/aidbox/fhir", server.url),
+        &format!("{}/_f/ms=500;retry=600/aidbox/fhir", server.url),
         PreferOptions { callback_url: Some(callback_url), ..Default::default() },
     )?;
     let started = Instant::now();
-    let outcome = driver.run_with_callbacks(&mut job, |_| {}, &inbox)?;
+    let outcome = job.wait_with_callbacks(&inbox, |_| {})?;
     println!(
         "callback mode: {:?} after {:.1} s (Retry-After was 600 s)",
         outcome.status,
