@@ -488,6 +488,10 @@ export declare class Job {
   pollNow(nowMs: number): boolean;
   progress(nowMs: number): Progress;
   downloadPlan(): PlannedFile[];
+  /** Files in the download plan (with `plannedFile`, the plan crosses one file at a time). */
+  planLength(): number;
+  /** File `index` of the download plan, or `null` past the end. */
+  plannedFile(index: number): PlannedFile | null;
   cancelResult(): CancelResult | null;
   cleanupResult(): CleanupResult | null;
   outcome(): Outcome | null;

@@ -3,7 +3,7 @@
 // them and hands out what they produced (issue 10 §2: bounded parallel
 // downloads, in file order per type when asked; one bad file loses nothing else).
 
-import { raceSignal, UsageError } from './errors.js';
+import { abortError, raceSignal, UsageError } from './errors.js';
 import { fileItems } from './file.js';
 
 /** Links a job's outcome to the job (non-enumerable), for `client.resources(result)`. */
@@ -68,7 +68,6 @@ export function resourceStream(job, options = {}) {
 
   /** Files started and not yet fully handed out, in plan order. */
   const runs = [];
-  let fatal = null;
   let closed = false;
   let changed = false;
   let wake = null;
@@ -105,7 +104,8 @@ export function resourceStream(job, options = {}) {
         if (closed) return;
       }
     } catch (e) {
-      if (!closed) fatal ??= e;
+      // Thrown where the file's items stop: the lines before it go out first.
+      if (!closed) run.error = e;
     } finally {
       run.done = true;
       notify();
@@ -122,6 +122,7 @@ export function resourceStream(job, options = {}) {
         queue: [],
         chars: 0,
         done: false,
+        error: null,
         head: false,
         resume: null,
         report: null,
@@ -134,7 +135,7 @@ export function resourceStream(job, options = {}) {
   /** The next array of items, or `null` when every file is done. */
   async function take() {
     for (;;) {
-      if (fatal) throw fatal;
+      if (signal?.aborted) throw abortError(signal);
       start();
       if (ordered) for (const h of heads()) h.head = true;
       for (let i = 0; i < runs.length; i++) {
@@ -148,6 +149,7 @@ export function resourceStream(job, options = {}) {
           r?.();
           return part.items;
         }
+        if (run.error) throw run.error;
         if (run.done) {
           runs.splice(i, 1);
           i--;
