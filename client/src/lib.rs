@@ -270,6 +270,12 @@ impl JobRun {
         self.outcome.as_ref()
     }
 
+    /// Brings the next status poll forward to now (overrides `Retry-After`
+    /// once: use sparingly). Returns whether anything changed.
+    pub fn poll_now(&mut self) -> bool {
+        self.job.poll_now(now_ms())
+    }
+
     /// Polls until the job is over.
     pub fn wait(&mut self) -> Result<Outcome, ClientError> {
         self.wait_with(|_| {})

@@ -1,0 +1,234 @@
+//! The command line, as clap reads it.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Exit codes a script can act on.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    the operation failed (the server said so, or broke the protocol)
+  2    usage error
+  3    completed with errors (the server's error files, or files that failed their checks)
+  4    cancelled
+  5    authorization failed (token refused, no token could be had)
+  130  interrupted (Ctrl-C): the state is saved; run the same command to resume";
+
+/// Run FHIR asynchronous operations: bulk `$export` and any interaction sent
+/// with `Prefer: respond-async`, resumable, with a live progress bar.
+#[derive(Debug, Parser)]
+#[command(name = "fhir-async", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// One JSON event per line on stdout (for scripts), instead of a progress bar.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start (or resume) a Bulk Data $export into a folder, and download its files.
+    Export(Box<ExportArgs>),
+    /// Show where a job stands: a job folder, or a status URL.
+    Status(TargetArgs),
+    /// Cancel a job (the server's cancel: DELETE, or Medplum's): a job folder, or a status URL.
+    Cancel(TargetArgs),
+    /// Fetch (or finish fetching) the files of a job folder or of a manifest URL.
+    Download(DownloadArgs),
+    /// Start any asynchronous operation and print or save its result.
+    Kickoff(KickoffArgs),
+}
+
+/// Where the server is and how to authorize.
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// The FHIR base URL.
+    #[arg(long, env = "FHIR_ASYNC_BASE")]
+    pub base: Option<String>,
+    /// A bearer token (or FHIR_ASYNC_TOKEN).
+    #[arg(long, env = "FHIR_ASYNC_TOKEN", hide_env_values = true, conflicts_with_all = ["auth", "client_id"])]
+    pub token: Option<String>,
+    /// A SMART Backend Services config file (JSON: clientId, scope, privateKey or privateJWKorJWKS
+    /// as a path or an object, tokenUrl or tokenEndpoint, kid).
+    #[arg(long, conflicts_with = "client_id")]
+    pub auth: Option<PathBuf>,
+    /// SMART Backend Services client id (with --key).
+    #[arg(long, requires = "key")]
+    pub client_id: Option<String>,
+    /// The client's private key: PEM, a private JWK, or a JWKS.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// The key id registered with the server.
+    #[arg(long)]
+    pub kid: Option<String>,
+    /// Requested scope.
+    #[arg(long, default_value = "system/*.read")]
+    pub scope: String,
+    /// The token endpoint (found by discovery when absent).
+    #[arg(long)]
+    pub token_url: Option<String>,
+    /// An overall deadline for the job: 90, 90s, 30m, 2h.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// `fhir-async export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Server and authorization.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The export's level.
+    #[arg(long, value_enum, default_value_t = Level::System)]
+    pub level: Level,
+    /// The group id (with --level group).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Resource types, comma-separated or repeated.
+    #[arg(long = "type", value_delimiter = ',')]
+    pub types: Vec<String>,
+    /// Only resources changed since this instant; `auto`: the transactionTime of the
+    /// last export completed in the output folder.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only resources changed before this instant (STU3 and later).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// A `_typeFilter` query, repeated (one resource type each).
+    #[arg(long = "type-filter")]
+    pub type_filters: Vec<String>,
+    /// `_elements`, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub elements: Vec<String>,
+    /// A patient reference (POST only), repeated.
+    #[arg(long = "patient")]
+    pub patients: Vec<String>,
+    /// Kick off with POST and a Parameters body.
+    #[arg(long)]
+    pub post: bool,
+    /// The output folder, which is also the job: its state, its log and its files.
+    /// Options left out on a later run in the same folder are the first run's.
+    #[arg(long, default_value = "fhir-async-export")]
+    pub out: PathBuf,
+    /// Files downloaded at once per origin [default: 4].
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// How files are written [default: ndjson].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// What a file whose line count differs from the manifest does [default: strict].
+    #[arg(long, value_enum)]
+    pub count_check: Option<CountCheck>,
+}
+
+/// A job folder or a status URL.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// A job folder (made by `export` or `kickoff --out`), or a status URL.
+    pub target: String,
+    /// Server and authorization (read from the folder when it has them; a token is never saved).
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `fhir-async download`.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// A job folder, or the URL of a status URL / manifest.
+    pub target: String,
+    /// Server and authorization.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Where files go (default: the job folder, or ./fhir-async-download).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Files downloaded at once per origin.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u32,
+    /// How files are written.
+    #[arg(long, value_enum, default_value_t = Format::Ndjson)]
+    pub format: Format,
+    /// What a file whose line count differs from the manifest does.
+    #[arg(long, value_enum, default_value_t = CountCheck::Strict)]
+    pub count_check: CountCheck,
+}
+
+/// `fhir-async kickoff`.
+#[derive(Debug, Args)]
+pub struct KickoffArgs {
+    /// Server and authorization.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The HTTP method.
+    #[arg(long, default_value = "POST")]
+    pub method: String,
+    /// The path relative to the base (`$reindex`, `Patient/1/$everything`, empty for a batch).
+    #[arg(long, default_value = "")]
+    pub path: String,
+    /// A file with the FHIR JSON body.
+    #[arg(long)]
+    pub body: Option<PathBuf>,
+    /// Ask for the result inline (`bundle`) or as a 303 (`redirect`).
+    #[arg(long, value_enum)]
+    pub async_mode: Option<AsyncMode>,
+    /// Save the job and its result in this folder (the result is printed otherwise).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Export levels.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Level {
+    /// `[base]/$export`
+    System,
+    /// `[base]/Patient/$export`
+    Patient,
+    /// `[base]/Group/{id}/$export`
+    Group,
+}
+
+/// File formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum Format {
+    /// NDJSON as the server sent it.
+    Ndjson,
+    /// NDJSON, gzip-compressed (`.ndjson.gz`).
+    #[value(name = "ndjson.gz")]
+    NdjsonGz,
+}
+
+/// Count checks.
+#[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum CountCheck {
+    /// A mismatch fails that file (the others are kept).
+    Strict,
+    /// A mismatch is a warning.
+    Lenient,
+}
+
+/// Async modes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AsyncMode {
+    /// The result inline, as a Bundle.
+    Bundle,
+    /// A 303 See Other to the result.
+    Redirect,
+}
+
+/// `90`, `90s`, `30m`, `2h`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?} (e.g. 90s, 30m, 2h)"))?;
+    let ms = match unit {
+        "" | "s" => n.saturating_mul(1000),
+        "ms" => n,
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        _ => return Err(format!("unknown unit {unit:?} in {s:?} (ms, s, m, h)")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}

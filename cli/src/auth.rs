@@ -1,0 +1,99 @@
+//! The token options: `--token`, `--auth FILE`, `--client-id --key`.
+
+use crate::args::ServerArgs;
+use fhir_async::{BackendServices, SigningAlg};
+use fhir_async_client::{BackendServicesAuth, ClientBuilder, PrivateKey, StaticToken};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// The folder-safe description of the authorization (paths, ids: never a token or a key).
+pub fn describe(s: &ServerArgs) -> Value {
+    match (&s.token, &s.auth, &s.client_id) {
+        (Some(_), _, _) => json!({"kind": "token"}),
+        (_, Some(p), _) => json!({"kind": "backendServicesFile", "path": absolute(p)}),
+        (_, _, Some(id)) => json!({"kind": "backendServices", "clientId": id, "key": s.key.as_deref().map(absolute),
+            "kid": s.kid, "scope": s.scope, "tokenUrl": s.token_url}),
+        _ => json!({"kind": "none"}),
+    }
+}
+
+fn absolute(p: &Path) -> String {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned()).display().to_string()
+}
+
+/// Fills in what the command line left out from what the folder saved.
+pub fn merge_saved(s: &mut ServerArgs, saved: &Value) {
+    if s.base.is_none() {
+        s.base = saved["base"].as_str().map(str::to_owned);
+    }
+    if s.token.is_some() || s.auth.is_some() || s.client_id.is_some() {
+        return;
+    }
+    let a = &saved["auth"];
+    match a["kind"].as_str() {
+        Some("backendServicesFile") => s.auth = a["path"].as_str().map(PathBuf::from),
+        Some("backendServices") => {
+            s.client_id = a["clientId"].as_str().map(str::to_owned);
+            s.key = a["key"].as_str().map(PathBuf::from);
+            s.kid = a["kid"].as_str().map(str::to_owned);
+            if let Some(scope) = a["scope"].as_str() {
+                s.scope = scope.to_owned();
+            }
+            s.token_url = a["tokenUrl"].as_str().map(str::to_owned);
+        }
+        _ => {}
+    }
+}
+
+/// Adds the token source to the client.
+pub fn apply(s: &ServerArgs, base: &str, b: ClientBuilder) -> Result<ClientBuilder, String> {
+    if let Some(t) = &s.token {
+        return Ok(b.token(StaticToken::new(t.clone())));
+    }
+    let (registration, key) = if let Some(path) = &s.auth {
+        from_file(path)?
+    } else if let (Some(id), Some(key)) = (&s.client_id, &s.key) {
+        let key = PrivateKey::from_file(key, s.kid.as_deref()).map_err(|e| e.to_string())?;
+        (registration(id, &s.scope, s.token_url.clone(), s.kid.clone()), key)
+    } else {
+        return Ok(b);
+    };
+    let auth = BackendServicesAuth::new(base, registration, key).map_err(|e| e.to_string())?;
+    Ok(b.token(auth))
+}
+
+fn registration(client_id: &str, scope: &str, token_url: Option<String>, kid: Option<String>) -> BackendServices {
+    BackendServices {
+        client_id: client_id.to_owned(),
+        scope: scope.to_owned(),
+        token_url,
+        alg: SigningAlg::RS384,
+        kid,
+        jku: None,
+    }
+}
+
+/// A config file in the shape other bulk-data clients accept: `clientId`, `scope`,
+/// `tokenUrl` or `tokenEndpoint`, `privateKey` / `privateJWKorJWKS` / `key` (a path, relative
+/// to the file, or the JWK/JWKS object), `kid`.
+fn from_file(path: &Path) -> Result<(BackendServices, PrivateKey), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let client_id = field("clientId").ok_or_else(|| format!("{}: no clientId", path.display()))?;
+    let kid = field("kid");
+    let key_value = ["privateJWKorJWKS", "privateKey", "key", "jwks"].iter().find_map(|k| v.get(*k));
+    let key = match key_value {
+        Some(Value::String(p)) => {
+            let p = path.parent().unwrap_or(Path::new(".")).join(p);
+            PrivateKey::from_file(&p, kid.as_deref())
+        }
+        Some(obj @ Value::Object(_)) if obj.get("keys").is_some() => PrivateKey::from_jwks(obj, kid.as_deref()),
+        Some(obj @ Value::Object(_)) => PrivateKey::from_jwk(obj),
+        _ => return Err(format!("{}: no privateJWKorJWKS / privateKey", path.display())),
+    }
+    .map_err(|e| e.to_string())?;
+    let token_url = field("tokenUrl").or_else(|| field("tokenEndpoint"));
+    let scope = field("scope").unwrap_or_else(|| "system/*.read".into());
+    Ok((registration(&client_id, &scope, token_url, kid), key))
+}

@@ -1,0 +1,262 @@
+//! The `fhir-async` command end to end against the in-process reference server.
+
+use fhir_async_testserver::{serve, Config, ServerHandle};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fhir-async");
+
+struct Server {
+    origin: String,
+    rt: tokio::runtime::Runtime,
+    handle: Option<ServerHandle>,
+}
+
+impl Server {
+    fn start(f: impl FnOnce(&mut Config)) -> Server {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let mut cfg = Config { job_ms: 300, patients: 20, retry_after: 0, ..Config::default() };
+        f(&mut cfg);
+        let (addr, _, handle) = rt.block_on(serve(cfg)).expect("server starts");
+        Server { origin: format!("http://{addr}"), rt, handle: Some(handle) }
+    }
+
+    fn stats(&self) -> Value {
+        let t =
+            ureq::get(format!("{}/_admin/stats", self.origin)).call().unwrap().into_body().read_to_string().unwrap();
+        serde_json::from_str(&t).unwrap()
+    }
+
+    fn kickoffs(&self) -> u64 {
+        self.stats()["routes"]["bulk.kickoff"].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
+fn out(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fhir-async-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN).args(args).output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+fn log(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("log.ndjson")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p).unwrap().lines().count()
+}
+
+// issue 13: an export into a folder (the folder is the job); a re-run resumes without a kick-off
+#[test]
+fn export_then_rerun_resumes() {
+    let srv = Server::start(|_| {});
+    let dir = out("export");
+    let base = format!("{}/bulk/fhir", srv.origin);
+    let (code, stdout, stderr) =
+        run(&["export", "--base", &base, "--type", "Patient,Condition", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("Patient") && stdout.contains("total"), "the summary table: {stdout}");
+    let files = names(&dir);
+    assert!(
+        files.contains(&"Patient.000.ndjson".to_owned()) && files.contains(&"fhir-async-job.json".to_owned()),
+        "{files:?}"
+    );
+    assert_eq!(lines(&dir.join("Patient.000.ndjson")), 20);
+    let events: Vec<String> = log(&dir).iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect();
+    for e in ["kickoff", "accepted", "status", "outcome", "manifest", "file.started", "file.finished"] {
+        assert!(events.contains(&e.to_owned()), "{e} in {events:?}");
+    }
+    let all = std::fs::read_to_string(dir.join("log.ndjson")).unwrap();
+    assert!(!all.contains("Bearer"));
+    let (code, _, stderr) = run(&["export", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("no second kick-off") && stderr.contains("not fetched again"), "{stderr}");
+    assert_eq!(srv.kickoffs(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// issue 13: Ctrl-C stops cleanly (no .tmp), keeps the state, prints how to resume or cancel;
+// the same command resumes without a second kick-off and never fetches a finished file again
+#[test]
+fn ctrl_c_then_resume() {
+    let srv = Server::start(|c| {
+        c.patients = 60;
+        c.file_resources = 20;
+    });
+    let dir = out("ctrlc");
+    let base = format!("{}/_f/slow=20000/bulk/fhir", srv.origin);
+    let mut child = Command::new(BIN)
+        .args([
+            "--json",
+            "export",
+            "--base",
+            &base,
+            "--type",
+            "Patient,Observation",
+            "--concurrency",
+            "1",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut finished_before = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out_lines = BufReader::new(stdout).lines();
+    for line in out_lines.by_ref() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "file.finished" {
+            finished_before += 1;
+        }
+        // Interrupt mid-download: after one file, while the next is streaming.
+        if finished_before >= 1 && v["event"] == "file.started" {
+            Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+            break;
+        }
+        assert!(Instant::now() < deadline, "no download started in time");
+    }
+    // Keep reading until the process ends, so it never writes into a closed pipe.
+    let drain = std::thread::spawn(move || out_lines.count());
+    let status = child.wait().unwrap();
+    drain.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("fhir-async export --out") && stderr.contains("fhir-async cancel"), "{stderr}");
+    let files = names(&dir);
+    assert!(!files.iter().any(|f| f.ends_with(".tmp")), "no .tmp left: {files:?}");
+    let done_before: Vec<String> = files.iter().filter(|f| f.ends_with(".ndjson")).cloned().collect();
+    assert!(!done_before.is_empty());
+    let (code, _, stderr) = run(&["export", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(srv.kickoffs(), 1, "no second kick-off");
+    let total_files = names(&dir).iter().filter(|f| f.ends_with(".ndjson")).count();
+    assert!(total_files > done_before.len());
+    // The second run's log: no file finished in the first run was started again.
+    let events = log(&dir);
+    let resumed_at = events.iter().position(|e| e["event"] == "resumed").expect("resumed");
+    for e in &events[resumed_at..] {
+        if e["event"] == "file.started" {
+            assert!(!done_before.contains(&e["file"].as_str().unwrap().to_owned()), "{e} was complete already");
+        }
+    }
+    // Every file holds exactly the resources its (one) completed download reported.
+    for e in events.iter().filter(|e| e["event"] == "file.finished") {
+        let f = e["file"].as_str().unwrap();
+        assert_eq!(lines(&dir.join(f)) as u64, e["resources"].as_u64().unwrap(), "{f}: every line once");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// issue 13: exit codes a script can act on
+#[test]
+fn exit_codes() {
+    let srv = Server::start(|c| c.token = Some("right".into()));
+    let b = |spec: &str| format!("{}{}/bulk/fhir", srv.origin, spec);
+    let dir = out("codes");
+    let d = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    assert_eq!(run(&["--help"]).0, 0);
+    assert_eq!(run(&["export", "--nonsense"]).0, 2);
+    assert_eq!(run(&["export", "--base", &b(""), "--token", "right", "--out", &d("ok")]).0, 0);
+    let (code, _, stderr) = run(&["export", "--base", &b(""), "--token", "wrong", "--out", &d("auth")]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("fixed string") && !stderr.contains("wrong"), "{stderr}");
+    assert_eq!(run(&["export", "--base", &b("/_f/fail"), "--token", "right", "--out", &d("fail")]).0, 1);
+    let (code, stdout, _) = run(&[
+        "export",
+        "--base",
+        &b("/_f/partial;errcount=100"),
+        "--token",
+        "right",
+        "--type",
+        "Patient,Condition",
+        "--out",
+        &d("partial"),
+    ]);
+    assert_eq!(code, 3, "{stdout}");
+    assert!(stdout.contains("FAILED error"), "the failed error file is listed: {stdout}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// issue 13: status and cancel on a folder or a URL; --format ndjson.gz; --since auto
+#[test]
+fn status_cancel_gzip_and_since_auto() {
+    let srv = Server::start(|_| {});
+    let dir = out("misc");
+    let base = format!("{}/bulk/fhir", srv.origin);
+    let never = format!("{}/_f/never/bulk/fhir", srv.origin);
+    // A job that never ends, cancelled by folder after an interrupted start.
+    let d1 = dir.join("never");
+    let mut child = Command::new(BIN)
+        .args(["export", "--base", &never, "--out", d1.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !d1.join("fhir-async-job.json").exists() {
+        assert!(t.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let (code, stdout, _) = run(&["--json", "status", d1.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let url = v["statusUrl"].as_str().unwrap().to_owned();
+    let (code, stdout, _) = run(&["--json", "status", &url]);
+    assert_eq!(code, 0, "status by URL");
+    assert!(stdout.contains("polling"));
+    let (code, stdout, stderr) = run(&["cancel", d1.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Cancelled"), "{stdout}");
+    // gzip output
+    let d2 = dir.join("gz");
+    assert_eq!(
+        run(&["export", "--base", &base, "--type", "Patient", "--format", "ndjson.gz", "--out", d2.to_str().unwrap()])
+            .0,
+        0
+    );
+    let gz = d2.join("Patient.000.ndjson.gz");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()), &mut text)
+        .unwrap();
+    assert_eq!(text.lines().count(), 20);
+    // --since auto: the next export asks for what changed since the last one; the previous moves aside
+    assert_eq!(run(&["export", "--since", "auto", "--out", d2.to_str().unwrap()]).0, 0);
+    let kicks: Vec<Value> = log(&d2).into_iter().filter(|e| e["event"] == "kickoff").collect();
+    assert_eq!(kicks.len(), 2);
+    assert!(kicks[0]["request"]["since"].is_null());
+    assert!(kicks[1]["request"]["since"].as_str().is_some_and(|s| s.len() > 10), "{}", kicks[1]);
+    assert!(d2.join("previous").is_dir());
+    std::fs::remove_dir_all(&dir).ok();
+}
