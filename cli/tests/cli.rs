@@ -260,3 +260,78 @@ fn status_cancel_gzip_and_since_auto() {
     assert!(d2.join("previous").is_dir());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// issue 12 in the CLI: SMART Backend Services from flags and from a config file, short-lived tokens
+#[test]
+fn backend_services_from_flags_and_file() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/server/tests/fixtures");
+    let srv = Server::start(|c| {
+        c.jwks = Some(fixtures.join("jwks.json"));
+        c.token_ttl = 1;
+        c.job_ms = 2_500;
+    });
+    let dir = out("smart");
+    let base = format!("{}/bulk/fhir", srv.origin);
+    let key = fixtures.join("es384-private.pem");
+    let d1 = dir.join("flags");
+    let (code, _, stderr) = run(&[
+        "export",
+        "--base",
+        &base,
+        "--type",
+        "Patient",
+        "--client-id",
+        "client-1",
+        "--key",
+        key.to_str().unwrap(),
+        "--kid",
+        "test-es384",
+        "--out",
+        d1.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let config = dir.join("smart.json");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&config, serde_json::json!({"clientId": "client-1", "privateJWKorJWKS": fixtures.join("jwks-private.json"), "kid": "test-rs384", "scope": "system/*.rs"}).to_string()).unwrap();
+    let d2 = dir.join("file");
+    let (code, _, stderr) = run(&[
+        "export",
+        "--base",
+        &base,
+        "--type",
+        "Patient",
+        "--auth",
+        config.to_str().unwrap(),
+        "--out",
+        d2.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        srv.stats()["tokens"]["issued"].as_u64().unwrap_or(0) >= 4,
+        "short-lived tokens were renewed: {}",
+        srv.stats()["tokens"]
+    );
+    for d in [&d1, &d2] {
+        let text = std::fs::read_to_string(d.join("log.ndjson")).unwrap()
+            + &std::fs::read_to_string(d.join("fhir-async.json")).unwrap();
+        assert!(!text.contains("BEGIN") && !text.contains("\"d\""), "no key material in the folder");
+    }
+    // A wrong key: exit 5 with the server's words.
+    let wrong = fixtures.join("other-es384-private.pem");
+    let (code, _, stderr) = run(&[
+        "export",
+        "--base",
+        &base,
+        "--client-id",
+        "client-1",
+        "--key",
+        wrong.to_str().unwrap(),
+        "--kid",
+        "test-es384",
+        "--out",
+        dir.join("wrong").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("invalid_client"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
