@@ -2,47 +2,12 @@
 //! callbacks, and resuming a download in a folder (issue 11: what the Rust
 //! examples need from the client).
 
-use fhir_async::{
-    CallbackEffect, CallbackPayload, CallbackStatus, DownloadOptions, ExportRequest, OutcomeStatus, RetryPolicy,
-};
-use fhir_async_client::Client;
-use fhir_async_testserver::{serve, Config, ServerHandle};
+use fhir_async::{CallbackEffect, CallbackPayload, CallbackStatus, DownloadOptions, ExportRequest, OutcomeStatus};
 use std::time::{Duration, Instant};
 
-struct Server {
-    origin: String,
-    rt: tokio::runtime::Runtime,
-    handle: Option<ServerHandle>,
-}
+mod common;
 
-impl Server {
-    fn start() -> Server {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let cfg = Config { job_ms: 300, patients: 20, ..Config::default() };
-        let (addr, _, handle) = rt.block_on(serve(cfg)).expect("server starts");
-        Server { origin: format!("http://{addr}"), rt, handle: Some(handle) }
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        let text =
-            ureq::get(format!("{}/_admin/stats", self.origin)).call().unwrap().into_body().read_to_string().unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
-
-    fn client(&self, path: &str) -> Client {
-        let fast =
-            RetryPolicy { min_wait_ms: 20, initial_backoff_ms: 20, max_backoff_ms: 200, ..RetryPolicy::default() };
-        Client::builder(&format!("{}{path}", self.origin)).retry(fast).build().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.rt.block_on(h.shutdown());
-        }
-    }
-}
+use common::Server;
 
 fn deletes(stats: &serde_json::Value) -> usize {
     stats["requests"].as_array().unwrap().iter().filter(|r| r["method"] == "DELETE").count()
@@ -51,7 +16,7 @@ fn deletes(stats: &serde_json::Value) -> usize {
 // protocol F3: cleanup() after the download is one DELETE of the status URL; the files are gone
 #[test]
 fn cleanup_deletes_the_finished_job() {
-    let srv = Server::start();
+    let srv = Server::start(|c| c.patients = 20);
     let mut job = srv.client("/bulk/fhir").export(ExportRequest::default()).unwrap();
     assert_eq!(job.wait().unwrap().status, OutcomeStatus::Completed);
     let before = deletes(&srv.stats());
@@ -64,7 +29,7 @@ fn cleanup_deletes_the_finished_job() {
 // protocol G2, G3: a trusted callback ends a long Retry-After early; an untrusted one is ignored
 #[test]
 fn a_callback_wakes_a_long_wait() {
-    let srv = Server::start();
+    let srv = Server::start(|c| c.patients = 20);
     let mut job = srv.client("/_f/ms=300;retry=600/bulk/fhir").export(ExportRequest::default()).unwrap();
     let status_url = job.job().status_url().unwrap().to_owned();
     let foreign = CallbackPayload {
@@ -95,7 +60,7 @@ fn a_callback_wakes_a_long_wait() {
 // issue 10 §2: a resumed download skips the files an earlier one completed in the folder
 #[test]
 fn completed_files_are_skipped_on_resume() {
-    let srv = Server::start();
+    let srv = Server::start(|c| c.patients = 20);
     let client = srv.client("/bulk/fhir");
     let mut job = client
         .export(ExportRequest { types: vec!["Patient".into(), "Condition".into()], ..Default::default() })

@@ -1,45 +1,14 @@
 //! The client against the in-process reference server: exports, downloads,
 //! per-file failures, tokens, stops and resume.
 
-use fhir_async::{DownloadOptions, ExportRequest, OutcomeStatus, RetryPolicy};
+use fhir_async::{DownloadOptions, ExportRequest, OutcomeStatus};
 use fhir_async_client::{Client, ClientError, StaticToken, Stop};
-use fhir_async_testserver::{serve, Config, ServerHandle};
 use std::path::PathBuf;
 use std::time::Duration;
 
-struct Server {
-    origin: String,
-    rt: tokio::runtime::Runtime,
-    handle: Option<ServerHandle>,
-}
+mod common;
 
-impl Server {
-    fn start(f: impl FnOnce(&mut Config)) -> Server {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let mut cfg = Config { job_ms: 300, patients: 30, ..Config::default() };
-        f(&mut cfg);
-        let (addr, _, handle) = rt.block_on(serve(cfg)).expect("server starts");
-        Server { origin: format!("http://{addr}"), rt, handle: Some(handle) }
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        let text =
-            ureq::get(format!("{}/_admin/stats", self.origin)).call().unwrap().into_body().read_to_string().unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.rt.block_on(h.shutdown());
-        }
-    }
-}
-
-fn fast() -> RetryPolicy {
-    RetryPolicy { min_wait_ms: 20, initial_backoff_ms: 20, max_backoff_ms: 200, ..RetryPolicy::default() }
-}
+use common::{fast, Server};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fhir-async-client-{name}-{}", std::process::id()));
