@@ -10,8 +10,8 @@ export CARGO_TERM_COLOR ?= never
 ## The main job: a bulk export with a live progress bar against the bundled
 ## reference server (or `make demo SERVER=https://... TOKEN=...`).
 demo: server
-	$(CARGO) build --release -p fhir-async-examples --bin fhir-async-demo
-	./target/release/fhir-async-demo $(if $(SERVER),--server '$(SERVER)') $(if $(TOKEN),--token '$(TOKEN)')
+	$(CARGO) build --release -p fhir-async-cli
+	SERVER='$(SERVER)' TOKEN='$(TOKEN)' bash scripts/demo.sh
 
 ## The browser example: the reference server plus a static server; prints the page URL.
 browser-demo: server
@@ -90,3 +90,8 @@ test-examples: server
 	test "$$(ls target/demo-test-output/*.ndjson | wc -l)" -ge 6
 	test -f npm/wasm/fhir_async_wasm_bg.wasm || bash npm/scripts/build.sh
 	node --test --test-timeout=120000 examples/node/service.test.mjs
+	# make demo itself: the command line against the bundled server, end to end.
+	$(CARGO) build --release -p fhir-async-cli
+	OUT=target/demo-cli-output PATIENTS=300 bash scripts/demo.sh | tee target/demo-cli.log
+	grep -q '^total' target/demo-cli.log
+	test "$$(ls target/demo-cli-output/*.ndjson | wc -l)" -ge 6
