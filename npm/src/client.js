@@ -324,7 +324,7 @@ export class AsyncJob {
     return fresh;
   }
 
-  /** Re-fetches the manifest (expired file URLs); resolves with the fresh plan. */
+  /** Re-fetches the manifest (expired file URLs); resolves once the fresh plan is in. */
   _refreshManifest() {
     // Files downloaded side by side may all find their URLs expired: one refresh serves them all.
     if (!this.#refreshing) {
@@ -335,7 +335,6 @@ export class AsyncJob {
           this.#restart();
           await this._run();
           this.#planGen++;
-          return this.#core.downloadPlan();
         } finally {
           this.#refreshing = null;
         }

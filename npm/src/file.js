@@ -71,37 +71,26 @@ const message = (e) => String(e?.cause?.message ?? e?.message ?? e);
  * is handed to `bad(index, message)` and left out; `bad` answers true to stop there.
  */
 function itemsOf(lines, format, validation, bad) {
+  const text = format === 'text';
   const items = [];
-  if (format === 'text') {
-    for (let i = 0; i < lines.length; i++) {
-      const l = lines[i];
-      if (validation === 'none') items.push(l);
-      else if (validation === 'json') {
-        try {
-          JSON.parse(l);
-          items.push(l);
-        } catch (e) {
-          if (bad(i, e.message)) break;
-        }
-      } else {
-        const t = l.trim();
-        if (t.startsWith('{') && t.endsWith('}')) items.push(l);
-        else if (bad(i, 'not a JSON object')) break;
-      }
-    }
-    return items;
-  }
   for (let i = 0; i < lines.length; i++) {
-    let v;
-    try {
-      v = JSON.parse(lines[i]);
-    } catch (e) {
-      if (bad(i, e.message)) break;
-      continue;
+    const l = lines[i];
+    let v = l;
+    let why = null;
+    if (!text || validation === 'json') {
+      try {
+        v = JSON.parse(l);
+        if (validation !== 'none' && (v === null || typeof v !== 'object' || Array.isArray(v))) why = 'not a JSON object';
+      } catch (e) {
+        why = e.message;
+      }
+      if (text) v = l;
+    } else if (validation !== 'none') {
+      const t = l.trim();
+      if (t[0] !== '{' || t.at(-1) !== '}') why = 'not a JSON object';
     }
-    if (validation !== 'none' && (v === null || typeof v !== 'object' || Array.isArray(v))) {
-      if (bad(i, 'not a JSON object')) break;
-    } else items.push(v);
+    if (why === null) items.push(v);
+    else if (bad(i, why)) break;
   }
   return items;
 }
