@@ -1,6 +1,7 @@
 //! `fhir-async`: bulk `$export` and any FHIR asynchronous operation from the
 //! command line, on `fhir-async-client`. The output folder is the job: run
 //! the same command again and it resumes. Every decision is the engine's.
+//! See `docs/cli.md`; [`main_with_args`] is the whole program.
 #![forbid(unsafe_code)]
 
 mod args;
@@ -48,8 +49,21 @@ impl From<ClientError> for Fail {
     }
 }
 
-fn main() {
-    let cli = Cli::parse();
+/// Runs the command line with these arguments (the first is the program
+/// name) and returns the exit code: the `fhir-async` binary, and the Python
+/// package's `fhir-async` console script, call this (one implementation, two ways in).
+pub fn main_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
     let json = cli.json;
     let result = match cli.command {
         Command::Export(a) => export(*a, json),
@@ -59,10 +73,10 @@ fn main() {
         Command::Kickoff(k) => kickoff(k, json),
     };
     match result {
-        Ok(code) => std::process::exit(code),
+        Ok(code) => code,
         Err(f) => {
             eprintln!("fhir-async: {}", f.message);
-            std::process::exit(f.code);
+            f.code
         }
     }
 }
