@@ -300,6 +300,12 @@ pub struct FileReport {
     pub warnings: Vec<String>,
     /// Requests sent, retries included.
     pub attempts: u32,
+    /// Broken bodies continued with a range request (206), not fetched again (K1).
+    #[serde(default)]
+    pub range_resumes: u32,
+    /// Range requests answered with the whole file again (200, or another range).
+    #[serde(default)]
+    pub range_restarts: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,6 +346,22 @@ pub struct FileDownload {
     report: Option<FileReport>,
     gzip: bool,
     platform_decoded: bool,
+    /// Byte-range resume (protocol K1, K2): the representation's validator
+    /// (a strong ETag, else Last-Modified), whether the server takes ranges,
+    /// the encoded bytes of it fed so far, and the offset the next request asks for.
+    range: RangeState,
+    /// 429/503 answers so far (the coordinator's per-origin limit reads them, K3).
+    throttled: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct RangeState {
+    validator: Option<String>,
+    accepts: bool,
+    received: u64,
+    resume_from: Option<u64>,
+    resumes: u32,
+    restarts: u32,
 }
 
 impl FileDownload {
@@ -377,6 +399,8 @@ impl FileDownload {
             report: None,
             gzip: true,
             platform_decoded: false,
+            range: RangeState::default(),
+            throttled: 0,
         })
     }
 
@@ -449,6 +473,11 @@ impl FileDownload {
                 if self.gzip {
                     headers.push(("Accept-Encoding".to_owned(), "gzip".to_owned()));
                 }
+                // Continue a broken body where it stopped (K1): only the same representation.
+                if let (Some(from), Some(v)) = (self.range.resume_from, &self.range.validator) {
+                    headers.push(("Range".to_owned(), format!("bytes={from}-")));
+                    headers.push(("If-Range".to_owned(), v.clone()));
+                }
                 Ok(DownloadAction::Send {
                     request: Request {
                         id,
@@ -483,14 +512,61 @@ impl FileDownload {
         self.expect(FileState::InFlight { id })?;
         match status {
             200 => {
+                // A 200 to a range request: the file changed, or ranges are not honoured.
+                // Start over, safely: lines already handed out are skipped, not repeated (K1).
+                if self.range.resume_from.take().is_some() {
+                    self.range.restarts += 1;
+                }
                 let enc = if already_decoded { None } else { header(headers, "Content-Encoding") };
                 self.platform_decoded = already_decoded
                     && header(headers, "Content-Encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
                 self.decoder = Some(BodyDecoder::new(enc).map_err(|e| self.decode_err(e))?);
                 self.splitter.reset();
                 self.seen = 0;
+                self.range.received = 0;
+                self.range.validator = validator(headers);
+                // A platform that decoded the body itself hands over decoded bytes: no offsets to resume at.
+                self.range.accepts = !self.platform_decoded
+                    && header(headers, "Accept-Ranges").is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
                 self.state = FileState::Streaming { id };
                 Ok(HeadDecision::Stream)
+            }
+            206 => {
+                let expected = self.range.resume_from.take();
+                let start = header(headers, "Content-Range").and_then(content_range_start);
+                match (expected, start) {
+                    (Some(from), Some(s)) if s == from && self.decoder.is_some() => {
+                        // The same representation, from where it broke: the decoder and the
+                        // line splitter go on as if the body had never stopped (K1, K2).
+                        self.range.resumes += 1;
+                        self.state = FileState::Streaming { id };
+                        Ok(HeadDecision::Stream)
+                    }
+                    _ => {
+                        // Not the part asked for: fetch the whole file again.
+                        self.range = RangeState {
+                            restarts: self.range.restarts + 1,
+                            resumes: self.range.resumes,
+                            ..RangeState::default()
+                        };
+                        self.retry(
+                            format!("a 206 for another range ({:?})", header(headers, "Content-Range")),
+                            RetryAfter::Absent,
+                            now_ms,
+                        )?;
+                        Ok(HeadDecision::Discard)
+                    }
+                }
+            }
+            416 if self.range.resume_from.is_some() => {
+                self.range = RangeState {
+                    restarts: self.range.restarts + 1,
+                    resumes: self.range.resumes,
+                    ..RangeState::default()
+                };
+                self.decoder = None;
+                self.state = FileState::Ready { at_ms: now_ms };
+                Ok(HeadDecision::Discard)
             }
             301 | 302 | 303 | 307 | 308 => {
                 self.follow(header(headers, "Location"), now_ms)?;
@@ -509,6 +585,9 @@ impl FileDownload {
                 Ok(HeadDecision::Discard)
             }
             408 | 429 | 500..=599 => {
+                if matches!(status, 429 | 503) {
+                    self.throttled += 1;
+                }
                 let (ra, note) =
                     read_retry_after(header(headers, "Retry-After"), header(headers, "Date"), now_ms, &self.policy);
                 self.warnings.extend(note);
@@ -583,6 +662,7 @@ impl FileDownload {
         let Some(mut decoder) = self.decoder.take() else {
             return Err(DownloadError::Usage("no decoder".into()));
         };
+        self.range.received += chunk.len() as u64;
         let (splitter, mut sink) = self.line_parts();
         let r = decoder.decode(chunk, |bytes| splitter.feed(bytes, |l| sink.line(l, &mut on_line)));
         self.decoder = Some(decoder);
@@ -593,6 +673,9 @@ impl FileDownload {
                 Err(DownloadError::Ndjson { url: self.url.clone(), source: e })
             }
             Err(e) => {
+                // Corrupt data: the decoder's state is worthless; start over.
+                self.range =
+                    RangeState { restarts: self.range.restarts, resumes: self.range.resumes, ..RangeState::default() };
                 self.retry(e.to_string(), RetryAfter::Absent, now_ms)?;
                 Ok(HeadDecision::Discard)
             }
@@ -688,6 +771,8 @@ impl FileDownload {
             count_mismatch,
             warnings,
             attempts: self.attempts,
+            range_resumes: self.range.resumes,
+            range_restarts: self.range.restarts,
         });
         Ok(())
     }
@@ -695,13 +780,35 @@ impl FileDownload {
     /// The request failed, before or during the body (reset, timeout,
     /// truncated stream). Retried within the budget; resources already
     /// handed out are not handed out again.
+    ///
+    /// When the server takes ranges and named the representation (ETag or
+    /// Last-Modified), the next request continues with `Range: bytes=N-` and
+    /// `If-Range` instead of fetching the file again (protocol K1; with gzip,
+    /// the decoder's state is kept in memory: K2).
     pub fn handle_transport_error(&mut self, id: u64, message: &str, now_ms: u64) -> Result<(), DownloadError> {
         match self.state {
             FileState::InFlight { id: i } | FileState::Streaming { id: i } if i == id => {
+                let broke_mid_body = self.state == (FileState::Streaming { id });
+                if broke_mid_body && self.range.accepts && self.range.validator.is_some() && self.range.received > 0 {
+                    self.range.resume_from = Some(self.range.received);
+                } else if self.range.resume_from.is_none() {
+                    self.range.received = 0;
+                }
                 self.retry(message.to_owned(), RetryAfter::Absent, now_ms)
             }
             _ => Err(DownloadError::Usage(format!("request {id} is not in flight"))),
         }
+    }
+
+    /// Range resumes (206 continuations) and restarts (a 200 to a range
+    /// request) so far.
+    pub fn range_counts(&self) -> (u32, u32) {
+        (self.range.resumes, self.range.restarts)
+    }
+
+    /// 429 and 503 answers so far (for the per-origin limit, K3).
+    pub fn throttled(&self) -> u32 {
+        self.throttled
     }
 
     /// After [`DownloadAction::RefreshManifest`]: the same file from the fresh
@@ -755,8 +862,11 @@ impl FileDownload {
     }
 
     fn retry(&mut self, last: String, ra: RetryAfter, now_ms: u64) -> Result<(), DownloadError> {
-        self.decoder = None;
-        self.splitter.reset();
+        // A range resume continues the same decoder and line splitter; anything else starts over.
+        if self.range.resume_from.is_none() {
+            self.decoder = None;
+            self.splitter.reset();
+        }
         self.failures += 1;
         if self.failures > self.policy.max_download_retries {
             self.state = FileState::Done;
@@ -814,6 +924,21 @@ fn note_invalid(invalid: &mut u64, first: &mut Option<u64>, lines: &mut Vec<Inva
     if lines.len() < MAX_INVALID_REPORTED {
         lines.push(InvalidLine { line, message: message.chars().take(300).collect() });
     }
+}
+
+/// The representation's validator for `If-Range` (RFC 9110 §13.1.5): a
+/// strong ETag, else Last-Modified. A weak ETag cannot be used.
+fn validator(headers: &[(String, String)]) -> Option<String> {
+    match header(headers, "ETag") {
+        Some(e) if !e.starts_with("W/") && !e.is_empty() => Some(e.to_owned()),
+        _ => header(headers, "Last-Modified").map(str::to_owned),
+    }
+}
+
+/// The first byte of `Content-Range: bytes START-END/TOTAL`.
+fn content_range_start(v: &str) -> Option<u64> {
+    let rest = v.trim().strip_prefix("bytes")?.trim_start();
+    rest.split('-').next()?.trim().parse().ok()
 }
 
 /// A line found broken after the file's report was made (see
@@ -1224,5 +1349,126 @@ mod tests {
         assert_eq!(err.code(), "unauthorized");
         assert!(err.to_string().contains("a fixed token string"));
         assert!(d.next_action(0).is_err(), "nothing more is sent");
+    }
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    // protocol K1: a body that breaks after N bytes continues with Range and If-Range;
+    // a 206 continues the same file: every line once, nothing fetched twice
+    #[test]
+    fn range_resume_continues_the_file() {
+        let body = b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}\n";
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy()).unwrap();
+        let mut got = Vec::new();
+        let r = send(&mut d, 0);
+        assert_eq!(r.header("Range"), None);
+        let head = h(&[("Accept-Ranges", "bytes"), ("ETag", "\"v1\"")]);
+        d.handle_head(r.id, 200, &head, false, 0).unwrap();
+        d.feed(r.id, &body[..15], 0, |l| got.push(l.to_vec())).unwrap(); // one line and a half
+        d.handle_transport_error(r.id, "reset", 0).unwrap();
+        let r = send(&mut d, 1_000);
+        assert_eq!((r.header("Range"), r.header("If-Range")), (Some("bytes=15-"), Some("\"v1\"")));
+        let part = h(&[("Content-Range", "bytes 15-32/33"), ("ETag", "\"v1\"")]);
+        assert_eq!(d.handle_head(r.id, 206, &part, false, 1_000).unwrap(), HeadDecision::Stream);
+        d.feed(r.id, &body[15..], 1_000, |l| got.push(l.to_vec())).unwrap();
+        d.finish(r.id, 1_000, |l| got.push(l.to_vec())).unwrap();
+        assert_eq!(got, vec![b"{\"id\":\"1\"}".to_vec(), b"{\"id\":\"2\"}".to_vec(), b"{\"id\":\"3\"}".to_vec()]);
+        let DownloadAction::Done { report } = d.next_action(1_000).unwrap() else { panic!() };
+        assert_eq!((report.resources, report.bytes, report.range_resumes, report.range_restarts), (3, 33, 1, 0));
+    }
+
+    // protocol K1: a 200 to a range request means start over, safely (no line twice)
+    #[test]
+    fn a_200_to_a_range_request_starts_over() {
+        let body = b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n";
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(2)), &policy()).unwrap();
+        let mut got = Vec::new();
+        let r = send(&mut d, 0);
+        d.handle_head(
+            r.id,
+            200,
+            &h(&[("Accept-Ranges", "bytes"), ("Last-Modified", "Mon, 30 Nov 2026 10:00:00 GMT")]),
+            false,
+            0,
+        )
+        .unwrap();
+        d.feed(r.id, &body[..14], 0, |l| got.push(l.to_vec())).unwrap();
+        d.handle_transport_error(r.id, "reset", 0).unwrap();
+        let r = send(&mut d, 1_000);
+        assert_eq!(
+            r.header("If-Range"),
+            Some("Mon, 30 Nov 2026 10:00:00 GMT"),
+            "Last-Modified when there is no strong ETag"
+        );
+        d.handle_head(r.id, 200, &[], false, 1_000).unwrap();
+        d.feed(r.id, body, 1_000, |l| got.push(l.to_vec())).unwrap();
+        d.finish(r.id, 1_000, |l| got.push(l.to_vec())).unwrap();
+        assert_eq!(got.len(), 2, "the first line is not handed out twice");
+        let DownloadAction::Done { report } = d.next_action(1_000).unwrap() else { panic!() };
+        assert_eq!((report.range_resumes, report.range_restarts), (0, 1));
+    }
+
+    // protocol K1: no validator (or a weak one) or no Accept-Ranges: no range request
+    #[test]
+    fn no_range_without_a_validator() {
+        for head in [h(&[("Accept-Ranges", "bytes"), ("ETag", "W/\"weak\"")]), h(&[("ETag", "\"v\"")])] {
+            let mut d = FileDownload::new(planned("https://h/f", false, None), &policy()).unwrap();
+            let r = send(&mut d, 0);
+            d.handle_head(r.id, 200, &head, false, 0).unwrap();
+            d.feed(r.id, b"{}\n{", 0, |_| {}).unwrap();
+            d.handle_transport_error(r.id, "reset", 0).unwrap();
+            assert_eq!(send(&mut d, 1_000).header("Range"), None, "{head:?}");
+        }
+    }
+
+    // protocol K2: with gzip the range is over the encoded bytes; the decoder's state
+    // lives on in this process, so the stream continues mid-deflate
+    #[cfg(feature = "gzip")]
+    #[test]
+    fn range_resume_within_a_gzip_stream() {
+        use std::io::Write as _;
+        let plain: Vec<u8> = (0..400).flat_map(|i| format!("{{\"id\":\"{i}\"}}\n").into_bytes()).collect();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&plain).unwrap();
+        let gz = enc.finish().unwrap();
+        let cut = gz.len() / 2;
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(400)), &policy()).unwrap();
+        let mut n = 0;
+        let r = send(&mut d, 0);
+        let head = h(&[("Content-Encoding", "gzip"), ("Accept-Ranges", "bytes"), ("ETag", "\"g\"")]);
+        d.handle_head(r.id, 200, &head, false, 0).unwrap();
+        d.feed(r.id, &gz[..cut], 0, |_| n += 1).unwrap();
+        d.handle_transport_error(r.id, "reset", 0).unwrap();
+        let r = send(&mut d, 1_000);
+        assert_eq!(r.header("Range"), Some(format!("bytes={cut}-").as_str()));
+        let part = h(&[
+            ("Content-Encoding", "gzip"),
+            ("Content-Range", &format!("bytes {cut}-{}/{}", gz.len() - 1, gz.len())),
+        ]);
+        d.handle_head(r.id, 206, &part, false, 1_000).unwrap();
+        d.feed(r.id, &gz[cut..], 1_000, |_| n += 1).unwrap();
+        d.finish(r.id, 1_000, |_| n += 1).unwrap();
+        assert_eq!(n, 400);
+        let DownloadAction::Done { report } = d.next_action(1_000).unwrap() else { panic!() };
+        assert_eq!(report.range_resumes, 1);
+    }
+
+    // protocol K1: a 206 for another range than asked is not trusted: start over
+    #[test]
+    fn a_206_for_another_range_starts_over() {
+        let mut d = FileDownload::new(planned("https://h/f", false, None), &policy()).unwrap();
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 200, &h(&[("Accept-Ranges", "bytes"), ("ETag", "\"v\"")]), false, 0).unwrap();
+        d.feed(r.id, b"{}\n{", 0, |_| {}).unwrap();
+        d.handle_transport_error(r.id, "reset", 0).unwrap();
+        let r = send(&mut d, 1_000);
+        assert_eq!(
+            d.handle_head(r.id, 206, &h(&[("Content-Range", "bytes 0-9/10")]), false, 1_000).unwrap(),
+            HeadDecision::Discard
+        );
+        let r = send(&mut d, 10_000);
+        assert_eq!(r.header("Range"), None, "the next attempt fetches the whole file");
     }
 }
