@@ -80,6 +80,12 @@ pub struct DownloadOptions {
     /// Files already complete from an earlier run, by their plan `file_name`:
     /// left out (a resumed download never fetches a finished file again).
     pub skip_files: Vec<String>,
+    /// When the manifest's links expire (the outcome's `expiresAtMs`): a file
+    /// is not started within `expiry_margin_ms` of it before the manifest was
+    /// re-fetched, once for all files (protocol K4).
+    pub expires_at_ms: Option<u64>,
+    /// How long before `expires_at_ms` links count as expired (default 60 s).
+    pub expiry_margin_ms: u64,
 }
 
 impl Default for DownloadOptions {
@@ -93,6 +99,8 @@ impl Default for DownloadOptions {
             max_line: DEFAULT_MAX_LINE as u64,
             gzip: true,
             skip_files: Vec::new(),
+            expires_at_ms: None,
+            expiry_margin_ms: 60_000,
         }
     }
 }
@@ -159,6 +167,45 @@ pub struct DownloadProgress {
     pub bytes: u64,
     /// The sum of the manifest's counts, when every selected file has one.
     pub expected_resources: Option<u64>,
+    /// The per-origin limits now (they halve on 429/503 and grow back: K3).
+    pub origin_limits: Vec<OriginLimit>,
+}
+
+/// How many files run at once against one origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginLimit {
+    /// `scheme://host:port`.
+    pub origin: String,
+    /// Files at once now.
+    pub limit: u32,
+}
+
+/// A change of an origin's limit, for logs and progress (K3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitChange {
+    /// `scheme://host:port`.
+    pub origin: String,
+    /// The limit before.
+    pub from: u32,
+    /// The limit after.
+    pub to: u32,
+    /// Why: `throttled` (a 429 or 503) or `recovered` (a run of successes).
+    pub reason: String,
+}
+
+/// AIMD per origin (protocol K3): halve on 429/503 (and remember the level
+/// that was too many), grow by one after a run of successes, up to that level;
+/// after a long quiet run, probe one higher.
+#[derive(Debug, Clone)]
+struct Politeness {
+    limit: u32,
+    ceiling: u32,
+    max: u32,
+    run: u32,
+    /// Bumped at each decrease: 429s to requests sent before it are the same congestion.
+    epoch: u32,
 }
 
 #[derive(Debug)]
@@ -202,6 +249,12 @@ pub struct Downloads {
     token: Shared,
     manifest: Shared,
     fresh_plan: Option<Vec<PlannedFile>>,
+    origins: std::collections::BTreeMap<String, Politeness>,
+    /// Per file: the 429/503 answers already counted.
+    throttles_seen: Vec<u32>,
+    /// Per file: its origin's epoch when its current request was sent.
+    sent_epoch: Vec<u32>,
+    changes: Vec<LimitChange>,
 }
 
 impl Downloads {
@@ -209,6 +262,13 @@ impl Downloads {
     pub fn new(plan: Vec<PlannedFile>, options: DownloadOptions, policy: &RetryPolicy) -> Downloads {
         let files: Vec<PlannedFile> = plan.into_iter().filter(|f| selected(f, &options)).collect();
         let slots = files.iter().map(|_| Slot::Pending).collect();
+        let max = options.max_per_origin.max(1);
+        let origins = files
+            .iter()
+            .map(|f| (origin_key(&f.url), Politeness { limit: max, ceiling: max, max, run: 0, epoch: 0 }))
+            .collect();
+        let throttles_seen = vec![0; files.len()];
+        let sent_epoch = vec![0; files.len()];
         Downloads {
             files,
             slots,
@@ -217,6 +277,10 @@ impl Downloads {
             token: Shared::Idle,
             manifest: Shared::Idle,
             fresh_plan: None,
+            origins,
+            throttles_seen,
+            sent_epoch,
+            changes: Vec::new(),
         }
     }
 
@@ -228,19 +292,38 @@ impl Downloads {
     /// The next step (see the module docs). Call it after every response and
     /// whenever a wait ends; an early call is harmless.
     pub fn next(&mut self, now_ms: u64) -> Result<DownloadStep, DownloadError> {
+        // Links about to expire: re-fetch the manifest before starting another file (K4).
+        let expiring =
+            self.options.expires_at_ms.is_some_and(|e| now_ms.saturating_add(self.options.expiry_margin_ms) >= e);
+        if expiring
+            && self.fresh_plan.is_none()
+            && self.manifest == Shared::Idle
+            && self.slots.iter().any(|s| matches!(s, Slot::Pending))
+        {
+            self.manifest = Shared::Asked;
+            return Ok(DownloadStep::RefreshManifest);
+        }
         let mut wake: Option<u64> = None;
         for i in 0..self.slots.len() {
             if matches!(self.slots[i], Slot::Pending) && self.may_start(i) {
                 self.start(i);
             }
-            // Only a started file with nothing in flight and nothing awaited has a move to make.
-            let Slot::Active { download, in_flight: None, waiting: Waiting::No, .. } = &mut self.slots[i] else {
+            // Only a started file with nothing in flight and nothing awaited has a move to make,
+            // and a retry waits for a free place under its origin's limit too (K3).
+            let ready = match &self.slots[i] {
+                Slot::Active { in_flight: None, waiting: Waiting::No, origin, .. } => {
+                    self.in_flight(origin) < self.limit(origin)
+                }
+                _ => false,
+            };
+            let (true, Slot::Active { download, .. }) = (ready, &mut self.slots[i]) else {
                 continue;
             };
             match download.next_action(now_ms) {
                 Ok(DownloadAction::Send { request }) => {
-                    if let Slot::Active { in_flight, .. } = &mut self.slots[i] {
+                    if let Slot::Active { in_flight, origin, .. } = &mut self.slots[i] {
                         *in_flight = Some(request.id);
+                        self.sent_epoch[i] = self.origins.get(origin.as_str()).map_or(0, |p| p.epoch);
                     }
                     return Ok(DownloadStep::Send { file: i, request });
                 }
@@ -276,6 +359,7 @@ impl Downloads {
         now_ms: u64,
     ) -> Result<HeadDecision, DownloadError> {
         let r = self.active(file, id)?.handle_head(id, status, headers, already_decoded, now_ms);
+        self.note_throttles(file);
         self.settle(file, r)
     }
 
@@ -369,6 +453,7 @@ impl Downloads {
         let origin = origin_key(&download.file().url);
         let report = download.report().cloned();
         self.slots[file] = Slot::Active { download, in_flight: None, origin, waiting: Waiting::No };
+        self.note_throttles(file);
         match (ended, report) {
             (Err(e), _) => self.finish_slot(file, None, Some(e)),
             // Complete: the result is known now, not at the next `next()`.
@@ -431,6 +516,11 @@ impl Downloads {
         let mut p = DownloadProgress {
             files: self.files.len(),
             expected_resources: self.files.iter().map(|f| f.expected_count).sum(),
+            origin_limits: self
+                .origins
+                .iter()
+                .map(|(o, p)| OriginLimit { origin: o.clone(), limit: p.limit })
+                .collect(),
             ..DownloadProgress::default()
         };
         for s in &self.slots {
@@ -464,12 +554,7 @@ impl Downloads {
             return false;
         }
         let origin = origin_key(&self.files[i].url);
-        let running = self
-            .slots
-            .iter()
-            .filter(|s| matches!(s, Slot::Active { origin: o, .. } | Slot::Lent { origin: o } if *o == origin))
-            .count();
-        running < self.options.max_per_origin.max(1) as usize
+        self.running(&origin) < self.limit(&origin)
     }
 
     fn start(&mut self, i: usize) {
@@ -572,7 +657,88 @@ impl Downloads {
         Ok(decision)
     }
 
+    /// The limit changes since the last call (for logs; progress shows the limits).
+    pub fn take_limit_changes(&mut self) -> Vec<LimitChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// New 429/503 answers of file `i` halve its origin's limit (K3).
+    fn note_throttles(&mut self, i: usize) {
+        let (Some(Slot::Active { download, origin, .. }), Some(seen)) = (self.slots.get(i), self.throttles_seen.get(i))
+        else {
+            return;
+        };
+        let now = download.throttled();
+        if now <= *seen {
+            return;
+        }
+        let counted = matches!(self.slots[i], Slot::Active { in_flight: Some(_), .. });
+        let origin = origin.clone();
+        self.throttles_seen[i] = now;
+        // What the server saw: the requests in flight with this one.
+        let running = (self.in_flight(&origin) + usize::from(!counted)) as u32;
+        let sent_epoch = self.sent_epoch[i];
+        if let Some(p) = self.origins.get_mut(&origin) {
+            if sent_epoch < p.epoch {
+                return; // sent before the last decrease: the same congestion, already answered
+            }
+            p.epoch += 1;
+            let from = p.limit;
+            // The level that drew a 429 was too many: never go back above one below it soon.
+            p.ceiling = p.ceiling.min(running.saturating_sub(1).max(1));
+            p.limit = from.div_ceil(2).clamp(1, p.ceiling);
+            p.run = 0;
+            if p.limit != from {
+                self.changes.push(LimitChange { origin, from, to: p.limit, reason: "throttled".into() });
+            }
+        }
+    }
+
+    /// A file of `origin` completed: a run of them grows the limit back (K3).
+    fn note_success(&mut self, origin: &str) {
+        let Some(p) = self.origins.get_mut(origin) else { return };
+        p.run += 1;
+        let from = p.limit;
+        if p.limit < p.ceiling && p.run >= 2 * p.limit {
+            p.limit += 1;
+            p.run = 0;
+        } else if p.limit == p.ceiling && p.ceiling < p.max && p.run >= 32 * p.limit {
+            // A long quiet run: probe one more.
+            p.ceiling += 1;
+            p.limit += 1;
+            p.run = 0;
+        }
+        if p.limit != from {
+            self.changes.push(LimitChange { origin: origin.to_owned(), from, to: p.limit, reason: "recovered".into() });
+        }
+    }
+
+    fn limit(&self, origin: &str) -> usize {
+        self.origins.get(origin).map_or(self.options.max_per_origin.max(1), |p| p.limit) as usize
+    }
+
+    /// Requests of `origin` in flight (what the server sees).
+    fn in_flight(&self, origin: &str) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| match s {
+                Slot::Active { in_flight: Some(_), origin: o, .. } | Slot::Lent { origin: o } => o == origin,
+                _ => false,
+            })
+            .count()
+    }
+
+    fn running(&self, origin: &str) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Active { origin: o, .. } | Slot::Lent { origin: o } if o == origin))
+            .count()
+    }
+
     fn finish_slot(&mut self, i: usize, report: Option<FileReport>, error: Option<DownloadError>) {
+        if report.is_some() {
+            self.note_success(&origin_key(&self.files[i].url));
+        }
         self.slots[i] = Slot::Finished(Box::new(FileResult { file: self.files[i].clone(), report, error }));
     }
 }
@@ -796,6 +962,70 @@ mod tests {
         assert_eq!(d.next(0).unwrap(), DownloadStep::Done);
         let r = d.results();
         assert!(r[0].error.is_none() && r[1].error.as_ref().is_some_and(|e| e.code() == "count_mismatch"));
+    }
+
+    // protocol K3: against a server that answers 429 above 2 connections, the per-origin
+    // limit settles at 2 and no file fails; each change is reported
+    #[test]
+    fn the_limit_settles_where_the_server_stops_throttling() {
+        let plan = (0..40).map(|i| file(FileKind::Output, i, "Patient", &format!("https://a/{i}"), Some(1))).collect();
+        let mut d = Downloads::new(plan, DownloadOptions { max_per_origin: 6, ..Default::default() }, &policy());
+        let mut now = 0;
+        let mut in_flight: Vec<(usize, u64)> = Vec::new();
+        let mut max_seen_after_settling = 0;
+        let mut changes = Vec::new();
+        for _round in 0..10_000 {
+            loop {
+                match d.next(now).unwrap() {
+                    DownloadStep::Send { file, request } => in_flight.push((file, request.id)),
+                    DownloadStep::Done => {
+                        let r = d.results();
+                        assert!(r.iter().all(|f| f.error.is_none()), "no file fails");
+                        changes.extend(d.take_limit_changes());
+                        assert!(changes.iter().any(|c| c.reason == "throttled"), "{changes:?}");
+                        assert_eq!(d.progress().origin_limits[0].limit, 2, "{changes:?}");
+                        assert!(max_seen_after_settling <= 3, "probes stay one above");
+                        return;
+                    }
+                    DownloadStep::Wait { until_ms, .. } if in_flight.is_empty() => now = until_ms,
+                    _ => break,
+                }
+            }
+            // The server sees every request in flight at once; the third and later are throttled.
+            let batch = std::mem::take(&mut in_flight);
+            let n = batch.len();
+            for (k, (f, id)) in batch.into_iter().enumerate() {
+                if k >= 2 {
+                    let ra = [("Retry-After".to_owned(), "1".to_owned())];
+                    d.handle_head(f, id, 429, &ra, false, now).unwrap();
+                } else {
+                    serve(&mut d, f, id, b"{}\n");
+                }
+            }
+            if changes.iter().any(|c| c.reason == "throttled") {
+                // After the first congestion, at most one more than the server allows.
+                max_seen_after_settling = max_seen_after_settling.max(n);
+            }
+            changes.extend(d.take_limit_changes());
+            now += 100;
+        }
+        panic!("did not finish");
+    }
+
+    // protocol K4: links that expire within the margin: the manifest is re-fetched before
+    // any file starts, once for all
+    #[test]
+    fn expiring_links_are_refreshed_before_starting() {
+        let plan = vec![file(FileKind::Output, 0, "Patient", "https://a/old", None)];
+        let opts = DownloadOptions { expires_at_ms: Some(100_000), ..Default::default() };
+        let mut d = Downloads::new(plan.clone(), opts.clone(), &policy());
+        assert_eq!(d.next(50_000).unwrap(), DownloadStep::RefreshManifest, "within a minute of expiry");
+        d.manifest_refreshed(vec![file(FileKind::Output, 0, "Patient", "https://a/new", None)]);
+        let (reqs, _) = sends(&mut d, 50_000);
+        assert_eq!(reqs[0].1.url, "https://a/new");
+        // Far from expiry: no refresh.
+        let mut d = Downloads::new(plan, opts, &policy());
+        assert!(matches!(d.next(0).unwrap(), DownloadStep::Send { .. }));
     }
 
     #[test]

@@ -118,7 +118,9 @@ mod tagged;
 
 pub use auth::{AuthError, AuthStep, BackendServices, SigningAlg, TokenSession};
 pub use callback::{parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus};
-pub use coordinator::{DownloadOptions, DownloadProgress, DownloadStep, Downloads, FileResult};
+pub use coordinator::{
+    DownloadOptions, DownloadProgress, DownloadStep, Downloads, FileResult, LimitChange, OriginLimit,
+};
 pub use decode::{BodyDecoder, DecodeError};
 pub use download::{
     CountCheck, CountMismatchInfo, DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, InvalidLine,
