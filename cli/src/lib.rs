@@ -188,6 +188,16 @@ fn download(
             );
         }
         DownloadEvent::Progress { totals, wire_bytes } => ui.download(totals, wire_bytes),
+        DownloadEvent::Limit { change } => {
+            ui.say(&format!(
+                "{}: {} file(s) at once, was {} ({})",
+                change.origin, change.to, change.from, change.reason
+            ));
+            folder.event(
+                "limit",
+                json!({"origin": change.origin, "from": change.from, "to": change.to, "reason": change.reason}),
+            );
+        }
         DownloadEvent::Finished { result, path, elapsed_ms, .. } => match (&result.report, &result.error) {
             (Some(r), _) => {
                 let written =

@@ -66,6 +66,11 @@ pub enum DownloadEvent<'a> {
         /// Wire bytes so far.
         wire_bytes: u64,
     },
+    /// An origin's limit of files at once changed (halved on 429/503, grown back: K3).
+    Limit {
+        /// The change.
+        change: &'a fhir_async::LimitChange,
+    },
     /// A file is over: its result, where it was written, and how long it took.
     Finished {
         /// The file's index among the selected files.
@@ -114,6 +119,11 @@ pub(crate) fn run(
 ) -> Result<DownloadSummary, ClientError> {
     let plan = job.download_plan();
     let retry = job.config().retry.clone();
+    // Links about to expire are refreshed before files start (K4).
+    let options = DownloadOptions {
+        expires_at_ms: options.expires_at_ms.or_else(|| job.outcome().and_then(|o| o.expires_at_ms)),
+        ..options
+    };
     let downloads = Downloads::new(plan, options.clone(), &retry);
     let files = downloads.files().len();
     let origins = {
@@ -234,6 +244,9 @@ impl Run<'_, '_> {
                         let elapsed_ms = first.elapsed().as_millis() as u64;
                         on_event(DownloadEvent::Finished { index: file, result, path: path.as_deref(), elapsed_ms });
                         lock(settled)[file] = Some(path);
+                    }
+                    for change in g.downloads.take_limit_changes() {
+                        on_event(DownloadEvent::Limit { change: &change });
                     }
                     let totals = g.downloads.progress();
                     on_event(DownloadEvent::Progress { totals: &totals, wire_bytes: wire.load(Ordering::Relaxed) });
