@@ -89,6 +89,7 @@ impl LineSplitter {
                 }
                 None => {
                     self.check_len(self.carry.len() + chunk.len())?;
+                    self.grow_carry(chunk.len());
                     self.carry.extend_from_slice(chunk);
                     return Ok(());
                 }
@@ -127,6 +128,17 @@ impl LineSplitter {
             self.emit(&line, &mut on_line);
         }
         Ok(())
+    }
+
+    /// Past 1 MiB a long line grows its buffer by what arrives, not by
+    /// doubling: a line near the limit never holds twice the limit (a wasm
+    /// memory never gives it back).
+    fn grow_carry(&mut self, more: usize) {
+        let need = self.carry.len() + more;
+        if need > self.carry.capacity() && need > (1 << 20) {
+            let target = need.max(self.carry.capacity() + self.carry.capacity() / 4).min(self.max_line + 1);
+            self.carry.reserve_exact(target.saturating_sub(self.carry.len()));
+        }
     }
 
     fn check_len(&mut self, len: usize) -> Result<(), NdjsonError> {

@@ -275,7 +275,8 @@ impl Job {
             State::Errored { .. } => Phase::Failed,
         };
         let next = match self.state {
-            State::Polling { at_ms } if self.in_flight.is_none() => Some(at_ms),
+            // A kick-off waiting out a 429 shows its next attempt the same way (A9).
+            State::Polling { at_ms } | State::KickoffRetry { at_ms } if self.in_flight.is_none() => Some(at_ms),
             _ => None,
         };
         let percent = match &self.state {
