@@ -50,7 +50,9 @@
 //! # Ok::<(), fhir_async::DownloadError>(())
 //! ```
 
-use crate::download::{CountCheck, DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, Validation};
+use crate::download::{
+    CountCheck, DownloadAction, DownloadError, FileCheckpoint, FileDownload, FileReport, HeadDecision, Validation,
+};
 use crate::http::Request;
 use crate::manifest::{FileKind, PlannedFile};
 use crate::ndjson::DEFAULT_MAX_LINE;
@@ -86,6 +88,33 @@ pub struct DownloadOptions {
     pub expires_at_ms: Option<u64>,
     /// How long before `expires_at_ms` links count as expired (default 60 s).
     pub expiry_margin_ms: u64,
+    /// Files an earlier process left part-way, by `file_name`: they continue
+    /// from their checkpoint (K5; the caller's copy holds the lines before it).
+    pub partial_files: Vec<FileRecord>,
+}
+
+/// A file's progress as a job saves it (protocol K5): done (with its
+/// figures), or partial (with where it can continue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileRecord {
+    /// The plan's file name.
+    pub file_name: String,
+    /// Resources in the file (done), or handed out so far (partial).
+    pub resources: u64,
+    /// Done: the decoded size. Partial: `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Partial: where it continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<FileCheckpoint>,
+}
+
+impl FileRecord {
+    /// Whether the file is complete.
+    pub fn is_done(&self) -> bool {
+        self.checkpoint.is_none() && self.bytes.is_some()
+    }
 }
 
 impl Default for DownloadOptions {
@@ -101,6 +130,7 @@ impl Default for DownloadOptions {
             skip_files: Vec::new(),
             expires_at_ms: None,
             expiry_margin_ms: 60_000,
+            partial_files: Vec::new(),
         }
     }
 }
@@ -566,14 +596,25 @@ impl Downloads {
         let file = self.files[i].clone();
         let origin = origin_key(&file.url);
         let max_line = usize::try_from(self.options.max_line).unwrap_or(usize::MAX);
+        let checkpoint = self
+            .options
+            .partial_files
+            .iter()
+            .find(|p| p.file_name == file.file_name)
+            .and_then(|p| p.checkpoint.clone());
         self.slots[i] = match FileDownload::new(file, &self.policy) {
             Ok(d) => Slot::Active {
-                download: Box::new(
-                    d.with_validation(self.options.validation)
+                download: Box::new({
+                    let d = d
+                        .with_validation(self.options.validation)
                         .with_count_check(self.options.count_check)
                         .with_max_line(max_line)
-                        .with_gzip(self.options.gzip),
-                ),
+                        .with_gzip(self.options.gzip);
+                    match checkpoint {
+                        Some(c) => d.resume_from(c),
+                        None => d,
+                    }
+                }),
                 in_flight: None,
                 origin,
                 waiting: Waiting::No,
@@ -655,6 +696,30 @@ impl Downloads {
             }
         }
         Ok(decision)
+    }
+
+    /// Every file's progress, for the job's saved state (K5): done files with
+    /// their figures, and files part-way that can continue in another process.
+    pub fn records(&self) -> Vec<FileRecord> {
+        self.slots
+            .iter()
+            .zip(&self.files)
+            .filter_map(|(s, f)| match s {
+                Slot::Finished(r) => r.report.as_ref().map(|rep| FileRecord {
+                    file_name: f.file_name.clone(),
+                    resources: rep.resources,
+                    bytes: Some(rep.bytes),
+                    checkpoint: None,
+                }),
+                Slot::Active { download, .. } => download.checkpoint().map(|c| FileRecord {
+                    file_name: f.file_name.clone(),
+                    resources: c.resources,
+                    bytes: None,
+                    checkpoint: Some(c),
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The limit changes since the last call (for logs; progress shows the limits).

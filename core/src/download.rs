@@ -205,6 +205,19 @@ pub enum DownloadAction {
     },
 }
 
+/// Where a partly downloaded file can continue in another process (protocol
+/// K5): an identity-encoded body of a server that takes ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileCheckpoint {
+    /// Bytes of the body up to the end of the last line handed out.
+    pub offset: u64,
+    /// The representation's validator, for `If-Range`.
+    pub validator: String,
+    /// Resources handed out up to `offset` (the caller's copy holds them).
+    pub resources: u64,
+}
+
 /// What to do with the body of the response: the answer of
 /// [`FileDownload::handle_head`] and of every [`FileDownload::feed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,6 +371,9 @@ pub struct FileDownload {
 struct RangeState {
     validator: Option<String>,
     accepts: bool,
+    /// The body is not content-encoded: its byte offsets are line offsets too,
+    /// so it can continue in another process (K5).
+    identity: bool,
     received: u64,
     resume_from: Option<u64>,
     resumes: u32,
@@ -528,12 +544,20 @@ impl FileDownload {
                 // A platform that decoded the body itself hands over decoded bytes: no offsets to resume at.
                 self.range.accepts = !self.platform_decoded
                     && header(headers, "Accept-Ranges").is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+                self.range.identity =
+                    enc.map_or(true, |e| e.eq_ignore_ascii_case("identity")) && !self.platform_decoded;
                 self.state = FileState::Streaming { id };
                 Ok(HeadDecision::Stream)
             }
             206 => {
                 let expected = self.range.resume_from.take();
                 let start = header(headers, "Content-Range").and_then(content_range_start);
+                // After a restart (K5) there is no decoder yet: only an identity body continues.
+                let identity = header(headers, "Content-Encoding").map_or(true, |e| e.eq_ignore_ascii_case("identity"));
+                if self.decoder.is_none() && identity && self.range.identity {
+                    self.decoder = Some(BodyDecoder::new(None).map_err(|e| self.decode_err(e))?);
+                    self.seen = self.delivered;
+                }
                 match (expected, start) {
                     (Some(from), Some(s)) if s == from && self.decoder.is_some() => {
                         // The same representation, from where it broke: the decoder and the
@@ -798,6 +822,38 @@ impl FileDownload {
             }
             _ => Err(DownloadError::Usage(format!("request {id} is not in flight"))),
         }
+    }
+
+    /// Where this file could continue in another process, if it can (K5): an
+    /// identity body of a server that takes ranges, with a validator, and at
+    /// least one line handed out (and none being skipped after a retry).
+    pub fn checkpoint(&self) -> Option<FileCheckpoint> {
+        let r = &self.range;
+        let carry = self.splitter.partial_len() as u64;
+        (r.identity && r.accepts && self.delivered > 0 && self.seen >= self.delivered && r.received >= carry)
+            .then(|| FileCheckpoint {
+                offset: r.received - carry,
+                validator: r.validator.clone().unwrap_or_default(),
+                resources: self.delivered,
+            })
+            .filter(|c| !c.validator.is_empty())
+    }
+
+    /// Continues a file an earlier process left at `checkpoint` (K5): the
+    /// first request asks for `Range: bytes=offset-` with `If-Range`; a 206
+    /// continues after the resources already handed out, a 200 starts over
+    /// and skips them.
+    pub fn resume_from(mut self, checkpoint: FileCheckpoint) -> Self {
+        self.delivered = checkpoint.resources;
+        self.range = RangeState {
+            validator: Some(checkpoint.validator),
+            accepts: true,
+            identity: true,
+            received: checkpoint.offset,
+            resume_from: Some(checkpoint.offset),
+            ..RangeState::default()
+        };
+        self
     }
 
     /// Range resumes (206 continuations) and restarts (a 200 to a range
@@ -1470,5 +1526,49 @@ mod tests {
         );
         let r = send(&mut d, 10_000);
         assert_eq!(r.header("Range"), None, "the next attempt fetches the whole file");
+    }
+
+    // protocol K5: a partly downloaded identity file continues in another process from
+    // the end of its last line: no line twice, none lost
+    #[test]
+    fn a_checkpoint_continues_in_another_process() {
+        let body = b"{\"id\":\"1\"}\r\n\n{\"id\":\"2\"}\n{\"id\":\"3\"}\n";
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy()).unwrap();
+        let mut first = Vec::new();
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 200, &h(&[("Accept-Ranges", "bytes"), ("ETag", "\"v\"")]), false, 0).unwrap();
+        d.feed(r.id, &body[..20], 0, |l| first.push(l.to_vec())).unwrap(); // line 1, a blank line, half of line 2
+        let cp = d.checkpoint().expect("identity with ranges");
+        assert_eq!((cp.offset, cp.resources, cp.validator.as_str()), (13, 1, "\"v\""));
+        // A new process.
+        let mut d =
+            FileDownload::new(planned("https://h/f", false, Some(3)), &policy()).unwrap().resume_from(cp.clone());
+        let r = send(&mut d, 0);
+        assert_eq!((r.header("Range"), r.header("If-Range")), (Some("bytes=13-"), Some("\"v\"")));
+        let mut rest = Vec::new();
+        d.handle_head(r.id, 206, &h(&[("Content-Range", "bytes 13-34/35")]), false, 0).unwrap();
+        d.feed(r.id, &body[13..], 0, |l| rest.push(l.to_vec())).unwrap();
+        d.finish(r.id, 0, |l| rest.push(l.to_vec())).unwrap();
+        assert_eq!(rest, vec![b"{\"id\":\"2\"}".to_vec(), b"{\"id\":\"3\"}".to_vec()]);
+        // The file changed meanwhile: a 200 starts over and skips what the caller has.
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy()).unwrap().resume_from(cp);
+        let r = send(&mut d, 0);
+        let mut again = Vec::new();
+        d.handle_head(r.id, 200, &[], false, 0).unwrap();
+        d.feed(r.id, body, 0, |l| again.push(l.to_vec())).unwrap();
+        d.finish(r.id, 0, |l| again.push(l.to_vec())).unwrap();
+        assert_eq!(again.len(), 2);
+        // gzip bodies have no checkpoint.
+        let mut d = FileDownload::new(planned("https://h/f", false, None), &policy()).unwrap();
+        let r = send(&mut d, 0);
+        d.handle_head(
+            r.id,
+            200,
+            &h(&[("Accept-Ranges", "bytes"), ("ETag", "\"v\""), ("Content-Encoding", "gzip")]),
+            false,
+            0,
+        )
+        .unwrap();
+        assert_eq!(d.checkpoint(), None);
     }
 }

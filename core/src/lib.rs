@@ -123,8 +123,8 @@ pub use coordinator::{
 };
 pub use decode::{BodyDecoder, DecodeError};
 pub use download::{
-    CountCheck, CountMismatchInfo, DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, InvalidLine,
-    Validation,
+    CountCheck, CountMismatchInfo, DownloadAction, DownloadError, FileCheckpoint, FileDownload, FileReport,
+    HeadDecision, InvalidLine, Validation,
 };
 pub use error::Error;
 pub use http::{Method, Request, RequestKind, Response, TransportErrorKind};

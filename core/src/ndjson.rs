@@ -62,6 +62,11 @@ impl LineSplitter {
         self.bytes
     }
 
+    /// Bytes of the partial line waiting for its newline.
+    pub fn partial_len(&self) -> usize {
+        self.carry.len()
+    }
+
     /// Forgets any partial line (for a retried download).
     pub fn reset(&mut self) {
         self.carry.clear();

@@ -68,6 +68,11 @@ pub struct Job {
     /// status URL, so jobs that fail together do not retry together (B4).
     #[serde(default)]
     seed: u64,
+    /// Each file's progress (done, or part-way with a checkpoint), recorded by
+    /// the binding's downloads so a resumed job never fetches a finished file
+    /// again (K5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    files: Vec<crate::coordinator::FileRecord>,
     /// The token rule's last answer (see [`TokenMemo`]).
     #[serde(skip)]
     token_memo: TokenMemo,
@@ -121,6 +126,7 @@ impl Job {
             page_count: 0,
             warnings: Vec::new(),
             seed: 0,
+            files: Vec::new(),
             token_memo: TokenMemo::default(),
             kickoff_memo: Memo(Some(kickoff)),
         })
@@ -231,6 +237,21 @@ impl Job {
     /// Files listed so far by partial manifests on 202 (protocol B7).
     pub fn partial_manifest(&self) -> Option<&Manifest> {
         self.partial.as_ref()
+    }
+
+    /// Each file's recorded progress (K5).
+    pub fn file_records(&self) -> &[crate::coordinator::FileRecord] {
+        &self.files
+    }
+
+    /// Records files' progress (replacing earlier records of the same files).
+    pub fn record_files(&mut self, records: Vec<crate::coordinator::FileRecord>) {
+        for r in records {
+            match self.files.iter_mut().find(|f| f.file_name == r.file_name) {
+                Some(f) => *f = r,
+                None => self.files.push(r),
+            }
+        }
     }
 
     /// Things worth telling a human that did not stop the job.
