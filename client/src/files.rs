@@ -142,6 +142,7 @@ pub(crate) fn run(
         settled: Mutex::new(vec![None; files]),
         started: Mutex::new(vec![None; files]),
         failure: Mutex::new(None),
+        error_bodies: Mutex::new(vec![None; files]),
         on_event,
     };
     std::thread::scope(|scope| {
@@ -155,14 +156,22 @@ pub(crate) fn run(
             });
         }
     });
-    let Run { shared, settled, failure, wire, started, .. } = run;
+    let Run { shared, settled, failure, wire, started, error_bodies, .. } = run;
     let started = started.into_inner().unwrap_or_else(|p| p.into_inner());
     if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         sink.abandon();
         return Err(e);
     }
-    let shared = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut shared = shared.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut settled = settled.into_inner().unwrap_or_else(|p| p.into_inner());
+    // A file that failed inside the coordinator (no new token after a 401, ...)
+    // gets the words of the last error answer it went past.
+    let error_bodies = error_bodies.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (i, body) in error_bodies.into_iter().enumerate() {
+        if let (None, Some(body)) = (&settled[i], body) {
+            shared.downloads.error_body(i, &body);
+        }
+    }
     let mut files = Vec::with_capacity(settled.len());
     for (i, result) in shared.downloads.results().into_iter().enumerate() {
         // Files that ended inside the coordinator (blocked, no token, no fresh
@@ -199,12 +208,15 @@ struct Run<'a, 'j> {
     /// Per file, when its first request went out.
     started: Mutex<Vec<Option<Instant>>>,
     failure: Mutex<Option<ClientError>>,
+    /// Per file, the start of the last error answer the engine went past
+    /// (a 401 before a token refresh, a 503 before a retry).
+    error_bodies: Mutex<Vec<Option<Vec<u8>>>>,
     on_event: &'a (dyn Fn(DownloadEvent<'_>) + Sync),
 }
 
 impl Run<'_, '_> {
     fn worker(&self) -> Result<(), ClientError> {
-        let Run { io, shared, changed, sink, wire, settled, started, failure, on_event } = self;
+        let Run { io, shared, changed, sink, wire, settled, started, failure, on_event, error_bodies } = self;
         let (io, sink, on_event) = (*io, *sink, *on_event);
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -233,6 +245,9 @@ impl Run<'_, '_> {
                         }
                     };
                     g.downloads.give_back(file, dl, ended);
+                    if let Some(body) = &error_body {
+                        lock(error_bodies)[file] = Some(body.clone());
+                    }
                     if let Some(body) = error_body {
                         g.downloads.error_body(file, &body);
                     }
@@ -304,7 +319,7 @@ impl From<DownloadError> for Fail {
 }
 
 /// One request of one file: head, body through the engine into the sink.
-/// Returns the error body (bounded) when the engine failed the file on its head.
+/// Returns the start of an error answer (status >= 400) the engine went past, for the file's error should it fail later.
 #[allow(clippy::too_many_arguments)] // the worker's parts, passed once per request
 fn fetch(
     io: &Io,
@@ -329,6 +344,12 @@ fn fetch(
         }
     };
     match dl.handle_head(id, s.status, &s.headers, false, now_ms()) {
+        Ok(HeadDecision::Discard) if s.status >= 400 => {
+            // Kept for the file's error, should the file fail without another answer.
+            let mut body = Vec::new();
+            let _ = (&mut s.body).take(fhir_async::download::MAX_ERROR_BODY as u64).read_to_end(&mut body);
+            return Ok(Some(body));
+        }
         Ok(HeadDecision::Discard) => return Ok(None),
         Ok(HeadDecision::Stream) => {}
         Err(e) => {
@@ -339,6 +360,9 @@ fn fetch(
         }
     }
     let mut out = Tee { out: sink.open(file).map_err(|e| io_fail(dl, e))?, err: None };
+    // The file's own failure (a count mismatch at the end, ...): the lines the
+    // engine handed out before it are still delivered (flushed below).
+    let mut failed: Option<DownloadError> = None;
     loop {
         if io.stop.is_stopped() {
             let _ = dl.handle_transport_error(id, "stopped", now_ms());
@@ -346,20 +370,25 @@ fn fetch(
         }
         match s.body.read(buf) {
             Ok(0) => {
-                dl.finish(id, now_ms(), |l| out.line(l))?;
+                failed = dl.finish(id, now_ms(), |l| out.line(l)).err();
                 break;
             }
             Ok(n) => {
                 let wire_bytes = wire.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
                 on_event(DownloadEvent::Bytes { wire_bytes });
-                // A corrupt gzip stream: Discard, the engine already scheduled the retry.
-                if dl.feed(id, &buf[..n], now_ms(), |l| out.line(l))? == HeadDecision::Discard {
-                    break;
+                match dl.feed(id, &buf[..n], now_ms(), |l| out.line(l)) {
+                    // A corrupt gzip stream: Discard, the engine already scheduled the retry.
+                    Ok(HeadDecision::Discard) => break,
+                    Ok(HeadDecision::Stream) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
-                dl.handle_transport_error(id, &format!("the body broke: {e}"), now_ms())?;
+                failed = dl.handle_transport_error(id, &format!("the body broke: {e}"), now_ms()).err();
                 break;
             }
         }
@@ -367,9 +396,13 @@ fn fetch(
             break;
         }
     }
-    match out.err.take() {
-        Some(e) => Err(io_fail(dl, e)),
-        None => out.out.flush().map(|()| None).map_err(|e| io_fail(dl, e)),
+    if let Some(e) = out.err.take() {
+        return Err(io_fail(dl, e));
+    }
+    out.out.flush().map_err(|e| io_fail(dl, e))?;
+    match failed {
+        Some(e) => Err(Fail::File(e)),
+        None => Ok(None),
     }
 }
 
