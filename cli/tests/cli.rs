@@ -335,3 +335,124 @@ fn backend_services_from_flags_and_file() {
     assert!(stderr.contains("invalid_client"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// issue 13: a process killed with SIGKILL mid-download, run again: no second kick-off,
+// no duplicate line, finished files untouched (mtime)
+#[test]
+fn sigkill_then_rerun() {
+    let srv = Server::start(|c| {
+        c.patients = 60;
+        c.file_resources = 20;
+    });
+    let dir = out("sigkill");
+    let base = format!("{}/_f/slow=20000/bulk/fhir", srv.origin);
+    let mut child = Command::new(BIN)
+        .args([
+            "--json",
+            "export",
+            "--base",
+            &base,
+            "--type",
+            "Patient,Observation",
+            "--concurrency",
+            "1",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out_lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut finished = 0;
+    for line in out_lines.by_ref() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "file.finished" {
+            finished += 1;
+        }
+        if finished >= 2 && v["event"] == "file.started" {
+            child.kill().unwrap(); // SIGKILL: no cleanup at all
+            break;
+        }
+        assert!(Instant::now() < deadline);
+    }
+    let drain = std::thread::spawn(move || out_lines.count());
+    child.wait().unwrap();
+    drain.join().unwrap();
+    let done: Vec<(String, std::time::SystemTime)> = names(&dir)
+        .into_iter()
+        .filter(|f| f.ends_with(".ndjson") && f != "log.ndjson")
+        .map(|f| {
+            let m = std::fs::metadata(dir.join(&f)).unwrap().modified().unwrap();
+            (f, m)
+        })
+        .collect();
+    assert!(done.len() >= 2, "{done:?}");
+    let (code, _, stderr) = run(&["export", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(srv.kickoffs(), 1, "no second kick-off");
+    for (f, m) in &done {
+        assert_eq!(std::fs::metadata(dir.join(f)).unwrap().modified().unwrap(), *m, "{f} untouched");
+    }
+    let mut ids = std::collections::HashSet::new();
+    for f in names(&dir).iter().filter(|f| f.ends_with(".ndjson") && *f != "log.ndjson") {
+        for l in std::fs::read_to_string(dir.join(f)).unwrap().lines() {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert!(ids.insert(format!("{}/{}", v["resourceType"], v["id"])), "a duplicate line in {f}");
+        }
+    }
+    assert!(!names(&dir).iter().any(|f| f.ends_with(".tmp")), "the rerun cleans up");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// issue 13: cancel from a second process while the first one waits
+#[test]
+fn cancel_from_a_second_process() {
+    let srv = Server::start(|_| {});
+    let dir = out("cancel2");
+    let never = format!("{}/_f/never/bulk/fhir", srv.origin);
+    let mut first = Command::new(BIN)
+        .args(["export", "--base", &never, "--out", dir.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !dir.join("fhir-async-job.json").exists() {
+        assert!(t.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, stdout, stderr) = run(&["cancel", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // The first process sees the job gone (404 after our DELETE) and ends: cancelled, or failed.
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = first.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "the first process did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(matches!(status.code(), Some(1) | Some(4)), "{status:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// issue 13: `--help` of every subcommand, snapshot-tested (UPDATE_SNAPSHOTS=1 rewrites them)
+#[test]
+fn help_snapshots() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    for sub in ["", "export", "status", "cancel", "download", "kickoff"] {
+        let args: Vec<&str> = if sub.is_empty() { vec!["--help"] } else { vec![sub, "--help"] };
+        let (code, stdout, _) = run(&args);
+        assert_eq!(code, 0);
+        let file = dir.join(format!("help{}{}.txt", if sub.is_empty() { "" } else { "-" }, sub));
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&file, &stdout).unwrap();
+        }
+        let expected =
+            std::fs::read_to_string(&file).unwrap_or_else(|_| panic!("{} missing: UPDATE_SNAPSHOTS=1", file.display()));
+        assert_eq!(stdout, expected, "{sub} --help changed (UPDATE_SNAPSHOTS=1 to accept)");
+    }
+}
