@@ -9,12 +9,14 @@ anything sent with ``Prefer: respond-async``) on a Rust sans-IO engine.
 
 from . import _native
 from ._client import (
+    BackendServices,
     Client,
     CountCheck,
     DownloadedFiles,
     FileReports,
     Instant,
     Job,
+    Manifest,
     OnInvalidLine,
     Progress,
     ResourceStream,
@@ -23,18 +25,28 @@ from ._client import (
     read_ndjson,
 )
 from .errors import (
+    AuthError,
+    CallbackError,
     Cancelled,
+    CancelledError,
     DeadlineExceeded,
+    DeadlineExceededError,
     DownloadError,
     FhirAsyncError,
     FhirAsyncWarning,
     InsecureUrl,
+    InsecureUrlError,
     InvalidLineError,
     JobFailed,
+    JobFailedError,
     KickoffIndeterminate,
+    KickoffIndeterminateError,
     ProtocolError,
     RetriesExhausted,
+    RetriesExhaustedError,
+    StoppedError,
     Unauthorized,
+    UnauthorizedError,
     UsageError,
 )
 
@@ -43,15 +55,18 @@ __version__: str = _native.__version__
 
 def verify_callback(body: bytes, signature: "str | None", secret: str) -> "dict[str, object]":
     """Checks ``X-Signature: sha256=<hex>`` over the exact body bytes and
-    returns the parsed callback; raises ``ProtocolError`` otherwise."""
+    returns the parsed callback; raises ``CallbackError`` (a
+    ``ProtocolError``; code ``bad_signature`` or ``malformed``) otherwise."""
     payload: "dict[str, object]" = _native.verify_callback(body, signature, secret)
     return payload
 
 
 __all__ = [
+    "BackendServices",
     "Client",
     "Job",
     "Result",
+    "Manifest",
     "Progress",
     "ResourceStream",
     "DownloadedFiles",
@@ -64,15 +79,26 @@ __all__ = [
     "read_ndjson",
     "FhirAsyncError",
     "ProtocolError",
-    "InsecureUrl",
+    "InsecureUrlError",
     "UsageError",
+    "DeadlineExceededError",
+    "RetriesExhaustedError",
+    "UnauthorizedError",
+    "KickoffIndeterminateError",
+    "DownloadError",
+    "InvalidLineError",
+    "CallbackError",
+    "AuthError",
+    "JobFailedError",
+    "CancelledError",
+    "StoppedError",
+    "FhirAsyncWarning",
+    # deprecated aliases (issue 11), for one release
+    "InsecureUrl",
     "DeadlineExceeded",
     "RetriesExhausted",
     "Unauthorized",
     "KickoffIndeterminate",
-    "DownloadError",
-    "InvalidLineError",
     "JobFailed",
     "Cancelled",
-    "FhirAsyncWarning",
 ]

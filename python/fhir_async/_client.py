@@ -1,7 +1,8 @@
-"""The typed Python API over the native engine: ``Client``, ``Job``, ``Result``.
+"""The typed Python API over the native client: ``Client``, ``Job``, ``Result``.
 
-Every protocol decision is made by the Rust engine; the native module does
-the HTTP without the GIL. This file only shapes arguments and results.
+Every protocol decision is made by the Rust engine, and the native client
+(``fhir-async-client``) does the HTTP, the files and the threads without the
+GIL. This file only shapes arguments and results.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import (
 
 
 from . import _native
-from .errors import Cancelled, DeadlineExceeded, FhirAsyncWarning, JobFailed, UsageError
+from .errors import CancelledError, DeadlineExceededError, FhirAsyncWarning, JobFailedError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import asyncio
@@ -115,6 +116,42 @@ def _async_executor() -> ThreadPoolExecutor:
 
 
 @dataclass(frozen=True)
+class BackendServices:
+    """SMART Backend Services (``client_credentials`` with a signed JWT):
+    ``Client(base, auth=BackendServices("client-1", key="key.pem",
+    scope="system/*.read"))``. ``key`` is the path of a PEM file (PKCS#8 RSA
+    or P-384 EC), of a private JWK or JWKS (JSON), or a JWK / JWKS dict;
+    RS384 or ES384 follows from the key. ``token_url`` is found by discovery
+    (``.well-known/smart-configuration``) when None; ``kid`` picks the key of
+    a JWKS and names it in the assertion. Tokens are renewed before they
+    expire and after a 401; they never appear in a repr, an error or the
+    saved state."""
+
+    client_id: str
+    key: Union[str, "os.PathLike[str]", Mapping[str, Any]]
+    scope: str = "system/*.read"
+    token_url: Optional[str] = None
+    kid: Optional[str] = None
+
+    def __repr__(self) -> str:
+        key = "<jwk>" if isinstance(self.key, Mapping) else os.fspath(self.key)
+        return f"BackendServices(client_id={self.client_id!r}, key={key!r}, scope={self.scope!r})"
+
+    def _native(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "client_id": self.client_id,
+            "scope": self.scope,
+            "token_url": self.token_url,
+            "kid": self.kid,
+        }
+        if isinstance(self.key, Mapping):
+            out["key_jwk"] = json.dumps(dict(self.key))
+        else:
+            out["key_path"] = os.fspath(self.key)
+        return out
+
+
+@dataclass(frozen=True)
 class Progress:
     """A snapshot of a job for display. ``message`` is the server's
     ``X-Progress`` text; ``percent`` is read from it when it carries one."""
@@ -151,7 +188,9 @@ class Client:
     ``timeout`` is the overall deadline of each job in seconds (None: none);
     ``retry`` tunes polling and retries (``min_wait_ms``, ``initial_backoff_ms``,
     ``max_retries``, ...); ``allowed_origins`` are other origins that may
-    receive the token for file downloads.
+    receive the token for file downloads. ``token`` is None, a str, or a
+    callable returning a str (asked again after a 401); ``auth`` is
+    ``BackendServices(...)`` for SMART Backend Services instead.
     """
 
     def __init__(
@@ -162,16 +201,21 @@ class Client:
         timeout: Optional[float] = None,
         retry: Optional[Mapping[str, int]] = None,
         allowed_origins: Sequence[str] = (),
+        auth: Optional[BackendServices] = None,
     ) -> None:
         if not isinstance(base_url, str) or not base_url:
             raise UsageError("base_url must be a non-empty string")
         if token is not None and not isinstance(token, str) and not callable(token):
             raise UsageError("token must be None, a str, or a callable returning a str")
+        if auth is not None and not isinstance(auth, BackendServices):
+            raise UsageError("auth must be a fhir_async.BackendServices")
+        if auth is not None and token is not None:
+            raise UsageError("pass token= or auth=, not both")
         self.base_url = base_url
         self._timeout_ms = _ms(timeout)
         self._retry = _retry_config(retry)
         self._allowed_origins = list(allowed_origins)
-        self._session = _native.Session(token)
+        self._native = _native.Client(base_url, token, None if auth is None else auth._native())
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
@@ -214,7 +258,7 @@ class Client:
         With ``start=True`` this returns once the server accepted the kick-off,
         so ``status_url`` is known (see ``Job.start``: a 429 on the kick-off is
         waited out as its ``Retry-After`` says, within ``max_kickoff_retries``;
-        then ``RetriesExhausted``). With ``start=False`` the first ``wait``
+        then ``RetriesExhaustedError``). With ``start=False`` the first ``wait``
         sends it.
         """
         op: Dict[str, Any] = {
@@ -263,10 +307,23 @@ class Client:
 
     def resume(self, state: str) -> "Job":
         """A job saved with ``Job.to_json()``, in this process or another one."""
-        return Job(self, _native.Job.from_json(state))
+        return Job(self, self._native.resume(state))
+
+    def resources(
+        self,
+        result_or_manifest: Union["Result", "Manifest"],
+        resource_type: Union[None, str, Sequence[str]] = None,
+        **options: Any,
+    ) -> "ResourceStream":
+        """The resources of a finished job: ``result_or_manifest`` is a
+        ``Result`` or its ``result.manifest``. Same options as ``Result.resources``."""
+        result = result_or_manifest._result if isinstance(result_or_manifest, Manifest) else result_or_manifest
+        if not isinstance(result, Result) or result.job._client is not self:
+            raise UsageError("resources() needs a Result of this client (or its result.manifest)")
+        return result.resources(resource_type, **options)
 
     def _new(self, op: Dict[str, Any], prefer: Dict[str, Any], start: bool) -> "Job":
-        job = Job(self, _native.Job(self._config(op, prefer)))
+        job = Job(self, self._native.job(self._config(op, prefer)))
         if start:
             job.start()
         return job
@@ -276,32 +333,32 @@ class Job:
     """A running asynchronous operation. ``wait()`` (or ``await
     wait_async()``) drives it to the end and returns its ``Result``."""
 
-    def __init__(self, client: Client, native: _native.Job) -> None:
+    def __init__(self, client: Client, native: _native.Run) -> None:
         self._client = client
         self._native = native
         self._events: List[Tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self._events_lock = threading.Lock()
 
     @property
-    def native(self) -> _native.Job:
-        """The low-level engine job."""
+    def native(self) -> _native.Run:
+        """The native client's job."""
         return self._native
 
     @property
     def status_url(self) -> Optional[str]:
-        return self._native.status_url
+        return self._native.status_url()
 
     @property
     def progress(self) -> Progress:
-        return Progress._from(self._native.progress(_native.now_ms()))
+        return Progress._from(self._native.progress())
 
     @property
     def is_finished(self) -> bool:
-        return self._native.is_finished
+        return self._native.is_finished()
 
     @property
     def outcome(self) -> Optional[Dict[str, Any]]:
-        return self._native.outcome
+        return self._native.outcome()
 
     @property
     def warnings(self) -> List[str]:
@@ -324,21 +381,20 @@ class Job:
         kick-off is waited out as the engine schedules it (``Retry-After``,
         bounded by the ``max_kickoff_retries`` retry option) while
         ``progress.phase`` reads ``"kickingOff"``; when the retries run out
-        this raises the typed error (``RetriesExhausted``). Ctrl-C stops the
+        this raises the typed error (``RetriesExhaustedError``). Ctrl-C stops the
         wait within a second (``KeyboardInterrupt``). In asyncio code, pass
         ``start=False`` to ``export()`` and ``await job.wait_async()``: the
         kick-off (and its 429 waits) then run without blocking the loop."""
-        session = self._client._session
-        kind, value = session.drive(self._native, 0)
+        kind, _ = self._native.step(0)
         # issue 10 §2: a kick-off answered 429 leaves the engine waiting to retry it;
-        # drive through that wait (the engine's own schedule) until it is accepted.
-        while kind == "wait" and self._native.progress(_native.now_ms())["phase"] in ("pending", "kickingOff"):
-            kind, value = session.drive(self._native, max(int(value), 1))
+        # step through that wait (the engine's own schedule) until it is accepted.
+        while kind == "wait" and self._native.status_url() is None:
+            kind, _ = self._native.step(250)
         return self
 
     def poll(self) -> bool:
         """Does whatever is due now without waiting; True once the job is over."""
-        kind, _ = self._client._session.drive(self._native, 0)
+        kind, _ = self._native.step(0)
         return kind == "done"
 
     def wait(
@@ -350,22 +406,25 @@ class Job:
     ) -> "Result":
         """Drives the job to its end. Ctrl-C stops it within a second.
         ``progress=True`` shows a tqdm bar (terminal or Jupyter) when tqdm is
-        installed; ``timeout`` (seconds) raises ``DeadlineExceeded`` from this
-        call only (the job goes on and can be waited for again)."""
+        installed; ``timeout`` (seconds) raises ``DeadlineExceededError`` from
+        this call only (the job goes on and can be waited for again).
+        ``raise_on_failure=True`` raises ``JobFailedError`` when the job
+        failed; a cancelled job is a result, never an exception."""
         bar = _Bar(self) if progress else None
         timeout_ms = _ms(timeout)
         deadline = None if timeout_ms is None else _native.now_ms() + timeout_ms
         try:
             while True:
-                block = 250 if bar is not None else 1000
+                # Short steps: another thread's cancel or callback waits at most one.
+                block = 250
                 if deadline is not None:
                     left = deadline - _native.now_ms()
                     if left <= 0:
-                        raise DeadlineExceeded(
+                        raise DeadlineExceededError(
                             f"the job did not finish within {timeout} s", code="wait_timeout"
                         )
                     block = min(block, left)
-                kind, value = self._client._session.drive(self._native, block)
+                kind, value = self._native.step(block)
                 if bar is not None:
                     bar.update()
                 if kind == "done":
@@ -385,9 +444,7 @@ class Job:
             self._events.append((loop, event))
         try:
             while True:
-                kind, value = await loop.run_in_executor(
-                    _async_executor(), self._client._session.drive, self._native, 0
-                )
+                kind, value = await loop.run_in_executor(_async_executor(), self._native.step, 0)
                 if kind == "done":
                     return self._result(value, raise_on_failure)
                 event.clear()
@@ -407,6 +464,20 @@ class Job:
         self.wait()
         return self._native.cancel_result()
 
+    def poll_now(self) -> bool:
+        """Brings the next status poll forward to now, overriding the
+        server's ``Retry-After`` once (use sparingly). True if the job was
+        waiting to poll."""
+        changed = self._native.poll_now()
+        self._wake()
+        return changed
+
+    def cleanup(self) -> Optional[Dict[str, Any]]:
+        """Asks the server to delete the files (DELETE on the status URL,
+        protocol F3) once they are downloaded; returns how it answered."""
+        result: Optional[Dict[str, Any]] = self._native.cleanup()
+        return result
+
     async def cancel_async(self) -> Optional[Dict[str, Any]]:
         """``cancel()`` for asyncio."""
         self._request_cancel()
@@ -414,7 +485,7 @@ class Job:
         return self._native.cancel_result()
 
     def _request_cancel(self) -> None:
-        self._native.cancel(_native.now_ms())
+        self._native.request_cancel()
         self._wake()
 
     def _wake(self) -> None:
@@ -424,10 +495,12 @@ class Job:
                 loop.call_soon_threadsafe(event.set)
 
     def handle_callback(self, body: bytes, signature: Optional[str], secret: str) -> Dict[str, Any]:
-        """A callback POST (``X-Signature`` header, shared secret): verified,
-        then the job polls at once to confirm. Returns the effect."""
+        """A callback POST (the exact body, its ``X-Signature`` header, the
+        shared secret): verified (``CallbackError`` with code
+        ``bad_signature`` or ``malformed`` otherwise), then the job polls at
+        once to confirm. Returns ``{"kind": "woken" | "ignored", "reason"?}``."""
         _native.verify_callback(body, signature, secret)
-        effect = self._native.handle_callback(body, _native.now_ms())
+        effect: Dict[str, Any] = self._native.handle_callback(body)
         self._wake()
         return effect
 
@@ -443,7 +516,7 @@ class Job:
 
     def _result(self, summary: Dict[str, Any], raise_on_failure: bool) -> "Result":
         result = Result(self, summary)
-        if raise_on_failure:
+        if raise_on_failure and result.status == "failed":
             result.raise_for_status()
         return result
 
@@ -468,7 +541,7 @@ class Result:
     def outcome(self) -> Dict[str, Any]:
         """The whole outcome, as the engine's camelCase JSON."""
         if self._outcome is None:
-            outcome = self.job._native.outcome
+            outcome = self.job._native.outcome()
             self._outcome = dict(self._summary) if outcome is None else outcome
         return self._outcome
 
@@ -479,7 +552,8 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("completed", "completedWithErrors")
+        """Whether the job succeeded (possibly with errors in the manifest): the engine's word."""
+        return bool(self._summary.get("ok"))
 
     @property
     def message(self) -> Optional[str]:
@@ -502,10 +576,11 @@ class Result:
         return body
 
     @property
-    def manifest(self) -> Optional[Dict[str, Any]]:
-        body = self.body
-        found: Optional[Dict[str, Any]] = body.get("manifest")
-        return found
+    def manifest(self) -> Optional["Manifest"]:
+        """The manifest, if the result has one: a dict that also works as
+        ``client.resources(result.manifest)``."""
+        found: Optional[Dict[str, Any]] = self.body.get("manifest")
+        return None if found is None else Manifest(found, self)
 
     @property
     def files(self) -> List[Dict[str, Any]]:
@@ -515,27 +590,36 @@ class Result:
         return plan
 
     def raise_for_status(self) -> "Result":
-        """Raises ``JobFailed`` (failed) or ``Cancelled``; returns self otherwise."""
+        """Raises ``JobFailedError`` (failed) or ``CancelledError`` (a
+        cancelled job has no files); returns self otherwise."""
         if self.status == "failed":
-            raise JobFailed(
+            raise JobFailedError(
                 self.message or f"the job failed (HTTP {self.http_status})",
                 outcome=self.outcome,
+                operation_outcome=self._summary.get("operationOutcome"),
             )
         if self.status == "cancelled":
-            raise Cancelled("the job was cancelled")
+            raise CancelledError("the job was cancelled")
         return self
 
     def resources(
         self,
         resource_type: Union[None, str, Sequence[str]] = None,
         *,
-        kind: str = "output",
+        kinds: Sequence[str] = ("output",),
+        kind: Optional[str] = None,
         count_check: CountCheck = "strict",
         on_invalid_line: OnInvalidLine = "report",
+        max_per_origin: int = 1,
+        concurrency: Optional[int] = None,
     ) -> "ResourceStream":
         """Streams the resources of the export's files as dicts, downloading
-        ahead in the background (``kind``: output, error or deleted).
-        ``close()`` the stream to stop the download early.
+        ahead in the background (``kinds``: output, error, deleted; default
+        output; ``kind=`` is the old single-kind spelling). By default files
+        come one after the other in manifest order; ``max_per_origin=N``
+        (``concurrency`` is its old name) downloads N at once from one
+        origin, and the files' resources then interleave (each file's in
+        order). ``close()`` the stream to stop the download early.
 
         A line that is not JSON never stops the stream: with
         ``on_invalid_line="report"`` (the default) it is skipped, every valid
@@ -548,12 +632,12 @@ class Result:
         ``count_check="lenient"`` a count mismatch is only noted in the report."""
         self.raise_for_status()
         types = [resource_type] if isinstance(resource_type, str) else resource_type
-        it = self.job._client._session.resources(
-            self.job._native,
+        it = self.job._native.resources(
             types=None if types is None else list(types),
-            kinds=[kind],
+            kinds=[kind] if kind is not None else list(kinds),
             count_check=count_check,
             on_invalid_line=on_invalid_line,
+            max_per_origin=_per_origin(max_per_origin, concurrency),
         )
         return ResourceStream(it)
 
@@ -561,7 +645,8 @@ class Result:
         self,
         directory: Union[str, "os.PathLike[str]"],
         *,
-        concurrency: int = 8,
+        max_per_origin: int = 4,
+        concurrency: Optional[int] = None,
         types: Optional[Sequence[str]] = None,
         kinds: Sequence[str] = ("output", "error", "deleted"),
         progress: Optional[bool] = False,
@@ -569,8 +654,9 @@ class Result:
         count_check: CountCheck = "strict",
         on_invalid_line: OnInvalidLine = "report",
     ) -> "DownloadedFiles":
-        """Downloads the files into ``directory`` (created if needed) with
-        ``concurrency`` parallel connections. Each file is written to
+        """Downloads the files into ``directory`` (created if needed), at most
+        ``max_per_origin`` at once from one origin (``concurrency`` is its
+        old name; ``kinds`` defaults to all three lists). Each file is written to
         ``NAME.tmp`` and renamed once complete and its line count matches the
         manifest; on Ctrl-C no ``.tmp`` file remains.
 
@@ -590,16 +676,14 @@ class Result:
         ``.reports`` and ``last_reports`` have one report per planned file,
         ``.failed`` the failed ones."""
         self.raise_for_status()
-        if concurrency < 1:
-            raise UsageError("concurrency must be at least 1")
+        per_origin = _per_origin(max_per_origin, concurrency)
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
         bar = _DownloadBar() if progress else None
         try:
-            native = self.job._client._session.download(
-                self.job._native,
+            native = self.job._native.download(
                 str(target),
-                concurrency=concurrency,
+                max_per_origin=per_origin,
                 types=None if types is None else list(types),
                 kinds=list(kinds),
                 gzip=gzip,
@@ -633,13 +717,28 @@ class Result:
         return pd.DataFrame.from_records(list(self.resources(resource_type)))
 
     def cleanup(self) -> Optional[Dict[str, Any]]:
-        """Asks the server to delete the files (DELETE on the status URL)."""
-        self.job._native.cleanup()
-        self.job.wait()
-        return self.job._native.cleanup_result()
+        """Deprecated alias of ``job.cleanup()`` (issue 11: cleanup is on the job)."""
+        return self.job.cleanup()
 
     def __repr__(self) -> str:
         return f"<Result {self.status} http={self.http_status} files={self._summary.get('files', 0)}>"
+
+
+def _per_origin(max_per_origin: int, concurrency: Optional[int]) -> int:
+    """``concurrency`` is the old name of ``max_per_origin``."""
+    value = max_per_origin if concurrency is None else concurrency
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError("max_per_origin must be an int of at least 1")
+    return value
+
+
+class Manifest(Dict[str, Any]):
+    """A result's manifest (the server's JSON as a dict) that remembers its
+    result, so ``client.resources(result.manifest)`` works."""
+
+    def __init__(self, data: Mapping[str, Any], result: "Result") -> None:
+        super().__init__(data)
+        self._result = result
 
 
 class DownloadedFiles(Sequence[Path]):

@@ -1,27 +1,47 @@
 """The exceptions of fhir_async, declared once; the native module raises them.
 
 Every exception has a stable, machine-readable ``code`` (the same string in
-every binding) and ``details`` (the engine's camelCase fields, when any).
+every binding; the core owns the codes) and ``details`` (the engine's
+camelCase fields, when any). Every class name ends in ``Error`` (issue 11);
+the old names (``InsecureUrl``, ``DeadlineExceeded``, ``RetriesExhausted``,
+``Unauthorized``, ``KickoffIndeterminate``, ``JobFailed``, ``Cancelled``)
+stay as deprecated aliases for one release.
+
+``CLASSES`` maps every code to its class; ``for_code`` builds the exception
+for a code and refuses one it does not know (a test checks the table
+against every code in the core's sources).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional, Type
 
 __all__ = [
     "FhirAsyncError",
     "ProtocolError",
-    "InsecureUrl",
+    "InsecureUrlError",
     "UsageError",
+    "DeadlineExceededError",
+    "RetriesExhaustedError",
+    "UnauthorizedError",
+    "KickoffIndeterminateError",
+    "DownloadError",
+    "InvalidLineError",
+    "CallbackError",
+    "AuthError",
+    "JobFailedError",
+    "CancelledError",
+    "StoppedError",
+    "FhirAsyncWarning",
+    "InsecureUrl",
     "DeadlineExceeded",
     "RetriesExhausted",
     "Unauthorized",
     "KickoffIndeterminate",
-    "DownloadError",
-    "InvalidLineError",
     "JobFailed",
     "Cancelled",
-    "FhirAsyncWarning",
+    "CLASSES",
+    "for_code",
 ]
 
 
@@ -50,12 +70,12 @@ class FhirAsyncError(Exception):
 
 class ProtocolError(FhirAsyncError):
     """The server broke the protocol (a 202 without a status URL, a manifest
-    that is not one, a bad callback signature, ...)."""
+    that is not one, ...)."""
 
     default_code = "protocol"
 
 
-class InsecureUrl(ProtocolError):
+class InsecureUrlError(ProtocolError):
     """The server handed out a URL that would leak the token or downgrade to http."""
 
     default_code = "insecure_url"
@@ -67,25 +87,26 @@ class UsageError(FhirAsyncError, ValueError):
     default_code = "usage"
 
 
-class DeadlineExceeded(FhirAsyncError, TimeoutError):
-    """The job (or a ``wait(timeout=...)``) ran past its deadline."""
+class DeadlineExceededError(FhirAsyncError, TimeoutError):
+    """The job (or a ``wait(timeout=...)``, code ``wait_timeout``) ran past its deadline."""
 
     default_code = "deadline_exceeded"
 
 
-class RetriesExhausted(FhirAsyncError):
+class RetriesExhaustedError(FhirAsyncError):
     """Transient failures (5xx, 429, resets) outlasted the retry budget."""
 
     default_code = "retries_exhausted"
 
 
-class Unauthorized(FhirAsyncError):
-    """The server kept answering 401 even after a token refresh."""
+class UnauthorizedError(FhirAsyncError):
+    """The server refused the token and no new one could be had (or it
+    refused the new one too). ``str(error)`` says why, with the server's words."""
 
     default_code = "unauthorized"
 
 
-class KickoffIndeterminate(FhirAsyncError):
+class KickoffIndeterminateError(FhirAsyncError):
     """The kick-off may have reached the server; it is never replayed."""
 
     default_code = "kickoff_indeterminate"
@@ -94,9 +115,9 @@ class KickoffIndeterminate(FhirAsyncError):
 class DownloadError(FhirAsyncError):
     """A file download failed for good. ``code`` says why: ``http``,
     ``unauthorized``, ``count_mismatch``, ``invalid_line``, ``decode``,
-    ``retries_exhausted``, ``redirect``, ``blocked``, ``line_too_long`` or ``io``.
-    ``details`` has the engine's fields (``url``, ``status``, ``serverMessage``,
-    ``kind``, ``expected``, ``actual``, ...)."""
+    ``retries_exhausted``, ``redirect``, ``blocked``, ``line_too_long`` or
+    ``io`` (the local disk). ``details`` has the engine's fields (``url``,
+    ``status``, ``serverMessage``, ``kind``, ``expected``, ``actual``, ...)."""
 
     default_code = "download"
 
@@ -126,7 +147,22 @@ class InvalidLineError(DownloadError, ValueError):
         return None if found is None else int(found)
 
 
-class JobFailed(FhirAsyncError):
+class CallbackError(ProtocolError):
+    """A callback failed its check: ``bad_signature`` (the ``X-Signature``
+    does not match the body) or ``malformed`` (not a callback payload)."""
+
+    default_code = "bad_signature"
+
+
+class AuthError(FhirAsyncError):
+    """No token could be had from the authorization server (SMART Backend
+    Services, code ``auth``). ``details``: ``message``, ``error`` and
+    ``errorDescription`` (the server's words), ``httpStatus``."""
+
+    default_code = "auth"
+
+
+class JobFailedError(FhirAsyncError):
     """The server reports that the operation failed. ``outcome`` is the job's
     outcome; ``operation_outcome`` the server's OperationOutcome, if any."""
 
@@ -141,31 +177,89 @@ class JobFailed(FhirAsyncError):
         code: Optional[str] = None,
         details: Optional[Dict[str, Any]] = None,
         outcome: Optional[Dict[str, Any]] = None,
+        operation_outcome: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__(message, code=code, details=details)
         self.outcome = dict(outcome or {})
+        self._operation_outcome = operation_outcome
 
     @property
     def operation_outcome(self) -> Optional[Dict[str, Any]]:
-        result = self.outcome.get("result") or {}
-        kind = result.get("kind")
-        if kind == "operationOutcome":
-            oo: Optional[Dict[str, Any]] = result.get("outcome")
-            return oo
-        if kind == "bundle":
-            entries = (result.get("bundle") or {}).get("entry") or []
-            if entries:
-                found: Optional[Dict[str, Any]] = (entries[0].get("response") or {}).get("outcome")
-                return found
-        return None
+        """The server's OperationOutcome, wherever the result holds it (the engine finds it)."""
+        return self._operation_outcome
 
 
-class Cancelled(FhirAsyncError):
-    """The job was cancelled, so it has no result (or a download was stopped)."""
+class CancelledError(FhirAsyncError):
+    """The job was cancelled (on the server), so it has no files to read:
+    raised by ``Result.raise_for_status()`` and by reading a cancelled
+    result; ``wait(raise_on_failure=True)`` never raises it."""
 
     default_code = "cancelled"
+
+
+class StoppedError(FhirAsyncError):
+    """An internal stop (not the server's cancel): the call ended before its
+    work was done; the job's saved state stays usable. Ctrl-C raises
+    ``KeyboardInterrupt`` instead."""
+
+    default_code = "stopped"
 
 
 class FhirAsyncWarning(UserWarning):
     """Something worth telling a human that did not stop the call: a file that
     failed while the others were kept, lines skipped as invalid."""
+
+
+# Deprecated aliases (issue 11: every class ends in `Error`), for one release.
+InsecureUrl = InsecureUrlError
+DeadlineExceeded = DeadlineExceededError
+RetriesExhausted = RetriesExhaustedError
+Unauthorized = UnauthorizedError
+KickoffIndeterminate = KickoffIndeterminateError
+JobFailed = JobFailedError
+Cancelled = CancelledError
+
+CLASSES: Dict[str, Type[FhirAsyncError]] = {
+    # the job's (core `Error::code`)
+    "usage": UsageError,
+    "protocol": ProtocolError,
+    "insecure_url": InsecureUrlError,
+    "deadline_exceeded": DeadlineExceededError,
+    "retries_exhausted": RetriesExhaustedError,
+    "unauthorized": UnauthorizedError,
+    "kickoff_indeterminate": KickoffIndeterminateError,
+    # a file's (core `DownloadError::code`; `usage`, `unauthorized` and
+    # `retries_exhausted` of a file are told apart by `DownloadError` below)
+    "blocked": DownloadError,
+    "http": DownloadError,
+    "count_mismatch": DownloadError,
+    "invalid_line": InvalidLineError,
+    "line_too_long": DownloadError,
+    "decode": DownloadError,
+    "redirect": DownloadError,
+    # callbacks (core `CallbackError::code`)
+    "bad_signature": CallbackError,
+    "malformed": CallbackError,
+    # authorization (core `AuthError::code`)
+    "auth": AuthError,
+    # the native client's own
+    "io": DownloadError,
+    "stopped": StoppedError,
+    # the binding's, for outcomes
+    "job_failed": JobFailedError,
+    "cancelled": CancelledError,
+    "wait_timeout": DeadlineExceededError,
+}
+
+# Codes a file's error shares with a job's: a file's is a DownloadError.
+_FILE_CODES = {"unauthorized", "retries_exhausted", "usage"}
+
+
+def for_code(
+    code: str, message: str, *, details: Optional[Dict[str, Any]] = None, file: bool = False
+) -> FhirAsyncError:
+    """The exception for ``code`` (``file=True``: a file's error). A code
+    not in ``CLASSES`` is a bug of this package, not a server's: it raises
+    ``KeyError`` (a test checks every code of the core is here)."""
+    cls = DownloadError if file and code in _FILE_CODES else CLASSES[code]
+    return cls(message, code=code, details=details)

@@ -1,56 +1,16 @@
 //! `_native.Job`: the engine's `Job` as is, for Python code that does its own
-//! I/O (the shared vectors, custom transports). Shared with the native driver
-//! through [`JobCell`], so a `cancel()` from another thread wakes a waiting loop.
+//! I/O (the shared vectors, custom transports). The native client drives
+//! its own jobs (`_native.Run`).
 
 use crate::convert::to_py;
-use crate::errors::{core_error, raise};
-use fhir_async::{parse_callback, Job, JobConfig, Response, ResultBody, TransportErrorKind};
+use crate::errors::{callback_error, core_error, usage};
+use fhir_async::{parse_callback, Job, JobConfig, Response, TransportErrorKind};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
-
-/// The job plus what threads need to share it.
-#[derive(Debug)]
-pub struct JobCell {
-    job: Mutex<Job>,
-    wake_gen: Mutex<u64>,
-    wake: Condvar,
-    /// Held by whoever drives the job (sends its requests), so two threads never do.
-    pub driver: Mutex<()>,
-}
-
-impl JobCell {
-    pub fn new(job: Job) -> Arc<Self> {
-        Arc::new(JobCell {
-            job: Mutex::new(job),
-            wake_gen: Mutex::new(0),
-            wake: Condvar::new(),
-            driver: Mutex::new(()),
-        })
-    }
-
-    /// The job (a poisoned lock only means a panic elsewhere; the state is still usable).
-    pub fn lock(&self) -> MutexGuard<'_, Job> {
-        self.job.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Wakes whoever sleeps in [`JobCell::sleep`].
-    pub fn notify(&self) {
-        *self.wake_gen.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.wake.notify_all();
-    }
-
-    /// Sleeps up to `ms`, or until [`JobCell::notify`].
-    pub fn sleep(&self, ms: u64) {
-        let g = self.wake_gen.lock().unwrap_or_else(|e| e.into_inner());
-        let start = *g;
-        let _ = self.wake.wait_timeout_while(g, Duration::from_millis(ms), |gen| *gen == start);
-    }
-}
+use pyo3::types::{PyBytes, PyString};
+use std::sync::{Mutex, MutexGuard};
 
 /// Body given as `bytes` or `str`.
-fn body_bytes(body: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u8>> {
+pub fn body_bytes(body: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u8>> {
     match body {
         None => Ok(Vec::new()),
         Some(b) if b.is_none() => Ok(Vec::new()),
@@ -72,17 +32,13 @@ fn body_bytes(body: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u8>> {
 #[pyclass(module = "fhir_async._native", name = "Job", frozen)]
 #[derive(Debug)]
 pub struct PyJob {
-    pub cell: Arc<JobCell>,
+    job: Mutex<Job>,
 }
 
 impl PyJob {
     fn job(&self) -> MutexGuard<'_, Job> {
-        self.cell.lock()
+        self.job.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-fn usage(py: Python<'_>, msg: String) -> PyErr {
-    raise(py, "UsageError", &msg, "usage", None)
 }
 
 #[pymethods]
@@ -91,16 +47,16 @@ impl PyJob {
     #[new]
     fn new(py: Python<'_>, config: &str) -> PyResult<Self> {
         let config: JobConfig =
-            serde_json::from_str(config).map_err(|e| usage(py, format!("invalid job configuration: {e}")))?;
+            serde_json::from_str(config).map_err(|e| usage(py, &format!("invalid job configuration: {e}")))?;
         let job = Job::new(config).map_err(|e| core_error(py, &e))?;
-        Ok(PyJob { cell: JobCell::new(job) })
+        Ok(PyJob { job: Mutex::new(job) })
     }
 
     /// Restores a job saved with `to_json()`.
     #[staticmethod]
     fn from_json(py: Python<'_>, state: &str) -> PyResult<Self> {
         let job = Job::from_json(state).map_err(|e| core_error(py, &e))?;
-        Ok(PyJob { cell: JobCell::new(job) })
+        Ok(PyJob { job: Mutex::new(job) })
     }
 
     /// The whole state as JSON text (no token in it).
@@ -132,7 +88,6 @@ impl PyJob {
     ) -> PyResult<()> {
         let response = Response { status, headers, body: body_bytes(body)?, url };
         let r = self.job().handle_response(request_id, response, now_ms);
-        self.cell.notify();
         r.map_err(|e| core_error(py, &e))
     }
 
@@ -149,7 +104,7 @@ impl PyJob {
         let kind = match kind {
             "connect" => TransportErrorKind::Connect,
             "afterSend" | "after_send" => TransportErrorKind::AfterSend,
-            other => return Err(usage(py, format!("unknown transport error kind {other:?}"))),
+            other => return Err(usage(py, &format!("unknown transport error kind {other:?}"))),
         };
         let r = self.job().handle_transport_error(request_id, kind, message, now_ms);
         r.map_err(|e| core_error(py, &e))
@@ -158,30 +113,25 @@ impl PyJob {
     /// Asks for the job to be cancelled (wakes a waiting driver).
     fn cancel(&self, now_ms: u64) {
         self.job().cancel(now_ms);
-        self.cell.notify();
     }
 
     /// Asks for a DELETE of the status URL once the files are downloaded.
     fn cleanup(&self, py: Python<'_>) -> PyResult<()> {
         let r = self.job().cleanup();
-        self.cell.notify();
         r.map_err(|e| core_error(py, &e))
     }
 
     /// Re-fetches the manifest (expired file URLs).
     fn refresh_manifest(&self, py: Python<'_>, now_ms: u64) -> PyResult<()> {
         let r = self.job().refresh_manifest(now_ms);
-        self.cell.notify();
         r.map_err(|e| core_error(py, &e))
     }
 
     /// Handles a (verified) callback body; returns the effect.
     fn handle_callback(&self, py: Python<'_>, payload: &Bound<'_, PyAny>, now_ms: u64) -> PyResult<Py<PyAny>> {
         let bytes = body_bytes(Some(payload))?;
-        let payload =
-            parse_callback(&bytes).map_err(|e| raise(py, "ProtocolError", &e.to_string(), "callback", None))?;
+        let payload = parse_callback(&bytes).map_err(|e| callback_error(py, &e))?;
         let effect = self.job().handle_callback(&payload, now_ms);
-        self.cell.notify();
         to_py(py, &effect)
     }
 
@@ -227,39 +177,9 @@ impl PyJob {
         to_py(py, &o)
     }
 
-    /// The outcome without its payload (`result`): every other field, plus
-    /// `resultKind` and `files` (the manifest's entries). Cheap whatever the
-    /// manifest's size, so a `Result` builds the payload's dicts only when
-    /// asked for (issue 10 §3: 100,000 files).
+    /// The outcome without its payload (see `outcome::summary`).
     pub fn outcome_summary(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let job = self.job();
-        let Some(o) = job.outcome() else {
-            return Ok(py.None());
-        };
-        let d = PyDict::new(py);
-        d.set_item("status", to_py(py, &o.status)?)?;
-        d.set_item("delivery", to_py(py, &o.delivery)?)?;
-        d.set_item("httpStatus", o.http_status)?;
-        d.set_item("message", &o.message)?;
-        d.set_item("expires", &o.expires)?;
-        d.set_item("expiresAtMs", o.expires_at_ms)?;
-        d.set_item("resultUrl", &o.result_url)?;
-        if !o.warnings.is_empty() {
-            d.set_item("warnings", &o.warnings)?;
-        }
-        let kind = match &o.result {
-            ResultBody::Manifest { .. } => "manifest",
-            ResultBody::Bundle { .. } => "bundle",
-            ResultBody::AsyncJob { .. } => "asyncJob",
-            ResultBody::OperationOutcome { .. } => "operationOutcome",
-            ResultBody::Resource { .. } => "resource",
-            ResultBody::Text { .. } => "text",
-            ResultBody::Empty => "empty",
-        };
-        d.set_item("resultKind", kind)?;
-        let files = o.manifest().map_or(0, |m| m.output.len() + m.error.len() + m.outcome.len() + m.deleted.len());
-        d.set_item("files", files)?;
-        Ok(d.into_any().unbind())
+        crate::outcome::summary(py, self.job().outcome())
     }
 
     /// The error that stopped the job, as `{code, ...}`, if any.

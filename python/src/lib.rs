@@ -1,17 +1,19 @@
 //! `fhir_async._native`: the pyo3 extension under the `fhir_async` Python
-//! package. The engine (`fhir-async`) decides; this crate only does HTTP
-//! (ureq, no redirects, no decompression), files and threads, and releases
-//! the GIL while it waits. The typed Python API lives in `fhir_async/`.
+//! package. The engine (`fhir-async`) decides and the native client
+//! (`fhir-async-client`) does the HTTP, the files and the threads; this
+//! crate only converts values, releases the GIL while it waits, and turns
+//! Ctrl-C into a stop. The typed Python API lives in `fhir_async/`.
 #![cfg(not(target_family = "wasm"))]
 
+mod client;
 mod convert;
 mod download;
-mod drive;
 mod errors;
 mod job;
-mod net;
+mod outcome;
 mod reports;
-mod session;
+mod run;
+mod signals;
 mod stream;
 mod token;
 
@@ -23,13 +25,14 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Checks a callback's `X-Signature: sha256=<hex>` over the exact body
-/// bytes and parses it; raises `ProtocolError` (code `callback`) if either fails.
+/// bytes and parses it; raises `CallbackError` (code `bad_signature` or
+/// `malformed`, the core's) if either fails.
 #[pyfunction]
 #[pyo3(signature = (body, signature, secret))]
 fn verify_callback(py: Python<'_>, body: &[u8], signature: Option<&str>, secret: &str) -> PyResult<Py<PyAny>> {
     match fhir_async::verify_callback(body, signature, secret.as_bytes()) {
         Ok(p) => convert::to_py(py, &p),
-        Err(e) => Err(errors::raise(py, "ProtocolError", &e.to_string(), "callback", None)),
+        Err(e) => Err(errors::callback_error(py, &e)),
     }
 }
 
@@ -48,7 +51,8 @@ fn parse_json(py: Python<'_>, line: &[u8]) -> PyResult<Py<PyAny>> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<job::PyJob>()?;
-    m.add_class::<session::Session>()?;
+    m.add_class::<client::PyClient>()?;
+    m.add_class::<run::PyRun>()?;
     m.add_class::<stream::ResourceIter>()?;
     m.add_class::<download::DownloadReports>()?;
     m.add_function(wrap_pyfunction!(verify_callback, m)?)?;

@@ -1,84 +1,59 @@
-//! How each file of a download or a resource stream ended: its report, or
-//! the error that failed it. One bad file never loses the others (issue 10
-//! §2): a per-file failure is recorded here and the call goes on; only
-//! Ctrl-C, an exception from Python code, or a stop ends the whole call.
+//! How each file of a download or a resource stream ended, as Python sees
+//! it: the engine's report, or the error that failed it (the other files
+//! are unaffected, issue 10 §2). Reports are kept without copies of the
+//! plan's strings: with 100,000 files those would be the bulk.
 
 use crate::convert::to_py;
-use crate::errors::{core_error, download_error, raise, Failure};
-use fhir_async::{DownloadAction, DownloadError, Error, FileDownload, FileKind, FileReport, PlannedFile};
+use crate::errors::download_error;
+use fhir_async::{DownloadError, FileKind, FileReport, FileResult, PlannedFile};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::Path;
 
-/// Why one file failed (the others are unaffected).
-#[derive(Debug)]
-pub enum FileError {
-    /// The engine ended the file (HTTP, count, blocked, retries, invalid line...).
-    Download(DownloadError),
-    /// The manifest refresh the file needed failed.
-    Core(Error),
-    /// Writing or reading the file on disk failed.
-    Io(String),
-    /// The file was refused by the binding (an unsafe name).
-    Usage(String),
-}
-
-impl FileError {
-    /// A per-file failure, or the failure that ends the whole call.
-    pub fn split(f: Failure) -> Result<FileError, Failure> {
-        match f {
-            Failure::Download(e) => Ok(FileError::Download(e)),
-            Failure::Core(e) => Ok(FileError::Core(e)),
-            Failure::Io(m) => Ok(FileError::Io(m)),
-            Failure::Usage(m) => Ok(FileError::Usage(m)),
-            other @ (Failure::Py(_) | Failure::Stopped) => Err(other),
-        }
-    }
-
-    /// The typed exception (not raised).
-    pub fn exception(&self, py: Python<'_>) -> PyErr {
-        match self {
-            FileError::Download(e) => download_error(py, e),
-            FileError::Core(e) => core_error(py, e),
-            FileError::Io(m) => raise(py, "DownloadError", m, "io", None),
-            FileError::Usage(m) => raise(py, "UsageError", m, "usage", None),
-        }
-    }
-
-    /// One line for a warning.
-    pub fn message(&self) -> String {
-        match self {
-            FileError::Download(e) => e.to_string(),
-            FileError::Core(e) => e.to_string(),
-            FileError::Io(m) | FileError::Usage(m) => m.clone(),
-        }
-    }
-}
-
-/// How one planned file ended.
+/// How one selected file ended.
 #[derive(Debug)]
 pub enum FileEnd {
     /// Complete; the report without the strings the plan already holds.
     Done(Box<FileReport>),
     /// Failed; nothing of it was kept on disk.
-    Failed(FileError),
+    Failed(DownloadError),
 }
 
 impl FileEnd {
-    /// Keeps a report without copies of the plan's strings: with 100,000
-    /// files (issue 10 §3, memory on hostile input) they would be the bulk.
-    pub fn done(mut report: FileReport, file: &PlannedFile) -> FileEnd {
-        if report.url == file.url {
-            report.url = String::new();
-        }
-        report.file_name = String::new();
-        report.resource_type = None;
-        FileEnd::Done(Box::new(report))
+    /// The plan entry and the end of a file the client finished.
+    pub fn of(result: FileResult) -> (PlannedFile, FileEnd) {
+        let FileResult { file, report, error } = result;
+        let end = match (error, report) {
+            (Some(e), _) => FileEnd::Failed(e),
+            (None, Some(mut r)) => {
+                if r.url == file.url {
+                    r.url = String::new();
+                }
+                r.file_name = String::new();
+                r.resource_type = None;
+                FileEnd::Done(Box::new(r))
+            }
+            (None, None) => FileEnd::Failed(DownloadError::Usage("the file ended without a report".into())),
+        };
+        (file, end)
     }
 
     /// Whether the file completed.
     pub fn is_done(&self) -> bool {
         matches!(self, FileEnd::Done(_))
+    }
+
+    /// One line for a warning, when the file failed or had invalid lines.
+    pub fn problem(&self, name: &str) -> Option<String> {
+        match self {
+            FileEnd::Failed(e) => Some(format!("{name} failed: {e}")),
+            FileEnd::Done(r) if r.invalid_lines > 0 => Some(format!(
+                "{name}: {} invalid line(s), kept as the server sent them (first: line {})",
+                r.invalid_lines,
+                r.first_invalid_line.unwrap_or(0)
+            )),
+            FileEnd::Done(_) => None,
+        }
     }
 
     /// The report as a dict (`path` added when given); a failed file has the
@@ -106,7 +81,7 @@ impl FileEnd {
                 d.set_item("resourceType", &file.resource_type)?;
                 d.set_item("fileName", &file.file_name)?;
                 d.set_item("expected", file.expected_count)?;
-                d.set_item("error", e.exception(py).into_value(py))?;
+                d.set_item("error", download_error(py, e).into_value(py))?;
                 d
             }
         };
@@ -115,7 +90,7 @@ impl FileEnd {
 }
 
 /// The manifest list's name, as in the engine's JSON.
-pub fn kind_name(kind: FileKind) -> &'static str {
+fn kind_name(kind: FileKind) -> &'static str {
     match kind {
         FileKind::Output => "output",
         FileKind::Error => "error",
@@ -123,20 +98,10 @@ pub fn kind_name(kind: FileKind) -> &'static str {
     }
 }
 
-/// The report of a finished download.
-pub fn report_of(dl: &mut FileDownload) -> Result<FileReport, Failure> {
-    match dl.next_action(crate::now_ms())? {
-        DownloadAction::Done { report } => Ok(report),
-        other => Err(Failure::Usage(format!("the download is not finished: {other:?}"))),
-    }
-}
-
-/// With `on_invalid_line="raise"`, a file whose report has invalid lines fails
-/// with the engine's `InvalidLine` error for the first of them.
-pub fn strict_lines(report: &FileReport) -> Result<(), DownloadError> {
-    let Some(line) = report.first_invalid_line else {
-        return Ok(());
-    };
+/// `on_invalid_line="raise"` on a download: the file fails with the engine's
+/// `InvalidLine` error for its first bad line.
+pub fn invalid_line_error(report: &FileReport, file: &PlannedFile) -> DownloadError {
+    let line = report.first_invalid_line.unwrap_or(0);
     let message = report.invalid.iter().find(|l| l.line == line).map(|l| l.message.clone()).unwrap_or_default();
-    Err(DownloadError::InvalidLine { url: report.url.clone(), line, message })
+    DownloadError::InvalidLine { url: file.url.clone(), line, message }
 }

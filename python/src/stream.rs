@@ -1,151 +1,71 @@
-//! Resource streams: the lines of a job's files (`Session.resources`) or of
-//! local NDJSON files (`read_ndjson`), read and split on a background thread
-//! and handed to Python in batches of ~256 KiB, parsed there.
+//! Resource streams: the lines of a job's files (the native client's
+//! [`Lines`], downloaded in parallel in the background) or of local NDJSON
+//! files (`read_ndjson`, read on a background thread), handed to Python in
+//! batches of ~256 KiB and parsed there.
 //!
-//! Issue 10 §1-2: a line that does not parse is skipped and reported (file,
-//! line, message) through the engine's `report_invalid_line`, so the file's
-//! report counts it once; with `on_invalid_line="raise"` it raises
-//! `InvalidLineError` instead. A file that fails is a report entry and the
-//! stream goes on with the next file.
+//! Issue 10 §1-2: a line that does not parse is skipped and reported; with
+//! `on_invalid_line="raise"` it raises `InvalidLineError` instead. For a
+//! job's files the engine checks every line (`Validation::Json`), so the
+//! file's report counts a bad line once; a file that fails is a report
+//! entry and the stream goes on with the next file.
 
 use crate::convert::LineParser;
-use crate::drive::{check_signals, Fetcher, Sink, TICK_MS};
-use crate::errors::{raise, warn, Failure};
-use crate::reports::{report_of, FileEnd, FileError};
+use crate::errors::{raise, warn};
+use crate::reports::FileEnd;
+use crate::signals::{Caller, Host};
 use fhir_async::download::MAX_INVALID_REPORTED;
-use fhir_async::{FileDownload, InvalidLine, PlannedFile};
+use fhir_async::{FileResult, InvalidLine, LineSplitter, PlannedFile};
+use fhir_async_client::{ClientError, LineEvent, Lines};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use std::collections::HashMap;
 use std::fs::File;
-use std::io;
+use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
-/// How file `file` of the stream ended, as the producer saw it.
-enum Finished {
-    /// A download; the consumer adds the lines it could not parse, then takes its report.
-    Download(Box<FileDownload>),
-    /// A local file read to its end.
-    Local { resources: u64 },
-    /// The file failed; the stream goes on.
-    Failed(FileError),
-}
-
-enum Msg {
-    /// Lines of one file; `first_line` is the 1-based number of the first.
-    Batch {
-        buf: Vec<u8>,
-        ends: Vec<usize>,
-        file: usize,
-        first_line: u64,
-    },
-    /// Every line of `file` was sent.
-    FileDone {
-        file: usize,
-        finished: Finished,
-    },
-    End,
-    /// The stream stops (an exception from Python code, a local read error).
-    Failed(Failure),
-}
-
-/// Lines batched for the consumer: one channel message per ~256 KiB, never
-/// spanning two files (so a line number always names one file).
-struct BatchSink {
-    tx: SyncSender<Msg>,
-    buf: Vec<u8>,
-    ends: Vec<usize>,
-    file: usize,
-    lines: u64,
-    first_line: u64,
-    closed: bool,
-}
-
 const BATCH_BYTES: usize = 256 * 1024;
+const TICK: Duration = Duration::from_millis(50);
 
-impl BatchSink {
-    fn new(tx: SyncSender<Msg>) -> Self {
-        BatchSink {
-            tx,
-            buf: Vec::with_capacity(BATCH_BYTES + 4096),
-            ends: Vec::new(),
-            file: 0,
-            lines: 0,
-            first_line: 1,
-            closed: false,
-        }
-    }
-
-    fn start_file(&mut self, file: usize) {
-        self.file = file;
-        self.lines = 0;
-        self.first_line = 1;
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.ends.is_empty() {
-            return Ok(());
-        }
-        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH_BYTES + 4096));
-        let ends = std::mem::take(&mut self.ends);
-        let msg = Msg::Batch { buf, ends, file: self.file, first_line: self.first_line };
-        self.first_line = self.lines + 1;
-        self.send(msg)
-    }
-
-    fn send(&mut self, msg: Msg) -> io::Result<()> {
-        self.tx.send(msg).map_err(|_| {
-            self.closed = true;
-            io::Error::new(io::ErrorKind::BrokenPipe, "the iterator was dropped")
-        })
-    }
+/// What a local reader sends.
+enum Local {
+    Batch { data: Vec<u8>, ends: Vec<usize>, file: usize },
+    FileDone { file: usize },
+    End,
+    Failed(String),
 }
 
-impl Sink for BatchSink {
-    #[inline]
-    fn line(&mut self, line: &[u8]) -> io::Result<()> {
-        self.buf.extend_from_slice(line);
-        self.ends.push(self.buf.len());
-        self.lines += 1;
-        if self.buf.len() >= BATCH_BYTES {
-            self.flush()?;
-        }
-        Ok(())
-    }
+/// Where the lines come from.
+enum Feed {
+    Job { lines: Mutex<Box<Lines>>, host: Host },
+    Local { rx: Mutex<Receiver<Local>>, stop: Arc<AtomicBool> },
+    Closed,
 }
 
-/// What the stream's files are.
-#[derive(Debug)]
-enum Source {
-    Plan(Arc<Vec<PlannedFile>>),
-    Paths(Arc<Vec<PathBuf>>),
+/// What the feed produced next.
+enum Event {
+    Batch { data: Vec<u8>, ends: Vec<usize>, file: usize },
+    JobFile(Box<FileResult>),
+    LocalFile(usize),
+    End,
 }
 
-/// The report of a local file.
-#[derive(Debug)]
-struct LocalReport {
-    resources: u64,
-    invalid_lines: u64,
-    invalid: Vec<InvalidLine>,
-}
-
-#[derive(Debug)]
+/// The report of a file the stream finished.
 enum StreamReport {
-    Download(FileEnd),
-    Local(LocalReport),
-    LocalFailed(FileError),
+    Job(PlannedFile, FileEnd),
+    Local { file: usize, resources: u64, invalid_lines: u64, invalid: Vec<InvalidLine> },
 }
 
-/// Resources of a stream's files, in file order.
+/// Resources of a stream's files.
 #[pyclass(module = "fhir_async._native", name = "ResourceIterator")]
 pub struct ResourceIter {
-    rx: Mutex<Receiver<Msg>>,
-    stop: Arc<AtomicBool>,
-    bytes: Arc<AtomicU64>,
-    source: Source,
+    feed: Feed,
+    /// The URL (or path) of each file, by index.
+    labels: Vec<String>,
     batch: Vec<u8>,
     ends: Vec<usize>,
     pos: usize,
@@ -154,11 +74,13 @@ pub struct ResourceIter {
     batch_first_line: u64,
     /// Line number of the first line the last `next_raw_batch` returned.
     raw_first_line: u64,
-    /// Lines of the current file that did not parse: (line, message).
-    pending: Vec<(u64, String)>,
-    pending_file: usize,
-    reports: Vec<(usize, StreamReport)>,
+    /// Lines handed out per file so far (line numbers across batches).
+    lines_seen: HashMap<usize, u64>,
+    /// Local files: lines that did not parse, per file: (line, message).
+    local_invalid: HashMap<usize, Vec<(u64, String)>>,
+    reports: Vec<StreamReport>,
     parser: LineParser,
+    bytes: u64,
     done: bool,
     raw: bool,
     raise_invalid: bool,
@@ -172,23 +94,20 @@ impl std::fmt::Debug for ResourceIter {
 
 impl Drop for ResourceIter {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop_now();
     }
 }
 
+/// A stream of the job's files.
+pub fn from_lines(lines: Lines, labels: Vec<String>, host: Host, raw: bool, raise_invalid: bool) -> ResourceIter {
+    ResourceIter::new(Feed::Job { lines: Mutex::new(Box::new(lines)), host }, labels, raw, raise_invalid)
+}
+
 impl ResourceIter {
-    fn new(
-        rx: Receiver<Msg>,
-        stop: Arc<AtomicBool>,
-        bytes: Arc<AtomicU64>,
-        source: Source,
-        opts: StreamOptions,
-    ) -> Self {
+    fn new(feed: Feed, labels: Vec<String>, raw: bool, raise_invalid: bool) -> Self {
         ResourceIter {
-            rx: Mutex::new(rx),
-            stop,
-            bytes,
-            source,
+            feed,
+            labels,
             batch: Vec::new(),
             ends: Vec::new(),
             pos: 0,
@@ -196,26 +115,86 @@ impl ResourceIter {
             batch_file: 0,
             batch_first_line: 1,
             raw_first_line: 1,
-            pending: Vec::new(),
-            pending_file: 0,
+            lines_seen: HashMap::new(),
+            local_invalid: HashMap::new(),
             reports: Vec::new(),
             parser: LineParser::new(),
+            bytes: 0,
             done: false,
-            raw: opts.raw,
-            raise_invalid: opts.raise_invalid,
+            raw,
+            raise_invalid,
         }
     }
 
-    /// The URL or path of file `file`.
     fn label(&self, file: usize) -> String {
-        match &self.source {
-            Source::Plan(p) => p.get(file).map(|f| f.url.clone()).unwrap_or_default(),
-            Source::Paths(p) => p.get(file).map(|f| f.display().to_string()).unwrap_or_default(),
+        self.labels.get(file).cloned().unwrap_or_default()
+    }
+
+    /// The next event of the feed, without the GIL, Ctrl-C watched.
+    fn next_event(&mut self, py: Python<'_>) -> PyResult<Event> {
+        match &mut self.feed {
+            Feed::Closed => Ok(Event::End),
+            Feed::Job { lines, host } => {
+                let lines = lines.get_mut().unwrap_or_else(|p| p.into_inner());
+                let r = py.detach(|| {
+                    let _caller = Caller::enter();
+                    loop {
+                        match lines.next_timeout(TICK) {
+                            Poll::Ready(r) => return r,
+                            Poll::Pending if host.stop.is_stopped() => return Some(Err(ClientError::Stopped)),
+                            Poll::Pending => {}
+                        }
+                    }
+                });
+                match r {
+                    None => Ok(Event::End),
+                    Some(Ok(LineEvent::Lines(b))) => {
+                        let mut data = Vec::with_capacity(BATCH_BYTES + 4096);
+                        let mut ends = Vec::with_capacity(b.len());
+                        for l in b.lines() {
+                            data.extend_from_slice(l);
+                            ends.push(data.len());
+                        }
+                        Ok(Event::Batch { data, ends, file: b.file })
+                    }
+                    Some(Ok(LineEvent::File(f))) => Ok(Event::JobFile(f)),
+                    Some(Err(e)) => {
+                        let host = host.clone();
+                        self.stop_now();
+                        Err(host.error(py, &e))
+                    }
+                }
+            }
+            Feed::Local { rx, .. } => {
+                let rx = rx.get_mut().unwrap_or_else(|p| p.into_inner());
+                let r = py.detach(move || {
+                    let _caller = Caller::enter();
+                    loop {
+                        match rx.recv_timeout(TICK) {
+                            Ok(m) => return Ok(m),
+                            Err(RecvTimeoutError::Disconnected) => return Ok(Local::End),
+                            Err(RecvTimeoutError::Timeout) => Python::attach(|py| py.check_signals())?,
+                        }
+                    }
+                });
+                match r {
+                    Ok(Local::Batch { data, ends, file }) => Ok(Event::Batch { data, ends, file }),
+                    Ok(Local::FileDone { file }) => Ok(Event::LocalFile(file)),
+                    Ok(Local::End) => Ok(Event::End),
+                    Ok(Local::Failed(m)) => {
+                        self.stop_now();
+                        Err(raise(py, "io", &m, None))
+                    }
+                    Err(e) => {
+                        self.stop_now();
+                        Err(e)
+                    }
+                }
+            }
         }
     }
 
-    /// The next line (range in the batch, line number), waiting for the
-    /// next batch if needed; `None` at the end.
+    /// The next line (range in the batch, line number); `None` at the end.
     fn next_line(&mut self, py: Python<'_>) -> PyResult<Option<(usize, usize, u64)>> {
         loop {
             if self.pos < self.ends.len() {
@@ -228,138 +207,108 @@ impl ResourceIter {
             if self.done {
                 return Ok(None);
             }
-            let msg = {
-                let rx = &self.rx;
-                py.detach(|| loop {
-                    let r = rx.lock().unwrap_or_else(|e| e.into_inner()).recv_timeout(Duration::from_millis(TICK_MS));
-                    match r {
-                        Ok(m) => return Ok(m),
-                        Err(RecvTimeoutError::Disconnected) => return Ok(Msg::End),
-                        Err(RecvTimeoutError::Timeout) => check_signals()?,
-                    }
-                })
-            };
-            match msg.map_err(|f: Failure| f.into_py(py))? {
-                Msg::Batch { buf, ends, file, first_line } => {
-                    self.batch = buf;
+            match self.next_event(py)? {
+                Event::Batch { data, ends, file } => {
+                    let seen = self.lines_seen.entry(file).or_insert(0);
+                    self.batch_first_line = *seen + 1;
+                    *seen += ends.len() as u64;
+                    self.bytes += data.len() as u64;
+                    self.batch = data;
                     self.ends = ends;
                     self.pos = 0;
                     self.start = 0;
                     self.batch_file = file;
-                    self.batch_first_line = first_line;
                 }
-                Msg::FileDone { file, finished } => self.file_done(py, file, finished)?,
-                Msg::End => self.done = true,
-                Msg::Failed(f) => {
+                Event::JobFile(f) => self.job_file_done(py, *f)?,
+                Event::LocalFile(file) => self.local_file_done(py, file)?,
+                Event::End => {
                     self.done = true;
-                    return Err(f.into_py(py));
+                    self.feed = Feed::Closed;
                 }
             }
         }
     }
 
-    /// Records a line that did not parse; returns the `InvalidLineError` (not raised).
+    /// A line that did not parse: the `InvalidLineError` (not raised); a
+    /// local file's report records it (a job's file: the engine already did).
     fn invalid(&mut self, py: Python<'_>, line: u64, message: String) -> PyErr {
         let file = self.batch_file;
-        if self.pending_file != file {
-            self.pending.clear();
-            self.pending_file = file;
-        }
         let label = self.label(file);
+        let local = matches!(self.feed, Feed::Local { .. });
         let details = PyDict::new(py);
-        let key = if matches!(self.source, Source::Paths(_)) { "path" } else { "url" };
-        let _ = details.set_item(key, &label);
+        let _ = details.set_item(if local { "path" } else { "url" }, &label);
         let _ = details.set_item("line", line);
         let _ = details.set_item("message", &message);
         let text = format!("{label}: line {line} is not a FHIR resource: {message}");
-        self.pending.push((line, message));
-        raise(py, "InvalidLineError", &text, "invalid_line", Some(details.into_any().unbind()))
+        if local {
+            self.local_invalid.entry(file).or_default().push((line, message));
+        }
+        raise(py, "invalid_line", &text, Some(details.into_any().unbind()))
     }
 
-    /// File `file` is over: its report, with the lines Python could not parse.
-    fn file_done(&mut self, py: Python<'_>, file: usize, finished: Finished) -> PyResult<()> {
-        let pending = if self.pending_file == file { std::mem::take(&mut self.pending) } else { Vec::new() };
-        let report = match finished {
-            Finished::Download(mut dl) => {
-                for (line, message) in &pending {
-                    dl.report_invalid_line(*line, message);
-                }
-                let end = match report_of(&mut dl) {
-                    Ok(mut r) => {
-                        merge_late_invalid(&mut r, &pending);
-                        let plan = match &self.source {
-                            Source::Plan(p) => p.clone(),
-                            Source::Paths(_) => Arc::new(Vec::new()),
-                        };
-                        match plan.get(file) {
-                            Some(f) => FileEnd::done(r, f),
-                            None => FileEnd::Done(Box::new(r)),
-                        }
-                    }
-                    Err(f) => FileEnd::Failed(FileError::split(f).map_err(|f| f.into_py(py))?),
-                };
-                StreamReport::Download(end)
-            }
-            Finished::Local { resources } => StreamReport::Local(LocalReport {
-                resources,
-                invalid_lines: pending.len() as u64,
-                invalid: pending
-                    .iter()
-                    .take(MAX_INVALID_REPORTED)
-                    .map(|(line, message)| InvalidLine { line: *line, message: message.clone() })
-                    .collect(),
-            }),
-            Finished::Failed(e) => match &self.source {
-                Source::Plan(_) => StreamReport::Download(FileEnd::Failed(e)),
-                Source::Paths(_) => StreamReport::LocalFailed(e),
-            },
-        };
-        let note = match &report {
-            StreamReport::Download(FileEnd::Failed(e)) | StreamReport::LocalFailed(e) => {
-                Some(format!("{} failed, the stream goes on with the next file: {}", self.label(file), e.message()))
-            }
-            _ if !pending.is_empty() && !self.raise_invalid => Some(format!(
+    fn job_file_done(&mut self, py: Python<'_>, result: FileResult) -> PyResult<()> {
+        let (file, end) = FileEnd::of(result);
+        let note = match &end {
+            FileEnd::Failed(e) => Some(format!("{} failed, the stream goes on with the next file: {e}", file.url)),
+            FileEnd::Done(r) if r.invalid_lines > 0 && !self.raise_invalid => Some(format!(
                 "{}: {} line(s) are not JSON and were skipped (first: line {}); see the stream's reports",
-                self.label(file),
-                pending.len(),
-                pending[0].0
+                file.url,
+                r.invalid_lines,
+                r.first_invalid_line.unwrap_or(0)
             )),
-            _ => None,
+            FileEnd::Done(_) => None,
         };
-        self.reports.push((file, report));
+        self.reports.push(StreamReport::Job(file, end));
         if let Some(n) = note {
             warn(py, &n)?;
         }
         Ok(())
     }
 
-    fn report_to_py(&self, py: Python<'_>, file: usize, report: &StreamReport) -> PyResult<Py<PyAny>> {
-        match (report, &self.source) {
-            (StreamReport::Download(end), Source::Plan(plan)) => match plan.get(file) {
-                Some(f) => end.to_py(py, f, None),
-                None => Ok(py.None()),
-            },
-            (StreamReport::Local(r), _) => {
+    fn local_file_done(&mut self, py: Python<'_>, file: usize) -> PyResult<()> {
+        let bad = self.local_invalid.remove(&file).unwrap_or_default();
+        let resources = self.lines_seen.get(&file).copied().unwrap_or(0);
+        let note = (!bad.is_empty() && !self.raise_invalid).then(|| {
+            format!(
+                "{}: {} line(s) are not JSON and were skipped (first: line {}); see the stream's reports",
+                self.label(file),
+                bad.len(),
+                bad[0].0
+            )
+        });
+        let invalid = bad
+            .iter()
+            .take(MAX_INVALID_REPORTED)
+            .map(|(line, message)| InvalidLine { line: *line, message: message.clone() })
+            .collect();
+        self.reports.push(StreamReport::Local { file, resources, invalid_lines: bad.len() as u64, invalid });
+        if let Some(n) = note {
+            warn(py, &n)?;
+        }
+        Ok(())
+    }
+
+    fn report_to_py(&self, py: Python<'_>, report: &StreamReport) -> PyResult<Py<PyAny>> {
+        match report {
+            StreamReport::Job(file, end) => end.to_py(py, file, None),
+            StreamReport::Local { file, resources, invalid_lines, invalid } => {
                 let d = PyDict::new(py);
-                d.set_item("path", self.label(file))?;
-                d.set_item("resources", r.resources)?;
-                d.set_item("invalidLines", r.invalid_lines)?;
-                d.set_item("firstInvalidLine", r.invalid.first().map(|l| l.line))?;
-                d.set_item("invalid", crate::convert::to_py(py, &r.invalid)?)?;
+                d.set_item("path", self.label(*file))?;
+                d.set_item("resources", resources)?;
+                d.set_item("invalidLines", invalid_lines)?;
+                d.set_item("firstInvalidLine", invalid.first().map(|l| l.line))?;
+                d.set_item("invalid", crate::convert::to_py(py, invalid)?)?;
                 Ok(d.into_any().unbind())
             }
-            (StreamReport::LocalFailed(e), _) => {
-                let d = PyDict::new(py);
-                d.set_item("path", self.label(file))?;
-                d.set_item("error", e.exception(py).into_value(py))?;
-                Ok(d.into_any().unbind())
-            }
-            (StreamReport::Download(_), Source::Paths(_)) => Ok(py.None()),
         }
     }
 
     fn stop_now(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        if let Feed::Local { stop, .. } = &self.feed {
+            stop.store(true, Ordering::Relaxed);
+        }
+        // Dropping the client's stream ends its downloads.
+        self.feed = Feed::Closed;
         self.done = true;
         self.ends.clear();
         self.pos = 0;
@@ -428,9 +377,8 @@ impl ResourceIter {
     }
 
     /// Line `index` of the last `next_raw_batch` did not parse (`message`
-    /// says why): recorded in its file's report; returns the
-    /// `InvalidLineError` to raise (and stops the stream) when asked for
-    /// strict lines, None otherwise.
+    /// says why): returns the `InvalidLineError` to raise (and stops the
+    /// stream) with `on_invalid_line="raise"`, None otherwise.
     fn report_invalid(&mut self, py: Python<'_>, index: u64, message: String) -> Option<Py<PyAny>> {
         let exc = self.invalid(py, self.raw_first_line + index, message);
         if self.raise_invalid {
@@ -442,13 +390,13 @@ impl ResourceIter {
 
     /// The reports of the files finished so far (stream order).
     fn reports(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
-        self.reports.iter().map(|(file, r)| self.report_to_py(py, *file, r)).collect()
+        self.reports.iter().map(|r| self.report_to_py(py, r)).collect()
     }
 
-    /// Bytes received so far.
+    /// Line bytes handed over so far.
     #[getter]
     fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
+        self.bytes
     }
 
     /// Stops the background download.
@@ -459,163 +407,88 @@ impl ResourceIter {
     fn __repr__(&self) -> String {
         format!(
             "<fhir_async._native.ResourceIterator bytes={} files_done={} done={}>",
-            self.bytes.load(Ordering::Relaxed),
+            self.bytes,
             self.reports.len(),
             self.done
         )
     }
 }
 
-/// The engine builds a file's report when the body ends; lines parsed
-/// later by Python and reported after that are added here, once (a no-op
-/// when the engine already counted them).
-fn merge_late_invalid(r: &mut fhir_async::FileReport, pending: &[(u64, String)]) {
-    if pending.is_empty() || r.invalid_lines >= pending.len() as u64 {
-        return;
-    }
-    r.invalid_lines += pending.len() as u64;
-    let first = pending.iter().map(|(l, _)| *l).min();
-    r.first_invalid_line = r.first_invalid_line.min(first).or(first);
-    for (line, message) in pending {
-        if r.invalid.len() >= MAX_INVALID_REPORTED {
-            break;
+/// Lines batched for the consumer: one message per ~256 KiB, never two files.
+struct LocalBatcher {
+    tx: SyncSender<Local>,
+    data: Vec<u8>,
+    ends: Vec<usize>,
+    file: usize,
+}
+
+impl LocalBatcher {
+    fn flush(&mut self) -> bool {
+        if self.ends.is_empty() {
+            return true;
         }
-        r.invalid.push(InvalidLine { line: *line, message: message.clone() });
+        let data = std::mem::replace(&mut self.data, Vec::with_capacity(BATCH_BYTES + 4096));
+        let ends = std::mem::take(&mut self.ends);
+        self.tx.send(Local::Batch { data, ends, file: self.file }).is_ok()
     }
-    r.warnings.push(format!(
-        "{} line(s) are not FHIR resources (first: line {})",
-        r.invalid_lines,
-        r.first_invalid_line.unwrap_or(0)
-    ));
+
+    fn line(&mut self, l: &[u8]) -> bool {
+        self.data.extend_from_slice(l);
+        self.ends.push(self.data.len());
+        self.data.len() < BATCH_BYTES || self.flush()
+    }
 }
 
-/// How a stream hands out lines.
-#[derive(Debug, Clone, Copy)]
-pub struct StreamOptions {
-    /// Lines as `bytes`, unparsed.
-    pub raw: bool,
-    /// `on_invalid_line="raise"`.
-    pub raise_invalid: bool,
-}
-
-/// Streams the lines of `plan`'s files, fetched one after the other on a
-/// background thread. A file that fails is reported and skipped.
-pub fn download_stream(fetcher: Arc<Fetcher>, plan: Vec<PlannedFile>, opts: StreamOptions) -> ResourceIter {
-    let plan = Arc::new(plan);
-    let (tx, rx) = mpsc::sync_channel::<Msg>(8);
-    let (f2, plan2) = (fetcher.clone(), plan.clone());
-    std::thread::spawn(move || {
-        let mut sink = BatchSink::new(tx);
-        for (i, file) in plan2.iter().enumerate() {
-            sink.start_file(i);
-            let r = f2.fetch(file.clone(), &mut sink);
-            // The file's last lines go before its end.
-            let flushed = sink.flush();
-            if flushed.is_err() || sink.closed || f2.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let finished = match r.map_err(FileError::split) {
-                Ok(dl) => Finished::Download(dl),
-                Err(Ok(e)) => Finished::Failed(e),
-                Err(Err(f)) => {
-                    if !matches!(f, Failure::Stopped) {
-                        let _ = sink.send(Msg::Failed(f));
-                    }
-                    return;
-                }
-            };
-            if sink.send(Msg::FileDone { file: i, finished }).is_err() {
-                return;
-            }
-        }
-        let _ = sink.send(Msg::End);
-    });
-    ResourceIter::new(rx, fetcher.stop.clone(), fetcher.bytes.clone(), Source::Plan(plan), opts)
-}
-
-/// Reads one local file into the sink; the number of lines.
-fn read_local(path: &PathBuf, sink: &mut BatchSink, stop: &AtomicBool, bytes: &AtomicU64) -> Result<u64, Failure> {
-    let io = |e: io::Error| Failure::Io(format!("{}: {e}", path.display()));
+/// Reads one local file into the batcher; `Err` with a message on a read error.
+fn read_local(path: &PathBuf, out: &mut LocalBatcher, stop: &AtomicBool) -> Result<bool, String> {
+    let io = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut f = File::open(path).map_err(io)?;
     let mut buf = vec![0u8; 256 * 1024];
-    let mut splitter = fhir_async::LineSplitter::new(usize::MAX);
-    // Only fails once the iterator was dropped; remembered for after the chunk.
-    let werr: std::cell::Cell<Option<io::Error>> = std::cell::Cell::new(None);
-    let before = sink.lines;
-    let mut on_line = |l: &[u8]| {
-        if let Err(e) = sink.line(l) {
-            werr.set(Some(e));
-        }
-    };
+    let mut splitter = LineSplitter::new(usize::MAX);
+    let mut open = true;
     loop {
-        if stop.load(Ordering::Relaxed) {
-            return Err(Failure::Stopped);
+        if stop.load(Ordering::Relaxed) || !open {
+            return Ok(false);
         }
-        let n = std::io::Read::read(&mut f, &mut buf).map_err(io)?;
+        let n = f.read(&mut buf).map_err(io)?;
         if n == 0 {
             break;
         }
-        bytes.fetch_add(n as u64, Ordering::Relaxed);
-        splitter.feed(&buf[..n], &mut on_line).map_err(|e| Failure::Io(e.to_string()))?;
-        if let Some(e) = werr.take() {
-            return Err(io(e));
-        }
+        splitter.feed(&buf[..n], |l: &[u8]| open = open && out.line(l)).map_err(|e| e.to_string())?;
     }
-    splitter.finish(&mut on_line).map_err(|e| Failure::Io(e.to_string()))?;
-    if let Some(e) = werr.take() {
-        return Err(io(e));
-    }
-    Ok(sink.lines - before)
+    splitter.finish(|l: &[u8]| open = open && out.line(l)).map_err(|e| e.to_string())?;
+    Ok(open && out.flush())
 }
 
 /// Streams the resources of local NDJSON files (as `download()` wrote them),
-/// read and split on a background thread, like `Session.resources`. A file
-/// that cannot be read ends the stream with `DownloadError` (code `io`).
+/// read and split on a background thread. A file that cannot be read ends
+/// the stream with `DownloadError` (code `io`).
 #[pyfunction]
 #[pyo3(signature = (paths, raw=false, on_invalid_line="report"))]
 pub fn read_ndjson(py: Python<'_>, paths: Vec<PathBuf>, raw: bool, on_invalid_line: &str) -> PyResult<ResourceIter> {
-    let raise_invalid = invalid_mode(py, on_invalid_line)?;
+    let raise_invalid = crate::run::invalid_mode(py, on_invalid_line)?;
     let paths = Arc::new(paths);
     let stop = Arc::new(AtomicBool::new(false));
-    let bytes = Arc::new(AtomicU64::new(0));
-    let (tx, rx) = mpsc::sync_channel::<Msg>(8);
-    let (stop2, bytes2, paths2) = (stop.clone(), bytes.clone(), paths.clone());
+    let (tx, rx) = mpsc::sync_channel::<Local>(8);
+    let (stop2, paths2) = (stop.clone(), paths.clone());
     std::thread::spawn(move || {
-        let mut sink = BatchSink::new(tx);
+        let mut out = LocalBatcher { tx, data: Vec::with_capacity(BATCH_BYTES + 4096), ends: Vec::new(), file: 0 };
         for (i, path) in paths2.iter().enumerate() {
-            sink.start_file(i);
-            let r = read_local(path, &mut sink, &stop2, &bytes2);
-            if sink.flush().is_err() {
-                return;
-            }
-            let msg = match r {
-                Ok(resources) => Msg::FileDone { file: i, finished: Finished::Local { resources } },
-                Err(Failure::Stopped) => return,
-                Err(f) => {
-                    let _ = sink.send(Msg::Failed(f));
+            out.file = i;
+            match read_local(path, &mut out, &stop2) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(m) => {
+                    let _ = out.tx.send(Local::Failed(m));
                     return;
                 }
-            };
-            if sink.send(msg).is_err() {
+            }
+            if out.tx.send(Local::FileDone { file: i }).is_err() {
                 return;
             }
         }
-        let _ = sink.send(Msg::End);
+        let _ = out.tx.send(Local::End);
     });
-    Ok(ResourceIter::new(rx, stop, bytes, Source::Paths(paths), StreamOptions { raw, raise_invalid }))
-}
-
-/// `on_invalid_line`: `"report"` (false) or `"raise"` (true).
-pub fn invalid_mode(py: Python<'_>, on_invalid_line: &str) -> PyResult<bool> {
-    match on_invalid_line {
-        "report" => Ok(false),
-        "raise" => Ok(true),
-        other => Err(raise(
-            py,
-            "UsageError",
-            &format!("on_invalid_line must be \"report\" or \"raise\", not {other:?}"),
-            "usage",
-            None,
-        )),
-    }
+    let labels = paths.iter().map(|p| p.display().to_string()).collect();
+    Ok(ResourceIter::new(Feed::Local { rx: Mutex::new(rx), stop }, labels, raw, raise_invalid))
 }

@@ -1,51 +1,47 @@
-//! The bearer token: none, a fixed string, or a Python callable asked again
-//! when the engine says `RefreshToken` (a 401).
+//! The bearer token of a `_native.Client`: none, a fixed string, a Python
+//! callable (asked with the GIL, again after a 401), or SMART Backend
+//! Services. The refresh rules are the client's ([`fhir_async_client::TokenProvider`]).
 
+use crate::signals::Pending;
+use fhir_async_client::{NoToken, StaticToken, TokenFn, TokenProvider, TokenUnavailable};
 use pyo3::prelude::*;
-use std::sync::Mutex;
 
-#[derive(Debug)]
-pub struct Token {
-    provider: Option<Py<PyAny>>,
-    value: Mutex<Option<String>>,
+/// The provider for `token` (None, a str, or a callable returning a str).
+/// An exception of the callable is kept in `pending` and raised by the call.
+pub fn provider(token: Option<&Bound<'_, PyAny>>, pending: &Pending) -> PyResult<Box<dyn TokenProvider>> {
+    let Some(t) = token.filter(|t| !t.is_none()) else {
+        return Ok(Box::new(NoToken));
+    };
+    if t.is_callable() {
+        let f = t.clone().unbind();
+        let pending = pending.clone();
+        return Ok(Box::new(TokenFn::new(move || {
+            Python::attach(|py| f.bind(py).call0().and_then(|v| v.extract::<String>())).map_err(|e| {
+                pending.set(e);
+                TokenUnavailable("the token callable raised an exception".into())
+            })
+        })));
+    }
+    Ok(Box::new(StaticToken::new(t.extract::<String>()?)))
 }
 
-impl Token {
-    /// `None`, a `str`, or a callable returning a `str`.
-    pub fn new(token: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
-        match token {
-            None => Ok(Token { provider: None, value: Mutex::new(None) }),
-            Some(t) if t.is_none() => Ok(Token { provider: None, value: Mutex::new(None) }),
-            Some(t) if t.is_callable() => Ok(Token { provider: Some(t.clone().unbind()), value: Mutex::new(None) }),
-            Some(t) => Ok(Token { provider: None, value: Mutex::new(Some(t.extract::<String>()?)) }),
-        }
-    }
+/// A boxed provider is a provider.
+pub struct Boxed(pub Box<dyn TokenProvider>);
 
-    /// The current token, asking the callable the first time. Callable without the GIL.
-    pub fn get(&self) -> PyResult<Option<String>> {
-        if let Some(v) = self.value.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            return Ok(Some(v));
-        }
-        if self.provider.is_some() {
-            let _ = self.refresh()?;
-        }
-        Ok(self.value.lock().unwrap_or_else(|e| e.into_inner()).clone())
+impl std::fmt::Debug for Boxed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
     }
+}
 
-    /// Asks the callable for a fresh token. Without one (no token, or a fixed
-    /// string) there is nothing new to send: returns why, for the engine's
-    /// `token_unavailable` (issue 10: the refused token is never sent twice).
-    /// Callable without the GIL.
-    pub fn refresh(&self) -> PyResult<Result<(), &'static str>> {
-        let Some(p) = &self.provider else {
-            return Ok(Err(if self.value.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
-                "the token is a fixed string; pass a callable as token= to get a new one after a 401"
-            } else {
-                "no token was configured"
-            }));
-        };
-        let fresh: String = Python::attach(|py| p.bind(py).call0()?.extract())?;
-        *self.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
-        Ok(Ok(()))
+impl TokenProvider for Boxed {
+    fn token(&self) -> Result<Option<String>, TokenUnavailable> {
+        self.0.token()
+    }
+    fn refresh(&self) -> Result<(), TokenUnavailable> {
+        self.0.refresh()
+    }
+    fn describe_fixed(&self) -> String {
+        self.0.describe_fixed()
     }
 }

@@ -1,0 +1,313 @@
+//! `_native.Run`: a job of the native client. Python's own loop (a `wait`
+//! with a progress bar, an asyncio task) steps it with a time budget; every
+//! other thread may read it, cancel it or hand it a callback between steps.
+
+use crate::convert::to_py;
+use crate::download::{self, DownloadReports};
+use crate::errors::{callback_error, core_error, usage};
+use crate::job::body_bytes;
+use crate::signals::Host;
+use crate::stream::{self, ResourceIter};
+use fhir_async::{parse_callback, CountCheck, DownloadOptions, Downloads, FileKind, RetryPolicy, Validation};
+use fhir_async_client::{ClientError, JobRun};
+use pyo3::prelude::*;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
+
+/// Files of a download or a stream: the names Python passes.
+pub struct Selection {
+    pub types: Option<Vec<String>>,
+    pub kinds: Vec<String>,
+    pub gzip: bool,
+    pub max_per_origin: u32,
+    pub count_check: String,
+}
+
+impl Selection {
+    /// The client's options; `usage` for a value that names nothing.
+    pub fn options(&self, py: Python<'_>, validation: Validation) -> PyResult<DownloadOptions> {
+        let kinds = self
+            .kinds
+            .iter()
+            .map(|k| match k.as_str() {
+                "output" => Ok(FileKind::Output),
+                "error" => Ok(FileKind::Error),
+                "deleted" => Ok(FileKind::Deleted),
+                other => Err(usage(py, &format!("unknown kind {other:?}: output, error or deleted"))),
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let count_check = match self.count_check.as_str() {
+            "strict" => CountCheck::Strict,
+            "lenient" => CountCheck::Lenient,
+            other => {
+                return Err(usage(py, &format!("count_check must be \"strict\" or \"lenient\", not {other:?}")))
+            }
+        };
+        if self.max_per_origin < 1 {
+            return Err(usage(py, "max_per_origin must be at least 1"));
+        }
+        Ok(DownloadOptions {
+            kinds,
+            types: self.types.clone().unwrap_or_default(),
+            max_per_origin: self.max_per_origin,
+            count_check,
+            validation,
+            gzip: self.gzip,
+            ..DownloadOptions::default()
+        })
+    }
+}
+
+/// `on_invalid_line`: `"report"` (false) or `"raise"` (true).
+pub fn invalid_mode(py: Python<'_>, on_invalid_line: &str) -> PyResult<bool> {
+    match on_invalid_line {
+        "report" => Ok(false),
+        "raise" => Ok(true),
+        other => Err(usage(py, &format!("on_invalid_line must be \"report\" or \"raise\", not {other:?}"))),
+    }
+}
+
+#[pyclass(module = "fhir_async._native", name = "Run", frozen)]
+#[derive(Debug)]
+pub struct PyRun {
+    run: Arc<Mutex<JobRun>>,
+    host: Host,
+    /// Threads waiting for a quick look: a stepping loop lets them in first.
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Takes the job, watching for a stop while another thread steps it.
+pub fn lock_run<'a>(run: &'a Mutex<JobRun>, host: &Host) -> Result<MutexGuard<'a, JobRun>, ClientError> {
+    loop {
+        match run.try_lock() {
+            Ok(g) => return Ok(g),
+            Err(TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => {
+                if host.stop.sleep(Duration::from_millis(5)) {
+                    return Err(ClientError::Stopped);
+                }
+            }
+        }
+    }
+}
+
+impl PyRun {
+    pub fn new(run: JobRun, host: Host) -> Self {
+        PyRun { run: Arc::new(Mutex::new(run)), host, waiting: Arc::default() }
+    }
+
+    /// The job, for a quick look. Never blocks holding the GIL: the thread
+    /// stepping the job may need it (Ctrl-C, a token callable).
+    fn lock(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, JobRun>> {
+        let mut announced = false;
+        let r = loop {
+            match self.run.try_lock() {
+                Ok(g) => break Ok(g),
+                Err(TryLockError::Poisoned(p)) => break Ok(p.into_inner()),
+                Err(TryLockError::WouldBlock) => {
+                    if !announced {
+                        self.waiting.fetch_add(1, Ordering::SeqCst);
+                        announced = true;
+                    }
+                    if let Err(e) = py.check_signals() {
+                        break Err(e);
+                    }
+                    py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+                }
+            }
+        };
+        if announced {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        r
+    }
+}
+
+#[pymethods]
+impl PyRun {
+    /// Does what is due, waiting at most `block_ms`: `("done", summary)` (the
+    /// outcome without its payload, see `outcome_summary`) or
+    /// `("wait", ms)` (the time to the next poll; 50 when the job waits for
+    /// something else). Releases the GIL; Ctrl-C stops it within 50 ms.
+    fn step(&self, py: Python<'_>, block_ms: u64) -> PyResult<(String, Py<PyAny>)> {
+        let run = self.run.clone();
+        let host = self.host.clone();
+        let waiting = self.waiting.clone();
+        let done = self.host.run(py, move || {
+            // Another thread wants a look (a cancel, a callback, a progress
+            // bar): let it in before the next step (bounded).
+            for _ in 0..100 {
+                if waiting.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut g = lock_run(&run, &host)?;
+            Ok(g.step(Duration::from_millis(block_ms))?.is_some())
+        })?;
+        let g = self.lock(py)?;
+        if done {
+            return Ok(("done".into(), crate::outcome::summary(py, g.outcome())?));
+        }
+        let next = g.progress().next_poll_in_ms.unwrap_or(50);
+        Ok(("wait".into(), next.into_pyobject(py)?.into_any().unbind()))
+    }
+
+    /// The whole state as JSON text (no token in it).
+    fn to_json(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.lock(py)?.to_json())
+    }
+
+    /// A progress snapshot (the engine's camelCase fields).
+    fn progress(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let p = self.lock(py)?.progress();
+        to_py(py, &p)
+    }
+
+    /// The planned file downloads.
+    fn download_plan(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let p = self.lock(py)?.job().download_plan();
+        to_py(py, &p)
+    }
+
+    /// What the cancel achieved, once answered.
+    fn cancel_result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let c = self.lock(py)?.job().cancel_result().cloned();
+        to_py(py, &c)
+    }
+
+    /// What `cleanup()` achieved, once answered.
+    fn cleanup_result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let c = self.lock(py)?.job().cleanup_result().cloned();
+        to_py(py, &c)
+    }
+
+    /// Warnings that did not stop the job.
+    fn warnings(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        Ok(self.lock(py)?.job().warnings().to_vec())
+    }
+
+    /// The status URL, once the kick-off was accepted.
+    fn status_url(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        Ok(self.lock(py)?.job().status_url().map(str::to_owned))
+    }
+
+    /// The whole outcome, once done.
+    fn outcome(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let o = self.lock(py)?.job().outcome().cloned();
+        to_py(py, &o)
+    }
+
+    /// The outcome without its payload (see `Job.outcome_summary`).
+    fn outcome_summary(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let g = self.lock(py)?;
+        crate::outcome::summary(py, g.job().outcome())
+    }
+
+    /// Whether the job is over.
+    fn is_finished(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.lock(py)?.job().is_finished())
+    }
+
+    /// The error that stopped the job as an exception object (not raised), if any.
+    fn exception(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let e = self.lock(py)?.job().error().cloned();
+        Ok(e.map(|e| core_error(py, &e).into_value(py).into_any()))
+    }
+
+    /// Asks for the cancel; the next `step` sends it.
+    fn request_cancel(&self, py: Python<'_>) -> PyResult<()> {
+        self.lock(py)?.request_cancel();
+        Ok(())
+    }
+
+    /// Brings the next poll forward to now (overrides `Retry-After` once).
+    fn poll_now(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.lock(py)?.poll_now())
+    }
+
+    /// Hands the job a verified callback body; returns the effect
+    /// (`{"kind": "woken" | "ignored", "reason"?}`).
+    fn handle_callback(&self, py: Python<'_>, payload: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let bytes = body_bytes(Some(payload))?;
+        let payload = parse_callback(&bytes).map_err(|e| callback_error(py, &e))?;
+        let effect = self.lock(py)?.handle_callback(&payload);
+        to_py(py, &effect)
+    }
+
+    /// DELETE of the status URL after the download (protocol F3); returns how the server answered.
+    fn cleanup(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let run = self.run.clone();
+        let host = self.host.clone();
+        let r = self.host.run(py, move || lock_run(&run, &host)?.cleanup())?;
+        to_py(py, &r)
+    }
+
+    /// Downloads the finished job's files into `directory` (see
+    /// `Result.download`). `progress(bytes, resources, files_done,
+    /// files_total)` is called about ten times a second.
+    #[pyo3(signature = (directory, max_per_origin=4, types=None, kinds=None, gzip=true, progress=None, count_check="strict", on_invalid_line="report"))]
+    #[allow(clippy::too_many_arguments)]
+    fn download(
+        &self,
+        py: Python<'_>,
+        directory: PathBuf,
+        max_per_origin: u32,
+        types: Option<Vec<String>>,
+        kinds: Option<Vec<String>>,
+        gzip: bool,
+        progress: Option<Py<PyAny>>,
+        count_check: &str,
+        on_invalid_line: &str,
+    ) -> PyResult<DownloadReports> {
+        let strict = invalid_mode(py, on_invalid_line)?;
+        let kinds = kinds.unwrap_or_else(|| vec!["output".into(), "error".into(), "deleted".into()]);
+        let sel = Selection { types, kinds, gzip, max_per_origin, count_check: count_check.into() };
+        // Lines go to disk as they are; the engine's structural check reports bad ones.
+        let options = sel.options(py, Validation::Structural)?;
+        download::run(py, self.run.clone(), &self.host, directory, options, progress, strict)
+    }
+
+    /// Streams the resources (dicts; `raw=True`: bytes) of the job's files,
+    /// downloaded in parallel in the background (see `Result.resources`).
+    #[pyo3(signature = (types=None, kinds=None, gzip=true, raw=false, count_check="strict", on_invalid_line="report", max_per_origin=4))]
+    #[allow(clippy::too_many_arguments)]
+    fn resources(
+        &self,
+        py: Python<'_>,
+        types: Option<Vec<String>>,
+        kinds: Option<Vec<String>>,
+        gzip: bool,
+        raw: bool,
+        count_check: &str,
+        on_invalid_line: &str,
+        max_per_origin: u32,
+    ) -> PyResult<ResourceIter> {
+        let raise_invalid = invalid_mode(py, on_invalid_line)?;
+        let kinds = kinds.unwrap_or_else(|| vec!["output".into()]);
+        let sel = Selection { types, kinds, gzip, max_per_origin, count_check: count_check.into() };
+        // The engine checks each line as JSON, so the file's report counts a bad
+        // line once whatever parses it in Python (orjson or the native parser).
+        let options = sel.options(py, if raw { Validation::Structural } else { Validation::Json })?;
+        let g = self.lock(py)?;
+        // The URL of each selected file, for an invalid line's error: the core's selection.
+        let labels = Downloads::new(g.job().download_plan(), options.clone(), &RetryPolicy::default())
+            .files()
+            .iter()
+            .map(|f| f.url.clone())
+            .collect();
+        let lines = g.lines(options);
+        Ok(stream::from_lines(lines, labels, self.host.clone(), raw, raise_invalid))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let g = self.lock(py)?;
+        let phase = serde_json::to_value(g.progress().phase)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Ok(format!("<fhir_async._native.Run phase={phase} status_url={:?}>", g.job().status_url().unwrap_or("")))
+    }
+}
