@@ -4,7 +4,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{LineWriter, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method};
@@ -22,6 +23,55 @@ pub const MAX_LOG: usize = 10_000;
 #[derive(Debug, Default)]
 pub struct Stats {
     inner: Mutex<Inner>,
+    /// File download counters (shared with the bodies being written).
+    pub files: Arc<FileCounters>,
+}
+
+/// File download counters, server-wide (issue 14).
+#[derive(Debug, Default)]
+pub struct FileCounters {
+    /// Body bytes of file responses handed to the connections (cut bodies included).
+    pub bytes_sent: AtomicU64,
+    /// File downloads in flight now.
+    pub in_flight: AtomicU64,
+    /// The most file downloads in flight at once.
+    pub max_in_flight: AtomicU64,
+    /// Complete (200) file responses.
+    pub ok: AtomicU64,
+    /// 206 responses.
+    pub partial: AtomicU64,
+    /// 200 responses to a request that carried `Range`.
+    pub range_ignored: AtomicU64,
+    /// 416 responses.
+    pub unsatisfiable: AtomicU64,
+    /// 429 responses (fault `conn`).
+    pub throttled: AtomicU64,
+    /// Bodies aborted on purpose (faults `cut` and `reset`).
+    pub cut: AtomicU64,
+}
+
+impl FileCounters {
+    /// Adds one to a counter.
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Value {
+        let g = |c: &AtomicU64| c.load(Ordering::SeqCst);
+        json!({
+            "200": g(&self.ok), "206": g(&self.partial), "200_to_range": g(&self.range_ignored),
+            "416": g(&self.unsatisfiable), "429": g(&self.throttled), "cut": g(&self.cut),
+            "in_flight": g(&self.in_flight),
+        })
+    }
+
+    fn reset(&self) {
+        for c in [&self.bytes_sent, &self.ok, &self.partial, &self.range_ignored, &self.unsatisfiable, &self.throttled, &self.cut]
+        {
+            c.store(0, Ordering::SeqCst);
+        }
+        self.max_in_flight.store(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +80,8 @@ struct Inner {
     routes: HashMap<String, u64>,
     requests: VecDeque<Value>,
     storage_auth: u64,
+    bytes: u64,
+    route_bytes: HashMap<String, u64>,
 }
 
 impl Stats {
@@ -80,6 +132,18 @@ impl Stats {
         }));
     }
 
+    /// Counts `n` response body bytes written for `route`.
+    pub fn add_bytes(&self, route: &str, n: u64) {
+        let mut g = self.lock();
+        g.bytes += n;
+        match g.route_bytes.get_mut(route) {
+            Some(b) => *b += n,
+            None => {
+                g.route_bytes.insert(route.to_string(), n);
+            }
+        }
+    }
+
     /// The stats document.
     pub fn snapshot(&self, jobs: &Jobs, tokens: Value) -> Response {
         let g = self.lock();
@@ -88,6 +152,10 @@ impl Stats {
             "routes": g.routes,
             "jobs": jobs.counts(),
             "storage_requests_with_authorization": g.storage_auth,
+            "bytes": {"total": g.bytes, "routes": g.route_bytes},
+            "file_bytes_sent": self.files.bytes_sent.load(Ordering::SeqCst),
+            "max_files_in_flight": self.files.max_in_flight.load(Ordering::SeqCst),
+            "files": self.files.snapshot(),
             "tokens": tokens,
             "requests": g.requests,
         });
@@ -97,6 +165,7 @@ impl Stats {
     /// Clears everything.
     pub fn reset(&self) {
         *self.lock() = Inner::default();
+        self.files.reset();
     }
 }
 

@@ -292,12 +292,36 @@ async fn entry(app: Arc<App>, req: Request, origin: Origin) -> Response {
     let admin = tag.as_ref().is_some_and(|t| t.route.starts_with("admin."));
     if !admin {
         app.stats.record(origin, &method, &path_q, &headers, tag.as_ref(), resp.status().as_u16());
+        resp = count_body(&app, origin, tag.as_ref(), method == Method::HEAD, resp);
     }
     if let Some(log) = &app.log {
         log.write(origin, &method, &path_q, resp.status().as_u16(), started.elapsed());
     }
     cors(&app, &headers, &mut resp, method == Method::OPTIONS);
     resp
+}
+
+/// Counts the response body bytes into the stats as they are written (at once when the size is
+/// known; HEAD bodies are never sent).
+fn count_body(app: &Arc<App>, origin: Origin, tag: Option<&Tag>, head: bool, resp: Response) -> Response {
+    use axum::body::HttpBody;
+    use futures_util::StreamExt;
+    let route = tag.map_or_else(|| format!("{}.other", origin.name()), |t| t.route.clone());
+    if head {
+        return resp;
+    }
+    if let Some(n) = resp.body().size_hint().exact() {
+        app.stats.add_bytes(&route, n);
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let app = app.clone();
+    let s = body.into_data_stream().inspect(move |r| {
+        if let Ok(b) = r {
+            app.stats.add_bytes(&route, b.len() as u64);
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(s))
 }
 
 fn cors(app: &App, req: &HeaderMap, resp: &mut Response, preflight: bool) {
@@ -311,12 +335,12 @@ fn cors(app: &App, req: &HeaderMap, resp: &mut Response, preflight: bool) {
         http::set(
             h,
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            "Content-Location, Location, Retry-After, X-Progress, Expires, Preference-Applied, X-Export-Status",
+            "Content-Location, Location, Retry-After, X-Progress, Expires, Preference-Applied, X-Export-Status, ETag, Last-Modified, Accept-Ranges, Content-Range",
         );
     }
     if preflight {
         http::set(h, header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, DELETE, OPTIONS");
-        http::set(h, header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, Prefer, Content-Type, Accept");
+        http::set(h, header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, Prefer, Content-Type, Accept, Range, If-Range");
         http::set(h, header::ACCESS_CONTROL_MAX_AGE, "600");
     }
 }

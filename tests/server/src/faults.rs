@@ -36,6 +36,15 @@ pub struct Faults {
     pub gzcorrupt: bool,
     /// `slow=BYTES_PER_SEC`: throttled file bodies.
     pub slow: u64,
+    /// `cut=BYTES`: file bodies are aborted at encoded offsets BYTES, 2×BYTES, ... of each file,
+    /// each offset once per file and encoding (issue 14).
+    pub cut: u64,
+    /// `norange`: no `Accept-Ranges`, `Range` ignored (always 200).
+    pub norange: bool,
+    /// `rangechange`: from the second request of a file on, its validators change (If-Range fails once).
+    pub rangechange: bool,
+    /// `conn=N`: more than N file downloads of a job in flight at once → 429 + `Retry-After: 1`.
+    pub conn: u64,
     /// `relative`: relative Content-Location.
     pub relative: bool,
     /// `noloc`: `Location` instead of `Content-Location`.
@@ -111,6 +120,10 @@ impl Faults {
                 "gzbad" => self.gzbad = flag()?,
                 "gzcorrupt" => self.gzcorrupt = flag()?,
                 "slow" => self.slow = num()?,
+                "cut" => self.cut = num()?,
+                "norange" => self.norange = flag()?,
+                "rangechange" => self.rangechange = flag()?,
+                "conn" => self.conn = num()?,
                 "relative" => self.relative = flag()?,
                 "noloc" => self.noloc = flag()?,
                 "ooloc" => self.ooloc = flag()?,
@@ -150,6 +163,9 @@ mod tests {
         assert_eq!((f.kick429ms, f.errcount, f.count_excl_headers, f.queued), (1, Some(100), true, Some(5)));
         f.apply("token503=2;token-ttl=3;no-smart-config").unwrap();
         assert_eq!((f.token503, f.token_ttl, f.no_smart_config), (2, Some(3), true));
+        // issue 14: the range and politeness faults.
+        f.apply("cut=1000;norange;rangechange;conn=2").unwrap();
+        assert_eq!((f.cut, f.norange, f.rangechange, f.conn), (1000, true, true, 2));
         assert!(Faults::parse("bogus").is_err());
         assert!(Faults::parse("e500=x").is_err());
         assert!(Faults::parse("reset=1").is_err());

@@ -1,136 +1,32 @@
-//! NDJSON file bodies: generated in ~64 KB chunks, gzip on request, and the download faults
-//! (`reset`, `gzbad`, `gzcorrupt`, `slow`, `expire`). Also the storage origin.
+//! NDJSON file downloads: generated while streaming, gzip on request (deterministic, so byte
+//! ranges of it are stable), `Range`/`If-Range` with strong validators, and the download faults
+//! (`reset`, `gzbad`, `gzcorrupt`, `slow`, `expire`, `cut`, `norange`, `rangechange`, `conn`).
+//! Also the storage origin.
 
-use std::io::Write;
+pub mod body;
+pub mod cursor;
+pub mod encode;
+pub mod range;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderMap, Method, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use futures_util::stream;
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha2::Sha256;
+use std::io::Write;
 
+use crate::admin::FileCounters;
 use crate::app::{split_prefix, App};
-use crate::data::Dataset;
-use crate::export::{block_lines, FileBody, Plan};
 use crate::http;
 use crate::jobs::{Job, Phase};
-
-const CHUNK: usize = 64 * 1024;
-
-/// Generates the bytes of one file of a plan, chunk by chunk.
-#[derive(Debug)]
-pub struct Cursor {
-    ds: Arc<Dataset>,
-    plan: Arc<Plan>,
-    file: usize,
-    pos: u64,
-    patient: u32,
-}
-
-impl Cursor {
-    /// A cursor at the start of file `file`.
-    pub fn new(ds: Arc<Dataset>, plan: Arc<Plan>, file: usize) -> Cursor {
-        let (pos, patient) = match &plan.files[file].body {
-            FileBody::Range { t, start, .. } => (*start, ds.patient_of(*t, *start)),
-            FileBody::Organized { start, .. } => (u64::from(*start), *start),
-            FileBody::Lines(_) => (0, 0),
-        };
-        Cursor { ds, plan, file, pos, patient }
-    }
-
-    /// The next chunk (None at the end).
-    pub fn next_chunk(&mut self) -> Option<Bytes> {
-        let mut buf = Vec::with_capacity(CHUNK + 8 * 1024);
-        let plan = self.plan.clone();
-        let sel = &plan.params.selection;
-        let ds = &*self.ds;
-        match &plan.files[self.file].body {
-            FileBody::Lines(b) => {
-                let start = self.pos as usize;
-                if start >= b.len() {
-                    return None;
-                }
-                let end = (start + CHUNK).min(b.len());
-                self.pos = end as u64;
-                return Some(Bytes::copy_from_slice(&b[start..end]));
-            }
-            FileBody::Range { t, end, .. } => {
-                let (t, end) = (*t, *end);
-                let trivial = sel.is_trivial() && sel.elements.is_empty();
-                while self.pos < end && buf.len() < CHUNK {
-                    let i = self.pos;
-                    while ds.start(t, self.patient + 1) <= i {
-                        self.patient += 1;
-                    }
-                    if trivial || sel.matches(ds, t, i, self.patient) {
-                        self.write(&mut buf, t, i, self.patient);
-                    }
-                    self.pos += 1;
-                }
-            }
-            FileBody::Organized { end, .. } => {
-                let end = u64::from(*end);
-                let types: Vec<usize> = plan.params.types.clone();
-                while self.pos < end && buf.len() < CHUNK {
-                    let p = self.pos as u32;
-                    if block_lines(ds, sel, &types, p) > 0 {
-                        buf.extend_from_slice(b"{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"header\",\"valueReference\":{\"reference\":\"Patient/Patient-");
-                        buf.extend_from_slice(p.to_string().as_bytes());
-                        buf.extend_from_slice(b"\"}}]}\n");
-                        for &t in &types {
-                            for i in ds.start(t, p)..ds.start(t, p + 1) {
-                                if sel.matches(ds, t, i, p) {
-                                    self.write(&mut buf, t, i, p);
-                                }
-                            }
-                        }
-                    }
-                    self.pos += 1;
-                }
-            }
-        }
-        (!buf.is_empty()).then(|| Bytes::from(buf))
-    }
-
-    fn write(&self, buf: &mut Vec<u8>, t: usize, i: u64, p: u32) {
-        let sel = &self.plan.params.selection;
-        if sel.elements.is_empty() {
-            self.ds.write(buf, t, i, p);
-            return;
-        }
-        // Slow path: keep the mandatory elements and the requested ones, tag SUBSETTED.
-        let mut v = self.ds.resource_json(t, i);
-        if let Value::Object(o) = &mut v {
-            o.retain(|k, _| {
-                matches!(k.as_str(), "resourceType" | "id" | "meta") || sel.elements.iter().any(|e| e == k)
-            });
-            o["meta"]["tag"] = serde_json::json!([{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED"}]);
-        }
-        buf.extend_from_slice(v.to_string().as_bytes());
-        buf.push(b'\n');
-    }
-
-    /// The whole file in memory (used by the `reset`, `gzbad` and `gzcorrupt` faults on small files).
-    pub fn collect(mut self) -> Vec<u8> {
-        let mut all = Vec::new();
-        while let Some(c) = self.next_chunk() {
-            all.extend_from_slice(&c);
-        }
-        all
-    }
-}
-
-fn gzip_all(data: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
-    let _ = e.write_all(data);
-    e.finish().unwrap_or_default()
-}
+use body::{InFlight, Src, Window};
+pub use cursor::Cursor;
+use encode::{Index, Source};
+use range::Validators;
 
 /// The first half of `data` gzipped and sync-flushed (decodable as far as it
 /// goes), then a deflate block of the reserved type 11: a decoder fails there.
@@ -150,6 +46,23 @@ fn wants_gzip(h: &HeaderMap) -> bool {
         let q0 = it.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
         (name.eq_ignore_ascii_case("gzip") || name == "*") && !q0
     })
+}
+
+/// The file's encoded size and chunk boundaries, built once (off the async threads) on demand.
+async fn index(app: &App, job: &Job, idx: usize, gzip: bool) -> Result<Arc<Index>, Response> {
+    let cell = job.lock().indexes.entry((idx, gzip)).or_default().clone();
+    let plan = job.plan().cloned().ok_or_else(|| http::oo(404, "not-found", "this job has no files"))?;
+    let ds = app.ds.clone();
+    cell.get_or_try_init(|| async move {
+        let cursor = Cursor::new(ds, plan, idx);
+        match tokio::task::spawn_blocking(move || Index::build(cursor, gzip)).await {
+            Ok(Ok(ix)) => Ok(Arc::new(ix)),
+            Ok(Err(e)) => Err(http::oo(500, "exception", &format!("cannot encode the file: {e}"))),
+            Err(_) => Err(http::oo(500, "exception", "the file could not be generated")),
+        }
+    })
+    .await
+    .cloned()
 }
 
 /// Serves file `name` of `job` (generation `gen` of its URL).
@@ -175,6 +88,17 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
             "This file URL expired; fetch the manifest again for fresh links (fault 'expire')",
         );
     }
+    let files = &app.stats.files;
+    let Some(slot) = InFlight::admit(files, job, job.faults.conn) else {
+        FileCounters::bump(&files.throttled);
+        let mut r = http::oo(
+            429,
+            "throttled",
+            &format!("More than {} downloads of this job at once (fault 'conn')", job.faults.conn),
+        );
+        http::set(r.headers_mut(), header::RETRY_AFTER, "1");
+        return r;
+    };
     let gzip = wants_gzip(h);
     let (attempt, gz_attempt) = {
         let mut st = job.lock();
@@ -192,109 +116,122 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
         }
         (attempt, gz)
     };
-    let cursor = Cursor::new(app.ds.clone(), plan.clone(), idx);
-    let mut resp = if job.faults.reset && attempt == 0 {
-        // Send half the bytes under a full Content-Length, then fail the stream: hyper aborts.
-        let mut all = cursor.collect();
-        if gzip {
-            all = gzip_all(&all);
-        }
-        let len = all.len();
-        let half = Bytes::from(all).slice(..len / 2);
-        let s = stream::unfold(Some(half), |state| async move {
-            match state {
-                Some(half) => Some((Ok(half), None)),
-                None => {
-                    // Let hyper flush the headers and the first half before the abort.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let e = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault 'reset'");
-                    Some((Err(e), None))
-                }
-            }
-        });
-        let mut r = Response::new(Body::from_stream(s));
-        http::set(r.headers_mut(), header::CONTENT_LENGTH, &len.to_string());
-        r
-    } else if job.faults.gzcorrupt && gzip && gz_attempt == 0 {
-        Response::new(Body::from(gzip_corrupt_half(&cursor.collect())))
-    } else if job.faults.gzbad && gzip && gz_attempt == 0 {
-        let all = gzip_all(&cursor.collect());
-        let cut = all.len() / 2;
-        Response::new(Body::from(Bytes::from(all).slice(..cut)))
-    } else {
-        Response::new(body_stream(cursor, gzip, job.faults.slow))
+    let f = &job.faults;
+    let variant = u64::from(f.rangechange && attempt > 0);
+    let v = Validators::new(&job.id, name, gzip, gen, variant, job.created_ms);
+    let fresh = |state: Option<(u64, u32)>| match state {
+        Some(s) => Cursor::resume(app.ds.clone(), plan.clone(), idx, s),
+        None => Cursor::new(app.ds.clone(), plan.clone(), idx),
     };
-    let hm = resp.headers_mut();
+    let slow = f.slow;
+    let plain = |skip, start, len, cut_at| Window { skip, start, len, cut_at, cut_key: None, slow };
+
+    // Broken representations first: no validators, no ranges.
+    if f.gzcorrupt && gzip && gz_attempt == 0 {
+        let data = fresh(None).collect();
+        let mut r = Response::new(body::stream_body(
+            Src::Fixed(Some(Bytes::from(gzip_corrupt_half(&data)))),
+            plain(0, 0, None, None),
+            slot,
+        ));
+        FileCounters::bump(&files.ok);
+        headers(&mut r, gzip, None);
+        return r;
+    }
+    if f.gzbad && gzip && gz_attempt == 0 {
+        let ix = match index(app, job, idx, gzip).await {
+            Ok(ix) => ix,
+            Err(r) => return r,
+        };
+        let half = ix.total / 2;
+        let mut r = Response::new(body::stream_body(
+            Src::Gen(Source::new(fresh(None), gzip)),
+            plain(0, 0, Some(half), None),
+            slot,
+        ));
+        FileCounters::bump(&files.ok);
+        headers(&mut r, gzip, None);
+        http::set(r.headers_mut(), header::CONTENT_LENGTH, &half.to_string());
+        return r;
+    }
+    let ranges = !f.norange;
+    let wanted = if ranges { range::requested(h) } else { None };
+    let wanted = wanted.filter(|_| !range::if_range_fails(h, &v));
+    let existing = job.lock().indexes.get(&(idx, gzip)).and_then(|c| c.get().cloned());
+    let needs_index = wanted.is_some() || (f.reset && attempt == 0);
+    let ix = match existing {
+        Some(ix) => Some(ix),
+        None if needs_index => match index(app, job, idx, gzip).await {
+            Ok(ix) => Some(ix),
+            Err(r) => return r,
+        },
+        None => None,
+    };
+    let cut_of = |start: u64| -> Option<u64> {
+        (f.cut > 0).then(|| {
+            let done = job.lock().cut_done.get(&(name.to_string(), gzip)).copied().unwrap_or(0);
+            (start.max(done) / f.cut + 1) * f.cut
+        })
+    };
+    let total = ix.as_ref().map(|ix| ix.total);
+    let mut r = match (wanted, &ix) {
+        (Some(spec), Some(ix)) => {
+            let Some((start, end)) = range::resolve(spec, ix.total) else {
+                FileCounters::bump(&files.unsatisfiable);
+                drop(slot);
+                let mut r = http::empty(416);
+                http::set(r.headers_mut(), header::CONTENT_RANGE, &format!("bytes */{}", ix.total));
+                headers(&mut r, gzip, Some((&v, ranges)));
+                return r;
+            };
+            let (src, skip) = ix.source_at(gzip, start, fresh);
+            let w = Window { cut_key: Some((name.to_string(), gzip)), ..plain(skip, start, Some(end - start), cut_of(start)) };
+            let mut r = Response::new(body::stream_body(Src::Gen(src), w, slot));
+            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+            FileCounters::bump(&files.partial);
+            let hm = r.headers_mut();
+            http::set(hm, header::CONTENT_RANGE, &format!("bytes {start}-{}/{}", end - 1, ix.total));
+            http::set(hm, header::CONTENT_LENGTH, &(end - start).to_string());
+            r
+        }
+        _ => {
+            let reset = f.reset && attempt == 0;
+            let (cut_at, cut_key) = match (reset, total) {
+                // Half the bytes under the full Content-Length, then the connection is aborted.
+                (true, Some(t)) => (Some(t / 2), None),
+                _ => (cut_of(0), Some((name.to_string(), gzip))),
+            };
+            let w = Window { cut_key, ..plain(0, 0, None, cut_at) };
+            let mut r = Response::new(body::stream_body(Src::Gen(Source::new(fresh(None), gzip)), w, slot));
+            FileCounters::bump(&files.ok);
+            if h.contains_key(header::RANGE) {
+                FileCounters::bump(&files.range_ignored);
+            }
+            if let Some(t) = total {
+                http::set(r.headers_mut(), header::CONTENT_LENGTH, &t.to_string());
+            }
+            r
+        }
+    };
+    headers(&mut r, gzip, Some((&v, ranges)));
+    r
+}
+
+/// The headers of a file response; `valid` = the validators and whether ranges are offered.
+fn headers(r: &mut Response, gzip: bool, valid: Option<(&Validators, bool)>) {
+    let hm = r.headers_mut();
     http::set(hm, header::CONTENT_TYPE, "application/fhir+ndjson");
     if gzip {
         http::set(hm, header::CONTENT_ENCODING, "gzip");
     }
     http::set(hm, header::VARY, "Accept-Encoding");
-    resp
-}
-
-struct St {
-    cursor: Cursor,
-    gz: Option<GzEncoder<Vec<u8>>>,
-    slow: u64,
-    done: bool,
-}
-
-fn body_stream(cursor: Cursor, gzip: bool, slow: u64) -> Body {
-    let st = St {
-        cursor,
-        gz: gzip.then(|| GzEncoder::new(Vec::with_capacity(CHUNK), Compression::fast())),
-        slow,
-        done: false,
-    };
-    let s = stream::unfold(st, |mut st| async move {
-        loop {
-            if st.done {
-                return None;
-            }
-            let chunk = st.cursor.next_chunk();
-            let out = match (&mut st.gz, chunk) {
-                (None, Some(c)) => c,
-                (None, None) => return None,
-                (Some(gz), Some(c)) => {
-                    if gz.write_all(&c).is_err() {
-                        return Some((Err(std::io::Error::other("gzip failed")), st));
-                    }
-                    let b = std::mem::take(gz.get_mut());
-                    if b.is_empty() {
-                        continue;
-                    }
-                    Bytes::from(b)
-                }
-                (Some(_), None) => {
-                    st.done = true;
-                    let gz = st.gz.take()?;
-                    Bytes::from(gz.finish().unwrap_or_default())
-                }
-            };
-            if st.slow > 0 {
-                // Throttle: sleep as long as this chunk takes at `slow` bytes per second.
-                let ms = out.len() as u64 * 1000 / st.slow.max(1);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            return Some((Ok::<Bytes, std::io::Error>(out), st));
+    if let Some((v, ranges)) = valid {
+        if ranges {
+            http::set(hm, header::ACCEPT_RANGES, "bytes");
         }
-    });
-    if slow > 0 {
-        // Small chunks so the throttle is smooth.
-        let s = futures_util::StreamExt::flat_map(s, move |r| {
-            let parts: Vec<Result<Bytes, std::io::Error>> = match r {
-                Ok(b) => {
-                    let step = (slow as usize / 10).max(1);
-                    (0..b.len()).step_by(step).map(|i| Ok(b.slice(i..(i + step).min(b.len())))).collect()
-                }
-                Err(e) => vec![Err(e)],
-            };
-            stream::iter(parts)
-        });
-        return Body::from_stream(s);
+        http::set(hm, header::ETAG, &v.etag);
+        http::set(hm, header::LAST_MODIFIED, &v.last_modified());
     }
-    Body::from_stream(s)
 }
 
 /// HMAC signature of a storage object (the `X-Amz-Signature` stand-in).

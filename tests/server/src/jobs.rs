@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OnceCell};
 
 use crate::data::mix;
 use crate::export::{FileKind, Plan};
 use crate::faults::Faults;
+use crate::files::encode::Index;
 
 /// The dialect a job was started through (its URLs only work under that dialect).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +107,17 @@ pub struct JobMut {
     pub window: (i64, u64),
     /// Request counts by kind (kickoff, status, cancel, file, result).
     pub counts: HashMap<&'static str, u64>,
+    /// File downloads of this job in flight now (fault `conn`).
+    pub files_in_flight: u64,
+    /// The most file downloads of this job in flight at once.
+    pub max_files_in_flight: u64,
+    /// File body bytes written for this job.
+    pub file_bytes_sent: u64,
+    /// Fault `cut`: per (file name, gzip), the highest encoded offset cut so far.
+    pub cut_done: HashMap<(String, bool), u64>,
+    /// Per (file index, gzip), the file's encoded size and chunk boundaries, built on the
+    /// first range request of that file.
+    pub indexes: HashMap<(usize, bool), Arc<OnceCell<Arc<Index>>>>,
 }
 
 /// One async job.
@@ -332,7 +344,11 @@ impl Jobs {
                 let st = j.lock();
                 let counts: serde_json::Map<String, Value> =
                     st.counts.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
-                (id.clone(), serde_json::json!({"dialect": j.dialect.name(), "counts": counts, "polls": st.polls}))
+                let v = serde_json::json!({
+                    "dialect": j.dialect.name(), "counts": counts, "polls": st.polls,
+                    "file_bytes_sent": st.file_bytes_sent, "max_files_in_flight": st.max_files_in_flight,
+                });
+                (id.clone(), v)
             })
             .collect()
     }
@@ -342,6 +358,8 @@ impl Jobs {
         for j in self.map().values() {
             let mut st = j.lock();
             st.counts.clear();
+            st.file_bytes_sent = 0;
+            st.max_files_in_flight = st.files_in_flight;
         }
     }
 }
