@@ -162,6 +162,7 @@ pub struct BackendServicesAuth {
     session: Mutex<TokenSession>,
     key: PrivateKey,
     transport: Transport,
+    clock: fn() -> u64,
 }
 
 impl std::fmt::Debug for BackendServicesAuth {
@@ -180,7 +181,14 @@ impl BackendServicesAuth {
         }
         let nonce = random_nonce();
         let session = TokenSession::new(base_url, config, nonce).map_err(ClientError::Auth)?;
-        Ok(BackendServicesAuth { session: Mutex::new(session), key, transport: Transport::new("rust") })
+        Ok(BackendServicesAuth { session: Mutex::new(session), key, transport: Transport::new("rust"), clock: now_ms })
+    }
+
+    /// The clock the assertions' `iat`/`exp` come from (default: the system
+    /// clock). The engine never reads a clock itself; tests skew this one.
+    pub fn with_clock(mut self, clock: fn() -> u64) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The scope the server granted, once a token was issued.
@@ -196,7 +204,7 @@ impl BackendServicesAuth {
     fn ensure(&self) -> Result<String, AuthError> {
         let mut s = self.lock();
         loop {
-            let now = now_ms();
+            let now = (self.clock)();
             match s.next(now)? {
                 AuthStep::Ready => return Ok(s.token(now).unwrap_or_default().to_owned()),
                 AuthStep::Sign { signing_input, .. } => {
@@ -212,8 +220,8 @@ impl BackendServicesAuth {
                     s.signed(&sig)?;
                 }
                 AuthStep::Send { request } => match self.transport.send(&request, None) {
-                    Ok(response) => s.handle_response(request.id, &response, now_ms())?,
-                    Err(f) => s.handle_transport_error(request.id, &f.message, now_ms())?,
+                    Ok(response) => s.handle_response(request.id, &response, (self.clock)())?,
+                    Err(f) => s.handle_transport_error(request.id, &f.message, (self.clock)())?,
                 },
                 AuthStep::Wait { delay_ms, .. } => std::thread::sleep(std::time::Duration::from_millis(delay_ms)),
             }

@@ -125,3 +125,56 @@ fn an_export_outlives_short_lived_tokens() {
         assert!(tokens >= 3, "at least three tokens over a 4.5 s job with 1 s tokens: {stats}");
     }
 }
+
+fn client_with(srv: &Server, spec: &str, key: PrivateKey, client_id: &str, clock: Option<fn() -> u64>) -> Client {
+    let base = format!("{}{spec}/bulk/fhir", srv.origin);
+    let mut reg = registration();
+    reg.client_id = client_id.into();
+    let mut auth = BackendServicesAuth::new(&base, reg, key).unwrap();
+    if let Some(c) = clock {
+        auth = auth.with_clock(c);
+    }
+    Client::builder(&base).token(auth).retry(RetryPolicy { min_wait_ms: 50, ..RetryPolicy::default() }).build().unwrap()
+}
+
+fn es_key() -> PrivateKey {
+    PrivateKey::from_file(&fixture("es384-private.pem"), Some(&kid_of("ES384"))).unwrap()
+}
+
+// protocol J4, J5: refusals are typed auth errors with the server's words and the likely cause
+#[test]
+fn refusals_name_the_cause() {
+    let srv = start(|_| {});
+    let export = || ExportRequest { types: vec!["Patient".into()], ..Default::default() };
+    // A key the server does not know for this kid.
+    let wrong = PrivateKey::from_file(&fixture("other-es384-private.pem"), Some(&kid_of("ES384"))).unwrap();
+    let e = client_with(&srv, "", wrong, "client-1", None).export(export()).unwrap_err();
+    assert_eq!(e.code(), "unauthorized");
+    assert!(e.to_string().contains("invalid_client"), "{e}");
+    // An unknown client id.
+    let e = client_with(&srv, "", es_key(), "nobody", None).export(export()).unwrap_err();
+    assert!(e.to_string().contains("check the client id") && e.to_string().contains("nobody"), "{e}");
+    // A clock 10 minutes behind: the assertion looks expired; the error names the clock.
+    fn behind() -> u64 {
+        fhir_async_client::now_ms() - 600_000
+    }
+    let e = client_with(&srv, "", es_key(), "client-1", Some(behind)).export(export()).unwrap_err();
+    assert!(e.to_string().contains("client clock"), "{e}");
+}
+
+// protocol J1, J5: discovery falls back to the CapabilityStatement; a token endpoint that is
+// down is retried within the budget; keys from a JWKS file
+#[test]
+fn fallback_discovery_and_a_token_endpoint_that_is_down() {
+    let srv = start(|_| {});
+    let key = PrivateKey::from_file(&fixture("jwks-private.json"), Some(&kid_of("RS384"))).unwrap();
+    let client = client_with(&srv, "/_f/no-smart-config;token503=2", key, "client-1", None);
+    let mut job = client.export(ExportRequest { types: vec!["Patient".into()], ..Default::default() }).unwrap();
+    assert_eq!(job.wait().unwrap().status, OutcomeStatus::Completed);
+    let stats: Value = serde_json::from_str(
+        &ureq::get(format!("{}/_admin/stats", srv.origin)).call().unwrap().into_body().read_to_string().unwrap(),
+    )
+    .unwrap();
+    assert!(stats["tokens"]["unavailable"].as_u64().unwrap_or(0) >= 2, "{}", stats["tokens"]);
+    assert!(stats["tokens"]["issued"].as_u64().unwrap_or(0) >= 1);
+}
