@@ -162,7 +162,6 @@ export class AsyncJob {
   #listeners = new Set();
   #changed = new Set();
   #dueAt = null;
-  #planGen = 0;
   #stats = { requests: 0, polls: 0, maxPollLatenessMs: 0, totalPollLatenessMs: 0 };
 
   constructor(client, coreJob) {
@@ -282,48 +281,6 @@ export class AsyncJob {
     return effect;
   }
 
-  /** Bumped by every manifest refresh: a file knows which plan its URL came from. */
-  get _planGeneration() {
-    return this.#planGen;
-  }
-
-  /**
-   * The planned files `wanted` keeps, one at a time in plan order (`next()`
-   * gives `null` at the end), taken from the engine one by one: a plan of
-   * 100,000 files is never one JS array (issue 10 §3). After a manifest
-   * refresh, entries come from the fresh plan.
-   */
-  _planCursor(wanted) {
-    const core = this.#core;
-    let i = 0;
-    return {
-      done: false,
-      next() {
-        for (let f; !this.done && (f = core.plannedFile(i)) !== null; ) {
-          f.at = i++; // its position, to find it again in a fresh plan
-          if (wanted(f)) return f;
-        }
-        this.done = true;
-        return null;
-      },
-    };
-  }
-
-  /**
-   * A file whose URL expired (410), planned under generation `gen`: its entry
-   * in the fresh plan, refreshing the manifest only if no refresh happened
-   * since (protocol E4: one refresh for every file of the job), or `null`.
-   */
-  async _freshFile(file, gen) {
-    if (gen === this.#planGen) await this._refreshManifest();
-    const same = (f) => f && f.kind === file.kind && f.index === file.index;
-    let fresh = this.#core.plannedFile(file.at);
-    for (let i = 0; !same(fresh) && i < this.#core.planLength(); i++) fresh = this.#core.plannedFile(i);
-    if (!same(fresh)) return null;
-    fresh.at = file.at;
-    return fresh;
-  }
-
   /** Re-fetches the manifest (expired file URLs); resolves once the fresh plan is in. */
   _refreshManifest() {
     // Files downloaded side by side may all find their URLs expired: one refresh serves them all.
@@ -334,7 +291,6 @@ export class AsyncJob {
           core(() => this.#core.refreshManifest(Date.now()));
           this.#restart();
           await this._run();
-          this.#planGen++;
         } finally {
           this.#refreshing = null;
         }

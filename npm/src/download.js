@@ -1,10 +1,13 @@
-// Streaming a finished job's files: up to `concurrency` files at once, each
-// driven by its own engine FileDownload (`file.js`); this file only schedules
-// them and hands out what they produced (issue 10 §2: bounded parallel
-// downloads, in file order per type when asked; one bad file loses nothing else).
+// Streaming a finished job's files through the core's `Downloads`
+// coordinator (issue 11): the core says which file to fetch next, how many
+// run at once per origin (halved on 429/503, grown back: K3), when the one
+// token or manifest refresh happens (also before links expire: K4), and each
+// file's result. This file only runs what it says (`file.js`) and hands the
+// items out: in file order per type when `ordered`, with bounded read-ahead.
 
-import { abortError, raceSignal, UsageError } from './errors.js';
-import { fileItems } from './file.js';
+import { Downloads as CoreDownloads } from '../wasm/fhir_async_wasm.js';
+import { abortError, core, fromCore, raceSignal, UsageError } from './errors.js';
+import { itemsOf, message, transfer } from './file.js';
 
 /** Links a job's outcome to the job (non-enumerable), for `client.resources(result)`. */
 export const JOB_OF = Symbol.for('fhir-async.job');
@@ -16,22 +19,20 @@ const COUNT_CHECKS = ['strict', 'lenient'];
 const AHEAD_UNORDERED = 2;
 /** Characters of lines a file that is not first of its type may hold while `ordered` waits for it. */
 const AHEAD_ORDERED_CHARS = 8 << 20;
+/** Invalid lines listed in a failed file's report (the core keeps as many for a finished one). */
+const MAX_INVALID_REPORTED = 100;
+
+/** `maxPerOrigin`, or its deprecated alias `concurrency`. */
+const perOrigin = (o) => o.maxPerOrigin ?? o.concurrency ?? 4;
 
 function check(options) {
-  const {
-    format = 'json',
-    validation,
-    concurrency = 4,
-    countCheck = 'strict',
-    onInvalidLine = 'report',
-  } = options;
+  const { format = 'json', validation, countCheck = 'strict', onInvalidLine = 'report' } = options;
   if (!FORMATS.includes(format)) throw new UsageError(`format must be "json", "text" or "batches", not ${format}`);
   if (!VALIDATIONS.includes(validation)) {
     throw new UsageError(`validation must be "none", "structural" or "json", not ${validation}`);
   }
-  if (!Number.isInteger(concurrency) || concurrency < 1) {
-    throw new UsageError(`concurrency must be a whole number >= 1, not ${concurrency}`);
-  }
+  const n = perOrigin(options);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`maxPerOrigin must be a whole number >= 1, not ${n}`);
   if (!COUNT_CHECKS.includes(countCheck)) throw new UsageError(`countCheck must be "strict" or "lenient", not ${countCheck}`);
   if (onInvalidLine !== 'report' && onInvalidLine !== 'raise' && typeof onInvalidLine !== 'function') {
     throw new UsageError(`onInvalidLine must be "report", "raise" or a function, not ${onInvalidLine}`);
@@ -39,36 +40,42 @@ function check(options) {
 }
 
 /**
- * An async iterable of resources with running figures:
- * `stats` = { bytes, resources, files: FileReport[], failed, invalidLines }.
- * A file that fails is a report with `error` (the others go on); only an
- * abort, `onInvalidLine: 'raise'` or a misuse ends the iteration with an error.
+ * An async iterable of resources with running figures: `stats` = { bytes,
+ * resources, files: FileReport[], failed, invalidLines, originLimits,
+ * limitChanges }. A file that fails is a report with `error` (the others go
+ * on); only an abort, `onInvalidLine: 'raise'` or a misuse end the iteration
+ * with an error.
  */
 export function resourceStream(job, options = {}) {
   check(options);
-  const { type, types, kinds = ['output'], signal, format = 'json', onFile, concurrency = 4, ordered = false } = options;
-  const stats = { bytes: 0, resources: 0, files: [], failed: 0, invalidLines: 0 };
-  const wanted = (f) =>
-    kinds.includes(f.kind) &&
-    (type === undefined || f.resourceType === type) &&
-    (types === undefined || types.includes(f.resourceType));
-  const cursor = job._planCursor(wanted);
-  // Files stop when the caller's signal fires or the caller stops iterating.
+  const { type, types, kinds = ['output'], signal, format = 'json', onFile, onProgress, ordered = false } = options;
+  const { validation, onInvalidLine = 'report' } = options;
+  const dl = core(
+    () =>
+      new CoreDownloads(job.engine, {
+        kinds,
+        types: type !== undefined ? [type] : (types ?? []),
+        maxPerOrigin: perOrigin(options),
+        countCheck: options.countCheck ?? 'strict',
+        validation: 'none', // lines are parsed here
+        maxLine: options.maxLine,
+        skipFiles: options.skipFiles,
+        expiresAtMs: options.expiresAtMs,
+      }),
+  );
+  const stats = { bytes: 0, resources: 0, files: [], failed: 0, invalidLines: 0, originLimits: [], limitChanges: [] };
+  stats.originLimits = dl.progress().originLimits;
+  // Requests stop when the caller's signal fires or the caller stops iterating.
   const stop = new AbortController();
   const onAbort = () => stop.abort(signal.reason);
   if (signal?.aborted) onAbort();
   else signal?.addEventListener('abort', onAbort, { once: true });
-  const settings = {
-    ...options,
-    signal: stop.signal,
-    format,
-    countCheck: options.countCheck ?? 'strict',
-    onInvalidLine: options.onInvalidLine ?? 'report',
-  };
 
-  /** Files started and not yet fully handed out, in plan order. */
+  /** Files with a request sent or a result, not yet fully handed out, in file order. */
   const runs = [];
-  let closed = false;
+  const byIndex = new Map();
+  let allDone = false;
+  let failure = null;
   let changed = false;
   let wake = null;
   const notify = () => {
@@ -78,68 +85,253 @@ export function resourceStream(job, options = {}) {
     w?.();
   };
 
-  /** The first run of each type in `runs` order: only those may yield when `ordered`. */
-  const heads = () => {
-    const seen = new Set();
-    const out = new Set();
-    for (const r of runs) {
-      if (!seen.has(r.key)) {
-        seen.add(r.key);
-        out.add(r);
+  const ctx = {
+    dl,
+    client: job._client,
+    signal: stop.signal,
+    stats,
+    closed: false,
+    active: 0,
+    /** Hands out the lines the core returned for `run`; resolves when the consumer has room. */
+    async emit(run, joined) {
+      if (joined === '') return;
+      const lines = joined.split('\n');
+      const first = run.lines + 1; // 1-based number of lines[0] in the file
+      run.lines += lines.length;
+      let raise = null;
+      const items = itemsOf(lines, format, validation, (i, msg) => {
+        const line = first + i;
+        dl.reportInvalidLine(run.i, line, msg);
+        stats.invalidLines++;
+        run.invalidLines++;
+        run.firstInvalidLine ??= line;
+        if (run.invalid.length < MAX_INVALID_REPORTED) run.invalid.push({ line, message: msg });
+        if (onInvalidLine === 'report') return false;
+        const err = fromCore(dl.invalidLineError(run.i, line, msg));
+        if (onInvalidLine !== 'raise') {
+          onInvalidLine(err);
+          return false;
+        }
+        raise = err; // the valid lines before it still go out, then the error
+        return true;
+      });
+      if (items.length > 0 || !raise) {
+        run.queue.push({ items, chars: joined.length });
+        run.chars += joined.length;
+      }
+      notify();
+      if (raise) throw raise;
+      while (!ctx.closed && !room(run)) await new Promise((resolve) => (run.resume = resolve));
+    },
+  };
+
+  const runOf = (i) => {
+    let run = byIndex.get(i);
+    if (run) return run;
+    const file = dl.file(i);
+    run = {
+      i,
+      file,
+      key: `${file.kind}\u0000${file.resourceType ?? ''}`,
+      queue: [],
+      chars: 0,
+      lines: 0,
+      bytes: 0,
+      attempts: 0,
+      invalidLines: 0,
+      firstInvalidLine: null,
+      invalid: [],
+      refusal: null,
+      sending: 0,
+      ended: false, // the core has its result
+      done: false, // ... and no request of it is running
+      report: null,
+      error: null,
+      head: false,
+      resume: null,
+    };
+    byIndex.set(i, run);
+    let at = runs.length;
+    while (at > 0 && runs[at - 1].i > i) at--;
+    runs.splice(at, 0, run);
+    return run;
+  };
+
+  /** A file whose result is in and whose last request is over gets its report. */
+  const settle = (run) => {
+    if (!run.ended || run.done || run.sending > 0) return;
+    if (run.refusal) dl.errorBody(run.i, run.refusal);
+    const result = dl.result(run.i);
+    run.file = result.file;
+    run.report = result.error ? failedReport(run, fromCore(result.error)) : result.report;
+    run.done = true;
+    byIndex.delete(run.i);
+    notify();
+  };
+
+  /** Results and limit changes the last core call produced. */
+  const collect = () => {
+    let news = false;
+    for (const i of dl.finished()) {
+      const run = runOf(i);
+      run.ended = true;
+      settle(run);
+      news = true;
+    }
+    const changes = dl.takeLimitChanges();
+    if (changes) {
+      stats.limitChanges.push(...changes);
+      for (const c of changes) {
+        const l = stats.originLimits.find((o) => o.origin === c.origin);
+        if (l) l.limit = c.to;
+      }
+      news = true;
+    }
+    if (news && onProgress) {
+      try {
+        onProgress({ ...dl.progress(), limitChanges: changes ?? [] });
+      } catch {
+        // A listener's bug must not stop the downloads.
       }
     }
-    return out;
+  };
+
+  let started = false;
+  let timer = null;
+  let busy = false; // a shared refresh is under way
+  let driving = false;
+  let again = false;
+  /** Asks the core what to do until it has nothing to start now. */
+  function drive() {
+    if (ctx.closed || busy || failure) return;
+    if (driving) {
+      again = true;
+      return;
+    }
+    driving = true;
+    try {
+      do {
+        again = false;
+        step();
+      } while (again && !ctx.closed && !busy);
+    } catch (e) {
+      failure = fromCore(e);
+      notify();
+    } finally {
+      driving = false;
+    }
+  }
+
+  function step() {
+    for (;;) {
+      const s = core(() => dl.next(Date.now()));
+      collect();
+      switch (s.type) {
+        case 'send': {
+          const run = runOf(s.file);
+          run.sending++;
+          ctx.active++;
+          transfer(ctx, run, s.request)
+            .catch((e) => {
+              // Thrown where the file's items stop: the lines before it go out first.
+              if (!ctx.closed && !stop.signal.aborted) run.error = fromCore(e);
+            })
+            .finally(() => {
+              run.sending--;
+              ctx.active--;
+              if (ctx.closed) return release();
+              collect();
+              settle(run);
+              notify();
+              drive();
+            });
+          break;
+        }
+        case 'refreshToken':
+          busy = true;
+          refreshToken().finally(resumeAfterRefresh);
+          return;
+        case 'refreshManifest':
+          busy = true;
+          refreshManifest().finally(resumeAfterRefresh);
+          return;
+        case 'wait':
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            timer = null;
+            drive();
+          }, s.delayMs);
+          return;
+        case 'idle':
+          return;
+        case 'done':
+          allDone = true;
+          notify();
+          return;
+        default:
+          throw new UsageError(`unknown download step ${s.type}`);
+      }
+    }
+  }
+
+  function resumeAfterRefresh() {
+    busy = false;
+    if (ctx.closed) return release();
+    drive();
+  }
+
+  async function refreshToken() {
+    const why = job._client._whyNoTokenRefresh();
+    if (why) return dl.tokenUnavailable(why);
+    try {
+      await job._client._token(true);
+      if (!ctx.closed) dl.tokenRefreshed();
+    } catch (e) {
+      if (!ctx.closed) dl.tokenUnavailable(`the token function failed: ${message(e)}`);
+    }
+  }
+
+  async function refreshManifest() {
+    // One refresh serves every file of the job (protocol E4).
+    try {
+      await job._refreshManifest();
+      if (!ctx.closed) dl.manifestRefreshed(job.engine);
+    } catch {
+      if (!ctx.closed) dl.manifestRefreshFailed();
+    }
+  }
+
+  /** The core's memory goes once nothing of it runs any more. */
+  function release() {
+    if (ctx.closed && ctx.active === 0 && !busy && !ctx.freed) {
+      ctx.freed = true;
+      dl.free();
+    }
+  }
+
+  /** The first run of each type in file order: only those may yield when `ordered`. */
+  const markHeads = () => {
+    const seen = new Set();
+    for (const r of runs) {
+      r.head = !seen.has(r.key);
+      seen.add(r.key);
+    }
   };
 
   // A file waiting for an earlier file of its type may run further ahead than one being read.
   const room = (run) => (ordered && !run.head ? run.chars < AHEAD_ORDERED_CHARS : run.queue.length < AHEAD_UNORDERED);
 
-  async function pump(run) {
-    try {
-      for await (const part of fileItems(job, run.file, settings, stats, run)) {
-        run.queue.push(part);
-        run.chars += part.chars;
-        notify();
-        while (!closed && !room(run)) await new Promise((resolve) => (run.resume = resolve));
-        if (closed) return;
-      }
-    } catch (e) {
-      // Thrown where the file's items stop: the lines before it go out first.
-      if (!closed) run.error = e;
-    } finally {
-      run.done = true;
-      notify();
-    }
-  }
-
-  function start() {
-    while (runs.length < concurrency && !closed) {
-      const file = cursor.next();
-      if (file === null) return;
-      const run = {
-        file,
-        key: `${file.kind}\u0000${file.resourceType ?? ''}`,
-        queue: [],
-        chars: 0,
-        done: false,
-        error: null,
-        head: false,
-        resume: null,
-        report: null,
-      };
-      runs.push(run);
-      pump(run);
-    }
-  }
-
   /** The next array of items, or `null` when every file is done. */
   async function take() {
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
-      start();
-      if (ordered) for (const h of heads()) h.head = true;
-      for (let i = 0; i < runs.length; i++) {
-        const run = runs[i];
+      if (!started) {
+        started = true;
+        drive();
+      }
+      if (ordered) markHeads();
+      for (let k = 0; k < runs.length; k++) {
+        const run = runs[k];
         if (ordered && !run.head) continue;
         if (run.queue.length > 0) {
           const part = run.queue.shift();
@@ -151,20 +343,17 @@ export function resourceStream(job, options = {}) {
         }
         if (run.error) throw run.error;
         if (run.done) {
-          runs.splice(i, 1);
-          i--;
+          runs.splice(k, 1);
+          k--;
           // A file counts as finished once its last resource was handed out.
-          if (run.report) {
-            stats.files.push(run.report);
-            if (run.report.error) stats.failed++;
-            try {
-              onFile?.(run.report);
-            } catch {
-              // A callback's bug must not stop the other files.
-            }
+          stats.files.push(run.report);
+          if (run.report.error) stats.failed++;
+          try {
+            onFile?.(run.report);
+          } catch {
+            // A callback's bug must not stop the other files.
           }
-          if (ordered) for (const h of heads()) h.head = true;
-          start();
+          if (ordered) markHeads();
           // a freed head lets a waiting run of the same type go on
           for (const r of runs) {
             if (r.resume && room(r)) {
@@ -175,15 +364,17 @@ export function resourceStream(job, options = {}) {
           }
         }
       }
-      if (runs.length === 0 && cursor.done) return null;
+      if (failure) throw failure;
+      if (runs.length === 0 && allDone) return null;
       if (!changed) await raceSignal(new Promise((resolve) => (wake = resolve)), signal);
       changed = false;
     }
   }
 
   function close() {
-    if (closed) return;
-    closed = true;
+    if (ctx.closed) return;
+    ctx.closed = true;
+    clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
     stop.abort(new Error('the stream was closed'));
     for (const r of runs) {
@@ -191,6 +382,7 @@ export function resourceStream(job, options = {}) {
       r.resume = null;
       f?.();
     }
+    release();
   }
 
   let batch = [];
@@ -230,8 +422,32 @@ export function resourceStream(job, options = {}) {
       return this;
     },
     get stats() {
-      return { ...stats, files: [...stats.files] };
+      return {
+        ...stats,
+        files: [...stats.files],
+        originLimits: stats.originLimits.map((o) => ({ ...o })),
+        limitChanges: [...stats.limitChanges],
+      };
     },
   };
   return iterator;
+}
+
+/** The report of a file that failed: what it delivered before, and why it stopped. */
+function failedReport(run, error) {
+  const { file } = run;
+  return {
+    url: file.url,
+    kind: file.kind,
+    resourceType: file.resourceType,
+    fileName: file.fileName,
+    resources: run.lines,
+    expected: file.expectedCount,
+    bytes: run.bytes,
+    invalidLines: run.invalidLines,
+    firstInvalidLine: run.firstInvalidLine,
+    invalid: run.invalid,
+    attempts: run.attempts,
+    error,
+  };
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{from_js, header_pairs, id, ms, to_js};
+use crate::downloads::{push_line, take_string};
 use crate::errors::download_error;
 
 /// Options of a download (all optional).
@@ -188,22 +189,5 @@ impl WasmFileDownload {
         let js = download_error(&e);
         self.failed = Some(e);
         js
-    }
-}
-
-fn push_line(buf: &mut Vec<u8>, line: &[u8]) {
-    if !buf.is_empty() {
-        buf.push(b'\n');
-    }
-    buf.extend_from_slice(line);
-}
-
-/// The joined lines as a string; invalid UTF-8 becomes U+FFFD, as a
-/// `TextDecoder` would do (a resource is never dropped).
-fn take_string(buf: &mut Vec<u8>) -> String {
-    let bytes = std::mem::take(buf);
-    match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     }
 }

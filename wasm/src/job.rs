@@ -11,7 +11,7 @@ use crate::errors::{job_error, usage};
 #[wasm_bindgen(js_name = Job)]
 #[derive(Debug)]
 pub struct WasmJob {
-    inner: Job,
+    pub(crate) inner: Job,
     /// The download plan, computed once for `planLength` / `plannedFile`
     /// (dropped by anything that may change the job).
     plan: Option<Vec<PlannedFile>>,

@@ -1,5 +1,5 @@
 //! The wasm-bindgen face of the fhir-async engine: the low-level `Job` and
-//! `FileDownload` state machines and the callback helpers, exported to
+//! `FileDownload` state machines, the `Downloads` coordinator and the callback helpers, exported to
 //! JavaScript with camelCase names. Everything is I/O-free; the npm package
 //! (`npm/`) owns `fetch`, timers and streams.
 //!
@@ -14,9 +14,11 @@
 mod callback;
 mod convert;
 mod download;
+mod downloads;
 mod errors;
 mod job;
 
 pub use callback::{parse_callback, plan_downloads, sign_callback, user_agent, verify_callback};
 pub use download::WasmFileDownload;
+pub use downloads::WasmDownloads;
 pub use job::WasmJob;

@@ -1,0 +1,224 @@
+//! `Downloads`: the core's coordinator of a finished job's downloads (which
+//! file next, how many at once per origin, the one token and manifest refresh,
+//! per-file results, the limit's changes). JS moves the bytes and never decides.
+//! Lines cross in one string per call (joined with `\n`), as for `FileDownload`.
+
+use fhir_async::{DownloadError, DownloadOptions, DownloadStep, Downloads, HeadDecision};
+use wasm_bindgen::prelude::*;
+
+use crate::convert::{from_js, header_pairs, id, ms, to_js};
+use crate::errors::download_error;
+use crate::job::WasmJob;
+
+/// A finished job's downloads (the engine's `Downloads`).
+#[wasm_bindgen(js_name = Downloads)]
+#[derive(Debug)]
+pub struct WasmDownloads {
+    inner: Downloads,
+    lines: Vec<u8>,
+    discarded: bool,
+    /// Per file: whether `finished()` already named it.
+    announced: Vec<bool>,
+}
+
+#[wasm_bindgen(js_class = Downloads)]
+impl WasmDownloads {
+    /// The downloads of `job`'s plan under its retry policy. `options` is a
+    /// `DownloadOptions` object (camelCase, every field optional); without
+    /// `expiresAtMs` the outcome's is used (links about to expire are
+    /// refreshed before files start). The plan never crosses to JS as one array.
+    #[wasm_bindgen(constructor)]
+    pub fn new(job: &WasmJob, options: JsValue) -> Result<WasmDownloads, JsValue> {
+        let mut options: DownloadOptions = if options.is_null() || options.is_undefined() {
+            DownloadOptions::default()
+        } else {
+            from_js(options, "DownloadOptions")?
+        };
+        let job = &job.inner;
+        options.expires_at_ms = options.expires_at_ms.or_else(|| job.outcome().and_then(|o| o.expires_at_ms));
+        let inner = Downloads::new(job.download_plan(), options, &job.config().retry);
+        let announced = vec![false; inner.files().len()];
+        Ok(WasmDownloads { inner, lines: Vec::new(), discarded: false, announced })
+    }
+
+    /// How many files are selected.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> usize {
+        self.inner.files().len()
+    }
+
+    /// Selected file `i` (`PlannedFile`; after a refresh, the fresh entry), or `null`.
+    pub fn file(&self, i: usize) -> Result<JsValue, JsValue> {
+        self.inner.files().get(i).map_or(Ok(JsValue::NULL), to_js)
+    }
+
+    /// `{type: "send", file, request}`, `{type: "refreshToken"}`, `{type: "refreshManifest"}`,
+    /// `{type: "wait", untilMs, delayMs}`, `{type: "idle"}` or `{type: "done"}`.
+    pub fn next(&mut self, now: f64) -> Result<JsValue, JsValue> {
+        let step: DownloadStep = self.inner.next(ms(now)).map_err(|e| download_error(&e))?;
+        to_js(&step)
+    }
+
+    /// The response head of file `file`'s request `id` (headers flat:
+    /// `[name, value, ...]`): `"stream"` (feed the body) or `"discard"` (the
+    /// request is over; the file may have a result now: read `result(file)`).
+    #[wasm_bindgen(js_name = handleHead)]
+    pub fn handle_head(
+        &mut self,
+        file: usize,
+        request_id: f64,
+        status: u16,
+        headers: Vec<String>,
+        already_decoded: bool,
+        now: f64,
+    ) -> Result<String, JsValue> {
+        let headers = header_pairs(headers);
+        match self.inner.handle_head(file, id(request_id), status, &headers, already_decoded, ms(now)) {
+            Ok(HeadDecision::Stream) => Ok("stream".into()),
+            Ok(_) => Ok("discard".into()),
+            Err(e) => Err(download_error(&e)),
+        }
+    }
+
+    /// A chunk of file `file`'s body: the new lines joined with `"\n"`; then
+    /// `discarded` says whether to stop reading this body.
+    pub fn feed(&mut self, file: usize, request_id: f64, chunk: &[u8], now: f64) -> Result<String, JsValue> {
+        let lines = &mut self.lines;
+        lines.clear();
+        let d = self.inner.feed(file, id(request_id), chunk, ms(now), |l| push_line(lines, l));
+        self.discarded = d.map_err(|e| download_error(&e))? == HeadDecision::Discard;
+        Ok(take_string(&mut self.lines))
+    }
+
+    /// Whether the last `feed` ended the request (stop reading the body).
+    #[wasm_bindgen(getter)]
+    pub fn discarded(&self) -> bool {
+        self.discarded
+    }
+
+    /// File `file`'s body ended: the last lines, as `feed` returns them.
+    pub fn finish(&mut self, file: usize, request_id: f64, now: f64) -> Result<String, JsValue> {
+        let lines = &mut self.lines;
+        lines.clear();
+        let r = self.inner.finish(file, id(request_id), ms(now), |l| push_line(lines, l));
+        r.map_err(|e| download_error(&e))?;
+        Ok(take_string(&mut self.lines))
+    }
+
+    /// File `file`'s request failed before or during the body.
+    #[wasm_bindgen(js_name = handleTransportError)]
+    pub fn handle_transport_error(
+        &mut self,
+        file: usize,
+        request_id: f64,
+        message: &str,
+        now: f64,
+    ) -> Result<(), JsValue> {
+        self.inner.handle_transport_error(file, id(request_id), message, ms(now)).map_err(|e| download_error(&e))
+    }
+
+    /// The start (at most 64 KiB) of the error response that failed file
+    /// `file`: the server's words go into its error.
+    #[wasm_bindgen(js_name = errorBody)]
+    pub fn error_body(&mut self, file: usize, body: &[u8]) {
+        self.inner.error_body(file, body);
+    }
+
+    /// A line (1-based) of file `file` that JS could not parse: counted once in its report.
+    #[wasm_bindgen(js_name = reportInvalidLine)]
+    pub fn report_invalid_line(&mut self, file: usize, line: f64, message: &str) {
+        self.inner.report_invalid_line(file, id(line), message);
+    }
+
+    /// The typed `invalid_line` error of that line (returned, not thrown).
+    #[wasm_bindgen(js_name = invalidLineError)]
+    pub fn invalid_line_error(&self, file: usize, line: f64, message: &str) -> JsValue {
+        let url = self.inner.files().get(file).map(|f| f.url.clone()).unwrap_or_default();
+        download_error(&DownloadError::InvalidLine { url, line: id(line), message: message.to_owned() })
+    }
+
+    /// After `refreshToken`: the files that waited go on.
+    #[wasm_bindgen(js_name = tokenRefreshed)]
+    pub fn token_refreshed(&mut self) {
+        self.inner.token_refreshed();
+    }
+
+    /// After `refreshToken`, when no token can be had: the waiting files fail naming `reason`.
+    #[wasm_bindgen(js_name = tokenUnavailable)]
+    pub fn token_unavailable(&mut self, reason: &str) {
+        self.inner.token_unavailable(reason);
+    }
+
+    /// After `refreshManifest`: `job` after its refresh; its fresh plan re-binds the waiting files.
+    #[wasm_bindgen(js_name = manifestRefreshed)]
+    pub fn manifest_refreshed(&mut self, job: &WasmJob) {
+        self.inner.manifest_refreshed(job.inner.download_plan());
+    }
+
+    /// After `refreshManifest`, when the refresh failed: the waiting files fail.
+    #[wasm_bindgen(js_name = manifestRefreshFailed)]
+    pub fn manifest_refresh_failed(&mut self) {
+        self.inner.manifest_refreshed(Vec::new());
+    }
+
+    /// Files that got their result since the last call (indices, in order).
+    pub fn finished(&mut self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (i, seen) in self.announced.iter_mut().enumerate() {
+            if !*seen && self.inner.result(i).is_some() {
+                *seen = true;
+                out.push(i as u32);
+            }
+        }
+        out
+    }
+
+    /// File `file`'s result, once it has one: `{file, report?, error?}`,
+    /// `error` a real `Error` (name `DownloadError`, the core's `code`).
+    pub fn result(&self, file: usize) -> Result<JsValue, JsValue> {
+        let Some(r) = self.inner.result(file) else { return Ok(JsValue::NULL) };
+        let js = to_js(&(&r.file, &r.report))?;
+        let out = js_sys::Object::new();
+        let arr = js_sys::Array::from(&js);
+        let _ = js_sys::Reflect::set(&out, &"file".into(), &arr.get(0));
+        let _ = js_sys::Reflect::set(&out, &"report".into(), &arr.get(1));
+        let error = r.error.as_ref().map_or(JsValue::NULL, download_error);
+        let _ = js_sys::Reflect::set(&out, &"error".into(), &error);
+        Ok(out.into())
+    }
+
+    /// Totals: `DownloadProgress` (`files`, `filesDone`, `filesFailed`,
+    /// `filesActive`, `resources`, `bytes`, `expectedResources`, `originLimits`).
+    pub fn progress(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.progress())
+    }
+
+    /// The per-origin limit's changes since the last call (`LimitChange[]`:
+    /// `{origin, from, to, reason}`), or `null` when there were none.
+    #[wasm_bindgen(js_name = takeLimitChanges)]
+    pub fn take_limit_changes(&mut self) -> Result<JsValue, JsValue> {
+        let changes = self.inner.take_limit_changes();
+        if changes.is_empty() {
+            Ok(JsValue::NULL)
+        } else {
+            to_js(&changes)
+        }
+    }
+}
+
+pub(crate) fn push_line(buf: &mut Vec<u8>, line: &[u8]) {
+    if !buf.is_empty() {
+        buf.push(b'\n');
+    }
+    buf.extend_from_slice(line);
+}
+
+/// The joined lines as a string; invalid UTF-8 becomes U+FFFD, as a
+/// `TextDecoder` would do (a resource is never dropped).
+pub(crate) fn take_string(buf: &mut Vec<u8>) -> String {
+    let bytes = std::mem::take(buf);
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
