@@ -309,6 +309,13 @@ class Client:
         """A job saved with ``Job.to_json()``, in this process or another one."""
         return Job(self, self._native.resume(state))
 
+    def stop(self) -> None:
+        """Stops every call of this client in progress, from any thread (a
+        UI's stop button): each raises ``StoppedError`` (code ``stopped``),
+        an internal stop, not the server's cancel; the jobs can be waited for
+        again. Ctrl-C raises ``KeyboardInterrupt`` instead."""
+        self._native.stop()
+
     def resources(
         self,
         result_or_manifest: Union["Result", "Manifest"],

@@ -98,6 +98,12 @@ impl PyClient {
         Ok(PyRun::new(run, self.host.clone()))
     }
 
+    /// Stops every call of this client in progress (from any thread): each
+    /// raises `StoppedError` (code `stopped`); the jobs stay usable.
+    fn stop(&self) {
+        self.host.stop.stop();
+    }
+
     fn __repr__(&self) -> String {
         format!("<fhir_async._native.Client {:?}>", self.base_url)
     }
