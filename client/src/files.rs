@@ -101,7 +101,14 @@ pub(crate) trait LineSink: Sync {
     /// A file completed (its lines are all delivered) or failed.
     fn finished(&self, file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>>;
     /// The download ended early: forget partial output.
-    fn abandon(&self);
+    /// The download ended early: forget partial output, except the files in
+    /// `keep`, which an earlier-process resume continues (K5).
+    fn abandon(&self, keep: &[String]);
+    /// Whether this sink holds the first part of file `name` from an earlier
+    /// process, so it can continue from the file's checkpoint (K5).
+    fn continues(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 struct Shared<'j> {
@@ -119,9 +126,22 @@ pub(crate) fn run(
 ) -> Result<DownloadSummary, ClientError> {
     let plan = job.download_plan();
     let retry = job.config().retry.clone();
+    // What an earlier process recorded (K5): done files are left out, files
+    // part-way continue from their checkpoint when this sink still has their first part.
+    let mut skip_files = options.skip_files.clone();
+    let mut partial_files = options.partial_files.clone();
+    for r in job.file_records() {
+        if r.is_done() {
+            skip_files.push(r.file_name.clone());
+        } else if r.checkpoint.is_some() && sink.continues(&r.file_name) {
+            partial_files.push(r.clone());
+        }
+    }
     // Links about to expire are refreshed before files start (K4).
     let options = DownloadOptions {
         expires_at_ms: options.expires_at_ms.or_else(|| job.outcome().and_then(|o| o.expires_at_ms)),
+        skip_files,
+        partial_files,
         ..options
     };
     let downloads = Downloads::new(plan, options.clone(), &retry);
@@ -158,11 +178,17 @@ pub(crate) fn run(
     });
     let Run { shared, settled, failure, wire, started, error_bodies, .. } = run;
     let started = started.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut shared = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+    // The job saves where every file stands (K5), so a resume never fetches a finished file.
+    let records = shared.downloads.records();
     if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        sink.abandon();
+        let keep: Vec<String> =
+            records.iter().filter(|r| r.checkpoint.is_some()).map(|r| r.file_name.clone()).collect();
+        sink.abandon(&keep);
+        shared.job.record_files(records);
         return Err(e);
     }
-    let mut shared = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+    shared.job.record_files(records);
     let mut settled = settled.into_inner().unwrap_or_else(|p| p.into_inner());
     // A file that failed inside the coordinator (no new token after a 401, ...)
     // gets the words of the last error answer it went past.
@@ -440,6 +466,10 @@ pub(crate) struct FolderSink {
 }
 
 impl FolderSink {
+    fn part(&self, file: usize) -> PathBuf {
+        self.dir.join(format!("{}.part", self.names[file]))
+    }
+
     pub fn new(dir: &Path, names: Vec<String>) -> Result<Self, ClientError> {
         std::fs::create_dir_all(dir).map_err(|e| ClientError::io(dir, e))?;
         for n in &names {
@@ -469,8 +499,15 @@ impl LineSink for FolderSink {
     fn open(&self, file: usize) -> std::io::Result<Box<dyn LineWriter + '_>> {
         let mut w = lock(&self.open[file]);
         if w.is_none() {
+            // An earlier process's first part continues (K5); otherwise a new file.
             // Lines already handed out before a retry are never repeated: append.
-            *w = Some(BufWriter::with_capacity(256 * 1024, File::create(self.tmp(file))?));
+            let f = if self.part(file).is_file() {
+                std::fs::rename(self.part(file), self.tmp(file))?;
+                std::fs::OpenOptions::new().append(true).open(self.tmp(file))?
+            } else {
+                File::create(self.tmp(file))?
+            };
+            *w = Some(BufWriter::with_capacity(256 * 1024, f));
         }
         Ok(Box::new(FolderWriter(w)))
     }
@@ -492,12 +529,24 @@ impl LineSink for FolderSink {
         Ok(Some(target))
     }
 
-    fn abandon(&self) {
+    fn abandon(&self, keep: &[String]) {
         for file in 0..self.names.len() {
-            if lock(&self.open[file]).take().is_some() {
+            if let Some(mut w) = lock(&self.open[file]).take() {
+                // A file part-way with a checkpoint stays as `name.part` (its lines up to the
+                // checkpoint); anything else is removed: no `.tmp` is left behind.
+                if keep.contains(&self.names[file]) && w.flush().is_ok() {
+                    drop(w);
+                    if std::fs::rename(self.tmp(file), self.part(file)).is_ok() {
+                        continue;
+                    }
+                }
                 let _ = std::fs::remove_file(self.tmp(file));
             }
         }
+    }
+
+    fn continues(&self, name: &str) -> bool {
+        self.names.iter().position(|n| n == name).is_some_and(|i| self.part(i).is_file())
     }
 }
 

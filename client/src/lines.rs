@@ -164,5 +164,5 @@ impl LineSink for ChannelSink {
         Ok(None)
     }
 
-    fn abandon(&self) {}
+    fn abandon(&self, _keep: &[String]) {}
 }
