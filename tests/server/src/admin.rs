@@ -66,8 +66,15 @@ impl FileCounters {
     }
 
     fn reset(&self) {
-        for c in [&self.bytes_sent, &self.ok, &self.partial, &self.range_ignored, &self.unsatisfiable, &self.throttled, &self.cut]
-        {
+        for c in [
+            &self.bytes_sent,
+            &self.ok,
+            &self.partial,
+            &self.range_ignored,
+            &self.unsatisfiable,
+            &self.throttled,
+            &self.cut,
+        ] {
             c.store(0, Ordering::SeqCst);
         }
         self.max_in_flight.store(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);

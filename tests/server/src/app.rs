@@ -340,7 +340,11 @@ fn cors(app: &App, req: &HeaderMap, resp: &mut Response, preflight: bool) {
     }
     if preflight {
         http::set(h, header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, DELETE, OPTIONS");
-        http::set(h, header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, Prefer, Content-Type, Accept, Range, If-Range");
+        http::set(
+            h,
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Prefer, Content-Type, Accept, Range, If-Range",
+        );
         http::set(h, header::ACCESS_CONTROL_MAX_AGE, "600");
     }
 }

@@ -185,7 +185,10 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
                 return r;
             };
             let (src, skip) = ix.source_at(gzip, start, fresh);
-            let w = Window { cut_key: Some((name.to_string(), gzip)), ..plain(skip, start, Some(end - start), cut_of(start)) };
+            let w = Window {
+                cut_key: Some((name.to_string(), gzip)),
+                ..plain(skip, start, Some(end - start), cut_of(start))
+            };
             let mut r = Response::new(body::stream_body(Src::Gen(src), w, slot));
             *r.status_mut() = StatusCode::PARTIAL_CONTENT;
             FileCounters::bump(&files.partial);

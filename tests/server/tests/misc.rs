@@ -126,7 +126,10 @@ async fn cors_and_preflight() {
     assert_eq!(r.code(), 204);
     assert_eq!(r.h("access-control-allow-origin").as_deref(), Some("http://x.test"));
     assert_eq!(r.h("access-control-allow-methods").as_deref(), Some("GET, POST, DELETE, OPTIONS"));
-    assert_eq!(r.h("access-control-allow-headers").as_deref(), Some("Authorization, Prefer, Content-Type, Accept, Range, If-Range"));
+    assert_eq!(
+        r.h("access-control-allow-headers").as_deref(),
+        Some("Authorization, Prefer, Content-Type, Accept, Range, If-Range")
+    );
     let r = s.get(&s.url("/bulk/fhir/metadata")).await;
     assert_eq!(r.h("access-control-allow-origin").as_deref(), Some("*"));
     assert!(r.h("access-control-expose-headers").unwrap().contains("X-Export-Status"));
