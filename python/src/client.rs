@@ -1,12 +1,12 @@
 //! `_native.Client`: the native client (`fhir-async-client`) with the
 //! token Python gave it and a stop switch that sees Ctrl-C.
 
-use crate::errors::{client_error, core_error, usage};
+use crate::errors::{client_error, core_error, raise, usage};
 use crate::run::PyRun;
-use crate::signals::Host;
+use crate::signals::{Host, Pending};
 use crate::token::{provider, Boxed};
 use fhir_async::{BackendServices, Job, JobConfig};
-use fhir_async_client::{BackendServicesAuth, Client, PrivateKey, TokenProvider};
+use fhir_async_client::{BackendServicesAuth, Client, PrivateKey, TokenProvider, TokenUnavailable};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
@@ -21,7 +21,12 @@ pub struct PyClient {
 
 /// SMART Backend Services from the dict `fhir_async.BackendServices` hands
 /// over: `client_id`, `scope`, `token_url`, `kid`, and `key_path` or `key_jwk` (JSON text).
-fn backend_services(py: Python<'_>, base_url: &str, auth: &Bound<'_, PyDict>) -> PyResult<Box<dyn TokenProvider>> {
+fn backend_services(
+    py: Python<'_>,
+    base_url: &str,
+    auth: &Bound<'_, PyDict>,
+    pending: &Pending,
+) -> PyResult<Box<dyn TokenProvider>> {
     let get = |k: &str| -> PyResult<Option<String>> {
         match auth.get_item(k)? {
             Some(v) if !v.is_none() => Ok(Some(v.extract()?)),
@@ -45,16 +50,39 @@ fn backend_services(py: Python<'_>, base_url: &str, auth: &Bound<'_, PyDict>) ->
         (None, None) => return Err(usage(py, "BackendServices needs a key (a PEM or JWK file path, or a JWK dict)")),
     }
     .map_err(|e| client_error(py, &e))?;
-    let config = BackendServices {
-        client_id,
-        scope,
-        token_url: get("token_url")?,
-        alg: key.alg(),
-        kid,
-        jku: None,
-    };
+    let config = BackendServices { client_id, scope, token_url: get("token_url")?, alg: key.alg(), kid, jku: None };
     let auth = BackendServicesAuth::new(base_url, config, key).map_err(|e| client_error(py, &e))?;
-    Ok(Box::new(auth))
+    Ok(Box::new(Smart { auth, pending: pending.clone() }))
+}
+
+/// SMART Backend Services whose failure reaches Python as `AuthError` (code
+/// `auth`, the server's words in the message) rather than only as the
+/// `unauthorized` the engine makes of a missing token.
+struct Smart {
+    auth: BackendServicesAuth,
+    pending: Pending,
+}
+
+impl std::fmt::Debug for Smart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.auth.fmt(f)
+    }
+}
+
+impl Smart {
+    fn typed(&self, e: TokenUnavailable) -> TokenUnavailable {
+        self.pending.set(Python::attach(|py| raise(py, "auth", &e.0, None)));
+        e
+    }
+}
+
+impl TokenProvider for Smart {
+    fn token(&self) -> Result<Option<String>, TokenUnavailable> {
+        self.auth.token().map_err(|e| self.typed(e))
+    }
+    fn refresh(&self) -> Result<(), TokenUnavailable> {
+        self.auth.refresh().map_err(|e| self.typed(e))
+    }
 }
 
 #[pymethods]
@@ -71,7 +99,7 @@ impl PyClient {
     ) -> PyResult<Self> {
         let host = Host::new();
         let token = match auth {
-            Some(a) => backend_services(py, base_url, a)?,
+            Some(a) => backend_services(py, base_url, a, &host.pending)?,
             None => provider(token, &host.pending)?,
         };
         let client = Client::builder(base_url)

@@ -41,9 +41,7 @@ impl Selection {
         let count_check = match self.count_check.as_str() {
             "strict" => CountCheck::Strict,
             "lenient" => CountCheck::Lenient,
-            other => {
-                return Err(usage(py, &format!("count_check must be \"strict\" or \"lenient\", not {other:?}")))
-            }
+            other => return Err(usage(py, &format!("count_check must be \"strict\" or \"lenient\", not {other:?}"))),
         };
         if self.max_per_origin < 1 {
             return Err(usage(py, "max_per_origin must be at least 1"));
