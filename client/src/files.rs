@@ -109,6 +109,12 @@ pub(crate) trait LineSink: Sync {
     fn continues(&self, _name: &str) -> bool {
         false
     }
+    /// Whether this sink already holds file `name` complete (a folder an
+    /// earlier download finished it in), so a recorded done file is left out.
+    /// A line stream holds nothing: it delivers every file again.
+    fn holds(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 struct Shared<'j> {
@@ -126,12 +132,12 @@ pub(crate) fn run(
 ) -> Result<DownloadSummary, ClientError> {
     let plan = job.download_plan();
     let retry = job.config().retry.clone();
-    // What an earlier process recorded (K5): done files are left out, files
+    // What an earlier process recorded (K5): done files this sink still holds are left out, files
     // part-way continue from their checkpoint when this sink still has their first part.
     let mut skip_files = options.skip_files.clone();
     let mut partial_files = options.partial_files.clone();
     for r in job.file_records() {
-        if r.is_done() {
+        if r.is_done() && sink.holds(&r.file_name) {
             skip_files.push(r.file_name.clone());
         } else if r.checkpoint.is_some() && sink.continues(&r.file_name) {
             partial_files.push(r.clone());
@@ -547,6 +553,10 @@ impl LineSink for FolderSink {
 
     fn continues(&self, name: &str) -> bool {
         self.names.iter().position(|n| n == name).is_some_and(|i| self.part(i).is_file())
+    }
+
+    fn holds(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name) && self.dir.join(name).is_file()
     }
 }
 

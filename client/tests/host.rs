@@ -170,3 +170,33 @@ fn a_refused_files_error_has_the_servers_words() {
     assert_eq!(error.code(), "unauthorized");
     assert!(error.to_string().contains("Invalid token jwt malformed"), "{error}");
 }
+
+// issue 14 K5 / issue 11: a file recorded done is left out only where it is
+// already complete: a download into another folder, and a line stream after a
+// download, get every file again
+#[test]
+fn recorded_done_files_are_left_out_only_where_they_are() {
+    let srv = Server::start(|_| {});
+    let mut run = srv
+        .client("/bulk/fhir")
+        .export(ExportRequest { types: vec!["Patient".into(), "Condition".into()], ..Default::default() })
+        .unwrap();
+    run.wait().unwrap();
+    let base = std::env::temp_dir().join(format!("fhir-async-k5-{}", std::process::id()));
+    let written = |s: &fhir_async_client::DownloadSummary| s.files.iter().filter(|f| f.path.is_some()).count();
+    let a = run.download(base.join("a"), DownloadOptions::default()).unwrap();
+    assert_eq!(written(&a), 2);
+    let again = run.download(base.join("a"), DownloadOptions::default()).unwrap();
+    assert_eq!(written(&again), 0, "the folder holds them: left out");
+    let b = run.download(base.join("b"), DownloadOptions::default()).unwrap();
+    assert_eq!(written(&b), 2, "another folder gets every file");
+    let lines: usize = run
+        .lines(DownloadOptions::default())
+        .map(|e| match e.unwrap() {
+            LineEvent::Lines(b) => b.len(),
+            LineEvent::File(_) => 0,
+        })
+        .sum();
+    assert!(lines > 20, "the stream delivers every file again: {lines}");
+    let _ = std::fs::remove_dir_all(&base);
+}
