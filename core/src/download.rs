@@ -375,6 +375,8 @@ struct RangeState {
     /// so it can continue in another process (K5).
     identity: bool,
     received: u64,
+    /// `received` at the last break: a break after more bytes is progress.
+    last_break: u64,
     resume_from: Option<u64>,
     resumes: u32,
     restarts: u32,
@@ -814,7 +816,16 @@ impl FileDownload {
             FileState::InFlight { id: i } | FileState::Streaming { id: i } if i == id => {
                 let broke_mid_body = self.state == (FileState::Streaming { id });
                 if broke_mid_body && self.range.accepts && self.range.validator.is_some() && self.range.received > 0 {
+                    // Bytes arrived since the last break: that was progress, not a failing
+                    // server. Continue at once, and do not spend the retry budget on it
+                    // (a 1 GB file cut every 100 MB is 10 breaks, each a step forward).
+                    let progressed = self.range.received > self.range.last_break;
+                    self.range.last_break = self.range.received;
                     self.range.resume_from = Some(self.range.received);
+                    if progressed {
+                        self.failures = 0;
+                        return self.retry(message.to_owned(), RetryAfter::Delay(0), now_ms);
+                    }
                 } else if self.range.resume_from.is_none() {
                     self.range.received = 0;
                 }
@@ -1433,6 +1444,44 @@ mod tests {
         assert_eq!(got, vec![b"{\"id\":\"1\"}".to_vec(), b"{\"id\":\"2\"}".to_vec(), b"{\"id\":\"3\"}".to_vec()]);
         let DownloadAction::Done { report } = d.next_action(1_000).unwrap() else { panic!() };
         assert_eq!((report.resources, report.bytes, report.range_resumes, report.range_restarts), (3, 33, 1, 0));
+    }
+
+    // protocol K1: a body cut many times continues at once each time, and the cuts do
+    // not spend the retry budget (each one is progress)
+    #[test]
+    fn many_cuts_each_continue_at_once() {
+        let body: Vec<u8> = (0..100).flat_map(|i| format!("{{\"id\":\"{i}\"}}\n").into_bytes()).collect();
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(100)), &policy()).unwrap();
+        let mut n = 0;
+        let mut at = 0;
+        let step = body.len() / 20 + 1;
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 200, &h(&[("Accept-Ranges", "bytes"), ("ETag", "\"v\"")]), false, 0).unwrap();
+        let mut id = r.id;
+        loop {
+            let end = (at + step).min(body.len());
+            d.feed(id, &body[at..end], 0, |_| n += 1).unwrap();
+            at = end;
+            if at == body.len() {
+                d.finish(id, 0, |_| n += 1).unwrap();
+                break;
+            }
+            d.handle_transport_error(id, "cut", 0).unwrap();
+            let r = send(&mut d, 0); // at once: no backoff after progress
+            assert_eq!(r.header("Range"), Some(format!("bytes={at}-").as_str()));
+            d.handle_head(
+                r.id,
+                206,
+                &h(&[("Content-Range", &format!("bytes {at}-{}/{}", body.len() - 1, body.len()))]),
+                false,
+                0,
+            )
+            .unwrap();
+            id = r.id;
+        }
+        assert_eq!(n, 100);
+        let DownloadAction::Done { report } = d.next_action(0).unwrap() else { panic!() };
+        assert!(report.range_resumes >= 19, "{}", report.range_resumes);
     }
 
     // protocol K1: a 200 to a range request means start over, safely (no line twice)
