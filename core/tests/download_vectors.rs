@@ -6,7 +6,7 @@ mod common;
 
 use base64::Engine as _;
 use common::{request_json, subset};
-use fhir_async::{DownloadOptions, Downloads, HeadDecision, PlannedFile, RetryPolicy};
+use fhir_async::{Action, DownloadOptions, Downloads, HeadDecision, Job, JobConfig, Response};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,13 +26,31 @@ fn decision(d: HeadDecision) -> &'static str {
     }
 }
 
+/// Answers the job's next status poll with `manifest` (the kick-off first, if not yet sent).
+fn deliver(job: &mut Job, manifest: &Value) -> Result<(), String> {
+    loop {
+        match job.next_action(u64::MAX / 2).map_err(|e| e.to_string())? {
+            Action::Send { request } if request.kind == fhir_async::RequestKind::Kickoff => {
+                let accepted = Response::new(202).with_header("Content-Location", "https://fhir.example/r4/status/1");
+                job.handle_response(request.id, accepted, 0).map_err(|e| e.to_string())?;
+            }
+            Action::Send { request } => {
+                let r = Response::new(200).with_body(manifest.to_string());
+                return job.handle_response(request.id, r, 0).map_err(|e| e.to_string());
+            }
+            other => return Err(format!("expected a status poll, got {other:?}")),
+        }
+    }
+}
+
 fn run(path: &Path) -> Result<(), String> {
     let v: Value =
         serde_json::from_str(&std::fs::read_to_string(path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let plan: Vec<PlannedFile> = serde_json::from_value(v["plan"].clone()).map_err(|e| format!("plan: {e}"))?;
+    let config: JobConfig = serde_json::from_value(v["config"].clone()).map_err(|e| format!("config: {e}"))?;
     let options: DownloadOptions = serde_json::from_value(v["options"].clone()).map_err(|e| format!("options: {e}"))?;
-    let policy: RetryPolicy = serde_json::from_value(v["policy"].clone()).map_err(|e| format!("policy: {e}"))?;
-    let mut d = Downloads::new(plan, options, &policy);
+    let mut job = Job::new(config).map_err(|e| e.to_string())?;
+    deliver(&mut job, &v["manifest"])?;
+    let mut d = Downloads::new(job.download_plan(), options, &job.config().retry);
     let mut ids: BTreeMap<usize, u64> = BTreeMap::new();
     let mut lines: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for (i, step) in v["steps"].as_array().ok_or("no steps")?.iter().enumerate() {
@@ -93,8 +111,10 @@ fn run(path: &Path) -> Result<(), String> {
             let f = file("transportError")?;
             let msg = step["transportError"]["message"].as_str().unwrap_or("scripted");
             d.handle_transport_error(f, id_of(f, &ids)?, msg, now).map_err(|e| ctx(e.to_string()))?;
-        } else if let Some(p) = step.get("manifestRefreshed") {
-            d.manifest_refreshed(serde_json::from_value(p.clone()).map_err(|e| ctx(e.to_string()))?);
+        } else if let Some(m) = step.get("manifestRefreshed") {
+            job.refresh_manifest(now).map_err(|e| ctx(e.to_string()))?;
+            deliver(&mut job, m).map_err(ctx)?;
+            d.manifest_refreshed(job.download_plan());
         } else if step.get("tokenRefreshed").is_some() {
             d.token_refreshed();
         } else if let Some(r) = step.get("tokenUnavailable") {
