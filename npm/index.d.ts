@@ -488,10 +488,6 @@ export declare class Job {
   pollNow(nowMs: number): boolean;
   progress(nowMs: number): Progress;
   downloadPlan(): PlannedFile[];
-  /** Files in the download plan (with `plannedFile`, the plan crosses one file at a time). */
-  planLength(): number;
-  /** File `index` of the download plan, or `null` past the end. */
-  plannedFile(index: number): PlannedFile | null;
   cancelResult(): CancelResult | null;
   cleanupResult(): CleanupResult | null;
   outcome(): Outcome | null;
@@ -505,40 +501,103 @@ export declare class Job {
   free(): void;
 }
 
-/** One file's download. Errors it throws have `name` "DownloadError" and a `code`. */
-export declare class FileDownload {
+/** A step of the core's download coordinator. */
+export type DownloadStep =
+  | { type: 'send'; file: number; request: EngineRequest }
+  | { type: 'refreshToken' }
+  | { type: 'refreshManifest' }
+  | { type: 'wait'; untilMs: number; delayMs: number }
+  | { type: 'idle' }
+  | { type: 'done' };
+
+/** A change of an origin's limit on requests in flight (protocol K3). */
+export interface LimitChange {
+  origin: string;
+  from: number;
+  to: number;
+  /** `throttled` (a 429 or 503) or `recovered` (a run of successes). */
+  reason: 'throttled' | 'recovered' | string;
+}
+
+/** Totals of the core's download coordinator. */
+export interface DownloadProgress {
+  files: number;
+  filesDone: number;
+  filesFailed: number;
+  filesActive: number;
+  resources: number;
+  bytes: number;
+  expectedResources: number | null;
+  originLimits: { origin: string; limit: number }[];
+}
+
+/**
+ * The core's coordinator of a finished job's downloads (no I/O): which file
+ * next, how many at once per origin, the shared token and manifest refresh,
+ * each file's result. Errors have `name` "DownloadError" and the core's `code`.
+ */
+export declare class Downloads {
   constructor(
-    file: PlannedFile,
-    retry?: RetryPolicy | null,
-    options?: {
-      validation?: 'none' | 'structural' | 'json';
-      maxLine?: number;
-      gzip?: boolean;
-      countCheck?: 'strict' | 'lenient';
-    } | null,
+    job: Job,
+    kinds: FileKind[],
+    types: string[],
+    maxPerOrigin: number,
+    countCheck: 'strict' | 'lenient',
+    maxLine: number,
+    skipFiles: string[],
+    expiresAtMs: number,
   );
-  nextAction(nowMs: number): DownloadAction;
-  handleHead(id: number, status: number, headers: string[], alreadyDecoded: boolean, nowMs: number): 'stream' | 'discard';
-  /** New resource lines joined with "\n" ("" when none). */
+  readonly length: number;
+  file(i: number): PlannedFile | null;
+  next(nowMs: number): DownloadStep;
+  handleHead(file: number, id: number, status: number, headers: string[], alreadyDecoded: boolean, nowMs: number): 'stream' | 'discard';
   /** The new resource lines joined with `\n`; then check `discarded`. */
-  feed(id: number, chunk: Uint8Array, nowMs: number): string;
-  /** Whether the last `feed` found the body unusable: stop reading it and call `nextAction`. */
+  feed(file: number, id: number, chunk: Uint8Array, nowMs: number): string;
+  /** Whether the last `feed` ended the request: stop reading the body. */
   readonly discarded: boolean;
-  finish(id: number, nowMs: number): string;
-  handleTransportError(id: number, message: string, nowMs: number): void;
-  replaceFile(file: PlannedFile | null): void;
-  /** The error the last call threw, with the server's words from (at most 64 KiB of) the error body. */
-  withBody(body: Uint8Array): Error | null;
-  /** After `refreshToken` when no new token can be had: the file ends; returns its `unauthorized` error. */
-  tokenUnavailable(reason: string): Error;
-  /** A line the caller could not parse (1-based resource line number): counted once in the report. */
-  reportInvalidLine(line: number, message: string): void;
-  /** The `invalid_line` error for such a line (returned, not thrown). */
-  invalidLineError(line: number, message: string): Error;
-  file(): PlannedFile;
-  readonly resources: number;
+  finish(file: number, id: number, nowMs: number): string;
+  handleTransportError(file: number, id: number, message: string, nowMs: number): void;
+  /** The start (at most 64 KiB) of the error response that failed the file. */
+  errorBody(file: number, body: Uint8Array): void;
+  reportInvalidLine(file: number, line: number, message: string): void;
+  invalidLineError(file: number, line: number, message: string): Error;
+  tokenRefreshed(): void;
+  tokenUnavailable(reason: string): void;
+  manifestRefreshed(job: Job): void;
+  manifestRefreshFailed(): void;
+  /** Files that got their result since the last call. */
+  finished(): Uint32Array;
+  result(file: number): { file: PlannedFile; report?: FileReport; error?: Error } | null;
+  progress(): DownloadProgress;
+  takeLimitChanges(): LimitChange[] | null;
   free(): void;
 }
 
-export declare function planDownloads(manifest: Manifest, manifestUrl: string, policy: TokenPolicy): PlannedFile[];
+/** A step of the core's SMART Backend Services session. */
+export type AuthStep =
+  | { type: 'send'; request: EngineRequest }
+  | { type: 'sign'; signingInput: string; alg: 'RS384' | 'ES384'; kid: string | null }
+  | { type: 'wait'; untilMs: number; delayMs: number }
+  | { type: 'ready' };
+
+/** The core's SMART Backend Services token session (no I/O, no signing: JS signs). */
+export declare class TokenSession {
+  constructor(
+    baseUrl: string,
+    clientId: string,
+    scope: string,
+    alg: 'RS384' | 'ES384',
+    tokenUrl: string | null | undefined,
+    kid: string | null | undefined,
+    nonce: number,
+  );
+  next(nowMs: number): AuthStep;
+  signed(signature: Uint8Array): void;
+  handleResponse(id: number, status: number, headers: string[], body: Uint8Array, nowMs: number): void;
+  handleTransportError(id: number, message: string, nowMs: number): void;
+  token(nowMs: number): string | undefined;
+  invalidate(): void;
+  free(): void;
+}
+
 export declare function signCallback(body: Uint8Array, secret: Uint8Array): string;

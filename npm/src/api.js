@@ -15,9 +15,10 @@ export {
   DownloadError,
   InvalidLineError,
   CallbackError,
+  AuthError,
   AbortError,
   JobFailedError,
   fromCore,
 } from './errors.js';
-// The low-level engine: `Job` and `FileDownload` state machines, no I/O.
-export { Job, FileDownload, planDownloads, signCallback } from '../wasm/fhir_async_wasm.js';
+// The low-level engine: the `Job`, `Downloads` and `TokenSession` state machines, no I/O.
+export { Job, Downloads, TokenSession, signCallback } from '../wasm/fhir_async_wasm.js';

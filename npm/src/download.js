@@ -52,16 +52,16 @@ export function resourceStream(job, options = {}) {
   const { validation, onInvalidLine = 'report' } = options;
   const dl = core(
     () =>
-      new CoreDownloads(job.engine, {
+      new CoreDownloads(
+        job.engine,
         kinds,
-        types: type !== undefined ? [type] : (types ?? []),
-        maxPerOrigin: perOrigin(options),
-        countCheck: options.countCheck ?? 'strict',
-        validation: 'none', // lines are parsed here
-        maxLine: options.maxLine,
-        skipFiles: options.skipFiles,
-        expiresAtMs: options.expiresAtMs,
-      }),
+        type !== undefined ? [type] : (types ?? []),
+        perOrigin(options),
+        options.countCheck ?? 'strict',
+        options.maxLine ?? 0,
+        options.skipFiles ?? [],
+        options.expiresAtMs ?? 0, // 0: the outcome's
+      ),
   );
   const stats = { bytes: 0, resources: 0, files: [], failed: 0, invalidLines: 0, originLimits: [], limitChanges: [] };
   stats.originLimits = dl.progress().originLimits;

@@ -191,8 +191,8 @@ test("issue 10 §3: onInvalidLine 'raise' throws a typed InvalidLineError after 
   assert.ok(err instanceof InvalidLineError && err instanceof DownloadError, String(err));
   assert.equal(err.name, 'InvalidLineError');
   assert.equal(err.code, 'invalid_line');
-  assert.equal(err.detail.line, 3);
-  assert.match(err.detail.url, /Patient-0/);
+  assert.equal(err.details.line, 3);
+  assert.match(err.details.url, /Patient-0/);
   assert.deepEqual(seen, ['Patient-0', 'Patient-1']);
 
   // A function gets each bad line's error and the stream goes on.

@@ -282,7 +282,7 @@ test('issue 10 §4: a file short of its manifest count is a per-file DownloadErr
   const err = report.error;
   assert.ok(err instanceof DownloadError, String(err));
   assert.equal(err.code, 'count_mismatch');
-  assert.equal(err.detail.expected - err.detail.actual, 1);
+  assert.equal(err.details.expected - err.details.actual, 1);
   assert.equal(report.kind, 'output');
   assert.match(err.message, /Patient output file/);
 });

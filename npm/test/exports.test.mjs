@@ -22,7 +22,8 @@ function declaredMembers(cls) {
 
 for (const [cls, proto] of [
   ['Job', api.Job.prototype],
-  ['FileDownload', api.FileDownload.prototype],
+  ['Downloads', api.Downloads.prototype],
+  ['TokenSession', api.TokenSession.prototype],
   ['AsyncJob', api.AsyncJob.prototype],
   ['FhirAsyncClient', api.FhirAsyncClient.prototype],
 ]) {

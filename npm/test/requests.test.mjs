@@ -151,8 +151,8 @@ test('issue 10 §2: a 410 after the manifest was re-fetched says so, with the se
     await all(stream);
     const [report] = stream.stats.files;
     assert.equal(report.error.code, 'http');
-    assert.equal(report.error.detail.status, 410);
-    assert.equal(report.error.detail.manifestRefreshed, true);
+    assert.equal(report.error.details.status, 410);
+    assert.equal(report.error.details.manifestRefreshed, true);
     assert.match(report.error.message, /re-fetched/);
     assert.match(report.error.message, /Link expired at 12:00, ask again/);
     assert.equal(fake.to('/fhir/status').length, 2, 'the manifest was re-fetched once');

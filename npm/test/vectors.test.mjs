@@ -90,7 +90,7 @@ for (const file of files) {
             actual = job.nextAction(now);
           } catch (e) {
             assert.ok(e instanceof Error && typeof e.code === 'string', 'engine errors are Errors with a code');
-            actual = { type: 'error', code: e.code, error: e.detail };
+            actual = { type: 'error', code: e.code, error: e.details };
           }
           if (actual.request) lastId = actual.request.id;
           subset(step.expect, requestAsObject(actual), 'action');

@@ -1,9 +1,8 @@
-//! Callback helpers, the manifest planner and the User-Agent, as free functions.
+//! Callback helpers and the User-Agent, as free functions.
 
-use fhir_async::{Manifest, TokenPolicy};
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{from_js, to_js};
+use crate::convert::to_js;
 use crate::errors::callback_error;
 
 /// Verifies an `X-Signature` (`sha256=<hex>`) over the exact body bytes and
@@ -29,14 +28,6 @@ pub fn parse_callback(body: &[u8]) -> Result<JsValue, JsValue> {
 #[wasm_bindgen(js_name = signCallback)]
 pub fn sign_callback(body: &[u8], secret: &[u8]) -> String {
     fhir_async::sign_callback(body, secret)
-}
-
-/// The download plan of a manifest fetched from `manifestUrl` under a `TokenPolicy`.
-#[wasm_bindgen(js_name = planDownloads)]
-pub fn plan_downloads(manifest: JsValue, manifest_url: &str, policy: JsValue) -> Result<JsValue, JsValue> {
-    let manifest: Manifest = from_js(manifest, "Manifest")?;
-    let policy: TokenPolicy = from_js(policy, "TokenPolicy")?;
-    to_js(&fhir_async::plan_downloads(&manifest, manifest_url, &policy))
 }
 
 /// The `User-Agent` a binding sends where the platform allows:

@@ -3,11 +3,13 @@
 //! per-file results, the limit's changes). JS moves the bytes and never decides.
 //! Lines cross in one string per call (joined with `\n`), as for `FileDownload`.
 
-use fhir_async::{DownloadError, DownloadOptions, DownloadStep, Downloads, HeadDecision};
+use fhir_async::{
+    CountCheck, DownloadError, DownloadOptions, DownloadStep, Downloads, FileKind, HeadDecision, Validation,
+};
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{from_js, header_pairs, id, ms, to_js};
-use crate::errors::download_error;
+use crate::convert::{header_pairs, id, ms, to_js};
+use crate::errors::{download_error, usage};
 use crate::job::WasmJob;
 
 /// A finished job's downloads (the engine's `Downloads`).
@@ -23,19 +25,57 @@ pub struct WasmDownloads {
 
 #[wasm_bindgen(js_class = Downloads)]
 impl WasmDownloads {
-    /// The downloads of `job`'s plan under its retry policy. `options` is a
-    /// `DownloadOptions` object (camelCase, every field optional); without
-    /// `expiresAtMs` the outcome's is used (links about to expire are
-    /// refreshed before files start). The plan never crosses to JS as one array.
+    /// The downloads of `job`'s plan under its retry policy: the files of
+    /// `kinds` (`"output"`, `"error"`, `"deleted"`), of `types` (empty: all),
+    /// `maxPerOrigin` at once per origin, `countCheck` `"strict"|"lenient"`,
+    /// lines up to `maxLine` bytes (0: the default), without `skipFiles`
+    /// (plan file names); `expiresAtMs` (0: the outcome's) makes links about
+    /// to expire refresh before files start. Lines are checked by the caller
+    /// (validation "none"). The plan never crosses to JS as one array.
+    /// (Arguments, not an options object: no deserializer for it in the `.wasm`.)
     #[wasm_bindgen(constructor)]
-    pub fn new(job: &WasmJob, options: JsValue) -> Result<WasmDownloads, JsValue> {
-        let mut options: DownloadOptions = if options.is_null() || options.is_undefined() {
-            DownloadOptions::default()
-        } else {
-            from_js(options, "DownloadOptions")?
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        job: &WasmJob,
+        kinds: Vec<String>,
+        types: Vec<String>,
+        max_per_origin: u32,
+        count_check: &str,
+        max_line: f64,
+        skip_files: Vec<String>,
+        expires_at_ms: f64,
+    ) -> Result<WasmDownloads, JsValue> {
+        let kinds = kinds
+            .iter()
+            .map(|k| match k.as_str() {
+                "output" => Ok(FileKind::Output),
+                "error" => Ok(FileKind::Error),
+                "deleted" => Ok(FileKind::Deleted),
+                other => Err(usage(&format!("unknown file kind {other:?}"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let count_check = match count_check {
+            "strict" => CountCheck::Strict,
+            "lenient" => CountCheck::Lenient,
+            other => return Err(usage(&format!("unknown countCheck {other:?}"))),
         };
         let job = &job.inner;
-        options.expires_at_ms = options.expires_at_ms.or_else(|| job.outcome().and_then(|o| o.expires_at_ms));
+        let defaults = DownloadOptions::default();
+        let options = DownloadOptions {
+            kinds,
+            types,
+            max_per_origin,
+            count_check,
+            validation: Validation::None,
+            max_line: if max_line >= 1.0 { ms(max_line) } else { defaults.max_line },
+            skip_files,
+            expires_at_ms: if expires_at_ms >= 1.0 {
+                Some(ms(expires_at_ms))
+            } else {
+                job.outcome().and_then(|o| o.expires_at_ms)
+            },
+            ..defaults
+        };
         let inner = Downloads::new(job.download_plan(), options, &job.config().retry);
         let announced = vec![false; inner.files().len()];
         Ok(WasmDownloads { inner, lines: Vec::new(), discarded: false, announced })
@@ -177,14 +217,12 @@ impl WasmDownloads {
     /// `error` a real `Error` (name `DownloadError`, the core's `code`).
     pub fn result(&self, file: usize) -> Result<JsValue, JsValue> {
         let Some(r) = self.inner.result(file) else { return Ok(JsValue::NULL) };
-        let js = to_js(&(&r.file, &r.report))?;
-        let out = js_sys::Object::new();
-        let arr = js_sys::Array::from(&js);
-        let _ = js_sys::Reflect::set(&out, &"file".into(), &arr.get(0));
-        let _ = js_sys::Reflect::set(&out, &"report".into(), &arr.get(1));
-        let error = r.error.as_ref().map_or(JsValue::NULL, download_error);
-        let _ = js_sys::Reflect::set(&out, &"error".into(), &error);
-        Ok(out.into())
+        let out = to_js(r)?;
+        if let Some(e) = &r.error {
+            // Setting a data property on a fresh object cannot fail.
+            let _ = js_sys::Reflect::set(&out, &"error".into(), &download_error(e));
+        }
+        Ok(out)
     }
 
     /// Totals: `DownloadProgress` (`files`, `filesDone`, `filesFailed`,

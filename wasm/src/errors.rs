@@ -1,5 +1,5 @@
 //! Engine errors become real JS `Error`s with a stable `name`, `code` and a
-//! `detail` object (the error's serde form); the npm layer maps `name` + `code`
+//! `details` object (the error's serde form); the npm layer maps `name` + `code`
 //! to its subclasses.
 
 use js_sys::{Error as JsErr, Reflect};
@@ -11,7 +11,7 @@ fn make(name: &str, code: &str, message: &str, detail: JsValue) -> JsValue {
     e.set_name(name);
     // Setting plain data properties on a fresh Error object cannot fail.
     let _ = Reflect::set(&e, &"code".into(), &code.into());
-    let _ = Reflect::set(&e, &"detail".into(), &detail);
+    let _ = Reflect::set(&e, &"details".into(), &detail);
     e.into()
 }
 
@@ -31,11 +31,12 @@ pub(crate) fn download_error(err: &fhir_async::DownloadError) -> JsValue {
 
 /// A refused callback (`bad_signature`, `malformed`).
 pub(crate) fn callback_error(err: &fhir_async::CallbackError) -> JsValue {
-    let code = match err {
-        fhir_async::CallbackError::BadSignature => "bad_signature",
-        _ => "malformed",
-    };
-    make("CallbackError", code, &err.to_string(), detail(err))
+    make("CallbackError", err.code(), &err.to_string(), detail(err))
+}
+
+/// No token could be had (`auth`): the server's `error` / `error_description` in `details`.
+pub(crate) fn auth_error(err: &fhir_async::AuthError) -> JsValue {
+    make("FhirAsyncError", err.code(), &err.to_string(), detail(err))
 }
 
 /// The binding itself was misused (a value of the wrong shape).

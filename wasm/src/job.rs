@@ -1,6 +1,6 @@
 //! `Job`: the engine's job state machine, as is, for JavaScript.
 
-use fhir_async::{Job, JobConfig, PlannedFile, Response, TransportErrorKind};
+use fhir_async::{Job, JobConfig, Response, TransportErrorKind};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{from_js, header_pairs, id, ms, to_js};
@@ -12,9 +12,6 @@ use crate::errors::{job_error, usage};
 #[derive(Debug)]
 pub struct WasmJob {
     pub(crate) inner: Job,
-    /// The download plan, computed once for `planLength` / `plannedFile`
-    /// (dropped by anything that may change the job).
-    plan: Option<Vec<PlannedFile>>,
 }
 
 #[wasm_bindgen(js_class = Job)]
@@ -23,13 +20,13 @@ impl WasmJob {
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<WasmJob, JsValue> {
         let config: JobConfig = from_js(config, "JobConfig")?;
-        Job::new(config).map(|inner| WasmJob { inner, plan: None }).map_err(|e| job_error(&e))
+        Job::new(config).map(|inner| WasmJob { inner }).map_err(|e| job_error(&e))
     }
 
     /// Resumes a job saved with `toJson()`.
     #[wasm_bindgen(js_name = fromJson)]
     pub fn from_json(json: &str) -> Result<WasmJob, JsValue> {
-        Job::from_json(json).map(|inner| WasmJob { inner, plan: None }).map_err(|e| job_error(&e))
+        Job::from_json(json).map(|inner| WasmJob { inner }).map_err(|e| job_error(&e))
     }
 
     /// The whole state as a JSON string (no token inside).
@@ -126,19 +123,6 @@ impl WasmJob {
         to_js(&self.inner.progress(ms(now)))
     }
 
-    /// How many files the download plan holds (with `plannedFile`, a plan of
-    /// 100,000 files never crosses to JS as one array: issue 10 §3).
-    #[wasm_bindgen(js_name = planLength)]
-    pub fn plan_length(&mut self) -> usize {
-        self.plan().len()
-    }
-
-    /// File `index` of the download plan (`PlannedFile`), or `null` past the end.
-    #[wasm_bindgen(js_name = plannedFile)]
-    pub fn planned_file(&mut self, index: usize) -> Result<JsValue, JsValue> {
-        self.plan().get(index).map_or(Ok(JsValue::NULL), to_js)
-    }
-
     /// The download plan (`PlannedFile[]`) of the manifest so far.
     #[wasm_bindgen(js_name = downloadPlan)]
     pub fn download_plan(&self) -> Result<JsValue, JsValue> {
@@ -203,13 +187,8 @@ impl WasmJob {
 }
 
 impl WasmJob {
-    /// The job, for a call that may change it (the cached plan goes).
+    /// The job, for a call that may change it.
     fn job(&mut self) -> &mut Job {
-        self.plan = None;
         &mut self.inner
-    }
-
-    fn plan(&mut self) -> &[PlannedFile] {
-        self.plan.get_or_insert_with(|| self.inner.download_plan())
     }
 }

@@ -11,14 +11,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod auth;
 mod callback;
 mod convert;
-mod download;
 mod downloads;
 mod errors;
 mod job;
 
-pub use callback::{parse_callback, plan_downloads, sign_callback, user_agent, verify_callback};
-pub use download::WasmFileDownload;
+pub use auth::WasmTokenSession;
+pub use callback::{parse_callback, sign_callback, user_agent, verify_callback};
 pub use downloads::WasmDownloads;
 pub use job::WasmJob;
