@@ -94,7 +94,8 @@ impl AuthError {
 }
 
 /// What the caller does next for the token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum AuthStep {
     /// Send this request (discovery or the token request; never with a bearer
     /// token) and hand the answer to [`TokenSession::handle_response`].
