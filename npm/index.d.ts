@@ -89,6 +89,8 @@ export interface ClientOptions {
   baseUrl: string;
   /** A bearer token, or a function giving one (called again when the server answers 401). */
   token?: string | (() => string | Promise<string>);
+  /** SMART Backend Services: `backendServices({ clientId, key, scope })` (not with `token`; not in browser page code). */
+  auth?: BackendServicesAuth;
   /** Defaults to `globalThis.fetch`. */
   fetch?: FetchLike;
   retry?: RetryPolicy;
@@ -154,6 +156,8 @@ export interface Outcome {
   expires: string | null;
   expiresAtMs: number | null;
   resultUrl: string | null;
+  /** The Bulk manifest of the result, or `null` (a non-enumerable getter: `client.resources(outcome.manifest)` works). */
+  readonly manifest?: Manifest | null;
   /** Every warning of the job (a clamped Retry-After, unrequested types in the manifest, ...); absent when none. */
   warnings?: string[];
 }
@@ -265,8 +269,16 @@ export interface ResourceOptions {
    * text lines are checked structurally (`{`...`}`) by default.
    */
   validation?: 'none' | 'structural' | 'json';
-  /** Files downloaded at once (default 4). */
+  /** Files downloaded at once per origin (default 4); the core halves it on 429/503 and grows it back. */
+  maxPerOrigin?: number;
+  /** @deprecated alias of `maxPerOrigin` (issue 11 §3). */
   concurrency?: number;
+  /** Plan file names already complete: left out. */
+  skipFiles?: string[];
+  /** When the links expire (default: the outcome's `expiresAtMs`); they are re-fetched before files start near it. */
+  expiresAtMs?: number;
+  /** The core's totals, after each file's result and each change of an origin's limit. */
+  onProgress?: (progress: DownloadProgress & { limitChanges: LimitChange[] }) => void;
   /** Yield each resource type's files in manifest order (files of different types still interleave). Default false. */
   ordered?: boolean;
   /** `'strict'` (default): a file whose count differs from the manifest's fails (a report with `error`); `'lenient'`: kept, with `countMismatch`. */
@@ -292,6 +304,10 @@ export interface StreamStats {
   failed: number;
   /** Lines skipped because they are not resources. */
   invalidLines: number;
+  /** Each origin's limit on requests in flight now (protocol K3). */
+  originLimits: { origin: string; limit: number }[];
+  /** Every change of those limits so far. */
+  limitChanges: LimitChange[];
 }
 
 /**
@@ -325,7 +341,18 @@ export declare class AsyncJob {
   cancel(options?: { signal?: AbortSignal }): Promise<CancelResult | null>;
   cleanup(options?: { signal?: AbortSignal }): Promise<CleanupResult | null>;
   /** Polls now: after a restart, or when a callback arrived (overrides Retry-After once). */
+  pollNow(): void;
+  /** @deprecated alias of `pollNow()` (issue 11 §3). */
   wake(): void;
+  /** Verifies a callback POST for this job and wakes it. */
+  handleCallback(
+    body: string | Uint8Array | ArrayBuffer,
+    signature: string | CallbackHeaders | null | undefined,
+    secret: string | Uint8Array,
+  ): CallbackEffect;
+  /** The saved state as a string (no token); `client.resume(saved)`. */
+  toJson(): string;
+  /** The saved state as an object (what `JSON.stringify(job)` writes). */
   toJSON(): SavedJob;
   downloadPlan(): PlannedFile[];
   resources(options: ResourceOptions & { format: 'text' }): ResourceStream<string>;
@@ -339,13 +366,13 @@ export declare class FhirAsyncClient {
   export(request?: ExportOptions): Promise<AsyncJob>;
   kickoff(request: KickoffOptions): Promise<AsyncJob>;
   resume(saved: SavedJob | string): AsyncJob;
-  resources(result: Outcome, options: ResourceOptions & { format: 'text' }): ResourceStream<string>;
-  resources(result: Outcome, options: ResourceOptions & { format: 'batches' }): ResourceStream<FhirResource[]>;
-  resources(result: Outcome, options?: ResourceOptions & { format?: 'json' }): ResourceStream<FhirResource>;
+  resources(result: Outcome | Manifest, options: ResourceOptions & { format: 'text' }): ResourceStream<string>;
+  resources(result: Outcome | Manifest, options: ResourceOptions & { format: 'batches' }): ResourceStream<FhirResource[]>;
+  resources(result: Outcome | Manifest, options?: ResourceOptions & { format?: 'json' }): ResourceStream<FhirResource>;
   /** Verifies a callback POST and wakes the live jobs it concerns. */
   handleCallback(
     body: string | Uint8Array | ArrayBuffer,
-    headers: CallbackHeaders,
+    signature: string | CallbackHeaders | null | undefined,
     secret: string | Uint8Array,
   ): { payload: CallbackPayload; woken: number };
 }
@@ -358,9 +385,25 @@ export type CallbackHeaders =
 /** Verifies `X-Signature: sha256=<hex>` over the exact body; returns the payload or throws `CallbackError`. */
 export declare function verifyCallback(
   body: string | Uint8Array | ArrayBuffer,
-  headers: CallbackHeaders,
+  signature: string | CallbackHeaders | null | undefined,
   secret: string | Uint8Array,
 ): CallbackPayload;
+/** What `backendServices()` returns, for `ClientOptions.auth`. */
+export interface BackendServicesAuth {
+  readonly kind: 'backendServices';
+}
+/** SMART Backend Services, signed with WebCrypto (RS384 / ES384). Node and servers only: not in browser page code. */
+export declare function backendServices(options: {
+  clientId: string;
+  /** A private JWK object (e.g. an entry of a private JWKS) or a CryptoKey that can sign. */
+  key: JsonWebKey | CryptoKey;
+  /** Passed through: v1 `system/*.read` or v2 `system/*.rs`. */
+  scope: string;
+  /** Found by discovery (`.well-known/smart-configuration`) when absent. */
+  tokenUrl?: string;
+  /** The key id; default the JWK's `kid`. */
+  kid?: string;
+}): BackendServicesAuth;
 export declare function parseCallback(body: string | Uint8Array | ArrayBuffer): CallbackPayload;
 
 // ---------- errors ----------
@@ -386,9 +429,11 @@ export type DownloadErrorCode =
   | 'usage';
 
 export declare class FhirAsyncError extends Error {
-  constructor(message: string, options?: { code?: string; detail?: Json; cause?: unknown });
+  constructor(message: string, options?: { code?: string; details?: Json; detail?: Json; cause?: unknown });
   readonly code: string;
   /** The engine's error object (its serde form), when there is one. */
+  readonly details: Json;
+  /** @deprecated alias of `details` (issue 11 §3). */
   readonly detail: Json;
 }
 export declare class UsageError extends FhirAsyncError {
@@ -423,6 +468,11 @@ export declare class InvalidLineError extends DownloadError {
 export declare class CallbackError extends FhirAsyncError {
   readonly code: 'bad_signature' | 'malformed';
 }
+/** No token from the authorization server: `details` = `{ message, error, errorDescription, httpStatus }`. */
+export declare class AuthError extends FhirAsyncError {
+  readonly code: 'auth';
+}
+/** The internal stop (an AbortSignal, a closed stream); not a server's cancel (an outcome). */
 export declare class AbortError extends FhirAsyncError {
   readonly code: 'aborted';
 }

@@ -3,6 +3,7 @@
 
 export { FhirAsyncClient, AsyncJob } from './client.js';
 export { verifyCallback, parseCallback } from './callback.js';
+export { backendServices } from './auth.js';
 export {
   FhirAsyncError,
   UsageError,

@@ -22,13 +22,17 @@ function header(headers, name) {
   return undefined;
 }
 
+/** The signature itself (a string), or the `X-Signature` of a headers object (still accepted). */
+const signatureOf = (sig) => (sig == null || typeof sig === 'string' ? (sig ?? undefined) : header(sig, 'x-signature'));
+
 /**
- * Verifies a callback's `X-Signature: sha256=<hex>` (HMAC-SHA256 of the exact
- * body bytes) and returns its payload; throws `CallbackError` (`bad_signature`,
- * `malformed`). `headers`: a `Headers`, Node's `req.headers` or a plain object.
+ * Verifies a callback's signature `sha256=<hex>` (HMAC-SHA256 of the exact
+ * body bytes; the `X-Signature` header) and returns its payload; throws
+ * `CallbackError` (`bad_signature`, `malformed`). `signature`: the header's
+ * value, or (still accepted) a `Headers`, Node's `req.headers` or a plain object.
  */
-export function verifyCallback(body, headers, secret) {
-  return core(() => coreVerify(bytes(body), header(headers, 'x-signature'), bytes(secret)));
+export function verifyCallback(body, signature, secret) {
+  return core(() => coreVerify(bytes(body), signatureOf(signature), bytes(secret)));
 }
 
 /** Parses a callback payload without checking its signature. */

@@ -17,6 +17,10 @@ export class FhirAsyncClient {
     if (!options || typeof options.baseUrl !== 'string') {
       throw new UsageError('FhirAsyncClient needs { baseUrl }');
     }
+    if (options.auth != null && options.token != null) throw new UsageError('pass { token } or { auth }, not both');
+    if (options.auth != null && typeof options.auth.token !== 'function') {
+      throw new UsageError('auth must come from backendServices({ clientId, key, scope })');
+    }
     this.#options = { ...options };
     const f = options.fetch ?? globalThis.fetch;
     if (typeof f !== 'function') throw new UsageError('no fetch available: pass { fetch }');
@@ -55,7 +59,7 @@ export class FhirAsyncClient {
     return this.#start(operation, { asyncMode, callbackUrl, lenient }, timeoutMs, signal, onProgress);
   }
 
-  /** A job saved with `job.toJSON()` (object or JSON string), polling again. */
+  /** A job saved with `job.toJson()` (string) or `job.toJSON()` (object), polling again. */
   resume(saved) {
     const json = typeof saved === 'string' ? saved : JSON.stringify(saved);
     const job = new AsyncJob(this, core(() => CoreJob.fromJson(json)));
@@ -63,19 +67,23 @@ export class FhirAsyncClient {
     return job;
   }
 
-  /** Streams the resources of a finished job's result (see `download.js`). */
-  resources(result, options = {}) {
-    const job = result?.[JOB_OF];
-    if (!job) throw new UsageError('resources() needs the result of job.wait() from this client');
+  /**
+   * Streams the resources of a finished job: `outcomeOrManifest` is the
+   * outcome of `job.wait()` or its `manifest` (see `download.js`). Default
+   * kinds: `['output']`.
+   */
+  resources(outcomeOrManifest, options = {}) {
+    const job = outcomeOrManifest?.[JOB_OF];
+    if (!job) throw new UsageError('resources() needs the outcome of job.wait() (or its manifest) from this client');
     return resourceStream(job, options);
   }
 
   /**
-   * Verifies a callback POST (`X-Signature`) and wakes the job it is about.
-   * Returns the payload and, per live job, what the callback did.
+   * Verifies a callback POST (its `X-Signature` value, or a headers object)
+   * and wakes the job it is about. Returns the payload and how many live jobs it woke.
    */
-  handleCallback(body, headers, secret) {
-    const payload = verifyCallback(body, headers, secret);
+  handleCallback(body, signature, secret) {
+    const payload = verifyCallback(body, signature, secret);
     const effects = [];
     for (const job of this._live) {
       const effect = job._callback(payload);
@@ -115,6 +123,7 @@ export class FhirAsyncClient {
 
   /** Why no new token can be had after a 401 (`null`: the token function is asked again). */
   _whyNoTokenRefresh() {
+    if (this.#options.auth) return null;
     const t = this.#options.token;
     if (t == null) return 'no token is configured';
     if (typeof t === 'string') return 'the token is a fixed string';
@@ -123,6 +132,7 @@ export class FhirAsyncClient {
 
   /** The bearer token (`force`: ask the token function again). */
   async _token(force = false) {
+    if (this.#options.auth) return this.#options.auth.token(this, force);
     const t = this.#options.token;
     if (t == null) return null;
     if (typeof t === 'string') return t;
@@ -214,7 +224,8 @@ export class AsyncJob {
   /** The outcome: manifest, bundle, resource or OperationOutcome (failure is an outcome). */
   async wait({ signal, throwOnFailure = false } = {}) {
     const outcome = await raceSignal(this._run(), signal);
-    if (throwOnFailure && (outcome.status === 'failed' || outcome.status === 'cancelled')) {
+    // A cancelled outcome never throws (issue 11 §3): it is what was asked for.
+    if (throwOnFailure && outcome.status === 'failed') {
       throw new JobFailedError(outcome);
     }
     return outcome;
@@ -242,9 +253,23 @@ export class AsyncJob {
   }
 
   /** Polls now instead of at the scheduled time (after a restart, or a callback). */
-  wake() {
+  pollNow() {
     this.#core.pollNow(Date.now());
     this.#interrupt();
+  }
+
+  /** Deprecated alias of `pollNow()` (issue 11 §3), kept for one release. */
+  wake() {
+    this.pollNow();
+  }
+
+  /**
+   * Hands a callback POST to this job: verifies `signature` (the
+   * `X-Signature` value, or a headers object) with `secret`, then returns
+   * `{kind: 'woken' | 'ignored', reason?}`. Throws `CallbackError` when refused.
+   */
+  handleCallback(body, signature, secret) {
+    return this._callback(verifyCallback(body, signature, secret));
   }
 
   /** Ends the current wait so the loop asks the engine again (an early ask is harmless). */
@@ -254,7 +279,12 @@ export class AsyncJob {
     w?.();
   }
 
-  /** The state to save; `client.resume(saved)` continues the job. Contains no token. */
+  /** The state to save, as a string; `client.resume(saved)` continues the job. Contains no token. */
+  toJson() {
+    return this.#core.toJson();
+  }
+
+  /** The state to save as an object (what `JSON.stringify(job)` writes). */
   toJSON() {
     return JSON.parse(this.#core.toJson());
   }
@@ -264,7 +294,7 @@ export class AsyncJob {
     return this.#core.downloadPlan();
   }
 
-  /** Streams the resources of this finished job. */
+  /** Streams the resources of this finished job (default kinds: `['output']`). */
   resources(options = {}) {
     return resourceStream(this, options);
   }
@@ -365,7 +395,7 @@ export class AsyncJob {
         }
         case 'done': {
           const outcome = action.outcome;
-          Object.defineProperty(outcome, JOB_OF, { value: this, enumerable: false });
+          linkOutcome(outcome, this);
           this.#emit();
           return outcome;
         }
@@ -387,8 +417,9 @@ export class AsyncJob {
     }
     this.#dueAt = null;
     let response;
+    // A token that cannot be had (AuthError) ends the job: it is not a transport error.
+    const token = request.auth ? await this.#client._token() : null;
     try {
-      const token = request.auth ? await this.#client._token() : null;
       response = await this.#client._exchange(request, token);
     } catch (e) {
       core(() => this.#core.handleTransportError(request.id, transportKind(e), String(e?.cause?.message ?? e?.message ?? e), Date.now()));
@@ -439,4 +470,18 @@ export class AsyncJob {
       await (done ? Promise.race([changed, done]) : changed);
     }
   }
+}
+
+/**
+ * Links an outcome to its job (non-enumerable, so JSON is unchanged) and gives
+ * it a `manifest` getter (issue 11 §3: `result.manifest` works): the Bulk
+ * manifest of the result, or `null`. The manifest carries the same link, so
+ * `client.resources(result.manifest)` works too.
+ */
+function linkOutcome(outcome, job) {
+  Object.defineProperty(outcome, JOB_OF, { value: job, enumerable: false });
+  const body = outcome.result;
+  const manifest = body?.kind === 'manifest' || body?.kind === 'asyncJob' ? (body.manifest ?? null) : null;
+  if (manifest && typeof manifest === 'object') Object.defineProperty(manifest, JOB_OF, { value: job, enumerable: false });
+  Object.defineProperty(outcome, 'manifest', { get: () => manifest, enumerable: false });
 }
