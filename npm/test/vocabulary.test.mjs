@@ -32,7 +32,9 @@ const declaredOn = { result: 'Outcome', outcome: 'Outcome', report: 'FileReport'
 function checkSpan(span) {
   if (/[/<]/.test(span)) return null; // a User-Agent pattern, not a name
   // an error code (`aborted`): the package must use it
-  if (/^[a-z_]+$/.test(span) && !(span in globalThis)) return errorsJs.includes(`'${span}'`) ? null : `code ${span}`;
+  if (/^[a-z_]+$/.test(span) && !declared(span) && !(span in holders.error())) {
+    return errorsJs.includes(`'${span}'`) ? null : `code ${span}`;
+  }
   const m = /^(?:new\s+)?([A-Za-z_]\w*)((?:\.\w+)*)/.exec(span);
   if (!m) return null; // not a name (`['output']`, a User-Agent string, ...)
   const [, head, path] = m;
