@@ -52,7 +52,7 @@ $('start').addEventListener('click', async () => {
     }
     $('bar').value = 100;
     $('progress-text').textContent = `${outcome.status} (last server progress: ${$('progress-text').textContent})`;
-    const manifest = outcome.result.manifest ?? outcome.result.job?.manifest;
+    const manifest = outcome.manifest; // the Bulk manifest of the result (issue 11 §3)
     const expected = new Map();
     for (const f of manifest.output) expected.set(f.type, (expected.get(f.type) ?? 0) + (f.count ?? 0));
     const got = new Map();
@@ -60,7 +60,14 @@ $('start').addEventListener('click', async () => {
     const stream = client.resources(outcome);
     for await (const r of stream) got.set(r.resourceType, (got.get(r.resourceType) ?? 0) + 1);
     renderCounts(expected, got);
-    setStatus('done', `Done: ${stream.stats.resources} resources, ${stream.stats.bytes} bytes.`);
+    // A failed file is a report with `error` (the other files still arrive), not an exception.
+    const { failed, files } = stream.stats;
+    if (failed > 0) {
+      const why = files.filter((f) => f.error).map((f) => `${f.fileName}: ${f.error.code}`);
+      setStatus('error', `${failed} file(s) failed (${why.join(', ')}); ${stream.stats.resources} resources arrived.`);
+    } else {
+      setStatus('done', `Done: ${stream.stats.resources} resources, ${stream.stats.bytes} bytes.`);
+    }
   } catch (e) {
     setStatus('error', `${e.name} (${e.code ?? 'error'}): ${e.message}`);
   } finally {

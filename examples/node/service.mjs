@@ -29,7 +29,7 @@ export async function runService(opts) {
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       try {
-        client.handleCallback(Buffer.concat(chunks), req.headers, secret);
+        client.handleCallback(Buffer.concat(chunks), req.headers['x-signature'], secret);
         res.writeHead(204).end();
       } catch {
         res.writeHead(401).end(); // not signed by our server: it will be polled anyway
@@ -61,7 +61,7 @@ export async function runService(opts) {
       let job;
       if (entry.saved) {
         job = client.resume(entry.saved);
-        job.wake(); // the service was down: ask at once what happened meanwhile
+        job.pollNow(); // the service was down: ask at once what happened meanwhile
         log(`resumed ${entry.name} at ${job.statusUrl}`);
       } else {
         job = await client.export({ outputFormat: 'application/fhir+ndjson', callbackUrl });
@@ -80,8 +80,13 @@ export async function runService(opts) {
       await persist();
       entry.status = outcome.status;
       if (outcome.status === 'completed' || outcome.status === 'completedWithErrors') {
-        entry.counts = await download(client, outcome, join(outDir, entry.name));
-        await job.cleanup();
+        const { counts, failed } = await download(client, outcome, join(outDir, entry.name));
+        entry.counts = counts;
+        // A failed file is a report with `error`, not an exception: the other files
+        // are kept; the job stays on the server (no cleanup) so they can be fetched again.
+        entry.failed = failed;
+        if (failed.length === 0) await job.cleanup();
+        else log(`${entry.name}: ${failed.length} file(s) failed: ${failed.map((f) => f.error).join('; ')}`);
       }
       entry.status = `done:${outcome.status}`;
       await persist();
@@ -106,7 +111,8 @@ async function download(client, outcome, dir) {
   await mkdir(dir, { recursive: true });
   const files = new Map();
   const counts = {};
-  for await (const resource of client.resources(outcome)) {
+  const stream = client.resources(outcome);
+  for await (const resource of stream) {
     const type = resource.resourceType;
     counts[type] = (counts[type] ?? 0) + 1;
     let f = files.get(type);
@@ -121,7 +127,8 @@ async function download(client, outcome, dir) {
     await once(f, 'finish');
     await rename(join(dir, `${type}.ndjson.tmp`), join(dir, `${type}.ndjson`)); // atomic per file
   }
-  return counts;
+  const failed = stream.stats.files.filter((r) => r.error).map((r) => ({ url: r.url, error: `${r.error.code}: ${r.error.message}` }));
+  return { counts, failed };
 }
 
 async function loadState(path) {
