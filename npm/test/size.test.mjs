@@ -2,13 +2,15 @@
 // the JS (wasm-bindgen's glue + the package's src/), each gzipped at level 9,
 // as BENCHMARKS.md ("Size of the package") counts them. The issue's budget is
 // 150 KB, which is not met (see there for why); this ceiling only stops the
-// package from quietly growing past where it is now.
+// package from quietly growing past where it is now. Issue 11 lets the
+// download coordinator and the token state machine (SMART Backend Services)
+// take it from 200 KiB to 225 KiB, no further: each step's cost is in BENCHMARKS.md.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 
-const CEILING = 200 * 1024; // bytes, zlib level 9: 199,704 when written (`gzip -9` says 198,734)
+const CEILING = 225 * 1024; // 230,400 bytes, zlib level 9 (issue 11: 200 KiB -> 225 KiB, no further)
 
 const gz = (buf) => gzipSync(buf, { level: 9 }).length;
 const here = (p) => new URL(`../${p}`, import.meta.url);
