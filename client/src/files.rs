@@ -205,7 +205,8 @@ pub(crate) fn run(
         }
     }
     let mut files = Vec::with_capacity(settled.len());
-    for (i, result) in shared.downloads.results().into_iter().enumerate() {
+    // Taken out, not copied: a download of many files keeps one set of results.
+    for (i, result) in shared.downloads.into_results().into_iter().enumerate() {
         // Files that ended inside the coordinator (blocked, no token, no fresh
         // link) were never handed back by a worker: settle their output here.
         let path = match settled[i].take() {

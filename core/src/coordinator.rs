@@ -59,6 +59,7 @@ use crate::ndjson::DEFAULT_MAX_LINE;
 use crate::origin::Origin;
 use crate::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
 
 /// What to download and how (the same options in every binding).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,8 +279,18 @@ pub struct Downloads {
     policy: RetryPolicy,
     token: Shared,
     manifest: Shared,
-    fresh_plan: Option<Vec<PlannedFile>>,
+    /// The one manifest refresh's plan, by (list, position).
+    fresh_plan: Option<HashMap<(FileKind, usize), PlannedFile>>,
     origins: std::collections::BTreeMap<String, Politeness>,
+    /// Files not started yet, per origin, in plan order (O(origins) to start the next).
+    queues: std::collections::BTreeMap<String, VecDeque<usize>>,
+    /// Started files (active or lent), in start order: every decision scans these, never all files.
+    live: Vec<usize>,
+    finished: usize,
+    /// Totals of the finished files: completed, failed, resources, decoded bytes.
+    done_totals: (usize, usize, usize, u64),
+    /// The sum of the manifest's counts, when every file has one.
+    expected: Option<u64>,
     /// Per file: the 429/503 answers already counted.
     throttles_seen: Vec<u32>,
     /// Per file: its origin's epoch when its current request was sent.
@@ -299,6 +310,11 @@ impl Downloads {
             .collect();
         let throttles_seen = vec![0; files.len()];
         let sent_epoch = vec![0; files.len()];
+        let expected = files.iter().map(|f| f.expected_count).sum();
+        let mut queues: std::collections::BTreeMap<String, VecDeque<usize>> = std::collections::BTreeMap::new();
+        for (i, f) in files.iter().enumerate() {
+            queues.entry(origin_key(&f.url)).or_default().push_back(i);
+        }
         Downloads {
             files,
             slots,
@@ -311,6 +327,11 @@ impl Downloads {
             throttles_seen,
             sent_epoch,
             changes: Vec::new(),
+            queues,
+            live: Vec::new(),
+            finished: 0,
+            done_totals: (0, 0, 0, 0),
+            expected,
         }
     }
 
@@ -325,19 +346,33 @@ impl Downloads {
         // Links about to expire: re-fetch the manifest before starting another file (K4).
         let expiring =
             self.options.expires_at_ms.is_some_and(|e| now_ms.saturating_add(self.options.expiry_margin_ms) >= e);
-        if expiring
-            && self.fresh_plan.is_none()
-            && self.manifest == Shared::Idle
-            && self.slots.iter().any(|s| matches!(s, Slot::Pending))
-        {
+        let pending = self.queues.values().any(|q| !q.is_empty());
+        if expiring && self.fresh_plan.is_none() && self.manifest == Shared::Idle && pending {
             self.manifest = Shared::Asked;
             return Ok(DownloadStep::RefreshManifest);
         }
-        let mut wake: Option<u64> = None;
-        for i in 0..self.slots.len() {
-            if matches!(self.slots[i], Slot::Pending) && self.may_start(i) {
-                self.start(i);
+        self.start_what_fits();
+        loop {
+            if let Some(step) = self.step_live(now_ms) {
+                return Ok(step);
             }
+            // A file that finished may have freed a place: start more and look again.
+            if !self.start_what_fits() {
+                break;
+            }
+        }
+        if self.finished == self.slots.len() {
+            return Ok(DownloadStep::Done);
+        }
+        Ok(match self.wake_at(now_ms) {
+            Some(until_ms) => DownloadStep::Wait { until_ms, delay_ms: until_ms.saturating_sub(now_ms) },
+            None => DownloadStep::Idle,
+        })
+    }
+
+    /// The first move a started file has to make (a request, a shared refresh), if any.
+    fn step_live(&mut self, now_ms: u64) -> Option<DownloadStep> {
+        for i in self.live.clone() {
             // Only a started file with nothing in flight and nothing awaited has a move to make,
             // and a retry waits for a free place under its origin's limit too (K3).
             let ready = match &self.slots[i] {
@@ -355,22 +390,33 @@ impl Downloads {
                         *in_flight = Some(request.id);
                         self.sent_epoch[i] = self.origins.get(origin.as_str()).map_or(0, |p| p.epoch);
                     }
-                    return Ok(DownloadStep::Send { file: i, request });
+                    return Some(DownloadStep::Send { file: i, request });
                 }
-                Ok(DownloadAction::Wait { until_ms, .. }) => wake = Some(wake.map_or(until_ms, |w| w.min(until_ms))),
-                Ok(DownloadAction::RefreshToken) => return Ok(self.wait_for(i, Waiting::Token)),
-                Ok(DownloadAction::RefreshManifest) => return Ok(self.wait_for(i, Waiting::Manifest)),
+                Ok(DownloadAction::Wait { .. }) => {}
+                Ok(DownloadAction::RefreshToken) => return Some(self.wait_for(i, Waiting::Token)),
+                Ok(DownloadAction::RefreshManifest) => return Some(self.wait_for(i, Waiting::Manifest)),
                 Ok(DownloadAction::Done { report }) => self.finish_slot(i, Some(report), None),
                 Err(e) => self.finish_slot(i, None, Some(e)),
             }
         }
-        if self.slots.iter().all(|s| matches!(s, Slot::Finished(_))) {
-            return Ok(DownloadStep::Done);
+        None
+    }
+
+    /// The earliest time a started file waits for (a backoff, a `Retry-After`).
+    fn wake_at(&self, now_ms: u64) -> Option<u64> {
+        let mut wake: Option<u64> = None;
+        for &i in &self.live {
+            if let Slot::Active { download, in_flight: None, waiting: Waiting::No, origin } = &self.slots[i] {
+                // A file held back by its origin's limit goes when a place frees (a response), not at a time.
+                if self.in_flight(origin) >= self.limit(origin) {
+                    continue;
+                }
+                if let Some(at) = download.ready_at().filter(|at| *at > now_ms) {
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                }
+            }
         }
-        Ok(match wake {
-            Some(until_ms) => DownloadStep::Wait { until_ms, delay_ms: until_ms.saturating_sub(now_ms) },
-            None => DownloadStep::Idle,
-        })
+        wake
     }
 
     /// The status line and headers of file `file`'s response to request `id`
@@ -502,7 +548,7 @@ impl Downloads {
     /// the files that waited fail with `Unauthorized` naming `reason`.
     pub fn token_unavailable(&mut self, reason: &str) {
         self.token = Shared::Idle;
-        for i in 0..self.slots.len() {
+        for i in self.live.clone() {
             if let Slot::Active { download, waiting: Waiting::Token, .. } = &mut self.slots[i] {
                 let e = download.token_unavailable(reason);
                 self.finish_slot(i, None, Some(e));
@@ -517,7 +563,7 @@ impl Downloads {
     /// later is re-bound to this plan.
     pub fn manifest_refreshed(&mut self, plan: Vec<PlannedFile>) {
         self.manifest = Shared::Idle;
-        self.fresh_plan = Some(plan);
+        self.fresh_plan = Some(plan.into_iter().map(|f| ((f.kind, f.index), f)).collect());
         self.release(Waiting::Manifest);
     }
 
@@ -533,6 +579,18 @@ impl Downloads {
             .collect()
     }
 
+    /// Every file's result, taken out of the coordinator (no copy; for the end
+    /// of a download of many files).
+    pub fn into_results(self) -> Vec<FileResult> {
+        self.slots
+            .into_iter()
+            .filter_map(|s| match s {
+                Slot::Finished(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The result of file `file`, once it has one.
     pub fn result(&self, file: usize) -> Option<&FileResult> {
         match self.slots.get(file) {
@@ -541,11 +599,17 @@ impl Downloads {
         }
     }
 
-    /// Totals for a progress bar.
+    /// Totals for a progress bar. Cheap whatever the number of files (the
+    /// finished ones are counted as they finish).
     pub fn progress(&self) -> DownloadProgress {
+        let (files_done, files_failed, resources, bytes) = self.done_totals;
         let mut p = DownloadProgress {
             files: self.files.len(),
-            expected_resources: self.files.iter().map(|f| f.expected_count).sum(),
+            files_done,
+            files_failed,
+            resources: resources as u64,
+            bytes,
+            expected_resources: self.expected,
             origin_limits: self
                 .origins
                 .iter()
@@ -553,23 +617,11 @@ impl Downloads {
                 .collect(),
             ..DownloadProgress::default()
         };
-        for s in &self.slots {
-            match s {
-                Slot::Pending => {}
-                Slot::Active { download, .. } => {
-                    p.files_active += 1;
-                    p.resources += download.resources();
-                    p.bytes += download.bytes();
-                }
-                Slot::Lent { .. } => p.files_active += 1,
-                Slot::Finished(r) => match &r.report {
-                    Some(report) => {
-                        p.files_done += 1;
-                        p.resources += report.resources;
-                        p.bytes += report.bytes;
-                    }
-                    None => p.files_failed += 1,
-                },
+        for &i in &self.live {
+            p.files_active += 1;
+            if let Slot::Active { download, .. } = &self.slots[i] {
+                p.resources += download.resources();
+                p.bytes += download.bytes();
             }
         }
         p
@@ -577,20 +629,32 @@ impl Downloads {
 
     // ----- internals -------------------------------------------------------
 
-    fn may_start(&self, i: usize) -> bool {
-        // A shared refresh in progress holds back new files: they would only
-        // fetch the expiring links again.
-        if self.manifest != Shared::Idle || self.token != Shared::Idle {
-            return false;
+    /// Starts files, lowest plan position first, while their origin has room
+    /// (and no shared refresh is under way: new files would only fetch expiring
+    /// links again). Returns whether any started.
+    fn start_what_fits(&mut self) -> bool {
+        let mut started = false;
+        while self.manifest == Shared::Idle && self.token == Shared::Idle {
+            let next = self
+                .queues
+                .iter()
+                .filter(|(o, q)| !q.is_empty() && self.running(o) < self.limit(o))
+                .filter_map(|(o, q)| q.front().map(|i| (*i, o.clone())))
+                .min();
+            let Some((i, origin)) = next else { break };
+            if let Some(q) = self.queues.get_mut(&origin) {
+                q.pop_front();
+            }
+            self.start(i);
+            started = true;
         }
-        let origin = origin_key(&self.files[i].url);
-        self.running(&origin) < self.limit(&origin)
+        started
     }
 
     fn start(&mut self, i: usize) {
         // After the one manifest refresh, files start from the fresh plan.
-        let fresh = self.fresh_plan.as_ref().and_then(|p| p.iter().find(|f| same_entry(f, &self.files[i])));
-        if let Some(f) = fresh {
+        let key = (self.files[i].kind, self.files[i].index);
+        if let Some(f) = self.fresh_plan.as_ref().and_then(|p| p.get(&key)) {
             self.files[i] = f.clone();
         }
         let file = self.files[i].clone();
@@ -620,9 +684,12 @@ impl Downloads {
                 waiting: Waiting::No,
             },
             Err(e) => {
-                Slot::Finished(Box::new(FileResult { file: self.files[i].clone(), report: None, error: Some(e) }))
+                // Refused before any request (blocked): a result at once.
+                self.finish_slot(i, None, Some(e));
+                return;
             }
         };
+        self.live.push(i);
     }
 
     fn wait_for(&mut self, i: usize, what: Waiting) -> DownloadStep {
@@ -652,7 +719,7 @@ impl Downloads {
     }
 
     fn release(&mut self, what: Waiting) {
-        for i in 0..self.slots.len() {
+        for i in self.live.clone() {
             let Slot::Active { download, waiting, origin, .. } = &mut self.slots[i] else { continue };
             if *waiting != what {
                 continue;
@@ -660,7 +727,7 @@ impl Downloads {
             *waiting = Waiting::No;
             if what == Waiting::Manifest {
                 let old = download.file();
-                let fresh = self.fresh_plan.as_ref().and_then(|p| p.iter().find(|f| same_entry(f, old)));
+                let fresh = self.fresh_plan.as_ref().and_then(|p| p.get(&(old.kind, old.index)));
                 if let Some(f) = fresh {
                     *origin = origin_key(&f.url);
                     self.files[i] = f.clone();
@@ -784,9 +851,9 @@ impl Downloads {
 
     /// Requests of `origin` in flight (what the server sees).
     fn in_flight(&self, origin: &str) -> usize {
-        self.slots
+        self.live
             .iter()
-            .filter(|s| match s {
+            .filter(|&&i| match &self.slots[i] {
                 Slot::Active { in_flight: Some(_), origin: o, .. } | Slot::Lent { origin: o } => o == origin,
                 _ => false,
             })
@@ -794,15 +861,26 @@ impl Downloads {
     }
 
     fn running(&self, origin: &str) -> usize {
-        self.slots
+        self.live
             .iter()
-            .filter(|s| matches!(s, Slot::Active { origin: o, .. } | Slot::Lent { origin: o } if o == origin))
+            .filter(|&&i| matches!(&self.slots[i], Slot::Active { origin: o, .. } | Slot::Lent { origin: o } if o == origin))
             .count()
     }
 
     fn finish_slot(&mut self, i: usize, report: Option<FileReport>, error: Option<DownloadError>) {
-        if report.is_some() {
-            self.note_success(&origin_key(&self.files[i].url));
+        if matches!(self.slots[i], Slot::Finished(_)) {
+            return;
+        }
+        self.live.retain(|&j| j != i);
+        self.finished += 1;
+        match &report {
+            Some(r) => {
+                self.note_success(&origin_key(&self.files[i].url));
+                self.done_totals.0 += 1;
+                self.done_totals.2 += r.resources as usize;
+                self.done_totals.3 += r.bytes;
+            }
+            None => self.done_totals.1 += 1,
         }
         self.slots[i] = Slot::Finished(Box::new(FileResult { file: self.files[i].clone(), report, error }));
     }
@@ -814,11 +892,6 @@ fn selected(f: &PlannedFile, o: &DownloadOptions) -> bool {
         && (o.types.is_empty()
             || f.kind != FileKind::Output
             || f.resource_type.as_ref().map_or(true, |t| o.types.iter().any(|w| w == t)))
-}
-
-/// The same file in a fresh manifest: same list, same position (E4).
-fn same_entry(a: &PlannedFile, b: &PlannedFile) -> bool {
-    a.kind == b.kind && a.index == b.index
 }
 
 fn origin_key(url: &str) -> String {

@@ -451,6 +451,17 @@ impl FileDownload {
         &self.file
     }
 
+    /// When the next request may go, while the file waits to send one (a
+    /// backoff, a `Retry-After`); `None` otherwise. Asking changes nothing.
+    pub fn ready_at(&self) -> Option<u64> {
+        match self.state {
+            FileState::Ready { at_ms } if self.report.is_none() && !self.awaiting_token && !self.awaiting_manifest => {
+                Some(at_ms)
+            }
+            _ => None,
+        }
+    }
+
     /// The report, once the file is complete.
     pub fn report(&self) -> Option<&FileReport> {
         self.report.as_ref()

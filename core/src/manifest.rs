@@ -144,7 +144,7 @@ impl Manifest {
 }
 
 /// Which list of the manifest a file came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum FileKind {
     /// `output`: the data.

@@ -246,10 +246,15 @@ impl Job {
 
     /// Records files' progress (replacing earlier records of the same files).
     pub fn record_files(&mut self, records: Vec<crate::coordinator::FileRecord>) {
+        let mut at: std::collections::HashMap<String, usize> =
+            self.files.iter().enumerate().map(|(i, f)| (f.file_name.clone(), i)).collect();
         for r in records {
-            match self.files.iter_mut().find(|f| f.file_name == r.file_name) {
-                Some(f) => *f = r,
-                None => self.files.push(r),
+            match at.get(&r.file_name) {
+                Some(&i) => self.files[i] = r,
+                None => {
+                    at.insert(r.file_name.clone(), self.files.len());
+                    self.files.push(r);
+                }
             }
         }
     }
