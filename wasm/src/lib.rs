@@ -1,12 +1,15 @@
-//! The wasm-bindgen face of the fhir-async engine: the low-level `Job` and
-//! `FileDownload` state machines, the `Downloads` coordinator and the callback helpers, exported to
-//! JavaScript with camelCase names. Everything is I/O-free; the npm package
-//! (`npm/`) owns `fetch`, timers and streams.
+//! The wasm-bindgen face of the fhir-async engine: the `Job` state machine,
+//! the `Downloads` coordinator of a finished job's files, the SMART Backend
+//! Services `TokenSession` and the callback helpers, exported to JavaScript
+//! with camelCase names. Everything is I/O-free; the npm package (`npm/`)
+//! owns `fetch`, timers, streams and WebCrypto signing, and decides nothing.
 //!
-//! Values cross the boundary with `serde-wasm-bindgen` in its JSON-compatible
-//! mode, so JavaScript sees exactly the camelCase shapes the shared scenario
-//! vectors (`tests/vectors/`) describe. Errors are real `Error` objects with
-//! a stable `name` and `code`; the npm layer maps them to subclasses.
+//! Values cross the boundary as JSON text (`serde_json` here, `JSON.parse` in
+//! the glue: see `convert.rs`; one serializer in the `.wasm`, not a second
+//! one from `serde-wasm-bindgen`), so JavaScript sees exactly the camelCase
+//! shapes the shared scenario vectors (`tests/vectors/`) describe. Errors are
+//! real `Error` objects with a stable `name`, the core's `code` and
+//! `details`; the npm layer maps every code to its class.
 #![cfg(target_family = "wasm")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
