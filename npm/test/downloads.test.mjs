@@ -242,3 +242,62 @@ test('issue 10 §5: a line past the limit fails only its file, and the body is n
     await fake.close();
   }
 });
+
+test('issue 11 (protocol K3): a 429 on files halves the per-origin limit; the change is in stats and onProgress; every file still arrives', async () => {
+  let active = 0;
+  let throttled = 0;
+  const files = 8;
+  const fake = await fakeBulk({
+    manifest: (s) => manifestOf(entries(s, 'Patient', files, 1)),
+    file: (name, req, res) => {
+      // More than 2 at once is too many for this server.
+      if (active >= 2) {
+        throttled++;
+        res.writeHead(429, { 'retry-after': '0' });
+        return res.end();
+      }
+      active++;
+      res.writeHead(200, { 'content-type': 'application/fhir+ndjson' });
+      setTimeout(() => {
+        res.end(`{"resourceType":"Patient","id":"${name}"}\n`);
+        active--;
+      }, 30);
+    },
+  });
+  try {
+    const c = client(fake.base);
+    const outcome = await exported(c);
+    const seen = [];
+    const stream = c.resources(outcome, { maxPerOrigin: 4, onProgress: (p) => seen.push(...p.limitChanges) });
+    const got = await all(stream);
+    assert.equal(got.length, files, 'every file delivered');
+    assert.ok(throttled > 0, 'the server throttled');
+    const { limitChanges, originLimits, failed } = stream.stats;
+    assert.equal(failed, 0);
+    assert.ok(limitChanges.length > 0, 'a limit change was reported');
+    assert.equal(limitChanges[0].reason, 'throttled');
+    assert.equal(limitChanges[0].from, 4);
+    assert.ok(limitChanges[0].to < 4);
+    assert.deepEqual(seen, limitChanges, 'onProgress saw the same changes');
+    assert.equal(originLimits.length, 1);
+    assert.ok(originLimits[0].limit < 4);
+  } finally {
+    await fake.close();
+  }
+});
+
+test('issue 11 §3: outcome.manifest is the Bulk manifest (not enumerable), client.resources accepts it; job.toJson() is a string, pollNow() exists beside wake()', async () => {
+  const c = client(srv.base('bulk', 'retry=0'));
+  const job = await c.export({ types: ['Patient'] });
+  const outcome = await job.wait();
+  assert.equal(outcome.manifest, outcome.result.manifest);
+  assert.ok(!Object.keys(outcome).includes('manifest'), 'JSON of the outcome is unchanged');
+  const fromOutcome = await all(c.resources(outcome));
+  const fromManifest = await all(c.resources(outcome.manifest));
+  assert.equal(fromManifest.length, fromOutcome.length);
+  assert.ok(fromOutcome.length > 0);
+  assert.equal(typeof job.toJson(), 'string');
+  assert.deepEqual(JSON.parse(job.toJson()), job.toJSON());
+  assert.equal(typeof job.pollNow, 'function');
+  assert.throws(() => c.resources({ output: [] }), /outcome of job.wait/);
+});
