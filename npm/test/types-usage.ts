@@ -6,6 +6,8 @@ import {
   InvalidLineError,
   JobFailedError,
   verifyCallback,
+  backendServices,
+  AuthError,
   Job,
   type Outcome,
   type Progress,
@@ -72,6 +74,24 @@ async function main(): Promise<void> {
   }
   const payload = verifyCallback('{}', { 'x-signature': 'sha256=00' }, 'secret');
   console.log(payload.status, client.handleCallback('{}', new Headers(), 'secret').woken);
+
+  // issue 11 §3 names and issue 12's auth
+  console.log(verifyCallback('{}', 'sha256=00', 'secret').status);
+  const smart = new FhirAsyncClient({
+    baseUrl: 'https://fhir.example/r4',
+    auth: backendServices({ clientId: 'c', key: { kty: 'EC', crv: 'P-384' }, scope: 'system/*.rs' }),
+  });
+  const j2 = await smart.export({ types: ['Patient'] });
+  j2.pollNow();
+  const state: string = j2.toJson();
+  const done = await j2.wait();
+  const s2 = smart.resources(done.manifest ?? done, { maxPerOrigin: 2, onProgress: (p) => console.log(p.originLimits, p.limitChanges) });
+  for await (const r of s2) console.log(r.resourceType, s2.stats.limitChanges.length, state.length);
+  try {
+    await j2.cleanup();
+  } catch (e) {
+    if (e instanceof AuthError) console.log(e.details);
+  }
 
   const low = new Job({ baseUrl: 'https://fhir.example/r4', operation: { type: 'export' } });
   const a: Action = low.nextAction(Date.now());
