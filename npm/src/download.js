@@ -223,6 +223,7 @@ export function resourceStream(job, options = {}) {
   }
 
   function step() {
+    let idles = 0;
     for (;;) {
       const s = core(() => dl.next(Date.now()));
       collect();
@@ -263,6 +264,10 @@ export function resourceStream(job, options = {}) {
           }, s.delayMs);
           return;
         case 'idle':
+          // Nothing of ours in flight, yet idle: the core re-bound a file to the
+          // fresh plan inside this call (after the one manifest refresh) and
+          // answered Idle; that file can send now, so ask again (bounded).
+          if (ctx.active === 0 && idles++ < dl.length) continue;
           return;
         case 'done':
           allDone = true;
