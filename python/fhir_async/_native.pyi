@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final
 
 __all__ = [
     "Client",
+    "cli_main",
     "DownloadReports",
     "Job",
     "ResourceIterator",
@@ -26,6 +27,7 @@ def parse_json(line: bytes) -> Any: ...
 def read_ndjson(
     paths: List[Union[str, "PathLike[str]"]], raw: bool = False, on_invalid_line: str = "report"
 ) -> "ResourceIterator": ...
+def cli_main(argv: List[str]) -> int: ...
 
 @final
 class Job:

@@ -48,6 +48,15 @@ fn parse_json(py: Python<'_>, line: &[u8]) -> PyResult<Py<PyAny>> {
     convert::LineParser::new().parse(py, line)
 }
 
+/// The `fhir-async` command line (`docs/cli.md`) with these arguments (the
+/// first is the program name): the console script of `pip install
+/// fhir-async` runs the same code as `cargo install --path cli`. Returns the
+/// exit code. Ctrl-C is the command's own (a first stops cleanly, a second exits).
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
+    py.detach(|| fhir_async_cli::main_with_args(argv))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<job::PyJob>()?;
@@ -59,6 +68,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_now_ms, m)?)?;
     m.add_function(wrap_pyfunction!(parse_json, m)?)?;
     m.add_function(wrap_pyfunction!(stream::read_ndjson, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
