@@ -73,6 +73,37 @@ fn lines(p: &Path) -> usize {
     std::fs::read_to_string(p).unwrap().lines().count()
 }
 
+/// Starts a slow `--json` export of two types, one file at a time, and once
+/// `files` files finished and the next one started, signals it (`-INT` or
+/// `-KILL`); returns its exit code and stderr once it ended.
+fn interrupt_mid_download(srv: &Server, dir: &Path, files: usize, signal: &str) -> (Option<i32>, String) {
+    let base = format!("{}/_f/slow=20000/bulk/fhir", srv.origin);
+    let args = ["--json", "export", "--base", &base, "--type", "Patient,Observation", "--concurrency", "1", "--out"];
+    let mut child =
+        Command::new(BIN).args(args).arg(dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out_lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut finished = 0;
+    for line in out_lines.by_ref() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "file.finished" {
+            finished += 1;
+        }
+        if finished >= files && v["event"] == "file.started" {
+            Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+            break;
+        }
+        assert!(Instant::now() < deadline, "no download started in time");
+    }
+    // Keep reading until the process ends, so it never writes into a closed pipe.
+    let drain = std::thread::spawn(move || out_lines.count());
+    let status = child.wait().unwrap();
+    drain.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
 // issue 13: an export into a folder (the folder is the job); a re-run resumes without a kick-off
 #[test]
 fn export_then_rerun_resumes() {
@@ -111,47 +142,8 @@ fn ctrl_c_then_resume() {
         c.file_resources = 20;
     });
     let dir = out("ctrlc");
-    let base = format!("{}/_f/slow=20000/bulk/fhir", srv.origin);
-    let mut child = Command::new(BIN)
-        .args([
-            "--json",
-            "export",
-            "--base",
-            &base,
-            "--type",
-            "Patient,Observation",
-            "--concurrency",
-            "1",
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut finished_before = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out_lines = BufReader::new(stdout).lines();
-    for line in out_lines.by_ref() {
-        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if v["event"] == "file.finished" {
-            finished_before += 1;
-        }
-        // Interrupt mid-download: after one file, while the next is streaming.
-        if finished_before >= 1 && v["event"] == "file.started" {
-            Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-            break;
-        }
-        assert!(Instant::now() < deadline, "no download started in time");
-    }
-    // Keep reading until the process ends, so it never writes into a closed pipe.
-    let drain = std::thread::spawn(move || out_lines.count());
-    let status = child.wait().unwrap();
-    drain.join().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    let (code, stderr) = interrupt_mid_download(&srv, &dir, 1, "-INT");
+    assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("fhir-async export --out") && stderr.contains("fhir-async cancel"), "{stderr}");
     let files = names(&dir);
     assert!(!files.iter().any(|f| f.ends_with(".tmp")), "no .tmp left: {files:?}");
@@ -345,41 +337,9 @@ fn sigkill_then_rerun() {
         c.file_resources = 20;
     });
     let dir = out("sigkill");
-    let base = format!("{}/_f/slow=20000/bulk/fhir", srv.origin);
-    let mut child = Command::new(BIN)
-        .args([
-            "--json",
-            "export",
-            "--base",
-            &base,
-            "--type",
-            "Patient,Observation",
-            "--concurrency",
-            "1",
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out_lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut finished = 0;
-    for line in out_lines.by_ref() {
-        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if v["event"] == "file.finished" {
-            finished += 1;
-        }
-        if finished >= 2 && v["event"] == "file.started" {
-            child.kill().unwrap(); // SIGKILL: no cleanup at all
-            break;
-        }
-        assert!(Instant::now() < deadline);
-    }
-    let drain = std::thread::spawn(move || out_lines.count());
-    child.wait().unwrap();
-    drain.join().unwrap();
+    // SIGKILL: no cleanup at all.
+    let (code, _) = interrupt_mid_download(&srv, &dir, 2, "-KILL");
+    assert_eq!(code, None, "killed by a signal");
     let done: Vec<(String, std::time::SystemTime)> = names(&dir)
         .into_iter()
         .filter(|f| f.ends_with(".ndjson") && f != "log.ndjson")
