@@ -373,6 +373,18 @@ impl Downloads {
     /// The first move a started file has to make (a request, a shared refresh), if any.
     fn step_live(&mut self, now_ms: u64) -> Option<DownloadStep> {
         for i in self.live.clone() {
+            if let Some(step) = self.step_file(i, now_ms) {
+                return Some(step);
+            }
+        }
+        None
+    }
+
+    /// File `i`'s move, if it has one to make now.
+    fn step_file(&mut self, i: usize, now_ms: u64) -> Option<DownloadStep> {
+        // A file re-bound to the fresh plan is asked again at once (never a bare `Idle`
+        // with nothing in flight); at most twice, as a file refreshes once.
+        for _ in 0..3 {
             // Only a started file with nothing in flight and nothing awaited has a move to make,
             // and a retry waits for a free place under its origin's limit too (K3).
             let ready = match &self.slots[i] {
@@ -382,7 +394,7 @@ impl Downloads {
                 _ => false,
             };
             let (true, Slot::Active { download, .. }) = (ready, &mut self.slots[i]) else {
-                continue;
+                return None;
             };
             match download.next_action(now_ms) {
                 Ok(DownloadAction::Send { request }) => {
@@ -392,11 +404,20 @@ impl Downloads {
                     }
                     return Some(DownloadStep::Send { file: i, request });
                 }
-                Ok(DownloadAction::Wait { .. }) => {}
-                Ok(DownloadAction::RefreshToken) => return Some(self.wait_for(i, Waiting::Token)),
-                Ok(DownloadAction::RefreshManifest) => return Some(self.wait_for(i, Waiting::Manifest)),
-                Ok(DownloadAction::Done { report }) => self.finish_slot(i, Some(report), None),
-                Err(e) => self.finish_slot(i, None, Some(e)),
+                Ok(DownloadAction::Wait { .. }) => return None,
+                Ok(DownloadAction::RefreshToken) => return self.wait_for(i, Waiting::Token),
+                Ok(DownloadAction::RefreshManifest) => match self.wait_for(i, Waiting::Manifest) {
+                    Some(step) => return Some(step),
+                    None => continue, // re-bound to the fresh plan: ask it again
+                },
+                Ok(DownloadAction::Done { report }) => {
+                    self.finish_slot(i, Some(report), None);
+                    return None;
+                }
+                Err(e) => {
+                    self.finish_slot(i, None, Some(e));
+                    return None;
+                }
             }
         }
         None
@@ -692,28 +713,31 @@ impl Downloads {
         self.live.push(i);
     }
 
-    fn wait_for(&mut self, i: usize, what: Waiting) -> DownloadStep {
+    /// File `i` needs the shared token or manifest refresh: the step to hand
+    /// out, or `None` when the refresh already happened and the file was
+    /// re-bound (it can go on at once).
+    fn wait_for(&mut self, i: usize, what: Waiting) -> Option<DownloadStep> {
         if let Slot::Active { waiting, .. } = &mut self.slots[i] {
             *waiting = what;
         }
         // One refresh for all: a file that asks while one is under way waits for it.
         let shared = if what == Waiting::Token { &mut self.token } else { &mut self.manifest };
         if *shared == Shared::Asked {
-            return DownloadStep::Idle;
+            return Some(DownloadStep::Idle);
         }
         match what {
             Waiting::Manifest if self.fresh_plan.is_some() => {
                 // The one refresh already happened: re-bind to its plan.
                 self.release(Waiting::Manifest);
-                DownloadStep::Idle
+                None
             }
             Waiting::Token => {
                 self.token = Shared::Asked;
-                DownloadStep::RefreshToken
+                Some(DownloadStep::RefreshToken)
             }
             _ => {
                 self.manifest = Shared::Asked;
-                DownloadStep::RefreshManifest
+                Some(DownloadStep::RefreshManifest)
             }
         }
     }
@@ -1148,6 +1172,29 @@ mod tests {
             now += 100;
         }
         panic!("did not finish");
+    }
+
+    // protocol E4: a file that meets an expired link after the one refresh is re-bound to
+    // the fresh plan and sent at once: never a bare Idle with nothing in flight
+    #[test]
+    fn a_late_expiry_is_rebound_and_sent_at_once() {
+        let plan = (0..2).map(|i| file(FileKind::Output, i, "Patient", &format!("https://a/old{i}"), None)).collect();
+        let mut d = Downloads::new(plan, DownloadOptions { max_per_origin: 2, ..Default::default() }, &policy());
+        let (reqs, _) = sends(&mut d, 0);
+        d.handle_head(reqs[0].0, reqs[0].1.id, 410, &[], false, 0).unwrap();
+        assert_eq!(d.next(0).unwrap(), DownloadStep::RefreshManifest);
+        d.manifest_refreshed(
+            (0..2).map(|i| file(FileKind::Output, i, "Patient", &format!("https://a/new{i}"), None)).collect(),
+        );
+        let (again, _) = sends(&mut d, 0);
+        assert_eq!(again[0].1.url, "https://a/new0");
+        serve(&mut d, again[0].0, again[0].1.id, b"{}\n");
+        // File 1 was in flight with its old link during the refresh; it now meets the 410.
+        d.handle_head(reqs[1].0, reqs[1].1.id, 410, &[], false, 0).unwrap();
+        match d.next(0).unwrap() {
+            DownloadStep::Send { file: 1, request } => assert_eq!(request.url, "https://a/new1"),
+            other => panic!("expected the re-bound file at once, got {other:?}"),
+        }
     }
 
     // protocol K4: links that expire within the margin: the manifest is re-fetched before
