@@ -59,7 +59,39 @@ use crate::ndjson::DEFAULT_MAX_LINE;
 use crate::origin::Origin;
 use crate::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+/// A map for the few origins of an export: a vector searched in order (in the
+/// `.wasm`, a B-tree or a hash map costs kilobytes for nothing).
+#[derive(Debug, Clone)]
+struct ByOrigin<V>(Vec<(String, V)>);
+
+impl<V> ByOrigin<V> {
+    fn get(&self, origin: &str) -> Option<&V> {
+        self.0.iter().find(|(o, _)| o == origin).map(|(_, v)| v)
+    }
+    fn get_mut(&mut self, origin: &str) -> Option<&mut V> {
+        self.0.iter_mut().find(|(o, _)| o == origin).map(|(_, v)| v)
+    }
+    fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter().map(|(o, v)| (o, v))
+    }
+    fn entry(&mut self, origin: String, new: impl FnOnce() -> V) -> &mut V {
+        let i = match self.0.iter().position(|(o, _)| *o == origin) {
+            Some(i) => i,
+            None => {
+                self.0.push((origin, new()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i].1
+    }
+}
+
+/// A file's place in the plan: its list and position (stable across refreshes, E4).
+fn plan_key(f: &PlannedFile) -> (u8, usize) {
+    (f.kind as u8, f.index)
+}
 
 /// What to download and how (the same options in every binding).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,10 +312,11 @@ pub struct Downloads {
     token: Shared,
     manifest: Shared,
     /// The one manifest refresh's plan, by (list, position).
-    fresh_plan: Option<HashMap<(FileKind, usize), PlannedFile>>,
-    origins: std::collections::BTreeMap<String, Politeness>,
+    /// Sorted by [`plan_key`].
+    fresh_plan: Option<Vec<PlannedFile>>,
+    origins: ByOrigin<Politeness>,
     /// Files not started yet, per origin, in plan order (O(origins) to start the next).
-    queues: std::collections::BTreeMap<String, VecDeque<usize>>,
+    queues: ByOrigin<VecDeque<usize>>,
     /// Started files (active or lent), in start order: every decision scans these, never all files.
     live: Vec<usize>,
     finished: usize,
@@ -304,16 +337,16 @@ impl Downloads {
         let files: Vec<PlannedFile> = plan.into_iter().filter(|f| selected(f, &options)).collect();
         let slots = files.iter().map(|_| Slot::Pending).collect();
         let max = options.max_per_origin.max(1);
-        let origins = files
-            .iter()
-            .map(|f| (origin_key(&f.url), Politeness { limit: max, ceiling: max, max, run: 0, epoch: 0 }))
-            .collect();
+        let mut origins = ByOrigin(Vec::new());
+        for f in &files {
+            origins.entry(origin_key(&f.url), || Politeness { limit: max, ceiling: max, max, run: 0, epoch: 0 });
+        }
         let throttles_seen = vec![0; files.len()];
         let sent_epoch = vec![0; files.len()];
         let expected = files.iter().map(|f| f.expected_count).sum();
-        let mut queues: std::collections::BTreeMap<String, VecDeque<usize>> = std::collections::BTreeMap::new();
+        let mut queues: ByOrigin<VecDeque<usize>> = ByOrigin(Vec::new());
         for (i, f) in files.iter().enumerate() {
-            queues.entry(origin_key(&f.url)).or_default().push_back(i);
+            queues.entry(origin_key(&f.url), VecDeque::new).push_back(i);
         }
         Downloads {
             files,
@@ -346,7 +379,7 @@ impl Downloads {
         // Links about to expire: re-fetch the manifest before starting another file (K4).
         let expiring =
             self.options.expires_at_ms.is_some_and(|e| now_ms.saturating_add(self.options.expiry_margin_ms) >= e);
-        let pending = self.queues.values().any(|q| !q.is_empty());
+        let pending = self.queues.0.iter().any(|(_, q)| !q.is_empty());
         if expiring && self.fresh_plan.is_none() && self.manifest == Shared::Idle && pending {
             self.manifest = Shared::Asked;
             return Ok(DownloadStep::RefreshManifest);
@@ -584,7 +617,9 @@ impl Downloads {
     /// later is re-bound to this plan.
     pub fn manifest_refreshed(&mut self, plan: Vec<PlannedFile>) {
         self.manifest = Shared::Idle;
-        self.fresh_plan = Some(plan.into_iter().map(|f| ((f.kind, f.index), f)).collect());
+        let mut plan = plan;
+        plan.sort_by_key(plan_key);
+        self.fresh_plan = Some(plan);
         self.release(Waiting::Manifest);
     }
 
@@ -674,8 +709,7 @@ impl Downloads {
 
     fn start(&mut self, i: usize) {
         // After the one manifest refresh, files start from the fresh plan.
-        let key = (self.files[i].kind, self.files[i].index);
-        if let Some(f) = self.fresh_plan.as_ref().and_then(|p| p.get(&key)) {
+        if let Some(f) = self.fresh_entry(&self.files[i]) {
             self.files[i] = f.clone();
         }
         let file = self.files[i].clone();
@@ -751,7 +785,8 @@ impl Downloads {
             *waiting = Waiting::No;
             if what == Waiting::Manifest {
                 let old = download.file();
-                let fresh = self.fresh_plan.as_ref().and_then(|p| p.get(&(old.kind, old.index)));
+                let key = plan_key(old);
+                let fresh = self.fresh_plan.as_ref().and_then(|p| p.binary_search_by_key(&key, plan_key).ok().map(|j| &p[j]));
                 if let Some(f) = fresh {
                     *origin = origin_key(&f.url);
                     self.files[i] = f.clone();
@@ -867,6 +902,12 @@ impl Downloads {
         if p.limit != from {
             self.changes.push(LimitChange { origin: origin.to_owned(), from, to: p.limit, reason: "recovered".into() });
         }
+    }
+
+    /// The same file in the one refresh's plan (E4).
+    fn fresh_entry(&self, f: &PlannedFile) -> Option<&PlannedFile> {
+        let p = self.fresh_plan.as_ref()?;
+        p.binary_search_by_key(&plan_key(f), plan_key).ok().map(|j| &p[j])
     }
 
     fn limit(&self, origin: &str) -> usize {
