@@ -4,32 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Job, parseCallback } from 'fhir-async';
+import { subset } from './match.mjs';
 
 const dir = new URL('../../tests/vectors/', import.meta.url);
 const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
 
-/** The README's subset match: throws with the path of the first difference. */
-export function subset(expected, actual, path = '$') {
-  if (expected === null) {
-    if (actual !== null && actual !== undefined) throw new Error(`${path}: expected null/absent, got ${JSON.stringify(actual)}`);
-    return;
-  }
-  if (Array.isArray(expected)) {
-    if (!Array.isArray(actual) || actual.length !== expected.length) {
-      throw new Error(`${path}: expected ${expected.length} items, got ${JSON.stringify(actual)}`);
-    }
-    expected.forEach((e, i) => subset(e, actual[i], `${path}[${i}]`));
-    return;
-  }
-  if (typeof expected === 'object') {
-    if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) {
-      throw new Error(`${path}: expected an object, got ${JSON.stringify(actual)}`);
-    }
-    for (const [k, v] of Object.entries(expected)) subset(v, actual[k], `${path}.${k}`);
-    return;
-  }
-  if (expected !== actual) throw new Error(`${path}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
-}
 
 function requestAsObject(action) {
   if (!action.request) return action;
