@@ -194,14 +194,17 @@ pub enum Level {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum Format {
     /// NDJSON as the server sent it.
+    #[serde(rename = "ndjson")]
     Ndjson,
     /// NDJSON, gzip-compressed (`.ndjson.gz`).
     #[value(name = "ndjson.gz")]
+    #[serde(rename = "ndjson.gz")]
     NdjsonGz,
 }
 
 /// Count checks.
 #[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CountCheck {
     /// A mismatch fails that file (the others are kept).
     Strict,

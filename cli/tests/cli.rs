@@ -416,3 +416,66 @@ fn help_snapshots() {
         assert_eq!(stdout, expected, "{sub} --help changed (UPDATE_SNAPSHOTS=1 to accept)");
     }
 }
+
+// issue 13: every selection flag reaches the kick-off (read back from the folder's log and
+// the server's request log): level/group, types, since/until, type filters, elements,
+// patients (POST), timeout
+#[test]
+fn every_export_flag() {
+    let srv = Server::start(|_| {});
+    let dir = out("flags");
+    let base = format!("{}/bulk/fhir", srv.origin);
+    let (code, _, stderr) = run(&[
+        "export",
+        "--base",
+        &base,
+        "--level",
+        "group",
+        "--group",
+        "7",
+        "--type",
+        "Patient,Condition",
+        "--since",
+        "2020-01-01T00:00:00Z",
+        "--until",
+        "2030-01-01T00:00:00Z",
+        "--type-filter",
+        "Condition?clinical-status=active",
+        "--elements",
+        "id,meta",
+        "--patient",
+        "Patient/Patient-1",
+        "--patient",
+        "Patient/Patient-2",
+        "--post",
+        "--timeout",
+        "2m",
+        "--concurrency",
+        "2",
+        "--count-check",
+        "lenient",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let kick = log(&dir).into_iter().find(|e| e["event"] == "kickoff").unwrap();
+    let r = &kick["request"];
+    assert_eq!(
+        (r["level"].as_str(), r["groupId"].as_str(), r["post"].as_bool()),
+        (Some("group"), Some("7"), Some(true))
+    );
+    assert_eq!(r["types"], serde_json::json!(["Patient", "Condition"]));
+    assert_eq!(r["typeFilters"], serde_json::json!(["Condition?clinical-status=active"]));
+    assert_eq!(r["elements"], serde_json::json!(["id", "meta"]));
+    assert_eq!(r["patients"], serde_json::json!(["Patient/Patient-1", "Patient/Patient-2"]));
+    assert_eq!(
+        (r["since"].as_str(), r["until"].as_str()),
+        (Some("2020-01-01T00:00:00Z"), Some("2030-01-01T00:00:00Z"))
+    );
+    let reqs = srv.stats()["requests"].clone();
+    let k = reqs.as_array().unwrap().iter().find(|q| q["route"] == "bulk.kickoff").unwrap().clone();
+    assert_eq!((k["method"].as_str(), k["path"].as_str()), (Some("POST"), Some("/bulk/fhir/Group/7/$export")), "{k}");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("fhir-async.json")).unwrap()).unwrap();
+    assert_eq!((settings["countCheck"].as_str(), settings["concurrency"].as_u64()), (Some("lenient"), Some(2)));
+    std::fs::remove_dir_all(&dir).ok();
+}
