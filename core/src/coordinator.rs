@@ -786,7 +786,8 @@ impl Downloads {
             if what == Waiting::Manifest {
                 let old = download.file();
                 let key = plan_key(old);
-                let fresh = self.fresh_plan.as_ref().and_then(|p| p.binary_search_by_key(&key, plan_key).ok().map(|j| &p[j]));
+                let fresh =
+                    self.fresh_plan.as_ref().and_then(|p| p.binary_search_by_key(&key, plan_key).ok().map(|j| &p[j]));
                 if let Some(f) = fresh {
                     *origin = origin_key(&f.url);
                     self.files[i] = f.clone();
