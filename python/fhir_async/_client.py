@@ -748,6 +748,15 @@ class Manifest(Dict[str, Any]):
         self._result = result
 
 
+def _position(index: int, n: int, what: str) -> int:
+    """A sequence index (negative counts from the end) as a position, or IndexError."""
+    if index < 0:
+        index += n
+    if not 0 <= index < n:
+        raise IndexError(f"{what} index out of range")
+    return index
+
+
 class DownloadedFiles(Sequence[Path]):
     """The paths ``Result.download()`` wrote, in manifest order, built on
     demand. ``reports`` has one report per planned file (``path`` for a file
@@ -774,12 +783,7 @@ class DownloadedFiles(Sequence[Path]):
     def __getitem__(self, index: Union[int, slice]) -> Union[Path, List[Path]]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        n = len(self)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError("path index out of range")
-        return self._native.ok_path(index)
+        return self._native.ok_path(_position(index, len(self), "path"))
 
     def __repr__(self) -> str:
         return f"<DownloadedFiles {len(self)} of {len(self._native)} files, {len(self._native) - len(self)} failed>"
@@ -803,12 +807,7 @@ class FileReports(Sequence[Dict[str, Any]]):
     def __getitem__(self, index: Union[int, slice]) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        n = len(self)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError("report index out of range")
-        return self._native.report(index)
+        return self._native.report(_position(index, len(self), "report"))
 
     def __repr__(self) -> str:
         return f"<FileReports {len(self)} files>"
