@@ -37,6 +37,11 @@ impl Folder {
         Folder { dir: PathBuf::new(), log: Mutex::new(None), echo }
     }
 
+    /// Whether this is a folder on disk (not [`Folder::none`]: events on stdout only).
+    pub fn is_saved(&self) -> bool {
+        !self.dir.as_os_str().is_empty()
+    }
+
     /// The folder.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -131,25 +131,27 @@ fn interrupted(folder: &Folder, run: &JobRun, ui: &Ui) -> Fail {
     Fail { code: 130, message: "interrupted".into() }
 }
 
-/// Polls until the job is over, saving its state as it goes.
+/// Polls until the job is over; saves its state when it ends (and on a stop).
 fn wait(run: &mut JobRun, folder: &Folder, ui: &Ui) -> Result<Outcome, Fail> {
     let mut polls = u32::MAX;
-    let mut warned = 0;
+    let mut last_warning: Option<String> = None;
     let r = run.wait_with(|p| {
         ui.job(p);
         if p.polls != polls {
             polls = p.polls;
             folder.event("status", json!({"phase": p.phase, "polls": p.polls, "message": p.message, "percent": p.percent, "nextPollInMs": p.next_poll_in_ms}));
         }
-        if let Some(w) = &p.warning {
-            if warned == 0 || p.warning.is_some() && warned < 64 {
-                warned += 1;
-                ui.say(&format!("warning: {w}"));
-                folder.event("warning", json!({"message": w}));
-            }
+        // Each new warning once (progress repeats the latest one).
+        if p.warning.is_some() && p.warning != last_warning {
+            last_warning.clone_from(&p.warning);
+            let w = p.warning.as_deref().unwrap_or_default();
+            ui.say(&format!("warning: {w}"));
+            folder.event("warning", json!({"message": w}));
         }
     });
-    let _ = folder.dir().as_os_str().is_empty() || folder.write(STATE, &run.to_json()).is_ok();
+    if folder.is_saved() {
+        let _ = folder.write(STATE, &run.to_json());
+    }
     match r {
         Ok(o) => {
             folder.event("outcome", outcome_event(&o));
@@ -487,7 +489,7 @@ fn status(t: args::TargetArgs, json: bool) -> Result<i32, Fail> {
         run.step(std::time::Duration::ZERO)?;
     }
     let p = run.progress();
-    if !folder.dir().as_os_str().is_empty() {
+    if folder.is_saved() {
         let _ = folder.write(STATE, &run.to_json());
     }
     let v = json!({"statusUrl": run.job().status_url(), "progress": p, "outcome": run.outcome().map(outcome_event)});
@@ -509,7 +511,7 @@ fn status(t: args::TargetArgs, json: bool) -> Result<i32, Fail> {
 fn cancel(t: args::TargetArgs, json: bool) -> Result<i32, Fail> {
     let (mut run, folder) = open_target(&t.target, &t.server, json, ctrl_c_stop())?;
     let o = run.cancel()?;
-    if !folder.dir().as_os_str().is_empty() {
+    if folder.is_saved() {
         let _ = folder.write(STATE, &run.to_json());
         folder.event("cancelled", json!({"result": run.job().cancel_result(), "outcome": outcome_event(&o)}));
     }
@@ -523,7 +525,7 @@ fn cancel(t: args::TargetArgs, json: bool) -> Result<i32, Fail> {
 
 fn download_cmd(d: args::DownloadArgs, json: bool) -> Result<i32, Fail> {
     let (mut run, folder) = open_target(&d.target, &d.server, json, ctrl_c_stop())?;
-    let folder = match (&d.out, folder.dir().as_os_str().is_empty()) {
+    let folder = match (&d.out, !folder.is_saved()) {
         (Some(out), _) => Folder::open(out, json).map_err(|e| io(out, e))?,
         (None, true) => {
             let out = PathBuf::from("fhir-async-download");
