@@ -8,6 +8,11 @@
 //! says when a new token is due (before it expires, with a margin, and after
 //! a 401). The token never enters a saved state, a `Debug` output or an error.
 //!
+//! A symmetric client ([`BackendServices::client_secret`]) authenticates with
+//! `client_secret_basic` instead (J3): no assertion and no `Sign` step; the
+//! token request carries `Authorization: Basic base64(urlenc(id):urlenc(secret))`.
+//! The secret, like the token, is never serialized, shown or put in an error.
+//!
 //! ```text
 //!   next(now) ─> Send(discovery GET) ─> handle_response ─┐
 //!      │                                                  v
@@ -21,16 +26,17 @@
 use crate::http::{Method, Request, RequestKind, Response};
 use crate::outcome::{parse_body, Body};
 use crate::retry::{backoff_ms, RetryPolicy};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 /// The signing algorithms SMART 2.x servers SHALL support (J2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SigningAlg {
-    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    /// RSASSA-PKCS1-v1_5 with SHA-384 (the default: unused by a client-secret registration).
+    #[default]
     RS384,
     /// ECDSA on P-384 with SHA-384.
     ES384,
@@ -57,7 +63,8 @@ pub struct BackendServices {
     /// The token endpoint; found by discovery when absent (J1).
     #[serde(default)]
     pub token_url: Option<String>,
-    /// The key's algorithm.
+    /// The key's algorithm (ignored with a `client_secret`).
+    #[serde(default)]
     pub alg: SigningAlg,
     /// The key id (`kid` in the JWT header), as registered with the server.
     #[serde(default)]
@@ -65,6 +72,29 @@ pub struct BackendServices {
     /// The URL of the client's public JWKS (`jku`), when registered that way.
     #[serde(default)]
     pub jku: Option<String>,
+    /// A symmetric client's secret: `client_secret_basic` instead of a signed
+    /// assertion (J3). Read from JSON (`clientSecret`), never written back.
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<ClientSecret>,
+}
+
+/// A client secret (`client_secret_basic`). Never shown (`Debug` prints
+/// `ClientSecret(***)`), never serialized (J6).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        ClientSecret(secret.into())
+    }
+}
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientSecret(***)")
+    }
 }
 
 /// Why no token could be had (code `auth`). Carries the server's own words.
@@ -169,6 +199,7 @@ impl std::fmt::Debug for TokenSession {
         // Never the token, never the assertion (J6).
         f.debug_struct("TokenSession")
             .field("client_id", &self.config.client_id)
+            .field("client_secret", &self.config.client_secret.is_some())
             .field("token_url", &self.token_url)
             .field("has_token", &self.token.is_some())
             .finish_non_exhaustive()
@@ -187,6 +218,9 @@ impl TokenSession {
         let base = crate::kickoff::normalized_base(base_url).map_err(|e| AuthError::new(e.to_string()))?;
         if config.client_id.trim().is_empty() {
             return Err(AuthError::new("the client id is empty"));
+        }
+        if config.client_secret.as_ref().is_some_and(|s| s.0.is_empty()) {
+            return Err(AuthError::new("the client secret is empty"));
         }
         Ok(TokenSession {
             token_url: config.token_url.clone(),
@@ -273,6 +307,16 @@ impl TokenSession {
             };
             return Ok(AuthStep::Send { request });
         };
+        if let Some(secret) = &self.config.client_secret {
+            // client_secret_basic (J3, RFC 6749 §2.3.1): id and secret form-urlencoded, then Basic.
+            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let basic = STANDARD.encode(format!("{}:{}", enc(&self.config.client_id), enc(&secret.0)));
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", "client_credentials")
+                .append_pair("scope", &self.config.scope)
+                .finish();
+            return Ok(self.token_request(token_url, body, Some(format!("Basic {basic}"))));
+        }
         match self.assertion.take() {
             None => {
                 self.signing_input = Some(self.signing_input(&token_url, now_ms));
@@ -280,30 +324,37 @@ impl TokenSession {
                 self.next(now_ms)
             }
             Some(assertion) => {
-                let id = self.id();
-                self.pending = Pending::TokenRequest(id);
                 let body = url::form_urlencoded::Serializer::new(String::new())
                     .append_pair("grant_type", "client_credentials")
                     .append_pair("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
                     .append_pair("client_assertion", &assertion)
                     .append_pair("scope", &self.config.scope)
                     .finish();
-                Ok(AuthStep::Send {
-                    request: Request {
-                        id,
-                        kind: RequestKind::Auth,
-                        method: Method::Post,
-                        url: token_url,
-                        headers: vec![
-                            ("Content-Type".into(), "application/x-www-form-urlencoded".into()),
-                            ("Accept".into(), "application/json".into()),
-                        ],
-                        body: Some(body),
-                        auth: false,
-                        timeout_ms: self.retry.request_timeout_ms,
-                    },
-                })
+                Ok(self.token_request(token_url, body, None))
             }
+        }
+    }
+
+    /// The token request (J3): a form POST, with `Authorization: Basic` for a client secret.
+    fn token_request(&mut self, url: String, body: String, basic: Option<String>) -> AuthStep {
+        let id = self.id();
+        self.pending = Pending::TokenRequest(id);
+        let mut headers = vec![
+            ("Content-Type".into(), "application/x-www-form-urlencoded".into()),
+            ("Accept".into(), "application/json".into()),
+        ];
+        headers.extend(basic.map(|b| ("Authorization".to_owned(), b)));
+        AuthStep::Send {
+            request: Request {
+                id,
+                kind: RequestKind::Auth,
+                method: Method::Post,
+                url,
+                headers,
+                body: Some(body),
+                auth: false,
+                timeout_ms: self.retry.request_timeout_ms,
+            },
         }
     }
 
@@ -458,9 +509,15 @@ impl TokenSession {
                 let description = field("error_description");
                 let text = format!("{} {}", error.as_deref().unwrap_or(""), description.as_deref().unwrap_or(""))
                     .to_ascii_lowercase();
-                let skew = ["exp", "iat", "nbf", "expired", "future", "clock"].iter().any(|w| text.contains(w));
+                // A client secret has no time claims: only an assertion can be refused for skew.
+                let skew = self.config.client_secret.is_none()
+                    && ["exp", "iat", "nbf", "expired", "future", "clock"].iter().any(|w| text.contains(w));
                 let message = if skew {
                     format!("the token endpoint refused the assertion ({status}); its time claims were rejected: check the client clock (a skewed clock is the usual cause)")
+                } else if error.as_deref() == Some("invalid_client") && self.config.client_secret.is_some() {
+                    format!(
+                        "the token endpoint refused the client ({status}): check the client id and the client secret"
+                    )
                 } else if error.as_deref() == Some("invalid_client") {
                     format!(
                         "the token endpoint refused the client ({status}): check the client id, the key and its kid"
@@ -547,6 +604,7 @@ mod tests {
             alg: SigningAlg::ES384,
             kid: Some("k1".into()),
             jku: None,
+            client_secret: None,
         }
     }
 
@@ -692,6 +750,42 @@ mod tests {
                 assert!(res.unwrap_err().message.contains("503"));
             }
         }
+    }
+
+    // protocol J3 (client_secret_basic): no assertion, no Sign step; Basic of the
+    // form-urlencoded id and secret; J6: the secret never in Debug, JSON or an error
+    #[test]
+    fn client_secret_basic() {
+        let mut c = config(Some("https://h/auth/token"));
+        c.client_id = "client 1".into();
+        c.client_secret = Some(ClientSecret::new("s3cr:t/é"));
+        let mut s = TokenSession::new("https://h/fhir", c.clone(), 1).unwrap();
+        let r = send(&mut s, NOW);
+        assert_eq!((r.method, r.url.as_str(), r.auth), (Method::Post, "https://h/auth/token", false));
+        let basic = r.header("Authorization").unwrap().strip_prefix("Basic ").unwrap();
+        let decoded = String::from_utf8(STANDARD.decode(basic).unwrap()).unwrap();
+        assert_eq!(decoded, "client+1:s3cr%3At%2F%C3%A9", "RFC 6749 §2.3.1: form-urlencoded, then Basic");
+        let form: Vec<(String, String)> =
+            url::form_urlencoded::parse(r.body.as_deref().unwrap().as_bytes()).into_owned().collect();
+        assert_eq!(
+            form,
+            vec![("grant_type".into(), "client_credentials".into()), ("scope".into(), "system/*.rs".into())]
+        );
+        let refused = json!({"error": "invalid_client", "error_description": "wrong client secret for client 1"});
+        let e = s.handle_response(r.id, &Response::new(401).with_body(refused.to_string()), NOW).unwrap_err();
+        assert!(e.message.contains("client secret") && !e.message.contains("clock"), "{e}");
+        let shown = format!("{s:?} {c:?} {e} {e:?} {}", serde_json::to_string(&c).unwrap());
+        assert!(!shown.contains("s3cr") && !shown.contains(basic), "{shown}");
+        // The same JSON shape as a key registration, with clientSecret (read, never written).
+        let read: BackendServices =
+            serde_json::from_value(json!({"clientId": "c", "scope": "system/*.rs", "clientSecret": "x"})).unwrap();
+        assert_eq!(read.client_secret, Some(ClientSecret::new("x")));
+        assert!(TokenSession::new(
+            "https://h/fhir",
+            BackendServices { client_secret: Some(ClientSecret::new("")), ..read },
+            1
+        )
+        .is_err());
     }
 
     // protocol J6: the token never shows in Debug output

@@ -116,7 +116,7 @@ pub mod progress;
 pub mod retry;
 mod tagged;
 
-pub use auth::{AuthError, AuthStep, BackendServices, SigningAlg, TokenSession};
+pub use auth::{AuthError, AuthStep, BackendServices, ClientSecret, SigningAlg, TokenSession};
 pub use callback::{parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus};
 pub use coordinator::{
     DownloadOptions, DownloadProgress, DownloadStep, Downloads, FileResult, LimitChange, OriginLimit,

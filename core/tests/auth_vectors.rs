@@ -112,7 +112,7 @@ fn every_auth_vector_passes() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 6, "expected the auth vectors, found {}", files.len());
+    assert!(files.len() >= 7, "expected the auth vectors, found {}", files.len());
     let failures: Vec<String> = files
         .iter()
         .filter_map(|f| run(f).err().map(|e| format!("{}: {e}", f.file_name().unwrap_or_default().to_string_lossy())))
