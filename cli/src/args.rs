@@ -52,15 +52,19 @@ pub struct ServerArgs {
     #[arg(long, env = "FHIR_ASYNC_TOKEN", hide_env_values = true, conflicts_with_all = ["auth", "client_id"])]
     pub token: Option<String>,
     /// A SMART Backend Services config file (JSON: clientId, scope, privateKey or privateJWKorJWKS
-    /// as a path or an object, tokenUrl or tokenEndpoint, kid).
+    /// as a path or an object, or clientSecret; tokenUrl or tokenEndpoint, kid).
     #[arg(long, conflicts_with = "client_id")]
     pub auth: Option<PathBuf>,
-    /// SMART Backend Services client id (with --key).
-    #[arg(long, requires = "key")]
+    /// SMART Backend Services client id (with --key, or --client-secret).
+    #[arg(long)]
     pub client_id: Option<String>,
     /// The client's private key: PEM, a private JWK, or a JWKS.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "client_secret")]
     pub key: Option<PathBuf>,
+    /// A symmetric client's secret (client_secret_basic), instead of --key; or
+    /// FHIR_ASYNC_CLIENT_SECRET. Never saved in the folder: give it again to resume.
+    #[arg(long, env = "FHIR_ASYNC_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
     /// The key id registered with the server.
     #[arg(long)]
     pub kid: Option<String>,

@@ -1,4 +1,6 @@
-//! The token options: `--token`, `--auth FILE`, `--client-id --key`.
+//! The token options: `--token`, `--auth FILE`, `--client-id` with `--key` or
+//! `--client-secret` (`FHIR_ASYNC_CLIENT_SECRET`). A secret, like a token or a
+//! key, never enters the folder: `describe` keeps that there is one, not it.
 
 use crate::args::ServerArgs;
 use fhir_async::{BackendServices, SigningAlg};
@@ -11,6 +13,8 @@ pub fn describe(s: &ServerArgs) -> Value {
     match (&s.token, &s.auth, &s.client_id) {
         (Some(_), _, _) => json!({"kind": "token"}),
         (_, Some(p), _) => json!({"kind": "backendServicesFile", "path": absolute(p)}),
+        (_, _, Some(id)) if s.key.is_none() && s.client_secret.is_some() => json!({"kind": "clientSecret",
+            "clientId": id, "scope": s.scope, "tokenUrl": s.token_url}),
         (_, _, Some(id)) => json!({"kind": "backendServices", "clientId": id, "key": s.key.as_deref().map(absolute),
             "kid": s.kid, "scope": s.scope, "tokenUrl": s.token_url}),
         _ => json!({"kind": "none"}),
@@ -32,9 +36,11 @@ pub fn merge_saved(s: &mut ServerArgs, saved: &Value) {
     let a = &saved["auth"];
     match a["kind"].as_str() {
         Some("backendServicesFile") => s.auth = a["path"].as_str().map(PathBuf::from),
-        Some("backendServices") => {
+        Some(kind @ ("backendServices" | "clientSecret")) => {
             s.client_id = a["clientId"].as_str().map(str::to_owned);
-            s.key = a["key"].as_str().map(PathBuf::from);
+            if kind == "backendServices" {
+                s.key = a["key"].as_str().map(PathBuf::from);
+            }
             s.kid = a["kid"].as_str().map(str::to_owned);
             if let Some(scope) = a["scope"].as_str() {
                 s.scope = scope.to_owned();
@@ -50,16 +56,36 @@ pub fn apply(s: &ServerArgs, base: &str, b: ClientBuilder) -> Result<ClientBuild
     if let Some(t) = &s.token {
         return Ok(b.token(StaticToken::new(t.clone())));
     }
-    let (registration, key) = if let Some(path) = &s.auth {
+    let (registration, credential) = if let Some(path) = &s.auth {
         from_file(path)?
-    } else if let (Some(id), Some(key)) = (&s.client_id, &s.key) {
-        let key = PrivateKey::from_file(key, s.kid.as_deref()).map_err(|e| e.to_string())?;
-        (registration(id, &s.scope, s.token_url.clone(), s.kid.clone()), key)
+    } else if let Some(id) = &s.client_id {
+        let credential = match (&s.key, &s.client_secret) {
+            (Some(key), _) => Credential::Key(PrivateKey::from_file(key, s.kid.as_deref()).map_err(|e| e.to_string())?),
+            (None, Some(secret)) => Credential::Secret(secret.clone()),
+            (None, None) => {
+                return Err(format!(
+                    "--client-id {id} needs --key FILE, or --client-secret (or FHIR_ASYNC_CLIENT_SECRET; a secret is never saved in the folder, give it again to resume)"
+                ))
+            }
+        };
+        (registration(id, &s.scope, s.token_url.clone(), s.kid.clone()), credential)
     } else {
         return Ok(b);
     };
-    let auth = BackendServicesAuth::new(base, registration, key).map_err(|e| e.to_string())?;
+    let auth = match credential {
+        Credential::Key(key) => BackendServicesAuth::new(base, registration, key),
+        Credential::Secret(secret) => BackendServicesAuth::from_client_secret(base, registration, secret),
+    }
+    .map_err(|e| e.to_string())?;
     Ok(b.token(auth))
+}
+
+/// How the client authenticates to the token endpoint.
+enum Credential {
+    /// A signed assertion (private_key_jwt).
+    Key(PrivateKey),
+    /// client_secret_basic.
+    Secret(String),
 }
 
 fn registration(client_id: &str, scope: &str, token_url: Option<String>, kid: Option<String>) -> BackendServices {
@@ -70,19 +96,28 @@ fn registration(client_id: &str, scope: &str, token_url: Option<String>, kid: Op
         alg: SigningAlg::RS384,
         kid,
         jku: None,
+        client_secret: None,
     }
 }
 
 /// A config file in the shape other bulk-data clients accept: `clientId`, `scope`,
 /// `tokenUrl` or `tokenEndpoint`, `privateKey` / `privateJWKorJWKS` / `key` (a path, relative
-/// to the file, or the JWK/JWKS object), `kid`.
-fn from_file(path: &Path) -> Result<(BackendServices, PrivateKey), String> {
+/// to the file, or the JWK/JWKS object), `kid`; or `clientSecret` instead of a key.
+fn from_file(path: &Path) -> Result<(BackendServices, Credential), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
     let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     let client_id = field("clientId").ok_or_else(|| format!("{}: no clientId", path.display()))?;
     let kid = field("kid");
     let key_value = ["privateJWKorJWKS", "privateKey", "key", "jwks"].iter().find_map(|k| v.get(*k));
+    let token_url = field("tokenUrl").or_else(|| field("tokenEndpoint"));
+    let scope = field("scope").unwrap_or_else(|| "system/*.read".into());
+    if let Some(secret) = field("clientSecret") {
+        if key_value.is_some() {
+            return Err(format!("{}: a key or a clientSecret, not both", path.display()));
+        }
+        return Ok((registration(&client_id, &scope, token_url, kid), Credential::Secret(secret)));
+    }
     let key = match key_value {
         Some(Value::String(p)) => {
             let p = path.parent().unwrap_or(Path::new(".")).join(p);
@@ -90,10 +125,8 @@ fn from_file(path: &Path) -> Result<(BackendServices, PrivateKey), String> {
         }
         Some(obj @ Value::Object(_)) if obj.get("keys").is_some() => PrivateKey::from_jwks(obj, kid.as_deref()),
         Some(obj @ Value::Object(_)) => PrivateKey::from_jwk(obj),
-        _ => return Err(format!("{}: no privateJWKorJWKS / privateKey", path.display())),
+        _ => return Err(format!("{}: no privateJWKorJWKS / privateKey / clientSecret", path.display())),
     }
     .map_err(|e| e.to_string())?;
-    let token_url = field("tokenUrl").or_else(|| field("tokenEndpoint"));
-    let scope = field("scope").unwrap_or_else(|| "system/*.read".into());
-    Ok((registration(&client_id, &scope, token_url, kid), key))
+    Ok((registration(&client_id, &scope, token_url, kid), Credential::Key(key)))
 }

@@ -83,7 +83,7 @@ impl Io {
                         Err(reason) => {
                             let _ =
                                 job.handle_transport_error(request.id, TransportErrorKind::Connect, "no token", now);
-                            return Err(job.token_unavailable(&reason.0).into());
+                            return Err(token_error(job, reason));
                         }
                     };
                     match self.send_stoppable(&request, token) {
@@ -115,11 +115,22 @@ impl Io {
                 }
                 Action::RefreshToken => {
                     if let Err(reason) = self.token.refresh() {
-                        return Err(job.token_unavailable(&reason.0).into());
+                        return Err(token_error(job, reason));
                     }
                 }
                 Action::Done { outcome } => return Ok(Some(outcome)),
             }
         }
+    }
+}
+
+/// No token: the authorization server's refusal reaches the caller typed
+/// ([`ClientError::Auth`], code `auth`, its `error`/`error_description`) and
+/// leaves the job as it was, to be resumed once a token can be had (issue 12);
+/// any other reason fails the job with `unauthorized` (H5).
+fn token_error(job: &mut Job, reason: crate::token::TokenUnavailable) -> ClientError {
+    match reason.auth_error() {
+        Some(a) => ClientError::Auth(a.clone()),
+        None => job.token_unavailable(&reason.reason()).into(),
     }
 }

@@ -304,7 +304,7 @@ impl Run<'_, '_> {
                 DownloadStep::RefreshToken => {
                     match io.token.refresh() {
                         Ok(()) => g.downloads.token_refreshed(),
-                        Err(reason) => g.downloads.token_unavailable(&reason.0),
+                        Err(reason) => g.downloads.token_unavailable(&reason.reason()),
                     }
                     changed.notify_all();
                 }
@@ -367,7 +367,7 @@ fn fetch(
     let id = request.id;
     let token = match io.token_for(request) {
         Ok(t) => t,
-        Err(reason) => return Err(Fail::File(dl.token_unavailable(&reason.0))),
+        Err(reason) => return Err(Fail::File(dl.token_unavailable(&reason.reason()))),
     };
     let mut s = match io.transport.open(request, token.as_deref()) {
         Ok(s) => s,

@@ -1,14 +1,14 @@
 //! SMART Backend Services for the native client (protocol J): private keys
 //! (RS384 or ES384, from PEM, a private JWK or a JWKS), signing with
 //! `jsonwebtoken` (ring), and a [`TokenProvider`] that drives the core's
-//! [`TokenSession`] over HTTP.
+//! [`TokenSession`] over HTTP; or a client secret (`client_secret_basic`).
 
 use crate::token::{TokenProvider, TokenUnavailable};
 use crate::transport::Transport;
 use crate::{now_ms, ClientError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use fhir_async::{AuthError, AuthStep, BackendServices, SigningAlg, TokenSession};
+use fhir_async::{AuthError, AuthStep, BackendServices, ClientSecret, SigningAlg, TokenSession};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::Value;
 use std::path::Path;
@@ -157,17 +157,25 @@ impl PrivateKey {
 }
 
 /// A [`TokenProvider`] for SMART Backend Services: discovery, signed
-/// assertions, short-lived tokens renewed before they expire and after a 401.
+/// assertions (or a client secret), short-lived tokens renewed before they
+/// expire and after a 401. A refusal is [`ClientError::Auth`] (code `auth`).
 pub struct BackendServicesAuth {
     session: Mutex<TokenSession>,
-    key: PrivateKey,
+    /// None: a client secret (`client_secret_basic`), no signing.
+    key: Option<PrivateKey>,
     transport: Transport,
     clock: fn() -> u64,
 }
 
 impl std::fmt::Debug for BackendServicesAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendServicesAuth").field("key", &self.key).finish_non_exhaustive()
+        // The key shows its alg and kid only; a secret shows as *** (J6).
+        let mut d = f.debug_struct("BackendServicesAuth");
+        match &self.key {
+            Some(k) => d.field("key", k),
+            None => d.field("client_secret", &"***"),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -179,8 +187,24 @@ impl BackendServicesAuth {
         if config.kid.is_none() {
             config.kid = key.kid.clone();
         }
-        let nonce = random_nonce();
-        let session = TokenSession::new(base_url, config, nonce).map_err(ClientError::Auth)?;
+        config.client_secret = None;
+        Self::session(base_url, config, Some(key))
+    }
+
+    /// A provider for a symmetric client: `client_secret_basic` (the id and
+    /// `secret` in `Authorization: Basic` of the token request, protocol J3)
+    /// instead of a signed assertion. The secret is never shown or saved.
+    pub fn from_client_secret(
+        base_url: &str,
+        mut config: BackendServices,
+        secret: impl Into<String>,
+    ) -> Result<Self, ClientError> {
+        config.client_secret = Some(ClientSecret::new(secret));
+        Self::session(base_url, config, None)
+    }
+
+    fn session(base_url: &str, config: BackendServices, key: Option<PrivateKey>) -> Result<Self, ClientError> {
+        let session = TokenSession::new(base_url, config, random_nonce()).map_err(ClientError::Auth)?;
         Ok(BackendServicesAuth { session: Mutex::new(session), key, transport: Transport::new("rust"), clock: now_ms })
     }
 
@@ -208,7 +232,8 @@ impl BackendServicesAuth {
             match s.next(now)? {
                 AuthStep::Ready => return Ok(s.token(now).unwrap_or_default().to_owned()),
                 AuthStep::Sign { signing_input, .. } => {
-                    let sig = self.key.sign(signing_input.as_bytes()).map_err(|e| match e {
+                    let Some(key) = &self.key else { return Err(no_key()) };
+                    let sig = key.sign(signing_input.as_bytes()).map_err(|e| match e {
                         ClientError::Auth(a) => a,
                         other => AuthError {
                             message: other.to_string(),
@@ -229,14 +254,23 @@ impl BackendServicesAuth {
     }
 }
 
+fn no_key() -> AuthError {
+    AuthError {
+        message: "the engine asked for a signature but this client has a secret, not a key".into(),
+        error: None,
+        error_description: None,
+        http_status: None,
+    }
+}
+
 impl TokenProvider for BackendServicesAuth {
     fn token(&self) -> Result<Option<String>, TokenUnavailable> {
-        self.ensure().map(Some).map_err(|e| TokenUnavailable(e.to_string()))
+        self.ensure().map(Some).map_err(TokenUnavailable::from)
     }
 
     fn refresh(&self) -> Result<(), TokenUnavailable> {
         self.lock().invalidate();
-        self.ensure().map(|_| ()).map_err(|e| TokenUnavailable(e.to_string()))
+        self.ensure().map(|_| ()).map_err(TokenUnavailable::from)
     }
 }
 

@@ -1,13 +1,42 @@
 //! Where the bearer token comes from. The engine says when a token is
 //! needed and when a new one is (a 401); a [`TokenProvider`] answers.
 
+use fhir_async::AuthError;
 use std::sync::Mutex;
 
-/// Why no (new) token could be had. The text goes into the `unauthorized`
-/// error the engine reports, so it never contains the token.
+/// Why no (new) token could be had: a reason (a fixed token cannot be
+/// refreshed, a callable failed), or the authorization server's typed
+/// refusal ([`AuthError`], code `auth`), which reaches the caller as
+/// [`crate::ClientError::Auth`]. Never contains the token or a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct TokenUnavailable(pub String);
+#[error("{}", match &self.auth { Some(a) => a.to_string(), None => self.reason.clone() })]
+pub struct TokenUnavailable {
+    reason: String,
+    auth: Option<AuthError>,
+}
+
+impl TokenUnavailable {
+    /// No token, for this reason (it goes into the engine's `unauthorized` error).
+    pub fn new(reason: impl Into<String>) -> Self {
+        TokenUnavailable { reason: reason.into(), auth: None }
+    }
+
+    /// The reason, as text.
+    pub fn reason(&self) -> String {
+        self.to_string()
+    }
+
+    /// The authorization server's refusal, when that is why.
+    pub fn auth_error(&self) -> Option<&AuthError> {
+        self.auth.as_ref()
+    }
+}
+
+impl From<AuthError> for TokenUnavailable {
+    fn from(e: AuthError) -> Self {
+        TokenUnavailable { reason: String::new(), auth: Some(e) }
+    }
+}
 
 /// A source of bearer tokens, shared by every thread of a client.
 pub trait TokenProvider: Send + Sync {
@@ -16,7 +45,7 @@ pub trait TokenProvider: Send + Sync {
     /// A new token after the server refused the current one. The default:
     /// none can be had (a fixed string, or no token at all).
     fn refresh(&self) -> Result<(), TokenUnavailable> {
-        Err(TokenUnavailable(self.describe_fixed()))
+        Err(TokenUnavailable::new(self.describe_fixed()))
     }
     /// How a provider that cannot refresh describes itself, for the error.
     fn describe_fixed(&self) -> String {
@@ -120,8 +149,8 @@ mod tests {
     // protocol H5: a fixed token cannot be refreshed; a function is asked again
     #[test]
     fn refresh_rules() {
-        assert_eq!(StaticToken::new("t").refresh().unwrap_err().0, "the token is a fixed string");
-        assert_eq!(NoToken.refresh().unwrap_err().0, "no token was configured");
+        assert_eq!(StaticToken::new("t").refresh().unwrap_err().reason(), "the token is a fixed string");
+        assert_eq!(NoToken.refresh().unwrap_err().reason(), "no token was configured");
         let calls = AtomicU32::new(0);
         let f = TokenFn::new(|| Ok(format!("t{}", calls.fetch_add(1, Ordering::SeqCst))));
         assert_eq!(f.token().unwrap().as_deref(), Some("t0"));

@@ -1,10 +1,11 @@
 //! SMART Backend Services end to end: keys from PEM and JWK, RS384 and
-//! ES384, an export that outlives several short-lived tokens (protocol J).
+//! ES384, a client secret (client_secret_basic), an export that outlives
+//! several short-lived tokens (protocol J).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use fhir_async::{BackendServices, ExportRequest, OutcomeStatus, RetryPolicy, SigningAlg};
-use fhir_async_client::{BackendServicesAuth, Client, PrivateKey};
+use fhir_async_client::{BackendServicesAuth, Client, ClientError, PrivateKey};
 use fhir_async_testserver::{serve, Config, ServerHandle};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -85,6 +86,7 @@ fn registration() -> BackendServices {
         alg: SigningAlg::ES384,
         kid: None,
         jku: None,
+        client_secret: None,
     }
 }
 
@@ -149,7 +151,10 @@ fn refusals_name_the_cause() {
     // A key the server does not know for this kid.
     let wrong = PrivateKey::from_file(&fixture("other-es384-private.pem"), Some(&kid_of("ES384"))).unwrap();
     let e = client_with(&srv, "", wrong, "client-1", None).export(export()).unwrap_err();
-    assert_eq!(e.code(), "unauthorized");
+    // issue 12: the typed AuthError reaches the caller (code auth), not a string in `unauthorized`.
+    assert_eq!(e.code(), "auth");
+    let ClientError::Auth(a) = &e else { panic!("not ClientError::Auth: {e:?}") };
+    assert_eq!((a.error.as_deref(), a.http_status), (Some("invalid_client"), Some(401)));
     assert!(e.to_string().contains("invalid_client"), "{e}");
     // An unknown client id.
     let e = client_with(&srv, "", es_key(), "nobody", None).export(export()).unwrap_err();
@@ -177,4 +182,47 @@ fn fallback_discovery_and_a_token_endpoint_that_is_down() {
     .unwrap();
     assert!(stats["tokens"]["unavailable"].as_u64().unwrap_or(0) >= 2, "{}", stats["tokens"]);
     assert!(stats["tokens"]["issued"].as_u64().unwrap_or(0) >= 1);
+}
+
+/// A client secret with characters Basic needs form-urlencoded (RFC 6749 §2.3.1).
+const SECRET: &str = "s3cr:t/+é";
+
+// protocol J3 (client_secret_basic), J5, J6: a symmetric client exports past three
+// short-lived tokens; the secret never enters the saved state, a Debug output or an error
+#[test]
+fn a_client_secret_exports_and_stays_secret() {
+    let srv = start(|c| {
+        c.client_secrets = vec![format!("client-s={SECRET}")];
+        c.token_ttl = 1;
+        c.job_ms = 3_500;
+    });
+    let base = format!("{}/bulk/fhir", srv.origin);
+    let reg = BackendServices { client_id: "client-s".into(), ..registration() };
+    let auth = BackendServicesAuth::from_client_secret(&base, reg.clone(), SECRET).unwrap();
+    let shown = format!("{auth:?}");
+    assert!(!shown.contains("s3cr") && shown.contains("***"), "{shown}");
+    let client = Client::builder(&base)
+        .token(auth)
+        .retry(RetryPolicy { min_wait_ms: 300, initial_backoff_ms: 300, max_backoff_ms: 400, ..RetryPolicy::default() })
+        .build()
+        .unwrap();
+    let mut job = client.export(ExportRequest { types: vec!["Patient".into()], ..Default::default() }).unwrap();
+    assert_eq!(job.wait().unwrap().status, OutcomeStatus::Completed);
+    let stats: Value = serde_json::from_str(
+        &ureq::get(format!("{}/_admin/stats", srv.origin)).call().unwrap().into_body().read_to_string().unwrap(),
+    )
+    .unwrap();
+    assert!(stats["tokens"]["issued"].as_u64().unwrap_or(0) >= 3, "{}", stats["tokens"]);
+    let saved = job.to_json();
+    assert!(!saved.contains("s3cr") && !saved.contains("Basic") && !saved.contains("Bearer"), "{saved}");
+
+    // A wrong secret: a typed AuthError naming the secret as the cause, never its value.
+    let auth = BackendServicesAuth::from_client_secret(&base, reg, "not-the-secret").unwrap();
+    let client = Client::builder(&base).token(auth).build().unwrap();
+    let e = client.export(ExportRequest { types: vec!["Patient".into()], ..Default::default() }).unwrap_err();
+    let ClientError::Auth(a) = &e else { panic!("not ClientError::Auth: {e:?}") };
+    assert_eq!((e.code(), a.error.as_deref()), ("auth", Some("invalid_client")));
+    let text = format!("{e} {e:?}");
+    assert!(text.contains("check the client id and the client secret"), "{text}");
+    assert!(!text.contains("not-the-secret") && !text.contains("s3cr"), "{text}");
 }

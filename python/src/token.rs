@@ -1,10 +1,17 @@
 //! The bearer token of a `_native.Client`: none, a fixed string, a Python
 //! callable (asked with the GIL, again after a 401), or SMART Backend
-//! Services. The refresh rules are the client's ([`fhir_async_client::TokenProvider`]).
+//! Services (a private key, or a client secret). The refresh rules are the
+//! client's ([`fhir_async_client::TokenProvider`]).
 
+use crate::errors::{auth_error, client_error, usage};
 use crate::signals::Pending;
-use fhir_async_client::{NoToken, StaticToken, TokenFn, TokenProvider, TokenUnavailable};
+use fhir_async::BackendServices;
+use fhir_async_client::{
+    BackendServicesAuth, NoToken, PrivateKey, StaticToken, TokenFn, TokenProvider, TokenUnavailable,
+};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::path::PathBuf;
 
 /// The provider for `token` (None, a str, or a callable returning a str).
 /// An exception of the callable is kept in `pending` and raised by the call.
@@ -18,11 +25,96 @@ pub fn provider(token: Option<&Bound<'_, PyAny>>, pending: &Pending) -> PyResult
         return Ok(Box::new(TokenFn::new(move || {
             Python::attach(|py| f.bind(py).call0().and_then(|v| v.extract::<String>())).map_err(|e| {
                 pending.set(e);
-                TokenUnavailable("the token callable raised an exception".into())
+                TokenUnavailable::new("the token callable raised an exception")
             })
         })));
     }
     Ok(Box::new(StaticToken::new(t.extract::<String>()?)))
+}
+
+/// SMART Backend Services from the dict `fhir_async.BackendServices` hands
+/// over: `client_id`, `scope`, `token_url`, `kid`, and `key_path` or
+/// `key_jwk` (JSON text), or `client_secret` (`client_secret_basic`).
+pub fn backend_services(
+    py: Python<'_>,
+    base_url: &str,
+    auth: &Bound<'_, PyDict>,
+    pending: &Pending,
+) -> PyResult<Box<dyn TokenProvider>> {
+    let get = |k: &str| -> PyResult<Option<String>> {
+        match auth.get_item(k)? {
+            Some(v) if !v.is_none() => Ok(Some(v.extract()?)),
+            _ => Ok(None),
+        }
+    };
+    let client_id = get("client_id")?.ok_or_else(|| usage(py, "BackendServices needs a client_id"))?;
+    let scope = get("scope")?.unwrap_or_default();
+    let kid = get("kid")?;
+    let config = BackendServices {
+        client_id,
+        scope,
+        token_url: get("token_url")?,
+        alg: Default::default(),
+        kid: kid.clone(),
+        jku: None,
+        client_secret: None,
+    };
+    let auth = match (get("key_path")?, get("key_jwk")?, get("client_secret")?) {
+        (None, None, Some(secret)) => BackendServicesAuth::from_client_secret(base_url, config, secret),
+        (Some(path), None, None) => PrivateKey::from_file(&PathBuf::from(path), kid.as_deref())
+            .and_then(|key| BackendServicesAuth::new(base_url, config, key)),
+        (None, Some(text), None) => {
+            let jwk: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| usage(py, &format!("the key is not JSON: {e}")))?;
+            let key = if jwk.get("keys").is_some() {
+                PrivateKey::from_jwks(&jwk, kid.as_deref())
+            } else {
+                PrivateKey::from_jwk(&jwk)
+            };
+            key.and_then(|key| BackendServicesAuth::new(base_url, config, key))
+        }
+        (None, None, None) => {
+            return Err(usage(
+                py,
+                "BackendServices needs a key (a PEM or JWK file path, or a JWK dict) or a client_secret",
+            ))
+        }
+        _ => return Err(usage(py, "BackendServices takes a key or a client_secret, not both")),
+    }
+    .map_err(|e| client_error(py, &e))?;
+    Ok(Box::new(Smart { auth, pending: pending.clone() }))
+}
+
+/// SMART Backend Services whose refusal is also kept as the pending
+/// `AuthError` (code `auth`, the server's `error`/`error_description` in its
+/// details), so a download that swallowed it (its files fail) still raises it.
+struct Smart {
+    auth: BackendServicesAuth,
+    pending: Pending,
+}
+
+impl std::fmt::Debug for Smart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.auth.fmt(f)
+    }
+}
+
+impl Smart {
+    fn typed(&self, e: TokenUnavailable) -> TokenUnavailable {
+        if let Some(a) = e.auth_error() {
+            self.pending.set(Python::attach(|py| auth_error(py, a)));
+        }
+        e
+    }
+}
+
+impl TokenProvider for Smart {
+    fn token(&self) -> Result<Option<String>, TokenUnavailable> {
+        self.auth.token().map_err(|e| self.typed(e))
+    }
+    fn refresh(&self) -> Result<(), TokenUnavailable> {
+        self.auth.refresh().map_err(|e| self.typed(e))
+    }
 }
 
 /// A boxed provider is a provider.

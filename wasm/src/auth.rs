@@ -1,9 +1,10 @@
 //! `TokenSession`: SMART Backend Services (protocol J1–J6) for JavaScript.
 //! The core finds the token endpoint, builds the assertion and reads the
-//! answer; JS sends the requests and signs with WebCrypto. The token never
-//! leaves through a `Debug`, an error or a saved state.
+//! answer; JS sends the requests and signs with WebCrypto (or, for a client
+//! secret, signs nothing). The token and the secret never leave through a
+//! `Debug`, an error or a saved state.
 
-use fhir_async::{AuthStep, BackendServices, Response, SigningAlg, TokenSession};
+use fhir_async::{AuthStep, BackendServices, ClientSecret, Response, SigningAlg, TokenSession};
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -27,24 +28,28 @@ impl WasmTokenSession {
     /// A session for `baseUrl`: client `clientId` asking for `scope`
     /// (passed through), signing with `alg` (`"RS384"|"ES384"`) under key id
     /// `kid`; `tokenUrl` found by discovery when `null`; `nonce` a random
-    /// number (seed of the assertions' `jti`). (Arguments, not an object: no
-    /// deserializer for it in the `.wasm`.)
+    /// number (seed of the assertions' `jti`); `clientSecret` (then `alg` is
+    /// `null`): `client_secret_basic`, no signing. (Arguments, not an object:
+    /// no deserializer for it in the `.wasm`.)
     #[wasm_bindgen(constructor)]
+    #[allow(clippy::too_many_arguments)] // plain arguments cross to JS without a deserializer
     pub fn new(
         base_url: &str,
         client_id: String,
         scope: String,
-        alg: &str,
+        alg: Option<String>,
         token_url: Option<String>,
         kid: Option<String>,
         nonce: f64,
+        client_secret: Option<String>,
     ) -> Result<WasmTokenSession, JsValue> {
-        let alg = match alg {
-            "RS384" => SigningAlg::RS384,
-            "ES384" => SigningAlg::ES384,
-            other => return Err(usage(&format!("alg must be \"RS384\" or \"ES384\", not {other:?}"))),
+        let alg = match (alg.as_deref(), &client_secret) {
+            (Some("RS384"), _) | (None, Some(_)) => SigningAlg::RS384,
+            (Some("ES384"), _) => SigningAlg::ES384,
+            (other, _) => return Err(usage(&format!("alg must be \"RS384\" or \"ES384\", not {other:?}"))),
         };
-        let config = BackendServices { client_id, scope, token_url, alg, kid, jku: None };
+        let client_secret = client_secret.map(ClientSecret::new);
+        let config = BackendServices { client_id, scope, token_url, alg, kid, jku: None, client_secret };
         let inner = TokenSession::new(base_url, config, ms(nonce)).map_err(|e| auth_error(&e))?;
         Ok(WasmTokenSession { inner })
     }
