@@ -215,6 +215,8 @@ class Client:
         self._timeout_ms = _ms(timeout)
         self._retry = _retry_config(retry)
         self._allowed_origins = list(allowed_origins)
+        # How to build this client again in another process (fhir_async.dask); never pickled as is.
+        self._token, self._auth = token, auth
         self._native = _native.Client(base_url, token, None if auth is None else auth._native())
 
     def __repr__(self) -> str:
@@ -660,6 +662,7 @@ class Result:
         gzip: bool = True,
         count_check: CountCheck = "strict",
         on_invalid_line: OnInvalidLine = "report",
+        files: Optional[Sequence[str]] = None,
     ) -> "DownloadedFiles":
         """Downloads the files into ``directory`` (created if needed), at most
         ``max_per_origin`` at once from one origin (``concurrency`` is its
@@ -681,7 +684,13 @@ class Result:
         Returns the paths of the files written, in manifest order (a
         sequence built on demand: 100,000 files cost no 100,000 objects);
         ``.reports`` and ``last_reports`` have one report per planned file,
-        ``.failed`` the failed ones."""
+        ``.failed`` the failed ones.
+
+        ``files`` selects files of the plan by ``fileName`` (``result.files``),
+        e.g. one per task of a cluster (``fhir_async.dask``); a name not in
+        the plan is a ``UsageError``."""
+        if isinstance(files, str):
+            raise UsageError("files must be a sequence of fileName strings, not one str")
         self.raise_for_status()
         per_origin = _per_origin(max_per_origin, concurrency)
         target = Path(directory)
@@ -697,6 +706,7 @@ class Result:
                 progress=None if bar is None else bar.update,
                 count_check=count_check,
                 on_invalid_line=on_invalid_line,
+                files=None if files is None else list(files),
             )
         finally:
             if bar is not None:

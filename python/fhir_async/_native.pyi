@@ -132,6 +132,7 @@ class Run:
         progress: Optional[Callable[[int, int, int, int], object]] = None,
         count_check: str = "strict",
         on_invalid_line: str = "report",
+        files: Optional[List[str]] = None,
     ) -> DownloadReports: ...
     def resources(
         self,

@@ -123,6 +123,20 @@ impl PyRun {
     }
 }
 
+impl PyRun {
+    /// The plan's file names other than `files` (for the core's `skip_files`);
+    /// `usage` when one of `files` is not in the plan.
+    fn others(&self, py: Python<'_>, files: &[String]) -> PyResult<Vec<String>> {
+        let plan = self.lock(py)?.job().download_plan();
+        let names: std::collections::HashSet<&str> = plan.iter().map(|f| f.file_name.as_str()).collect();
+        if let Some(unknown) = files.iter().find(|n| !names.contains(n.as_str())) {
+            return Err(usage(py, &format!("no file {unknown:?} in the download plan (see result.files' fileName)")));
+        }
+        let wanted: std::collections::HashSet<&str> = files.iter().map(String::as_str).collect();
+        Ok(plan.iter().map(|f| f.file_name.clone()).filter(|n| !wanted.contains(n.as_str())).collect())
+    }
+}
+
 #[pymethods]
 impl PyRun {
     /// Does what is due, waiting at most `block_ms`: `("done", summary)` (the
@@ -245,8 +259,10 @@ impl PyRun {
 
     /// Downloads the finished job's files into `directory` (see
     /// `Result.download`). `progress(bytes, resources, files_done,
-    /// files_total)` is called about ten times a second.
-    #[pyo3(signature = (directory, max_per_origin=4, types=None, kinds=None, gzip=true, progress=None, count_check="strict", on_invalid_line="report"))]
+    /// files_total)` is called about ten times a second. `files`: only the
+    /// plan's files of these `fileName`s (the core's `skip_files` leaves the
+    /// others out), e.g. one file per task of a cluster (`fhir_async.dask`).
+    #[pyo3(signature = (directory, max_per_origin=4, types=None, kinds=None, gzip=true, progress=None, count_check="strict", on_invalid_line="report", files=None))]
     #[allow(clippy::too_many_arguments)]
     fn download(
         &self,
@@ -259,12 +275,16 @@ impl PyRun {
         progress: Option<Py<PyAny>>,
         count_check: &str,
         on_invalid_line: &str,
+        files: Option<Vec<String>>,
     ) -> PyResult<DownloadReports> {
         let strict = invalid_mode(py, on_invalid_line)?;
         let kinds = kinds.unwrap_or_else(|| vec!["output".into(), "error".into(), "deleted".into()]);
         let sel = Selection { types, kinds, gzip, max_per_origin, count_check: count_check.into() };
         // Lines go to disk as they are; the engine's structural check reports bad ones.
-        let options = sel.options(py, Validation::Structural)?;
+        let mut options = sel.options(py, Validation::Structural)?;
+        if let Some(files) = files {
+            options.skip_files = self.others(py, &files)?;
+        }
         download::run(py, self.run.clone(), &self.host, directory, options, progress, strict)
     }
 
