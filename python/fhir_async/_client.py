@@ -711,8 +711,8 @@ class Result:
         finally:
             if bar is not None:
                 bar.close()
-        files = DownloadedFiles(native)
-        self.last_reports = files.reports
+        written = DownloadedFiles(native)
+        self.last_reports = written.reports
         count, lines = native.problems(5)
         if count:
             more = f" (and {count - len(lines)} more)" if count > len(lines) else ""
@@ -722,7 +722,7 @@ class Result:
                 FhirAsyncWarning,
                 stacklevel=2,
             )
-        return files
+        return written
 
     def to_pandas(self, resource_type: str) -> "pandas.DataFrame":
         """The resources of one type as a DataFrame, one column per top-level
