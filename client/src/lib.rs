@@ -37,6 +37,8 @@ mod host;
 mod lines;
 mod smart;
 mod stop;
+#[cfg(feature = "tables")]
+pub mod tables;
 mod token;
 mod transport;
 
