@@ -12,6 +12,7 @@ import datetime as _dt
 import json
 import operator
 import os
+import tempfile
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import asyncio
 
     import pandas
+    import polars
+    import pyarrow
 
 TokenSource = Union[str, Callable[[], str], None]
 """A bearer token: none, a fixed string, or a callable asked again after a 401."""
@@ -117,25 +120,42 @@ def _async_executor() -> ThreadPoolExecutor:
 
 @dataclass(frozen=True)
 class BackendServices:
-    """SMART Backend Services (``client_credentials`` with a signed JWT):
+    """SMART Backend Services (``client_credentials``):
     ``Client(base, auth=BackendServices("client-1", key="key.pem",
     scope="system/*.read"))``. ``key`` is the path of a PEM file (PKCS#8 RSA
     or P-384 EC), of a private JWK or JWKS (JSON), or a JWK / JWKS dict;
-    RS384 or ES384 follows from the key. ``token_url`` is found by discovery
-    (``.well-known/smart-configuration``) when None; ``kid`` picks the key of
-    a JWKS and names it in the assertion. Tokens are renewed before they
-    expire and after a 401; they never appear in a repr, an error or the
-    saved state."""
+    RS384 or ES384 follows from the key, and each token request carries an
+    assertion signed with it. A symmetric client gives ``client_secret``
+    instead of ``key`` (``client_secret_basic``: the id and secret in
+    ``Authorization: Basic`` of the token request, nothing signed).
+    ``token_url`` is found by discovery (``.well-known/smart-configuration``)
+    when None; ``kid`` picks the key of a JWKS and names it in the assertion.
+    Tokens are renewed before they expire and after a 401; a refusal raises
+    ``AuthError`` with the server's ``error`` and ``error_description``.
+    Neither the tokens, the key nor the secret appear in a repr, an error or
+    the saved state. ``_clock_offset_ms`` is for tests only: the client's
+    clock (assertions' ``iat``/``exp``) is this far off."""
 
     client_id: str
-    key: Union[str, "os.PathLike[str]", Mapping[str, Any]]
+    key: Union[str, "os.PathLike[str]", Mapping[str, Any], None] = None
     scope: str = "system/*.read"
     token_url: Optional[str] = None
     kid: Optional[str] = None
+    client_secret: Optional[str] = None
+    _clock_offset_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.key is None) == (self.client_secret is None):
+            raise UsageError("BackendServices takes a key (PEM/JWK path or JWK dict) or a client_secret, one of them")
+        if self.client_secret is not None and (not isinstance(self.client_secret, str) or not self.client_secret):
+            raise UsageError("client_secret must be a non-empty str")
 
     def __repr__(self) -> str:
-        key = "<jwk>" if isinstance(self.key, Mapping) else os.fspath(self.key)
-        return f"BackendServices(client_id={self.client_id!r}, key={key!r}, scope={self.scope!r})"
+        if self.client_secret is not None:
+            cred = "client_secret='***'"
+        else:
+            cred = f"key={'<jwk>' if isinstance(self.key, Mapping) else os.fspath(self.key)!r}"  # type: ignore[arg-type]
+        return f"BackendServices(client_id={self.client_id!r}, {cred}, scope={self.scope!r})"
 
     def _native(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {
@@ -143,11 +163,14 @@ class BackendServices:
             "scope": self.scope,
             "token_url": self.token_url,
             "kid": self.kid,
+            "clock_offset_ms": self._clock_offset_ms,
         }
-        if isinstance(self.key, Mapping):
+        if self.client_secret is not None:
+            out["client_secret"] = self.client_secret
+        elif isinstance(self.key, Mapping):
             out["key_jwk"] = json.dumps(dict(self.key))
         else:
-            out["key_path"] = os.fspath(self.key)
+            out["key_path"] = os.fspath(self.key)  # type: ignore[arg-type]
         return out
 
 
@@ -724,14 +747,64 @@ class Result:
             )
         return written
 
+    def to_arrow(self, resource_type: str) -> "pyarrow.Table":
+        """The resources of one type as a ``pyarrow.Table``, built in Rust:
+        the type's files are downloaded (the engine's per-file rules, as
+        ``download()``: a failed file is warned about and left out) into a
+        temporary folder, read into Arrow batches by the client's tables
+        module and handed over through the Arrow PyCapsule interface (no
+        copy). One column per top-level field (nested values are structs
+        and lists) and ``_extra``: the JSON text of the fields that did not
+        fit the inferred schema (null when all fit), so no field is lost.
+        Needs pyarrow (``pip install 'fhir-async[arrow]'``)."""
+        from . import _tables
+
+        _tables._pyarrow()
+        with tempfile.TemporaryDirectory(prefix="fhir-async-") as scratch:
+            paths = self._download_quietly(scratch, [resource_type])
+            return _tables.arrow_table(paths)
+
+    def to_parquet(self, directory: Union[str, "os.PathLike[str]"]) -> List[Dict[str, Any]]:
+        """Every resource type of the output as ``<directory>/<Type>.parquet``
+        (zstd, row groups bounded in memory), written in Rust from the
+        downloaded files (a temporary folder, removed after). Returns one
+        dict per type: ``resourceType``, ``path``, ``rows``, ``row_groups``,
+        ``bytes``, ``extra_rows`` (rows with an ``_extra`` value). Needs no
+        Python package beyond this one."""
+        from . import _tables
+
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        # The NDJSON lands beside the output (its file system, not /tmp's), then goes.
+        with tempfile.TemporaryDirectory(prefix=".fhir-async-", dir=directory) as scratch:
+            paths = self._download_quietly(scratch, None)
+            by_name = {f["fileName"]: f.get("resourceType") for f in self.files}
+            files = [(str(by_name[p.name]), p) for p in paths if by_name.get(p.name)]
+            return _tables.folder_to_parquet(files, directory)
+
     def to_pandas(self, resource_type: str) -> "pandas.DataFrame":
-        """The resources of one type as a DataFrame, one column per top-level
-        field (nested values stay dicts and lists). Needs pandas."""
-        try:
-            import pandas as pd
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise UsageError("to_pandas() needs pandas: pip install 'fhir-async[pandas]'") from e
-        return pd.DataFrame.from_records(list(self.resources(resource_type)))
+        """The resources of one type as a pandas DataFrame, from
+        ``to_arrow()`` (issue 15): one column per top-level field, nested
+        objects as dicts, arrays as numpy arrays, and the ``_extra`` column.
+        Needs pandas and pyarrow (``pip install 'fhir-async[pandas]'``)."""
+        from . import _tables
+
+        return _tables.to_pandas(self.to_arrow(resource_type))
+
+    def to_polars(self, resource_type: str) -> "polars.DataFrame":
+        """The resources of one type as a polars DataFrame, from
+        ``to_arrow()`` (no copy). Needs polars (``pip install 'fhir-async[polars]'``)."""
+        from . import _tables
+
+        return _tables.to_polars(self.to_arrow(resource_type))
+
+    def _download_quietly(self, directory: str, types: Optional[List[str]]) -> List[Path]:
+        """The output files of ``types`` (None: all) into ``directory``; a
+        file that failed is left out and warned about, as ``download()`` does."""
+        paths = self.download(directory, types=types, kinds=("output",))
+        if types is not None:
+            wanted = {f["fileName"] for f in self.files if f.get("resourceType") in types}
+            return [p for p in paths if p.name in wanted]
+        return list(paths)
 
     def cleanup(self) -> Optional[Dict[str, Any]]:
         """Deprecated alias of ``job.cleanup()`` (issue 11: cleanup is on the job)."""
@@ -827,14 +900,17 @@ def read_ndjson(
     paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
     *,
     on_invalid_line: OnInvalidLine = "report",
-) -> "ResourceStream":
+) -> "NdjsonFiles":
     """Streams the resources of local NDJSON files (e.g. what ``download()``
     wrote) as dicts: read and split on a background thread, parsed like
     ``Result.resources()``, with the same ``on_invalid_line`` choice (a line
-    that is not JSON is skipped and reported, or raises ``InvalidLineError``)."""
+    that is not JSON is skipped and reported, or raises ``InvalidLineError``).
+    The files of one type also become a table: ``.to_arrow()``,
+    ``.to_parquet(path)``, ``.to_pandas()``, ``.to_polars()`` (built in Rust)."""
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    it = _native.read_ndjson([os.fspath(p) for p in items], on_invalid_line=on_invalid_line)
-    return ResourceStream(it)
+    names = [os.fspath(p) for p in items]
+    it = _native.read_ndjson(names, on_invalid_line=on_invalid_line)
+    return NdjsonFiles(it, names)
 
 
 def _orjson_loads() -> Optional[Callable[[bytes], Any]]:
@@ -903,6 +979,41 @@ class ResourceStream(Iterator[Dict[str, Any]]):
 
     def __repr__(self) -> str:
         return repr(self._it)
+
+
+class NdjsonFiles(ResourceStream):
+    """``read_ndjson``'s stream, which also makes a table of its files (one
+    resource type): read by the Rust tables module, not through dicts."""
+
+    def __init__(self, it: _native.ResourceIterator, paths: List[str]) -> None:
+        super().__init__(it)
+        self.paths = paths
+
+    def to_arrow(self) -> "pyarrow.Table":
+        """The files as a ``pyarrow.Table`` (see ``Result.to_arrow``); the
+        dict stream is closed."""
+        from . import _tables
+
+        self.close()
+        return _tables.arrow_table(self.paths)
+
+    def to_parquet(self, path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
+        """The files as one Parquet file at ``path`` (zstd, row groups bounded
+        in memory); returns ``{"rows", "row_groups", "bytes", "extra_rows"}``."""
+        from . import _tables
+
+        self.close()
+        return dict(_tables.ndjson_to_parquet(self.paths, path))
+
+    def to_pandas(self) -> "pandas.DataFrame":
+        from . import _tables
+
+        return _tables.to_pandas(self.to_arrow())
+
+    def to_polars(self) -> "polars.DataFrame":
+        from . import _tables
+
+        return _tables.to_polars(self.to_arrow())
 
 
 def _tqdm() -> Any:

@@ -3,14 +3,18 @@ camelCase JSON: dicts, lists, str, int, float, bool, None."""
 
 from os import PathLike
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union, final
 
 __all__ = [
+    "ArrowStream",
     "Client",
     "cli_main",
     "DownloadReports",
     "Job",
     "ResourceIterator",
+    "folder_to_parquet",
+    "ndjson_arrow",
+    "ndjson_to_parquet",
     "Run",
     "__version__",
     "now_ms",
@@ -25,9 +29,22 @@ def now_ms() -> int: ...
 def verify_callback(body: bytes, signature: Optional[str], secret: str) -> Dict[str, Any]: ...
 def parse_json(line: bytes) -> Any: ...
 def read_ndjson(
-    paths: List[Union[str, "PathLike[str]"]], raw: bool = False, on_invalid_line: str = "report"
+    paths: Sequence[Union[str, "PathLike[str]"]], raw: bool = False, on_invalid_line: str = "report"
 ) -> "ResourceIterator": ...
 def cli_main(argv: List[str]) -> int: ...
+def ndjson_arrow(
+    paths: List[str], row_group_rows: Optional[int] = None, infer_rows: Optional[int] = None
+) -> "ArrowStream": ...
+def ndjson_to_parquet(
+    paths: List[str], out: str, row_group_rows: Optional[int] = None, infer_rows: Optional[int] = None
+) -> Dict[str, int]: ...
+def folder_to_parquet(
+    files: List[Tuple[str, str]], out_dir: str, row_group_rows: Optional[int] = None, infer_rows: Optional[int] = None
+) -> List[Tuple[str, Dict[str, int]]]: ...
+@final
+class ArrowStream:
+    def __arrow_c_stream__(self, requested_schema: Optional[object] = None) -> object: ...
+    def schema(self) -> str: ...
 
 @final
 class Job:

@@ -32,6 +32,7 @@ __all__ = [
     "JobFailedError",
     "CancelledError",
     "StoppedError",
+    "TableError",
     "FhirAsyncWarning",
     "InsecureUrl",
     "DeadlineExceeded",
@@ -205,6 +206,14 @@ class StoppedError(FhirAsyncError):
     default_code = "stopped"
 
 
+class TableError(FhirAsyncError):
+    """Arrow or Parquet refused a conversion (codes ``arrow``, ``parquet``;
+    issue 15). A file that cannot be read is a ``DownloadError`` (code
+    ``io``), a line that is not a JSON object an ``InvalidLineError``."""
+
+    default_code = "arrow"
+
+
 class FhirAsyncWarning(UserWarning):
     """Something worth telling a human that did not stop the call: a file that
     failed while the others were kept, lines skipped as invalid."""
@@ -249,6 +258,9 @@ CLASSES: Dict[str, Type[FhirAsyncError]] = {
     "job_failed": JobFailedError,
     "cancelled": CancelledError,
     "wait_timeout": DeadlineExceededError,
+    # the native client's tables (`tables::TableError::code`; `io`, `invalid_line` above)
+    "arrow": TableError,
+    "parquet": TableError,
 }
 
 # Codes a file's error shares with a job's: a file's is a DownloadError.

@@ -16,7 +16,7 @@ bash "$ROOT/scripts/ensure-deps.sh" python
 if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV"
 fi
-REQS="maturin>=1.7,<2 pytest pytest-timeout mypy pandas-stubs types-tqdm nbclient nbformat ipykernel ipywidgets pandas tqdm orjson matplotlib psutil"
+REQS="maturin>=1.7,<2 pytest pytest-timeout mypy pandas-stubs types-tqdm nbclient nbformat ipykernel ipywidgets pandas tqdm orjson matplotlib psutil pyarrow pyarrow-stubs polars duckdb dask distributed"
 STAMP=$VENV/.fhir-async-deps
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$REQS" ]; then
     "$PY" -m pip install -q --upgrade pip

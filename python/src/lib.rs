@@ -15,6 +15,7 @@ mod reports;
 mod run;
 mod signals;
 mod stream;
+mod tables;
 mod token;
 
 use pyo3::prelude::*;
@@ -64,6 +65,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<run::PyRun>()?;
     m.add_class::<stream::ResourceIter>()?;
     m.add_class::<download::DownloadReports>()?;
+    m.add_class::<tables::ArrowStream>()?;
+    m.add_function(wrap_pyfunction!(tables::ndjson_arrow, m)?)?;
+    m.add_function(wrap_pyfunction!(tables::ndjson_to_parquet, m)?)?;
+    m.add_function(wrap_pyfunction!(tables::folder_to_parquet, m)?)?;
     m.add_function(wrap_pyfunction!(verify_callback, m)?)?;
     m.add_function(wrap_pyfunction!(py_now_ms, m)?)?;
     m.add_function(wrap_pyfunction!(parse_json, m)?)?;
