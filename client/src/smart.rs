@@ -164,7 +164,7 @@ pub struct BackendServicesAuth {
     /// None: a client secret (`client_secret_basic`), no signing.
     key: Option<PrivateKey>,
     transport: Transport,
-    clock: fn() -> u64,
+    clock: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
 impl std::fmt::Debug for BackendServicesAuth {
@@ -205,13 +205,19 @@ impl BackendServicesAuth {
 
     fn session(base_url: &str, config: BackendServices, key: Option<PrivateKey>) -> Result<Self, ClientError> {
         let session = TokenSession::new(base_url, config, random_nonce()).map_err(ClientError::Auth)?;
-        Ok(BackendServicesAuth { session: Mutex::new(session), key, transport: Transport::new("rust"), clock: now_ms })
+        Ok(BackendServicesAuth {
+            session: Mutex::new(session),
+            key,
+            transport: Transport::new("rust"),
+            clock: Box::new(now_ms),
+        })
     }
 
-    /// The clock the assertions' `iat`/`exp` come from (default: the system
-    /// clock). The engine never reads a clock itself; tests skew this one.
-    pub fn with_clock(mut self, clock: fn() -> u64) -> Self {
-        self.clock = clock;
+    /// The clock (Unix ms) the assertions' `iat`/`exp` and the token's
+    /// expiry come from (default: the system clock). The engine never reads
+    /// a clock itself; tests skew this one (protocol J5).
+    pub fn with_clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.clock = Box::new(clock);
         self
     }
 

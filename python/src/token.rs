@@ -7,7 +7,7 @@ use crate::errors::{auth_error, client_error, usage};
 use crate::signals::Pending;
 use fhir_async::BackendServices;
 use fhir_async_client::{
-    BackendServicesAuth, NoToken, PrivateKey, StaticToken, TokenFn, TokenProvider, TokenUnavailable,
+    now_ms, BackendServicesAuth, NoToken, PrivateKey, StaticToken, TokenFn, TokenProvider, TokenUnavailable,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -38,11 +38,11 @@ pub fn provider(token: Option<&Bound<'_, PyAny>>, pending: &Pending) -> PyResult
 pub fn backend_services(
     py: Python<'_>,
     base_url: &str,
-    auth: &Bound<'_, PyDict>,
+    auth_dict: &Bound<'_, PyDict>,
     pending: &Pending,
 ) -> PyResult<Box<dyn TokenProvider>> {
     let get = |k: &str| -> PyResult<Option<String>> {
-        match auth.get_item(k)? {
+        match auth_dict.get_item(k)? {
             Some(v) if !v.is_none() => Ok(Some(v.extract()?)),
             _ => Ok(None),
         }
@@ -82,6 +82,12 @@ pub fn backend_services(
         _ => return Err(usage(py, "BackendServices takes a key or a client_secret, not both")),
     }
     .map_err(|e| client_error(py, &e))?;
+    // A test hook (`BackendServices._clock_offset_ms`): a skewed client clock (J5).
+    let offset: i64 = match auth_dict.get_item("clock_offset_ms")? {
+        Some(v) if !v.is_none() => v.extract()?,
+        _ => 0,
+    };
+    let auth = if offset == 0 { auth } else { auth.with_clock(move || now_ms().saturating_add_signed(offset)) };
     Ok(Box::new(Smart { auth, pending: pending.clone() }))
 }
 
