@@ -275,6 +275,12 @@ export interface ResourceOptions {
   concurrency?: number;
   /** Plan file names already complete: left out. */
   skipFiles?: string[];
+  /**
+   * Ask for gzip bodies (default true). Node's fetch decodes them itself, so a
+   * broken gzip body starts over (its lines are not repeated); `false` asks for
+   * identity bodies, which continue with a byte range (protocol K1).
+   */
+  gzip?: boolean;
   /** When the links expire (default: the outcome's `expiresAtMs`); they are re-fetched before files start near it. */
   expiresAtMs?: number;
   /** The core's totals, after each file's result and each change of an origin's limit. */
@@ -596,6 +602,7 @@ export declare class Downloads {
     maxLine: number,
     skipFiles: string[],
     expiresAtMs: number,
+    gzip: boolean,
   );
   readonly length: number;
   file(i: number): PlannedFile | null;

@@ -8,6 +8,7 @@
 import { Downloads as CoreDownloads } from '../wasm/fhir_async_wasm.js';
 import { abortError, core, fromCore, raceSignal, UsageError } from './errors.js';
 import { itemsOf, message, transfer } from './file.js';
+import { IN_BROWSER } from './http.js';
 
 /** Links a job's outcome to the job (non-enumerable), for `client.resources(result)`. */
 export const JOB_OF = Symbol.for('fhir-async.job');
@@ -49,7 +50,7 @@ function check(options) {
 export function resourceStream(job, options = {}) {
   check(options);
   const { type, types, kinds = ['output'], signal, format = 'json', onFile, onProgress, ordered = false } = options;
-  const { validation, onInvalidLine = 'report' } = options;
+  const { validation, onInvalidLine = 'report', gzip = true } = options;
   const dl = core(
     () =>
       new CoreDownloads(
@@ -61,6 +62,7 @@ export function resourceStream(job, options = {}) {
         options.maxLine ?? 0,
         options.skipFiles ?? [],
         options.expiresAtMs ?? 0, // 0: the outcome's
+        gzip,
       ),
   );
   const stats = { bytes: 0, resources: 0, files: [], failed: 0, invalidLines: 0, originLimits: [], limitChanges: [] };
@@ -230,6 +232,9 @@ export function resourceStream(job, options = {}) {
       switch (s.type) {
         case 'send': {
           const run = runOf(s.file);
+          // Without gzip the core names no encoding, and Node's fetch would then ask
+          // for gzip itself and decode it: bodies without offsets to continue at (K1).
+          if (!gzip && !IN_BROWSER) s.request.headers.push(['Accept-Encoding', 'identity']);
           run.sending++;
           ctx.active++;
           transfer(ctx, run, s.request)

@@ -32,6 +32,8 @@ impl WasmDownloads {
     /// (plan file names); `expiresAtMs` (0: the outcome's) makes links about
     /// to expire refresh before files start. Lines are checked by the caller
     /// (validation "none"). The plan never crosses to JS as one array.
+    /// `gzip` asks for gzip bodies (fetch decodes them itself, so they have no
+    /// offsets to continue a broken body at: K1 needs identity bodies).
     /// (Arguments, not an options object: no deserializer for it in the `.wasm`.)
     #[wasm_bindgen(constructor)]
     #[allow(clippy::too_many_arguments)]
@@ -44,6 +46,7 @@ impl WasmDownloads {
         max_line: f64,
         skip_files: Vec<String>,
         expires_at_ms: f64,
+        gzip: bool,
     ) -> Result<WasmDownloads, JsValue> {
         let kinds = kinds
             .iter()
@@ -69,6 +72,7 @@ impl WasmDownloads {
             validation: Validation::None,
             max_line: if max_line >= 1.0 { ms(max_line) } else { defaults.max_line },
             skip_files,
+            gzip,
             expires_at_ms: if expires_at_ms >= 1.0 {
                 Some(ms(expires_at_ms))
             } else {
