@@ -403,12 +403,24 @@ export declare function backendServices(options: {
   clientId: string;
   /** A private JWK object (e.g. an entry of a private JWKS) or a CryptoKey that can sign. */
   key: JsonWebKey | CryptoKey;
+  clientSecret?: undefined;
   /** Passed through: v1 `system/*.read` or v2 `system/*.rs`. */
   scope: string;
   /** Found by discovery (`.well-known/smart-configuration`) when absent. */
   tokenUrl?: string;
   /** The key id; default the JWK's `kid`. */
   kid?: string;
+}): BackendServicesAuth;
+/** SMART Backend Services for a symmetric client: `client_secret_basic` (the secret never in a repr, error or saved state). */
+export declare function backendServices(options: {
+  clientId: string;
+  /** The client secret, sent as `Authorization: Basic` on the token request only. */
+  clientSecret: string;
+  key?: undefined;
+  /** Passed through: v1 `system/*.read` or v2 `system/*.rs`. */
+  scope: string;
+  /** Found by discovery (`.well-known/smart-configuration`) when absent. */
+  tokenUrl?: string;
 }): BackendServicesAuth;
 export declare function parseCallback(body: string | Uint8Array | ArrayBuffer): CallbackPayload;
 
@@ -643,10 +655,13 @@ export declare class TokenSession {
     baseUrl: string,
     clientId: string,
     scope: string,
-    alg: 'RS384' | 'ES384',
+    /** `null` with a `clientSecret`. */
+    alg: 'RS384' | 'ES384' | null,
     tokenUrl: string | null | undefined,
     kid: string | null | undefined,
     nonce: number,
+    /** `client_secret_basic` instead of a signed assertion (no `sign` step). */
+    clientSecret?: string | null,
   );
   next(nowMs: number): AuthStep;
   signed(signature: Uint8Array): void;

@@ -4,6 +4,8 @@
 // WebCrypto (`crypto.subtle`): RS384 = RSASSA-PKCS1-v1_5 with SHA-384,
 // ES384 = ECDSA P-384 with SHA-384 (WebCrypto returns the 96-byte r‖s JOSE wants).
 // In a browser a private key does not belong in page code: use `token: () => ...`.
+// A symmetric client gives `clientSecret` instead of a key: `client_secret_basic`
+// (the core puts `Authorization: Basic` on the token request; nothing is signed).
 
 import { TokenSession } from '../wasm/fhir_async_wasm.js';
 import { AuthError, core, UsageError } from './errors.js';
@@ -26,28 +28,36 @@ function algOf(key) {
 /**
  * The `auth` of `new FhirAsyncClient({ baseUrl, auth })`: SMART Backend
  * Services with a private key (a JWK object, as in a private JWKS, or a
- * CryptoKey that can sign). `tokenUrl` is found by discovery when absent;
- * `kid` defaults to the JWK's. Node and other servers only: in a browser,
- * keep the key on a server and pass `token: () => fetchTokenFromYourServer()`.
+ * CryptoKey that can sign), or a `clientSecret` (`client_secret_basic`).
+ * `tokenUrl` is found by discovery when absent; `kid` defaults to the JWK's.
+ * Node and other servers only: in a browser, keep the key or secret on a
+ * server and pass `token: () => fetchTokenFromYourServer()`.
  */
-export function backendServices({ clientId, key, scope, tokenUrl, kid } = {}) {
+export function backendServices({ clientId, key, clientSecret, scope, tokenUrl, kid } = {}) {
   if (typeof clientId !== 'string' || clientId === '') throw new UsageError('backendServices needs { clientId }');
   if (typeof scope !== 'string' || scope === '') throw new UsageError('backendServices needs { scope }, e.g. "system/*.rs"');
-  if (key == null || typeof key !== 'object') throw new UsageError('backendServices needs { key }: a private JWK object or a CryptoKey');
-  return new BackendServicesAuth({ clientId, key, scope, tokenUrl, kid: kid ?? key.kid ?? null, alg: algOf(key) });
+  if (clientSecret != null) {
+    if (key != null) throw new UsageError('backendServices takes { key } or { clientSecret }, not both');
+    if (typeof clientSecret !== 'string' || clientSecret === '') throw new UsageError('backendServices: clientSecret must be a non-empty string');
+    return new BackendServicesAuth({ clientId, scope, tokenUrl, kid: null, alg: null }, null, clientSecret);
+  }
+  if (key == null || typeof key !== 'object') throw new UsageError('backendServices needs { key } (a private JWK object or a CryptoKey) or { clientSecret }');
+  return new BackendServicesAuth({ clientId, scope, tokenUrl, kid: kid ?? key.kid ?? null, alg: algOf(key) }, key, null);
 }
 
 class BackendServicesAuth {
   #config;
   #key;
+  #secret;
   #cryptoKey = null;
   #session = null;
   #pending = null;
 
-  constructor(config) {
-    const { key, ...rest } = config;
-    this.#config = rest;
-    this.#key = key; // private: never in a repr, an error or a saved state
+  constructor(config, key, secret) {
+    this.#config = config;
+    // private: never in a repr, an error or a saved state (J6)
+    this.#key = key;
+    this.#secret = secret;
   }
 
   get kind() {
@@ -70,7 +80,8 @@ class BackendServicesAuth {
     const { clientId, scope, alg, tokenUrl, kid } = this.#config;
     const nonce = crypto.getRandomValues(new Uint32Array(2));
     this.#session ??= core(
-      () => new TokenSession(client.baseUrl, clientId, scope, alg, tokenUrl ?? null, kid, nonce[0] * 2 ** 21 + (nonce[1] >>> 11)),
+      () =>
+        new TokenSession(client.baseUrl, clientId, scope, alg, tokenUrl ?? null, kid, nonce[0] * 2 ** 21 + (nonce[1] >>> 11), this.#secret),
     );
     const s = this.#session;
     if (force) s.invalidate();

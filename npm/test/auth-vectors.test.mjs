@@ -24,7 +24,7 @@ for (const file of files) {
   test(file, () => {
     const v = JSON.parse(readFileSync(new URL(file, dir), 'utf8'));
     const c = v.config;
-    const s = new TokenSession(v.baseUrl, c.clientId, c.scope, c.alg, c.tokenUrl ?? null, c.kid ?? null, v.nonce);
+    const s = new TokenSession(v.baseUrl, c.clientId, c.scope, c.alg ?? null, c.tokenUrl ?? null, c.kid ?? null, v.nonce, c.clientSecret ?? null);
     let lastId = null;
     let lastBody = '';
     const inputs = [];
