@@ -25,3 +25,5 @@ def test_notebook_runs(server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path
     text = "".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs)
     assert "<Result completed" in text
     assert "Patient" in text
+    # issue 15: DuckDB and polars read the Arrow result, and Parquet is written.
+    assert "Observations;" in text and "Observation" in text
