@@ -21,10 +21,10 @@ from conftest import FAST, Server, client, ids, start_server, stop_server
 pytest.importorskip("distributed")
 
 TOKEN = "dask-secret-token"
-# cut: every body is aborted each 4,000 bytes (continued with Range);
+# cut: every (gzip) body is aborted each 1,000 bytes (continued with Range);
 # conn=1: a second file of the job in flight is answered 429 (retried after Retry-After);
 # partial;errcount=100: every second type fails, its error file claims 100 lines.
-FAULTS = "cut=4000;conn=1;partial;errcount=100"
+FAULTS = "cut=1000;conn=1;partial;errcount=100"
 TYPES = ["Patient", "Observation", "Condition", "Encounter"]
 
 
@@ -112,7 +112,11 @@ def test_local_cluster_every_resource_exactly_once(
     outputs = [f for f in plan if f["kind"] == "output"]
     errors = [f for f in plan if f["kind"] == "error"]
     assert len(outputs) >= 6 and errors
+    files_server.reset()
     report = fd.download(result, tmp_path / "export", client=cluster)
+    served = files_server.stats()["files"]
+    # The faults fired: bodies were cut and continued with ranges (not restarted).
+    assert served["cut"] > 0 and served["206"] >= served["cut"], served
     assert [f.file_name for f in report.files] == [f["fileName"] for f in plan]
     assert len({f.worker for f in report.files}) == 2, "both workers took files"
     # The error file's manifest count (errcount=100) is wrong: it fails alone, the others are kept.
@@ -129,13 +133,14 @@ def test_local_cluster_every_resource_exactly_once(
     left = sorted(p.name for p in (tmp_path / "export").iterdir())
     assert left == sorted(f.file_name for f in report.files if f.ok), "no temp file or folder left"
     # The figures docs/scale-out.md quotes.
-    print(f"\nscale-out figures: {report!r}")
+    per_worker = sorted(sum(1 for f in report.files if f.worker == w) for w in {f.worker for f in report.files})
+    print(f"\nscale-out figures: {report!r}, files per worker {per_worker}, server file answers {served}")
 
 
 def test_local_cluster_parquet_per_file(files_server: Server, cluster: Any, token_env: fd.EnvToken, tmp_path: Path) -> None:
     # issue 15: format="parquet": each worker writes <name>.parquet with the Rust TableWriter.
     pq = pytest.importorskip("pyarrow.parquet")
-    result = export(files_server, token_env, faults="cut=5000")
+    result = export(files_server, token_env, faults="cut=1000")
     report = fd.download(result, tmp_path / "pq", client=cluster, format="parquet", kinds=("output",))
     assert not report.failed and len(report.files) == len(result.files)
     rows = 0
@@ -152,7 +157,7 @@ def test_local_cluster_parquet_per_file(files_server: Server, cluster: Any, toke
 
 def test_local_cluster_to_dataframe(files_server: Server, cluster: Any, token_env: fd.EnvToken) -> None:
     # issue 15: a Dask DataFrame, one partition per file, downloaded by the workers.
-    result = export(files_server, token_env, faults="cut=5000")
+    result = export(files_server, token_env, faults="cut=1000")
     frame = fd.to_dataframe(result, "Observation", client=cluster)
     n_files = len([f for f in result.files if f.get("resourceType") == "Observation"])
     assert frame.npartitions == n_files >= 2

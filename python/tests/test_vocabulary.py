@@ -15,6 +15,7 @@ from typing import Any, Iterator, List, Set
 import pytest
 
 import fhir_async
+import fhir_async.dask
 from fhir_async import errors
 from conftest import Server, client, ids
 
@@ -28,6 +29,7 @@ INSTANCES = {
     "paths": [fhir_async.DownloadedFiles],
     "stream": [fhir_async.ResourceStream],
     "error": [fhir_async.FhirAsyncError("x"), fhir_async.JobFailedError("x")],
+    "dask": [fhir_async.dask],
 }
 
 # Functions whose keyword arguments the table may name as `name=`.
@@ -40,6 +42,8 @@ KEYWORDS = [
     fhir_async.Result.download,
     fhir_async.read_ndjson,
     fhir_async.BackendServices,
+    fhir_async.dask.download,
+    fhir_async.dask.to_dataframe,
 ]
 
 
