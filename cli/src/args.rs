@@ -40,6 +40,8 @@ pub enum Command {
     Download(DownloadArgs),
     /// Start any asynchronous operation and print or save its result.
     Kickoff(KickoffArgs),
+    /// Convert a folder of NDJSON files (a job folder, or any) into one Parquet file per resource type.
+    Parquet(ParquetArgs),
 }
 
 /// Where the server is and how to authorize.
@@ -183,6 +185,16 @@ pub struct KickoffArgs {
     pub out: Option<PathBuf>,
 }
 
+/// `fhir-async parquet`.
+#[derive(Debug, Args)]
+pub struct ParquetArgs {
+    /// A folder of `.ndjson` / `.ndjson.gz` files (each file's type is its first line's resourceType).
+    pub folder: PathBuf,
+    /// Where `<Type>.parquet` files go (default: the folder itself).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
 /// Export levels.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Level {
@@ -204,6 +216,10 @@ pub enum Format {
     #[value(name = "ndjson.gz")]
     #[serde(rename = "ndjson.gz")]
     NdjsonGz,
+    /// NDJSON, then one `<Type>.parquet` per resource type beside it (zstd; fields that do not
+    /// fit the inferred schema are kept as JSON in the `_extra` column).
+    #[serde(rename = "parquet")]
+    Parquet,
 }
 
 /// Count checks.

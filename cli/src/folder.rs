@@ -93,7 +93,11 @@ impl Folder {
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let data = (name.ends_with(".ndjson") || name.ends_with(".ndjson.gz") || name == STATE) && name != LOG;
+            let data = (name.ends_with(".ndjson")
+                || name.ends_with(".ndjson.gz")
+                || name.ends_with(".parquet")
+                || name == STATE)
+                && name != LOG;
             if data && entry.file_type()?.is_file() {
                 std::fs::rename(entry.path(), to.join(&name))?;
             }

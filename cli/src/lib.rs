@@ -7,6 +7,7 @@
 mod args;
 mod auth;
 mod folder;
+mod parquet;
 mod ui;
 
 use args::{Cli, Command, CountCheck, ExportArgs, Format, Level, ServerArgs};
@@ -71,6 +72,7 @@ where
         Command::Cancel(t) => cancel(t, json),
         Command::Download(d) => download_cmd(d, json),
         Command::Kickoff(k) => kickoff(k, json),
+        Command::Parquet(p) => parquet_cmd(p, json),
     };
     match result {
         Ok(code) => code,
@@ -430,6 +432,10 @@ fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
     } else {
         None
     };
+    if summary.is_some() && format == Format::Parquet {
+        let files = parquet::job_files(&run.job().download_plan(), &folder, &ui);
+        parquet::convert(&files, folder.dir(), &folder, &ui)?;
+    }
     ui.finish();
     if outcome.is_success() {
         let t = outcome.manifest().and_then(|m| m.transaction_time.clone());
@@ -540,6 +546,10 @@ fn download_cmd(d: args::DownloadArgs, json: bool) -> Result<i32, Fail> {
         return Err(Fail { code: 1, message: format!("the job's result has no files ({:?})", outcome.status) });
     }
     let summary = download(&mut run, &folder, &ui, download_options(d.concurrency, d.count_check), d.format)?;
+    if d.format == Format::Parquet {
+        let files = parquet::job_files(&run.job().download_plan(), &folder, &ui);
+        parquet::convert(&files, folder.dir(), &folder, &ui)?;
+    }
     ui.finish();
     let _ = folder.write(STATE, &run.to_json());
     if !json {
@@ -597,4 +607,17 @@ fn kickoff(k: args::KickoffArgs, json: bool) -> Result<i32, Fail> {
         None => println!("{result}"),
     }
     Ok(outcome_code(&outcome, summary.as_ref()))
+}
+
+fn parquet_cmd(p: args::ParquetArgs, json: bool) -> Result<i32, Fail> {
+    let files = parquet::scan(&p.folder)?;
+    if files.is_empty() {
+        return Err(Fail { code: 1, message: format!("{}: no .ndjson or .ndjson.gz file", p.folder.display()) });
+    }
+    let out = p.out.unwrap_or_else(|| p.folder.clone());
+    // Events go to stdout with --json; a plain folder gets no log.
+    let ui = Ui::new(json);
+    parquet::convert(&files, &out, &Folder::none(json), &ui)?;
+    ui.finish();
+    Ok(0)
 }

@@ -402,7 +402,7 @@ fn cancel_from_a_second_process() {
 #[test]
 fn help_snapshots() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-    for sub in ["", "export", "status", "cancel", "download", "kickoff"] {
+    for sub in ["", "export", "status", "cancel", "download", "kickoff", "parquet"] {
         let args: Vec<&str> = if sub.is_empty() { vec!["--help"] } else { vec![sub, "--help"] };
         let (code, stdout, _) = run(&args);
         assert_eq!(code, 0);
@@ -478,4 +478,77 @@ fn every_export_flag() {
     let settings: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("fhir-async.json")).unwrap()).unwrap();
     assert_eq!((settings["countCheck"].as_str(), settings["concurrency"].as_u64()), (Some("lenient"), Some(2)));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Rows of a Parquet file, read with the parquet crate.
+fn parquet_rows(path: &Path) -> usize {
+    use fhir_async_client::tables::parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    reader.metadata().file_metadata().num_rows() as usize
+}
+
+// issue 15: `export --format parquet` keeps the NDJSON and writes `<Type>.parquet` per type into the
+// job folder; a re-run downloads and converts nothing again; a missing table is written again alone;
+// `fhir-async parquet FOLDER --out DIR` converts any folder of NDJSON files
+#[test]
+fn export_format_parquet_and_the_parquet_command() {
+    let srv = Server::start(|_| {});
+    let dir = out("parquet");
+    let base = format!("{}/bulk/fhir", srv.origin);
+    let args = ["export", "--base", &base, "--type", "Patient,Condition", "--format", "parquet", "--out"];
+    let (code, _, stderr) = run(&[&args[..], &[dir.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let files = names(&dir);
+    for f in ["Patient.parquet", "Condition.parquet"] {
+        assert!(files.contains(&f.to_owned()), "{f} in {files:?}");
+    }
+    assert!(!files.iter().any(|f| f.ends_with(".tmp")), "{files:?}");
+    // The NDJSON is kept: the table has its lines.
+    let ndjson = |ty: &str| -> usize {
+        files
+            .iter()
+            .filter(|f| f.starts_with(&format!("{ty}.")) && f.ends_with(".ndjson"))
+            .map(|f| lines(&dir.join(f)))
+            .sum()
+    };
+    for ty in ["Patient", "Condition"] {
+        assert!(ndjson(ty) > 0, "{files:?}");
+        assert_eq!(parquet_rows(&dir.join(format!("{ty}.parquet"))), ndjson(ty), "{ty}");
+    }
+    let converted = |dir: &Path| -> Vec<String> {
+        log(dir).iter().filter(|e| e["event"] == "parquet.finished").map(|e| e["type"].to_string()).collect()
+    };
+    assert_eq!(converted(&dir).len(), 2);
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("fhir-async.json")).unwrap()).unwrap();
+    assert_eq!(settings["format"], "parquet");
+
+    // The same command again: no kick-off, no download, no conversion.
+    let (kickoffs, downloads) = (srv.kickoffs(), srv.stats()["routes"]["bulk.file"].as_u64());
+    let modified = std::fs::metadata(dir.join("Patient.parquet")).unwrap().modified().unwrap();
+    let (code, _, stderr) = run(&[&args[..], &[dir.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!((srv.kickoffs(), srv.stats()["routes"]["bulk.file"].as_u64()), (kickoffs, downloads));
+    assert!(stderr.contains("Patient.parquet already written"), "{stderr}");
+    assert_eq!(std::fs::metadata(dir.join("Patient.parquet")).unwrap().modified().unwrap(), modified);
+    assert_eq!(converted(&dir).len(), 2);
+
+    // A table that went missing is written again, alone (the format is the folder's).
+    std::fs::remove_file(dir.join("Condition.parquet")).unwrap();
+    let (code, _, stderr) = run(&["export", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(converted(&dir).last().map(String::as_str), Some("\"Condition\""));
+    assert_eq!(converted(&dir).len(), 3);
+
+    // Any folder: the type is each file's first resourceType.
+    let other = out("parquet-cmd");
+    let (code, stdout, stderr) = run(&["--json", "parquet", dir.to_str().unwrap(), "--out", other.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(names(&other), ["Condition.parquet", "Patient.parquet"]);
+    let events: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.iter().filter(|e| e["event"] == "parquet.finished").count(), 2, "{stdout}");
+    assert_eq!(parquet_rows(&other.join("Patient.parquet")), ndjson("Patient"));
+    let (code, _, stderr) = run(&["parquet", other.to_str().unwrap()]);
+    assert_eq!(code, 1, "a folder without NDJSON: {stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&other).ok();
 }

@@ -69,6 +69,7 @@ mod writer;
 
 pub use error::TableError;
 pub use schema::EXTRA_COLUMN;
+pub use source::resource_type_of;
 pub use writer::TableWriter;
 
 // The Arrow and Parquet crates of our API, for callers that need their types

@@ -74,3 +74,22 @@ impl Lines {
         }
     }
 }
+
+/// The `resourceType` of the first non-blank line of an NDJSON / NDJSON.gz
+/// file (None when the file is empty or that line has none).
+pub fn resource_type_of(path: &Path) -> Result<Option<String>, TableError> {
+    let mut lines = Lines::new(&[path.to_path_buf()]);
+    let mut buf = Vec::new();
+    while lines.next_into(&mut buf)? {
+        if buf.trim_ascii().is_empty() {
+            continue;
+        }
+        let head: serde_json::Value = serde_json::from_slice(&buf).map_err(|e| TableError::InvalidLine {
+            path: path.display().to_string(),
+            line: lines.line_no,
+            message: e.to_string(),
+        })?;
+        return Ok(head.get("resourceType").and_then(|t| t.as_str()).map(str::to_owned));
+    }
+    Ok(None)
+}
