@@ -175,3 +175,14 @@ def test_client_spec_rebuilds_the_client() -> None:
     assert (again.base_url, again.timeout, again.token) == (spec.base_url, spec.timeout, spec.token)
     assert again.retry == {"minWaitMs": 20, "initialBackoffMs": 20, "maxBackoffMs": 200}
     assert "EnvToken(name='X')" in repr(spec)
+
+
+def test_an_fsspec_url_as_destination(server: Server) -> None:
+    # issue 15: dest may be an fsspec URL; each finished file is put there (memory:// in this process).
+    fsspec = pytest.importorskip("fsspec")
+    result = client(server.base("/bulk/fhir")).export(types=["Patient"]).wait()
+    report = fd.download(result, "memory://fhir-async-test/export", format="parquet")
+    assert not report.failed and report.paths == ["memory://fhir-async-test/export/Patient.000.parquet"]
+    fs = fsspec.filesystem("memory")
+    assert fs.size("/fhir-async-test/export/Patient.000.parquet") == report.files[0].written_bytes > 0
+    fs.rm("/fhir-async-test", recursive=True)
