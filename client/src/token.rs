@@ -146,6 +146,21 @@ mod tests {
         assert!(!format!("{f:?}").contains("secret"));
     }
 
+    // issue 12 (J4): a token endpoint's refusal stays typed on its way to the caller
+    #[test]
+    fn an_auth_refusal_stays_typed() {
+        let refusal = AuthError {
+            message: "the token endpoint refused the client (401)".into(),
+            error: Some("invalid_client".into()),
+            error_description: Some("unknown client nobody".into()),
+            http_status: Some(401),
+        };
+        let e = TokenUnavailable::from(refusal.clone());
+        assert_eq!(e.auth_error(), Some(&refusal));
+        assert_eq!(e.reason(), refusal.to_string());
+        assert_eq!(TokenUnavailable::new("no token was configured").auth_error(), None);
+    }
+
     // protocol H5: a fixed token cannot be refreshed; a function is asked again
     #[test]
     fn refresh_rules() {

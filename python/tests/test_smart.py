@@ -192,8 +192,12 @@ def test_a_token_endpoint_down_during_refresh_is_retried(smart_server: Server) -
     # protocol J5: the first token is issued; when it runs out (1 s), the endpoint answers 503
     # twice; the refresh is retried within the budget and the export completes. A client secret
     # (no assertion, so no aud to match) lets a local proxy stand in front of the token endpoint.
-    handler = type("Proxy", (_FlakyTokenProxy,), {"target": f"{smart_server.url}/auth/token", "down": (2, 3), "seen": []})
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class Proxy(_FlakyTokenProxy):
+        target = f"{smart_server.url}/auth/token"
+        down = (2, 3)
+        seen: List[int] = []
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
     try:
@@ -206,7 +210,7 @@ def test_a_token_endpoint_down_during_refresh_is_retried(smart_server: Server) -
         )
         result = c.export(types=["Patient"]).wait(raise_on_failure=True)
         assert len(list(result.resources())) == 10
-        assert len(handler.seen) >= 4, f"a first token, two 503s, a refreshed token: {handler.seen}"
+        assert len(Proxy.seen) >= 4, f"a first token, two 503s, a refreshed token: {Proxy.seen}"
     finally:
         proxy.shutdown()
         proxy.server_close()
