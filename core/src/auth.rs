@@ -510,8 +510,11 @@ impl TokenSession {
                 let text = format!("{} {}", error.as_deref().unwrap_or(""), description.as_deref().unwrap_or(""))
                     .to_ascii_lowercase();
                 // A client secret has no time claims: only an assertion can be refused for skew.
+                // Whole words: "unexpected" or "associated" are not about time.
                 let skew = self.config.client_secret.is_none()
-                    && ["exp", "iat", "nbf", "expired", "future", "clock"].iter().any(|w| text.contains(w));
+                    && text
+                        .split(|c: char| !c.is_ascii_alphanumeric())
+                        .any(|w| ["exp", "iat", "nbf", "expired", "future", "clock"].contains(&w));
                 let message = if skew {
                     format!("the token endpoint refused the assertion ({status}); its time claims were rejected: check the client clock (a skewed clock is the usual cause)")
                 } else if error.as_deref() == Some("invalid_client") && self.config.client_secret.is_some() {
@@ -729,6 +732,11 @@ mod tests {
         assert!(e.to_string().contains("kid k1 is not a key of client-1") && e.message.contains("check the client id"));
         let e = refuse(json!({"error": "invalid_grant", "error_description": "assertion expired 598 s ago"}), 400);
         assert!(e.message.contains("client clock"), "{e}");
+        let e = refuse(json!({"error": "invalid_client", "error_description": "iat is 600 s in the future"}), 401);
+        assert!(e.message.contains("client clock"), "{e}");
+        // Words, not substrings: nothing here is about time.
+        let e = refuse(json!({"error": "invalid_client", "error_description": "unexpected kid k9 associated"}), 401);
+        assert!(!e.message.contains("clock") && e.message.contains("check the client id"), "{e}");
     }
 
     // protocol J5: a token endpoint that is down is retried within the budget, then fails
