@@ -192,6 +192,10 @@ pub struct TokenSession {
     /// `.well-known/smart-configuration` had no token endpoint: ask the CapabilityStatement.
     capability_next: bool,
     failed: Option<AuthError>,
+    /// A failure of the endpoint itself (down past the retries, not a
+    /// refusal) is tried again from this instant: a long-lived client
+    /// recovers after an outage without being rebuilt (J5).
+    failed_until_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for TokenSession {
@@ -238,6 +242,7 @@ impl TokenSession {
             retry_at_ms: 0,
             capability_next: false,
             failed: None,
+            failed_until_ms: None,
         })
     }
 
@@ -275,7 +280,15 @@ impl TokenSession {
     /// The next step.
     pub fn next(&mut self, now_ms: u64) -> Result<AuthStep, AuthError> {
         if let Some(e) = &self.failed {
-            return Err(e.clone());
+            match self.failed_until_ms {
+                Some(until) if now_ms >= until => {
+                    // A new round of attempts after the outage's cool-down.
+                    self.failed = None;
+                    self.failed_until_ms = None;
+                    self.failures = 0;
+                }
+                _ => return Err(e.clone()),
+            }
         }
         match self.pending {
             Pending::None => {}
@@ -541,9 +554,10 @@ impl TokenSession {
     fn retry_later(&mut self, message: String, http_status: Option<u16>, now_ms: u64) -> Result<(), AuthError> {
         self.failures += 1;
         if self.failures > self.retry.max_retries {
-            return Err(
-                self.fail(AuthError { http_status, ..AuthError::new(format!("{message}, {} times", self.failures)) })
-            );
+            let e =
+                self.fail(AuthError { http_status, ..AuthError::new(format!("{message}, {} times", self.failures)) });
+            self.failed_until_ms = Some(now_ms.saturating_add(self.retry.max_backoff_ms));
+            return Err(e);
         }
         self.retry_at_ms = now_ms.saturating_add(backoff_ms(&self.retry, self.failures - 1));
         Ok(())
@@ -758,6 +772,25 @@ mod tests {
                 assert!(res.unwrap_err().message.contains("503"));
             }
         }
+        // protocol J5: an outage is not a refusal: the session fails until the
+        // cool-down (the longest backoff), then a long-lived client tries again.
+        let e = s.next(now + 59_999).unwrap_err();
+        assert!(e.message.contains("503"), "{e}");
+        sign(&mut s, now + 60_000);
+        let r = send(&mut s, now + 60_000);
+        s.handle_response(r.id, &token_response(60), now + 60_000).unwrap();
+        assert!(matches!(s.next(now + 60_000), Ok(AuthStep::Ready)));
+    }
+
+    // protocol J4: a refusal (invalid_client) stays failed: trying again cannot help
+    #[test]
+    fn a_refusal_is_not_tried_again() {
+        let mut s = TokenSession::new("https://h/fhir", config(Some("https://h/auth/token")), 1).unwrap();
+        sign(&mut s, NOW);
+        let r = send(&mut s, NOW);
+        let body = json!({"error": "invalid_client"}).to_string();
+        s.handle_response(r.id, &Response::new(401).with_body(body), NOW).unwrap_err();
+        assert!(s.next(NOW + 86_400_000).is_err(), "a day later, still failed");
     }
 
     // protocol J3 (client_secret_basic): no assertion, no Sign step; Basic of the

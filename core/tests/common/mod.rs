@@ -32,7 +32,8 @@ pub fn subset(expected: &Value, actual: &Value, path: &str) -> Result<(), String
     }
 }
 
-/// Request headers as an object for matching (`Authorization` never appears).
+/// Request headers as an object for matching. A bearer token never appears (the binding adds
+/// it); a `client_secret_basic` token request carries its own `Authorization: Basic`.
 pub fn request_json(action: &Value) -> Value {
     let mut a = action.clone();
     if let Some(req) = a.get_mut("request") {
