@@ -212,3 +212,25 @@ fn attach_polls_the_status_url() {
     let https = JobConfig { base_url: "https://h/fhir".into(), ..cfg };
     assert_eq!(Job::attach(https, "http://h/fhir/jobs/1").unwrap_err().code(), "insecure_url");
 }
+
+// protocol K5: a record replaces the earlier one of its file; of two in one call the later wins;
+// the merge keeps every other file's record
+#[test]
+fn records_merge_by_file_name() {
+    use crate::coordinator::FileRecord;
+    let done =
+        |name: &str, n: u64| FileRecord { file_name: name.into(), resources: n, bytes: Some(n * 10), checkpoint: None };
+    let part = |name: &str, n: u64| FileRecord {
+        file_name: name.into(),
+        resources: n,
+        bytes: None,
+        checkpoint: Some(crate::FileCheckpoint { offset: n * 10, validator: "\"v\"".into(), resources: n }),
+    };
+    let mut job = export_job(true);
+    job.record_files(vec![part("b", 1), done("a", 2), part("c", 3)]);
+    job.record_files(vec![]);
+    job.record_files(vec![part("c", 4), done("b", 5), done("d", 6), done("c", 7)]);
+    let got: Vec<(&str, u64, bool)> =
+        job.file_records().iter().map(|r| (r.file_name.as_str(), r.resources, r.is_done())).collect();
+    assert_eq!(got, vec![("a", 2, true), ("b", 5, true), ("c", 7, true), ("d", 6, true)]);
+}
