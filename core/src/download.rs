@@ -499,9 +499,11 @@ impl FileDownload {
                 self.attempts += 1;
                 self.state = FileState::InFlight { id };
                 let mut headers = vec![("Accept".to_owned(), "application/fhir+ndjson".to_owned())];
-                if self.gzip {
-                    headers.push(("Accept-Encoding".to_owned(), "gzip".to_owned()));
-                }
+                // Without gzip, say identity: no Accept-Encoding at all would allow any coding
+                // (RFC 9110 §12.5.3), and Node's fetch asks for gzip on its own; a byte range
+                // (K1) needs bodies the binding sees undecoded. Browsers drop the header.
+                let coding = if self.gzip { "gzip" } else { "identity" };
+                headers.push(("Accept-Encoding".to_owned(), coding.to_owned()));
                 // Continue a broken body where it stopped (K1): only the same representation.
                 if let (Some(from), Some(v)) = (self.range.resume_from, &self.range.validator) {
                     headers.push(("Range".to_owned(), format!("bytes={from}-")));
@@ -1141,6 +1143,9 @@ mod tests {
         let r = send(&mut d, 0);
         assert!(r.auth);
         assert_eq!(r.header("Accept-Encoding"), Some("gzip"));
+        // protocol K1: without gzip the request says identity (Node's fetch would ask for gzip)
+        let mut plain = FileDownload::new(planned("https://h/f", true, Some(3)), &policy()).unwrap().with_gzip(false);
+        assert_eq!(send(&mut plain, 0).header("Accept-Encoding"), Some("identity"));
         assert_eq!(d.handle_head(r.id, 200, &[], false, 0).unwrap(), HeadDecision::Stream);
         d.feed(r.id, b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\"", 0, |l| got.push(l.to_vec())).unwrap();
         d.handle_transport_error(r.id, "connection reset", 5).unwrap();
