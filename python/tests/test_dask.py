@@ -96,8 +96,11 @@ def test_no_token_string_travels_in_a_task(server: Server, token_env: fd.EnvToke
 
 def test_in_process_scheduler_downloads_every_file(server: Server, tmp_path: Path, token_env: fd.EnvToken) -> None:
     # Without a distributed client the tasks run on dask's threads in this process.
-    result = client(server.base("/bulk/fhir", "cut=3000")).export(types=["Patient", "Condition"]).wait()
-    report = fd.download(result, tmp_path / "out")
+    import dask
+
+    result = client(server.base("/bulk/fhir", "cut=1000")).export(types=["Patient", "Condition"]).wait()
+    with dask.config.set(scheduler="threads"):
+        report = fd.download(result, tmp_path / "out")
     assert not report.failed and len(report.files) == len(result.files)
     assert ndjson_ids(report.paths) == ids(list(result.resources()))
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")], "no scratch folder left"
@@ -181,7 +184,10 @@ def test_an_fsspec_url_as_destination(server: Server) -> None:
     # issue 15: dest may be an fsspec URL; each finished file is put there (memory:// in this process).
     fsspec = pytest.importorskip("fsspec")
     result = client(server.base("/bulk/fhir")).export(types=["Patient"]).wait()
-    report = fd.download(result, "memory://fhir-async-test/export", format="parquet")
+    import dask
+
+    with dask.config.set(scheduler="threads"):  # this process, even while the module's cluster is up
+        report = fd.download(result, "memory://fhir-async-test/export", format="parquet")
     assert not report.failed and report.paths == ["memory://fhir-async-test/export/Patient.000.parquet"]
     fs = fsspec.filesystem("memory")
     assert fs.size("/fhir-async-test/export/Patient.000.parquet") == report.files[0].written_bytes > 0
