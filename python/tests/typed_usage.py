@@ -42,6 +42,33 @@ def sync_usage(base: str) -> None:
     del url, phase, pct, status, rid, paths, cancelled, other
 
 
+def table_usage(result: fhir_async.Result, dask_client: Any) -> None:
+    # issue 15: tables and the cluster, as a user would type them.
+    import pandas
+    import polars
+    import pyarrow
+
+    import fhir_async.dask as fd
+
+    table: pyarrow.Table = result.to_arrow("Observation")
+    frame: pandas.DataFrame = result.to_pandas("Patient")
+    pl_frame: polars.DataFrame = result.to_polars("Patient")
+    written: List[Dict[str, Any]] = result.to_parquet("parquet/")
+    one: Sequence[Path] = result.download("out/", files=["Patient.000.ndjson"])
+    local: fhir_async.NdjsonFiles = fhir_async.read_ndjson(one)
+    again: pyarrow.Table = local.to_arrow()
+    pq: Dict[str, Any] = fhir_async.read_ndjson(one).to_parquet("Patient.parquet")
+    report: fd.DownloadReport = fd.download(result, "/shared/out", client=dask_client, format="parquet")
+    outcomes: List[fd.FileOutcome] = report.failed
+    tasks: List[fd.FileTask] = fd.file_tasks(result, "s3://bucket/export/", types=["Patient"])
+    outcome: fd.FileOutcome = tasks[0]()
+    spec = fd.ClientSpec("https://fhir.example/r4", token=fd.EnvToken("FHIR_TOKEN"))
+    client: fhir_async.Client = spec.build()
+    ddf = fd.to_dataframe(result, "Observation", client=dask_client)
+    n: int = ddf.npartitions
+    del table, frame, pl_frame, written, again, pq, outcomes, outcome, client, n
+
+
 async def async_usage(client: fhir_async.Client) -> fhir_async.Result:
     job = client.export(types=["Observation"], start=False)
     return await job.wait_async(raise_on_failure=True)
