@@ -9,6 +9,7 @@ downloads every output file of the same job (the tasks resume it from
 
 - ``single``: the tasks run one after the other in this process (dask's
   ``synchronous`` scheduler);
+- ``threads``: this process, two threads (dask's ``threads`` scheduler);
 - ``cluster``: ``LocalCluster(n_workers=2, threads_per_worker=1,
   processes=True)`` (its start-up is timed apart).
 
@@ -69,10 +70,11 @@ def main() -> None:
         startup = time.monotonic() - t0
         try:
             for fmt in args.formats.split(","):
-                for variant in ("single", "cluster"):
+                for variant in ("single", "threads", "cluster"):
                     out = Path(tempfile.mkdtemp(prefix=f"dask-bench-{fmt}-{variant}-", dir=ROOT / "target"))
-                    if variant == "single":
-                        with dask.config.set(scheduler="synchronous"):
+                    if variant != "cluster":
+                        scheduler = {"single": "synchronous", "threads": "threads"}[variant]
+                        with dask.config.set(scheduler=scheduler, num_workers=2):
                             report = fd.download(result, out, format=fmt, kinds=("output",))  # type: ignore[arg-type]
                     else:
                         report = fd.download(result, out, client=dc, format=fmt, kinds=("output",))  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ Needs ``pip install 'fhir-async[dask]'`` (dask, distributed, pandas, pyarrow).
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import socket
 import tempfile
@@ -96,6 +97,16 @@ class ClientSpec:
                 "fhir_async.dask sends no token string to workers: build the Client with "
                 "token=<a picklable callable> or auth=BackendServices(...)"
             )
+        if token is not None:
+            try:
+                # Plain pickle, as a check: it takes functions by name, so a lambda or a
+                # closure (whose captured values, a token among them, cloudpickle would copy) is refused.
+                pickle.dumps(token)
+            except (pickle.PicklingError, AttributeError, TypeError) as e:
+                raise UsageError(
+                    "the token callable must be picklable by name (a module-level function, "
+                    f"or fhir_async.dask.EnvToken): {e}"
+                ) from None
         timeout = None if client._timeout_ms is None else client._timeout_ms / 1000
         return cls(client.base_url, dict(client._retry), timeout, tuple(client._allowed_origins), token, client._auth)
 

@@ -85,6 +85,10 @@ def test_no_token_string_travels_in_a_task(server: Server, token_env: fd.EnvToke
     result = client(server.base("/bulk/fhir"), token="a-token-string").export(types=["Patient"]).wait()
     with pytest.raises(fhir_async.UsageError, match="no token string"):
         fd.file_tasks(result, tmp_path)
+    secret = "captured-token"
+    closure = client(server.base("/bulk/fhir"), token=lambda: secret).export(types=["Patient"]).wait()
+    with pytest.raises(fhir_async.UsageError, match="picklable by name"):
+        fd.file_tasks(closure, tmp_path)  # cloudpickle would copy the captured string into every task
     result = client(server.base("/bulk/fhir"), token=token_env).export(types=["Patient"]).wait()
     tasks = fd.file_tasks(result, tmp_path)
     assert len(tasks) == len(result.files) and tasks[0].spec.token == token_env
