@@ -16,7 +16,7 @@ import pytest
 
 import fhir_async
 import fhir_async.dask as fd
-from conftest import FAST, Server, client, ids, start_server, stop_server
+from conftest import FAST, ROOT, Server, client, ids, start_server, stop_server
 
 pytest.importorskip("distributed")
 
@@ -196,3 +196,26 @@ def test_an_fsspec_url_as_destination(server: Server) -> None:
     fs = fsspec.filesystem("memory")
     assert fs.size("/fhir-async-test/export/Patient.000.parquet") == report.files[0].written_bytes > 0
     fs.rm("/fhir-async-test", recursive=True)
+
+
+def test_workers_sign_their_own_assertions_with_backend_services(cluster: Any, tmp_path: Path) -> None:
+    # issue 15: the worker gets the auth configuration (a BackendServices with a key path), and
+    # asks the token endpoint itself; the tasks hold the key's path, never a token.
+    keys = ROOT / "tests" / "server" / "tests" / "fixtures"
+    s = start_server(
+        "--job-ms", "100", "--retry-after", "0", "--patients", "20", "--file-resources", "10",
+        "--jwks", str(keys / "jwks.json"),
+    )
+    try:
+        auth = fhir_async.BackendServices("client-1", key=keys / "es384-private.pem", kid="test-es384")
+        result = client(s.base("/bulk/fhir"), auth=auth).export(types=["Patient", "Condition"]).wait()
+        tasks = fd.file_tasks(result, tmp_path)
+        assert tasks[0].spec.auth == auth and b"access_token" not in pickle.dumps(tasks)
+        before = s.stats()["tokens"]["issued"]
+        report = fd.download(result, tmp_path, client=cluster)
+        assert not report.failed and len(report.files) == len(result.files) >= 4
+        assert ndjson_ids(report.paths) == ids(list(result.resources()))
+        # One token per task (each resumes the job with a client of its own), none from this process.
+        assert s.stats()["tokens"]["issued"] - before == len(tasks)
+    finally:
+        stop_server(s)
