@@ -217,5 +217,6 @@ def test_workers_sign_their_own_assertions_with_backend_services(cluster: Any, t
         assert ndjson_ids(report.paths) == ids(list(result.resources()))
         # One token per task (each resumes the job with a client of its own), none from this process.
         assert s.stats()["tokens"]["issued"] - before == len(tasks)
+        print(f"\nbackend services: {len(tasks)} tasks, {len(tasks)} tokens issued to the workers")
     finally:
         stop_server(s)
