@@ -23,8 +23,9 @@ pytest.importorskip("distributed")
 TOKEN = "dask-secret-token"
 # cut: every (gzip) body is aborted each 1,000 bytes (continued with Range);
 # conn=1: a second file of the job in flight is answered 429 (retried after Retry-After);
-# partial;errcount=100: every second type fails, its error file claims 100 lines.
-FAULTS = "cut=1000;conn=1;partial;errcount=100"
+# partial;errcount=100: every second type fails, its error file claims 100 lines;
+# expire: the manifest's first links answer 410 until the status URL is polled again.
+FAULTS = "cut=1000;conn=1;partial;errcount=100;expire"
 TYPES = ["Patient", "Observation", "Condition", "Encounter"]
 
 
@@ -121,9 +122,14 @@ def test_local_cluster_every_resource_exactly_once(
     assert len(outputs) >= 6 and errors
     files_server.reset()
     report = fd.download(result, tmp_path / "export", client=cluster)
-    served = files_server.stats()["files"]
+    stats = files_server.stats()
+    served = stats["files"]
     # The faults fired: bodies were cut and continued with ranges (not restarted).
     assert served["cut"] > 0 and served["206"] >= served["cut"], served
+    # expire: each task met the expired link (410) and refreshed its own copy of the manifest once.
+    expired = [r for r in stats["requests"] if r["route"] == "bulk.file" and r["status"] == 410]
+    refreshed = [r for r in stats["requests"] if r["route"] == "bulk.status"]
+    assert len(expired) == len(refreshed) == len(plan), (len(expired), len(refreshed))
     assert [f.file_name for f in report.files] == [f["fileName"] for f in plan]
     assert len({f.worker for f in report.files}) == 2, "both workers took files"
     # The error file's manifest count (errcount=100) is wrong: it fails alone, the others are kept.
@@ -141,7 +147,10 @@ def test_local_cluster_every_resource_exactly_once(
     assert left == sorted(f.file_name for f in report.files if f.ok), "no temp file or folder left"
     # The figures docs/scale-out.md quotes.
     per_worker = sorted(sum(1 for f in report.files if f.worker == w) for w in {f.worker for f in report.files})
-    print(f"\nscale-out figures: {report!r}, files per worker {per_worker}, server file answers {served}")
+    print(
+        f"\nscale-out figures: {report!r}, files per worker {per_worker}, server file answers {served}, "
+        f"{len(expired)} expired links, {len(refreshed)} manifest refreshes"
+    )
 
 
 def test_local_cluster_parquet_per_file(files_server: Server, cluster: Any, token_env: fd.EnvToken, tmp_path: Path) -> None:
