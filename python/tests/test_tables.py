@@ -37,6 +37,8 @@ def test_to_arrow_is_every_resource_of_the_type_without_a_copy(result: fhir_asyn
     assert row_ids(table) == ids(list(result.resources("Observation")))
     assert table.schema.names[-1] == "_extra" and table.column("_extra").null_count == table.num_rows
     assert pa.types.is_struct(table.schema.field("code").type)
+    # A type the export has no file of is an empty table, as to_pandas was an empty DataFrame.
+    assert result.to_arrow("Medication").num_rows == 0 and len(result.to_pandas("Medication")) == 0
 
 
 def test_every_type_round_trips_through_arrow(result: fhir_async.Result) -> None:
