@@ -828,25 +828,28 @@ impl Downloads {
     /// Every file's progress, for the job's saved state (K5): done files with
     /// their figures, and files part-way that can continue in another process.
     pub fn records(&self) -> Vec<FileRecord> {
-        self.slots
-            .iter()
-            .zip(&self.files)
-            .filter_map(|(s, f)| match s {
-                Slot::Finished(r) => r.report.as_ref().map(|rep| FileRecord {
-                    file_name: f.file_name.clone(),
-                    resources: rep.resources,
-                    bytes: Some(rep.bytes),
-                    checkpoint: None,
-                }),
-                Slot::Active { download, .. } => download.checkpoint().map(|c| FileRecord {
-                    file_name: f.file_name.clone(),
-                    resources: c.resources,
-                    bytes: None,
-                    checkpoint: Some(c),
-                }),
-                _ => None,
-            })
-            .collect()
+        (0..self.files.len()).filter_map(|i| self.record(i)).collect()
+    }
+
+    /// File `i`'s progress now (K5), as in [`Downloads::records`]: a binding
+    /// that saves each part as it is handed out asks for one file, not all.
+    pub fn record(&self, i: usize) -> Option<FileRecord> {
+        let file_name = self.files.get(i)?.file_name.clone();
+        match self.slots.get(i)? {
+            Slot::Finished(r) => r.report.as_ref().map(|rep| FileRecord {
+                file_name,
+                resources: rep.resources,
+                bytes: Some(rep.bytes),
+                checkpoint: None,
+            }),
+            Slot::Active { download, .. } => download.checkpoint().map(|c| FileRecord {
+                file_name,
+                resources: c.resources,
+                bytes: None,
+                checkpoint: Some(c),
+            }),
+            _ => None,
+        }
     }
 
     /// The limit changes since the last call (for logs; progress shows the limits).
@@ -1018,6 +1021,24 @@ mod tests {
         assert_eq!(more.iter().map(|(f, _)| *f).collect::<Vec<_>>(), vec![2], "one finished, one more starts");
         let p = d.progress();
         assert_eq!((p.files_active, p.files_done), (3, 1));
+    }
+
+    // protocol K5: one file's record is the one `records` lists for it; none for a file not started
+    #[test]
+    fn record_of_one_file() {
+        let plan = vec![
+            file(FileKind::Output, 0, "Patient", "https://a/0", None),
+            file(FileKind::Output, 1, "Patient", "https://a/1", None),
+        ];
+        let mut d = Downloads::new(plan, DownloadOptions { max_per_origin: 1, ..Default::default() }, &policy());
+        let (first, _) = sends(&mut d, 0);
+        serve(&mut d, 0, first[0].1.id, b"{}\n{}\n");
+        let (second, _) = sends(&mut d, 0);
+        assert_eq!(second.len(), 1, "file 1 started, nothing received yet");
+        let done = d.record(0).unwrap();
+        assert_eq!((done.file_name.as_str(), done.resources, done.bytes), ("Patient.000.ndjson", 2, Some(6)));
+        assert_eq!((d.record(1), d.record(2)), (None, None));
+        assert_eq!(d.records(), vec![done]);
     }
 
     // issue 10 §2 / issue 11 §1: a file that fails its count check is a per-file result; the others complete

@@ -164,6 +164,13 @@ impl Job {
         if job.version != STATE_VERSION {
             return Err(Error::usage(format!("saved job has state version {}, expected {STATE_VERSION}", job.version)));
         }
+        // The records are sorted by name (record_file's binary search); a state
+        // written otherwise is put in order, the later record of a name winning.
+        if !job.files.windows(2).all(|w| w[0].file_name < w[1].file_name) {
+            for r in std::mem::take(&mut job.files) {
+                job.record_file(r);
+            }
+        }
         if let Some(f) = job.in_flight.take() {
             match f.kind {
                 RequestKind::Kickoff => {
@@ -272,6 +279,16 @@ impl Job {
         }
         merged.extend(new);
         self.files = merged;
+    }
+
+    /// Records one file's progress, replacing its earlier record: a binary
+    /// search in the name-sorted records (no sort, no map: a binding records
+    /// each part handed out, and the browser build pays for every sort; K5).
+    pub fn record_file(&mut self, record: crate::coordinator::FileRecord) {
+        match self.files.binary_search_by(|r| r.file_name.cmp(&record.file_name)) {
+            Ok(i) => self.files[i] = record,
+            Err(i) => self.files.insert(i, record),
+        }
     }
 
     /// Things worth telling a human that did not stop the job.

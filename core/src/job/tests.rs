@@ -234,3 +234,29 @@ fn records_merge_by_file_name() {
         job.file_records().iter().map(|r| (r.file_name.as_str(), r.resources, r.is_done())).collect();
     assert_eq!(got, vec![("a", 2, true), ("b", 5, true), ("c", 7, true), ("d", 6, true)]);
 }
+
+// protocol K5: record_file replaces a file's record or inserts it in name order, like
+// record_files; a saved state whose records are out of order (or name a file twice) is
+// put in order on resume, the later record winning
+#[test]
+fn record_one_file_and_order_on_resume() {
+    use crate::coordinator::FileRecord;
+    let rec =
+        |name: &str, n: u64| FileRecord { file_name: name.into(), resources: n, bytes: Some(n), checkpoint: None };
+    let names = |job: &Job| job.file_records().iter().map(|r| (r.file_name.clone(), r.resources)).collect::<Vec<_>>();
+    let mut job = export_job(true);
+    job.record_file(rec("c", 1));
+    job.record_file(rec("a", 2));
+    job.record_file(rec("b", 3));
+    job.record_file(rec("a", 4));
+    let want = vec![("a".to_string(), 4), ("b".to_string(), 3), ("c".to_string(), 1)];
+    assert_eq!(names(&job), want);
+    let mut saved: serde_json::Value = serde_json::from_str(&job.to_json()).unwrap();
+    saved["files"] = serde_json::json!([
+        {"fileName": "c", "resources": 1, "bytes": 1},
+        {"fileName": "a", "resources": 9, "bytes": 9},
+        {"fileName": "b", "resources": 3, "bytes": 3},
+        {"fileName": "a", "resources": 4, "bytes": 4}
+    ]);
+    assert_eq!(names(&Job::from_json(&saved.to_string()).unwrap()), want);
+}
