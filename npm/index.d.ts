@@ -281,6 +281,17 @@ export interface ResourceOptions {
    * identity bodies, which continue with a byte range (protocol K1).
    */
   gzip?: boolean;
+  /**
+   * Protocol K5: the job's saved state (`job.toJson()`) records each file's
+   * progress as its resources are taken: a file once its last resource was
+   * handed out (before `onFile`), a part-way identity file (`gzip: false`, a
+   * server with ranges) at each part once the consumer asks for the next one,
+   * so save between `format: 'batches'` batches or in `onFile`. The stream of a
+   * job resumed from such a state leaves out the files recorded as done and
+   * continues part-way ones after the resources already handed out; a file the
+   * state does not record starts over (drop what you kept of it). Default false.
+   */
+  saveProgress?: boolean;
   /** When the links expire (default: the outcome's `expiresAtMs`); they are re-fetched before files start near it. */
   expiresAtMs?: number;
   /** The core's totals, after each file's result and each change of an origin's limit. */
@@ -615,7 +626,12 @@ export declare class Downloads {
     skipFiles: string[],
     expiresAtMs: number,
     gzip: boolean,
+    savedProgress: boolean,
   );
+  /** The core's record of a file now (K5), as a handle for `commit`; 0 when there is none. */
+  snapshot(file: number): number;
+  /** Records a snapshot in the job's saved state. */
+  commit(job: Job, handle: number): void;
   readonly length: number;
   file(i: number): PlannedFile | null;
   next(nowMs: number): DownloadStep;

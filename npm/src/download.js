@@ -50,7 +50,7 @@ function check(options) {
 export function resourceStream(job, options = {}) {
   check(options);
   const { type, types, kinds = ['output'], signal, format = 'json', onFile, onProgress, ordered = false } = options;
-  const { validation, onInvalidLine = 'report', gzip = true } = options;
+  const { validation, onInvalidLine = 'report', gzip = true, saveProgress = false } = options;
   const dl = core(
     () =>
       new CoreDownloads(
@@ -63,6 +63,7 @@ export function resourceStream(job, options = {}) {
         options.skipFiles ?? [],
         options.expiresAtMs ?? 0, // 0: the outcome's
         gzip,
+        saveProgress,
       ),
   );
   const stats = { bytes: 0, resources: 0, files: [], failed: 0, invalidLines: 0, originLimits: [], limitChanges: [] };
@@ -97,6 +98,8 @@ export function resourceStream(job, options = {}) {
     /** Hands out the lines the core returned for `run`; resolves when the consumer has room. */
     async emit(run, joined) {
       if (joined === '') return;
+      // K5: where the file stands once the consumer holds these lines (committed when it took them).
+      const record = saveProgress ? dl.snapshot(run.i) : 0;
       const lines = joined.split('\n');
       const first = run.lines + 1; // 1-based number of lines[0] in the file
       run.lines += lines.length;
@@ -118,7 +121,7 @@ export function resourceStream(job, options = {}) {
         return true;
       });
       if (items.length > 0 || !raise) {
-        run.queue.push({ items, chars: joined.length });
+        run.queue.push({ items, chars: joined.length, record });
         run.chars += joined.length;
       }
       notify();
@@ -164,6 +167,7 @@ export function resourceStream(job, options = {}) {
     if (!run.ended || run.done || run.sending > 0) return;
     if (run.refusal) dl.errorBody(run.i, run.refusal);
     const result = dl.result(run.i);
+    if (saveProgress && !result.error) run.record = dl.snapshot(run.i);
     run.file = result.file;
     run.report = result.error ? failedReport(run, fromCore(result.error)) : result.report;
     run.done = true;
@@ -331,8 +335,16 @@ export function resourceStream(job, options = {}) {
   // A file waiting for an earlier file of its type may run further ahead than one being read.
   const room = (run) => (ordered && !run.head ? run.chars < AHEAD_ORDERED_CHARS : run.queue.length < AHEAD_UNORDERED);
 
+  /** The record of the part handed out last: the consumer holds it once it asks for more. */
+  let handed = 0;
+  const commit = (record) => {
+    if (record && !ctx.freed) dl.commit(job.engine, record);
+  };
+
   /** The next array of items, or `null` when every file is done. */
   async function take() {
+    commit(handed);
+    handed = 0;
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
       if (!started) {
@@ -349,6 +361,7 @@ export function resourceStream(job, options = {}) {
           const r = run.resume;
           run.resume = null;
           r?.();
+          handed = part.record;
           return part.items;
         }
         if (run.error) throw run.error;
@@ -358,6 +371,8 @@ export function resourceStream(job, options = {}) {
           // A file counts as finished once its last resource was handed out.
           stats.files.push(run.report);
           if (run.report.error) stats.failed++;
+          // Saved before onFile, which may save the job.
+          commit(run.record);
           try {
             onFile?.(run.report);
           } catch {

@@ -3,6 +3,7 @@
 //! per-file results, the limit's changes). JS moves the bytes and never decides.
 //! Lines cross in one string per call (joined with `\n`), as for `FileDownload`.
 
+use fhir_async::coordinator::FileRecord;
 use fhir_async::{
     CountCheck, DownloadError, DownloadOptions, DownloadStep, Downloads, FileKind, HeadDecision, Validation,
 };
@@ -21,6 +22,10 @@ pub struct WasmDownloads {
     discarded: bool,
     /// Per file: whether `finished()` already named it.
     announced: Vec<bool>,
+    /// The core's records taken by `snapshot`, not yet committed (K5): few,
+    /// the parts queued for the consumer.
+    snapshots: Vec<(u32, FileRecord)>,
+    next_snapshot: u32,
 }
 
 #[wasm_bindgen(js_class = Downloads)]
@@ -32,8 +37,10 @@ impl WasmDownloads {
     /// (plan file names); `expiresAtMs` (0: the outcome's) makes links about
     /// to expire refresh before files start. Lines are checked by the caller
     /// (validation "none"). The plan never crosses to JS as one array.
-    /// `gzip` asks for gzip bodies (fetch decodes them itself, so they have no
-    /// offsets to continue a broken body at: K1 needs identity bodies).
+    /// `gzip` asks for gzip bodies (fetch decodes them, so they cannot
+    /// continue by range). With `savedProgress` the files `job` records as done
+    /// are left out and part-way ones continue from their checkpoint (K5; the
+    /// caller holds what was handed out before).
     /// (Arguments, not an options object: no deserializer for it in the `.wasm`.)
     #[wasm_bindgen(constructor)]
     #[allow(clippy::too_many_arguments)]
@@ -44,9 +51,10 @@ impl WasmDownloads {
         max_per_origin: u32,
         count_check: &str,
         max_line: f64,
-        skip_files: Vec<String>,
+        mut skip_files: Vec<String>,
         expires_at_ms: f64,
         gzip: bool,
+        saved_progress: bool,
     ) -> Result<WasmDownloads, JsValue> {
         let kinds = kinds
             .iter()
@@ -63,6 +71,16 @@ impl WasmDownloads {
             other => return Err(usage(&format!("unknown countCheck {other:?}"))),
         };
         let job = &job.inner;
+        let mut partial_files = Vec::new();
+        if saved_progress {
+            for r in job.file_records() {
+                if r.is_done() {
+                    skip_files.push(r.file_name.clone());
+                } else if r.checkpoint.is_some() {
+                    partial_files.push(r.clone());
+                }
+            }
+        }
         let defaults = DownloadOptions::default();
         let options = DownloadOptions {
             kinds,
@@ -72,6 +90,7 @@ impl WasmDownloads {
             validation: Validation::None,
             max_line: if max_line >= 1.0 { ms(max_line) } else { defaults.max_line },
             skip_files,
+            partial_files,
             gzip,
             expires_at_ms: if expires_at_ms >= 1.0 {
                 Some(ms(expires_at_ms))
@@ -82,7 +101,14 @@ impl WasmDownloads {
         };
         let inner = Downloads::new(job.download_plan(), options, &job.config().retry);
         let announced = vec![false; inner.files().len()];
-        Ok(WasmDownloads { inner, lines: Vec::new(), discarded: false, announced })
+        Ok(WasmDownloads {
+            inner,
+            lines: Vec::new(),
+            discarded: false,
+            announced,
+            snapshots: Vec::new(),
+            next_snapshot: 1,
+        })
     }
 
     /// How many files are selected.
@@ -233,6 +259,27 @@ impl WasmDownloads {
     /// `filesActive`, `resources`, `bytes`, `expectedResources`, `originLimits`).
     pub fn progress(&self) -> Result<JsValue, JsValue> {
         to_js(&self.inner.progress())
+    }
+
+    /// Takes the core's record of file `file` now (K5: done with its figures,
+    /// or part-way with its checkpoint) and returns a handle to commit once
+    /// the consumer holds every line handed out so far; 0 when the core has
+    /// no record of it (a gzip body, a server without ranges).
+    pub fn snapshot(&mut self, file: usize) -> u32 {
+        let Some(record) = self.inner.record(file) else { return 0 };
+        let handle = self.next_snapshot;
+        self.next_snapshot += 1;
+        self.snapshots.push((handle, record));
+        handle
+    }
+
+    /// Records snapshot `handle` in `job`'s saved state (`job.toJson()`), and
+    /// forgets it and the older snapshots of the same file.
+    pub fn commit(&mut self, job: &mut WasmJob, handle: u32) {
+        let Some(at) = self.snapshots.iter().position(|(h, _)| *h == handle) else { return };
+        let (_, record) = self.snapshots.remove(at);
+        self.snapshots.retain(|(h, r)| *h > handle || r.file_name != record.file_name);
+        job.inner.record_file(record);
     }
 
     /// The per-origin limit's changes since the last call (`LimitChange[]`:
