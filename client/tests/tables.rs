@@ -306,3 +306,32 @@ fn a_type_that_is_not_a_name_is_refused() {
     assert_eq!(err.code(), "io");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// issue 15: several parse workers keep the lines' order across blocks (~4 MiB each), and the
+// first invalid line in file order is the one reported, whichever worker met it first
+#[test]
+fn parallel_blocks_keep_order_and_the_first_error() {
+    let dir = tmp("parallel");
+    let pad = "x".repeat(300);
+    let lines: Vec<Value> = (0..40_000)
+        .map(|i| json!({"resourceType":"Observation","id":format!("o{i}"),"note":[{"text":pad}],"n":i}))
+        .collect();
+    let input = write(&dir, "Observation.ndjson", &lines);
+    assert!(std::fs::metadata(&input).unwrap().len() > 3 * (4 << 20), "several blocks");
+    let out = dir.join("Observation.parquet");
+    let options = TableOptions { threads: 3, row_group_rows: 7_000, ..TableOptions::default() };
+    let report = ndjson_to_parquet(std::slice::from_ref(&input), &out, options.clone()).unwrap();
+    assert_eq!((report.rows, report.row_groups), (40_000, 6));
+    assert_round_trip(&lines, &read_back(&out));
+
+    let mut text = std::fs::read_to_string(&input).unwrap().lines().map(str::to_owned).collect::<Vec<_>>();
+    text[19_999] = "{\"id\": broken".into();
+    text[38_999] = "not json".into();
+    std::fs::write(&input, text.join("\n")).unwrap();
+    let err = ndjson_to_parquet(std::slice::from_ref(&input), &out, options).unwrap_err();
+    match err {
+        TableError::InvalidLine { line, .. } => assert_eq!(line, 20_000),
+        e => panic!("{e:?}"),
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

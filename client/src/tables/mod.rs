@@ -5,6 +5,7 @@
 //! stream of Arrow record batches, without holding a file in memory: lines are
 //! parsed and written a batch at a time, and a row group is bounded by
 //! [`TableOptions::row_group_rows`] and [`TableOptions::row_group_bytes`].
+//! [`TableWriter`] parses on every core and encodes on one more thread.
 //!
 //! ```no_run
 //! use fhir_async_client::tables::{folder_to_parquet, TableOptions};
@@ -78,7 +79,6 @@ pub use arrow_array;
 pub use arrow_schema;
 pub use parquet;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// How tables are made. The defaults suit exports of any size.
@@ -94,11 +94,19 @@ pub struct TableOptions {
     pub infer_rows: usize,
     /// zstd level, 1 to 22 (default 3).
     pub zstd_level: i32,
+    /// Threads that parse lines (default 0: one per core); one more encodes and compresses.
+    pub threads: usize,
 }
 
 impl Default for TableOptions {
     fn default() -> Self {
-        TableOptions { row_group_rows: 65_536, row_group_bytes: 128 << 20, infer_rows: 1_000, zstd_level: 3 }
+        TableOptions {
+            row_group_rows: 65_536,
+            row_group_bytes: 128 << 20,
+            infer_rows: 1_000,
+            zstd_level: 3,
+            threads: 0,
+        }
     }
 }
 
@@ -137,70 +145,37 @@ pub fn ndjson_reader(
 pub fn ndjson_to_parquet(paths: &[PathBuf], out: &Path, options: TableOptions) -> Result<TableReport, TableError> {
     let mut writer = TableWriter::create(out, options)?;
     let mut lines = source::Lines::new(paths);
-    let mut buf = Vec::new();
-    while lines.next_into(&mut buf)? {
-        writer.push_at(&buf, (lines.path(), lines.line_no))?;
+    while let Some((line, path, line_no)) = lines.next_line()? {
+        writer.push_at(line, (path, line_no))?;
     }
     writer.finish()
 }
 
 /// The files of a download, `(resource type, path)`, into
-/// `<out_dir>/<Type>.parquet`, one per type (`out_dir` is created). Types are
-/// converted in parallel, the biggest first, one thread per core. The reports
-/// come in the order types first appear in `files`; the first error stops
-/// the conversion (the files already written stay).
+/// `<out_dir>/<Type>.parquet`, one per type (`out_dir` is created), in the
+/// order types first appear in `files`. One type at a time, each on every
+/// core ([`TableOptions::threads`]), so memory is one type's pipeline. The
+/// first error stops the conversion (the files already written stay).
 pub fn folder_to_parquet(
     files: &[(String, PathBuf)],
     out_dir: &Path,
     options: TableOptions,
 ) -> Result<Vec<(String, TableReport)>, TableError> {
-    let mut order: Vec<String> = Vec::new();
-    let mut by_type: BTreeMap<&str, Vec<PathBuf>> = BTreeMap::new();
+    let mut by_type: Vec<(&str, Vec<PathBuf>)> = Vec::new();
     for (ty, path) in files {
         if !is_plain_name(ty) {
             return Err(TableError::Io { path: ty.clone(), message: "not a resource type name".into() });
         }
-        if !by_type.contains_key(ty.as_str()) {
-            order.push(ty.clone());
+        match by_type.iter_mut().find(|(t, _)| t == ty) {
+            Some((_, paths)) => paths.push(path.clone()),
+            None => by_type.push((ty, vec![path.clone()])),
         }
-        by_type.entry(ty).or_default().push(path.clone());
     }
     std::fs::create_dir_all(out_dir).map_err(|e| TableError::io(out_dir, e))?;
-    // Biggest first, so the longest conversion starts at once.
-    let size = |paths: &[PathBuf]| paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum::<u64>();
-    let mut queue: Vec<&String> = order.iter().collect();
-    queue.sort_by_key(|ty| std::cmp::Reverse(size(&by_type[ty.as_str()])));
-    let queue = std::sync::Mutex::new(queue.into_iter());
-    let results = std::sync::Mutex::new(BTreeMap::new());
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(order.len()).max(1);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let next = queue.lock().ok().and_then(|mut q| q.next());
-                let Some(ty) = next else { break };
-                if failed.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                let out = out_dir.join(format!("{ty}.parquet"));
-                let result = ndjson_to_parquet(&by_type[ty.as_str()], &out, options.clone());
-                if result.is_err() {
-                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                if let Ok(mut r) = results.lock() {
-                    r.insert(ty.clone(), result);
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_default();
-    let mut out = Vec::new();
-    for ty in order {
-        match results.remove(&ty) {
-            Some(Ok(report)) => out.push((ty, report)),
-            Some(Err(e)) => return Err(e),
-            None => {}
-        }
+    let mut out = Vec::with_capacity(by_type.len());
+    for (ty, paths) in by_type {
+        let report = ndjson_to_parquet(&paths, &out_dir.join(format!("{ty}.parquet")), options.clone())?;
+        out.push((ty.to_string(), report));
     }
     Ok(out)
 }

@@ -17,7 +17,6 @@ pub(crate) struct NdjsonReader {
     /// The sampled lines, converted first.
     sample: VecDeque<(Vec<u8>, PathBuf, u64)>,
     converter: Converter,
-    buf: Vec<u8>,
     done: bool,
 }
 
@@ -31,28 +30,29 @@ impl NdjsonReader {
     pub fn open(paths: &[PathBuf], options: &TableOptions) -> Result<NdjsonReader, TableError> {
         let mut lines = Lines::new(paths);
         let mut sample = VecDeque::new();
-        let mut buf = Vec::new();
-        while sample.len() < options.infer_rows.max(1) && lines.next_into(&mut buf)? {
-            if !buf.trim_ascii().is_empty() {
-                sample.push_back((std::mem::take(&mut buf), lines.path().to_path_buf(), lines.line_no));
+        while sample.len() < options.infer_rows.max(1) {
+            let Some((line, path, line_no)) = lines.next_line()? else { break };
+            if !line.trim_ascii().is_empty() {
+                sample.push_back((line.to_vec(), path.to_path_buf(), line_no));
             }
         }
         let refs: Vec<&[u8]> = sample.iter().map(|(l, _, _)| l.as_slice()).collect();
         let converter = Converter::new(Arc::new(infer(&refs)), options)?;
-        Ok(NdjsonReader { lines, sample, converter, buf, done: false })
+        Ok(NdjsonReader { lines, sample, converter, done: false })
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, TableError> {
         loop {
             let (pushed, path, line_no) = match self.sample.pop_front() {
                 Some((line, path, line_no)) => (self.converter.push(&line), path, line_no),
-                None => {
-                    if !self.lines.next_into(&mut self.buf)? {
-                        return self.converter.flush();
-                    }
-                    let pushed = self.converter.push(&self.buf);
-                    (pushed, self.lines.path().to_path_buf(), self.lines.line_no)
-                }
+                None => match self.lines.next_line()? {
+                    None => return self.converter.flush(),
+                    Some((line, path, line_no)) => match self.converter.push(line) {
+                        // The place is only copied for an error.
+                        Ok(pushed) => (Ok(pushed), PathBuf::new(), line_no),
+                        Err(e) => (Err(e), path.to_path_buf(), line_no),
+                    },
+                },
             };
             match pushed {
                 Ok(None) => {}

@@ -4,21 +4,21 @@
 use super::TableError;
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 const BUFFER: usize = 1 << 20;
 
-/// Opens an NDJSON or NDJSON.gz file for reading lines.
-pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, TableError> {
+/// Opens an NDJSON or NDJSON.gz file (read in big chunks by [`Lines`]).
+pub(crate) fn open(path: &Path) -> Result<Box<dyn Read + Send>, TableError> {
     let mut file = File::open(path).map_err(|e| TableError::io(path, e))?;
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut file, &mut magic).map_err(|e| TableError::io(path, e))?;
     let head = std::io::Cursor::new(magic[..n].to_vec()).chain(file);
     Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(BufReader::with_capacity(BUFFER, MultiGzDecoder::new(BufReader::with_capacity(BUFFER, head))))
+        Box::new(MultiGzDecoder::new(BufReader::with_capacity(BUFFER, head)))
     } else {
-        Box::new(BufReader::with_capacity(BUFFER, head))
+        Box::new(head)
     })
 }
 
@@ -33,45 +33,87 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// The lines of several files, one after the other, with where each came from.
+/// A line (without its newline), its file and its number in it (from 1).
+pub(crate) type Line<'a> = (&'a [u8], &'a Path, u64);
+
+/// The lines of several files, one after the other, with where each came
+/// from. Lines are slices of one read buffer: nothing is copied per line.
 pub(crate) struct Lines {
     paths: Vec<PathBuf>,
     next: usize,
-    current: Option<(PathBuf, Box<dyn BufRead + Send>)>,
+    current: Option<(PathBuf, Box<dyn Read + Send>)>,
     /// The line number in the current file, from 1.
     pub line_no: u64,
+    buf: Vec<u8>,
+    /// `buf[start..end]` is read and not yet handed out.
+    start: usize,
+    end: usize,
+    eof: bool,
 }
 
 impl Lines {
     pub fn new(paths: &[PathBuf]) -> Lines {
-        Lines { paths: paths.to_vec(), next: 0, current: None, line_no: 0 }
+        Lines {
+            paths: paths.to_vec(),
+            next: 0,
+            current: None,
+            line_no: 0,
+            buf: vec![0; BUFFER],
+            start: 0,
+            end: 0,
+            eof: false,
+        }
     }
 
-    /// The file the last line came from.
-    pub fn path(&self) -> &Path {
-        self.current.as_ref().map(|(p, _)| p.as_path()).unwrap_or(Path::new(""))
-    }
-
-    /// Reads the next line into `buf` (cleared first); false at the end of the last file.
-    pub fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<bool, TableError> {
-        buf.clear();
+    /// The next line (without its newline) and where it is; None after the last file.
+    pub fn next_line(&mut self) -> Result<Option<Line<'_>>, TableError> {
         loop {
             if self.current.is_none() {
-                let Some(path) = self.paths.get(self.next).cloned() else { return Ok(false) };
+                let Some(path) = self.paths.get(self.next).cloned() else { return Ok(None) };
                 self.next += 1;
                 let reader = open(&path)?;
                 self.current = Some((path, reader));
-                self.line_no = 0;
+                (self.line_no, self.start, self.end, self.eof) = (0, 0, 0, false);
             }
-            if let Some((path, reader)) = self.current.as_mut() {
-                let n = reader.read_until(b'\n', buf).map_err(|e| TableError::io(path, e))?;
-                if n > 0 {
-                    self.line_no += 1;
-                    return Ok(true);
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
+                let (from, to) = (self.start, self.start + i);
+                self.start = to + 1;
+                return Ok(Some(self.hand_out(from, to)));
+            }
+            if self.eof {
+                if self.start < self.end {
+                    let (from, to) = (self.start, self.end);
+                    self.start = self.end;
+                    return Ok(Some(self.hand_out(from, to)));
                 }
+                self.current = None;
+                continue;
             }
-            self.current = None;
+            self.fill()?;
         }
+    }
+
+    fn hand_out(&mut self, from: usize, to: usize) -> Line<'_> {
+        self.line_no += 1;
+        let path = self.current.as_ref().map(|(p, _)| p.as_path()).unwrap_or(Path::new(""));
+        (&self.buf[from..to], path, self.line_no)
+    }
+
+    /// Reads more: the unfinished line moves to the front; a line longer than the buffer grows it.
+    fn fill(&mut self) -> Result<(), TableError> {
+        self.buf.copy_within(self.start..self.end, 0);
+        (self.end, self.start) = (self.end - self.start, 0);
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let Some((path, reader)) = self.current.as_mut() else { return Ok(()) };
+        match reader.read(&mut self.buf[self.end..]) {
+            Ok(0) => self.eof = true,
+            Ok(n) => self.end += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(TableError::io(path, e)),
+        }
+        Ok(())
     }
 }
 
@@ -79,14 +121,13 @@ impl Lines {
 /// file (None when the file is empty or that line has none).
 pub fn resource_type_of(path: &Path) -> Result<Option<String>, TableError> {
     let mut lines = Lines::new(&[path.to_path_buf()]);
-    let mut buf = Vec::new();
-    while lines.next_into(&mut buf)? {
-        if buf.trim_ascii().is_empty() {
+    while let Some((line, _, line_no)) = lines.next_line()? {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let head: serde_json::Value = serde_json::from_slice(&buf).map_err(|e| TableError::InvalidLine {
+        let head: serde_json::Value = serde_json::from_slice(line).map_err(|e| TableError::InvalidLine {
             path: path.display().to_string(),
-            line: lines.line_no,
+            line: line_no,
             message: e.to_string(),
         })?;
         return Ok(head.get("resourceType").and_then(|t| t.as_str()).map(str::to_owned));
