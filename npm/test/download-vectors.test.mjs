@@ -57,6 +57,8 @@ for (const file of files) {
       o.maxLine ?? 0,
       o.skipFiles ?? [],
       o.expiresAtMs ?? 0,
+      o.gzip ?? true, // the core's default, as core/tests/download_vectors.rs runs them
+      false, // saveProgress
     );
     const ids = new Map();
     const lines = {};
