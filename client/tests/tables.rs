@@ -323,15 +323,35 @@ fn parallel_blocks_keep_order_and_the_first_error() {
     let report = ndjson_to_parquet(std::slice::from_ref(&input), &out, options.clone()).unwrap();
     assert_eq!((report.rows, report.row_groups), (40_000, 6));
     assert_round_trip(&lines, &read_back(&out));
+    let from_arrow: Vec<Value> = ndjson_reader(std::slice::from_ref(&input), options.clone())
+        .unwrap()
+        .flat_map(|b| rows_of(&b.unwrap()))
+        .collect();
+    assert_round_trip(&lines, &from_arrow);
 
     let mut text = std::fs::read_to_string(&input).unwrap().lines().map(str::to_owned).collect::<Vec<_>>();
     text[19_999] = "{\"id\": broken".into();
     text[38_999] = "not json".into();
     std::fs::write(&input, text.join("\n")).unwrap();
-    let err = ndjson_to_parquet(std::slice::from_ref(&input), &out, options).unwrap_err();
+    let err = ndjson_to_parquet(std::slice::from_ref(&input), &out, options.clone()).unwrap_err();
     match err {
         TableError::InvalidLine { line, .. } => assert_eq!(line, 20_000),
         e => panic!("{e:?}"),
     }
+    // The Arrow reader: the rows before it, then the same error (inside an ArrowError).
+    let mut rows = 0;
+    let mut reader = ndjson_reader(std::slice::from_ref(&input), options).unwrap();
+    let err = loop {
+        match reader.next().expect("an error before the end") {
+            Ok(batch) => rows += batch.num_rows(),
+            Err(e) => break TableError::from(e),
+        }
+    };
+    assert!(rows < 20_000, "{rows}");
+    match err {
+        TableError::InvalidLine { line, path, .. } => assert_eq!((line, path), (20_000, input.display().to_string())),
+        e => panic!("{e:?}"),
+    }
+    assert!(reader.next().is_none(), "nothing after the error");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -33,7 +33,6 @@ impl From<arrow_schema::ArrowError> for PushError {
 
 /// The converter of one resource type.
 pub(crate) struct Converter {
-    schema: SchemaRef,
     /// The row type: the schema's fields but `_extra`.
     row: DataType,
     row_fields: Fields,
@@ -56,11 +55,7 @@ impl Converter {
             .with_batch_size(batch_rows)
             .with_strict_mode(true)
             .build_decoder()?;
-        Ok(Converter { schema, row, row_fields, decoder, batch_rows, buffered: 0, rows: 0, extra_rows: 0 })
-    }
-
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
+        Ok(Converter { row, row_fields, decoder, batch_rows, buffered: 0, rows: 0, extra_rows: 0 })
     }
 
     /// Converts one line (blank lines are skipped); a batch when one is full.

@@ -63,6 +63,7 @@
 mod convert;
 mod error;
 mod fit;
+mod pipeline;
 mod reader;
 mod schema;
 mod source;
@@ -128,7 +129,8 @@ pub struct TableReport {
 }
 
 /// A streaming Arrow reader over NDJSON / NDJSON.gz files of one resource
-/// type, read in turn (same schema rule as Parquet). The first
+/// type, read in turn (same schema rule as Parquet), parsed on
+/// [`TableOptions::threads`] threads, batches in file order. The first
 /// [`TableOptions::infer_rows`] lines are read here, to fix the schema; an
 /// error while reading later comes out of the iterator as an
 /// `ArrowError::ExternalError` holding the [`TableError`] (`TableError::from`

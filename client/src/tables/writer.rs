@@ -7,23 +7,17 @@
 //! Bounded channels keep memory to the row group being written plus a few
 //! blocks per worker, whatever the input's size.
 
-use super::convert::{Converter, PushError};
+use super::pipeline::{self, spawn, Blocks, InOrder, Stopped, Workers};
 use super::schema::infer;
 use super::{TableError, TableOptions, TableReport};
-use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-
-/// Input bytes per block handed to a parse worker.
-const BLOCK_BYTES: usize = 4 << 20;
 
 /// Streams the NDJSON lines of one resource type into one Parquet file (zstd).
 ///
@@ -48,21 +42,8 @@ enum State {
     Done,
 }
 
-/// Lines of one file, in order: `bytes` holds them, each ended by `\n`.
-#[derive(Default)]
-struct Block {
-    seq: u64,
-    path: PathBuf,
-    bytes: Vec<u8>,
-    line_nos: Vec<u64>,
-}
-
-/// What a worker made of a block: its batches, rows and rows with `_extra`.
-type Converted = Result<(Vec<RecordBatch>, u64, u64), TableError>;
-
 struct Pipeline {
-    block: Block,
-    work: SyncSender<Block>,
+    blocks: Blocks,
     workers: Vec<JoinHandle<()>>,
     writer: JoinHandle<Result<(u64, u64, usize), TableError>>,
     columns: usize,
@@ -113,36 +94,13 @@ impl TableWriter {
                 }
                 Ok(())
             }
-            State::Writing(p) => {
-                if p.block.path != at.0 && !p.block.bytes.is_empty() {
-                    self.send_block()?;
-                }
-                let State::Writing(p) = &mut self.state else { return Ok(()) };
-                if p.block.bytes.is_empty() && p.block.path != at.0 {
-                    p.block.path = at.0.to_path_buf();
-                }
-                p.block.bytes.extend_from_slice(line);
-                p.block.bytes.push(b'\n');
-                p.block.line_nos.push(at.1);
-                if p.block.bytes.len() >= BLOCK_BYTES {
-                    self.send_block()?;
-                }
-                Ok(())
-            }
+            State::Writing(p) => match p.blocks.push(line, at.0, at.1) {
+                Ok(()) => Ok(()),
+                // The writer stopped (an error): its error is the one to report.
+                Err(Stopped) => Err(self.stop()),
+            },
             State::Done => Err(TableError::Arrow("the writer failed before".into())),
         }
-    }
-
-    /// Hands the current block to the workers.
-    fn send_block(&mut self) -> Result<(), TableError> {
-        let State::Writing(p) = &mut self.state else { return Ok(()) };
-        let next = Block { seq: p.block.seq + 1, path: p.block.path.clone(), ..Block::default() };
-        let block = std::mem::replace(&mut p.block, next);
-        if p.work.send(block).is_err() {
-            // The writer stopped (an error): its error is the one to report.
-            return Err(self.stop());
-        }
-        Ok(())
     }
 
     /// Fixes the schema from the sample, starts the workers and the writer, converts the sample.
@@ -150,10 +108,6 @@ impl TableWriter {
         let State::Sampling(sample) = std::mem::replace(&mut self.state, State::Done) else { return Ok(()) };
         let lines: Vec<&[u8]> = sample.iter().map(|(line, _, _)| line.as_slice()).collect();
         let schema: SchemaRef = Arc::new(infer(&lines));
-        let threads = match self.options.threads {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
         let file = File::create(&self.tmp).map_err(|e| TableError::io(&self.tmp, e))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.options.zstd_level)?))
@@ -163,20 +117,14 @@ impl TableWriter {
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .build();
         let parquet = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
-        let (done_tx, done_rx) = sync_channel::<(u64, Converted)>(threads * 2);
-        let (work, work_rx) = sync_channel::<Block>(threads);
-        let work_rx = Arc::new(Mutex::new(work_rx));
-        let mut workers = Vec::with_capacity(threads);
-        for _ in 0..threads {
-            let converter = Converter::new(schema.clone(), &self.options)?;
-            let (rx, tx) = (work_rx.clone(), done_tx.clone());
-            workers.push(spawn("fhir-async-json", &self.tmp, move || parse_blocks(converter, &rx, &tx))?);
-        }
+        let Workers { blocks, done, done_tx, handles: workers } = pipeline::start(&schema, &self.options, &self.tmp)?;
         drop(done_tx);
         let row_group_bytes = self.options.row_group_bytes.max(1);
-        let writer = spawn("fhir-async-parquet", &self.tmp, move || write_in_order(parquet, done_rx, row_group_bytes))?;
+        let writer = spawn("fhir-async-parquet", &self.tmp, move || {
+            write_in_order(parquet, InOrder::new(done), row_group_bytes)
+        })?;
         let columns = schema.fields().len();
-        self.state = State::Writing(Box::new(Pipeline { block: Block::default(), work, workers, writer, columns }));
+        self.state = State::Writing(Box::new(Pipeline { blocks, workers, writer, columns }));
         for (line, path, line_no) in &sample {
             self.push_at(line, (path, *line_no))?;
         }
@@ -199,11 +147,6 @@ impl TableWriter {
         if matches!(self.state, State::Sampling(_)) {
             self.start()?;
         }
-        if let State::Writing(p) = &self.state {
-            if !p.block.bytes.is_empty() {
-                self.send_block()?;
-            }
-        }
         let State::Writing(p) = std::mem::replace(&mut self.state, State::Done) else {
             return Err(TableError::Arrow("the writer failed before".into()));
         };
@@ -217,8 +160,10 @@ impl TableWriter {
 
 impl Pipeline {
     /// No more blocks: the workers end, then the writer closes the file.
-    fn join(self) -> Result<(u64, u64, usize), TableError> {
-        drop(self.work);
+    fn join(mut self) -> Result<(u64, u64, usize), TableError> {
+        // The last lines; if the workers stopped, the writer's error says why.
+        let _ = self.blocks.flush();
+        drop(self.blocks);
         // Every worker is joined (no short-circuit), then the writer.
         let panicked = self.workers.into_iter().map(|w| w.join().is_err()).filter(|p| *p).count() > 0;
         let written =
@@ -241,73 +186,23 @@ impl Drop for TableWriter {
     }
 }
 
-fn spawn<T: Send + 'static>(
-    name: &str,
-    tmp: &Path,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<JoinHandle<T>, TableError> {
-    std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| TableError::io(tmp, e))
-}
-
-/// A parse worker: blocks in, batches out, until the blocks or the writer stop.
-fn parse_blocks(mut converter: Converter, blocks: &Mutex<Receiver<Block>>, done: &SyncSender<(u64, Converted)>) {
-    loop {
-        let block = match blocks.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(block) = block else { return };
-        let converted = convert_block(&mut converter, &block);
-        if done.send((block.seq, converted)).is_err() {
-            return;
-        }
-    }
-}
-
-fn convert_block(converter: &mut Converter, block: &Block) -> Converted {
-    let (rows, extra) = (converter.rows, converter.extra_rows);
-    let mut batches = Vec::new();
-    let lines = block.bytes.split(|b| *b == b'\n').zip(&block.line_nos);
-    for (line, line_no) in lines {
-        match converter.push(line) {
-            Ok(Some(batch)) => batches.push(batch),
-            Ok(None) => {}
-            Err(PushError::Invalid(message)) => {
-                return Err(TableError::InvalidLine { path: block.path.display().to_string(), line: *line_no, message })
-            }
-            Err(PushError::Table(e)) => return Err(e),
-        }
-    }
-    batches.extend(converter.flush()?);
-    Ok((batches, converter.rows - rows, converter.extra_rows - extra))
-}
-
 /// The writer: results back in block order, into the Parquet file.
 fn write_in_order(
     mut parquet: ArrowWriter<File>,
-    done: Receiver<(u64, Converted)>,
+    mut results: InOrder,
     row_group_bytes: usize,
 ) -> Result<(u64, u64, usize), TableError> {
-    let (mut next, mut rows, mut extra_rows) = (0u64, 0u64, 0u64);
-    let mut waiting = BTreeMap::new();
-    for (seq, converted) in done {
-        waiting.insert(seq, converted);
-        while let Some(converted) = waiting.remove(&next) {
-            let (batches, r, e) = converted?;
-            for batch in &batches {
-                parquet.write(batch)?;
-                // Rows bound a row group; so do bytes, for big resources.
-                if parquet.in_progress_size() >= row_group_bytes {
-                    parquet.flush()?;
-                }
+    let (mut rows, mut extra_rows) = (0u64, 0u64);
+    while let Some(converted) = results.next() {
+        let (batches, r, e) = converted?;
+        for batch in &batches {
+            parquet.write(batch)?;
+            // Rows bound a row group; so do bytes, for big resources.
+            if parquet.in_progress_size() >= row_group_bytes {
+                parquet.flush()?;
             }
-            (rows, extra_rows, next) = (rows + r, extra_rows + e, next + 1);
         }
-    }
-    if let Some((_, converted)) = waiting.into_iter().next() {
-        // A block is missing: a worker stopped; whatever it said is the error.
-        converted?;
-        return Err(TableError::Parquet("a parse worker stopped".into()));
+        (rows, extra_rows) = (rows + r, extra_rows + e);
     }
     Ok((rows, extra_rows, parquet.close()?.row_groups.len()))
 }
