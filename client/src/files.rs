@@ -1,9 +1,20 @@
 //! A finished job's files, downloaded in parallel: into a folder (temp file,
 //! then rename once the engine says the file is complete) or as a stream of
 //! raw lines. [`fhir_async::Downloads`] decides what runs; threads only move bytes.
+//!
+//! A folder keeps a progress journal while a download runs (see [`journal`]):
+//! each file renamed into place, and every second or few MB where a part-way
+//! file could continue (the engine's checkpoint, with the length of its
+//! `.tmp`). A process killed mid-download leaves it behind; the next download
+//! of the same job into the folder reads it, so it never fetches a finished
+//! file again and continues a part-way one by range (protocol K5). A download
+//! that settles every file removes it (the job then holds the records).
+
+mod journal;
 
 use crate::drive::{Io, Until};
 use crate::{now_ms, ClientError};
+use fhir_async::coordinator::FileRecord;
 use fhir_async::{
     DownloadError, DownloadOptions, DownloadProgress, DownloadStep, Downloads, FileDownload, FileResult, HeadDecision,
     Job, PlannedFile, Request,
@@ -12,8 +23,13 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// A streamed file's checkpoint is journaled at most this often (K5)...
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// ...or after this many bytes on the wire, whichever comes first.
+const CHECKPOINT_BYTES: u64 = 4 << 20;
 
 /// One file of a download.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +108,12 @@ pub(crate) trait LineWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+    /// The lines written so far end where `record` (the engine's checkpoint
+    /// of this file) says the file can continue: a sink that keeps files notes
+    /// it, so a process killed later continues from there (K5).
+    fn checkpoint(&mut self, _record: FileRecord) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Where lines go.
@@ -100,7 +122,6 @@ pub(crate) trait LineSink: Sync {
     fn open(&self, file: usize) -> std::io::Result<Box<dyn LineWriter + '_>>;
     /// A file completed (its lines are all delivered) or failed.
     fn finished(&self, file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>>;
-    /// The download ended early: forget partial output.
     /// The download ended early: forget partial output, except the files in
     /// `keep`, which an earlier-process resume continues (K5).
     fn abandon(&self, keep: &[String]);
@@ -115,6 +136,22 @@ pub(crate) trait LineSink: Sync {
     fn holds(&self, _name: &str) -> bool {
         false
     }
+    /// Before the download: what this sink recorded of `job` in an earlier
+    /// process that did not end cleanly (K5), records it can back (a done file
+    /// it holds, a part-way file whose first part it has ready to continue).
+    fn restore(&self, _job: &Job) -> std::io::Result<Vec<FileRecord>> {
+        Ok(Vec::new())
+    }
+    /// The files of the download, by the index the other methods get: the
+    /// selection the sink was made for, less the files `run` left out because
+    /// the sink already holds them.
+    fn bind(&self, _files: &[&str]) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// After every worker: the download stopped early with files where
+    /// `stopped` says (before [`LineSink::abandon`]), or (`None`) settled every
+    /// file, and the job holds their records.
+    fn ended(&self, _stopped: Option<&[FileRecord]>) {}
 }
 
 struct Shared<'j> {
@@ -132,6 +169,10 @@ pub(crate) fn run(
 ) -> Result<DownloadSummary, ClientError> {
     let plan = job.download_plan();
     let retry = job.config().retry.clone();
+    // A process killed mid-download left its progress in the sink, not in the saved job (K5).
+    let restored =
+        sink.restore(job).map_err(|e| ClientError::Io { path: journal::NAME.to_owned(), message: e.to_string() })?;
+    job.record_files(restored);
     // What an earlier process recorded (K5): done files this sink still holds are left out, files
     // part-way continue from their checkpoint when this sink still has their first part.
     let mut skip_files = options.skip_files.clone();
@@ -151,6 +192,8 @@ pub(crate) fn run(
         ..options
     };
     let downloads = Downloads::new(plan, options.clone(), &retry);
+    let bound: Vec<&str> = downloads.files().iter().map(|f| f.file_name.as_str()).collect();
+    sink.bind(&bound).map_err(|e| ClientError::Io { path: String::new(), message: e.to_string() })?;
     let files = downloads.files().len();
     let origins = {
         let mut o: Vec<String> = downloads.files().iter().map(|f| origin_of(&f.url)).collect();
@@ -190,6 +233,7 @@ pub(crate) fn run(
     if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         let keep: Vec<String> =
             records.iter().filter(|r| r.checkpoint.is_some()).map(|r| r.file_name.clone()).collect();
+        sink.ended(Some(&records));
         sink.abandon(&keep);
         shared.job.record_files(records);
         return Err(e);
@@ -222,6 +266,7 @@ pub(crate) fn run(
         };
         files.push(DownloadedFile { result, path });
     }
+    sink.ended(None);
     Ok(DownloadSummary { files, wire_bytes: wire.load(Ordering::Relaxed) })
 }
 
@@ -396,6 +441,8 @@ fn fetch(
     // The file's own failure (a count mismatch at the end, ...): the lines the
     // engine handed out before it are still delivered (flushed below).
     let mut failed: Option<DownloadError> = None;
+    // Since the last checkpoint journaled (K5): when, and wire bytes.
+    let (mut mark, mut since) = (Instant::now(), 0u64);
     loop {
         if io.stop.is_stopped() {
             let _ = dl.handle_transport_error(id, "stopped", now_ms());
@@ -412,7 +459,13 @@ fn fetch(
                 match dl.feed(id, &buf[..n], now_ms(), |l| out.line(l)) {
                     // A corrupt gzip stream: Discard, the engine already scheduled the retry.
                     Ok(HeadDecision::Discard) => break,
-                    Ok(HeadDecision::Stream) => {}
+                    Ok(HeadDecision::Stream) => {
+                        since += n as u64;
+                        if out.err.is_none() && (since >= CHECKPOINT_BYTES || mark.elapsed() >= CHECKPOINT_EVERY) {
+                            checkpoint(dl, &mut out).map_err(|e| io_fail(dl, e))?;
+                            (mark, since) = (Instant::now(), 0);
+                        }
+                    }
                     Err(e) => {
                         failed = Some(e);
                         break;
@@ -433,9 +486,21 @@ fn fetch(
         return Err(io_fail(dl, e));
     }
     out.out.flush().map_err(|e| io_fail(dl, e))?;
+    // The body broke and the engine retries: where it stands, should the process end meanwhile.
+    if failed.is_none() && dl.report().is_none() {
+        checkpoint(dl, &mut out).map_err(|e| io_fail(dl, e))?;
+    }
     match failed {
         Some(e) => Err(Fail::File(e)),
         None => Ok(None),
+    }
+}
+
+/// Hands the engine's checkpoint of `dl` (if it has one: identity body, ranges, a validator) to the writer (K5).
+fn checkpoint(dl: &FileDownload, out: &mut Tee<'_>) -> std::io::Result<()> {
+    match dl.checkpoint() {
+        Some(c) => out.out.checkpoint(journal::partial(&dl.file().file_name, c)),
+        None => Ok(()),
     }
 }
 
@@ -465,11 +530,17 @@ fn origin_of(url: &str) -> String {
 }
 
 /// Files in a folder: `name.tmp` while downloading, renamed to `name` once
-/// complete (count checked); removed when the file fails or the download stops.
+/// complete (count checked); removed when the file fails or the download stops,
+/// or kept as `name.part` when it can continue (K5). Progress goes to the
+/// folder's journal as it happens.
 pub(crate) struct FolderSink {
     dir: PathBuf,
     names: Vec<String>,
     open: Vec<Mutex<Option<BufWriter<File>>>>,
+    /// This job's journal, once [`LineSink::restore`] knew the job (none for a job with no identity).
+    journal: OnceLock<journal::Journal>,
+    /// The download's file index → index in `names` (see [`LineSink::bind`]).
+    bound: OnceLock<Vec<usize>>,
 }
 
 impl FolderSink {
@@ -483,27 +554,68 @@ impl FolderSink {
             safe_name(n).map_err(|m| ClientError::Io { path: n.clone(), message: m })?;
         }
         let open = names.iter().map(|_| Mutex::new(None)).collect();
-        Ok(FolderSink { dir: dir.to_owned(), names, open })
+        Ok(FolderSink { dir: dir.to_owned(), names, open, journal: OnceLock::new(), bound: OnceLock::new() })
+    }
+
+    /// Index in `names` of the download's file `file`.
+    fn slot(&self, file: usize) -> usize {
+        self.bound.get().and_then(|b| b.get(file).copied()).unwrap_or(file)
     }
 
     fn tmp(&self, file: usize) -> PathBuf {
         self.dir.join(format!("{}.tmp", self.names[file]))
     }
+
+    /// The first `len` bytes of file `file`'s `.tmp` (or `.part`) hold its lines up to a journaled
+    /// checkpoint: cut what came after and leave them as the `.part` that continues (K5). False
+    /// when neither is that long (the file starts over).
+    fn prepare_part(&self, file: usize, len: u64) -> std::io::Result<bool> {
+        let part = self.part(file);
+        for from in [self.tmp(file), part.clone()] {
+            if std::fs::metadata(&from).is_ok_and(|m| m.is_file() && m.len() >= len) {
+                std::fs::OpenOptions::new().write(true).open(&from)?.set_len(len)?;
+                if from != part {
+                    std::fs::rename(&from, &part)?;
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The length of file `file`'s `.tmp` once its writer is flushed.
+    fn flushed_len(w: &mut BufWriter<File>) -> std::io::Result<u64> {
+        w.flush()?;
+        Ok(w.get_ref().metadata()?.len())
+    }
 }
 
-struct FolderWriter<'a>(std::sync::MutexGuard<'a, Option<BufWriter<File>>>);
+struct FolderWriter<'a> {
+    w: std::sync::MutexGuard<'a, Option<BufWriter<File>>>,
+    journal: Option<&'a journal::Journal>,
+}
 
 impl LineWriter for FolderWriter<'_> {
     #[inline]
     fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        let w = self.0.as_mut().ok_or_else(|| std::io::Error::other("closed"))?;
+        let w = self.w.as_mut().ok_or_else(|| std::io::Error::other("closed"))?;
         w.write_all(line)?;
         w.write_all(b"\n")
+    }
+
+    fn checkpoint(&mut self, record: FileRecord) -> std::io::Result<()> {
+        let (Some(journal), Some(w)) = (self.journal, self.w.as_mut()) else { return Ok(()) };
+        // The `.tmp` up to here holds exactly the lines up to the checkpoint (no fsync: a kill
+        // keeps what was written; a power loss may lose the tail, which the next process
+        // sees as a `.tmp` too short and starts the file over).
+        let tmp_bytes = Some(FolderSink::flushed_len(w)?);
+        journal.append(&journal::Entry { record, tmp_bytes })
     }
 }
 
 impl LineSink for FolderSink {
     fn open(&self, file: usize) -> std::io::Result<Box<dyn LineWriter + '_>> {
+        let file = self.slot(file);
         let mut w = lock(&self.open[file]);
         if w.is_none() {
             // An earlier process's first part continues (K5); otherwise a new file.
@@ -516,10 +628,11 @@ impl LineSink for FolderSink {
             };
             *w = Some(BufWriter::with_capacity(256 * 1024, f));
         }
-        Ok(Box::new(FolderWriter(w)))
+        Ok(Box::new(FolderWriter { w, journal: self.journal.get() }))
     }
 
     fn finished(&self, file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>> {
+        let file = self.slot(file);
         let w = lock(&self.open[file]).take();
         let tmp = self.tmp(file);
         if result.error.is_some() {
@@ -533,6 +646,9 @@ impl LineSink for FolderSink {
         }
         let target = self.dir.join(&self.names[file]);
         std::fs::rename(&tmp, &target)?;
+        if let (Some(journal), Some(report)) = (self.journal.get(), &result.report) {
+            journal.append(&journal::Entry { record: journal::done(&self.names[file], report), tmp_bytes: None })?;
+        }
         Ok(Some(target))
     }
 
@@ -558,6 +674,75 @@ impl LineSink for FolderSink {
 
     fn holds(&self, name: &str) -> bool {
         self.names.iter().any(|n| n == name) && self.dir.join(name).is_file()
+    }
+
+    fn bind(&self, files: &[&str]) -> std::io::Result<()> {
+        let slots = files
+            .iter()
+            .map(|f| self.names.iter().position(|n| n == f))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| std::io::Error::other("a file of the download is not in the folder's selection"))?;
+        // A second download with the same sink binds its own selection.
+        if self.bound.set(slots.clone()).is_err() && self.bound.get() != Some(&slots) {
+            return Err(std::io::Error::other("the folder was bound to another selection"));
+        }
+        Ok(())
+    }
+
+    fn restore(&self, job: &Job) -> std::io::Result<Vec<FileRecord>> {
+        let Some(key) = journal::JobKey::of(job) else { return Ok(Vec::new()) };
+        let journal = self.journal.get_or_init(|| journal::Journal::new(&self.dir, key));
+        let entries = journal.read()?;
+        let mut backed = Vec::new();
+        // Only this download's files: another download into the folder may be writing others.
+        for (i, name) in self.names.iter().enumerate() {
+            let keep_part = match entries.iter().find(|e| &e.record.file_name == name) {
+                Some(e) if e.record.is_done() => {
+                    if self.dir.join(name).is_file() {
+                        backed.push(e.record.clone());
+                    }
+                    false
+                }
+                Some(e) => {
+                    let ready = match e.tmp_bytes {
+                        Some(len) if e.record.checkpoint.is_some() => self.prepare_part(i, len)?,
+                        _ => false,
+                    };
+                    if ready {
+                        backed.push(e.record.clone());
+                    }
+                    ready
+                }
+                // Not journaled: a `.part` the saved job has a checkpoint for (a clean stop).
+                None => job.file_records().iter().any(|r| &r.file_name == name && r.checkpoint.is_some()),
+            };
+            // A `.part` nothing continues would be appended to by a file that starts over.
+            if !keep_part {
+                match std::fs::remove_file(self.part(i)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(backed)
+    }
+
+    fn ended(&self, stopped: Option<&[FileRecord]>) {
+        let Some(journal) = self.journal.get() else { return };
+        let Some(records) = stopped else {
+            journal.remove();
+            return;
+        };
+        // Stopped: the files that continue are journaled with their flushed length (then
+        // `abandon` keeps them as `.part`), so the journal agrees with the folder.
+        for r in records.iter().filter(|r| r.checkpoint.is_some()) {
+            let Some(file) = self.names.iter().position(|n| n == &r.file_name) else { continue };
+            if let Some(w) = lock(&self.open[file]).as_mut() {
+                if let Ok(len) = FolderSink::flushed_len(w) {
+                    let _ = journal.append(&journal::Entry { record: r.clone(), tmp_bytes: Some(len) });
+                }
+            }
+        }
     }
 }
 
