@@ -16,8 +16,8 @@ demo: server
 ## The browser example: the reference server plus a static server; prints the page URL.
 browser-demo: server
 	bash scripts/ensure-deps.sh npm
-	test -f npm/wasm/fhir_async_wasm_bg.wasm || bash npm/scripts/build.sh
 	test -d npm/node_modules || (cd npm && npm ci --no-audit --no-fund --loglevel=error)
+	test -f npm/wasm/fhir_async_wasm_bg.wasm || bash npm/scripts/build.sh
 	node examples/browser/serve.mjs
 
 ## The one test command (what .ci/run calls). Runs each suite in turn (stopping
@@ -88,6 +88,7 @@ test-examples: server
 	./target/release/fhir-async-demo --patients 300 --out $(CURDIR)/target/demo-test-output | tee target/demo-test.log
 	grep -qF 'files are in $(CURDIR)/target/demo-test-output/' target/demo-test.log
 	test "$$(ls target/demo-test-output/*.ndjson | wc -l)" -ge 6
+	test -d npm/node_modules || (cd npm && npm ci --no-audit --no-fund --loglevel=error)
 	test -f npm/wasm/fhir_async_wasm_bg.wasm || bash npm/scripts/build.sh
 	node --test --test-timeout=120000 examples/node/service.test.mjs
 	# make demo itself: the command line against the bundled server, end to end.
