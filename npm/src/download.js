@@ -8,7 +8,6 @@
 import { Downloads as CoreDownloads } from '../wasm/fhir_async_wasm.js';
 import { abortError, core, fromCore, raceSignal, UsageError } from './errors.js';
 import { itemsOf, message, transfer } from './file.js';
-import { IN_BROWSER } from './http.js';
 
 /** Links a job's outcome to the job (non-enumerable), for `client.resources(result)`. */
 export const JOB_OF = Symbol.for('fhir-async.job');
@@ -236,9 +235,6 @@ export function resourceStream(job, options = {}) {
       switch (s.type) {
         case 'send': {
           const run = runOf(s.file);
-          // Without gzip the core names no encoding, and Node's fetch would then ask
-          // for gzip itself and decode it: bodies without offsets to continue at (K1).
-          if (!gzip && !IN_BROWSER) s.request.headers.push(['Accept-Encoding', 'identity']);
           run.sending++;
           ctx.active++;
           transfer(ctx, run, s.request)
