@@ -5,6 +5,7 @@ byte-identical to a clean download; a ~1 GB export cut every 100 MB; a server
 that allows two connections; a process killed mid-file, resumed by the next."""
 
 import hashlib
+import json
 import shutil
 import signal
 import subprocess
@@ -121,38 +122,59 @@ CHILD = textwrap.dedent(
 
 
 # protocol K5, issue 14: a process killed (SIGKILL) once a file is done and another is part-way;
-# `client.resume(state)` in the next process does not fetch the finished file again and continues
-# the part-way one with a range. Not yet: the native client records each file's progress in the
-# job only when a download ends or is stopped, so a killed process leaves a state without it.
-@pytest.mark.xfail(
-    strict=True,
-    reason="the client saves per-file progress only when a download ends or stops, not while it runs",
-)
-def test_a_killed_process_resumes_without_refetching(big: Server, tmp_path: Path) -> None:
-    big.reset()
-    clean = download(big, "", tmp_path / "clean", gzip=False)
-    base = big.base("/bulk/fhir", "slow=3000000")
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, str(script), base, str(tmp_path)])
+# `client.resume(state)` in the next process, with the state saved before the download, does not
+# fetch the finished file again and continues the part-way one with a range (a 206): the folder's
+# progress journal (.fhir-async-progress.jsonl) holds what the killed process could not save.
+def test_a_killed_process_resumes_without_refetching(tmp_path: Path) -> None:
+    # Two files: 0.74 MB of Patient, then 2.6 MB of Observation at 1 MB/s, so the Observation
+    # file's first checkpoint (journaled after a second of streaming) comes well before it ends.
+    srv = start_server("--job-ms", "0", "--retry-after", "0", "--patients", "750")
     try:
-        # Killed once the first file is complete and the second is part-way.
-        wait_for(lambda: any(out.glob("*.ndjson")) and any(p.stat().st_size > 0 for p in out.glob("*.tmp")), 60)
+        clean = download(srv, "", tmp_path / "clean", gzip=False)
+        assert len(clean) == 2
+        base = srv.base("/bulk/fhir", "slow=1000000")
+        script = tmp_path / "child.py"
+        script.write_text(CHILD)
+        out = tmp_path / "out"
+        proc = subprocess.Popen([sys.executable, str(script), base, str(tmp_path)])
+        try:
+            wait_for(lambda: one_done_one_part_way(out) or proc.poll() is not None, 60)
+            assert proc.poll() is None, "the child ended before it was killed"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        done = {p.name: p.stat().st_mtime_ns for p in out.glob("*.ndjson")}
+        assert len(done) == 1, done
+        srv.reset()
+        subprocess.run([sys.executable, str(script), base, str(tmp_path)], check=True, timeout=120)
+        stats = srv.stats()
+        fetched = [r for r in stats["requests"] if r["route"] == "bulk.file"]
+        assert [r["status"] for r in fetched] == [206], fetched
+        for name, mtime in done.items():
+            assert (out / name).stat().st_mtime_ns == mtime, f"{name} was written again: {fetched}"
+        assert stats["files"]["206"] == 1 and stats["files"].get("200", 0) == 0, stats["files"]
+        for a in clean:
+            assert sha256(a) == sha256(out / a.name), a.name
+        assert sorted(p.name for p in out.iterdir()) == sorted(a.name for a in clean), "no journal, .tmp, .part left"
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    done = {p.name: p.stat().st_mtime_ns for p in out.glob("*.ndjson")}
-    big.reset()
-    subprocess.run([sys.executable, str(script), base, str(tmp_path)], check=True, timeout=120)
-    stats = big.stats()
-    fetched = [r["path"] for r in stats["requests"] if r["route"] == "bulk.file"]
-    for name, mtime in done.items():
-        assert (out / name).stat().st_mtime_ns == mtime, f"{name} was written again: {fetched}"
-    assert stats["files"]["206"] >= 1 and stats["files"]["200"] == 0, stats["files"]
-    for a in clean:
-        assert sha256(a) == sha256(out / a.name), a.name
+        stop_server(srv)
+
+
+def one_done_one_part_way(out: Path) -> bool:
+    """A finished file in `out`, and a checkpoint of another one in its journal."""
+    done = {p.name for p in out.glob("*.ndjson")}
+    journal = out / ".fhir-async-progress.jsonl"
+    if not done or not journal.exists():
+        return False
+    for line in journal.read_text().splitlines():
+        try:
+            record = json.loads(line)["record"]
+        except (ValueError, KeyError):
+            continue  # a line being written
+        if record.get("checkpoint") and record["fileName"] not in done:
+            return True
+    return False
 
 
 def wait_for(cond: Callable[[], bool], seconds: float) -> None:
