@@ -142,6 +142,11 @@ pub(crate) trait LineSink: Sync {
     fn restore(&self, _job: &Job) -> std::io::Result<Vec<FileRecord>> {
         Ok(Vec::new())
     }
+    /// File `file` is complete in this sink (after [`LineSink::finished`]):
+    /// the engine's record of it, for a sink that keeps files (K5).
+    fn done(&self, _file: usize, _record: FileRecord) -> std::io::Result<()> {
+        Ok(())
+    }
     /// The files of the download, by the index the other methods get: the
     /// selection the sink was made for, less the files `run` left out because
     /// the sink already holds them.
@@ -334,6 +339,12 @@ impl Run<'_, '_> {
                             path: result.file.file_name.clone(),
                             message: e.to_string(),
                         })?;
+                        if let (Some(_), Some(record)) = (&path, g.downloads.record(file)) {
+                            sink.done(file, record).map_err(|e| ClientError::Io {
+                                path: journal::NAME.to_owned(),
+                                message: e.to_string(),
+                            })?;
+                        }
                         let elapsed_ms = first.elapsed().as_millis() as u64;
                         on_event(DownloadEvent::Finished { index: file, result, path: path.as_deref(), elapsed_ms });
                         lock(settled)[file] = Some(path);
@@ -646,10 +657,14 @@ impl LineSink for FolderSink {
         }
         let target = self.dir.join(&self.names[file]);
         std::fs::rename(&tmp, &target)?;
-        if let (Some(journal), Some(report)) = (self.journal.get(), &result.report) {
-            journal.append(&journal::Entry { record: journal::done(&self.names[file], report), tmp_bytes: None })?;
-        }
         Ok(Some(target))
+    }
+
+    fn done(&self, _file: usize, record: FileRecord) -> std::io::Result<()> {
+        match self.journal.get() {
+            Some(journal) => journal.append(&journal::Entry { record, tmp_bytes: None }),
+            None => Ok(()),
+        }
     }
 
     fn abandon(&self, keep: &[String]) {

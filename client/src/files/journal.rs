@@ -14,7 +14,7 @@
 //! line, torn, which a reader skips (as any line it cannot read).
 
 use fhir_async::coordinator::FileRecord;
-use fhir_async::{FileCheckpoint, FileReport, Job};
+use fhir_async::{FileCheckpoint, Job};
 use serde_json::{json, Value};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -55,17 +55,8 @@ pub(crate) struct Entry {
     pub tmp_bytes: Option<u64>,
 }
 
-/// A done file's record, as [`fhir_async::Downloads::records`] makes it.
-pub(crate) fn done(file_name: &str, report: &FileReport) -> FileRecord {
-    FileRecord {
-        file_name: file_name.to_owned(),
-        resources: report.resources,
-        bytes: Some(report.bytes),
-        checkpoint: None,
-    }
-}
-
-/// A part-way file's record, as [`fhir_async::Downloads::records`] makes it.
+/// A part-way file's record, as [`fhir_async::Downloads::record`] makes it, for a download the
+/// coordinator lent to a worker (while lent, its record is not the coordinator's to take).
 pub(crate) fn partial(file_name: &str, checkpoint: FileCheckpoint) -> FileRecord {
     FileRecord {
         file_name: file_name.to_owned(),
