@@ -313,6 +313,17 @@ impl JobRun {
     }
 
     /// Downloads the finished job's files into `dir` (see [`DownloadOptions`]).
+    ///
+    /// Each file is written to `NAME.tmp` and renamed to `NAME` once the engine
+    /// says it is complete. A download that resumes never fetches a finished
+    /// file again and continues a part-way one by range (protocol K5), from the
+    /// job's records (a stop saves them, part-way files kept as `NAME.part`) or,
+    /// when the process was killed before it could save the job, from the
+    /// folder's progress journal `.fhir-async-progress.jsonl`: each file renamed
+    /// into place, and every second or 4 MB where a part-way identity-encoded
+    /// file can continue. Its lines name the job (status URL, `transactionTime`),
+    /// so a folder reused for another export skips nothing; it is removed once
+    /// every file is settled.
     pub fn download(
         &mut self,
         dir: impl AsRef<Path>,
