@@ -774,3 +774,29 @@ fn safe_name(name: &str) -> Result<(), String> {
         Err(format!("refusing file name {name:?}: it would leave the target folder"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // protocol K5: after a kill, a `.tmp` longer than its journaled checkpoint is cut back to the
+    // checkpoint's length and becomes the `.part` that continues; one too short starts over
+    #[test]
+    fn a_killed_files_tmp_is_cut_back_to_its_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("fhir-async-files-part-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sink = FolderSink::new(&dir, vec!["A.ndjson".into(), "B.ndjson".into()]).unwrap();
+        std::fs::write(dir.join("A.ndjson.tmp"), b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":").unwrap();
+        std::fs::write(dir.join("A.ndjson.part"), b"{\"id\":\"0\"}\n").unwrap(); // older, replaced
+        assert!(sink.prepare_part(0, 22).unwrap());
+        assert_eq!(std::fs::read(dir.join("A.ndjson.part")).unwrap(), b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n");
+        assert!(!dir.join("A.ndjson.tmp").exists());
+        // A `.part` left by a clean stop serves too.
+        assert!(sink.prepare_part(0, 11).unwrap());
+        assert_eq!(std::fs::read(dir.join("A.ndjson.part")).unwrap(), b"{\"id\":\"1\"}\n");
+        std::fs::write(dir.join("B.ndjson.tmp"), b"{\"id\":\"1\"}\n").unwrap();
+        assert!(!sink.prepare_part(1, 22).unwrap(), "shorter than its checkpoint: starts over");
+        assert!(!dir.join("B.ndjson.part").exists());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
