@@ -594,7 +594,7 @@ impl FolderSink {
         Ok(false)
     }
 
-    /// The length of file `file`'s `.tmp` once its writer is flushed.
+    /// The length of a `.tmp` once its writer is flushed.
     fn flushed_len(w: &mut BufWriter<File>) -> std::io::Result<u64> {
         w.flush()?;
         Ok(w.get_ref().metadata()?.len())
