@@ -146,10 +146,7 @@ pub fn ndjson_reader(
 /// at `out` (written as `out.tmp`, renamed when complete).
 pub fn ndjson_to_parquet(paths: &[PathBuf], out: &Path, options: TableOptions) -> Result<TableReport, TableError> {
     let mut writer = TableWriter::create(out, options)?;
-    let mut lines = source::Lines::new(paths);
-    while let Some((line, path, line_no)) = lines.next_line()? {
-        writer.push_at(line, (path, line_no))?;
-    }
+    writer.push_files(&mut source::Lines::new(paths))?;
     writer.finish()
 }
 

@@ -14,15 +14,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Input bytes per block handed to a parse worker.
-const BLOCK_BYTES: usize = 4 << 20;
+pub(crate) const BLOCK_BYTES: usize = 4 << 20;
 
-/// Lines of one file, in order: `bytes` holds them, each ended by `\n`.
+/// Consecutive lines of one file, in order, separated by `\n`; the first
+/// is line `first_line` of `path`.
 #[derive(Default)]
 pub(crate) struct Block {
     seq: u64,
     path: PathBuf,
     bytes: Vec<u8>,
-    line_nos: Vec<u64>,
+    first_line: u64,
+    lines: u64,
 }
 
 /// What a worker made of a block: its batches, rows and rows with `_extra`.
@@ -45,14 +47,16 @@ pub(crate) fn start(schema: &SchemaRef, options: &TableOptions, tmp: &Path) -> R
     };
     let (done_tx, done) = sync_channel::<(u64, Converted)>(threads * 2);
     let (work, work_rx) = sync_channel::<Block>(threads);
+    // Parsed blocks' buffers go back to be filled again: no fresh 4 MiB (page faults) per block.
+    let (spare_tx, spare) = sync_channel::<Vec<u8>>(threads * 2);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let mut handles = Vec::with_capacity(threads);
     for _ in 0..threads {
         let converter = Converter::new(schema.clone(), options)?;
-        let (rx, tx) = (work_rx.clone(), done_tx.clone());
-        handles.push(spawn("fhir-async-json", tmp, move || parse_blocks(converter, &rx, &tx))?);
+        let (rx, tx, spare_tx) = (work_rx.clone(), done_tx.clone(), spare_tx.clone());
+        handles.push(spawn("fhir-async-json", tmp, move || parse_blocks(converter, &rx, &tx, &spare_tx))?);
     }
-    Ok(Workers { blocks: Blocks { block: Block::default(), work }, done, done_tx, handles })
+    Ok(Workers { blocks: Blocks { block: Block::default(), work, spare }, done, done_tx, handles })
 }
 
 pub(crate) fn spawn<T: Send + 'static>(
@@ -71,24 +75,55 @@ pub(crate) struct Stopped;
 pub(crate) struct Blocks {
     block: Block,
     work: SyncSender<Block>,
+    spare: Receiver<Vec<u8>>,
 }
 
 impl Blocks {
-    /// Adds a (trimmed, non-empty) line.
+    /// Adds line `line_no` of `path` (lines skipped since the previous one
+    /// of the same file count as blank).
     pub fn push(&mut self, line: &[u8], path: &Path, line_no: u64) -> Result<(), Stopped> {
-        if self.block.path != path {
-            if !self.block.bytes.is_empty() {
-                self.send()?;
-            }
-            self.block.path = path.to_path_buf();
+        let next = self.block.first_line + self.block.lines;
+        if self.block.lines > 0 && (self.block.path != path || line_no < next || line_no - next > 1024) {
+            self.flush()?;
+        }
+        if self.block.lines == 0 {
+            self.block.path.clear();
+            self.block.path.push(path);
+            self.block.first_line = line_no;
+        }
+        for _ in self.block.first_line + self.block.lines..line_no {
+            self.block.bytes.push(b'\n');
+            self.block.lines += 1;
         }
         self.block.bytes.extend_from_slice(line);
         self.block.bytes.push(b'\n');
-        self.block.line_nos.push(line_no);
+        self.block.lines += 1;
         if self.block.bytes.len() >= BLOCK_BYTES {
-            self.send()?;
+            self.flush()?;
         }
         Ok(())
+    }
+
+    /// Sends whole lines read from `lines` as blocks, to the end of the files.
+    pub fn push_files(&mut self, lines: &mut super::source::Lines) -> Result<Result<(), TableError>, Stopped> {
+        self.flush()?;
+        loop {
+            let mut bytes = self.spare_buffer();
+            match lines.next_chunk(&mut bytes, BLOCK_BYTES) {
+                Ok(Some((path, first_line))) => {
+                    let seq = self.block.seq;
+                    self.block.seq += 1;
+                    let block = Block { seq, path, bytes, first_line, lines: 0 };
+                    self.work.send(block).map_err(|_| Stopped)?;
+                }
+                Ok(None) => return Ok(Ok(())),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BLOCK_BYTES + (64 << 10)))
     }
 
     /// The sequence number the next block will have.
@@ -99,43 +134,46 @@ impl Blocks {
     /// Sends the lines gathered so far (the last ones: the workers end once
     /// they have parsed them and `self` is dropped).
     pub fn flush(&mut self) -> Result<(), Stopped> {
-        if !self.block.bytes.is_empty() {
-            self.send()?;
+        if self.block.lines == 0 {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    fn send(&mut self) -> Result<(), Stopped> {
-        let next = Block { seq: self.block.seq + 1, path: self.block.path.clone(), ..Block::default() };
+        let next = Block { seq: self.block.seq + 1, bytes: self.spare_buffer(), ..Block::default() };
         let block = std::mem::replace(&mut self.block, next);
         self.work.send(block).map_err(|_| Stopped)
     }
 }
 
 /// A parse worker: blocks in, batches out, until the blocks or the consumer stop.
-fn parse_blocks(mut converter: Converter, blocks: &Mutex<Receiver<Block>>, done: &SyncSender<(u64, Converted)>) {
+fn parse_blocks(
+    mut converter: Converter,
+    blocks: &Mutex<Receiver<Block>>,
+    done: &SyncSender<(u64, Converted)>,
+    spare: &SyncSender<Vec<u8>>,
+) {
     loop {
         let block = match blocks.lock() {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok(block) = block else { return };
+        let Ok(mut block) = block else { return };
         let converted = convert_block(&mut converter, &block);
         if done.send((block.seq, converted)).is_err() {
             return;
         }
+        block.bytes.clear();
+        let _ = spare.try_send(block.bytes);
     }
 }
 
 fn convert_block(converter: &mut Converter, block: &Block) -> Converted {
     let (rows, extra) = (converter.rows, converter.extra_rows);
     let mut batches = Vec::new();
-    for (line, line_no) in block.bytes.split(|b| *b == b'\n').zip(&block.line_nos) {
+    for (line, line_no) in block.bytes.split(|b| *b == b'\n').zip(block.first_line..) {
         match converter.push(line) {
             Ok(Some(batch)) => batches.push(batch),
             Ok(None) => {}
             Err(PushError::Invalid(message)) => {
-                return Err(TableError::InvalidLine { path: block.path.display().to_string(), line: *line_no, message })
+                return Err(TableError::InvalidLine { path: block.path.display().to_string(), line: line_no, message })
             }
             Err(PushError::Table(e)) => return Err(e),
         }

@@ -49,25 +49,14 @@ impl NdjsonReader {
                     return;
                 }
             }
-            loop {
-                match lines.next_line() {
-                    Ok(Some((line, path, line_no))) => {
-                        let line = line.trim_ascii();
-                        if !line.is_empty() && blocks.push(line, path, line_no).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        // After the lines before it, in order.
-                        if blocks.flush().is_ok() {
-                            let _ = done_tx.send((blocks.next_seq(), Err(e)));
-                        }
-                        return;
-                    }
+            match blocks.push_files(&mut lines) {
+                Ok(Ok(())) => {}
+                // After the lines before it, in order.
+                Ok(Err(e)) => {
+                    let _ = done_tx.send((blocks.next_seq(), Err(e)));
                 }
+                Err(_stopped) => {}
             }
-            let _ = blocks.flush();
         })?;
         Ok(NdjsonReader { schema, results: InOrder::new(done), pending: VecDeque::new(), done: false })
     }

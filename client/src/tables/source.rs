@@ -93,6 +93,53 @@ impl Lines {
         }
     }
 
+    /// Whole lines, as many as fit about `size` bytes (more for one long
+    /// line), appended to `out` (cleared first): the file they are from and
+    /// the number of the first. A file's last line may lack its newline; a
+    /// chunk never spans two files. None after the last file.
+    pub fn next_chunk(&mut self, out: &mut Vec<u8>, size: usize) -> Result<Option<(PathBuf, u64)>, TableError> {
+        out.clear();
+        loop {
+            if self.current.is_none() {
+                let Some(path) = self.paths.get(self.next).cloned() else { return Ok(None) };
+                self.next += 1;
+                let reader = open(&path)?;
+                self.current = Some((path, reader));
+                (self.line_no, self.start, self.end, self.eof) = (0, 0, 0, false);
+            }
+            // What next_line had read ahead, then straight from the file.
+            out.extend_from_slice(&self.buf[self.start..self.end]);
+            (self.start, self.end) = (0, 0);
+            let Some((path, reader)) = self.current.as_mut() else { continue };
+            while !self.eof {
+                let want = size.saturating_sub(out.len()).max(64 << 10);
+                let n = reader.take(want as u64).read_to_end(out).map_err(|e| TableError::io(path, e))?;
+                self.eof = n < want;
+                if out.len() >= size && memchr::memrchr(b'\n', out).is_some() {
+                    break;
+                }
+            }
+            if !self.eof {
+                // Keep the unfinished last line for the next chunk.
+                let cut = memchr::memrchr(b'\n', out).map_or(out.len(), |i| i + 1);
+                let tail = out.len() - cut;
+                if self.buf.len() < tail {
+                    self.buf.resize(tail, 0);
+                }
+                self.buf[..tail].copy_from_slice(&out[cut..]);
+                self.end = tail;
+                out.truncate(cut);
+            }
+            if out.is_empty() {
+                self.current = None;
+                continue;
+            }
+            let first = self.line_no + 1;
+            self.line_no += memchr::memchr_iter(b'\n', out).count() as u64 + u64::from(out.last() != Some(&b'\n'));
+            return Ok(Some((path.clone(), first)));
+        }
+    }
+
     fn hand_out(&mut self, from: usize, to: usize) -> Line<'_> {
         self.line_no += 1;
         let path = self.current.as_ref().map(|(p, _)| p.as_path()).unwrap_or(Path::new(""));

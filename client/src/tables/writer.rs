@@ -9,6 +9,7 @@
 
 use super::pipeline::{self, spawn, Blocks, InOrder, Stopped, Workers};
 use super::schema::infer;
+use super::source::Lines;
 use super::{TableError, TableOptions, TableReport};
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
@@ -100,6 +101,20 @@ impl TableWriter {
                 Err(Stopped) => Err(self.stop()),
             },
             State::Done => Err(TableError::Arrow("the writer failed before".into())),
+        }
+    }
+
+    /// Every line of `lines`: the sample line by line, then whole blocks
+    /// read straight from the files (no copy per line).
+    pub(crate) fn push_files(&mut self, lines: &mut Lines) -> Result<(), TableError> {
+        while matches!(self.state, State::Sampling(_)) {
+            let Some((line, path, line_no)) = lines.next_line()? else { return Ok(()) };
+            self.push_at(line, (path, line_no))?;
+        }
+        let State::Writing(p) = &mut self.state else { return Ok(()) };
+        match p.blocks.push_files(lines) {
+            Ok(read) => read,
+            Err(Stopped) => Err(self.stop()),
         }
     }
 
