@@ -3,7 +3,7 @@
 //! the `--auth` file, never written to the folder; refusals and an
 //! authorization server that stays down exit with the auth code (5).
 
-use fhir_async_testserver::{serve, Config, ServerHandle};
+use fhir_async_testserver::{Config, Running};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,22 +11,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_fhir-async");
 /// A secret Basic must carry form-urlencoded (RFC 6749 §2.3.1).
 const SECRET: &str = "s3cr:t/+é";
 
-struct Server {
-    origin: String,
-    rt: tokio::runtime::Runtime,
-    handle: Option<ServerHandle>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.rt.block_on(h.shutdown());
-        }
-    }
-}
-
-fn start() -> Server {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+fn start() -> Running {
     let cfg = Config {
         job_ms: 2_500,
         patients: 5,
@@ -35,8 +20,7 @@ fn start() -> Server {
         client_secrets: vec![format!("client-s={SECRET}")],
         ..Config::default()
     };
-    let (addr, _, handle) = rt.block_on(serve(cfg)).expect("server starts");
-    Server { origin: format!("http://{addr}"), rt, handle: Some(handle) }
+    Running::start(cfg).expect("server starts")
 }
 
 /// Runs the command with `env` added; (exit code, stderr).

@@ -1,6 +1,6 @@
 //! The `fhir-async` command end to end against the in-process reference server.
 
-use fhir_async_testserver::{serve, Config, ServerHandle};
+use fhir_async_testserver::{Config, Running};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,17 +11,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_fhir-async");
 
 struct Server {
     origin: String,
-    rt: tokio::runtime::Runtime,
-    handle: Option<ServerHandle>,
+    _running: Running,
 }
 
 impl Server {
     fn start(f: impl FnOnce(&mut Config)) -> Server {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let mut cfg = Config { job_ms: 300, patients: 20, retry_after: 0, ..Config::default() };
         f(&mut cfg);
-        let (addr, _, handle) = rt.block_on(serve(cfg)).expect("server starts");
-        Server { origin: format!("http://{addr}"), rt, handle: Some(handle) }
+        let running = Running::start(cfg).expect("server starts");
+        Server { origin: running.origin.clone(), _running: running }
     }
 
     fn stats(&self) -> Value {
@@ -32,14 +30,6 @@ impl Server {
 
     fn kickoffs(&self) -> u64 {
         self.stats()["routes"]["bulk.kickoff"].as_u64().unwrap_or(0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.rt.block_on(h.shutdown());
-        }
     }
 }
 

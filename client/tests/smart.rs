@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use fhir_async::{BackendServices, ExportRequest, OutcomeStatus, RetryPolicy, SigningAlg};
 use fhir_async_client::{BackendServicesAuth, Client, ClientError, PrivateKey};
-use fhir_async_testserver::{serve, Config, ServerHandle};
+use fhir_async_testserver::{Config, Running};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -56,26 +56,10 @@ fn keys_load_and_sign() {
     assert!(PrivateKey::from_pem(b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n", None).is_err());
 }
 
-struct Server {
-    origin: String,
-    rt: tokio::runtime::Runtime,
-    handle: Option<ServerHandle>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.rt.block_on(h.shutdown());
-        }
-    }
-}
-
-fn start(f: impl FnOnce(&mut Config)) -> Server {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+fn start(f: impl FnOnce(&mut Config)) -> Running {
     let mut cfg = Config { patients: 10, jwks: Some(fixture("jwks.json")), ..Config::default() };
     f(&mut cfg);
-    let (addr, _, handle) = rt.block_on(serve(cfg)).expect("server starts");
-    Server { origin: format!("http://{addr}"), rt, handle: Some(handle) }
+    Running::start(cfg).expect("server starts")
 }
 
 fn registration() -> BackendServices {
@@ -128,7 +112,7 @@ fn an_export_outlives_short_lived_tokens() {
     }
 }
 
-fn client_with(srv: &Server, spec: &str, key: PrivateKey, client_id: &str, clock: Option<fn() -> u64>) -> Client {
+fn client_with(srv: &Running, spec: &str, key: PrivateKey, client_id: &str, clock: Option<fn() -> u64>) -> Client {
     let base = format!("{}{spec}/bulk/fhir", srv.origin);
     let mut reg = registration();
     reg.client_id = client_id.into();

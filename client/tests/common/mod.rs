@@ -4,22 +4,20 @@
 
 use fhir_async::RetryPolicy;
 use fhir_async_client::Client;
-use fhir_async_testserver::{serve, Config, ServerHandle};
+use fhir_async_testserver::{Config, Running};
 
 pub struct Server {
     pub origin: String,
-    rt: tokio::runtime::Runtime,
-    handle: Option<ServerHandle>,
+    _running: Running,
 }
 
 impl Server {
     /// Jobs of 300 ms over 30 patients, unless `f` says otherwise.
     pub fn start(f: impl FnOnce(&mut Config)) -> Server {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let mut cfg = Config { job_ms: 300, patients: 30, ..Config::default() };
         f(&mut cfg);
-        let (addr, _, handle) = rt.block_on(serve(cfg)).expect("server starts");
-        Server { origin: format!("http://{addr}"), rt, handle: Some(handle) }
+        let running = Running::start(cfg).expect("server starts");
+        Server { origin: running.origin.clone(), _running: running }
     }
 
     /// `/_admin/stats`.
@@ -32,14 +30,6 @@ impl Server {
     /// A client of `origin + path`, no token, short waits.
     pub fn client(&self, path: &str) -> Client {
         Client::builder(&format!("{}{path}", self.origin)).retry(fast()).build().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.rt.block_on(h.shutdown());
-        }
     }
 }
 

@@ -60,6 +60,49 @@ impl ServerHandle {
     }
 }
 
+/// A server on its own runtime, for blocking code (tests of the native client and the
+/// command line): started by [`Running::start`], stopped when dropped.
+#[derive(Debug)]
+pub struct Running {
+    /// `http://127.0.0.1:PORT` of the FHIR endpoints.
+    pub origin: String,
+    /// `http://127.0.0.1:PORT` of the file storage (another origin).
+    pub storage_origin: String,
+    rt: tokio::runtime::Runtime,
+    handle: Option<ServerHandle>,
+}
+
+impl Running {
+    /// Starts the server of `cfg` on a two-thread runtime of its own.
+    pub fn start(cfg: Config) -> Result<Running, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("runtime: {e}"))?;
+        let (addr, saddr, handle) = rt.block_on(serve(cfg))?;
+        Ok(Running {
+            origin: format!("http://{addr}"),
+            storage_origin: format!("http://{saddr}"),
+            rt,
+            handle: Some(handle),
+        })
+    }
+
+    /// The server's shared state (jobs, stats).
+    pub fn app(&self) -> Option<&Arc<app::App>> {
+        self.handle.as_ref().map(|h| &h.app)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
 /// Binds both origins and starts serving: (main address, storage address, handle).
 pub async fn serve(cfg: Config) -> Result<(SocketAddr, SocketAddr, ServerHandle), String> {
     for a in [cfg.addr, cfg.storage_addr] {
