@@ -46,6 +46,23 @@ def private_jwk(kid: str) -> Dict[str, Any]:
     return key
 
 
+def export_past_three_tokens(
+    s: Server, auth: fhir_async.BackendServices
+) -> Tuple[fhir_async.Client, fhir_async.Job, fhir_async.Result]:
+    """An export of 10 Patients over a 4.5 s job with 1 s tokens: at least three tokens."""
+    before = issued(s)
+    c = client(
+        s.base("/bulk/fhir"),
+        auth=auth,
+        retry={"min_wait_ms": 300, "initial_backoff_ms": 300, "max_backoff_ms": 400},
+    )
+    job = c.export(types=["Patient"])
+    result = job.wait(raise_on_failure=True)
+    assert len(list(result.resources())) == 10, "the files are fetched with the token too"
+    assert issued(s) - before >= 3, "at least three tokens over a 4.5 s job with 1 s tokens"
+    return c, job, result
+
+
 @pytest.mark.parametrize(
     "auth",
     [
@@ -57,16 +74,7 @@ def private_jwk(kid: str) -> Dict[str, Any]:
 )
 def test_an_export_outlives_three_tokens(smart_server: Server, auth: fhir_async.BackendServices) -> None:
     # protocol J1-J5: discovery, signed assertions, tokens renewed as they expire (1 s) over a 4.5 s job.
-    before = issued(smart_server)
-    c = client(
-        smart_server.base("/bulk/fhir"),
-        auth=auth,
-        retry={"min_wait_ms": 300, "initial_backoff_ms": 300, "max_backoff_ms": 400},
-    )
-    job = c.export(types=["Patient"])
-    result = job.wait(raise_on_failure=True)
-    assert len(list(result.resources())) == 10, "the files are fetched with the token too"
-    assert issued(smart_server) - before >= 3, "at least three tokens over a 4.5 s job with 1 s tokens"
+    c, job, result = export_past_three_tokens(smart_server, auth)
     # J6: no token in the saved state or a repr.
     saved = job.to_json()
     assert "access_token" not in saved and "Bearer" not in saved
@@ -96,16 +104,7 @@ def test_a_client_secret_exports_and_never_shows(smart_server: Server) -> None:
     # protocol J3 (client_secret_basic), J5, J6: a symmetric client outlives three 1 s tokens;
     # the secret is in no repr, saved state or error.
     auth = fhir_async.BackendServices("client-s", client_secret=SECRET, scope="system/*.rs")
-    before = issued(smart_server)
-    c = client(
-        smart_server.base("/bulk/fhir"),
-        auth=auth,
-        retry={"min_wait_ms": 300, "initial_backoff_ms": 300, "max_backoff_ms": 400},
-    )
-    job = c.export(types=["Patient"])
-    result = job.wait(raise_on_failure=True)
-    assert len(list(result.resources())) == 10
-    assert issued(smart_server) - before >= 3
+    c, job, result = export_past_three_tokens(smart_server, auth)
     for text in (repr(auth), repr(c), repr(job), repr(result), job.to_json()):
         assert "s3cr" not in text and "Basic" not in text, text
     assert "client_secret='***'" in repr(auth)
