@@ -273,7 +273,7 @@ fn an_invalid_line_names_its_place() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-// issue 15: the writer streams (lines pushed one by one), bounds row groups by rows, and an empty
+// issue 15: the writer streams (lines pushed one by one), bounds row groups by rows and by bytes, and an empty
 // input still makes a valid file (only `_extra`)
 #[test]
 fn table_writer_streams_and_bounds_row_groups() {
@@ -290,6 +290,17 @@ fn table_writer_streams_and_bounds_row_groups() {
     assert_eq!((report.rows, report.row_groups, report.extra_rows), (1050, 11, 0));
     assert!(report.bytes > 0 && report.bytes == std::fs::metadata(&out).unwrap().len());
     assert_round_trip(&lines, &read_back(&out));
+
+    // Bytes bound a row group too (big resources), checked every 1,024 rows: with 64 KiB,
+    // each group holds 1,024 of these rows, far fewer than the 100,000 allowed.
+    let out = dir.join("Bytes.parquet");
+    let options = TableOptions { row_group_rows: 100_000, row_group_bytes: 64 << 10, ..Default::default() };
+    let pad = "y".repeat(500);
+    let big: Vec<Value> = (0..6000).map(|i| json!({"id":format!("p{i}"),"text":{"div":format!("{pad}{i}")}})).collect();
+    let path = write(&dir, "big.ndjson", &big);
+    let report = ndjson_to_parquet(&[path], &out, options).unwrap();
+    assert_eq!(report.row_groups, 6, "{report:?}");
+    assert_round_trip(&big, &read_back(&out));
 
     let empty = dir.join("Empty.parquet");
     let report = TableWriter::create(&empty, TableOptions::default()).unwrap().finish().unwrap();

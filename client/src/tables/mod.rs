@@ -87,9 +87,11 @@ use std::path::{Path, PathBuf};
 pub struct TableOptions {
     /// Rows per Parquet row group at most (default 65,536).
     pub row_group_rows: usize,
-    /// A row group is closed once it holds this many encoded bytes, whatever
-    /// its rows (default 128 MiB): memory is bounded by the row group, not by
-    /// the file, even for big resources.
+    /// A row group is closed once the writer's memory for it (encoded pages,
+    /// dictionaries and buffers: parquet's `ArrowWriter::memory_size`, checked
+    /// every 1,024 rows) reaches this, whatever its rows (default 128 MiB):
+    /// memory is bounded by the row group, not by the file, even for big
+    /// resources.
     pub row_group_bytes: usize,
     /// Lines sampled to fix the schema (default 1,000).
     pub infer_rows: usize,

@@ -211,10 +211,13 @@ fn write_in_order(
     while let Some(converted) = results.next() {
         let (batches, r, e) = converted?;
         for batch in &batches {
-            parquet.write(batch)?;
-            // Rows bound a row group; so do bytes, for big resources.
-            if parquet.in_progress_size() >= row_group_bytes {
-                parquet.flush()?;
+            // Rows bound a row group; so do bytes, for big resources: checked every
+            // 1,024 rows (slices share the batch's memory).
+            for start in (0..batch.num_rows()).step_by(1024) {
+                parquet.write(&batch.slice(start, (batch.num_rows() - start).min(1024)))?;
+                if parquet.memory_size() >= row_group_bytes {
+                    parquet.flush()?;
+                }
             }
         }
         (rows, extra_rows) = (rows + r, extra_rows + e);
