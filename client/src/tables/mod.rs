@@ -5,7 +5,11 @@
 //! stream of Arrow record batches, without holding a file in memory: lines are
 //! parsed and written a batch at a time, and a row group is bounded by
 //! [`TableOptions::row_group_rows`] and [`TableOptions::row_group_bytes`].
-//! [`TableWriter`] parses on every core and encodes on one more thread.
+//! [`TableWriter`] and [`ndjson_reader`] parse on [`TableOptions::threads`]
+//! threads (one per core by default) in blocks of ~4 MiB of lines, and hand
+//! the rows out in the files' order; the writer encodes and compresses on one
+//! more thread. Memory: a few blocks per thread, their batches, and the row
+//! group being written (about 100 MiB for a 1 GB export, see BENCHMARKS.md).
 //!
 //! ```no_run
 //! use fhir_async_client::tables::{folder_to_parquet, TableOptions};
@@ -50,9 +54,11 @@
 //!   [null, {...}]`). A member whose value is `null` (not valid FHIR) is kept,
 //!   with its whole top-level field, in `_extra`, so it does not read back as
 //!   an absent key.
-//! - **Empty arrays** stay empty lists, not nulls. An object that was always
-//!   empty in the sample has no column (Parquet cannot store a struct without
-//!   fields): such values are in `_extra`.
+//! - **Empty arrays** stay empty lists, not nulls. An array that was always
+//!   empty in the sample is a list of nulls: a later non-empty one goes to
+//!   `_extra`. An object that was always empty in the sample has no column
+//!   (Parquet cannot store a struct without fields): such values are in
+//!   `_extra`. A bigger [`TableOptions::infer_rows`] sees more shapes.
 //! - Dates and instants stay strings, as in the JSON.
 //!
 //! A line that is not a JSON object fails the conversion
