@@ -366,3 +366,26 @@ fn parallel_blocks_keep_order_and_the_first_error() {
     assert!(reader.next().is_none(), "nothing after the error");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// issue 15: a writer dropped unfinished leaves no file (neither the temporary nor the final one),
+// and a reader dropped after its first batch returns at once (its threads stop on their own)
+#[test]
+fn dropped_unfinished_leaves_nothing() {
+    let dir = tmp("dropped");
+    let out = dir.join("Patient.parquet");
+    let mut w = TableWriter::create(&out, TableOptions { infer_rows: 10, ..Default::default() }).unwrap();
+    for i in 0..5000 {
+        w.push_line(json!({"resourceType":"Patient","id":format!("p{i}")}).to_string().as_bytes()).unwrap();
+    }
+    drop(w);
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    let pad = "z".repeat(300);
+    let lines: Vec<Value> = (0..40_000).map(|i| json!({"id":format!("o{i}"),"note":pad})).collect();
+    let input = write(&dir, "big.ndjson", &lines);
+    let mut reader = ndjson_reader(&[input], TableOptions { threads: 2, ..Default::default() }).unwrap();
+    assert!(reader.next().unwrap().unwrap().num_rows() > 0);
+    drop(reader);
+    std::fs::remove_dir_all(&dir).ok();
+}
