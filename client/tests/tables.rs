@@ -253,22 +253,25 @@ fn gzip_files_and_the_arrow_reader() {
 fn an_invalid_line_names_its_place() {
     let dir = tmp("invalid");
     let path = dir.join("x.ndjson");
-    std::fs::write(&path, "{\"id\":\"a\"}\n\n{\"id\":\"b\"}\n[1,2]\n").unwrap();
     let out = dir.join("X.parquet");
-    for infer_rows in [1, 1000] {
-        let err = ndjson_to_parquet(
-            std::slice::from_ref(&path),
-            &out,
-            TableOptions { infer_rows, ..TableOptions::default() },
-        )
-        .unwrap_err();
-        assert_eq!(err.code(), "invalid_line");
-        match err {
-            TableError::InvalidLine { path: p, line, .. } => assert_eq!((p, line), (path.display().to_string(), 4)),
-            e => panic!("{e:?}"),
+    // Not an object; not UTF-8.
+    for bad in [&b"[1,2]"[..], &b"{\"id\":\"\xff\"}"[..]] {
+        std::fs::write(&path, [&b"{\"id\":\"a\"}\n\n{\"id\":\"b\"}\n"[..], bad, b"\n"].concat()).unwrap();
+        for infer_rows in [1, 1000] {
+            let err = ndjson_to_parquet(
+                std::slice::from_ref(&path),
+                &out,
+                TableOptions { infer_rows, ..TableOptions::default() },
+            )
+            .unwrap_err();
+            assert_eq!(err.code(), "invalid_line");
+            match err {
+                TableError::InvalidLine { path: p, line, .. } => assert_eq!((p, line), (path.display().to_string(), 4)),
+                e => panic!("{e:?}"),
+            }
+            let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(left, ["x.ndjson"], "no partial file");
         }
-        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(left, ["x.ndjson"], "no partial file");
     }
     std::fs::remove_dir_all(&dir).ok();
 }
