@@ -476,10 +476,14 @@ class Job:
             self._events.append((loop, event))
         try:
             while True:
+                # Cleared before the step, not after: a wake (cancel, callback) that comes while
+                # the step runs on its thread is not lost to a 30 s sleep.
+                event.clear()
                 kind, value = await loop.run_in_executor(_async_executor(), self._native.step, 0)
                 if kind == "done":
+                    # Other waiters of this job sleep until their next poll: the job is over now.
+                    self._wake()
                     return self._result(value, raise_on_failure)
-                event.clear()
                 try:
                     await asyncio.wait_for(event.wait(), max(value, 1) / 1000)
                 except asyncio.TimeoutError:

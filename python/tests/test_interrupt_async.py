@@ -143,6 +143,43 @@ def test_async_cancel_wakes_the_waiter(server: Server) -> None:
     assert asyncio.run(main()) == "cancelled"
 
 
+class _CancelDuringStep:
+    """The native run, with a cancel (and its wake) arriving while a step runs on its thread."""
+
+    def __init__(self, job: fhir_async.Job) -> None:
+        self.job = job
+        self.inner = job._native
+        self.fired = False
+
+    def step(self, block_ms: int) -> object:
+        r = self.inner.step(block_ms)
+        # The step that made the first poll (now to wait 30 s) has not returned yet.
+        if not self.fired and self.inner.progress()["polls"] >= 1:
+            self.fired = True
+            self.inner.request_cancel()
+            self.job._wake()
+        return r
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_wake_during_a_step_is_not_lost(server: Server) -> None:
+    # A cancel whose wake lands while wait_async's step runs on the executor: the waiter goes
+    # on at once instead of sleeping out the server's 30 s Retry-After.
+    c = client(server.base("/bulk/fhir", "never;retry=30"))
+
+    async def main() -> str:
+        job = c.export(types=["Patient"])
+        job._native = _CancelDuringStep(job)  # type: ignore[assignment]
+        start = time.monotonic()
+        r = await asyncio.wait_for(job.wait_async(), 10)
+        assert time.monotonic() - start < 5, "the wake was lost"
+        return r.status
+
+    assert asyncio.run(main()) == "cancelled"
+
+
 def test_async_resources_match(server: Server) -> None:
     async def main() -> List[str]:
         job = client(server.base("/bulk/fhir")).export(types=["Patient"], start=False)
