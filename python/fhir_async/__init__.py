@@ -25,32 +25,8 @@ from ._client import (
     TokenSource,
     read_ndjson,
 )
-from .errors import (
-    AuthError,
-    CallbackError,
-    Cancelled,
-    CancelledError,
-    DeadlineExceeded,
-    DeadlineExceededError,
-    DownloadError,
-    FhirAsyncError,
-    FhirAsyncWarning,
-    InsecureUrl,
-    InsecureUrlError,
-    InvalidLineError,
-    JobFailed,
-    JobFailedError,
-    KickoffIndeterminate,
-    KickoffIndeterminateError,
-    ProtocolError,
-    RetriesExhausted,
-    RetriesExhaustedError,
-    StoppedError,
-    TableError,
-    Unauthorized,
-    UnauthorizedError,
-    UsageError,
-)
+from . import errors as _errors
+from .errors import *  # noqa: F401,F403  (every name of errors.__all__)
 
 __version__: str = _native.__version__
 
@@ -80,29 +56,6 @@ __all__ = [
     "Instant",
     "verify_callback",
     "read_ndjson",
-    "FhirAsyncError",
-    "ProtocolError",
-    "InsecureUrlError",
-    "UsageError",
-    "DeadlineExceededError",
-    "RetriesExhaustedError",
-    "UnauthorizedError",
-    "KickoffIndeterminateError",
-    "DownloadError",
-    "InvalidLineError",
-    "CallbackError",
-    "AuthError",
-    "JobFailedError",
-    "CancelledError",
-    "StoppedError",
-    "TableError",
-    "FhirAsyncWarning",
-    # deprecated aliases (issue 11), for one release
-    "InsecureUrl",
-    "DeadlineExceeded",
-    "RetriesExhausted",
-    "Unauthorized",
-    "KickoffIndeterminate",
-    "JobFailed",
-    "Cancelled",
 ]
+# The exceptions and the warning, listed once (in errors.py), deprecated aliases included.
+__all__ += _errors.__all__

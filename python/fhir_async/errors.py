@@ -41,8 +41,6 @@ __all__ = [
     "KickoffIndeterminate",
     "JobFailed",
     "Cancelled",
-    "CLASSES",
-    "for_code",
 ]
 
 
