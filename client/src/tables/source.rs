@@ -65,15 +65,21 @@ impl Lines {
         }
     }
 
+    /// Opens the next file (its line count and buffer start afresh); false after the last.
+    fn open_next(&mut self) -> Result<bool, TableError> {
+        let Some(path) = self.paths.get(self.next).cloned() else { return Ok(false) };
+        self.next += 1;
+        let reader = open(&path)?;
+        self.current = Some((path, reader));
+        (self.line_no, self.start, self.end, self.eof) = (0, 0, 0, false);
+        Ok(true)
+    }
+
     /// The next line (without its newline) and where it is; None after the last file.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>, TableError> {
         loop {
-            if self.current.is_none() {
-                let Some(path) = self.paths.get(self.next).cloned() else { return Ok(None) };
-                self.next += 1;
-                let reader = open(&path)?;
-                self.current = Some((path, reader));
-                (self.line_no, self.start, self.end, self.eof) = (0, 0, 0, false);
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(None);
             }
             if let Some(i) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
                 let (from, to) = (self.start, self.start + i);
@@ -100,12 +106,8 @@ impl Lines {
     pub fn next_chunk(&mut self, out: &mut Vec<u8>, size: usize) -> Result<Option<(PathBuf, u64)>, TableError> {
         out.clear();
         loop {
-            if self.current.is_none() {
-                let Some(path) = self.paths.get(self.next).cloned() else { return Ok(None) };
-                self.next += 1;
-                let reader = open(&path)?;
-                self.current = Some((path, reader));
-                (self.line_no, self.start, self.end, self.eof) = (0, 0, 0, false);
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(None);
             }
             // What next_line had read ahead, then straight from the file.
             out.extend_from_slice(&self.buf[self.start..self.end]);
