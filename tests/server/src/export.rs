@@ -422,6 +422,48 @@ impl Plan {
     }
 }
 
+/// The whole content of every output file under fault `junklines`.
+pub const JUNK_LINES: &str = "hello\n{not json}\n{\"resourceType\":\"Patient\",\"id\":\"junk-1\"}\n";
+
+impl Plan {
+    /// Faults `junklines` and `cutlast`: every output file becomes fixed bytes, either
+    /// [`JUNK_LINES`] or its generated NDJSON, and with `cutlast` its last line is cut in the
+    /// middle (no newline after it). `count` = the lines, the cut one included. The files are
+    /// generated here, in memory: for small exports.
+    pub fn rewrite_outputs(self, ds: &Arc<Dataset>, junk: bool, cutlast: bool) -> Plan {
+        let plan = Arc::new(self);
+        let bodies: Vec<Option<Vec<u8>>> = (0..plan.files.len())
+            .map(|i| {
+                if plan.files[i].kind != FileKind::Output {
+                    return None;
+                }
+                let mut b = if junk {
+                    JUNK_LINES.as_bytes().to_vec()
+                } else {
+                    crate::files::Cursor::new(ds.clone(), plan.clone(), i).collect()
+                };
+                if cutlast && b.len() > 1 {
+                    let end = b.len() - usize::from(b.ends_with(b"\n"));
+                    let start = b[..end].iter().rposition(|c| *c == b'\n').map_or(0, |p| p + 1);
+                    b.truncate(start + (end - start).div_ceil(2));
+                }
+                Some(b)
+            })
+            .collect();
+        let Ok(mut plan) = Arc::try_unwrap(plan) else {
+            unreachable!("the cursors are gone")
+        };
+        for (f, b) in plan.files.iter_mut().zip(bodies) {
+            if let Some(b) = b {
+                f.count = b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count() as u64;
+                f.headers = 0;
+                f.body = FileBody::Lines(Arc::new(b));
+            }
+        }
+        plan
+    }
+}
+
 fn range_files(ds: &Dataset, sel: &Selection, t: usize, max: u64, files: &mut Vec<FileEntry>) {
     let total = ds.count(t);
     let push = |start: u64, end: u64, count: u64, files: &mut Vec<FileEntry>| {

@@ -55,6 +55,9 @@ pub struct Faults {
     pub never: bool,
     /// `expire`: generation-0 file URLs answer 410; later manifests carry `g=1` URLs.
     pub expire: bool,
+    /// `expireafter` (issue 19): each generation-0 file URL serves its first request only (which
+    /// `cut`/`reset` may cut); later ones answer 410; later manifests carry `g=1` URLs.
+    pub expireafter: bool,
     /// `fail`: the job ends in an error (dialect-appropriate form).
     pub fail: bool,
     /// `partial`: some types fail and are listed in the manifest's `error`.
@@ -76,6 +79,29 @@ pub struct Faults {
     pub token_ttl: Option<u64>,
     /// `no-smart-config`: `.well-known/smart-configuration` answers 404.
     pub no_smart_config: bool,
+    /// `reorder` (issue 19): every completed manifest after the first lists its entries in
+    /// reverse order; no manifest has a `count`.
+    pub reorder: bool,
+    /// `changeafter` (issue 19): a continuation (`Range`/`If-Range`) of a file is answered 200
+    /// with a second version of it (new validators, other bytes), served from then on.
+    pub changeafter: bool,
+    /// `refresh500[=N]` (issue 19): status GETs after the first completed manifest answer 500
+    /// (the first N of them; `u64::MAX` = for ever).
+    pub refresh500: u64,
+    /// `refresh202` (issue 19): status GETs after the first completed manifest answer 202 for ever.
+    pub refresh202: bool,
+    /// `hugestatus=BYTES` (issue 19): the completed status answer is a streamed JSON body of BYTES bytes.
+    pub hugestatus: u64,
+    /// `hugeprogress=BYTES`: every running 202 carries a streamed JSON body of BYTES bytes.
+    pub hugeprogress: u64,
+    /// `signed` (issue 19): file URLs carry an S3-style presigned query; a wrong one → 403.
+    pub signed: bool,
+    /// `signedfail` (issue 19): `signed`, and every file request answers 500.
+    pub signedfail: bool,
+    /// `junklines` (issue 19): each output file is `hello`, `{not json}` and one Patient (count 3).
+    pub junklines: bool,
+    /// `cutlast` (issue 19): each output file's last line is cut in the middle; no `count`.
+    pub cutlast: bool,
 }
 
 impl Faults {
@@ -129,6 +155,7 @@ impl Faults {
                 "ooloc" => self.ooloc = flag()?,
                 "never" => self.never = flag()?,
                 "expire" => self.expire = flag()?,
+                "expireafter" => self.expireafter = flag()?,
                 "fail" => self.fail = flag()?,
                 "partial" => self.partial = flag()?,
                 "errcount" => self.errcount = Some(num()?),
@@ -139,6 +166,19 @@ impl Faults {
                 "token503" => self.token503 = num()?,
                 "token-ttl" => self.token_ttl = Some(num()?),
                 "no-smart-config" => self.no_smart_config = flag()?,
+                "reorder" => self.reorder = flag()?,
+                "changeafter" => self.changeafter = flag()?,
+                "refresh500" => self.refresh500 = if value.is_some() { num()? } else { u64::MAX },
+                "refresh202" => self.refresh202 = flag()?,
+                "hugestatus" => self.hugestatus = num()?,
+                "hugeprogress" => self.hugeprogress = num()?,
+                "signed" => self.signed = flag()?,
+                "signedfail" => {
+                    self.signedfail = flag()?;
+                    self.signed |= self.signedfail;
+                }
+                "junklines" => self.junklines = flag()?,
+                "cutlast" => self.cutlast = flag()?,
                 _ => return Err(format!("unknown fault `{key}`")),
             }
         }
@@ -166,6 +206,14 @@ mod tests {
         // issue 14: the range and politeness faults.
         f.apply("cut=1000;norange;rangechange;conn=2").unwrap();
         assert_eq!((f.cut, f.norange, f.rangechange, f.conn), (1000, true, true, 2));
+        // issue 19: the rare-path faults.
+        f.apply("reorder;changeafter;refresh500;refresh202;hugestatus=1000;hugeprogress=10").unwrap();
+        assert!(f.reorder && f.changeafter && f.refresh202);
+        assert_eq!((f.refresh500, f.hugestatus, f.hugeprogress), (u64::MAX, 1000, 10));
+        f.apply("refresh500=2;signedfail;junklines;cutlast;expireafter").unwrap();
+        assert!(f.expireafter);
+        assert_eq!(f.refresh500, 2);
+        assert!(f.signed && f.signedfail && f.junklines && f.cutlast);
         assert!(Faults::parse("bogus").is_err());
         assert!(Faults::parse("e500=x").is_err());
         assert!(Faults::parse("reset=1").is_err());

@@ -48,13 +48,14 @@ fn wants_gzip(h: &HeaderMap) -> bool {
     })
 }
 
-/// The file's encoded size and chunk boundaries, built once (off the async threads) on demand.
-async fn index(app: &App, job: &Job, idx: usize, gzip: bool) -> Result<Arc<Index>, Response> {
-    let cell = job.lock().indexes.entry((idx, gzip)).or_default().clone();
+/// The file's encoded size and chunk boundaries, built once (off the async threads) on demand;
+/// `v2`: of the file's second version (fault `changeafter`).
+async fn index(app: &App, job: &Job, idx: usize, gzip: bool, v2: bool) -> Result<Arc<Index>, Response> {
+    let cell = job.lock().indexes.entry((idx, gzip, v2)).or_default().clone();
     let plan = job.plan().cloned().ok_or_else(|| http::oo(404, "not-found", "this job has no files"))?;
     let ds = app.ds.clone();
     cell.get_or_try_init(|| async move {
-        let cursor = Cursor::new(ds, plan, idx);
+        let cursor = Cursor::new(ds, plan, idx).second_version(v2);
         match tokio::task::spawn_blocking(move || Index::build(cursor, gzip)).await {
             Ok(Ok(ix)) => Ok(Arc::new(ix)),
             Ok(Err(e)) => Err(http::oo(500, "exception", &format!("cannot encode the file: {e}"))),
@@ -81,11 +82,21 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
     if phase != Phase::Completed && idx >= job.files_done() {
         return http::oo(404, "not-found", "file not ready yet");
     }
+    if job.faults.signedfail {
+        return http::oo(500, "exception", "The storage backend failed to read the object (fault 'signedfail')");
+    }
     if job.faults.expire && gen == 0 {
         return http::oo(
             410,
             "expired",
             "This file URL expired; fetch the manifest again for fresh links (fault 'expire')",
+        );
+    }
+    if job.faults.expireafter && gen == 0 && !job.lock().gen0_used.insert(name.to_string()) {
+        return http::oo(
+            410,
+            "expired",
+            "This file URL expired after its first use; fetch the manifest again for fresh links (fault 'expireafter')",
         );
     }
     let files = &app.stats.files;
@@ -117,11 +128,29 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
         (attempt, gz)
     };
     let f = &job.faults;
-    let variant = u64::from(f.rangechange && attempt > 0);
+    // Fault `changeafter`: the first continuation (a request with `Range` or `If-Range`) of a
+    // file switches it to its second version, answered whole (200); later requests get it too.
+    let (v2, changed_now) = if f.changeafter {
+        let mut st = job.lock();
+        if st.changed.contains(name) {
+            (true, false)
+        } else if h.contains_key(header::RANGE) || h.contains_key(header::IF_RANGE) {
+            st.changed.insert(name.to_string());
+            (true, true)
+        } else {
+            (false, false)
+        }
+    } else {
+        (false, false)
+    };
+    let variant = u64::from(f.rangechange && attempt > 0) + if v2 { 2 } else { 0 };
     let v = Validators::new(&job.id, name, gzip, gen, variant, job.created_ms);
-    let fresh = |state: Option<(u64, u32)>| match state {
-        Some(s) => Cursor::resume(app.ds.clone(), plan.clone(), idx, s),
-        None => Cursor::new(app.ds.clone(), plan.clone(), idx),
+    let fresh = |state: Option<(u64, u32)>| {
+        match state {
+            Some(s) => Cursor::resume(app.ds.clone(), plan.clone(), idx, s),
+            None => Cursor::new(app.ds.clone(), plan.clone(), idx),
+        }
+        .second_version(v2)
     };
     let slow = f.slow;
     let plain = |skip, start, len, cut_at| Window { skip, start, len, cut_at, cut_key: None, slow };
@@ -139,7 +168,7 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
         return r;
     }
     if f.gzbad && gzip && gz_attempt == 0 {
-        let ix = match index(app, job, idx, gzip).await {
+        let ix = match index(app, job, idx, gzip, v2).await {
             Ok(ix) => ix,
             Err(r) => return r,
         };
@@ -156,12 +185,12 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
     }
     let ranges = !f.norange;
     let wanted = if ranges { range::requested(h) } else { None };
-    let wanted = wanted.filter(|_| !range::if_range_fails(h, &v));
-    let existing = job.lock().indexes.get(&(idx, gzip)).and_then(|c| c.get().cloned());
+    let wanted = wanted.filter(|_| !changed_now && !range::if_range_fails(h, &v));
+    let existing = job.lock().indexes.get(&(idx, gzip, v2)).and_then(|c| c.get().cloned());
     let needs_index = wanted.is_some() || (f.reset && attempt == 0);
     let ix = match existing {
         Some(ix) => Some(ix),
-        None if needs_index => match index(app, job, idx, gzip).await {
+        None if needs_index => match index(app, job, idx, gzip, v2).await {
             Ok(ix) => Some(ix),
             Err(r) => return r,
         },
@@ -247,16 +276,43 @@ pub fn sign(app: &App, job: &str, name: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The access key id in the `X-Amz-Credential` of signed URLs (fault `signed`): a constant,
+/// so tests can assert it never shows in a message or log either.
+pub const AMZ_ACCESS_KEY: &str = "AKIAFHIRASYNCTEST019";
+
+/// The presigned query of file `name` of job `job` under fault `signed` (S3 SigV4 shape; the
+/// signature is [`sign`]).
+pub fn signed_query(app: &App, job: &str, name: &str) -> String {
+    format!(
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={AMZ_ACCESS_KEY}%2F20250601%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20250601T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature={}",
+        sign(app, job, name)
+    )
+}
+
+/// Fault `signed`, main-origin files: the 403 for a missing or wrong `X-Amz-Signature`.
+pub fn check_signed(app: &App, job: &Job, name: &str, query: &str) -> Option<Response> {
+    if !job.faults.signed {
+        return None;
+    }
+    let q = http::query_pairs(query);
+    let sig = q.iter().find(|(k, _)| k == "X-Amz-Signature").map(|(_, v)| v.as_str());
+    (sig != Some(sign(app, &job.id, name).as_str())).then(|| {
+        storage_error(
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+        )
+    })
+}
+
 /// A presigned-looking URL on the storage origin.
 pub fn storage_url(app: &App, job: &Job, name: &str, gen: u64) -> String {
-    let mut u = format!(
-        "{}{}/storage/{}/{}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600&X-Amz-Signature={}",
-        app.storage_origin,
-        job.prefix,
-        job.id,
-        name,
-        sign(app, &job.id, name)
-    );
+    let query = if job.faults.signed {
+        signed_query(app, &job.id, name)
+    } else {
+        format!("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600&X-Amz-Signature={}", sign(app, &job.id, name))
+    };
+    let mut u = format!("{}{}/storage/{}/{}?{query}", app.storage_origin, job.prefix, job.id, name);
     if gen > 0 {
         u.push_str(&format!("&g={gen}"));
     }

@@ -99,6 +99,12 @@ pub struct JobMut {
     pub polls: u64,
     /// Completed manifests served so far (fault `expire`: the second one has fresh URLs).
     pub manifests_served: u64,
+    /// Status GETs answered by fault `refresh500` / `refresh202` so far.
+    pub refresh_failures: u64,
+    /// Fault `changeafter`: the files now served in their second version.
+    pub changed: std::collections::BTreeSet<String>,
+    /// Fault `expireafter`: the files whose generation-0 URL was requested once.
+    pub gen0_used: std::collections::HashSet<String>,
     /// Download attempts per file name.
     pub attempts: HashMap<String, u64>,
     /// Gzip download attempts per file name.
@@ -115,9 +121,9 @@ pub struct JobMut {
     pub file_bytes_sent: u64,
     /// Fault `cut`: per (file name, gzip), the highest encoded offset cut so far.
     pub cut_done: HashMap<(String, bool), u64>,
-    /// Per (file index, gzip), the file's encoded size and chunk boundaries, built on the
-    /// first range request of that file.
-    pub indexes: HashMap<(usize, bool), Arc<OnceCell<Arc<Index>>>>,
+    /// Per (file index, gzip, second version), the file's encoded size and chunk boundaries,
+    /// built on the first range request of that file.
+    pub indexes: HashMap<(usize, bool, bool), Arc<OnceCell<Arc<Index>>>>,
 }
 
 /// One async job.
@@ -347,6 +353,7 @@ impl Jobs {
                 let v = serde_json::json!({
                     "dialect": j.dialect.name(), "counts": counts, "polls": st.polls,
                     "file_bytes_sent": st.file_bytes_sent, "max_files_in_flight": st.max_files_in_flight,
+                    "changed": st.changed.iter().collect::<Vec<_>>(),
                 });
                 (id.clone(), v)
             })

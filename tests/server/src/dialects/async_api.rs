@@ -36,6 +36,9 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
             let Some(job) = app.jobs.get(id, d) else {
                 return http::tag(unknown_job(id), route("file"), None);
             };
+            if let Some(r) = crate::files::check_signed(app, &job, name, &ctx.query) {
+                return http::tag(r, route("file"), Some(id));
+            }
             let r = crate::files::serve(app, &job, name, super::gen_param(&ctx), &ctx.headers).await;
             http::tag(r, route("file"), Some(id))
         }

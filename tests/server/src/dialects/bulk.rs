@@ -7,7 +7,10 @@ use axum::http::{header, Method};
 use axum::response::Response;
 use serde_json::json;
 
-use super::{cancel, manifest_page, next_gen, page_param, running_headers, status_path, unknown_job};
+use super::{
+    cancel, manifest_page, next_gen, padded_json, page_param, progress_oo, refresh_fault, running_headers, status_path,
+    unknown_job,
+};
 use crate::app::{App, Ctx};
 use crate::export::{oo_line, pairs_from_parameters, ExportParams, Level, Plan};
 use crate::http::{self, has_pref, lenient};
@@ -116,7 +119,10 @@ pub fn start_export(
     } else {
         Vec::new()
     };
-    let plan = Plan::build(params, &app.ds, app.cfg.file_resources, ctx.faults.partial, &extra);
+    let mut plan = Plan::build(params, &app.ds, app.cfg.file_resources, ctx.faults.partial, &extra);
+    if ctx.faults.junklines || ctx.faults.cutlast {
+        plan = plan.rewrite_outputs(&app.ds, ctx.faults.junklines, ctx.faults.cutlast);
+    }
     let separate =
         matches!(d, Dialect::Bulk | Dialect::HealthConnect) && has_pref(&ctx.prefs, "separate-export-status");
     let job = app.start_job(ctx, d, Work::Export(Arc::new(plan)), mode, separate);
@@ -153,24 +159,29 @@ pub fn status_answer(app: &App, job: &Job, d: Dialect, page: usize) -> Response 
                 http::fhir(500, &oo)
             }
         }
-        Phase::Completed => {
-            let gen = next_gen(job);
-            match manifest_page(app, job, page, gen) {
+        Phase::Completed => match refresh_fault(job, page) {
+            Some(r) => r,
+            None => match manifest_page(app, job, page, next_gen(job)) {
                 None => http::oo(404, "not-found", &format!("no manifest page {page}")),
                 Some(m) => {
-                    let mut r = http::json_with(200, "application/json", &m);
+                    let mut r = if job.faults.hugestatus > 0 {
+                        padded_json(200, "application/json", &m, job.faults.hugestatus)
+                    } else {
+                        http::json_with(200, "application/json", &m)
+                    };
                     http::set(r.headers_mut(), header::EXPIRES, &crate::time::http_date_in(3600));
                     if d == Dialect::Oracle {
                         http::set_named(r.headers_mut(), "x-progress", "completed");
                     }
                     r
                 }
-            }
-        }
+            },
+        },
         Phase::Running(pct) => {
             let body =
                 manifest_page(app, job, page, 0).filter(|m| m["output"].as_array().is_some_and(|a| !a.is_empty()));
             let mut r = match body {
+                _ if job.faults.hugeprogress > 0 => padded_json(202, "application/json", &progress_oo(), job.faults.hugeprogress),
                 Some(m) => http::json_with(202, "application/json", &m),
                 None => http::empty(202),
             };
@@ -219,6 +230,9 @@ async fn file(app: &Arc<App>, ctx: &Ctx, d: Dialect, id: &str, name: &str) -> Re
         return http::tag(unknown_job(id), route, None);
     };
     let gen = super::gen_param(ctx);
+    if let Some(r) = crate::files::check_signed(app, &job, name, &ctx.query) {
+        return http::tag(r, route, Some(&job.id));
+    }
     let r = crate::files::serve(app, &job, name, gen, &ctx.headers).await;
     http::tag(r, route, Some(&job.id))
 }

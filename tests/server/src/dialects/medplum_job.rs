@@ -115,6 +115,7 @@ fn output(app: &App, job: &Job, d: Dialect) -> Option<Value> {
     };
     let doc = d == Dialect::MedplumDoc;
     let gen = if doc { next_gen(job) } else { 0 };
+    let counted = !super::no_count(job);
     let mut params: Vec<Value> = plan
         .files
         .iter()
@@ -131,7 +132,9 @@ fn output(app: &App, job: &Job, d: Dialect) -> Option<Value> {
             }
             if doc {
                 part.push(json!({"name":"url","valueUri":super::file_url(app, job, i, gen)}));
-                part.push(json!({"name":"count","valueInteger":listed_count(job, f)}));
+                if counted {
+                    part.push(json!({"name":"count","valueInteger":listed_count(job, f)}));
+                }
             } else {
                 // Relative to the FHIR base; needs the token (medplum.md §1).
                 let id = super::medplum_files::binary_id(&job.id, Some(i));
@@ -140,6 +143,9 @@ fn output(app: &App, job: &Job, d: Dialect) -> Option<Value> {
             json!({"name": name, "part": part})
         })
         .collect();
+    if doc && super::reordered(job) {
+        params.reverse();
+    }
     if doc {
         params.push(json!({"name":"requiresAccessToken","valueBoolean":false}));
     }
@@ -196,10 +202,19 @@ pub fn export_status(app: &Arc<App>, d: Dialect, id: &str) -> Response {
             "cancelled" => {
                 http::json_with(404, "application/json", &mp_oo(Some("not-found"), "error", "not-found", "Not found"))
             }
-            "completed" => match manifest_page(app, &job, 1, next_gen(&job)) {
-                Some(m) => http::json_with(200, "application/json", &medplum_manifest(&job, m)),
-                None => http::fhir(500, &mp_oo(None, "error", "exception", "manifest unavailable")),
+            "completed" => match super::refresh_fault(&job, 1) {
+                Some(r) => r,
+                None => match manifest_page(app, &job, 1, next_gen(&job)) {
+                    Some(m) if job.faults.hugestatus > 0 => {
+                        super::padded_json(200, "application/json", &medplum_manifest(&job, m), job.faults.hugestatus)
+                    }
+                    Some(m) => http::json_with(200, "application/json", &medplum_manifest(&job, m)),
+                    None => http::fhir(500, &mp_oo(None, "error", "exception", "manifest unavailable")),
+                },
             },
+            _ if job.faults.hugeprogress > 0 => {
+                super::padded_json(202, "application/json", &super::progress_oo(), job.faults.hugeprogress)
+            }
             _ => http::empty(202),
         }))
     });

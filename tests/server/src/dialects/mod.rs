@@ -133,10 +133,14 @@ pub fn file_url(app: &App, job: &Job, idx: usize, gen: u64) -> String {
     if job.dialect == Dialect::MedplumDoc || job.faults.storage {
         return crate::files::storage_url(app, job, name, gen);
     }
-    let g = if gen > 0 { format!("?g={gen}") } else { String::new() };
+    // Fault `signed`: an S3-style presigned query (the signature is checked on download).
+    let mut q = if job.faults.signed { format!("?{}", crate::files::signed_query(app, &job.id, name)) } else { String::new() };
+    if gen > 0 {
+        q.push_str(&format!("{}g={gen}", if q.is_empty() { '?' } else { '&' }));
+    }
     match job.dialect {
-        Dialect::Oracle => format!("{}{}/bulk-export/files/{}-{idx}{g}", app.main_origin, job.base, job.id),
-        _ => format!("{}{}/_files/{}/{name}{g}", app.main_origin, job.base, job.id),
+        Dialect::Oracle => format!("{}{}/bulk-export/files/{}-{idx}{q}", app.main_origin, job.base, job.id),
+        _ => format!("{}{}/_files/{}/{name}{q}", app.main_origin, job.base, job.id),
     }
 }
 
@@ -159,11 +163,85 @@ pub fn listed_count(job: &Job, f: &FileEntry) -> u64 {
     }
 }
 
+/// Whether this job's manifests list no `count` at all (faults `reorder`, `changeafter`,
+/// `cutlast`: a client cannot rely on it).
+pub fn no_count(job: &Job) -> bool {
+    job.faults.reorder || job.faults.changeafter || job.faults.cutlast
+}
+
+/// Whether the manifest being served is a refresh under fault `reorder` (call after
+/// [`next_gen`] counted it): its entries are listed in reverse order.
+pub fn reordered(job: &Job) -> bool {
+    job.faults.reorder && job.lock().manifests_served > 1
+}
+
+/// Faults `refresh500` / `refresh202`: the answer to a status GET (page 1) of a completed job
+/// whose manifest was already served once, when one of them fires.
+pub fn refresh_fault(job: &Job, page: usize) -> Option<Response> {
+    let f = &job.faults;
+    if page != 1 || (f.refresh500 == 0 && !f.refresh202) {
+        return None;
+    }
+    let mut st = job.lock();
+    if st.manifests_served == 0 {
+        return None;
+    }
+    if st.refresh_failures < f.refresh500 {
+        st.refresh_failures += 1;
+        return Some(http::oo(500, "exception", "The manifest could not be read again (fault 'refresh500')"));
+    }
+    if f.refresh202 {
+        st.refresh_failures += 1;
+        let mut r = http::empty(202);
+        http::set(r.headers_mut(), header::RETRY_AFTER, "1");
+        let progress = if job.dialect == Dialect::Oracle { "in-progress" } else { "99% complete" };
+        http::set_named(r.headers_mut(), "x-progress", progress);
+        return Some(r);
+    }
+    None
+}
+
+/// A JSON answer of exactly `bytes` bytes (at least the object itself), streamed without
+/// `Content-Length` (faults `hugestatus`, `hugeprogress`): `v` with one more string member
+/// `"padding"` of `x`s, generated while it is written (nothing is allocated for it).
+pub fn padded_json(status: u16, ctype: &str, v: &Value, bytes: u64) -> Response {
+    use axum::body::{Body, Bytes};
+    let s = v.to_string();
+    let head = format!("{},\"padding\":\"", s.strip_suffix('}').unwrap_or(&s));
+    let tail = "\"}";
+    let pad = bytes.saturating_sub((head.len() + tail.len()) as u64);
+    let block = Bytes::from(vec![b'x'; 64 * 1024]);
+    let parts = futures_util::stream::unfold((0u8, pad), move |(stage, left)| {
+        let block = block.clone();
+        let head = head.clone();
+        async move {
+            match stage {
+                0 => Some((Ok::<Bytes, std::io::Error>(Bytes::from(head)), (1, left))),
+                1 if left > 0 => {
+                    let n = left.min(block.len() as u64);
+                    Some((Ok(block.slice(..n as usize)), (1, left - n)))
+                }
+                1 => Some((Ok(Bytes::from_static(tail.as_bytes())), (2, 0))),
+                _ => None,
+            }
+        }
+    });
+    let mut r = Response::new(Body::from_stream(parts));
+    *r.status_mut() = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
+    http::set(r.headers_mut(), header::CONTENT_TYPE, ctype);
+    r
+}
+
+/// The body of a running 202 under fault `hugeprogress` (before its padding).
+pub fn progress_oo() -> Value {
+    http::oo_value("information", "informational", "The export is running (fault 'hugeprogress')")
+}
+
 /// The manifest generation to hand out now (fault `expire`: the first completed manifest has
 /// generation-0 URLs, every later one generation 1). Counts the manifest as served.
 pub fn next_gen(job: &Job) -> u64 {
     let mut st = job.lock();
-    let g = u64::from(job.faults.expire && st.manifests_served > 0);
+    let g = u64::from((job.faults.expire || job.faults.expireafter) && st.manifests_served > 0);
     st.manifests_served += 1;
     g
 }
@@ -190,15 +268,27 @@ pub fn manifest_page(app: &App, job: &Job, page: usize, gen: u64) -> Option<Valu
         let next_hi = hi.saturating_add(psize).min(total);
         (lo, hi, hi < total && (complete || done >= next_hi))
     };
+    let counted = !no_count(job);
     let entry = |i: usize| {
         let f = &plan.files[i];
-        let mut e = json!({"url": file_url(app, job, i, gen), "count": listed_count(job, f)});
+        let mut e = json!({"url": file_url(app, job, i, gen)});
+        if counted {
+            e["count"] = json!(listed_count(job, f));
+        }
         if let Some(t) = &f.rtype {
             e["type"] = json!(t);
         }
         e
     };
-    let pick = |k: FileKind| -> Vec<Value> { (lo..hi).filter(|&i| plan.files[i].kind == k).map(entry).collect() };
+    // Fault `reorder`: a refreshed (completed, not the first) manifest lists each array reversed.
+    let reverse = complete && reordered(job);
+    let pick = |k: FileKind| -> Vec<Value> {
+        let mut v: Vec<Value> = (lo..hi).filter(|&i| plan.files[i].kind == k).map(entry).collect();
+        if reverse {
+            v.reverse();
+        }
+        v
+    };
     let mut m = json!({
         "transactionTime": crate::time::instant_ms(job.created_ms),
         "request": job.request_url,

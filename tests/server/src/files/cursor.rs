@@ -20,6 +20,9 @@ pub struct Cursor {
     file: usize,
     pos: u64,
     patient: u32,
+    /// Fault `changeafter`: the file's second version (resources `{Type}-{k}` with k % 3 == 2
+    /// left out, `meta.versionId` "2").
+    v2: bool,
 }
 
 impl Cursor {
@@ -30,12 +33,18 @@ impl Cursor {
             FileBody::Organized { start, .. } => (u64::from(*start), *start),
             FileBody::Lines(_) => (0, 0),
         };
-        Cursor { ds, plan, file, pos, patient }
+        Cursor { ds, plan, file, pos, patient, v2: false }
+    }
+
+    /// The same cursor over the file's second version when `v2` (fault `changeafter`).
+    pub fn second_version(mut self, v2: bool) -> Cursor {
+        self.v2 = v2;
+        self
     }
 
     /// A cursor at a state returned by [`Cursor::state`] of a cursor on the same file.
     pub fn resume(ds: Arc<Dataset>, plan: Arc<Plan>, file: usize, (pos, patient): (u64, u32)) -> Cursor {
-        Cursor { ds, plan, file, pos, patient }
+        Cursor { ds, plan, file, pos, patient, v2: false }
     }
 
     /// Where the cursor stands: (position, patient). The chunks after it depend only on this.
@@ -67,7 +76,7 @@ impl Cursor {
                     while ds.start(t, self.patient + 1) <= i {
                         self.patient += 1;
                     }
-                    if trivial || sel.matches(ds, t, i, self.patient) {
+                    if (trivial || sel.matches(ds, t, i, self.patient)) && !(self.v2 && i % 3 == 2) {
                         self.write(&mut buf, t, i, self.patient);
                     }
                     self.pos += 1;
@@ -84,7 +93,7 @@ impl Cursor {
                         buf.extend_from_slice(b"\"}}]}\n");
                         for &t in &types {
                             for i in ds.start(t, p)..ds.start(t, p + 1) {
-                                if sel.matches(ds, t, i, p) {
+                                if sel.matches(ds, t, i, p) && !(self.v2 && i % 3 == 2) {
                                     self.write(&mut buf, t, i, p);
                                 }
                             }
@@ -98,6 +107,18 @@ impl Cursor {
     }
 
     fn write(&self, buf: &mut Vec<u8>, t: usize, i: u64, p: u32) {
+        let at = buf.len();
+        self.write_v1(buf, t, i, p);
+        if self.v2 {
+            // Same length, so chunk sizes and offsets stay computable.
+            const V1: &[u8] = b"\"versionId\":\"1\"";
+            if let Some(k) = buf[at..].windows(V1.len()).position(|w| w == V1) {
+                buf[at + k + V1.len() - 2] = b'2';
+            }
+        }
+    }
+
+    fn write_v1(&self, buf: &mut Vec<u8>, t: usize, i: u64, p: u32) {
         let sel = &self.plan.params.selection;
         if sel.elements.is_empty() {
             self.ds.write(buf, t, i, p);

@@ -16,7 +16,8 @@ pub struct Validators {
 
 impl Validators {
     /// Validators of file `name` of job `job` as served with (or without) gzip under URL
-    /// generation `gen`; `variant` > 0 is a changed representation (fault `rangechange`).
+    /// generation `gen`; `variant` > 0 is a changed representation (fault `rangechange`: +1,
+    /// fault `changeafter`'s second version: +2).
     /// `Last-Modified` is two seconds before the job was created (one more per variant), so
     /// every response is dated at least a second after it and the date is a strong validator
     /// (RFC 9110 §8.8.2.2).
@@ -28,7 +29,7 @@ impl Validators {
         }
         let etag = format!("\"{}\"", hex::encode(&h.finalize()[..16]));
         let created = u64::try_from(created_ms / 1000).unwrap_or(0);
-        Validators { etag, modified: created.saturating_sub(2) + variant }
+        Validators { etag, modified: created.saturating_sub(2) + variant.min(1) }
     }
 
     /// `Last-Modified` as an IMF-fixdate.
