@@ -8,9 +8,10 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0    success
   1    the operation failed (the server said so, or broke the protocol)
-  2    usage error
-  3    completed with errors (the server's error files, or files that failed their checks)
-  4    cancelled
+  2    usage error (also: the folder is in use by another process, or holds another export)
+  3    completed with errors (the server's error files, files that failed their checks or
+       could not be compressed, or lines that are not JSON objects)
+  4    cancelled (also by `fhir-async cancel` from another process)
   5    authorization failed (token refused, no token could be had)
   130  interrupted (Ctrl-C): the state is saved; run the same command to resume";
 
@@ -50,7 +51,8 @@ pub struct ServerArgs {
     /// The FHIR base URL.
     #[arg(long, env = "FHIR_ASYNC_BASE")]
     pub base: Option<String>,
-    /// A bearer token (or FHIR_ASYNC_TOKEN).
+    /// A bearer token (or FHIR_ASYNC_TOKEN). On an existing job folder a credential is sent
+    /// only when --base confirms the folder's base URL.
     #[arg(long, env = "FHIR_ASYNC_TOKEN", hide_env_values = true, conflicts_with_all = ["auth", "client_id"])]
     pub token: Option<String>,
     /// A SMART Backend Services config file (JSON: clientId, scope, privateKey or privateJWKorJWKS
@@ -76,7 +78,8 @@ pub struct ServerArgs {
     /// The token endpoint (found by discovery when absent).
     #[arg(long)]
     pub token_url: Option<String>,
-    /// An overall deadline for the job: 90, 90s, 30m, 2h.
+    /// A deadline for this run (manifest refreshes included): 90, 90s, 30m, 2h. A re-run in a
+    /// job folder gets its own, from its start (left out: the folder's).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
 }
@@ -122,6 +125,10 @@ pub struct ExportArgs {
     /// Files downloaded at once per origin [default: 4].
     #[arg(long)]
     pub concurrency: Option<u32>,
+    /// Start a new export even though the folder holds one: the folder's export (finished or
+    /// not; it is not cancelled) moves aside into `previous/`, and nothing of it is reused.
+    #[arg(long)]
+    pub new: bool,
     /// How files are written [default: ndjson].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -151,15 +158,15 @@ pub struct DownloadArgs {
     /// Where files go (default: the job folder, or ./fhir-async-download).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Files downloaded at once per origin.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: u32,
-    /// How files are written.
-    #[arg(long, value_enum, default_value_t = Format::Ndjson)]
-    pub format: Format,
-    /// What a file whose line count differs from the manifest does.
-    #[arg(long, value_enum, default_value_t = CountCheck::Strict)]
-    pub count_check: CountCheck,
+    /// Files downloaded at once per origin [default: the folder's, or 4].
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// How files are written [default: the folder's, or ndjson].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// What a file whose line count differs from the manifest does [default: the folder's, or strict].
+    #[arg(long, value_enum)]
+    pub count_check: Option<CountCheck>,
 }
 
 /// `fhir-async kickoff`.

@@ -25,7 +25,24 @@ fn absolute(p: &Path) -> String {
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned()).display().to_string()
 }
 
-/// Fills in what the command line left out from what the folder saved.
+/// Whether the command line (flags or the environment) offers a credential or names one.
+pub fn offers_credential(s: &ServerArgs) -> bool {
+    s.token.is_some() || s.auth.is_some() || s.client_id.is_some() || s.key.is_some() || s.client_secret.is_some()
+}
+
+/// Takes every credential out: nothing is sent but the requests themselves.
+pub fn strip(s: &mut ServerArgs) {
+    s.token = None;
+    s.auth = None;
+    s.client_id = None;
+    s.key = None;
+    s.client_secret = None;
+    s.kid = None;
+    s.token_url = None;
+}
+
+/// Fills in what the command line left out from what the folder saved (only once the
+/// command line confirmed the folder's base URL: see `docs/cli.md`, Authorization).
 pub fn merge_saved(s: &mut ServerArgs, saved: &Value) {
     if s.base.is_none() {
         s.base = saved["base"].as_str().map(str::to_owned);

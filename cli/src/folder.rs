@@ -15,6 +15,25 @@ pub const SETTINGS: &str = "fhir-async.json";
 pub const LOG: &str = "log.ndjson";
 /// The last completed export (for `--since auto`).
 pub const LAST: &str = "fhir-async-last.json";
+/// The folder lock: held (an OS file lock) by the process working in the folder; holds its pid.
+pub const LOCK: &str = ".fhir-async.lock";
+/// A `cancel` from another process while the folder was locked: asked (holds the pid)...
+pub const CANCEL_ASKED: &str = ".fhir-async-cancel-asked";
+/// ...and done: the cancelled job's state, for the process working in the folder to take.
+pub const CANCELLED: &str = "fhir-async-cancelled.json";
+
+/// The folder's lock, held until dropped (or the process ends, however it ends: the OS releases it).
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Another process holds the folder's lock.
+#[derive(Debug)]
+pub struct Held {
+    /// The holder's pid, as it wrote it.
+    pub pid: Option<u32>,
+}
 
 /// A job folder.
 #[derive(Debug)]
@@ -80,9 +99,57 @@ impl Folder {
         std::fs::rename(tmp, self.dir.join(name))
     }
 
-    /// Whether a data file is complete in the folder (renamed into place, maybe compressed).
-    pub fn has_file(&self, name: &str) -> bool {
-        self.dir.join(name).is_file() || self.dir.join(format!("{name}.gz")).is_file()
+    /// Takes the folder's lock (an OS advisory lock on [`LOCK`], so a killed holder releases it),
+    /// and writes this process's pid into it. `Err(Held)` when another process holds it.
+    pub fn lock(&self) -> std::io::Result<Result<Lock, Held>> {
+        let path = self.dir.join(LOCK);
+        // Not truncated on open: the holder's pid stays readable until the lock is ours.
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.set_len(0)?;
+                write!(file, "{}", std::process::id())?;
+                file.flush()?;
+                Ok(Ok(Lock { _file: file }))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
+                Ok(Err(Held { pid }))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// A file this process may write into: `name` under the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Removes a file of the folder, if it is there.
+    pub fn remove(&self, name: &str) {
+        let _ = std::fs::remove_file(self.dir.join(name));
+    }
+
+    /// A `cancel` from another process finished while the folder was locked: the cancelled
+    /// job's state (see [`CANCELLED`]).
+    pub fn cancelled_elsewhere(&self) -> Option<String> {
+        self.read(CANCELLED).filter(|s| !s.trim().is_empty())
+    }
+
+    /// Whether a `cancel` from another process was asked and has not ended yet.
+    pub fn cancel_asked(&self) -> bool {
+        self.dir.join(CANCEL_ASKED).is_file()
+    }
+
+    /// The files renamed into place (or compressed) that the job's records say are done:
+    /// a file of the same name that the records do not vouch for is fetched again.
+    pub fn done_files(&self, records: &[fhir_async::coordinator::FileRecord]) -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| r.is_done())
+            .filter(|r| self.dir.join(&r.file_name).is_file() || self.dir.join(format!("{}.gz", r.file_name)).is_file())
+            .map(|r| r.file_name.clone())
+            .collect()
     }
 
     /// Moves the data files and state of a finished export into `previous/<label>/`.

@@ -13,14 +13,15 @@ mod ui;
 use args::{Cli, Command, CountCheck, ExportArgs, Format, Level, ServerArgs};
 use clap::Parser;
 use fhir_async::{
-    DownloadOptions, ExportLevel, ExportRequest, FileKind, Method, Operation, OperationRequest, Outcome, OutcomeStatus,
-    PreferOptions,
+    DownloadOptions, ExportLevel, ExportRequest, FileKind, FileReport, Method, Operation, OperationRequest, Outcome,
+    OutcomeStatus, PreferOptions, Validation,
 };
 use fhir_async_client::{Client, ClientError, DownloadEvent, DownloadSummary, JobRun, Stop};
-use folder::{Folder, LAST, SETTINGS, STATE};
+use folder::{Folder, CANCELLED, CANCEL_ASKED, LAST, SETTINGS, STATE};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use ui::{human_bytes, Ui};
 
 /// Why the command ends early, with its exit code.
@@ -85,8 +86,29 @@ where
 
 /// Ctrl-C: the first press stops cleanly (state saved, no `.tmp` left), a second exits at once.
 fn ctrl_c_stop() -> Stop {
+    ctrl_c(Stop::default())
+}
+
+/// A stop for a process working in a job folder: Ctrl-C, or a `cancel` from another process
+/// that finished ([`CANCELLED`] appeared; looked for at most every 200 ms).
+fn folder_stop(folder: &Folder) -> Stop {
+    if !folder.is_saved() {
+        return ctrl_c_stop();
+    }
+    let marker = folder.path(CANCELLED);
+    let last = AtomicU64::new(0);
+    ctrl_c(Stop::with_hook(move || {
+        let now = fhir_async_client::now_ms();
+        if now.saturating_sub(last.load(Ordering::Relaxed)) < 200 {
+            return false;
+        }
+        last.store(now, Ordering::Relaxed);
+        marker.is_file()
+    }))
+}
+
+fn ctrl_c(stop: Stop) -> Stop {
     static PRESSES: AtomicU32 = AtomicU32::new(0);
-    let stop = Stop::default();
     let s = stop.clone();
     let _ = ctrlc::set_handler(move || {
         if PRESSES.fetch_add(1, Ordering::SeqCst) > 0 {
@@ -107,9 +129,9 @@ fn client(server: &ServerArgs, stop: Stop, prefer: PreferOptions) -> Result<Clie
     Ok(b.build()?)
 }
 
-fn outcome_code(o: &Outcome, summary: Option<&DownloadSummary>) -> i32 {
+fn outcome_code(o: &Outcome, downloaded: Option<&Downloaded>) -> i32 {
     match o.status {
-        OutcomeStatus::Completed if summary.is_some_and(|s| !s.is_complete()) => 3,
+        OutcomeStatus::Completed if downloaded.is_some_and(Downloaded::has_errors) => 3,
         OutcomeStatus::Completed => 0,
         OutcomeStatus::CompletedWithErrors => 3,
         OutcomeStatus::Failed => 1,
@@ -133,7 +155,8 @@ fn interrupted(folder: &Folder, run: &JobRun, ui: &Ui) -> Fail {
     Fail { code: 130, message: "interrupted".into() }
 }
 
-/// Polls until the job is over; saves its state when it ends (and on a stop).
+/// Polls until the job is over; saves its state when it ends (and on a stop). A job
+/// cancelled meanwhile by `fhir-async cancel` from another process ends as cancelled (exit 4).
 fn wait(run: &mut JobRun, folder: &Folder, ui: &Ui) -> Result<Outcome, Fail> {
     let mut polls = u32::MAX;
     let mut last_warning: Option<String> = None;
@@ -151,7 +174,16 @@ fn wait(run: &mut JobRun, folder: &Folder, ui: &Ui) -> Result<Outcome, Fail> {
             folder.event("warning", json!({"message": w}));
         }
     });
-    if folder.is_saved() {
+    // The other process's cancel is the job's end, not what this one saw of it (a 404, a stop).
+    if !matches!(&r, Ok(o) if o.is_success()) {
+        if let Some(f) = cancelled_by_another(folder, ui) {
+            return Err(f);
+        }
+    }
+    // A credential refused or missing leaves the saved job as it was: the same command
+    // resumes it once a token can be had.
+    let auth_failed = matches!(&r, Err(e) if matches!(e.code(), "unauthorized" | "auth"));
+    if folder.is_saved() && !auth_failed {
         let _ = folder.write(STATE, &run.to_json());
     }
     match r {
@@ -167,94 +199,305 @@ fn wait(run: &mut JobRun, folder: &Folder, ui: &Ui) -> Result<Outcome, Fail> {
     }
 }
 
-/// Downloads the job's files into the folder, leaving out the ones already there.
+/// How long a process waits for another process's cancel it saw asked ([`CANCEL_ASKED`]) to end.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+
+/// The job was cancelled by `fhir-async cancel` from another process: its cancelled state becomes
+/// the folder's, and the command ends with exit 4. A cancel asked but not ended yet is waited for
+/// (bounded); `None` when there is none, or it did not cancel the job.
+fn cancelled_by_another(folder: &Folder, ui: &Ui) -> Option<Fail> {
+    if !folder.is_saved() {
+        return None;
+    }
+    let until = Instant::now() + CANCEL_WAIT;
+    let state = loop {
+        if let Some(state) = folder.cancelled_elsewhere() {
+            break state;
+        }
+        if !folder.cancel_asked() || Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = folder.write(STATE, &state);
+    folder.remove(CANCELLED);
+    folder.remove(CANCEL_ASKED);
+    folder.event("cancelled", json!({"by": "fhir-async cancel from another process"}));
+    ui.finish();
+    Some(Fail {
+        code: 4,
+        message: format!(
+            "the job was cancelled (fhir-async cancel from another process); its state is saved in {}",
+            folder.dir().display()
+        ),
+    })
+}
+
+/// Takes the folder's lock for a command that works in it (exit 2 naming the holder's pid when
+/// another process has it), and takes in a cancel from another process that ended meanwhile.
+fn lock_folder(folder: &Folder) -> Result<folder::Lock, Fail> {
+    let dir = folder.dir().display();
+    let lock = match folder.lock().map_err(|e| io(folder.dir(), e))? {
+        Ok(lock) => lock,
+        Err(held) => {
+            let who = held.pid.map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
+            return Err(usage(format!(
+                "{dir} is in use by another fhir-async process ({who}); one process works in a job folder at a time. \
+                 Wait for it to end (or stop it); `fhir-async status {dir}` and `fhir-async cancel {dir}` run beside it"
+            )));
+        }
+    };
+    if let Some(state) = folder.cancelled_elsewhere() {
+        let _ = folder.write(STATE, &state);
+        folder.event("cancelled", json!({"by": "fhir-async cancel from another process"}));
+    }
+    folder.remove(CANCELLED);
+    folder.remove(CANCEL_ASKED);
+    Ok(lock)
+}
+
+/// Whether two base URLs name the same server base (a trailing `/` aside).
+fn same_base(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// The server arguments for a command on an existing job folder. The base URL is the folder's;
+/// a credential (a flag, the environment, or the folder's saved authorization) goes with it only
+/// when the command line confirmed that base with `--base`: a folder does not say where a
+/// credential is sent. Another `--base` than the folder's is a usage error.
+fn folder_server(given: &ServerArgs, folder: &Folder) -> Result<ServerArgs, Fail> {
+    let settings: Option<Value> = folder.read(SETTINGS).and_then(|t| serde_json::from_str(&t).ok());
+    let saved_base = folder
+        .read(STATE)
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["config"]["baseUrl"].as_str().map(str::to_owned))
+        .or_else(|| settings.as_ref().and_then(|s| s["base"].as_str().map(str::to_owned)));
+    let Some(saved_base) = saved_base else { return Ok(given.clone()) };
+    let dir = folder.dir().display();
+    match &given.base {
+        Some(b) if same_base(b, &saved_base) => {
+            let mut s = given.clone();
+            s.base = Some(saved_base);
+            if let Some(st) = &settings {
+                auth::merge_saved(&mut s, st);
+            }
+            Ok(s)
+        }
+        Some(b) => Err(usage(format!(
+            "{dir} holds a job on {saved_base}, not {b}: give --base {saved_base} (or no --base) to work on it, \
+             or another folder for another server"
+        ))),
+        None => {
+            let saved_auth = settings.as_ref().and_then(|s| s["auth"]["kind"].as_str()).is_some_and(|k| k != "none");
+            let mut s = given.clone();
+            auth::strip(&mut s);
+            s.base = Some(saved_base.clone());
+            if auth::offers_credential(given) || saved_auth {
+                let why = format!(
+                    "no credential is sent to {saved_base}: it is the base URL saved in {dir}, not one given on the \
+                     command line (add --base {saved_base} to confirm it)"
+                );
+                eprintln!("fhir-async: {why}");
+                folder.event("warning", json!({"message": why}));
+            }
+            Ok(s)
+        }
+    }
+}
+
+/// A saved job for this run: its deadline is this run's (`timeout` from now, or the one the job
+/// was created with, from now), not one a first run set long ago; a manifest refresh on a re-run
+/// is bounded by the re-run's `--timeout`.
+fn for_this_run(state: &str, timeout: Option<Duration>) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(state) else { return state.to_owned() };
+    let ms = timeout.map(|t| t.as_millis() as u64).or_else(|| v["config"]["timeoutMs"].as_u64());
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("deadlineMs".into(), json!(ms.map(|ms| fhir_async_client::now_ms().saturating_add(ms))));
+    }
+    if let (Some(ms), Some(config)) = (ms, v.get_mut("config").and_then(Value::as_object_mut)) {
+        config.insert("timeoutMs".into(), json!(ms));
+    }
+    v.to_string()
+}
+
+/// What a download into the folder did: the client's summary, and the files that could not
+/// be compressed (`--format ndjson.gz`).
+struct Downloaded {
+    summary: DownloadSummary,
+    /// (file, why): kept uncompressed; the next run compresses them again.
+    gzip_failed: Vec<(String, String)>,
+}
+
+impl Downloaded {
+    /// Whether any file failed, could not be compressed, or has lines that are not JSON objects.
+    fn has_errors(&self) -> bool {
+        !self.summary.is_complete()
+            || !self.gzip_failed.is_empty()
+            || self.summary.files.iter().any(|f| f.result.report.as_ref().is_some_and(|r| r.invalid_lines > 0))
+    }
+}
+
+/// A file waiting for the compressor: its name, where it is, and its `file.finished` event
+/// (`None`: done in an earlier run, only its compression is left).
+type GzipJob = (String, PathBuf, Option<Value>);
+
+/// Downloads the job's files into the folder. A file is left out only when the job's records
+/// say it is done (and it is in the folder): a file of the same name is not proof.
 fn download(
     run: &mut JobRun,
     folder: &Folder,
     ui: &Ui,
     opts: DownloadOptions,
     format: Format,
-) -> Result<DownloadSummary, Fail> {
-    let plan = run.job().download_plan();
+) -> Result<Downloaded, Fail> {
     if let Some(m) = run.outcome().and_then(Outcome::manifest) {
         folder.event("manifest", json!({"transactionTime": m.transaction_time, "output": m.output.len(), "error": m.error_files().count(), "deleted": m.deleted.len()}));
     }
-    let skip: Vec<String> = plan.iter().map(|f| f.file_name.clone()).filter(|n| folder.has_file(n)).collect();
+    let skip = folder.done_files(run.job().file_records());
     if !skip.is_empty() {
-        ui.say(&format!("{} file(s) already complete in {}: not fetched again", skip.len(), folder.dir().display()));
+        ui.say(&format!(
+            "{} file(s) already complete in {} (the job's records): not fetched again",
+            skip.len(),
+            folder.dir().display()
+        ));
     }
+    let gzip = format == Format::NdjsonGz;
+    // Done in an earlier run but not compressed yet (that run ended first, or compressing failed).
+    let left: Vec<GzipJob> = if gzip {
+        skip.iter()
+            .map(|n| (n.clone(), folder.path(n)))
+            .filter(|(n, p)| p.is_file() && !folder.path(&format!("{n}.gz")).is_file())
+            .map(|(n, p)| (n, p, None))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let opts = DownloadOptions { skip_files: skip, ..opts };
-    let r = run.download_events(folder.dir(), opts, |e| match e {
-        DownloadEvent::Started { file, attempt, .. } => {
-            folder.event(
-                "file.started",
-                json!({"file": file.file_name, "type": file.resource_type, "kind": file.kind, "attempt": attempt}),
-            );
+    // Compressing is slow: it runs on a thread of its own, never in the download's callbacks
+    // (they run under the client's coordinator lock, and would stall every worker).
+    let (tx, rx) = std::sync::mpsc::channel::<GzipJob>();
+    let (r, gzip_failed) = std::thread::scope(|scope| {
+        let compressor = scope.spawn(|| compress_all(rx, folder, ui));
+        for job in left {
+            let _ = tx.send(job);
         }
-        DownloadEvent::Progress { totals, wire_bytes } => ui.download(totals, wire_bytes),
-        DownloadEvent::Limit { change } => {
-            ui.say(&format!(
-                "{}: {} file(s) at once, was {} ({})",
-                change.origin, change.to, change.from, change.reason
-            ));
-            folder.event(
-                "limit",
-                json!({"origin": change.origin, "from": change.from, "to": change.to, "reason": change.reason}),
-            );
-        }
-        DownloadEvent::Finished { result, path, elapsed_ms, .. } => match (&result.report, &result.error) {
-            (Some(r), _) => {
-                let written =
-                    path.and_then(
-                        |p| if format == Format::NdjsonGz { gzip_in_place(p).ok() } else { Some(p.to_owned()) },
+        let r = run.download_events(folder.dir(), opts, |e| match e {
+            DownloadEvent::Started { file, attempt, .. } => {
+                folder.event(
+                    "file.started",
+                    json!({"file": file.file_name, "type": file.resource_type, "kind": file.kind, "attempt": attempt}),
+                );
+            }
+            DownloadEvent::Progress { totals, wire_bytes } => ui.download(totals, wire_bytes),
+            DownloadEvent::Limit { change } => {
+                ui.say(&format!(
+                    "{}: {} file(s) at once, was {} ({})",
+                    change.origin, change.to, change.from, change.reason
+                ));
+                folder.event(
+                    "limit",
+                    json!({"origin": change.origin, "from": change.from, "to": change.to, "reason": change.reason}),
+                );
+            }
+            DownloadEvent::Finished { result, path, elapsed_ms, .. } => match (&result.report, &result.error) {
+                (Some(r), _) => {
+                    let fields = json!({"file": r.file_name, "type": r.resource_type, "kind": r.kind, "bytes": r.bytes,
+                        "resources": valid_resources(r), "invalidLines": r.invalid_lines, "durationMs": elapsed_ms,
+                        "warnings": r.warnings, "path": path});
+                    match path {
+                        // `file.finished` once compressed, with the compressed file's path.
+                        Some(p) if gzip => {
+                            let _ = tx.send((r.file_name.clone(), p.to_owned(), Some(fields)));
+                        }
+                        _ => folder.event("file.finished", fields),
+                    }
+                }
+                (None, Some(e)) => {
+                    ui.say(&format!("file {} failed: {e}", result.file.file_name));
+                    folder.event(
+                        "file.failed",
+                        json!({"file": result.file.file_name, "type": result.file.resource_type, "kind": result.file.kind,
+                        "code": e.code(), "message": e.to_string(), "durationMs": elapsed_ms}),
                     );
-                folder.event(
-                    "file.finished",
-                    json!({"file": r.file_name, "type": r.resource_type, "kind": r.kind, "bytes": r.bytes,
-                    "resources": r.resources, "durationMs": elapsed_ms, "warnings": r.warnings, "path": written}),
-                );
-            }
-            (None, Some(e)) => {
-                ui.say(&format!("file {} failed: {e}", result.file.file_name));
-                folder.event(
-                    "file.failed",
-                    json!({"file": result.file.file_name, "type": result.file.resource_type, "kind": result.file.kind,
-                    "code": e.code(), "message": e.to_string(), "durationMs": elapsed_ms}),
-                );
-            }
-            (None, None) => {}
-        },
-        _ => {}
+                }
+                (None, None) => {}
+            },
+            _ => {}
+        });
+        drop(tx);
+        let failed = compressor.join().unwrap_or_default();
+        (r, failed)
     });
     match r {
-        Ok(s) => Ok(s),
-        Err(ClientError::Stopped) => Err(interrupted(folder, run, ui)),
+        Ok(summary) => Ok(Downloaded { summary, gzip_failed }),
+        Err(ClientError::Stopped) => {
+            Err(cancelled_by_another(folder, ui).unwrap_or_else(|| interrupted(folder, run, ui)))
+        }
         Err(e) => Err(e.into()),
     }
 }
 
-/// `name.ndjson` → `name.ndjson.gz` (temp + rename), the original removed.
+/// The compressor thread: each finished file in turn; returns the ones that failed (kept
+/// uncompressed, each a `file.failed` event with code `gzip`).
+fn compress_all(rx: std::sync::mpsc::Receiver<GzipJob>, folder: &Folder, ui: &Ui) -> Vec<(String, String)> {
+    let mut failed = Vec::new();
+    for (name, path, fields) in rx {
+        match gzip_in_place(&path) {
+            Ok(gz) => match fields {
+                Some(mut f) => {
+                    f["path"] = json!(gz);
+                    folder.event("file.finished", f);
+                }
+                None => folder.event("file.compressed", json!({"file": name, "path": gz})),
+            },
+            Err(e) => {
+                let message = format!("could not compress {}: {e}", path.display());
+                ui.say(&format!("file {name} failed: {message}"));
+                folder.event("file.failed", json!({"file": name, "code": "gzip", "message": message}));
+                failed.push((name, message));
+            }
+        }
+    }
+    failed
+}
+
+/// Resources in a file: its lines that are JSON objects (the engine's report counts every
+/// line it handed out; the invalid ones are not resources).
+fn valid_resources(r: &FileReport) -> u64 {
+    r.resources.saturating_sub(r.invalid_lines)
+}
+
+/// `name.ndjson` → `name.ndjson.gz` (temp + rename), the original removed. On an error
+/// nothing is left but the original.
 fn gzip_in_place(path: &Path) -> std::io::Result<PathBuf> {
     let gz = PathBuf::from(format!("{}.gz", path.display()));
     let tmp = PathBuf::from(format!("{}.gz.tmp", path.display()));
-    {
+    let written = (|| {
         let mut input = std::fs::File::open(path)?;
         let out = std::fs::File::create(&tmp)?;
         let mut enc = flate2::write::GzEncoder::new(std::io::BufWriter::new(out), flate2::Compression::default());
         std::io::copy(&mut input, &mut enc)?;
-        enc.finish()?;
+        std::io::Write::flush(&mut enc.finish()?)?;
+        std::fs::rename(&tmp, &gz)
+    })();
+    if let Err(e) = written {
+        if tmp.is_file() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        return Err(e);
     }
-    std::fs::rename(&tmp, &gz)?;
     std::fs::remove_file(path)?;
     Ok(gz)
 }
 
-/// The table at the end: per type, files, resources and bytes; then what failed.
-fn summary_table(summary: &DownloadSummary, o: &Outcome) -> String {
+/// The table at the end: per type, files, resources (lines that are JSON objects), invalid
+/// lines and bytes; then what failed, and every file's warnings.
+fn summary_table(d: &Downloaded, o: &Outcome) -> String {
     use std::collections::BTreeMap;
-    let mut rows: BTreeMap<String, (usize, u64, u64)> = BTreeMap::new();
+    let mut rows: BTreeMap<String, (usize, u64, u64, u64)> = BTreeMap::new();
     let mut failed = Vec::new();
-    for f in &summary.files {
+    let mut warnings = Vec::new();
+    for f in &d.summary.files {
         let label = match (f.result.file.kind, &f.result.file.resource_type) {
             (FileKind::Output, Some(t)) => t.clone(),
             (FileKind::Output, None) => "(organized)".into(),
@@ -265,26 +508,33 @@ fn summary_table(summary: &DownloadSummary, o: &Outcome) -> String {
             (Some(r), _) => {
                 let e = rows.entry(label).or_default();
                 e.0 += 1;
-                e.1 += r.resources;
-                e.2 += r.bytes;
+                e.1 += valid_resources(r);
+                e.2 += r.invalid_lines;
+                e.3 += r.bytes;
+                warnings.extend(r.warnings.iter().map(|w| format!("  WARNING {}: {w}", r.file_name)));
             }
             (_, Some(e)) => failed.push(format!("  FAILED {}: {e}", f.result.file.file_name)),
             _ => {}
         }
     }
-    let mut out = format!("{:<24} {:>6} {:>12} {:>10}\n", "type", "files", "resources", "written");
-    let (mut tf, mut tr, mut tb) = (0, 0, 0);
-    for (t, (f, r, b)) in &rows {
-        out.push_str(&format!("{t:<24} {f:>6} {r:>12} {:>10}\n", human_bytes(*b)));
+    failed.extend(d.gzip_failed.iter().map(|(n, e)| format!("  FAILED {n}: gzip: {e}")));
+    let mut out = format!("{:<24} {:>6} {:>12} {:>8} {:>10}\n", "type", "files", "resources", "invalid", "written");
+    let (mut tf, mut tr, mut ti, mut tb) = (0, 0, 0, 0);
+    for (t, (f, r, i, b)) in &rows {
+        out.push_str(&format!("{t:<24} {f:>6} {r:>12} {i:>8} {:>10}\n", human_bytes(*b)));
         tf += f;
         tr += r;
+        ti += i;
         tb += b;
     }
-    out.push_str(&format!("{:<24} {tf:>6} {tr:>12} {:>10}\n", "total", human_bytes(tb)));
-    out.push_str(&format!("received {} over the wire · outcome {:?}", human_bytes(summary.wire_bytes), o.status));
-    for f in failed {
+    out.push_str(&format!("{:<24} {tf:>6} {tr:>12} {ti:>8} {:>10}\n", "total", human_bytes(tb)));
+    out.push_str(&format!("received {} over the wire · outcome {:?}", human_bytes(d.summary.wire_bytes), o.status));
+    if ti > 0 {
+        out.push_str(&format!("\n{ti} line(s) are not JSON objects: not counted as resources (kept in the files)"));
+    }
+    for line in failed.into_iter().chain(warnings) {
         out.push('\n');
-        out.push_str(&f);
+        out.push_str(&line);
     }
     out
 }
@@ -296,6 +546,8 @@ fn download_options(concurrency: u32, check: CountCheck) -> DownloadOptions {
             CountCheck::Strict => fhir_async::CountCheck::Strict,
             CountCheck::Lenient => fhir_async::CountCheck::Lenient,
         },
+        // A line is a resource only if it parses (`{not json}` passes the structural check).
+        validation: Validation::Json,
         ..DownloadOptions::default()
     }
 }
@@ -341,27 +593,73 @@ fn export_request_blank(a: &ExportArgs) -> ExportRequest {
         concurrency: None,
         format: None,
         count_check: None,
+        new: false,
     };
     export_request(&blank, export_request(a, None).since)
 }
 
+/// A request as a person reads it: its parameters that are set.
+fn describe_request(r: &ExportRequest) -> String {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.retain(|_, x| !(x.is_null() || x == &json!(false) || x == &json!([]) || x == &json!({})));
+    }
+    v.to_string()
+}
+
+/// A later `export` in a folder that holds a job: a selection that differs from the saved one
+/// is refused (it would be ignored: the folder's job is resumed, not kicked off again).
+fn check_selection(a: &ExportArgs, saved: &Option<Value>, folder: &Folder) -> Result<(), Fail> {
+    let given = export_request(a, if a.since.as_deref() == Some("auto") { None } else { a.since.clone() });
+    if given == export_request_blank(a) {
+        return Ok(()); // nothing about what to export was given: the folder's
+    }
+    let Some(prev) = saved_opt::<ExportRequest>(saved, "request") else { return Ok(()) };
+    // `--since auto` computes its own `since`: only the rest is compared then.
+    let (g, p) = if a.since.as_deref() == Some("auto") {
+        (ExportRequest { since: None, ..given }, ExportRequest { since: None, ..prev })
+    } else {
+        (given, prev)
+    };
+    if g == p {
+        return Ok(());
+    }
+    let dir = folder.dir().display();
+    Err(usage(format!(
+        "{dir} holds another export ({}), not this one ({}); a folder is one export and a re-run resumes it. \
+         To start this export, give another folder (--out OTHER), or add --new to move the folder's export aside \
+         into {dir}/previous/ and start it here",
+        describe_request(&p),
+        describe_request(&g)
+    )))
+}
+
 fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
     let folder = Folder::open(&a.out, json).map_err(|e| io(&a.out, e))?;
-    let saved: Option<Value> = folder.read(SETTINGS).and_then(|t| serde_json::from_str(&t).ok());
-    let mut server = a.server.clone();
-    if let Some(s) = &saved {
-        auth::merge_saved(&mut server, s);
-    }
-    let client = client(&server, ctrl_c_stop(), PreferOptions::default())?;
+    let _lock = lock_folder(&folder)?;
     let ui = Ui::new(json);
+    if a.new && folder.read(STATE).is_some() {
+        let label = format!("export-{}", fhir_async_client::now_ms());
+        let to = folder.archive(&label).map_err(|e| io(folder.dir(), e))?;
+        folder.remove(SETTINGS);
+        ui.say(&format!("--new: the folder's export moved to {}", to.display()));
+        folder.event("archived", json!({"to": to, "why": "--new"}));
+    }
+    let saved: Option<Value> = folder.read(SETTINGS).and_then(|t| serde_json::from_str(&t).ok());
+    let state = folder.read(STATE);
+    if state.is_some() {
+        check_selection(&a, &saved, &folder)?;
+    }
+    let server = folder_server(&a.server, &folder)?;
+    let client = client(&server, folder_stop(&folder), PreferOptions::default())?;
     let since_auto = a.since.as_deref() == Some("auto");
     // Options left out on a later run in the same folder are the first run's.
     let format: Format = a.format.or_else(|| saved_opt(&saved, "format")).unwrap_or(Format::Ndjson);
     let count_check: CountCheck =
         a.count_check.or_else(|| saved_opt(&saved, "countCheck")).unwrap_or(CountCheck::Strict);
     let concurrency: u32 = a.concurrency.or_else(|| saved_opt(&saved, "concurrency")).unwrap_or(4);
-    let mut resumed = match folder.read(STATE) {
-        Some(state) => Some(client.resume(&state)?),
+    let mut resumed = match &state {
+        Some(state) => Some(client.resume(&for_this_run(state, a.server.timeout))?),
         None => None,
     };
     // A finished export and `--since auto`: the next incremental export; the previous one moves aside.
@@ -433,7 +731,8 @@ fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
         None
     };
     if summary.is_some() && format == Format::Parquet {
-        let files = parquet::job_files(&run.job().download_plan(), &folder, &ui);
+        let done = folder.done_files(run.job().file_records());
+        let files = parquet::job_files(&run.job().download_plan(), &done, &folder, &ui);
         parquet::convert(&files, folder.dir(), &folder, &ui)?;
     }
     ui.finish();
@@ -457,52 +756,86 @@ fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
     Ok(outcome_code(&outcome, summary.as_ref()))
 }
 
+/// What a command does to a job folder it works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Works in it (download): takes the lock, or exits 2.
+    Work,
+    /// Looks, or asks the server a one-off (status, cancel): takes the lock when it is free,
+    /// and runs beside the process that holds it otherwise (never writing the job's state then).
+    Beside,
+}
+
+/// A job opened by `status`, `cancel` or `download`.
+struct Target {
+    run: JobRun,
+    /// The job folder (or [`Folder::none`] for a status URL).
+    folder: Folder,
+    /// The folder's lock, when this process holds it.
+    lock: Option<folder::Lock>,
+    /// The pid of the process that holds the folder's lock, when another one does.
+    holder: Option<Option<u32>>,
+}
+
 /// A job folder, or a status URL: the job, and the folder to save it in (if any).
-fn open_target(target: &str, server: &ServerArgs, json: bool, stop: Stop) -> Result<(JobRun, Folder), Fail> {
+fn open_target(target: &str, server: &ServerArgs, json: bool, access: Access) -> Result<Target, Fail> {
     let dir = Path::new(target);
     if Folder::is_job(dir) {
         let folder = Folder::open(dir, json).map_err(|e| io(dir, e))?;
-        let mut server = server.clone();
-        if let Some(s) = folder.read(SETTINGS).and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
-            auth::merge_saved(&mut server, &s);
-        }
-        let state = folder.read(STATE).unwrap_or_default();
-        if server.base.is_none() {
-            server.base = serde_json::from_str::<Value>(&state)
-                .ok()
-                .and_then(|v| v["config"]["baseUrl"].as_str().map(str::to_owned));
-        }
+        let (lock, holder) = match access {
+            Access::Work => (Some(lock_folder(&folder)?), None),
+            Access::Beside => match folder.lock().map_err(|e| io(dir, e))? {
+                Ok(l) => {
+                    drop(l);
+                    (Some(lock_folder(&folder)?), None)
+                }
+                Err(held) => (None, Some(held.pid)),
+            },
+        };
+        let server = folder_server(server, &folder)?;
+        let state = for_this_run(&folder.read(STATE).unwrap_or_default(), server.timeout);
+        let stop = if lock.is_some() { folder_stop(&folder) } else { ctrl_c_stop() };
         let run = client(&server, stop, PreferOptions::default())?.resume(&state)?;
-        Ok((run, folder))
+        Ok(Target { run, folder, lock, holder })
     } else if target.starts_with("http://") || target.starts_with("https://") {
         let mut server = server.clone();
         if server.base.is_none() {
             // The status URL's directory stands in for the base (for the token's origin rule).
             server.base = Some(target.rsplit_once('/').map_or(target, |(b, _)| b).to_owned());
         }
-        let run = client(&server, stop, PreferOptions::default())?
+        let run = client(&server, ctrl_c_stop(), PreferOptions::default())?
             .attach(target, Operation::Export(ExportRequest::default()))?;
-        Ok((run, Folder::none(json)))
+        Ok(Target { run, folder: Folder::none(json), lock: None, holder: None })
     } else {
         Err(usage(format!("{target}: neither a job folder (no {STATE}) nor an http(s) URL")))
     }
 }
 
+/// `(pid N)`, or `(pid unknown)`.
+fn pid_text(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"))
+}
+
 fn status(t: args::TargetArgs, json: bool) -> Result<i32, Fail> {
-    let (mut run, folder) = open_target(&t.target, &t.server, json, ctrl_c_stop())?;
+    let Target { mut run, folder, lock, holder } = open_target(&t.target, &t.server, json, Access::Beside)?;
     if run.outcome().is_none() {
         run.poll_now();
         run.step(std::time::Duration::ZERO)?;
     }
     let p = run.progress();
-    if folder.is_saved() {
+    // Beside a running process the folder's state is that process's to write.
+    if folder.is_saved() && lock.is_some() {
         let _ = folder.write(STATE, &run.to_json());
     }
-    let v = json!({"statusUrl": run.job().status_url(), "progress": p, "outcome": run.outcome().map(outcome_event)});
+    let v = json!({"statusUrl": run.job().status_url(), "progress": p, "outcome": run.outcome().map(outcome_event),
+        "workingPid": holder.flatten()});
     if json {
         println!("{v}");
     } else {
         println!("status URL: {}", run.job().status_url().unwrap_or("(none)"));
+        if let Some(pid) = holder {
+            println!("a fhir-async process works in this folder ({})", pid_text(pid));
+        }
         println!("phase: {:?}, polls: {}", p.phase, p.polls);
         if let Some(m) = &p.message {
             println!("progress: {m}");
@@ -514,48 +847,103 @@ fn status(t: args::TargetArgs, json: bool) -> Result<i32, Fail> {
     Ok(run.outcome().map_or(0, |o| outcome_code(o, None)))
 }
 
+/// Cancels the job. Beside a process working in the folder (an export waiting for the job), the
+/// cancel is written to the folder for that process: [`CANCEL_ASKED`] before the request, the
+/// cancelled job's state as [`CANCELLED`] once the server cancelled it; that process then ends as
+/// cancelled (exit 4) and saves that state.
 fn cancel(t: args::TargetArgs, json: bool) -> Result<i32, Fail> {
-    let (mut run, folder) = open_target(&t.target, &t.server, json, ctrl_c_stop())?;
-    let o = run.cancel()?;
+    let Target { mut run, folder, lock, holder } = open_target(&t.target, &t.server, json, Access::Beside)?;
+    let beside = folder.is_saved() && lock.is_none();
+    if beside {
+        folder
+            .write(CANCEL_ASKED, &json!({"pid": std::process::id(), "t": fhir_async_client::now_ms()}).to_string())
+            .map_err(|e| io(folder.dir(), e))?;
+    }
+    let o = match run.cancel() {
+        Ok(o) => o,
+        Err(e) => {
+            if beside {
+                folder.remove(CANCEL_ASKED);
+            }
+            return Err(e.into());
+        }
+    };
     if folder.is_saved() {
-        let _ = folder.write(STATE, &run.to_json());
-        folder.event("cancelled", json!({"result": run.job().cancel_result(), "outcome": outcome_event(&o)}));
+        if beside {
+            if o.status == OutcomeStatus::Cancelled {
+                folder.write(CANCELLED, &run.to_json()).map_err(|e| io(folder.dir(), e))?;
+            }
+            folder.remove(CANCEL_ASKED);
+        } else {
+            let _ = folder.write(STATE, &run.to_json());
+        }
+        folder.event(
+            "cancelled",
+            json!({"result": run.job().cancel_result(), "outcome": outcome_event(&o), "besidePid": holder.flatten()}),
+        );
     }
     if json {
         println!("{}", json!({"cancelResult": run.job().cancel_result(), "outcome": outcome_event(&o)}));
     } else {
         println!("cancel: {:?}; outcome: {:?}", run.job().cancel_result(), o.status);
+        if let (Some(pid), true) = (holder, o.status == OutcomeStatus::Cancelled) {
+            println!("the process working in the folder ({}) ends as cancelled", pid_text(pid));
+        }
     }
     Ok(if o.status == OutcomeStatus::Cancelled { 0 } else { outcome_code(&o, None) })
 }
 
 fn download_cmd(d: args::DownloadArgs, json: bool) -> Result<i32, Fail> {
-    let (mut run, folder) = open_target(&d.target, &d.server, json, ctrl_c_stop())?;
-    let folder = match (&d.out, !folder.is_saved()) {
-        (Some(out), _) => Folder::open(out, json).map_err(|e| io(out, e))?,
+    let Target { mut run, folder, lock: _lock, .. } = open_target(&d.target, &d.server, json, Access::Work)?;
+    // The options the job folder saved (its export's, or an earlier download's), unless given.
+    let saved_in = |f: &Folder| f.read(SETTINGS).and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let mut saved = saved_in(&folder);
+    let same = |out: &Path| std::fs::canonicalize(out).ok().is_some_and(|o| std::fs::canonicalize(folder.dir()).ok() == Some(o));
+    let out = d.out.as_deref().filter(|o| !(folder.is_saved() && same(o)));
+    let (folder, _out_lock) = match (out, !folder.is_saved()) {
+        (Some(out), _) => {
+            let f = Folder::open(out, json).map_err(|e| io(out, e))?;
+            let l = lock_folder(&f)?;
+            saved = saved.or_else(|| saved_in(&f));
+            (f, Some(l))
+        }
         (None, true) => {
             let out = PathBuf::from("fhir-async-download");
-            Folder::open(&out, json).map_err(|e| io(&out, e))?
+            let f = Folder::open(&out, json).map_err(|e| io(&out, e))?;
+            let l = lock_folder(&f)?;
+            saved = saved_in(&f);
+            (f, Some(l))
         }
-        (None, false) => folder,
+        (None, false) => (folder, None),
     };
+    let format: Format = d.format.or_else(|| saved_opt(&saved, "format")).unwrap_or(Format::Ndjson);
+    let count_check: CountCheck =
+        d.count_check.or_else(|| saved_opt(&saved, "countCheck")).unwrap_or(CountCheck::Strict);
+    let concurrency: u32 = d.concurrency.or_else(|| saved_opt(&saved, "concurrency")).unwrap_or(4);
+    if saved.is_none() {
+        // A folder a URL was downloaded into keeps the options too, for the next `download` of it.
+        let settings = json!({"command": "download", "base": run.job().config().base_url, "format": format,
+            "countCheck": count_check, "concurrency": concurrency});
+        let _ = folder.write(SETTINGS, &serde_json::to_string_pretty(&settings).unwrap_or_default());
+    }
     let ui = Ui::new(json);
     let outcome = wait(&mut run, &folder, &ui)?;
     if outcome.manifest().is_none() {
         ui.finish();
         return Err(Fail { code: 1, message: format!("the job's result has no files ({:?})", outcome.status) });
     }
-    let summary = download(&mut run, &folder, &ui, download_options(d.concurrency, d.count_check), d.format)?;
-    if d.format == Format::Parquet {
-        let files = parquet::job_files(&run.job().download_plan(), &folder, &ui);
+    let downloaded = download(&mut run, &folder, &ui, download_options(concurrency, count_check), format)?;
+    if format == Format::Parquet {
+        let done = folder.done_files(run.job().file_records());
+        let files = parquet::job_files(&run.job().download_plan(), &done, &folder, &ui);
         parquet::convert(&files, folder.dir(), &folder, &ui)?;
     }
     ui.finish();
     let _ = folder.write(STATE, &run.to_json());
     if !json {
-        println!("{}", summary_table(&summary, &outcome));
+        println!("{}", summary_table(&downloaded, &outcome));
     }
-    Ok(outcome_code(&outcome, Some(&summary)))
+    Ok(outcome_code(&outcome, Some(&downloaded)))
 }
 
 fn kickoff(k: args::KickoffArgs, json: bool) -> Result<i32, Fail> {
@@ -576,11 +964,12 @@ fn kickoff(k: args::KickoffArgs, json: bool) -> Result<i32, Fail> {
         }),
         ..PreferOptions::default()
     };
-    let client = client(&k.server, ctrl_c_stop(), prefer)?;
     let folder = match &k.out {
         Some(out) => Folder::open(out, json).map_err(|e| io(out, e))?,
         None => Folder::none(json),
     };
+    let _lock = if folder.is_saved() { Some(lock_folder(&folder)?) } else { None };
+    let client = client(&k.server, folder_stop(&folder), prefer)?;
     let ui = Ui::new(json);
     let op = Operation::Operation(OperationRequest { method, path: k.path.clone(), body });
     folder.event("kickoff", json!({"base": k.server.base, "method": k.method, "path": k.path}));

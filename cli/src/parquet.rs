@@ -18,16 +18,18 @@ fn parquet_path(dir: &Path, ty: &str) -> PathBuf {
     dir.join(format!("{ty}.parquet"))
 }
 
-/// After a job's download: the types whose output files are all in the folder
-/// and whose Parquet file is not there yet. Types are named by the plan's safe
+/// After a job's download: the types whose output files are all in the folder,
+/// done by the job's records (`done`: a file of the same name from elsewhere is
+/// not this job's), and whose Parquet file is not there yet. Types are named by the plan's safe
 /// file name (`Patient.000.ndjson` → `Patient`), never by the manifest's text.
-pub fn job_files(plan: &[PlannedFile], folder: &Folder, ui: &Ui) -> Vec<(String, PathBuf)> {
+pub fn job_files(plan: &[PlannedFile], done: &[String], folder: &Folder, ui: &Ui) -> Vec<(String, PathBuf)> {
     let mut by_type: BTreeMap<String, Option<Vec<PathBuf>>> = BTreeMap::new();
     for f in plan.iter().filter(|f| f.kind == FileKind::Output && f.blocked.is_none()) {
         let ty = f.file_name.split('.').next().unwrap_or_default().to_string();
         let path = [folder.dir().join(&f.file_name), folder.dir().join(format!("{}.gz", f.file_name))]
             .into_iter()
-            .find(|p| p.is_file());
+            .find(|p| p.is_file())
+            .filter(|_| done.contains(&f.file_name));
         let entry = by_type.entry(ty).or_insert_with(|| Some(Vec::new()));
         match (entry.as_mut(), path) {
             (Some(paths), Some(p)) => paths.push(p),
