@@ -450,9 +450,7 @@ impl Plan {
                 Some(b)
             })
             .collect();
-        let Ok(mut plan) = Arc::try_unwrap(plan) else {
-            unreachable!("the cursors are gone")
-        };
+        let Ok(mut plan) = Arc::try_unwrap(plan) else { unreachable!("the cursors are gone") };
         for (f, b) in plan.files.iter_mut().zip(bodies) {
             if let Some(b) = b {
                 f.count = b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count() as u64;

@@ -86,6 +86,9 @@ pub enum Phase {
     Cancelled,
 }
 
+/// A file's index key: (file index, gzip, second version of fault `changeafter`).
+pub type IndexKey = (usize, bool, bool);
+
 /// Mutable per-job counters.
 #[derive(Debug, Default)]
 pub struct JobMut {
@@ -123,7 +126,7 @@ pub struct JobMut {
     pub cut_done: HashMap<(String, bool), u64>,
     /// Per (file index, gzip, second version), the file's encoded size and chunk boundaries,
     /// built on the first range request of that file.
-    pub indexes: HashMap<(usize, bool, bool), Arc<OnceCell<Arc<Index>>>>,
+    pub indexes: HashMap<IndexKey, Arc<OnceCell<Arc<Index>>>>,
 }
 
 /// One async job.

@@ -358,7 +358,10 @@ async fn issue19_junklines_three_lines_one_resource_count_3() {
     }
     // Byte ranges work on it like on any file.
     let url = m["output"][0]["url"].as_str().unwrap();
-    assert_eq!(fetch(&s, url, &[("range", "bytes=6-")]).await.body, b"{not json}\n{\"resourceType\":\"Patient\",\"id\":\"junk-1\"}\n");
+    assert_eq!(
+        fetch(&s, url, &[("range", "bytes=6-")]).await.body,
+        b"{not json}\n{\"resourceType\":\"Patient\",\"id\":\"junk-1\"}\n"
+    );
 }
 
 // issue 19 §8: `cutlast`: each output file's last line is cut in the middle (no newline, not

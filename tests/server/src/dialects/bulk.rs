@@ -181,7 +181,9 @@ pub fn status_answer(app: &App, job: &Job, d: Dialect, page: usize) -> Response 
             let body =
                 manifest_page(app, job, page, 0).filter(|m| m["output"].as_array().is_some_and(|a| !a.is_empty()));
             let mut r = match body {
-                _ if job.faults.hugeprogress > 0 => padded_json(202, "application/json", &progress_oo(), job.faults.hugeprogress),
+                _ if job.faults.hugeprogress > 0 => {
+                    padded_json(202, "application/json", &progress_oo(), job.faults.hugeprogress)
+                }
                 Some(m) => http::json_with(202, "application/json", &m),
                 None => http::empty(202),
             };

@@ -134,7 +134,8 @@ pub fn file_url(app: &App, job: &Job, idx: usize, gen: u64) -> String {
         return crate::files::storage_url(app, job, name, gen);
     }
     // Fault `signed`: an S3-style presigned query (the signature is checked on download).
-    let mut q = if job.faults.signed { format!("?{}", crate::files::signed_query(app, &job.id, name)) } else { String::new() };
+    let mut q =
+        if job.faults.signed { format!("?{}", crate::files::signed_query(app, &job.id, name)) } else { String::new() };
     if gen > 0 {
         q.push_str(&format!("{}g={gen}", if q.is_empty() { '?' } else { '&' }));
     }
