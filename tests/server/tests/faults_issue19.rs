@@ -288,6 +288,12 @@ async fn issue19_hugestatus_streams_a_padded_manifest() {
     }
     drop(resp);
 
+    // Medplum's bulkdata/export manifest the same way.
+    let (_, loc) = s.kick("/_f/hugestatus=50000/medplum/fhir/R4/$export?_type=Patient").await;
+    let g = fetch(&s, &loc, &[]).await;
+    assert_eq!((g.code, g.body.len(), g.h("content-length")), (200, 50_000, None));
+    assert!(serde_json::from_slice::<Value>(&g.body).unwrap()["output"][0].get("count").is_none());
+
     // hugeprogress: every running 202 has a padded OperationOutcome body.
     let s2 = start(|c| c.job_ms = 60_000).await;
     let (_, loc) = s2.kick("/_f/hugeprogress=100000/bulk/fhir/$export").await;
@@ -331,6 +337,13 @@ async fn issue19_signed_urls_and_signedfail() {
     assert_eq!(s.ndjson(&url, false).await.len(), 100);
     let wrong = url.replace(&sig_of(&url), &"0".repeat(64));
     assert_eq!(s.get(&wrong).await.code(), 403);
+
+    // Oracle's file URLs too.
+    let (_, m) = done(&s, "/_f/signed/oracle/r4/t1/$export?_type=Patient").await;
+    let url = m["output"][0]["url"].as_str().unwrap().to_string();
+    assert!(url.contains("/bulk-export/files/") && url.contains("X-Amz-Credential=AKIA"), "{url}");
+    assert_eq!(s.ndjson(&url, false).await.len(), 100);
+    assert_eq!(s.get(&url.replace(&sig_of(&url), &"f".repeat(64))).await.code(), 403);
 
     // signedfail: the signed URLs answer 500 every time.
     let (_, m) = done(&s, "/_f/signedfail/bulk/fhir/$export?_type=Patient").await;
