@@ -461,10 +461,10 @@ fn compress_all(rx: std::sync::mpsc::Receiver<GzipJob>, folder: &Folder, ui: &Ui
     failed
 }
 
-/// Resources in a file: its lines that are JSON objects (the engine's report counts every
-/// line it handed out; the invalid ones are not resources).
+/// Resources in a file: its lines that are JSON objects (the engine's `resources` counts
+/// only those; the invalid lines it handed out too are `invalid_lines`).
 fn valid_resources(r: &FileReport) -> u64 {
-    r.resources.saturating_sub(r.invalid_lines)
+    r.resources
 }
 
 /// `name.ndjson` → `name.ndjson.gz` (temp + rename), the original removed. On an error

@@ -70,9 +70,10 @@ fn a_client_secret_from_flag_env_and_file() {
     let settings = std::fs::read_to_string(flag.join("fhir-async.json")).unwrap();
     assert!(settings.contains("\"clientSecret\"") && settings.contains("client-s"), "{settings}");
 
-    // The same command again, the secret from the environment: the folder's clientSecret kind
-    // names the client; without the secret it says what to give (it was never saved).
-    let again = ["export", "--out", flag.to_str().unwrap()];
+    // The same command again (--base confirms the folder's server), the secret from the
+    // environment: the folder's clientSecret kind names the client; without the secret it says
+    // what to give (it was never saved).
+    let again = ["export", "--base", &base, "--out", flag.to_str().unwrap()];
     let (code, stderr) = run(&again, &[("FHIR_ASYNC_CLIENT_SECRET", SECRET)]);
     assert_eq!(code, 0, "{stderr}");
     let (code, stderr) = run(&again, &[]);
