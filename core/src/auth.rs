@@ -367,6 +367,7 @@ impl TokenSession {
                 body: Some(body),
                 auth: false,
                 timeout_ms: self.retry.request_timeout_ms,
+                max_body: Some(self.retry.max_response_bytes),
             },
         }
     }
@@ -574,6 +575,7 @@ fn get(id: u64, url: String, accept: &str, retry: &RetryPolicy) -> Request {
         body: None,
         auth: false,
         timeout_ms: retry.request_timeout_ms,
+        max_body: Some(retry.max_response_bytes),
     }
 }
 

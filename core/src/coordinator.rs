@@ -88,11 +88,6 @@ impl<V> ByOrigin<V> {
     }
 }
 
-/// A file's place in the plan: its list and position (stable across refreshes, E4).
-fn plan_key(f: &PlannedFile) -> (u8, usize) {
-    (f.kind as u8, f.index)
-}
-
 /// What to download and how (the same options in every binding).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -124,6 +119,11 @@ pub struct DownloadOptions {
     /// Files an earlier process left part-way, by `file_name`: they continue
     /// from their checkpoint (K5; the caller's copy holds the lines before it).
     pub partial_files: Vec<FileRecord>,
+    /// What a file that changed on the server after lines were handed out
+    /// does (K7): `true` starts it over from byte 0, the caller cutting its
+    /// copy to [`FileDownload::taken_bytes`] (a folder download); `false` (the
+    /// default) fails it with `file_changed` (a stream cannot take lines back).
+    pub restart_changed: bool,
 }
 
 /// A file's progress as a job saves it (protocol K5): done (with its
@@ -164,6 +164,7 @@ impl Default for DownloadOptions {
             expires_at_ms: None,
             expiry_margin_ms: 60_000,
             partial_files: Vec::new(),
+            restart_changed: false,
         }
     }
 }
@@ -311,9 +312,11 @@ pub struct Downloads {
     policy: RetryPolicy,
     token: Shared,
     manifest: Shared,
-    /// The one manifest refresh's plan, by (list, position).
-    /// Sorted by [`plan_key`].
-    fresh_plan: Option<Vec<PlannedFile>>,
+    /// The one manifest refresh's plan, matched to [`Downloads::files`] by
+    /// identity (K6): entry `i` is file `i`'s fresh entry, if it has one.
+    fresh_plan: Option<Vec<Option<PlannedFile>>>,
+    /// Why the one manifest refresh failed, if it did (K8).
+    refresh_failure: Option<String>,
     origins: ByOrigin<Politeness>,
     /// Files not started yet, per origin, in plan order (O(origins) to start the next).
     queues: ByOrigin<VecDeque<usize>>,
@@ -356,6 +359,7 @@ impl Downloads {
             token: Shared::Idle,
             manifest: Shared::Idle,
             fresh_plan: None,
+            refresh_failure: None,
             origins,
             throttles_seen,
             sent_epoch,
@@ -616,11 +620,41 @@ impl Downloads {
     /// position) or fails. The refresh is not repeated: a file that asks
     /// later is re-bound to this plan.
     pub fn manifest_refreshed(&mut self, plan: Vec<PlannedFile>) {
+        use crate::identity::{match_files, Identity};
+        fn id(f: &PlannedFile) -> Identity<'_> {
+            Identity::new(f.kind as u8, f.resource_type.as_deref(), f.expected_count, None, &f.url)
+        }
         self.manifest = Shared::Idle;
-        let mut plan = plan;
-        plan.sort_by_key(plan_key);
-        self.fresh_plan = Some(plan);
+        // Matched by what each file is, never by its place in the list (K6).
+        let matches =
+            match_files(&self.files.iter().map(id).collect::<Vec<_>>(), &plan.iter().map(id).collect::<Vec<_>>());
+        let mut pool: Vec<Option<PlannedFile>> = plan.into_iter().map(Some).collect();
+        self.fresh_plan = Some(matches.into_iter().map(|m| m.and_then(|j| pool[j].take())).collect());
         self.release(Waiting::Manifest);
+    }
+
+    /// After [`DownloadStep::RefreshManifest`], when the refresh failed (its
+    /// retries ran out, the deadline passed, the answer was over its ceiling):
+    /// the files that waited for it fail with
+    /// [`DownloadError::RefreshFailed`] carrying `cause`, the others go on,
+    /// and the job keeps its result (K8). Files that ask later fail the same
+    /// way without another refresh.
+    pub fn manifest_refresh_failed(&mut self, cause: &str) {
+        self.manifest = Shared::Idle;
+        self.refresh_failure = Some(crate::origin::redact_text(cause));
+        self.fresh_plan = Some(vec![None; self.files.len()]);
+        self.release(Waiting::Manifest);
+    }
+
+    /// Bytes of the lines file `file` handed out so far, each with its `\n`
+    /// (what the caller's copy holds; see [`FileDownload::taken_bytes`]). A
+    /// caller that keeps a copy cuts it to this before writing a request's
+    /// lines: after a change of the file (K7, `restart_changed`) it is 0.
+    pub fn taken_bytes(&self, file: usize) -> u64 {
+        match self.slots.get(file) {
+            Some(Slot::Active { download, .. }) => download.taken_bytes(),
+            _ => 0,
+        }
     }
 
     /// The results of the files finished so far, in [`Downloads::files`] order
@@ -709,8 +743,8 @@ impl Downloads {
 
     fn start(&mut self, i: usize) {
         // After the one manifest refresh, files start from the fresh plan.
-        if let Some(f) = self.fresh_entry(&self.files[i]) {
-            self.files[i] = f.clone();
+        if let Some(f) = self.fresh_entry(i) {
+            self.files[i] = f;
         }
         let file = self.files[i].clone();
         let origin = origin_key(&file.url);
@@ -728,7 +762,8 @@ impl Downloads {
                         .with_validation(self.options.validation)
                         .with_count_check(self.options.count_check)
                         .with_max_line(max_line)
-                        .with_gzip(self.options.gzip);
+                        .with_gzip(self.options.gzip)
+                        .with_restart_changed(self.options.restart_changed);
                     match checkpoint {
                         Some(c) => d.resume_from(c),
                         None => d,
@@ -784,15 +819,20 @@ impl Downloads {
             }
             *waiting = Waiting::No;
             if what == Waiting::Manifest {
-                let old = download.file();
-                let key = plan_key(old);
-                let fresh =
-                    self.fresh_plan.as_ref().and_then(|p| p.binary_search_by_key(&key, plan_key).ok().map(|j| &p[j]));
+                let old = download.file().clone();
+                let fresh = self.fresh_plan.as_ref().and_then(|p| p.get(i)).and_then(Option::as_ref);
                 if let Some(f) = fresh {
                     *origin = origin_key(&f.url);
-                    self.files[i] = f.clone();
+                    self.files[i] = PlannedFile { file_name: self.files[i].file_name.clone(), ..f.clone() };
                 }
-                if let Err(e) = download.replace_file(fresh.cloned()) {
+                let result = match (&self.refresh_failure, fresh) {
+                    (Some(cause), None) => Err(DownloadError::RefreshFailed {
+                        url: crate::origin::redact_url(&old.url),
+                        cause: cause.clone(),
+                    }),
+                    _ => download.replace_file(fresh.cloned()),
+                };
+                if let Err(e) = result {
                     self.finish_slot(i, None, Some(e));
                 }
             }
@@ -908,10 +948,11 @@ impl Downloads {
         }
     }
 
-    /// The same file in the one refresh's plan (E4).
-    fn fresh_entry(&self, f: &PlannedFile) -> Option<&PlannedFile> {
-        let p = self.fresh_plan.as_ref()?;
-        p.binary_search_by_key(&plan_key(f), plan_key).ok().map(|j| &p[j])
+    /// The same file in the one refresh's plan (E4; the job aligned it, K6),
+    /// under this file's name.
+    fn fresh_entry(&self, i: usize) -> Option<PlannedFile> {
+        let fresh = self.fresh_plan.as_ref()?.get(i)?.as_ref()?;
+        Some(PlannedFile { file_name: self.files[i].file_name.clone(), ..fresh.clone() })
     }
 
     fn limit(&self, origin: &str) -> usize {
@@ -1046,7 +1087,7 @@ mod tests {
     fn one_bad_file_loses_nothing_else() {
         let plan = vec![
             file(FileKind::Output, 0, "Patient", "https://a/0", Some(2)),
-            file(FileKind::Error, 0, "OperationOutcome", "https://a/e", Some(100)),
+            file(FileKind::Output, 1, "Observation", "https://a/e", Some(100)),
         ];
         let mut d = Downloads::new(plan, DownloadOptions::default(), &policy());
         let (reqs, _) = sends(&mut d, 0);
@@ -1056,7 +1097,7 @@ mod tests {
         let results = d.results();
         assert_eq!(results[0].report.as_ref().map(|r| r.resources), Some(2));
         let err = results[1].error.as_ref().expect("the error file failed");
-        assert!(err.to_string().contains("error file (OperationOutcome)"), "{err}");
+        assert!(err.to_string().contains("Observation output file"), "{err}");
         let p = d.progress();
         assert_eq!((p.files_done, p.files_failed, p.resources), (1, 1, 2));
     }
@@ -1077,19 +1118,23 @@ mod tests {
         }
         assert_eq!(d.next(0).unwrap(), DownloadStep::RefreshManifest);
         assert_eq!(d.next(0).unwrap(), DownloadStep::Idle, "asked once, the other file waits; nothing new starts");
-        let fresh = (0..3).map(|i| file(FileKind::Output, i, "Patient", &format!("https://a/new{i}"), None)).collect();
+        // The same files with fresh queries, listed in another order: matched by what they are (K6).
+        let fresh = (0..3)
+            .rev()
+            .map(|i| file(FileKind::Output, 2 - i, "Patient", &format!("https://a/old{i}?g=1"), None))
+            .collect();
         d.manifest_refreshed(fresh);
         let (reqs, _) = sends(&mut d, 0);
         let urls: Vec<&str> = reqs.iter().map(|(_, r)| r.url.as_str()).collect();
-        assert_eq!(urls, vec!["https://a/new0", "https://a/new1"]);
+        assert_eq!(urls, vec!["https://a/old0?g=1", "https://a/old1?g=1"]);
         for (f, r) in &reqs {
             serve(&mut d, *f, r.id, b"{}\n");
         }
         let (reqs, _) = sends(&mut d, 0);
-        assert_eq!(reqs[0].1.url, "https://a/new2", "a file started after the refresh uses the fresh plan");
+        assert_eq!(reqs[0].1.url, "https://a/old2?g=1", "a file started after the refresh uses the fresh plan");
         serve(&mut d, 2, reqs[0].1.id, b"{}\n");
         assert_eq!(d.next(0).unwrap(), DownloadStep::Done);
-        assert_eq!(d.files()[0].url, "https://a/new0", "results carry the fresh entry");
+        assert_eq!(d.files()[0].url, "https://a/old0?g=1", "results carry the fresh entry");
     }
 
     // protocol H5: one token refresh for the files that got 401; no refresh possible → those files fail
@@ -1247,15 +1292,15 @@ mod tests {
         d.handle_head(reqs[0].0, reqs[0].1.id, 410, &[], false, 0).unwrap();
         assert_eq!(d.next(0).unwrap(), DownloadStep::RefreshManifest);
         d.manifest_refreshed(
-            (0..2).map(|i| file(FileKind::Output, i, "Patient", &format!("https://a/new{i}"), None)).collect(),
+            (0..2).map(|i| file(FileKind::Output, i, "Patient", &format!("https://a/old{i}?g=1"), None)).collect(),
         );
         let (again, _) = sends(&mut d, 0);
-        assert_eq!(again[0].1.url, "https://a/new0");
+        assert_eq!(again[0].1.url, "https://a/old0?g=1");
         serve(&mut d, again[0].0, again[0].1.id, b"{}\n");
         // File 1 was in flight with its old link during the refresh; it now meets the 410.
         d.handle_head(reqs[1].0, reqs[1].1.id, 410, &[], false, 0).unwrap();
         match d.next(0).unwrap() {
-            DownloadStep::Send { file: 1, request } => assert_eq!(request.url, "https://a/new1"),
+            DownloadStep::Send { file: 1, request } => assert_eq!(request.url, "https://a/old1?g=1"),
             other => panic!("expected the re-bound file at once, got {other:?}"),
         }
     }

@@ -6,8 +6,9 @@ use crate::decode::{BodyDecoder, DecodeError};
 use crate::http::{header, Method, Request, RequestKind};
 use crate::manifest::{FileKind, PlannedFile};
 use crate::ndjson::{LineSplitter, NdjsonError, DEFAULT_MAX_LINE};
-use crate::origin::{is_downgrade, resolve, same_origin_urls};
+use crate::origin::{is_downgrade, redact_text, redact_url, resolve, same_origin_urls};
 use crate::retry::{backoff_ms, derive_seed, read_retry_after, RetryAfter, RetryPolicy};
+use crate::taken::{Proof, Taken, TakenSegment, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// Why a download stopped for good.
@@ -112,6 +113,27 @@ pub enum DownloadError {
         /// Why it was refused.
         reason: String,
     },
+    /// The file changed on the server after part of it was handed out (protocol
+    /// K7): a continuation that was not a 206 under the same validator did not
+    /// start with the bytes already taken. A consumer that cannot take the file
+    /// again from the start (a stream) gets this instead of two versions mixed;
+    /// a folder download starts the file over instead (`restart_changed`).
+    #[error("{url}: the file changed on the server after {taken} line(s) were handed out; a continuation would mix two versions")]
+    FileChanged {
+        /// The URL (without its query, K10).
+        url: String,
+        /// Lines handed out before the change was seen.
+        taken: u64,
+    },
+    /// The manifest refresh this file needed (expired links, E4/K4) failed;
+    /// the job kept its result (K8) and the file can be downloaded later.
+    #[error("{url}: the link needed a manifest refresh, and the refresh failed: {cause}")]
+    RefreshFailed {
+        /// The URL (without its query, K10).
+        url: String,
+        /// Why the refresh failed (the job's error, e.g. `retries_exhausted`).
+        cause: String,
+    },
     /// The API was used wrongly.
     #[error("invalid use of FileDownload: {0}")]
     Usage(String),
@@ -130,6 +152,8 @@ impl DownloadError {
             DownloadError::Decode { .. } => "decode",
             DownloadError::RetriesExhausted { .. } => "retries_exhausted",
             DownloadError::Redirect { .. } => "redirect",
+            DownloadError::FileChanged { .. } => "file_changed",
+            DownloadError::RefreshFailed { .. } => "refresh_failed",
             DownloadError::Usage(_) => "usage",
         }
     }
@@ -214,8 +238,22 @@ pub struct FileCheckpoint {
     pub offset: u64,
     /// The representation's validator, for `If-Range`.
     pub validator: String,
-    /// Resources handed out up to `offset` (the caller's copy holds them).
+    /// Lines handed out up to `offset` (the caller's copy holds them):
+    /// resources and invalid lines.
     pub resources: u64,
+    /// Of those, lines that are not resources (so the count check adds up).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub invalid: u64,
+    /// The lines handed out, as their length and digest (K7): the caller's
+    /// copy is checked against them before it continues, and a body that
+    /// starts over is checked against them before they are skipped. Empty in
+    /// a checkpoint from before K7: such a file continues only by a 206.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taken: Vec<TakenSegment>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What to do with the body of the response: the answer of
@@ -232,16 +270,20 @@ pub enum HeadDecision {
     Discard,
 }
 
-/// How strictly lines are checked.
+/// How strictly lines are checked. A line is a resource only if it passes:
+/// the report's `resources` and the manifest's count check count only those.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Validation {
-    /// Not at all.
+    /// Not at all (a binding that parses each line itself reports the bad
+    /// ones with [`FileDownload::report_invalid_line`]).
     None,
-    /// A line must look like an object (`{` ... `}`): nearly free.
-    #[default]
+    /// A line must look like an object (`{` ... `}`): nearly free, but
+    /// `{not json}` passes.
     Structural,
-    /// A line must parse as JSON.
+    /// A line must parse as a JSON object (the default: issue 19, "a line is a
+    /// resource only if it parses as a JSON object, in every path").
+    #[default]
     Json,
 }
 
@@ -292,7 +334,8 @@ pub struct FileReport {
     pub resource_type: Option<String>,
     /// The safe file name from the plan.
     pub file_name: String,
-    /// Resources (non-blank lines) handed out.
+    /// Resources handed out: non-blank lines that passed validation (invalid
+    /// lines are handed out too, and counted in `invalid_lines` only).
     pub resources: u64,
     /// The manifest's count, if any (already checked equal).
     pub expected: Option<u64>,
@@ -365,6 +408,16 @@ pub struct FileDownload {
     range: RangeState,
     /// 429/503 answers so far (the coordinator's per-origin limit reads them, K3).
     throttled: u32,
+    /// The lines handed out, with their digest (K7).
+    taken: Taken,
+    /// While a body that started over repeats lines already handed out: the
+    /// check that they are the same bytes (K7). `None` when nothing is re-read.
+    proof: Option<Proof>,
+    /// Set by the line sink when a body turned out to be another version.
+    changed: bool,
+    /// Whether a changed file starts over (the caller drops its copy down to
+    /// [`FileDownload::taken_bytes`]) rather than failing with `file_changed`.
+    restart_changed: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -386,7 +439,7 @@ impl FileDownload {
     /// Starts a download of a planned file. A blocked file is refused here.
     pub fn new(file: PlannedFile, policy: &RetryPolicy) -> Result<Self, DownloadError> {
         if let Some(reason) = &file.blocked {
-            return Err(DownloadError::Blocked { url: file.url.clone(), reason: reason.clone() });
+            return Err(DownloadError::Blocked { url: redact_url(&file.url), reason: reason.clone() });
         }
         Ok(FileDownload {
             url: file.url.clone(),
@@ -418,6 +471,10 @@ impl FileDownload {
             gzip: true,
             platform_decoded: false,
             range: RangeState::default(),
+            taken: Taken::default(),
+            proof: None,
+            changed: false,
+            restart_changed: false,
             throttled: 0,
         })
     }
@@ -446,6 +503,24 @@ impl FileDownload {
         self
     }
 
+    /// Whether a file that changed on the server after lines were handed out
+    /// starts over from byte 0 (`true`: the caller's copy is cut back to
+    /// [`FileDownload::taken_bytes`] at its next request, as a folder
+    /// download can) or fails with [`DownloadError::FileChanged`] (`false`,
+    /// the default: a stream cannot take lines back). Protocol K7.
+    pub fn with_restart_changed(mut self, restart: bool) -> Self {
+        self.restart_changed = restart;
+        self
+    }
+
+    /// Bytes of the lines handed out so far, each with its `\n`: what the
+    /// caller's copy holds. After a change of the file (K7, with
+    /// `restart_changed`) this drops to 0, and the caller cuts its copy to it
+    /// before it writes the next request's lines.
+    pub fn taken_bytes(&self) -> u64 {
+        self.taken.bytes()
+    }
+
     /// The planned file.
     pub fn file(&self) -> &PlannedFile {
         &self.file
@@ -472,8 +547,14 @@ impl FileDownload {
         self.splitter.bytes()
     }
 
-    /// Resources handed out so far (across retries, never twice).
+    /// Resources handed out so far (across retries, never twice): lines that
+    /// passed validation.
     pub fn resources(&self) -> u64 {
+        self.delivered - self.invalid
+    }
+
+    /// Lines handed out so far, resources and invalid lines (what the caller's copy holds).
+    pub fn lines(&self) -> u64 {
         self.delivered
     }
 
@@ -519,6 +600,7 @@ impl FileDownload {
                         body: None,
                         auth: self.send_token,
                         timeout_ms: self.policy.request_timeout_ms,
+                        max_body: None,
                     },
                 })
             }
@@ -554,6 +636,17 @@ impl FileDownload {
                 self.decoder = Some(BodyDecoder::new(enc).map_err(|e| self.decode_err(e))?);
                 self.splitter.reset();
                 self.seen = 0;
+                // The body starts over: the lines already handed out are skipped only once
+                // proven to be the same bytes (K7). A count without digests (a checkpoint
+                // from before K7) proves nothing.
+                self.proof = (self.delivered > 0).then(|| {
+                    if self.taken.lines() == self.delivered {
+                        self.taken.proof()
+                    } else {
+                        Proof::new(vec![TakenSegment { lines: 0, bytes: 1, sha256: String::new() }])
+                    }
+                });
+                self.changed = false;
                 self.range.received = 0;
                 self.range.validator = validator(headers);
                 // A platform that decoded the body itself hands over decoded bytes: no offsets to resume at.
@@ -636,7 +729,7 @@ impl FileDownload {
             401 if self.send_token => {
                 self.state = FileState::Done;
                 Err(DownloadError::Unauthorized {
-                    url: self.url.clone(),
+                    url: redact_url(&self.url),
                     reason: "the token was refused even after a token refresh".into(),
                     server_message: None,
                 })
@@ -655,7 +748,7 @@ impl FileDownload {
         self.state = FileState::Done;
         self.awaiting_token = false;
         DownloadError::Unauthorized {
-            url: self.url.clone(),
+            url: redact_url(&self.url),
             reason: format!("the token was refused and no new one could be had ({reason})"),
             server_message: None,
         }
@@ -676,7 +769,7 @@ impl FileDownload {
 
     fn http_error(&self, status: u16) -> DownloadError {
         DownloadError::Http {
-            url: self.url.clone(),
+            url: redact_url(&self.url),
             status,
             server_message: None,
             manifest_refreshed: self.manifest_refreshed,
@@ -705,11 +798,14 @@ impl FileDownload {
         let (splitter, mut sink) = self.line_parts();
         let r = decoder.decode(chunk, |bytes| splitter.feed(bytes, |l| sink.line(l, &mut on_line)));
         self.decoder = Some(decoder);
+        if self.changed {
+            return self.file_changed(now_ms).map(|()| HeadDecision::Discard);
+        }
         match r {
             Ok(Ok(())) => Ok(HeadDecision::Stream),
             Ok(Err(e)) => {
                 self.state = FileState::Done;
-                Err(DownloadError::Ndjson { url: self.url.clone(), source: e })
+                Err(DownloadError::Ndjson { url: redact_url(&self.url), source: e })
             }
             Err(e) => {
                 // Corrupt data: the decoder's state is worthless; start over.
@@ -751,27 +847,37 @@ impl FileDownload {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 self.state = FileState::Done;
-                return Err(DownloadError::Ndjson { url: self.url.clone(), source: e });
+                return Err(DownloadError::Ndjson { url: redact_url(&self.url), source: e });
             }
             Err(e) => {
                 // Truncated gzip: retry; lines already handed out are skipped next time.
                 return self.retry(e.to_string(), RetryAfter::Absent, now_ms);
             }
         }
+        // A body that ended before it repeated every line already handed out is
+        // another (shorter) version, not the rest of this one (K7).
+        if self.changed || self.seen < self.delivered {
+            return self.file_changed(now_ms);
+        }
+        self.proof = None;
         let mut count_mismatch = None;
         let mut warnings = std::mem::take(&mut self.warnings);
+        let resources = self.delivered - self.invalid;
         if let Some(expected) = self.file.expected_count {
             // Organized output (no type): one server counts the header
             // `Parameters` lines, another does not (issue 10): accept both.
-            let without_headers = self.delivered - self.headers;
+            let without_headers = resources.saturating_sub(self.headers);
             let organized = self.file.resource_type.is_none() && self.headers > 0;
-            if expected != self.delivered && !(organized && expected == without_headers) {
-                let actual = self.delivered;
-                match self.count_check {
+            if expected != resources && !(organized && expected == without_headers) {
+                let actual = resources;
+                // An error file is the server's own account of what failed: evidence,
+                // kept whatever its count (a real server counted 100 for one line).
+                let check = if self.file.kind == FileKind::Error { CountCheck::Lenient } else { self.count_check };
+                match check {
                     CountCheck::Strict => {
                         self.state = FileState::Done;
                         return Err(DownloadError::CountMismatch {
-                            url: self.url.clone(),
+                            url: redact_url(&self.url),
                             kind: self.file.kind,
                             resource_type: self.file.resource_type.clone(),
                             expected,
@@ -797,11 +903,11 @@ impl FileDownload {
         }
         self.state = FileState::Done;
         self.report = Some(FileReport {
-            url: self.url.clone(),
+            url: redact_url(&self.url),
             kind: self.file.kind,
             resource_type: self.file.resource_type.clone(),
             file_name: self.file.file_name.clone(),
-            resources: self.delivered,
+            resources,
             expected: self.file.expected_count,
             bytes: self.splitter.bytes(),
             invalid_lines: self.invalid,
@@ -837,12 +943,12 @@ impl FileDownload {
                     self.range.resume_from = Some(self.range.received);
                     if progressed {
                         self.failures = 0;
-                        return self.retry(message.to_owned(), RetryAfter::Delay(0), now_ms);
+                        return self.retry(redact_text(message), RetryAfter::Delay(0), now_ms);
                     }
                 } else if self.range.resume_from.is_none() {
                     self.range.received = 0;
                 }
-                self.retry(message.to_owned(), RetryAfter::Absent, now_ms)
+                self.retry(redact_text(message), RetryAfter::Absent, now_ms)
             }
             _ => Err(DownloadError::Usage(format!("request {id} is not in flight"))),
         }
@@ -859,6 +965,8 @@ impl FileDownload {
                 offset: r.received - carry,
                 validator: r.validator.clone().unwrap_or_default(),
                 resources: self.delivered,
+                invalid: self.invalid,
+                taken: self.taken.segments(),
             })
             .filter(|c| !c.validator.is_empty())
     }
@@ -869,6 +977,8 @@ impl FileDownload {
     /// and skips them.
     pub fn resume_from(mut self, checkpoint: FileCheckpoint) -> Self {
         self.delivered = checkpoint.resources;
+        self.invalid = checkpoint.invalid;
+        self.taken = Taken::after(checkpoint.taken);
         self.range = RangeState {
             validator: Some(checkpoint.validator),
             accepts: true,
@@ -906,7 +1016,7 @@ impl FileDownload {
             }
             Some(f) => {
                 self.state = FileState::Done;
-                Err(DownloadError::Blocked { url: f.url.clone(), reason: f.blocked.unwrap_or_default() })
+                Err(DownloadError::Blocked { url: redact_url(&f.url), reason: f.blocked.unwrap_or_default() })
             }
             None => {
                 self.state = FileState::Done;
@@ -925,6 +1035,9 @@ impl FileDownload {
             first_invalid: &mut self.first_invalid,
             invalid_lines: &mut self.invalid_lines,
             headers: self.file.resource_type.is_none().then_some(&mut self.headers),
+            taken: &mut self.taken,
+            proof: &mut self.proof,
+            changed: &mut self.changed,
         };
         (&mut self.splitter, sink)
     }
@@ -938,7 +1051,32 @@ impl FileDownload {
     }
 
     fn decode_err(&self, e: DecodeError) -> DownloadError {
-        DownloadError::Decode { url: self.url.clone(), message: e.to_string() }
+        DownloadError::Decode { url: redact_url(&self.url), message: e.to_string() }
+    }
+
+    /// The body turned out to be another version of the file (K7).
+    fn file_changed(&mut self, now_ms: u64) -> Result<(), DownloadError> {
+        let taken = self.delivered;
+        self.changed = false;
+        self.proof = None;
+        if !self.restart_changed {
+            self.state = FileState::Done;
+            return Err(DownloadError::FileChanged { url: redact_url(&self.url), taken });
+        }
+        // Start the file over from byte 0: the caller cuts its copy to `taken_bytes()` (0).
+        self.delivered = 0;
+        self.seen = 0;
+        self.taken = Taken::default();
+        self.invalid = 0;
+        self.first_invalid = None;
+        self.invalid_lines.clear();
+        self.headers = 0;
+        self.range =
+            RangeState { restarts: self.range.restarts + 1, resumes: self.range.resumes, ..RangeState::default() };
+        self.warnings.push(format!(
+            "the file changed on the server after {taken} line(s) were taken: it was downloaded again from the start"
+        ));
+        self.retry("the file changed on the server (K7)".to_owned(), RetryAfter::Delay(0), now_ms)
     }
 
     fn retry(&mut self, last: String, ra: RetryAfter, now_ms: u64) -> Result<(), DownloadError> {
@@ -950,7 +1088,7 @@ impl FileDownload {
         self.failures += 1;
         if self.failures > self.policy.max_download_retries {
             self.state = FileState::Done;
-            return Err(DownloadError::RetriesExhausted { url: self.url.clone(), attempts: self.attempts, last });
+            return Err(DownloadError::RetriesExhausted { url: redact_url(&self.url), attempts: self.attempts, last });
         }
         let delay = match ra {
             RetryAfter::Delay(ms) => ms,
@@ -966,7 +1104,7 @@ impl FileDownload {
         self.hops += 1;
         let refuse = |this: &mut Self, reason: &str| {
             this.state = FileState::Done;
-            Err(DownloadError::Redirect { url: this.url.clone(), reason: reason.to_owned() })
+            Err(DownloadError::Redirect { url: redact_url(&this.url), reason: reason.to_owned() })
         };
         if self.hops > 5 {
             return refuse(self, "more than 5 redirects");
@@ -995,6 +1133,9 @@ struct LineSink<'a> {
     invalid_lines: &'a mut Vec<InvalidLine>,
     /// Counts organized output's header `Parameters` lines (only for files without a type).
     headers: Option<&'a mut u64>,
+    taken: &'a mut Taken,
+    proof: &'a mut Option<Proof>,
+    changed: &'a mut bool,
 }
 
 fn note_invalid(invalid: &mut u64, first: &mut Option<u64>, lines: &mut Vec<InvalidLine>, line: u64, message: &str) {
@@ -1025,6 +1166,8 @@ fn content_range_start(v: &str) -> Option<u64> {
 /// [`FileDownload::report_invalid_line`]): the report counts it, once.
 pub(crate) fn report_invalid_late(r: &mut FileReport, line: u64, message: &str) {
     note_invalid(&mut r.invalid_lines, &mut r.first_invalid_line, &mut r.invalid, line, message);
+    // A line is a resource only if it parses as a JSON object.
+    r.resources = r.resources.saturating_sub(1);
     let warning = format!(
         "{} line(s) are not FHIR resources (first: line {})",
         r.invalid_lines,
@@ -1049,18 +1192,32 @@ fn is_header_line(line: &[u8]) -> bool {
 impl LineSink<'_> {
     #[inline]
     fn line(&mut self, line: &[u8], on_line: &mut impl FnMut(&[u8])) {
+        if *self.changed {
+            return; // another version: nothing more of this body is handed out
+        }
         *self.seen += 1;
-        // After a retry the file is read from the start: skip what was handed out.
+        // After a retry the file is read from the start: what was handed out is skipped,
+        // once proven to be the same bytes (K7).
         if *self.seen <= *self.delivered {
+            let verdict = self.proof.as_mut().map_or(Verdict::Changed, |p| p.line(line));
+            let last = *self.seen == *self.delivered;
+            if verdict == Verdict::Changed || (last && verdict != Verdict::Proven) {
+                *self.changed = true;
+            } else if last {
+                *self.proof = None;
+            }
             return;
         }
         *self.delivered += 1;
+        self.taken.push(line);
+        let t = line.trim_ascii();
         let problem = match self.validation {
             Validation::None => None,
             Validation::Structural => {
-                let t = line.trim_ascii();
                 (t.first() != Some(&b'{') || t.last() != Some(&b'}')).then(|| "not a JSON object".to_owned())
             }
+            // A resource is a JSON object: `[1]` or `"x"` parse, but are not one.
+            Validation::Json if t.first() != Some(&b'{') => Some("not a JSON object".to_owned()),
             Validation::Json => serde_json::from_slice::<serde::de::IgnoredAny>(line).err().map(|e| e.to_string()),
         };
         if let Some(message) = problem {
@@ -1292,7 +1449,8 @@ mod tests {
     // protocol E6: a non-JSON line is reported, not a crash, and not lost
     #[test]
     fn invalid_lines_are_counted_not_dropped() {
-        let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy())
+        // issue 19 §7: the count is of resources (lines that parse as a JSON object).
+        let mut d = FileDownload::new(planned("https://h/f", false, Some(2)), &policy())
             .unwrap()
             .with_validation(Validation::Json);
         let r = send(&mut d, 0);
@@ -1303,7 +1461,7 @@ mod tests {
         assert_eq!(n, 3);
         match d.next_action(0).unwrap() {
             DownloadAction::Done { report } => {
-                assert_eq!(report.invalid_lines, 1);
+                assert_eq!((report.resources, report.invalid_lines), (2, 1));
                 assert_eq!(report.first_invalid_line, Some(2));
             }
             other => panic!("{other:?}"),
@@ -1324,24 +1482,38 @@ mod tests {
         d.finish(r.id, 0, |_| {})
     }
 
-    // issue 10 §2: a count mismatch fails only this file, and the message names
-    // its kind (an error file's OperationOutcomes are not lost data)
+    // issue 10 §2: a count mismatch fails only this file, and the message names its kind
     #[test]
     fn count_mismatch_names_the_kind_of_file() {
+        let file =
+            PlannedFile { kind: FileKind::Deleted, resource_type: None, ..planned("https://h/d", false, Some(100)) };
+        let mut d = FileDownload::new(file, &policy()).unwrap();
+        let err = run_body(&mut d, b"{\"resourceType\":\"Bundle\"}\n").unwrap_err();
+        assert_eq!(err.code(), "count_mismatch");
+        let text = err.to_string();
+        assert!(text.contains("deleted file") && text.contains("100") && text.contains(" 1 "), "{text}");
+        assert!(matches!(err, DownloadError::CountMismatch { kind: FileKind::Deleted, expected: 100, actual: 1, .. }));
+    }
+
+    // issue 19: an error file is evidence: a real server counted 100 for its one line; the
+    // line is kept and the mismatch is a warning, even with the strict check
+    #[test]
+    fn an_error_files_count_mismatch_keeps_its_lines() {
         let file = PlannedFile {
             kind: FileKind::Error,
             resource_type: Some("OperationOutcome".into()),
             ..planned("https://h/e", false, Some(100))
         };
         let mut d = FileDownload::new(file, &policy()).unwrap();
-        let err = run_body(&mut d, b"{\"resourceType\":\"OperationOutcome\"}\n").unwrap_err();
-        assert_eq!(err.code(), "count_mismatch");
-        let text = err.to_string();
-        assert!(
-            text.contains("error file (OperationOutcome)") && text.contains("100") && text.contains(" 1 "),
-            "{text}"
-        );
-        assert!(matches!(err, DownloadError::CountMismatch { kind: FileKind::Error, expected: 100, actual: 1, .. }));
+        let mut lines = 0;
+        let r = send(&mut d, 0);
+        d.handle_head(r.id, 200, &[], false, 0).unwrap();
+        d.feed(r.id, b"{\"resourceType\":\"OperationOutcome\"}\n", 0, |_| lines += 1).unwrap();
+        d.finish(r.id, 0, |_| lines += 1).unwrap();
+        let DownloadAction::Done { report } = d.next_action(0).unwrap() else { panic!() };
+        assert_eq!((lines, report.resources), (1, 1));
+        assert_eq!(report.count_mismatch, Some(CountMismatchInfo { expected: 100, actual: 1 }));
+        assert!(report.warnings.iter().any(|w| w.contains("error file (OperationOutcome)")), "{:?}", report.warnings);
     }
 
     // issue 10 §2: with a lenient count check the file completes, with the mismatch in its report
@@ -1376,7 +1548,7 @@ mod tests {
         let mut d = FileDownload::new(planned("https://h/f", false, None), &policy()).unwrap();
         run_body(&mut d, b"{\"id\":\"1\"}\nnot json\n{\"id\":\"3\"}\n").unwrap();
         let DownloadAction::Done { report } = d.next_action(0).unwrap() else { panic!() };
-        assert_eq!((report.resources, report.invalid_lines, report.first_invalid_line), (3, 1, Some(2)));
+        assert_eq!((report.resources, report.invalid_lines, report.first_invalid_line), (2, 1, Some(2)));
         assert_eq!(report.invalid, vec![InvalidLine { line: 2, message: "not a JSON object".into() }]);
         // A binding that parses lines itself reports `{not json}` (it passes the structural check).
         let mut d = FileDownload::new(planned("https://h/f", false, None), &policy())
@@ -1394,6 +1566,7 @@ mod tests {
         d.report_invalid_line(1, "late");
         let DownloadAction::Done { report } = d.next_action(0).unwrap() else { panic!() };
         assert_eq!((report.invalid_lines, report.first_invalid_line, report.invalid.len()), (2, Some(1), 2));
+        assert_eq!(report.resources, 0, "a line reported late is no resource either");
         assert_eq!(report.warnings.iter().filter(|w| w.contains("not FHIR resources")).count(), 1);
     }
 

@@ -65,6 +65,16 @@ pub enum Error {
         /// or why no refresh was possible (no token configured, a fixed token).
         reason: String,
     },
+    /// A response body was longer than its ceiling (protocol K9): the binding
+    /// stopped reading at `limit` bytes (a status or manifest answer of a
+    /// gigabyte is a broken server, not a manifest).
+    #[error("{url} answered with a body over the {limit}-byte ceiling for this kind of answer")]
+    ResponseTooLarge {
+        /// The URL (without its query, K10).
+        url: String,
+        /// The ceiling, bytes ([`crate::RetryPolicy::max_response_bytes`]).
+        limit: u64,
+    },
     /// The kick-off may or may not have reached the server and must never be
     /// replayed (protocol H6): the caller has to check the server by hand.
     #[error("the kick-off request may have reached the server ({message}); it is never replayed")]
@@ -85,6 +95,7 @@ impl Error {
             Error::RetriesExhausted { .. } => "retries_exhausted",
             Error::Unauthorized { .. } => "unauthorized",
             Error::KickoffIndeterminate { .. } => "kickoff_indeterminate",
+            Error::ResponseTooLarge { .. } => "response_too_large",
         }
     }
 
@@ -96,6 +107,7 @@ impl Error {
         "retries_exhausted",
         "unauthorized",
         "kickoff_indeterminate",
+        "response_too_large",
     ];
 
     pub(crate) fn usage(message: impl Into<String>) -> Self {
@@ -124,6 +136,7 @@ impl<'de> Deserialize<'de> for Error {
                     reason: f.opt("reason")?.unwrap_or_default(),
                 },
                 "kickoff_indeterminate" => Error::KickoffIndeterminate { message: f.req("message")? },
+                "response_too_large" => Error::ResponseTooLarge { url: f.req("url")?, limit: f.req("limit")? },
                 other => return Err(tagged::unknown(other, Error::CODES)),
             })
         })
@@ -143,6 +156,7 @@ mod tests {
             Error::InsecureUrl { url: "http://x".into(), reason: "r".into() },
             Error::DeadlineExceeded { deadline_ms: 5 },
             Error::RetriesExhausted { attempts: 3, last: "503".into() },
+            Error::ResponseTooLarge { url: "https://x/status".into(), limit: 9 },
             Error::Unauthorized {
                 http_status: 401,
                 url: "https://x".into(),
@@ -156,6 +170,6 @@ mod tests {
         for e in &all {
             assert!(Error::CODES.contains(&e.code()));
         }
-        assert_eq!(Error::CODES.len(), 7);
+        assert_eq!(Error::CODES.len(), 8);
     }
 }

@@ -75,6 +75,12 @@ pub struct Request {
     /// How long to wait for the response before giving up, in milliseconds.
     /// Larger than a long-polling server's hold time (protocol G4).
     pub timeout_ms: u64,
+    /// The most body bytes to read (protocol K9). A body longer than this is
+    /// not handed back: the binding stops reading (never buffering more than
+    /// the ceiling) and calls [`crate::Job::response_too_large`]. `None`: a
+    /// file body, streamed through [`crate::FileDownload::feed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<u64>,
 }
 
 impl Request {

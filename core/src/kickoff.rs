@@ -168,7 +168,7 @@ pub(crate) fn kickoff_for_base(
     if body.is_some() {
         headers.push(("Content-Type".to_owned(), "application/fhir+json".to_owned()));
     }
-    Ok(Request { id, kind: RequestKind::Kickoff, method, url, headers, body, auth: true, timeout_ms })
+    Ok(Request { id, kind: RequestKind::Kickoff, method, url, headers, body, auth: true, timeout_ms, max_body: None })
 }
 
 /// The base URL with exactly one trailing slash.

@@ -106,6 +106,7 @@ pub mod decode;
 pub mod download;
 mod error;
 pub mod http;
+mod identity;
 mod job;
 pub mod kickoff;
 pub mod manifest;
@@ -115,6 +116,7 @@ mod outcome;
 pub mod progress;
 pub mod retry;
 mod tagged;
+pub mod taken;
 
 pub use auth::{AuthError, AuthStep, BackendServices, ClientSecret, SigningAlg, TokenSession};
 pub use callback::{parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus};

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// A completion manifest. Unknown keys are ignored; both the STU2/STU3 `error`
 /// and the STU4 `outcome` arrays are read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
     /// The instant the export reflects; the next incremental export's `_since` (D3).
@@ -82,6 +82,24 @@ pub struct ManifestLink {
 pub struct ManifestError(pub String);
 
 impl Manifest {
+    /// This manifest, a refresh of `old` (E4, K4), with its files in `old`'s
+    /// order (protocol K6): a file is known by what it is, not where it stands.
+    /// Each file of `old` takes the fresh entry of the same list and resource
+    /// type (and `count` and `fileSize`, when both give them) at the same URL
+    /// path; failing that, the only such entry. A file with no such entry
+    /// keeps its old one (its expired link then fails that file alone), and a
+    /// fresh entry that matches nothing is left out: nothing is downloaded
+    /// twice, nothing is stitched from another file. Returns what was left
+    /// out or unmatched, for a warning.
+    pub fn aligned_to(mut self, old: &Manifest) -> (Manifest, Vec<String>) {
+        let mut notes = Vec::new();
+        self.output = align(&old.output, std::mem::take(&mut self.output), "output", &mut notes);
+        self.error = align(&old.error, std::mem::take(&mut self.error), "error", &mut notes);
+        self.outcome = align(&old.outcome, std::mem::take(&mut self.outcome), "outcome", &mut notes);
+        self.deleted = align(&old.deleted, std::mem::take(&mut self.deleted), "deleted", &mut notes);
+        (self, notes)
+    }
+
     /// Parses a manifest from JSON bytes. Never panics.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         // A FHIR resource is not a manifest; only pay for a generic parse when
@@ -225,7 +243,7 @@ pub fn plan_downloads(manifest: &Manifest, manifest_url: &str, policy: &TokenPol
             let mut blocked = None;
             let mut send_token = false;
             match &target {
-                None => blocked = Some(format!("not an absolute http(s) URL: {}", f.url)),
+                None => blocked = Some(format!("not an absolute http(s) URL: {}", crate::origin::redact_url(&f.url))),
                 Some(t) if base_https && t.scheme != "https" => {
                     blocked = Some("an http: file URL under an https: base (protocol I4)".into())
                 }
@@ -259,6 +277,37 @@ pub fn plan_downloads(manifest: &Manifest, manifest_url: &str, policy: &TokenPol
         }
     }
     plan
+}
+
+/// `fresh` in `old`'s order (see [`Manifest::aligned_to`]).
+fn align(old: &[ManifestFile], fresh: Vec<ManifestFile>, list: &str, notes: &mut Vec<String>) -> Vec<ManifestFile> {
+    use crate::identity::{match_files, url_path, Identity};
+    fn id(f: &ManifestFile) -> Identity<'_> {
+        Identity::new(0, f.resource_type.as_deref(), f.count, f.file_size, &f.url)
+    }
+    let matches = match_files(&old.iter().map(id).collect::<Vec<_>>(), &fresh.iter().map(id).collect::<Vec<_>>());
+    let mut pool: Vec<Option<ManifestFile>> = fresh.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(old.len());
+    for (o, m) in old.iter().zip(matches) {
+        match m.and_then(|j| pool[j].take()) {
+            Some(n) => out.push(n),
+            None => {
+                notes.push(format!(
+                    "the refreshed manifest has no entry that is surely the {list} file {} ({}): its old link is kept",
+                    url_path(&o.url),
+                    o.resource_type.as_deref().unwrap_or("no type")
+                ));
+                out.push(o.clone());
+            }
+        }
+    }
+    let extra = pool.iter().flatten().count();
+    if extra > 0 {
+        notes.push(format!(
+            "the refreshed manifest lists {extra} {list} file(s) the first one did not: left out (a refresh does not add files)"
+        ));
+    }
+    out
 }
 
 /// Keeps `[A-Za-z0-9_-]`, so a manifest can never steer a path.
@@ -445,6 +494,52 @@ mod tests {
     }
 
     // file names can never escape a directory
+    #[test]
+    fn k6_a_refresh_in_another_order_is_matched_by_identity() {
+        let f = |ty: &str, url: &str, count: Option<u64>| ManifestFile {
+            resource_type: Some(ty.into()),
+            url: url.into(),
+            count,
+            file_size: None,
+            continues_in_file: None,
+        };
+        let old = Manifest {
+            output: vec![
+                f("Patient", "https://h/f/1.ndjson", Some(3)),
+                f("Observation", "https://h/f/2.ndjson", None),
+                f("Observation", "https://h/f/3.ndjson", None),
+            ],
+            ..Manifest::default()
+        };
+        // Reversed, re-signed, counts dropped (as Medplum's come), one new file.
+        let fresh = Manifest {
+            output: vec![
+                f("Observation", "https://h/f/3.ndjson?sig=2", None),
+                f("Observation", "https://h/f/2.ndjson?sig=2", None),
+                f("Patient", "https://h/f/1.ndjson?sig=2", None),
+                f("Condition", "https://h/f/9.ndjson?sig=2", None),
+            ],
+            ..Manifest::default()
+        };
+        let (aligned, notes) = fresh.aligned_to(&old);
+        let urls: Vec<&str> = aligned.output.iter().map(|f| f.url.as_str()).collect();
+        assert_eq!(urls, ["https://h/f/1.ndjson?sig=2", "https://h/f/2.ndjson?sig=2", "https://h/f/3.ndjson?sig=2"]);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        // New paths: only a type with one file is matched; two Observations stay on their old links.
+        let moved = Manifest {
+            output: vec![
+                f("Observation", "https://h/g/a", None),
+                f("Observation", "https://h/g/b", None),
+                f("Patient", "https://h/g/c", Some(3)),
+            ],
+            ..Manifest::default()
+        };
+        let (aligned, notes) = moved.aligned_to(&old);
+        let urls: Vec<&str> = aligned.output.iter().map(|f| f.url.as_str()).collect();
+        assert_eq!(urls, ["https://h/g/c", "https://h/f/2.ndjson", "https://h/f/3.ndjson"]);
+        assert_eq!(notes.len(), 3, "{notes:?}");
+    }
+
     #[test]
     fn file_names_are_safe() {
         let m = Manifest::parse(br#"{"requiresAccessToken":false,"output":[{"type":"../../etc/passwd","url":"https://fhir.example/f"},{"url":"https://fhir.example/g"}]}"#).unwrap();

@@ -78,3 +78,70 @@ mod tests {
         assert!(!is_downgrade("http://h/a", "https://h/b"));
     }
 }
+
+/// A URL as it may be shown: without its query, fragment and user info
+/// (protocol K10: a signed URL's query string is a credential, so no message,
+/// log line or event carries it). `https://s3/f.ndjson?X-Amz-Signature=...`
+/// becomes `https://s3/f.ndjson?…`.
+pub fn redact_url(url: &str) -> String {
+    let (head, cut) = match url.find(['?', '#']) {
+        Some(i) => (&url[..i], true),
+        None => (url, false),
+    };
+    // `scheme://user:pass@host/...`: the user info goes too.
+    let head = match head.find("://") {
+        Some(s) => {
+            let rest = &head[s + 3..];
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{}{}", &head[..s + 3], &rest[at + 1..]),
+                None => head.to_owned(),
+            }
+        }
+        None => head.to_owned(),
+    };
+    if cut {
+        format!("{head}?…")
+    } else {
+        head
+    }
+}
+
+/// A message with every `http(s)://` URL in it redacted as [`redact_url`]
+/// does (a transport library's error text may quote the URL it was given).
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("http://").into_iter().chain(rest.find("https://")).min() {
+        out.push_str(&rest[..i]);
+        let end = rest[i..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')'))
+            .map_or(rest.len(), |e| i + e);
+        out.push_str(&redact_url(&rest[i..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::{redact_text, redact_url};
+
+    #[test]
+    fn k10_urls_inside_messages_lose_their_query() {
+        let m = "io: Connection reset for url (https://h/f?sig=SECRET) and http://x/y?token=T2 done";
+        let r = redact_text(m);
+        assert!(!r.contains("SECRET") && !r.contains("T2"), "{r}");
+        assert_eq!(r, "io: Connection reset for url (https://h/f?…) and http://x/y?… done");
+    }
+
+    #[test]
+    fn k10_signed_urls_lose_their_query() {
+        let signed = "https://s3.example/b/Patient.ndjson?X-Amz-Credential=AKIA&X-Amz-Signature=deadbeef";
+        assert_eq!(redact_url(signed), "https://s3.example/b/Patient.ndjson?…");
+        assert_eq!(redact_url("https://u:p@h/x#frag"), "https://h/x?…");
+        assert_eq!(redact_url("https://h/fhir/Patient.ndjson"), "https://h/fhir/Patient.ndjson");
+        assert_eq!(redact_url("not a url?sig=1"), "not a url?…");
+    }
+}

@@ -123,6 +123,15 @@ impl Outcome {
         }
     }
 
+    /// The manifest, to change in place (a refresh aligned to the first, K6).
+    pub(crate) fn manifest_mut(&mut self) -> Option<&mut Manifest> {
+        match &mut self.result {
+            ResultBody::Manifest { manifest } => Some(manifest),
+            ResultBody::AsyncJob { manifest, .. } => manifest.as_mut(),
+            _ => None,
+        }
+    }
+
     /// The server's OperationOutcome, wherever it sits in the result.
     pub fn operation_outcome(&self) -> Option<&Value> {
         match &self.result {

@@ -32,7 +32,18 @@ pub struct RetryPolicy {
     pub max_download_retries: u32,
     /// Read timeout for each request (ms); must exceed a long-polling hold (G4).
     pub request_timeout_ms: u64,
+    /// The ceiling on a status, manifest, result or token answer's body, in
+    /// bytes (protocol K9; default 256 MiB): each such [`crate::Request`]
+    /// carries it as `max_body`, and a longer body ends with
+    /// `response_too_large`. File bodies are streamed (their lines have
+    /// `DownloadOptions::max_line`); error bodies are read up to
+    /// [`crate::download::MAX_ERROR_BODY`].
+    pub max_response_bytes: u64,
 }
+
+/// The default [`RetryPolicy::max_response_bytes`]: 256 MiB (a manifest of a
+/// million files is about 135 MB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 256 << 20;
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -48,6 +59,7 @@ impl Default for RetryPolicy {
             max_kickoff_retries: 3,
             max_download_retries: 5,
             request_timeout_ms: 120_000,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }

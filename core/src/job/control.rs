@@ -51,12 +51,22 @@ impl Job {
         match &self.state {
             State::Done { outcome } if outcome.manifest().is_some() && self.status_url.is_some() => {
                 self.refreshing = Some(outcome.clone());
+                self.refresh_error = None;
+                self.refresh_running = 0;
                 self.failures = 0;
                 self.state = State::Polling { at_ms: now_ms };
                 Ok(())
             }
             _ => Err(Error::usage("refresh_manifest() needs a finished job with a manifest")),
         }
+    }
+
+    /// Why the last [`Job::refresh_manifest`] ended without a manifest, when
+    /// it failed (retries, a deadline, a body over its ceiling): the job kept
+    /// its outcome (K8), and the files that needed fresh links fail with this
+    /// cause ([`crate::Downloads::manifest_refresh_failed`]).
+    pub fn refresh_error(&self) -> Option<&Error> {
+        self.refresh_error.as_ref()
     }
 
     /// Handles a verified callback (protocol G2, G3): if its `resultUrl` is on

@@ -79,6 +79,12 @@ pub struct Job {
     /// The kick-off request `new` built to validate the configuration, taken to send it.
     #[serde(skip)]
     kickoff_memo: Memo<Request>,
+    /// Why the last manifest refresh failed (K8): the job kept its result.
+    #[serde(skip)]
+    refresh_error: Option<Error>,
+    /// "Still running" answers to the current manifest refresh (K8).
+    #[serde(skip)]
+    refresh_running: u32,
 }
 
 /// 2: cancel, cleanup and the token are sub-states (version 1 kept them as flags).
@@ -129,6 +135,8 @@ impl Job {
             files: Vec::new(),
             token_memo: TokenMemo::default(),
             kickoff_memo: Memo(Some(kickoff)),
+            refresh_error: None,
+            refresh_running: 0,
         })
     }
 
@@ -380,7 +388,8 @@ impl Job {
             return Ok(Action::Done { outcome: (**outcome).clone() });
         }
         if let Some(deadline) = self.deadline_ms {
-            if now_ms >= deadline && self.refreshing.is_none() {
+            // The deadline covers a manifest refresh too (K8): it ends the refresh, not the result.
+            if now_ms >= deadline {
                 return Err(self.fail(Error::DeadlineExceeded { deadline_ms: deadline }));
             }
         }
@@ -461,7 +470,9 @@ impl Job {
         now_ms: u64,
     ) -> Result<(), Error> {
         let flight = self.take_in_flight(id)?;
-        let reason = format!("transport error on {}: {message}", flight.url);
+        // Neither the URL nor a transport library's text quoting it keeps a query (K10).
+        let message = &crate::origin::redact_text(message);
+        let reason = format!("transport error on {}: {message}", crate::origin::redact_url(&flight.url));
         match flight.kind {
             RequestKind::Kickoff => match kind {
                 TransportErrorKind::Connect => self.retry_kickoff(None, now_ms, &reason),
@@ -478,6 +489,33 @@ impl Job {
             RequestKind::Auth => return Err(Error::usage("authorization errors go to TokenSession, not Job")),
             RequestKind::Status | RequestKind::Result | RequestKind::ManifestPage => {
                 self.count_failure(&reason, None, now_ms)
+            }
+        }
+        Ok(())
+    }
+
+    /// The body of the response to request `id` was longer than the
+    /// request's `max_body` (protocol K9): the binding stopped reading. A
+    /// status, manifest or result answer that big is a broken server: the job
+    /// ends with [`Error::ResponseTooLarge`] (a manifest refresh's ends only
+    /// the refresh, K8). A kick-off's answer is treated the same: it was sent.
+    pub fn response_too_large(&mut self, id: u64, _now_ms: u64) -> Result<(), Error> {
+        let flight = self.take_in_flight(id)?;
+        let error = Error::ResponseTooLarge {
+            url: crate::origin::redact_url(&flight.url),
+            limit: self.config.retry.max_response_bytes,
+        };
+        match flight.kind {
+            RequestKind::File | RequestKind::Auth => {
+                return Err(Error::usage("file and authorization answers do not go to Job"));
+            }
+            RequestKind::Cancel => {
+                self.cancel_sent_to_asked();
+                self.fail(error);
+            }
+            RequestKind::Cleanup => self.answer_cleanup(CleanupResult { http_status: None, ok: false }),
+            _ => {
+                self.fail(error);
             }
         }
         Ok(())
@@ -523,6 +561,7 @@ impl Job {
                 body,
                 auth,
                 timeout_ms: self.config.retry.request_timeout_ms,
+                max_body: Some(self.config.retry.max_response_bytes),
             },
         }
     }
@@ -531,11 +570,15 @@ impl Job {
         let id = self.next_id;
         self.next_id += 1;
         let timeout_ms = self.config.retry.request_timeout_ms;
+        let max_body = Some(self.config.retry.max_response_bytes);
         // The request `new` built is used once; a retried kick-off (429, connect failure) is rebuilt.
         let request = match self.kickoff_memo.0.take() {
-            Some(built) => Request { id, timeout_ms, ..built },
-            None => kickoff_for_base(&self.base, &self.config.operation, &self.config.prefer, id, timeout_ms)
-                .map_err(|e| self.fail(e))?,
+            Some(built) => Request { id, timeout_ms, max_body, ..built },
+            None => Request {
+                max_body,
+                ..kickoff_for_base(&self.base, &self.config.operation, &self.config.prefer, id, timeout_ms)
+                    .map_err(|e| self.fail(e))?
+            },
         };
         // An absolute operation path on another origin gets no token (I2).
         let auth = self.may_send_token(&request.url);
@@ -545,6 +588,13 @@ impl Job {
 
     fn fail(&mut self, error: Error) -> Error {
         self.in_flight = None;
+        if let Some(old) = self.refreshing.take() {
+            // A manifest refresh never changes a finished job's outcome (K8): the job keeps
+            // its result; the files that needed fresh links fail with this cause instead.
+            self.refresh_error = Some(error.clone());
+            self.state = State::Done { outcome: old };
+            return error;
+        }
         self.state = State::Errored { error: error.clone() };
         error
     }
@@ -560,6 +610,12 @@ impl Job {
                 old.warnings.clone_from(&self.warnings);
                 self.state = State::Done { outcome: old };
                 return;
+            }
+            // The fresh links in the first manifest's order: file i stays file i (K6).
+            if let (Some(first), Some(fresh)) = (old.manifest(), outcome.manifest_mut()) {
+                let (aligned, notes) = std::mem::take(fresh).aligned_to(first);
+                *fresh = aligned;
+                self.warnings.extend(notes);
             }
         }
         // `error` entries may arrive on a later manifest page than the first

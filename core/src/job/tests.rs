@@ -224,7 +224,13 @@ fn records_merge_by_file_name() {
         file_name: name.into(),
         resources: n,
         bytes: None,
-        checkpoint: Some(crate::FileCheckpoint { offset: n * 10, validator: "\"v\"".into(), resources: n }),
+        checkpoint: Some(crate::FileCheckpoint {
+            offset: n * 10,
+            validator: "\"v\"".into(),
+            resources: n,
+            invalid: 0,
+            taken: Vec::new(),
+        }),
     };
     let mut job = export_job(true);
     job.record_files(vec![part("b", 1), done("a", 2), part("c", 3)]);

@@ -11,8 +11,8 @@ use crate::Error;
 impl Job {
     pub(super) fn wait(&self, at_ms: u64, now_ms: u64) -> Action {
         let until = match self.deadline_ms {
-            Some(d) if self.refreshing.is_none() => at_ms.min(d),
-            _ => at_ms,
+            Some(d) => at_ms.min(d),
+            None => at_ms,
         };
         Action::Wait { until_ms: until, delay_ms: until.saturating_sub(now_ms) }
     }
@@ -33,6 +33,19 @@ impl Job {
 
     /// Schedules the next poll after a "still running" answer.
     pub(super) fn schedule_poll(&mut self, response: &Response, now_ms: u64) {
+        if self.refreshing.is_some() {
+            // A finished job's manifest refresh answered "still running": within the retry
+            // budget, not for ever (K8; the refresh holds every file waiting for it).
+            self.refresh_running += 1;
+            if self.refresh_running > self.config.retry.max_retries {
+                let last = format!(
+                    "the manifest refresh of a finished job was answered 202 (still running) {} times",
+                    self.refresh_running
+                );
+                self.fail(Error::RetriesExhausted { attempts: self.refresh_running, last });
+                return;
+            }
+        }
         let delay = match self.retry_after(response, now_ms) {
             RetryAfter::Delay(ms) => ms,
             RetryAfter::Absent => {
