@@ -20,6 +20,11 @@ export interface RetryPolicy {
   maxKickoffRetries?: number;
   maxDownloadRetries?: number;
   requestTimeoutMs?: number;
+  /**
+   * The ceiling of a status, manifest, result or token answer's body, bytes
+   * (protocol K9; default 256 MiB): past it the job ends with `ResponseTooLargeError`.
+   */
+  maxResponseBytes?: number;
 }
 
 export interface PreferOptions {
@@ -204,10 +209,12 @@ export interface PlannedFile {
 }
 
 export interface FileReport {
+  /** Without its query (K10: a signed URL's query is a credential). */
   url: string;
   kind: FileKind;
   resourceType: string | null;
   fileName: string;
+  /** Lines that parse as JSON objects (what the count check counts); the others are in `invalidLines`. */
   resources: number;
   expected: number | null;
   bytes: number;
@@ -444,7 +451,8 @@ export type JobErrorCode =
   | 'deadline_exceeded'
   | 'retries_exhausted'
   | 'unauthorized'
-  | 'kickoff_indeterminate';
+  | 'kickoff_indeterminate'
+  | 'response_too_large';
 export type DownloadErrorCode =
   | 'blocked'
   | 'http'
@@ -455,6 +463,8 @@ export type DownloadErrorCode =
   | 'decode'
   | 'retries_exhausted'
   | 'redirect'
+  | 'file_changed'
+  | 'refresh_failed'
   | 'usage';
 
 export declare class FhirAsyncError extends Error {
@@ -494,6 +504,14 @@ export declare class InvalidLineError extends DownloadError {
   readonly code: 'invalid_line';
   readonly detail: { code: 'invalid_line'; url: string; line: number; message: string };
 }
+/** A file changed on the server after some of its lines were handed out (K7): the file fails, never mixing versions. */
+export declare class FileChangedError extends DownloadError {
+  readonly code: 'file_changed';
+}
+/** A status, manifest, result or token answer longer than its ceiling (K9); reading stopped there. */
+export declare class ResponseTooLargeError extends FhirAsyncError {
+  readonly code: 'response_too_large';
+}
 export declare class CallbackError extends FhirAsyncError {
   readonly code: 'bad_signature' | 'malformed';
 }
@@ -524,6 +542,8 @@ export interface EngineRequest {
   /** Attach `Authorization: Bearer` iff true. */
   auth: boolean;
   timeoutMs: number;
+  /** The most body bytes to read (K9); absent for a file (streamed). */
+  maxBody?: number;
 }
 
 export type Action =
@@ -559,6 +579,8 @@ export declare class Job {
   handleTransportError(id: number, kind: 'connect' | 'afterSend', message: string, nowMs: number): void;
   /** After `refreshToken` when no new token can be had: the job ends `unauthorized` naming `reason`. */
   tokenUnavailable(reason: string): void;
+  /** The answer to `id` was longer than its `maxBody` (K9): the binding stopped reading. */
+  responseTooLarge(id: number, nowMs: number): void;
   cancel(nowMs: number): void;
   cleanup(): void;
   refreshManifest(nowMs: number): void;
@@ -648,8 +670,8 @@ export declare class Downloads {
   invalidLineError(file: number, line: number, message: string): Error;
   tokenRefreshed(): void;
   tokenUnavailable(reason: string): void;
-  manifestRefreshed(job: Job): void;
-  manifestRefreshFailed(): void;
+  /** After `refreshManifest`: the job's fresh plan, or (its refresh failed, or `failure`) the waiting files fail (K8). */
+  manifestRefreshed(job: Job, failure?: string | null): void;
   /** Files that got their result since the last call. */
   finished(): Uint32Array;
   result(file: number): { file: PlannedFile; report?: FileReport; error?: Error } | null;

@@ -15,6 +15,8 @@ export {
   KickoffIndeterminateError,
   DownloadError,
   InvalidLineError,
+  FileChangedError,
+  ResponseTooLargeError,
   CallbackError,
   AuthError,
   AbortError,

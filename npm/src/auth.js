@@ -8,7 +8,8 @@
 // (the core puts `Authorization: Basic` on the token request; nothing is signed).
 
 import { TokenSession } from '../wasm/fhir_async_wasm.js';
-import { AuthError, core, UsageError } from './errors.js';
+import { AuthError, core, ResponseTooLargeError, UsageError } from './errors.js';
+import { maxBodyOf } from './http.js';
 
 const ALGS = {
   RS384: { importAs: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-384' }, sign: { name: 'RSASSA-PKCS1-v1_5' } },
@@ -101,6 +102,8 @@ class BackendServicesAuth {
           core(() => s.handleTransportError(step.request.id, String(e?.cause?.message ?? e?.message ?? e), Date.now()));
           continue;
         }
+        // A token answer past its ceiling was not read to its end (K9).
+        if (res.body === null) throw new ResponseTooLargeError(`the token endpoint's answer is longer than ${maxBodyOf(step.request)} bytes`);
         core(() => s.handleResponse(step.request.id, res.status, res.headers, res.body, Date.now()));
       } else {
         throw new AuthError(`unknown auth step ${step.type}`);

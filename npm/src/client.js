@@ -320,7 +320,13 @@ export class AsyncJob {
           if (this.#loop && !this.#settled) await this.#loop.catch(() => {});
           core(() => this.#core.refreshManifest(Date.now()));
           this.#restart();
-          await this._run();
+          try {
+            await this._run();
+          } catch (e) {
+            // The refresh failed and the job kept its result (K8): wait() gets it again.
+            if (this.#core.isFinished && !this.#core.error()) this.#loop = null;
+            throw e;
+          }
         } finally {
           this.#refreshing = null;
         }
@@ -426,8 +432,11 @@ export class AsyncJob {
       this.#notify();
       return;
     }
+    // A body past its ceiling was not read to its end (K9): the engine ends the job.
     core(() =>
-      this.#core.handleResponse(request.id, response.status, response.headers, response.body, response.url, Date.now()),
+      response.body === null
+        ? this.#core.responseTooLarge(request.id, Date.now())
+        : this.#core.handleResponse(request.id, response.status, response.headers, response.body, response.url, Date.now()),
     );
     this.#notify();
   }

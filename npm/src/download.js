@@ -49,7 +49,8 @@ function check(options) {
 export function resourceStream(job, options = {}) {
   check(options);
   const { type, types, kinds = ['output'], signal, format = 'json', onFile, onProgress, ordered = false } = options;
-  const { validation, onInvalidLine = 'report', gzip = true, saveProgress = false } = options;
+  // A line is a resource only if it parses as a JSON object (the core's rule), in every format.
+  const { validation = 'json', onInvalidLine = 'report', gzip = true, saveProgress = false } = options;
   const dl = core(
     () =>
       new CoreDownloads(
@@ -119,8 +120,12 @@ export function resourceStream(job, options = {}) {
         raise = err; // the valid lines before it still go out, then the error
         return true;
       });
+      run.resources += items.length;
       if (items.length > 0 || !raise) {
-        run.queue.push({ items, chars: joined.length, record });
+        // Raised: the lines after the bad one never reach the consumer, so this
+        // part records nothing (the record covers the whole chunk); a resumed
+        // job hands its lines out again, from the last part recorded.
+        run.queue.push({ items, chars: joined.length, record: raise ? 0 : record });
         run.chars += joined.length;
       }
       notify();
@@ -140,6 +145,7 @@ export function resourceStream(job, options = {}) {
       queue: [],
       chars: 0,
       lines: 0,
+      resources: 0,
       bytes: 0,
       attempts: 0,
       invalidLines: 0,
@@ -302,13 +308,15 @@ export function resourceStream(job, options = {}) {
   }
 
   async function refreshManifest() {
-    // One refresh serves every file of the job (protocol E4).
+    // One refresh serves every file of the job (protocol E4). When it fails the
+    // waiting files fail with its cause; the job keeps its result (K8).
+    let failure = null;
     try {
       await job._refreshManifest();
-      if (!ctx.closed) dl.manifestRefreshed(job.engine);
-    } catch {
-      if (!ctx.closed) dl.manifestRefreshFailed();
+    } catch (e) {
+      failure = message(e);
     }
+    if (!ctx.closed) dl.manifestRefreshed(job.engine, failure);
   }
 
   /** The core's memory goes once nothing of it runs any more. */
@@ -454,15 +462,25 @@ export function resourceStream(job, options = {}) {
   return iterator;
 }
 
+/**
+ * A URL as reports show it, without query, fragment and user info (the
+ * core's `redact_url`, protocol K10: a signed URL's query is a credential).
+ */
+export const redactUrl = (url) => {
+  const i = url.search(/[?#]/);
+  const head = (i < 0 ? url : url.slice(0, i)).replace(/^([a-z][\w+.-]*:\/\/)[^/]*@/i, '$1');
+  return i < 0 ? head : `${head}?\u2026`;
+};
+
 /** The report of a file that failed: what it delivered before, and why it stopped. */
 function failedReport(run, error) {
   const { file } = run;
   return {
-    url: file.url,
+    url: redactUrl(file.url),
     kind: file.kind,
     resourceType: file.resourceType,
     fileName: file.fileName,
-    resources: run.lines,
+    resources: run.resources,
     expected: file.expectedCount,
     bytes: run.bytes,
     invalidLines: run.invalidLines,

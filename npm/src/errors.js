@@ -51,6 +51,16 @@ export const DownloadError = sub('DownloadError', 'download');
  * listed in its file's report (issue 10 §3).
  */
 export const InvalidLineError = sub('InvalidLineError', 'invalid_line', DownloadError);
+/**
+ * A file changed on the server after some of its lines were handed out (K7):
+ * its continuation was another version. The file fails rather than mix two versions.
+ */
+export const FileChangedError = sub('FileChangedError', 'file_changed', DownloadError);
+/**
+ * A body was longer than its ceiling (K9: a status, manifest, result or token
+ * answer): reading stopped there, so memory stays bounded by the ceiling.
+ */
+export const ResponseTooLargeError = sub('ResponseTooLargeError', 'response_too_large');
 /** A callback was refused (`bad_signature`, `malformed`). */
 export const CallbackError = sub('CallbackError', 'callback');
 /**
@@ -88,6 +98,7 @@ export const CORE_CODES = {
     retries_exhausted: RetriesExhaustedError,
     unauthorized: UnauthorizedError,
     kickoff_indeterminate: KickoffIndeterminateError,
+    response_too_large: ResponseTooLargeError,
     auth: AuthError,
   },
   DownloadError: {
@@ -100,6 +111,8 @@ export const CORE_CODES = {
     decode: DownloadError,
     retries_exhausted: DownloadError,
     redirect: DownloadError,
+    file_changed: FileChangedError,
+    refresh_failed: DownloadError,
     usage: UsageError,
   },
   CallbackError: {

@@ -4,7 +4,7 @@
 // file's result are the core's (issue 11: the binding moves bytes only).
 
 import { abortError, core, raceSignal } from './errors.js';
-import { flatHeaders, open } from './http.js';
+import { concat, flatHeaders, open } from './http.js';
 
 /** How much of an error response's body is read for the server's own words (core MAX_ERROR_BODY). */
 const MAX_ERROR_BODY = 64 << 10;
@@ -36,21 +36,19 @@ async function readUpTo(body, limit, idleMs, signal) {
   } finally {
     reader.cancel().catch(() => {});
   }
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
+  return concat(parts, n);
 }
 
 export const message = (e) => String(e?.cause?.message ?? e?.message ?? e);
 
+/** What the engine hands over in place of a line that is not UTF-8 (no JSON line is a lone NUL). */
+const NOT_UTF8 = '\u0000';
+
 /**
  * Lines to items. JSON is parsed here (the core runs with validation
- * "none"); a line that does not parse, or does not pass the asked validation,
- * is handed to `bad(index, message)` and left out; `bad` answers true to stop there.
+ * "none"); a line that is not UTF-8, does not parse, or does not pass the
+ * asked validation (default "json": a JSON object, also for text lines), is
+ * handed to `bad(index, message)` and left out; `bad` answers true to stop there.
  */
 export function itemsOf(lines, format, validation, bad) {
   const text = format === 'text';
@@ -59,7 +57,9 @@ export function itemsOf(lines, format, validation, bad) {
     const l = lines[i];
     let v = l;
     let why = null;
-    if (!text || validation === 'json') {
+    if (l === NOT_UTF8) {
+      why = 'not UTF-8';
+    } else if (!text || validation === 'json') {
       try {
         v = JSON.parse(l);
         if (validation !== 'none' && (v === null || typeof v !== 'object' || Array.isArray(v))) why = 'not a JSON object';

@@ -66,8 +66,8 @@ export function open(fetchFn, request, token, signal, { headOnly = false } = {})
   const init = {
     method: request.method,
     headers,
-    // Browsers only expose a redirect as an opaque response: let them follow and
-    // report the final URL (the engine checks it); elsewhere the engine follows.
+    // Browsers only expose a redirect as an opaque response: they follow it
+    // themselves (README, "Browsers"); elsewhere the engine follows.
     redirect: IN_BROWSER ? 'follow' : 'manual',
     signal: ac.signal,
   };
@@ -90,12 +90,72 @@ export function exchangeFor(customFetch) {
   return (request, token, signal) => exchange(f, request, token, signal);
 }
 
-/** Sends a small request and reads the whole body: `{status, headers, body, url}`. */
+/**
+ * The ceiling of `request`'s body: the engine's `maxBody` (K9; the
+ * `retry.maxResponseBytes` of the job, 256 MiB by default).
+ */
+export const maxBodyOf = (request) => request.maxBody ?? Infinity;
+
+/** `parts` (byte arrays, `n` bytes in all) as one. */
+export function concat(parts, n) {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/**
+ * A whole body of at most `limit` bytes, chunk by chunk (an async iterable
+ * of byte arrays), or `null` once it is longer: reading stops there and
+ * `stop()` drops the rest, so memory stays within the ceiling.
+ */
+export async function readBounded(chunks, limit, stop, length) {
+  if (Number(length) > limit) {
+    stop();
+    return null;
+  }
+  const parts = [];
+  let n = 0;
+  for await (const c of chunks) {
+    n += c.byteLength;
+    if (n > limit) {
+      stop();
+      return null;
+    }
+    parts.push(c);
+  }
+  return concat(parts, n);
+}
+
+/** A web `ReadableStream` as an async iterable (older browsers cannot `for await` one). */
+async function* chunksOf(body) {
+  if (!body) return;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    reader.cancel().catch(() => {}); // a body left unread is dropped
+  }
+}
+
+/**
+ * Sends a small request and reads its body within the ceiling:
+ * `{status, headers, body, url}`; `body` is `null` when the body was longer
+ * than `request.maxBody`.
+ */
 export async function exchange(fetchFn, request, token, signal) {
   const { promise, release } = open(fetchFn, request, token, signal);
   try {
     const res = await promise;
-    const body = new Uint8Array(await res.arrayBuffer());
+    const body = await readBounded(chunksOf(res.body), maxBodyOf(request), () => res.body?.cancel().catch(() => {}), res.headers.get('content-length'));
     return {
       status: res.status,
       headers: flatHeaders(res.headers),

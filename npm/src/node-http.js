@@ -6,27 +6,28 @@
 // Never follows redirects (the engine does). File downloads still use fetch.
 import { Agent } from 'undici';
 import { gunzipSync, inflateSync, brotliDecompressSync } from 'node:zlib';
-import { userAgentHeader } from './http.js';
+import { maxBodyOf, readBounded, userAgentHeader } from './http.js';
 
 // Keep-alive with a bounded pool per origin: a thousand jobs share a few
 // hundred connections instead of opening one per poll.
 const agent = new Agent({ connections: 128, keepAliveTimeout: 10_000 });
 
-function decode(body, encoding) {
-  switch (encoding.toLowerCase()) {
-    case 'gzip':
-    case 'x-gzip':
-      return gunzipSync(body);
-    case 'deflate':
-      return inflateSync(body);
-    case 'br':
-      return brotliDecompressSync(body);
-    default:
-      return body;
+/** The decoded body, at most `limit` bytes of it (`null` past that: K9). */
+function decode(body, encoding, limit) {
+  const f = { gzip: gunzipSync, 'x-gzip': gunzipSync, deflate: inflateSync, br: brotliDecompressSync }[encoding.toLowerCase()];
+  if (!f) return body;
+  try {
+    return f(body, { maxOutputLength: limit });
+  } catch (e) {
+    if (e?.code === 'ERR_BUFFER_TOO_LARGE') return null;
+    throw e;
   }
 }
 
-/** `exchange` over undici: resolves `{status, headers (flat), body, url: null}`. */
+/**
+ * `exchange` over undici: resolves `{status, headers (flat), body, url: null}`;
+ * `body` is `null` when it was longer than the request's ceiling (K9).
+ */
 export async function nodeExchange(request, token, signal) {
   const url = new URL(request.url);
   const headers = [];
@@ -43,10 +44,11 @@ export async function nodeExchange(request, token, signal) {
     headersTimeout: request.timeoutMs,
     bodyTimeout: request.timeoutMs,
   });
-  let body = Buffer.from(await res.body.arrayBuffer());
+  const limit = maxBodyOf(request);
+  let body = await readBounded(res.body, limit, () => res.body.destroy(), res.headers['content-length']);
   const encoding = res.headers['content-encoding'];
   const decoded = typeof encoding === 'string' && encoding.toLowerCase() !== 'identity';
-  if (decoded) body = decode(body, encoding); // the engine then must not see the encoding header
+  if (decoded && body) body = decode(body, encoding, limit); // the engine then must not see the encoding header
   const flat = [];
   for (const [name, value] of Object.entries(res.headers)) {
     if (decoded && name === 'content-encoding') continue;

@@ -4,6 +4,7 @@
 //! Lines cross in one string per call (joined with `\n`), as for `FileDownload`.
 
 use fhir_async::coordinator::FileRecord;
+use fhir_async::origin::redact_url;
 use fhir_async::{
     CountCheck, DownloadError, DownloadOptions, DownloadStep, Downloads, FileKind, HeadDecision, Validation,
 };
@@ -92,6 +93,9 @@ impl WasmDownloads {
             skip_files,
             partial_files,
             gzip,
+            // A stream cannot take lines back: a file that changed after lines
+            // were handed out fails with `file_changed` (K7).
+            restart_changed: false,
             expires_at_ms: if expires_at_ms >= 1.0 {
                 Some(ms(expires_at_ms))
             } else {
@@ -203,7 +207,8 @@ impl WasmDownloads {
     /// The typed `invalid_line` error of that line (returned, not thrown).
     #[wasm_bindgen(js_name = invalidLineError)]
     pub fn invalid_line_error(&self, file: usize, line: f64, message: &str) -> JsValue {
-        let url = self.inner.files().get(file).map(|f| f.url.clone()).unwrap_or_default();
+        // Without the URL's query (K10: a signed URL's query is a credential).
+        let url = self.inner.files().get(file).map(|f| redact_url(&f.url)).unwrap_or_default();
         download_error(&DownloadError::InvalidLine { url, line: id(line), message: message.to_owned() })
     }
 
@@ -219,16 +224,18 @@ impl WasmDownloads {
         self.inner.token_unavailable(reason);
     }
 
-    /// After `refreshManifest`: `job` after its refresh; its fresh plan re-binds the waiting files.
+    /// After `refreshManifest`: `job` after its refresh; its fresh plan
+    /// re-binds the waiting files (matched by what they are, K6). When the
+    /// refresh failed (the job's `refresh_error`, else `failure`: why the
+    /// binding could not run it) the waiting files fail with that cause and the
+    /// job keeps its result (K8).
     #[wasm_bindgen(js_name = manifestRefreshed)]
-    pub fn manifest_refreshed(&mut self, job: &WasmJob) {
-        self.inner.manifest_refreshed(job.inner.download_plan());
-    }
-
-    /// After `refreshManifest`, when the refresh failed: the waiting files fail.
-    #[wasm_bindgen(js_name = manifestRefreshFailed)]
-    pub fn manifest_refresh_failed(&mut self) {
-        self.inner.manifest_refreshed(Vec::new());
+    pub fn manifest_refreshed(&mut self, job: &WasmJob, failure: Option<String>) {
+        match (job.inner.refresh_error(), failure) {
+            (Some(e), _) => self.inner.manifest_refresh_failed(&e.to_string()),
+            (None, Some(why)) => self.inner.manifest_refresh_failed(&why),
+            (None, None) => self.inner.manifest_refreshed(job.inner.download_plan()),
+        }
     }
 
     /// Files that got their result since the last call (indices, in order).
@@ -302,12 +309,23 @@ pub(crate) fn push_line(buf: &mut Vec<u8>, line: &[u8]) {
     buf.extend_from_slice(line);
 }
 
-/// The joined lines as a string; invalid UTF-8 becomes U+FFFD, as a
-/// `TextDecoder` would do (a resource is never dropped).
+/// The joined lines as a string. A line that is not UTF-8 crosses as a lone
+/// NUL (no JSON line is one), which JS reports as an invalid line: its bytes
+/// never turn into U+FFFD silently.
 pub(crate) fn take_string(buf: &mut Vec<u8>) -> String {
     let bytes = std::mem::take(buf);
     match String::from_utf8(bytes) {
         Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        Err(e) => {
+            let bytes = e.into_bytes();
+            let mut out = String::with_capacity(bytes.len());
+            for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                }
+                out.push_str(std::str::from_utf8(line).unwrap_or("\0"));
+            }
+            out
+        }
     }
 }

@@ -80,6 +80,14 @@ impl WasmJob {
         self.job().handle_transport_error(id(request_id), kind, message, ms(now)).map_err(|e| job_error(&e))
     }
 
+    /// The body of the answer to request `id` was longer than its `maxBody`
+    /// (protocol K9): the binding stopped reading. The job ends with
+    /// `response_too_large` (a manifest refresh's ends only the refresh, K8).
+    #[wasm_bindgen(js_name = responseTooLarge)]
+    pub fn response_too_large(&mut self, request_id: f64, now: f64) -> Result<(), JsValue> {
+        self.job().response_too_large(id(request_id), ms(now)).map_err(|e| job_error(&e))
+    }
+
     /// After `refreshToken`, when no new token can be had (none configured, or
     /// a fixed string): the job ends with `unauthorized` naming `reason`
     /// instead of sending the refused token again.
