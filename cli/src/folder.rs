@@ -105,18 +105,15 @@ impl Folder {
         let path = self.dir.join(LOCK);
         // Not truncated on open: the holder's pid stays readable until the lock is ours.
         let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-        match file.try_lock() {
-            Ok(()) => {
-                file.set_len(0)?;
-                write!(file, "{}", std::process::id())?;
-                file.flush()?;
-                Ok(Ok(Lock { _file: file }))
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let pid = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
-                Ok(Err(Held { pid }))
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        // fs4's flock / LockFileEx (std's `File::try_lock` is newer than the MSRV).
+        if fs4::fs_std::FileExt::try_lock_exclusive(&file)? {
+            file.set_len(0)?;
+            write!(file, "{}", std::process::id())?;
+            file.flush()?;
+            Ok(Ok(Lock { _file: file }))
+        } else {
+            let pid = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
+            Ok(Err(Held { pid }))
         }
     }
 

@@ -898,7 +898,9 @@ fn download_cmd(d: args::DownloadArgs, json: bool) -> Result<i32, Fail> {
     // The options the job folder saved (its export's, or an earlier download's), unless given.
     let saved_in = |f: &Folder| f.read(SETTINGS).and_then(|t| serde_json::from_str::<Value>(&t).ok());
     let mut saved = saved_in(&folder);
-    let same = |out: &Path| std::fs::canonicalize(out).ok().is_some_and(|o| std::fs::canonicalize(folder.dir()).ok() == Some(o));
+    let same = |out: &Path| {
+        std::fs::canonicalize(out).ok().is_some_and(|o| std::fs::canonicalize(folder.dir()).ok() == Some(o))
+    };
     let out = d.out.as_deref().filter(|o| !(folder.is_saved() && same(o)));
     let (folder, _out_lock) = match (out, !folder.is_saved()) {
         (Some(out), _) => {
