@@ -149,9 +149,11 @@ fn interrupted(folder: &Folder, run: &JobRun, ui: &Ui) -> Fail {
     folder.event("interrupted", json!({"statusUrl": run.job().status_url()}));
     ui.finish();
     let dir = folder.dir().display();
+    // `--base` confirms the folder's server: the credential goes to it (see `folder_server`).
+    let base = &run.job().config().base_url;
     eprintln!("fhir-async: interrupted; the job is saved in {dir}");
-    eprintln!("  resume: fhir-async export --out {dir}");
-    eprintln!("  cancel: fhir-async cancel {dir}");
+    eprintln!("  resume: fhir-async export --out {dir} --base {base}");
+    eprintln!("  cancel: fhir-async cancel {dir} --base {base}");
     Fail { code: 130, message: "interrupted".into() }
 }
 
@@ -642,6 +644,10 @@ fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
         let label = format!("export-{}", fhir_async_client::now_ms());
         let to = folder.archive(&label).map_err(|e| io(folder.dir(), e))?;
         folder.remove(SETTINGS);
+        // `--since auto` counts from this folder's exports: the old one's is not the new one's.
+        if folder.path(LAST).is_file() {
+            std::fs::rename(folder.path(LAST), to.join(LAST)).map_err(|e| io(folder.dir(), e))?;
+        }
         ui.say(&format!("--new: the folder's export moved to {}", to.display()));
         folder.event("archived", json!({"to": to, "why": "--new"}));
     }
@@ -893,7 +899,19 @@ fn cancel(t: args::TargetArgs, json: bool) -> Result<i32, Fail> {
     Ok(if o.status == OutcomeStatus::Cancelled { 0 } else { outcome_code(&o, None) })
 }
 
-fn download_cmd(d: args::DownloadArgs, json: bool) -> Result<i32, Fail> {
+fn download_cmd(mut d: args::DownloadArgs, json: bool) -> Result<i32, Fail> {
+    // A status URL downloaded into a folder before: that folder's job, its records (no file
+    // fetched again). The URL on the command line confirms the base the folder saved from it.
+    if d.target.starts_with("http://") || d.target.starts_with("https://") {
+        let out = d.out.clone().unwrap_or_else(|| PathBuf::from("fhir-async-download"));
+        let saved: Option<Value> =
+            std::fs::read_to_string(out.join(STATE)).ok().and_then(|t| serde_json::from_str(&t).ok());
+        if let Some(v) = saved.filter(|v| v["statusUrl"].as_str() == Some(d.target.as_str())) {
+            d.server.base = d.server.base.or_else(|| v["config"]["baseUrl"].as_str().map(str::to_owned));
+            d.target = out.display().to_string();
+            d.out = None;
+        }
+    }
     let Target { mut run, folder, lock: _lock, .. } = open_target(&d.target, &d.server, json, Access::Work)?;
     // The options the job folder saved (its export's, or an earlier download's), unless given.
     let saved_in = |f: &Folder| f.read(SETTINGS).and_then(|t| serde_json::from_str::<Value>(&t).ok());

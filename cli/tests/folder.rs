@@ -252,6 +252,30 @@ fn download_of_a_folder_uses_its_saved_options() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+// issue 19: `download URL --out DIR` again: the folder's job and records, nothing fetched again
+// (and the folder keeps the options for the next download)
+#[test]
+fn download_of_a_status_url_again_into_its_folder_fetches_nothing_again() {
+    let srv = Server::start(|_| {});
+    let dir = out("download-url");
+    let base = srv.base("");
+    let (job, files) = (dir.join("job"), dir.join("files"));
+    let args = ["export", "--base", &base, "--type", "Patient", "--out", job.to_str().unwrap()];
+    assert_eq!(run(&args).0, 0);
+    let url = state(&job)["statusUrl"].as_str().unwrap().to_owned();
+    let get = ["download", &url, "--format", "ndjson.gz", "--out", files.to_str().unwrap()];
+    let (code, _, stderr) = run(&get);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(files.join("Patient.000.ndjson.gz").is_file(), "{:?}", names(&files));
+    let fetched = srv.route("bulk.file");
+    let (code, _, stderr) = run(&["download", &url, "--out", files.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("not fetched again"), "{stderr}");
+    assert_eq!(srv.route("bulk.file"), fetched, "nothing fetched again");
+    assert!(!files.join("Patient.000.ndjson").exists(), "the folder's format: {:?}", names(&files));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 // issue 19: credentials follow the command line, not the folder: FHIR_ASYNC_TOKEN or a client
 // secret goes to a job folder's server only once --base confirms it; without, none is sent (the
 // server's request log shows no Authorization, no token request) and stderr says why
