@@ -279,10 +279,23 @@ fn folder_server(given: &ServerArgs, folder: &Folder) -> Result<ServerArgs, Fail
     match &given.base {
         Some(b) if same_base(b, &saved_base) => {
             let mut s = given.clone();
-            s.base = Some(saved_base);
             if let Some(st) = &settings {
                 auth::merge_saved(&mut s, st);
             }
+            // A token URL the folder saved is the folder's word, not the command line's: it is
+            // used only on the confirmed base's origin (else discovery from the base finds one).
+            let origin = |u: &str| fhir_async::origin::Origin::parse(u);
+            if given.token_url.is_none()
+                && s.token_url.as_deref().is_some_and(|u| origin(u).is_none() || origin(u) != origin(&saved_base))
+            {
+                let why = format!(
+                    "the token URL saved in {dir} is not on {saved_base}'s origin: not used (give --token-url to use it)"
+                );
+                eprintln!("fhir-async: {why}");
+                folder.event("warning", json!({"message": why}));
+                s.token_url = None;
+            }
+            s.base = Some(saved_base);
             Ok(s)
         }
         Some(b) => Err(usage(format!(

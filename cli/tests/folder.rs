@@ -309,6 +309,16 @@ fn credentials_go_only_to_a_base_given_on_the_command_line() {
     let (code, _, stderr) = run_env(&["status", d, "--base", &srv.base("")], &token);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains(&never), "{stderr}");
+    // Confirmed with --base, a token URL the folder saved on another origin is still not used:
+    // the secret goes to the token endpoint the base's server names.
+    let path = dir.join("fhir-async.json");
+    let mut settings: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    settings["auth"] =
+        serde_json::json!({"kind": "clientSecret", "clientId": "client-s", "tokenUrl": "http://127.0.0.1:9/token"});
+    std::fs::write(&path, settings.to_string()).unwrap();
+    let (_, _, stderr) = run_env(&["status", d, "--base", &never], &secret);
+    assert!(stderr.contains("token URL saved in") && stderr.contains("not used"), "{stderr}");
+    assert!(srv.route("auth.token") >= 1, "the base's own token endpoint: {stderr}");
     // Confirmed with --base: the token goes.
     let (code, _, stderr) = run_env(&["status", d, "--base", &never], &token);
     assert_eq!(code, 0, "{stderr}");
