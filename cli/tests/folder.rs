@@ -476,3 +476,20 @@ fn timeout_bounds_a_refresh_answered_202_for_ever() {
     assert_eq!(state(&dir)["state"]["outcome"]["status"], "completed", "{}", state(&dir));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// issue 19 §6, protocol K10: a signed file URL that fails reaches neither the console nor
+// log.ndjson with its query string (the signature is a credential)
+#[test]
+fn a_failing_signed_url_is_shown_without_its_signature() {
+    let srv = Server::start(|_| {});
+    let dir = out("signed");
+    let base = srv.base("/_f/signedfail");
+    let (code, stdout, stderr) = run(&["export", "--base", &base, "--type", "Patient", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(stdout.contains("FAILED Patient.000.ndjson"), "{stdout}");
+    let log = std::fs::read_to_string(dir.join("log.ndjson")).unwrap();
+    for (what, text) in [("stdout", &stdout), ("stderr", &stderr), ("log.ndjson", &log)] {
+        assert!(!text.contains("Signature=") && !text.contains("X-Amz-Credential"), "{what}: {text}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
