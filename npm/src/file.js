@@ -41,6 +41,7 @@ async function readUpTo(body, limit, idleMs, signal) {
 
 export const message = (e) => String(e?.cause?.message ?? e?.message ?? e);
 
+const NEWLINE = new Uint8Array([10]);
 /** What the engine hands over in place of a line that is not UTF-8 (no JSON line is a lone NUL). */
 const NOT_UTF8 = '\u0000';
 
@@ -107,6 +108,7 @@ export async function transfer(ctx, run, req) {
       return;
     }
     reader = res.body.getReader();
+    let last;
     for (;;) {
       let chunk;
       try {
@@ -121,9 +123,16 @@ export async function transfer(ctx, run, req) {
       }
       if (ctx.closed) return;
       if (chunk.done) {
+        // A last line without its newline is ended here, so it is checked (and
+        // reported if bad) before the core's count check at finish.
+        if (last !== 10 && last !== undefined) {
+          await ctx.emit(run, core(() => dl.feed(run.i, req.id, NEWLINE, Date.now())));
+          if (dl.discarded || ctx.closed) return;
+        }
         await ctx.emit(run, core(() => dl.finish(run.i, req.id, Date.now())));
         return;
       }
+      if (chunk.value.byteLength > 0) last = chunk.value.at(-1);
       stats.bytes += chunk.value.byteLength;
       run.bytes += chunk.value.byteLength;
       const lines = core(() => dl.feed(run.i, req.id, chunk.value, Date.now()));

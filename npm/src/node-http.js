@@ -17,7 +17,7 @@ function decode(body, encoding, limit) {
   const f = { gzip: gunzipSync, 'x-gzip': gunzipSync, deflate: inflateSync, br: brotliDecompressSync }[encoding.toLowerCase()];
   if (!f) return body;
   try {
-    return f(body, { maxOutputLength: limit });
+    return f(body, limit < 2 ** 31 ? { maxOutputLength: limit } : {});
   } catch (e) {
     if (e?.code === 'ERR_BUFFER_TOO_LARGE') return null;
     throw e;

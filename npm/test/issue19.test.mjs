@@ -93,6 +93,26 @@ test('issue 19 case 7: lines that are not JSON objects are not resources, in eve
   }
 });
 
+// issue 19 case 7/8: a bad last line without its newline is checked before the count check too
+test('issue 19: a bad last line without a newline is not counted as a resource by the count check', async () => {
+  const fake = await oneFile(Buffer.from(`${patient('p1')}\n${patient('p2')}\n{"resourceType":"Pat`), 3);
+  try {
+    const c = client(fake.base);
+    const outcome = await (await c.export()).wait();
+    const stream = c.resources(outcome);
+    const got = [];
+    for await (const r of stream) got.push(r.id);
+    assert.deepEqual(got, ['p1', 'p2']);
+    const [report] = stream.stats.files;
+    assert.equal(report.resources, 2, JSON.stringify(report));
+    assert.equal(report.invalidLines, 1);
+    assert.equal(report.error?.code, 'count_mismatch', JSON.stringify(report));
+    assert.equal(report.error.details.actual, 2);
+  } finally {
+    await fake.close();
+  }
+});
+
 // issue 19 (reading): a line that is not UTF-8 is an invalid line, never a resource with U+FFFD
 test('issue 19: a line that is not UTF-8 is reported as invalid, not turned into U+FFFD', async () => {
   const bad = Buffer.concat([Buffer.from('{"resourceType":"Patient","id":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}\n')]);

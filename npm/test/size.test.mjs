@@ -8,13 +8,18 @@
 // 242,992 B, 12.6 KB over that budget, which is not met: the bytes are the
 // core's auth code, its base64, and the coordinator's results and progress
 // crossing as JSON (BENCHMARKS.md, "Size of the package"; issue 11 is marked
-// blocked on it). This ceiling, 240 KiB, stops it from growing further.
+// blocked on it). The ceiling was 240 KiB; issue 19 (protocol K6-K10: files
+// matched by identity, the taken lines' SHA-256 proof, the refresh that keeps
+// the job's result, body ceilings, URL redaction) grew the core's .wasm by
+// about 8 KB gzipped (the issue-19 core with the binding before it: 228,457 B
+// of .wasm) and the binding and src/ by about 2.5 KB, to 253,467 B. This
+// ceiling, 250 KiB, stops it from growing further.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 
-const CEILING = 240 * 1024; // 245,760 bytes, zlib level 9 (issue 11's 225 KiB budget is not met: see above)
+const CEILING = 250 * 1024; // 256,000 bytes, zlib level 9 (issue 11's 225 KiB budget is not met: see above)
 
 const gz = (buf) => gzipSync(buf, { level: 9 }).length;
 const here = (p) => new URL(`../${p}`, import.meta.url);
