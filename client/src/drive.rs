@@ -55,6 +55,7 @@ impl Io {
                     return Some(Err(TransportFailure {
                         kind: TransportErrorKind::AfterSend,
                         message: "the HTTP thread ended without an answer".into(),
+                        too_large: false,
                     }))
                 }
             }
@@ -88,6 +89,7 @@ impl Io {
                     };
                     match self.send_stoppable(&request, token) {
                         Some(Ok(response)) => job.handle_response(request.id, response, now_ms())?,
+                        Some(Err(f)) if f.too_large => job.response_too_large(request.id, now_ms())?,
                         Some(Err(f)) => job.handle_transport_error(request.id, f.kind, &f.message, now_ms())?,
                         None => {
                             // The answer will never be read: the engine treats the request

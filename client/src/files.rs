@@ -20,7 +20,7 @@ use fhir_async::{
     Job, PlannedFile, Request,
 };
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Seek, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -119,7 +119,16 @@ pub(crate) trait LineWriter {
 /// Where lines go.
 pub(crate) trait LineSink: Sync {
     /// A writer for file `file`, for one request (from the thread streaming it).
-    fn open(&self, file: usize) -> std::io::Result<Box<dyn LineWriter + '_>>;
+    /// `keep`: the bytes of the lines the engine handed out so far (each with
+    /// its `\n`); a sink that can cut its copy keeps exactly those (after a
+    /// change of the file, K7, it is 0: the file starts over).
+    fn open(&self, file: usize, keep: u64) -> std::io::Result<Box<dyn LineWriter + '_>>;
+    /// Whether this sink can cut its copy of a file back ([`LineSink::open`]'s
+    /// `keep`): then a file that changed on the server starts over (K7);
+    /// otherwise (a stream, whose consumer has the lines) it fails with `file_changed`.
+    fn can_restart(&self) -> bool {
+        false
+    }
     /// A file completed (its lines are all delivered) or failed.
     fn finished(&self, file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>>;
     /// The download ended early: forget partial output, except the files in
@@ -194,6 +203,7 @@ pub(crate) fn run(
         expires_at_ms: options.expires_at_ms.or_else(|| job.outcome().and_then(|o| o.expires_at_ms)),
         skip_files,
         partial_files,
+        restart_changed: sink.can_restart(),
         ..options
     };
     let downloads = Downloads::new(plan, options.clone(), &retry);
@@ -334,28 +344,37 @@ impl Run<'_, '_> {
                     if let Some(body) = error_body {
                         g.downloads.error_body(file, &body);
                     }
-                    if let Some(result) = g.downloads.result(file) {
-                        let path = sink.finished(file, result).map_err(|e| ClientError::Io {
+                    let finished = g.downloads.result(file).map(|r| (r.clone(), g.downloads.record(file)));
+                    let changes = g.downloads.take_limit_changes();
+                    let totals = g.downloads.progress();
+                    // No file work and no user callback under the coordinator's lock: the
+                    // other workers go on meanwhile (a callback may gzip a whole file).
+                    drop(g);
+                    changed.notify_all();
+                    if let Some((result, record)) = finished {
+                        let path = sink.finished(file, &result).map_err(|e| ClientError::Io {
                             path: result.file.file_name.clone(),
                             message: e.to_string(),
                         })?;
-                        if let (Some(_), Some(record)) = (&path, g.downloads.record(file)) {
+                        if let (Some(_), Some(record)) = (&path, record) {
                             sink.done(file, record).map_err(|e| ClientError::Io {
                                 path: journal::NAME.to_owned(),
                                 message: e.to_string(),
                             })?;
                         }
                         let elapsed_ms = first.elapsed().as_millis() as u64;
-                        on_event(DownloadEvent::Finished { index: file, result, path: path.as_deref(), elapsed_ms });
-                        lock(settled)[file] = Some(path);
+                        lock(settled)[file] = Some(path.clone());
+                        on_event(DownloadEvent::Finished {
+                            index: file,
+                            result: &result,
+                            path: path.as_deref(),
+                            elapsed_ms,
+                        });
                     }
-                    for change in g.downloads.take_limit_changes() {
-                        on_event(DownloadEvent::Limit { change: &change });
+                    for change in &changes {
+                        on_event(DownloadEvent::Limit { change });
                     }
-                    let totals = g.downloads.progress();
                     on_event(DownloadEvent::Progress { totals: &totals, wire_bytes: wire.load(Ordering::Relaxed) });
-                    drop(g);
-                    changed.notify_all();
                 }
                 DownloadStep::RefreshToken => {
                     match io.token.refresh() {
@@ -365,17 +384,38 @@ impl Run<'_, '_> {
                     changed.notify_all();
                 }
                 DownloadStep::RefreshManifest => {
-                    // One refresh for all files (E4): drive the job's re-fetch to its end.
-                    let Shared { downloads, job } = &mut *g;
-                    let refreshed = job.refresh_manifest(now).map_err(ClientError::from).and_then(|()| {
-                        io.drive(job, Until::Done, &mut |_| {})?;
+                    // One refresh for all files (E4), driven without the coordinator's lock
+                    // (K8): the other files go on; the ones that need it wait for it.
+                    let mut refreshing = g.job.clone();
+                    drop(g);
+                    let refreshed = refreshing.refresh_manifest(now).map_err(ClientError::from).and_then(|()| {
+                        io.drive(&mut refreshing, Until::Done, &mut |_| {})?;
                         Ok(())
                     });
+                    let mut g = lock(shared);
+                    let Shared { downloads, job } = &mut *g;
+                    // A refresh that failed leaves the job done with its old result (K8).
+                    let refreshed = match (refreshed, refreshing.refresh_error()) {
+                        (Ok(()), Some(e)) => Err(ClientError::from(e.clone())),
+                        (r, _) => r,
+                    };
                     match refreshed {
-                        Ok(()) => downloads.manifest_refreshed(job.download_plan()),
-                        Err(ClientError::Stopped) => return Err(ClientError::Stopped),
-                        Err(_) => downloads.manifest_refreshed(Vec::new()),
+                        Ok(()) => {
+                            **job = refreshing;
+                            downloads.manifest_refreshed(job.download_plan());
+                        }
+                        Err(ClientError::Stopped) => {
+                            downloads.manifest_refresh_failed("stopped");
+                            drop(g);
+                            changed.notify_all();
+                            return Err(ClientError::Stopped);
+                        }
+                        Err(e) => {
+                            // The job keeps its result (K8): only the files that needed fresh links fail.
+                            downloads.manifest_refresh_failed(&e.to_string());
+                        }
                     }
+                    drop(g);
                     changed.notify_all();
                 }
                 DownloadStep::Wait { delay_ms, .. } => {
@@ -448,7 +488,7 @@ fn fetch(
             return Err(Fail::File(e.with_body(&body)));
         }
     }
-    let mut out = Tee { out: sink.open(file).map_err(|e| io_fail(dl, e))?, err: None };
+    let mut out = Tee { out: sink.open(file, dl.taken_bytes()).map_err(|e| io_fail(dl, e))?, err: None };
     // The file's own failure (a count mismatch at the end, ...): the lines the
     // engine handed out before it are still delivered (flushed below).
     let mut failed: Option<DownloadError> = None;
@@ -594,6 +634,27 @@ impl FolderSink {
         Ok(false)
     }
 
+    /// Whether file `file`'s `.part` holds exactly the lines of `taken` (K7). A checkpoint from
+    /// before K7 has no digests: its length was checked, and the engine continues it only by a 206.
+    fn part_is(&self, file: usize, taken: &[fhir_async::taken::TakenSegment]) -> std::io::Result<bool> {
+        if taken.is_empty() {
+            return Ok(true);
+        }
+        let mut proof = fhir_async::taken::Proof::new(taken.to_vec());
+        let mut f = File::open(self.part(file))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if proof.update(&buf[..n]) == fhir_async::taken::Verdict::Changed {
+                break;
+            }
+        }
+        Ok(proof.finish() == fhir_async::taken::Verdict::Proven)
+    }
+
     /// The length of a `.tmp` once its writer is flushed.
     fn flushed_len(w: &mut BufWriter<File>) -> std::io::Result<u64> {
         w.flush()?;
@@ -616,16 +677,17 @@ impl LineWriter for FolderWriter<'_> {
 
     fn checkpoint(&mut self, record: FileRecord) -> std::io::Result<()> {
         let (Some(journal), Some(w)) = (self.journal, self.w.as_mut()) else { return Ok(()) };
-        // The `.tmp` up to here holds exactly the lines up to the checkpoint (no fsync: a kill
-        // keeps what was written; a power loss may lose the tail, which the next process
-        // sees as a `.tmp` too short and starts the file over).
+        // The `.tmp` up to here holds exactly the lines up to the checkpoint, on disk before the
+        // journal says so (a power loss cannot leave a journal ahead of the file; the next
+        // process also proves the `.part` against the checkpoint's digest, K7).
         let tmp_bytes = Some(FolderSink::flushed_len(w)?);
+        w.get_ref().sync_data()?;
         journal.append(&journal::Entry { record, tmp_bytes })
     }
 }
 
 impl LineSink for FolderSink {
-    fn open(&self, file: usize) -> std::io::Result<Box<dyn LineWriter + '_>> {
+    fn open(&self, file: usize, keep: u64) -> std::io::Result<Box<dyn LineWriter + '_>> {
         let file = self.slot(file);
         let mut w = lock(&self.open[file]);
         if w.is_none() {
@@ -639,7 +701,25 @@ impl LineSink for FolderSink {
             };
             *w = Some(BufWriter::with_capacity(256 * 1024, f));
         }
+        if let Some(writer) = w.as_mut() {
+            // The copy holds exactly the lines the engine handed out: after a change of the
+            // file on the server (K7) that is nothing, and the file starts over.
+            let len = FolderSink::flushed_len(writer)?;
+            if len > keep {
+                writer.get_ref().set_len(keep)?;
+                writer.seek(std::io::SeekFrom::Start(keep))?;
+            } else if len < keep {
+                return Err(std::io::Error::other(format!(
+                    "{} holds {len} bytes, short of the {keep} the engine handed out",
+                    self.names[file]
+                )));
+            }
+        }
         Ok(Box::new(FolderWriter { w, journal: self.journal.get() }))
+    }
+
+    fn can_restart(&self) -> bool {
+        true
     }
 
     fn finished(&self, file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>> {
@@ -719,8 +799,10 @@ impl LineSink for FolderSink {
                     false
                 }
                 Some(e) => {
-                    let ready = match e.tmp_bytes {
-                        Some(len) if e.record.checkpoint.is_some() => self.prepare_part(i, len)?,
+                    let ready = match (e.tmp_bytes, &e.record.checkpoint) {
+                        // The first part is trusted only once its bytes are the ones the engine
+                        // handed out (K7): its length and digest, not just its length.
+                        (Some(len), Some(c)) => self.prepare_part(i, len)? && self.part_is(i, &c.taken)?,
                         _ => false,
                     };
                     if ready {

@@ -155,7 +155,7 @@ impl LineWriter for Batcher<'_> {
 }
 
 impl LineSink for ChannelSink {
-    fn open(&self, file: usize) -> std::io::Result<Box<dyn LineWriter + '_>> {
+    fn open(&self, file: usize, _keep: u64) -> std::io::Result<Box<dyn LineWriter + '_>> {
         Ok(Box::new(Batcher { tx: &self.tx, file, data: Vec::with_capacity(BATCH_BYTES + 4096), ends: Vec::new() }))
     }
 

@@ -16,6 +16,8 @@ pub struct TransportFailure {
     pub kind: TransportErrorKind,
     /// What happened.
     pub message: String,
+    /// The body was longer than the request's `max_body` (K9): reading stopped there.
+    pub too_large: bool,
 }
 
 /// A response whose body is still on the wire.
@@ -71,10 +73,17 @@ impl Transport {
             (Some(body), Method::Post) => body.clone().into_bytes(),
             _ => Vec::new(),
         };
-        let req =
-            b.body(body).map_err(|e| TransportFailure { kind: TransportErrorKind::Connect, message: e.to_string() })?;
+        let req = b.body(body).map_err(|e| TransportFailure {
+            kind: TransportErrorKind::Connect,
+            message: e.to_string(),
+            too_large: false,
+        })?;
         let req = self.agent.configure_request(req).timeout_recv_response(timeout).timeout_per_read(timeout).build();
-        let resp = self.agent.run(req).map_err(|e| TransportFailure { kind: classify(&e), message: e.to_string() })?;
+        let resp = self.agent.run(req).map_err(|e| TransportFailure {
+            kind: classify(&e),
+            message: e.to_string(),
+            too_large: false,
+        })?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -88,13 +97,26 @@ impl Transport {
     /// Sends a request and reads the whole body (kick-off, status polls,
     /// manifests, results). A body that breaks mid-read is a failure after
     /// sending, never an empty answer.
+    ///
+    /// At most the request's `max_body` bytes are read (protocol K9): a longer
+    /// body is a failure with `too_large`, and memory stays bounded by the ceiling.
     pub fn send(&self, request: &Request, token: Option<&str>) -> Result<Response, TransportFailure> {
         let mut s = self.open(request, token)?;
         let mut body = Vec::new();
-        s.body.read_to_end(&mut body).map_err(|e| TransportFailure {
+        let limit = request.max_body.unwrap_or(u64::MAX);
+        let shown = fhir_async::origin::redact_url(&request.url);
+        (&mut s.body).take(limit.saturating_add(1)).read_to_end(&mut body).map_err(|e| TransportFailure {
             kind: TransportErrorKind::AfterSend,
-            message: format!("the body of {} broke after {} bytes: {e}", request.url, body.len()),
+            message: format!("the body of {shown} broke after {} bytes: {e}", body.len()),
+            too_large: false,
         })?;
+        if body.len() as u64 > limit {
+            return Err(TransportFailure {
+                kind: TransportErrorKind::AfterSend,
+                message: format!("the body of {shown} is over the {limit}-byte ceiling"),
+                too_large: true,
+            });
+        }
         Ok(Response { status: s.status, headers: s.headers, body, url: None })
     }
 }

@@ -71,9 +71,10 @@ fn export_and_download_with_a_token() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-// issue 10 §2, issue 11 §1: a file that fails its count check is a per-file result; the good files are kept
+// issue 10 §2, issue 19: an error file listed with count 100 for its one line (as a real server
+// sent) is evidence: kept, with the mismatch as a warning; every file is kept
 #[test]
-fn one_bad_file_keeps_the_others() {
+fn an_error_files_wrong_count_keeps_its_lines() {
     let srv = Server::start(|_| {});
     let base = format!("{}/_f/partial;errcount=100/bulk/fhir", srv.origin);
     let client = Client::builder(&base).retry(fast()).build().unwrap();
@@ -83,14 +84,14 @@ fn one_bad_file_keeps_the_others() {
     assert_eq!(job.wait().unwrap().status, OutcomeStatus::CompletedWithErrors);
     let dir = tmp("badfile");
     let summary = job.download(&dir, DownloadOptions::default()).unwrap();
-    let failed: Vec<_> = fhir_async_client::failed_files(&summary).collect();
-    assert_eq!(failed.len(), 1, "{summary:?}");
-    let err = failed[0].error.as_ref().unwrap();
-    assert_eq!(err.code(), "count_mismatch");
-    assert!(err.to_string().contains("error file (OperationOutcome)"), "{err}");
-    let good: Vec<_> = summary.files.iter().filter(|f| f.result.error.is_none()).collect();
-    assert!(!good.is_empty() && good.iter().all(|f| f.path.as_ref().is_some_and(|p| p.exists())));
-    assert!(!tmp_files(&dir).iter().any(|n| n.contains("error") || n.ends_with(".tmp")), "{:?}", tmp_files(&dir));
+    assert!(summary.is_complete(), "{summary:?}");
+    let error_file = summary.files.iter().find(|f| f.result.file.kind == fhir_async::FileKind::Error).unwrap();
+    let report = error_file.result.report.as_ref().unwrap();
+    assert_eq!((report.resources, report.count_mismatch.map(|m| m.expected)), (1, Some(100)));
+    assert!(report.warnings.iter().any(|w| w.contains("error file (OperationOutcome)")), "{:?}", report.warnings);
+    let kept = std::fs::read_to_string(error_file.path.as_ref().unwrap()).unwrap();
+    assert!(kept.contains("OperationOutcome"), "the server's explanation is kept: {kept}");
+    assert!(!tmp_files(&dir).iter().any(|n| n.ends_with(".tmp")), "{:?}", tmp_files(&dir));
     std::fs::remove_dir_all(&dir).ok();
 }
 

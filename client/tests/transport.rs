@@ -45,6 +45,7 @@ fn status_request(url: &str) -> Request {
         body: None,
         auth: false,
         timeout_ms: 10_000,
+        max_body: Some(1 << 20),
     }
 }
 

@@ -134,7 +134,15 @@ impl Journal {
             *file = Some(f);
         }
         // One write per line: lines of parallel workers never interleave.
-        file.as_mut().map_or(Ok(()), |f| f.write_all(&line))
+        let Some(f) = file.as_mut() else { return Ok(()) };
+        f.write_all(&line)?;
+        // A checkpoint is on disk before the process goes on (its `.tmp` was synced first): a
+        // power loss leaves a journal that agrees with the folder. Done lines are not synced one
+        // by one (a file each would cost an fsync per file); losing one refetches that file.
+        if entry.tmp_bytes.is_some() {
+            f.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Every file is settled and the job holds the records: the journal goes.
@@ -166,7 +174,8 @@ mod tests {
     }
 
     fn part(name: &str, offset: u64) -> FileRecord {
-        let checkpoint = FileCheckpoint { offset, validator: "\"v1\"".into(), resources: 3 };
+        let checkpoint =
+            FileCheckpoint { offset, validator: "\"v1\"".into(), resources: 3, invalid: 0, taken: Vec::new() };
         FileRecord { file_name: name.into(), resources: 3, bytes: None, checkpoint: Some(checkpoint) }
     }
 
