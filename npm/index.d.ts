@@ -271,9 +271,10 @@ export interface ResourceOptions {
   kinds?: FileKind[];
   signal?: AbortSignal;
   /**
-   * What a line must be to count as a resource. Objects (`format` json/batches)
-   * are always parsed, so a line that is not JSON is reported whatever this says;
-   * text lines are checked structurally (`{`...`}`) by default.
+   * What a line must be to count as a resource: `'json'` (default, every
+   * format) a JSON object; `'structural'` a text line that looks like one
+   * (`{`...`}`); `'none'` anything that parses (json/batches) or anything
+   * (text). A line that is not UTF-8 is never a resource.
    */
   validation?: 'none' | 'structural' | 'json';
   /** Files downloaded at once per origin (default 4); the core halves it on 429/503 and grows it back. */
@@ -305,7 +306,11 @@ export interface ResourceOptions {
   onProgress?: (progress: DownloadProgress & { limitChanges: LimitChange[] }) => void;
   /** Yield each resource type's files in manifest order (files of different types still interleave). Default false. */
   ordered?: boolean;
-  /** `'strict'` (default): a file whose count differs from the manifest's fails (a report with `error`); `'lenient'`: kept, with `countMismatch`. */
+  /**
+   * `'strict'` (default): an output file whose count of resources differs from
+   * the manifest's fails (a report with `error`); `'lenient'`: kept, with
+   * `countMismatch`. An error file (OperationOutcomes) is always kept, with a warning.
+   */
   countCheck?: 'strict' | 'lenient';
   /**
    * A line that is not a resource: `'report'` (default) skips it and lists it in
