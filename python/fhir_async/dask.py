@@ -73,11 +73,32 @@ class EnvToken:
             raise UsageError(f"the environment variable {self.name} (the token) is not set here") from None
 
 
+def _refuse_inline(auth: Optional[BackendServices]) -> None:
+    """``UsageError`` when ``auth`` holds a secret or key material itself:
+    it would be pickled into every task."""
+    field_name = None if auth is None else auth.inline_credential
+    if field_name == "client_secret":
+        raise UsageError(
+            "fhir_async.dask sends no client secret to workers: use "
+            "BackendServices(..., client_secret_env=\"NAME\") (each worker reads that environment variable) "
+            "or client_secret_file=<path every worker can read>"
+        )
+    if field_name == "key":
+        raise UsageError(
+            "fhir_async.dask sends no key material (a JWK dict, PEM text or bytes) to workers: use "
+            "BackendServices(..., key=<path of the key file every worker can read>) or key_env=\"NAME\" "
+            "(each worker reads the PEM or JWK text from that environment variable)"
+        )
+
+
 @dataclass(frozen=True)
 class ClientSpec:
     """How a worker builds the ``fhir_async.Client`` again: everything but a
-    token string. ``token`` is a picklable callable (asked in the worker),
-    ``auth`` a ``BackendServices`` (the worker signs its own assertions)."""
+    credential. ``token`` is a picklable callable (asked in the worker),
+    ``auth`` a ``BackendServices`` that names a key file or the environment
+    variable / file of its secret (the worker reads it and signs its own
+    assertions). A client secret or inline key material is refused
+    (``UsageError``), here and again when the spec is pickled."""
 
     base_url: str
     retry: Mapping[str, int] = field(default_factory=dict)
@@ -86,11 +107,26 @@ class ClientSpec:
     token: Optional[Callable[[], str]] = None
     auth: Optional[BackendServices] = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.token, str):
+            raise UsageError("fhir_async.dask sends no token string to workers: use a picklable callable")
+        _refuse_inline(self.auth)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # Checked again where the spec leaves the process (a spec changed after it was built).
+        if isinstance(self.token, str):
+            raise UsageError("fhir_async.dask sends no token string to workers: use a picklable callable")
+        _refuse_inline(self.auth)
+        return dict(self.__dict__)
+
     @classmethod
     def of(cls, client: Client) -> "ClientSpec":
         """The spec of ``client``; ``UsageError`` when it was built with a
         token string (it would travel in every task: use a callable that
-        fetches it, or ``BackendServices``)."""
+        fetches it, or ``BackendServices``), or with a ``BackendServices``
+        holding a client secret or key material itself (use
+        ``client_secret_env`` / ``client_secret_file``, or a key file's path /
+        ``key_env``)."""
         token = client._token
         if isinstance(token, str):
             raise UsageError(
@@ -140,7 +176,8 @@ class FileOutcome:
     file_name: str
     kind: str
     resource_type: Optional[str]
-    url: str
+    # Not in the repr: a signed URL's query is a credential (protocol K10).
+    url: str = field(repr=False)
     path: Optional[str]
     resources: int
     bytes: int

@@ -27,6 +27,9 @@ __all__ = [
     "KickoffIndeterminateError",
     "DownloadError",
     "InvalidLineError",
+    "FileChangedError",
+    "RefreshFailedError",
+    "ResponseTooLargeError",
     "CallbackError",
     "AuthError",
     "JobFailedError",
@@ -114,8 +117,11 @@ class KickoffIndeterminateError(FhirAsyncError):
 class DownloadError(FhirAsyncError):
     """A file download failed for good. ``code`` says why: ``http``,
     ``unauthorized``, ``count_mismatch``, ``invalid_line``, ``decode``,
-    ``retries_exhausted``, ``redirect``, ``blocked``, ``line_too_long`` or
-    ``io`` (the local disk). ``details`` has the engine's fields (``url``,
+    ``retries_exhausted``, ``redirect``, ``blocked``, ``line_too_long``,
+    ``file_changed`` (``FileChangedError``), ``refresh_failed``
+    (``RefreshFailedError``) or ``io`` (the local disk). Messages name a
+    file's URL without its query (a signed URL's signature is a credential,
+    protocol K10). ``details`` has the engine's fields (``url``,
     ``status``, ``serverMessage``, ``kind``, ``expected``, ``actual``, ...)."""
 
     default_code = "download"
@@ -144,6 +150,39 @@ class InvalidLineError(DownloadError, ValueError):
         """The 1-based line number (blank lines not counted)."""
         found = self.details.get("line")
         return None if found is None else int(found)
+
+
+class FileChangedError(DownloadError):
+    """A file changed on the server after some of its lines were handed to
+    the consumer (code ``file_changed``, protocol K7): a continuation that
+    was not a 206 under the same validator did not start with the bytes
+    already taken. A stream (``Result.resources()``) fails that file with
+    this error rather than mix two versions (the lines already handed out
+    are all of the first one); a download to a folder starts such a file
+    over from byte 0 instead. ``details``: ``url`` (without its query) and
+    ``taken`` (lines handed out before the change was seen)."""
+
+    default_code = "file_changed"
+
+
+class RefreshFailedError(DownloadError):
+    """The manifest refresh a file needed (its links expired) failed (code
+    ``refresh_failed``, protocol K8): the file fails with the refresh's
+    cause (``details["cause"]``), the job keeps its result, and a later
+    ``download()`` of the same job (or of its saved state) tries again
+    without a new kick-off."""
+
+    default_code = "refresh_failed"
+
+
+class ResponseTooLargeError(ProtocolError):
+    """A status, manifest or result answer's body ran past its ceiling (code
+    ``response_too_large``, protocol K9; the ``max_response_bytes`` retry
+    option, 256 MiB by default): reading stopped there, so memory stays
+    bounded by the ceiling whatever the server sends. ``details``: ``url``
+    (without its query) and ``limit`` (bytes)."""
+
+    default_code = "response_too_large"
 
 
 class CallbackError(ProtocolError):
@@ -244,6 +283,10 @@ CLASSES: Dict[str, Type[FhirAsyncError]] = {
     "line_too_long": DownloadError,
     "decode": DownloadError,
     "redirect": DownloadError,
+    "file_changed": FileChangedError,
+    "refresh_failed": RefreshFailedError,
+    # the job's (core `Error::code`, K9)
+    "response_too_large": ResponseTooLargeError,
     # callbacks (core `CallbackError::code`)
     "bad_signature": CallbackError,
     "malformed": CallbackError,

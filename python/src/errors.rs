@@ -4,6 +4,7 @@
 //! in the core's sources, so a new code cannot fall through silently).
 
 use crate::convert::to_py;
+use fhir_async::origin::redact_text;
 use fhir_async::{AuthError, CallbackError, DownloadError, Error};
 use fhir_async_client::ClientError;
 use pyo3::prelude::*;
@@ -40,14 +41,15 @@ pub fn usage(py: Python<'_>, message: &str) -> PyErr {
     raise(py, "usage", message, None)
 }
 
-/// The exception for an engine error.
+/// The exception for an engine error. No message quotes a URL's query (a
+/// signed URL's signature is a credential, K10).
 pub fn core_error(py: Python<'_>, e: &Error) -> PyErr {
-    raise(py, e.code(), &e.to_string(), to_py(py, e).ok())
+    raise(py, e.code(), &redact_text(&e.to_string()), to_py(py, e).ok())
 }
 
 /// The exception for a file's error.
 pub fn download_error(py: Python<'_>, e: &DownloadError) -> PyErr {
-    raise_for(py, e.code(), &e.to_string(), to_py(py, e).ok(), true)
+    raise_for(py, e.code(), &redact_text(&e.to_string()), to_py(py, e).ok(), true)
 }
 
 /// The exception for a callback that failed its check.
@@ -66,13 +68,14 @@ pub fn client_error(py: Python<'_>, e: &ClientError) -> PyErr {
         ClientError::Engine(e) => core_error(py, e),
         ClientError::Download(e) => download_error(py, e),
         ClientError::Auth(e) => auth_error(py, e),
-        other => raise(py, other.code(), &other.to_string(), None),
+        other => raise(py, other.code(), &redact_text(&other.to_string()), None),
     }
 }
 
-/// Emits a `fhir_async.FhirAsyncWarning` (an error where warnings are errors).
+/// Emits a `fhir_async.FhirAsyncWarning` (an error where warnings are errors),
+/// without any URL's query (K10).
 pub fn warn(py: Python<'_>, message: &str) -> PyResult<()> {
     let category = module(py)?.getattr("FhirAsyncWarning")?;
-    let text = std::ffi::CString::new(message.replace('\0', " ")).unwrap_or_default();
+    let text = std::ffi::CString::new(redact_text(message).replace('\0', " ")).unwrap_or_default();
     PyErr::warn(py, &category, &text, 2)
 }

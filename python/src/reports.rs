@@ -5,6 +5,7 @@
 
 use crate::convert::to_py;
 use crate::errors::download_error;
+use fhir_async::origin::redact_text;
 use fhir_async::{DownloadError, FileKind, FileReport, FileResult, PlannedFile};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -46,7 +47,8 @@ impl FileEnd {
     /// One line for a warning, when the file failed or had invalid lines.
     pub fn problem(&self, name: &str) -> Option<String> {
         match self {
-            FileEnd::Failed(e) => Some(format!("{name} failed: {e}")),
+            // The error's text without any URL's query (K10; the core's messages are already so).
+            FileEnd::Failed(e) => Some(format!("{name} failed: {}", redact_text(&e.to_string()))),
             FileEnd::Done(r) if r.invalid_lines > 0 => Some(format!(
                 "{name}: {} invalid line(s), kept as the server sent them (first: line {})",
                 r.invalid_lines,

@@ -280,8 +280,9 @@ impl PyRun {
         let strict = invalid_mode(py, on_invalid_line)?;
         let kinds = kinds.unwrap_or_else(|| vec!["output".into(), "error".into(), "deleted".into()]);
         let sel = Selection { types, kinds, gzip, max_per_origin, count_check: count_check.into() };
-        // Lines go to disk as they are; the engine's structural check reports bad ones.
-        let mut options = sel.options(py, Validation::Structural)?;
+        // Lines go to disk as they are; a line is a resource only if it parses as a JSON
+        // object (issue 19): the engine checks each one, and reports (and counts) the others.
+        let mut options = sel.options(py, Validation::Json)?;
         if let Some(files) = files {
             options.skip_files = self.others(py, &files)?;
         }
@@ -308,7 +309,7 @@ impl PyRun {
         let sel = Selection { types, kinds, gzip, max_per_origin, count_check: count_check.into() };
         // The engine checks each line as JSON, so the file's report counts a bad
         // line once whatever parses it in Python (orjson or the native parser).
-        let options = sel.options(py, if raw { Validation::Structural } else { Validation::Json })?;
+        let options = sel.options(py, Validation::Json)?;
         let g = self.lock(py)?;
         // The URL of each selected file, for an invalid line's error: the core's selection.
         let labels = Downloads::new(g.job().download_plan(), options.clone(), &RetryPolicy::default())

@@ -14,6 +14,7 @@ use crate::errors::{raise, warn};
 use crate::reports::FileEnd;
 use crate::signals::{Caller, Host};
 use fhir_async::download::MAX_INVALID_REPORTED;
+use fhir_async::origin::{redact_text, redact_url};
 use fhir_async::{FileResult, InvalidLine, LineSplitter, PlannedFile};
 use fhir_async_client::{ClientError, LineEvent, Lines};
 use pyo3::prelude::*;
@@ -239,7 +240,9 @@ impl ResourceIter {
         let _ = details.set_item(if local { "path" } else { "url" }, &label);
         let _ = details.set_item("line", line);
         let _ = details.set_item("message", &message);
-        let text = format!("{label}: line {line} is not a FHIR resource: {message}");
+        // A signed URL's query is a credential (K10): the message names the file without it.
+        let shown = if local { label.clone() } else { redact_url(&label) };
+        let text = format!("{shown}: line {line} is not a FHIR resource: {message}");
         if local {
             self.local_invalid.entry(file).or_default().push((line, message));
         }
@@ -249,10 +252,14 @@ impl ResourceIter {
     fn job_file_done(&mut self, py: Python<'_>, result: FileResult) -> PyResult<()> {
         let (file, end) = FileEnd::of(result);
         let note = match &end {
-            FileEnd::Failed(e) => Some(format!("{} failed, the stream goes on with the next file: {e}", file.url)),
+            FileEnd::Failed(e) => Some(format!(
+                "{} failed, the stream goes on with the next file: {}",
+                redact_url(&file.url),
+                redact_text(&e.to_string())
+            )),
             FileEnd::Done(r) if r.invalid_lines > 0 && !self.raise_invalid => Some(format!(
                 "{}: {} line(s) are not JSON and were skipped (first: line {}); see the stream's reports",
-                file.url,
+                redact_url(&file.url),
                 r.invalid_lines,
                 r.first_invalid_line.unwrap_or(0)
             )),

@@ -33,8 +33,9 @@ pub fn provider(token: Option<&Bound<'_, PyAny>>, pending: &Pending) -> PyResult
 }
 
 /// SMART Backend Services from the dict `fhir_async.BackendServices` hands
-/// over: `client_id`, `scope`, `token_url`, `kid`, and `key_path` or
-/// `key_jwk` (JSON text), or `client_secret` (`client_secret_basic`).
+/// over: `client_id`, `scope`, `token_url`, `kid`, and `key_path`,
+/// `key_jwk` (JSON text) or `key_pem` (PEM text), or `client_secret`
+/// (`client_secret_basic`).
 pub fn backend_services(
     py: Python<'_>,
     base_url: &str,
@@ -59,11 +60,12 @@ pub fn backend_services(
         jku: None,
         client_secret: None,
     };
-    let auth = match (get("key_path")?, get("key_jwk")?, get("client_secret")?) {
-        (None, None, Some(secret)) => BackendServicesAuth::from_client_secret(base_url, config, secret),
-        (Some(path), None, None) => PrivateKey::from_file(&PathBuf::from(path), kid.as_deref())
+    let keys = (get("key_path")?, get("key_jwk")?, get("key_pem")?);
+    let auth = match (keys, get("client_secret")?) {
+        ((None, None, None), Some(secret)) => BackendServicesAuth::from_client_secret(base_url, config, secret),
+        ((Some(path), None, None), None) => PrivateKey::from_file(&PathBuf::from(path), kid.as_deref())
             .and_then(|key| BackendServicesAuth::new(base_url, config, key)),
-        (None, Some(text), None) => {
+        ((None, Some(text), None), None) => {
             let jwk: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| usage(py, &format!("the key is not JSON: {e}")))?;
             let key = if jwk.get("keys").is_some() {
@@ -73,13 +75,15 @@ pub fn backend_services(
             };
             key.and_then(|key| BackendServicesAuth::new(base_url, config, key))
         }
-        (None, None, None) => {
+        ((None, None, Some(pem)), None) => PrivateKey::from_pem(pem.as_bytes(), kid.as_deref())
+            .and_then(|key| BackendServicesAuth::new(base_url, config, key)),
+        ((None, None, None), None) => {
             return Err(usage(
                 py,
-                "BackendServices needs a key (a PEM or JWK file path, or a JWK dict) or a client_secret",
+                "BackendServices needs a key (a PEM or JWK file path, a JWK dict, PEM text) or a client_secret",
             ))
         }
-        _ => return Err(usage(py, "BackendServices takes a key or a client_secret, not both")),
+        _ => return Err(usage(py, "BackendServices takes one key or a client_secret, not two")),
     }
     .map_err(|e| client_error(py, &e))?;
     // A test hook (`BackendServices._clock_offset_ms`): a skewed client clock (J5).

@@ -23,7 +23,7 @@ pytest.importorskip("distributed")
 TOKEN = "dask-secret-token"
 # cut: every (gzip) body is aborted each 1,000 bytes (continued with Range);
 # conn=1: a second file of the job in flight is answered 429 (retried after Retry-After);
-# partial;errcount=100: every second type fails, its error file claims 100 lines;
+# partial;errcount=100: every second type fails, its error file claims 100 lines (kept: issue 19);
 # expire: the manifest's first links answer 410 until the status URL is polled again.
 FAULTS = "cut=1000;conn=1;partial;errcount=100;expire"
 TYPES = ["Patient", "Observation", "Condition", "Encounter"]
@@ -45,8 +45,24 @@ def token_env() -> Iterator[fd.EnvToken]:
         yield fd.EnvToken("FHIR_ASYNC_TEST_TOKEN")
 
 
+KEYS = ROOT / "tests" / "server" / "tests" / "fixtures"
+# A client secret and a private key the workers read from their environment (set before the
+# cluster starts: worker processes inherit it), never from a task.
+CLIENT_SECRET = "dask-client-secret-9f3c"
+SECRET_ENV = "FHIR_ASYNC_TEST_CLIENT_SECRET"
+KEY_ENV = "FHIR_ASYNC_TEST_PRIVATE_KEY"
+
+
 @pytest.fixture(scope="module")
-def cluster(token_env: fd.EnvToken) -> Iterator[Any]:
+def credential_env() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(SECRET_ENV, CLIENT_SECRET)
+        mp.setenv(KEY_ENV, (KEYS / "es384-private.pem").read_text())
+        yield
+
+
+@pytest.fixture(scope="module")
+def cluster(token_env: fd.EnvToken, credential_env: None) -> Iterator[Any]:
     from distributed import Client as DaskClient, LocalCluster
 
     with LocalCluster(
@@ -58,6 +74,11 @@ def cluster(token_env: fd.EnvToken) -> Iterator[Any]:
 def export(server: Server, token: Any, faults: str = FAULTS) -> fhir_async.Result:
     c = client(server.base("/bulk/fhir", faults), token=token)
     return c.export(types=TYPES).wait()
+
+
+def read_lines(path: str) -> List[Dict[str, Any]]:
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def ndjson_ids(paths: List[str]) -> List[str]:
@@ -132,13 +153,16 @@ def test_local_cluster_every_resource_exactly_once(
     assert len(expired) == len(refreshed) == len(plan), (len(expired), len(refreshed))
     assert [f.file_name for f in report.files] == [f["fileName"] for f in plan]
     assert len({f.worker for f in report.files}) == 2, "both workers took files"
-    # The error file's manifest count (errcount=100) is wrong: it fails alone, the others are kept.
-    assert [f.file_name for f in report.failed] == [f["fileName"] for f in errors], [f.error for f in report.failed]
-    assert all(f.code == "count_mismatch" and f.path is None for f in report.failed)
+    # The error file's manifest count (errcount=100) is wrong: an error file is evidence (issue 19),
+    # so its lines are kept and the mismatch is only a warning; no file fails.
+    assert not report.failed, [f.error for f in report.failed]
     for f, planned in zip(report.files, plan):
         if f.kind == "output":
             assert f.ok and f.resources == planned["expectedCount"] and f.bytes == f.written_bytes > 0
-            assert Path(f.path or "").name == planned["fileName"]
+        else:
+            assert f.ok and 0 < f.resources < planned["expectedCount"] == 100, f
+            assert {r["resourceType"] for r in read_lines(f.path or "")} == {"OperationOutcome"}
+        assert Path(f.path or "").name == planned["fileName"]
     got = ndjson_ids([f.path for f in report.files if f.kind == "output" and f.path])
     assert len(got) == len(set(got)) == report.resources
     # The same resources as this process streams them itself (a second, independent path).
@@ -227,5 +251,94 @@ def test_workers_sign_their_own_assertions_with_backend_services(cluster: Any, t
         # One token per task (each resumes the job with a client of its own), none from this process.
         assert s.stats()["tokens"]["issued"] - before == len(tasks)
         print(f"\nbackend services: {len(tasks)} tasks, {len(tasks)} tokens issued to the workers")
+    finally:
+        stop_server(s)
+
+
+def private_jwk(kid: str) -> Dict[str, Any]:
+    jwks = json.loads((KEYS / "jwks-private.json").read_text())
+    jwk: Dict[str, Any] = next(k for k in jwks["keys"] if k.get("kid") == kid)
+    return jwk
+
+
+def test_no_client_secret_or_inline_key_travels_in_a_task(credential_env: None, tmp_path: Path) -> None:
+    # issue 19 (reading): a client secret or inline key material is refused as a token string is,
+    # with the env / file form named; the env / file forms pickle without the secret.
+    base = "http://127.0.0.1:1/fhir"
+    pem = (KEYS / "es384-private.pem").read_text()
+    inline = {
+        "client_secret_env": fhir_async.BackendServices("client-s", client_secret=CLIENT_SECRET),
+        "key_env": fhir_async.BackendServices("client-1", key=private_jwk("test-rs384")),
+    }
+    inline_pem = {
+        "key_env": fhir_async.BackendServices("client-1", key=pem, kid="test-es384"),
+    }
+    inline_bytes = {
+        "key_env": fhir_async.BackendServices("client-1", key=pem.encode(), kid="test-es384"),
+    }
+    for alternative, auth in [*inline.items(), *inline_pem.items(), *inline_bytes.items()]:
+        c = fhir_async.Client(base, auth=auth)  # works in this process
+        with pytest.raises(fhir_async.UsageError, match=alternative) as e:
+            fd.ClientSpec.of(c)
+        assert "file" in str(e.value), "the file form is named too"
+        assert CLIENT_SECRET not in str(e.value) and "PRIVATE KEY" not in str(e.value)
+        with pytest.raises(fhir_async.UsageError, match=alternative):
+            fd.ClientSpec(base, auth=auth)
+        # A spec changed after it was built is refused where it would leave the process.
+        spec = fd.ClientSpec(base, auth=fhir_async.BackendServices("c", client_secret_env=SECRET_ENV))
+        object.__setattr__(spec, "auth", auth)
+        task = fd.FileTask(spec, "{}", "Patient.000.ndjson", "output", "Patient", base, str(tmp_path))
+        with pytest.raises(fhir_async.UsageError, match=alternative):
+            pickle.dumps(task)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(CLIENT_SECRET + "\n")
+    for auth in [
+        fhir_async.BackendServices("client-s", client_secret_env=SECRET_ENV),
+        fhir_async.BackendServices("client-s", client_secret_file=secret_file),
+        fhir_async.BackendServices("client-1", key_env=KEY_ENV, kid="test-es384"),
+        fhir_async.BackendServices("client-1", key=KEYS / "es384-private.pem", kid="test-es384"),
+    ]:
+        spec = fd.ClientSpec.of(fhir_async.Client(base, auth=auth))
+        task = fd.FileTask(spec, "{}", "Patient.000.ndjson", "output", "Patient", base, str(tmp_path))
+        blob = pickle.dumps(task)
+        assert CLIENT_SECRET.encode() not in blob and b"PRIVATE KEY" not in blob, auth
+        assert CLIENT_SECRET not in repr(task) + repr(spec) + repr(auth)
+        assert pickle.loads(blob).spec.auth == auth
+    # Read where the client is built: a worker without the variable says which one, not a value.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(SECRET_ENV)
+        with pytest.raises(fhir_async.UsageError, match=SECRET_ENV):
+            fhir_async.Client(base, auth=fhir_async.BackendServices("client-s", client_secret_env=SECRET_ENV))
+    with pytest.raises(fhir_async.UsageError):
+        fhir_async.BackendServices("client-s", client_secret_env=SECRET_ENV, key=KEYS / "es384-private.pem")
+
+
+@pytest.mark.parametrize("form", ["client_secret_env", "client_secret_file", "key_env"])
+def test_workers_read_the_secret_from_their_environment_or_a_file(
+    form: str, cluster: Any, credential_env: None, tmp_path: Path
+) -> None:
+    # issue 19 (reading): the env / file form works on a LocalCluster export; the tasks hold names only.
+    secret_file = tmp_path / "client-secret"
+    secret_file.write_text(CLIENT_SECRET + "\n")
+    auth = {
+        "client_secret_env": fhir_async.BackendServices("client-s", client_secret_env=SECRET_ENV),
+        "client_secret_file": fhir_async.BackendServices("client-s", client_secret_file=secret_file),
+        "key_env": fhir_async.BackendServices("client-1", key_env=KEY_ENV, kid="test-es384"),
+    }[form]
+    s = start_server(
+        "--job-ms", "100", "--retry-after", "0", "--patients", "10", "--file-resources", "10",
+        "--jwks", str(KEYS / "jwks.json"), "--client-secret", f"client-s={CLIENT_SECRET}",
+    )
+    try:
+        result = client(s.base("/bulk/fhir"), auth=auth).export(types=["Patient", "Condition"]).wait()
+        tasks = fd.file_tasks(result, tmp_path / "out")
+        blob = pickle.dumps(tasks)
+        assert CLIENT_SECRET.encode() not in blob and b"PRIVATE KEY" not in blob
+        before = s.stats()["tokens"]["issued"]
+        report = fd.download(result, tmp_path / "out", client=cluster)
+        assert not report.failed, [f.error for f in report.failed]
+        assert len(report.files) == len(result.files) >= 2
+        assert ndjson_ids(report.paths) == ids(list(result.resources()))
+        assert s.stats()["tokens"]["issued"] - before >= len(tasks), "the workers asked for their own tokens"
     finally:
         stop_server(s)

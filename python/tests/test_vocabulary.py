@@ -134,6 +134,20 @@ def test_every_core_error_code_has_its_class() -> None:
     assert type(errors.for_code("unauthorized", "x")) is fhir_async.UnauthorizedError
 
 
+def test_issue19_codes_have_their_classes() -> None:
+    # issue 19: file_changed (K7) and refresh_failed (K8) are a file's errors, response_too_large
+    # (K9) a job's; each is declared once, with its code, and raised by its code.
+    for code, cls, base in [
+        ("file_changed", fhir_async.FileChangedError, fhir_async.DownloadError),
+        ("refresh_failed", fhir_async.RefreshFailedError, fhir_async.DownloadError),
+        ("response_too_large", fhir_async.ResponseTooLargeError, fhir_async.ProtocolError),
+    ]:
+        assert code in core_codes(), code
+        assert errors.CLASSES[code] is cls and cls.default_code == code and issubclass(cls, base)
+        assert type(errors.for_code(code, "x", file=True)) is cls
+        assert cls.__name__ in errors.__all__ and getattr(fhir_async, cls.__name__) is cls
+
+
 def test_class_names_end_in_error_and_old_names_are_aliases() -> None:
     for name in errors.__all__:
         obj = getattr(errors, name)
