@@ -493,3 +493,51 @@ fn a_failing_signed_url_is_shown_without_its_signature() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Every resource of the folder's NDJSON files by type (`Type.NNN.ndjson` holds only `Type`):
+/// type → (ids, versionIds seen); panics on a line of another type or a duplicate.
+fn resources_by_type(dir: &Path) -> std::collections::BTreeMap<String, (Vec<String>, Vec<String>)> {
+    let mut by: std::collections::BTreeMap<String, (Vec<String>, Vec<String>)> = Default::default();
+    for f in names(dir).iter().filter(|f| f.ends_with(".ndjson") && *f != "log.ndjson") {
+        let ty = f.split('.').next().unwrap().to_owned();
+        for l in std::fs::read_to_string(dir.join(f)).unwrap().lines() {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{f}: {e}: {l}"));
+            assert_eq!(v["resourceType"].as_str(), Some(ty.as_str()), "{f} holds another type: {l}");
+            let e = by.entry(ty.clone()).or_default();
+            let id = v["id"].as_str().unwrap().to_owned();
+            assert!(!e.0.contains(&id), "{f}: {ty}/{id} twice");
+            e.0.push(id);
+            e.1.push(v["meta"]["versionId"].to_string());
+        }
+    }
+    by
+}
+
+// issue 19 §1, protocol K6: links that expire mid-file and a refreshed manifest that lists the
+// files in another order (no counts): each file keeps its own type, no resource lost or doubled
+#[test]
+fn a_refreshed_manifest_in_another_order_never_mixes_types() {
+    let srv = Server::start(|c| {
+        c.patients = 60;
+        c.file_resources = 40;
+    });
+    let dir = out("reorder");
+    let (plain, mixed) = (dir.join("plain"), dir.join("reorder"));
+    let types = "Patient,Observation";
+    let args = |base: &str, d: &Path| -> Vec<String> {
+        ["export", "--base", base, "--type", types, "--out", d.to_str().unwrap()].map(str::to_owned).to_vec()
+    };
+    let (code, _, stderr) = run(&args(&srv.base(""), &plain));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run(&args(&srv.base("/_f/reorder;expireafter;cut=6000"), &mixed));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (want, got) = (resources_by_type(&plain), resources_by_type(&mixed));
+    for (ty, (ids, _)) in &want {
+        let mut a = ids.clone();
+        let mut b = got.get(ty).map(|g| g.0.clone()).unwrap_or_default();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "{ty}: every resource once");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
