@@ -79,7 +79,9 @@ impl Folder {
         }
         let line = v.to_string();
         if let Some(log) = self.log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            let _ = writeln!(log, "{line}");
+            // One write of the whole line (O_APPEND): a `status` or `cancel` beside the working
+            // process appends to the same log without cutting into its lines.
+            let _ = log.write_all(format!("{line}\n").as_bytes());
         }
         if self.echo {
             // A reader that went away (a closed pipe) is not a reason to stop.
