@@ -51,8 +51,11 @@ TokenSource = Union[str, Callable[[], str], None]
 Instant = Union[str, _dt.datetime]
 
 CountCheck = Literal["strict", "lenient"]
-"""What a file whose line count differs from the manifest's does: fail
-(``"strict"``, the default; the other files are kept) or complete with a note."""
+"""What an output file whose resources differ from the manifest's count
+does: fail (``"strict"``, the default; the other files are kept) or
+complete with a note. Only lines that parse as JSON objects count. An error
+file is evidence: whatever the check, its lines are kept and a mismatch is
+a warning in its report (issue 19)."""
 
 OnInvalidLine = Literal["report", "raise"]
 """What a line that is not JSON does: skipped and reported (``"report"``, the
@@ -744,7 +747,10 @@ class Result:
         line number, message) and ends. A file that fails (HTTP error, count
         mismatch with ``count_check="strict"``, ...) is reported and warned
         about, and the stream goes on with the next file; with
-        ``count_check="lenient"`` a count mismatch is only noted in the report."""
+        ``count_check="lenient"`` a count mismatch is only noted in the report.
+        A file that changes on the server after some of its lines were handed
+        out (a continuation answered with other bytes, protocol K7) fails with
+        ``FileChangedError``: the stream never mixes two versions of a file."""
         self.raise_for_status()
         types = [resource_type] if isinstance(resource_type, str) else resource_type
         it = self.job._native.resources(

@@ -38,7 +38,8 @@ def test_invalid_line_is_skipped_reported_once_and_the_rest_delivered(
         from fhir_async import _client
 
         monkeypatch.setattr(_client, "_orjson_loads", lambda: None)
-    result = stub_result(stub, bad=StubFile(LINES, count=3), good=StubFile(GOOD, count=1))
+    # issue 19 §7: the invalid line is no resource, so the count is of the two others.
+    result = stub_result(stub, bad=StubFile(LINES, count=2), good=StubFile(GOOD, count=1))
     stream = result.resources()
     with pytest.warns(fhir_async.FhirAsyncWarning, match="line 2"):
         got = [r["id"] for r in stream]
@@ -49,7 +50,7 @@ def test_invalid_line_is_skipped_reported_once_and_the_rest_delivered(
     assert bad["firstInvalidLine"] == 2
     assert [i["line"] for i in bad["invalid"]] == [2]
     assert bad["invalid"][0]["message"]
-    assert bad["resources"] == 3 and "error" not in bad
+    assert bad["resources"] == 2 and "error" not in bad
     assert good["invalidLines"] == 0
 
 
@@ -60,7 +61,7 @@ def test_invalid_line_raises_when_asked(stub: Stub, parser: str, monkeypatch: py
         from fhir_async import _client
 
         monkeypatch.setattr(_client, "_orjson_loads", lambda: None)
-    result = stub_result(stub, bad=StubFile(LINES, count=3))
+    result = stub_result(stub, bad=StubFile(LINES, count=2))
     got: List[str] = []
     with pytest.raises(fhir_async.InvalidLineError) as e:
         for r in result.resources(on_invalid_line="raise"):
@@ -94,7 +95,7 @@ def test_read_ndjson_reports_or_raises_invalid_lines(tmp_path: Path) -> None:
 
 def test_download_strict_lines_fail_only_that_file(stub: Stub, tmp_path: Path) -> None:
     # issue 10 §1-2: on disk, lines are kept as sent and counted; "raise" fails that file only.
-    result = stub_result(stub, bad=StubFile(b'{"id":"a"}\nnot json\n', count=2), good=StubFile(GOOD, count=1))
+    result = stub_result(stub, bad=StubFile(b'{"id":"a"}\nnot json\n', count=1), good=StubFile(GOOD, count=1))
     with pytest.warns(fhir_async.FhirAsyncWarning, match="invalid line"):
         paths = result.download(tmp_path / "kept")
     assert len(paths) == 2
@@ -110,22 +111,26 @@ def test_download_strict_lines_fail_only_that_file(stub: Stub, tmp_path: Path) -
 # -- §2: one bad file never loses the rest --------------------------------------
 
 
-def test_count_mismatch_fails_only_that_file(server: Server, tmp_path: Path) -> None:
-    # issue 10 §2: an error file whose count is wrong is a per-file report naming its
-    # kind; every good file is written and renamed into place.
-    result = client(server.base("/bulk/fhir", "partial;errcount=100")).export(types=["Patient", "Condition"]).wait()
-    assert result.status == "completedWithErrors"
+def test_count_mismatch_fails_only_that_file(stub: Stub, tmp_path: Path) -> None:
+    # issue 10 §2: an output file whose count is wrong is a per-file report naming its kind;
+    # every good file is written and renamed into place. (An error file whose count is wrong is
+    # kept since issue 19: tests/test_issue19.py.)
+    result = stub_result(
+        stub,
+        short=StubFile(b'{"resourceType":"Patient","id":"a"}\n', count=5),
+        good=StubFile(GOOD, count=1),
+    )
     with pytest.warns(fhir_async.FhirAsyncWarning, match="1 of 2 files"):
         paths = result.download(tmp_path)
-    assert [p.name for p in paths] == [f["fileName"] for f in result.files if f["kind"] == "output"]
+    assert [p.name for p in paths] == [result.files[1]["fileName"]]
     [failed] = paths.failed
     err = failed["error"]
-    assert failed["kind"] == "error"
+    assert failed["kind"] == "output"
     assert isinstance(err, fhir_async.DownloadError) and err.code == "count_mismatch"
-    assert "error file (OperationOutcome)" in str(err) and "100" in str(err)
-    assert err.details["expected"] == 100 and err.details["actual"] == 1
+    assert "Patient output file" in str(err) and "5" in str(err)
+    assert err.details["expected"] == 5 and err.details["actual"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
-    assert len(paths.reports) == 2 and result.last_reports[0]["resources"] == 50
+    assert len(paths.reports) == 2 and result.last_reports[1]["resources"] == 1
 
 
 def test_lenient_count_check_keeps_the_file_and_says_so(server: Server, tmp_path: Path) -> None:
