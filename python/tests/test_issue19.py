@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.parse
 import warnings
 from collections import Counter
@@ -148,10 +149,10 @@ def test_refresh_failure_keeps_the_job(files_server: Server, tmp_path: Path) -> 
     for f in paths.failed:
         err = f["error"]
         assert isinstance(err, fhir_async.RefreshFailedError) and err.code == "refresh_failed", err
-        assert err.details.get("cause"), err.details
+        cause = err.details["cause"]
+        assert "500" in cause and cause in str(err), err  # the refresh's cause, in the file's error
     assert job.result().status == "completed" and job.result().ok, "the job keeps its result"
     state = job.to_json()
-    assert json.loads(state).get("outcome", {}).get("status") != "failed"
     kickoffs = files_server.stats()["routes"].get("bulk.kickoff", 0)
     again = c.resume(state).result()
     assert again.status == "completed"
@@ -159,6 +160,25 @@ def test_refresh_failure_keeps_the_job(files_server: Server, tmp_path: Path) -> 
     assert not paths.failed and len(paths) == len(result.files)
     assert files_server.stats()["routes"].get("bulk.kickoff", 0) == kickoffs, "no new kick-off"
     assert ids(read_ndjson(list(paths))) == clean_ids(files_server, ["Patient"])
+
+
+# -- 4. the refresh answers 202 for ever ---------------------------------------------------
+
+
+def test_refresh_answering_202_for_ever_ends_at_the_deadline(files_server: Server, tmp_path: Path) -> None:
+    # issue 19 §4, protocol K8: the job's deadline (Client(timeout=...)) covers the refresh: the
+    # download ends by it, its files fail with the deadline as the refresh's cause, the job keeps
+    # its result.
+    c = client(files_server.base("/bulk/fhir", "refresh202;expire"), timeout=3)
+    result = c.export(types=["Patient"]).wait(raise_on_failure=True)
+    start = time.monotonic()
+    with pytest.warns(fhir_async.FhirAsyncWarning, match="deadline"):
+        paths = result.download(tmp_path)
+    assert time.monotonic() - start < 10, "the download ended by the job's deadline"
+    assert len(paths) == 0 and paths.failed
+    for f in paths.failed:
+        assert isinstance(f["error"], fhir_async.RefreshFailedError) and "deadline" in f["error"].details["cause"]
+    assert result.job.result().status == "completed"
 
 
 # -- 5. a status answer of 1 GiB ------------------------------------------------------------
