@@ -12,7 +12,7 @@
 // matched by identity, the taken lines' SHA-256 proof, the refresh that keeps
 // the job's result, body ceilings, URL redaction) grew the core's .wasm by
 // about 8 KB gzipped (the issue-19 core with the binding before it: 228,457 B
-// of .wasm) and the binding and src/ by about 2.5 KB, to 253,467 B. This
+// of .wasm) and the binding and src/ by about 2.5 KB, to 253,498 B. This
 // ceiling, 250 KiB, stops it from growing further.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -4,6 +4,8 @@ import {
   FhirAsyncError,
   DownloadError,
   InvalidLineError,
+  FileChangedError,
+  ResponseTooLargeError,
   JobFailedError,
   verifyCallback,
   backendServices,
@@ -91,6 +93,17 @@ async function main(): Promise<void> {
     await j2.cleanup();
   } catch (e) {
     if (e instanceof AuthError) console.log(e.details);
+  }
+
+  // issue 19: a file that changed (K7), an answer past its ceiling (K9)
+  const big = new FhirAsyncClient({ baseUrl: 'https://fhir.example/r4', retry: { maxResponseBytes: 1 << 20 } });
+  try {
+    const o = await (await big.export()).wait();
+    const s3 = big.resources(o, { validation: 'json' });
+    for await (const r of s3) console.log(r.id);
+    for (const f of s3.stats.files) if (f.error instanceof FileChangedError) console.log(f.error.code === 'file_changed', f.url);
+  } catch (e) {
+    if (e instanceof ResponseTooLargeError) console.log(e.code === 'response_too_large');
   }
 
   const low = new Job({ baseUrl: 'https://fhir.example/r4', operation: { type: 'export' } });
