@@ -222,3 +222,73 @@ fn only_json_objects_are_resources() {
     assert!(matches!(e, fhir_async::DownloadError::CountMismatch { expected: 3, actual: 1, .. }), "{e}");
     assert_eq!(taken, 3, "every line is handed out; the report says which are resources");
 }
+
+/// Downloads `Patient` of a fresh export at `path` into `dir` until about 1.2 MB arrived, then
+/// stops (the file is left part-way, with its checkpoint): the job as a next process resumes it.
+fn stopped_part_way(srv: &Server, path: &str, dir: &Path) -> (Client, String) {
+    let stop = fhir_async_client::Stop::default();
+    let client = Client::builder(&format!("{}{path}", srv.origin)).retry(fast()).stop(stop.clone()).build().unwrap();
+    let mut job = export(&client, &["Patient"]);
+    let stopper = stop.clone();
+    let r = job.download_events(dir, identity(), move |e| {
+        if let fhir_async_client::DownloadEvent::Bytes { wire_bytes } = e {
+            if wire_bytes > 1_200_000 {
+                stopper.stop();
+            }
+        }
+    });
+    assert!(r.is_err(), "stopped part-way");
+    let part = dir.join("Patient.000.ndjson.part");
+    assert!(part.is_file(), "a part-way file with its checkpoint");
+    stop.reset();
+    (client, job.to_json())
+}
+
+// K7 across processes (K5): a `.part` whose bytes are not the ones its checkpoint took (changed
+// on disk) is not continued: the file is fetched again whole, identical to a clean download
+#[test]
+fn k7_a_part_is_proven_against_its_checkpoint_before_it_continues() {
+    let srv = Server::start(|c| {
+        c.patients = 3000;
+        c.job_ms = 0;
+    });
+    let clean_dir = tmp("k7p-clean");
+    export(&srv.client("/bulk/fhir"), &["Patient"]).download(&clean_dir, identity()).unwrap();
+    let dir = tmp("k7p");
+    let (client, saved) = stopped_part_way(&srv, "/_f/slow=3000000/bulk/fhir", &dir);
+    // Same length, other bytes: a length check alone would continue it.
+    let part = dir.join("Patient.000.ndjson.part");
+    let mut bytes = std::fs::read(&part).unwrap();
+    let at = bytes.iter().position(|&b| b == b'1').expect("a digit to change");
+    bytes[at] = b'7';
+    std::fs::write(&part, &bytes).unwrap();
+    let before = srv.stats();
+    let s = client.resume(&saved).unwrap().download(&dir, identity()).unwrap();
+    assert!(s.is_complete());
+    let n = |v: &Value| v["files"]["206"].as_u64().unwrap_or(0);
+    assert_eq!(n(&srv.stats()), n(&before), "the changed part was not continued by a range");
+    let name = "Patient.000.ndjson";
+    assert!(std::fs::read(dir.join(name)).unwrap() == std::fs::read(clean_dir.join(name)).unwrap(), "{name} differs");
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&clean_dir).ok();
+}
+
+// issue 19 case 2 across processes, K7: the file changes on the server between a stopped process
+// and the next one (the range request is answered 200 with a new ETag): the folder ends with
+// exactly the new version, never the first part of the old one and the rest of the new
+#[test]
+fn k7_a_file_that_changed_between_processes_is_one_version() {
+    let srv = Server::start(|c| {
+        c.patients = 3000;
+        c.job_ms = 0;
+    });
+    let dir = tmp("k7x");
+    let (client, saved) = stopped_part_way(&srv, "/_f/changeafter;slow=3000000/bulk/fhir", &dir);
+    let s = client.resume(&saved).unwrap().download(&dir, identity()).unwrap();
+    assert!(s.is_complete());
+    let got = lines_of(&dir, &s);
+    assert_eq!(got.len(), 3000 - 1000, "exactly the new version's lines");
+    assert!(got.iter().all(|(_, _, _, v)| v == "2"), "no line of the old version");
+    assert_eq!(ids(&got).len(), got.len(), "no resource twice");
+    std::fs::remove_dir_all(&dir).ok();
+}
