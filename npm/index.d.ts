@@ -513,6 +513,10 @@ export declare class InvalidLineError extends DownloadError {
 export declare class FileChangedError extends DownloadError {
   readonly code: 'file_changed';
 }
+/** A file's link expired and the manifest refresh failed (K8): the job kept its result; `details.cause` says why. */
+export declare class RefreshFailedError extends DownloadError {
+  readonly code: 'refresh_failed';
+}
 /** A status, manifest, result or token answer longer than its ceiling (K9); reading stopped there. */
 export declare class ResponseTooLargeError extends FhirAsyncError {
   readonly code: 'response_too_large';

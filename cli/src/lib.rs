@@ -320,19 +320,14 @@ fn folder_server(given: &ServerArgs, folder: &Folder) -> Result<ServerArgs, Fail
     }
 }
 
-/// A saved job for this run: its deadline is this run's (`timeout` from now, or the one the job
-/// was created with, from now), not one a first run set long ago; a manifest refresh on a re-run
-/// is bounded by the re-run's `--timeout`.
-fn for_this_run(state: &str, timeout: Option<Duration>) -> String {
-    let Ok(mut v) = serde_json::from_str::<Value>(state) else { return state.to_owned() };
-    let ms = timeout.map(|t| t.as_millis() as u64).or_else(|| v["config"]["timeoutMs"].as_u64());
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("deadlineMs".into(), json!(ms.map(|ms| fhir_async_client::now_ms().saturating_add(ms))));
-    }
-    if let (Some(ms), Some(config)) = (ms, v.get_mut("config").and_then(Value::as_object_mut)) {
-        config.insert("timeoutMs".into(), json!(ms));
-    }
-    v.to_string()
+/// A saved job resumed for this run: its deadline is this run's (`timeout` from now, or the one
+/// the job was created with, from now), not one a first run set long ago; a manifest refresh on a
+/// re-run is bounded by the re-run's `--timeout` (K8).
+fn resume_for_this_run(client: &Client, state: &str, timeout: Option<Duration>) -> Result<JobRun, ClientError> {
+    let mut run = client.resume(state)?;
+    let timeout = timeout.or_else(|| run.job().config().timeout_ms.map(Duration::from_millis));
+    run.set_timeout(timeout);
+    Ok(run)
 }
 
 /// What a download into the folder did: the client's summary, and the files that could not
@@ -678,7 +673,7 @@ fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
         a.count_check.or_else(|| saved_opt(&saved, "countCheck")).unwrap_or(CountCheck::Strict);
     let concurrency: u32 = a.concurrency.or_else(|| saved_opt(&saved, "concurrency")).unwrap_or(4);
     let mut resumed = match &state {
-        Some(state) => Some(client.resume(&for_this_run(state, a.server.timeout))?),
+        Some(state) => Some(resume_for_this_run(&client, state, a.server.timeout)?),
         None => None,
     };
     // A finished export and `--since auto`: the next incremental export; the previous one moves aside.
@@ -812,9 +807,9 @@ fn open_target(target: &str, server: &ServerArgs, json: bool, access: Access) ->
             },
         };
         let server = folder_server(server, &folder)?;
-        let state = for_this_run(&folder.read(STATE).unwrap_or_default(), server.timeout);
+        let state = folder.read(STATE).unwrap_or_default();
         let stop = if lock.is_some() { folder_stop(&folder) } else { ctrl_c_stop() };
-        let run = client(&server, stop, PreferOptions::default())?.resume(&state)?;
+        let run = resume_for_this_run(&client(&server, stop, PreferOptions::default())?, &state, server.timeout)?;
         Ok(Target { run, folder, lock, holder })
     } else if target.starts_with("http://") || target.starts_with("https://") {
         let mut server = server.clone();

@@ -257,6 +257,13 @@ impl JobRun {
         &self.job
     }
 
+    /// Gives this run (a resumed job, say) a deadline of its own: `timeout`
+    /// from now, or none. It bounds the waits, polls and manifest refreshes
+    /// (protocol K8) of what follows; the first run's deadline no longer applies.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.job.set_timeout(timeout.map(|t| t.as_millis() as u64), now_ms());
+    }
+
     /// A snapshot for a progress bar.
     pub fn progress(&self) -> Progress {
         self.job.progress(now_ms())

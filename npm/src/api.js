@@ -16,6 +16,7 @@ export {
   DownloadError,
   InvalidLineError,
   FileChangedError,
+  RefreshFailedError,
   ResponseTooLargeError,
   CallbackError,
   AuthError,

@@ -57,6 +57,11 @@ export const InvalidLineError = sub('InvalidLineError', 'invalid_line', Download
  */
 export const FileChangedError = sub('FileChangedError', 'file_changed', DownloadError);
 /**
+ * A file's link expired and the one manifest refresh failed (K8): the job kept
+ * its result; `details.cause` says why the refresh failed. Download it later.
+ */
+export const RefreshFailedError = sub('RefreshFailedError', 'refresh_failed', DownloadError);
+/**
  * A body was longer than its ceiling (K9: a status, manifest, result or token
  * answer): reading stopped there, so memory stays bounded by the ceiling.
  */
@@ -112,7 +117,7 @@ export const CORE_CODES = {
     retries_exhausted: DownloadError,
     redirect: DownloadError,
     file_changed: FileChangedError,
-    refresh_failed: DownloadError,
+    refresh_failed: RefreshFailedError,
     usage: UsageError,
   },
   CallbackError: {

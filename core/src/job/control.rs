@@ -61,6 +61,16 @@ impl Job {
         }
     }
 
+    /// Sets this run's overall deadline: `timeout_ms` from `now_ms` (`None`:
+    /// none). A job resumed in a later process keeps the deadline its first
+    /// run set (possibly long past); a caller that gives the resumed run a
+    /// timeout of its own calls this, so that run's waits, polls and manifest
+    /// refreshes (K8) are bounded by it. Saved with the job.
+    pub fn set_timeout(&mut self, timeout_ms: Option<u64>, now_ms: u64) {
+        self.config.timeout_ms = timeout_ms;
+        self.deadline_ms = timeout_ms.map(|t| now_ms.saturating_add(t));
+    }
+
     /// Why the last [`Job::refresh_manifest`] ended without a manifest, when
     /// it failed (retries, a deadline, a body over its ceiling): the job kept
     /// its outcome (K8), and the files that needed fresh links fail with this

@@ -266,3 +266,113 @@ fn record_one_file_and_order_on_resume() {
     ]);
     assert_eq!(names(&Job::from_json(&saved.to_string()).unwrap()), want);
 }
+
+/// A finished export with a one-file manifest, its status URL `https://h/status/1`.
+fn finished(retry: crate::RetryPolicy, timeout_ms: Option<u64>) -> Job {
+    let mut job = Job::new(JobConfig {
+        base_url: "https://h/fhir".into(),
+        operation: Operation::Export(Default::default()),
+        prefer: Default::default(),
+        retry,
+        timeout_ms,
+        allowed_origins: Vec::new(),
+    })
+    .unwrap();
+    let manifest = r#"{"transactionTime":"2026-01-01T00:00:00Z","request":"https://h/fhir/$export","requiresAccessToken":false,"output":[{"type":"Patient","url":"https://h/f/1"}],"error":[]}"#;
+    let mut now = 0;
+    loop {
+        match job.next_action(now).unwrap() {
+            Action::Send { request } if request.kind == RequestKind::Kickoff => {
+                let r = crate::Response::new(202).with_header("Content-Location", "https://h/status/1");
+                job.handle_response(request.id, r, now).unwrap();
+            }
+            Action::Send { request } => {
+                job.handle_response(request.id, crate::Response::new(200).with_body(manifest), now).unwrap();
+            }
+            Action::Wait { until_ms, .. } => now = until_ms,
+            Action::Done { .. } => return job,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Drives a refresh answered by `answer` until the job is done again; the last error, if any.
+fn refresh_with(job: &mut Job, now: &mut u64, answer: impl Fn() -> crate::Response) -> Option<Error> {
+    job.refresh_manifest(*now).unwrap();
+    let mut last = None;
+    for _ in 0..1000 {
+        match job.next_action(*now) {
+            Ok(Action::Send { request }) => job.handle_response(request.id, answer(), *now).unwrap(),
+            Ok(Action::Wait { until_ms, .. }) => *now = until_ms.max(*now + 1),
+            Ok(Action::Done { .. }) => return last,
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("the refresh never ended");
+}
+
+// protocol K8: a refresh that fails (500 until the retries run out) leaves the finished job's
+// result; the cause is the job's refresh error, not its error
+#[test]
+fn k8_a_failed_refresh_keeps_the_outcome() {
+    let retry = crate::RetryPolicy { max_retries: 2, ..Default::default() };
+    let mut job = finished(retry, None);
+    let mut now = 10;
+    refresh_with(&mut job, &mut now, || crate::Response::new(500));
+    assert!(job.outcome().is_some_and(|o| o.is_success()), "the result is kept");
+    assert!(job.error().is_none());
+    let e = job.refresh_error().expect("the refresh's cause");
+    assert_eq!(e.code(), "retries_exhausted", "{e}");
+    // Saved and resumed: still the finished job, no trace of the failed refresh.
+    let resumed = Job::from_json(&job.to_json()).unwrap();
+    assert!(resumed.outcome().is_some_and(|o| o.is_success()) && resumed.refresh_error().is_none());
+}
+
+// protocol K8: a refresh answered 202 (still running) for ever ends within the retry budget
+#[test]
+fn k8_a_refresh_answered_202_for_ever_ends() {
+    let retry = crate::RetryPolicy { max_retries: 3, ..Default::default() };
+    let mut job = finished(retry, None);
+    let mut now = 10;
+    refresh_with(&mut job, &mut now, || crate::Response::new(202).with_header("Retry-After", "1"));
+    let e = job.refresh_error().expect("the refresh failed");
+    assert!(e.to_string().contains("202"), "{e}");
+    assert!(job.outcome().is_some_and(|o| o.is_success()));
+}
+
+// protocol K8: the overall deadline covers a refresh: it ends the refresh, not the result
+#[test]
+fn k8_the_deadline_covers_a_refresh() {
+    let mut job = finished(crate::RetryPolicy::default(), Some(60_000));
+    let mut now = 59_000;
+    refresh_with(&mut job, &mut now, || crate::Response::new(202).with_header("Retry-After", "30"));
+    assert!(now <= 60_001, "no wait past the deadline: {now}");
+    assert_eq!(job.refresh_error().map(Error::code), Some("deadline_exceeded"));
+    assert!(job.outcome().is_some_and(|o| o.is_success()));
+}
+
+// protocol K9: a status answer over its ceiling ends the job with response_too_large; the
+// ceiling travels with every job request
+#[test]
+fn k9_a_body_over_the_ceiling_is_typed() {
+    let mut job = Job::new(JobConfig {
+        base_url: "https://h/fhir".into(),
+        operation: Operation::Export(Default::default()),
+        prefer: Default::default(),
+        retry: crate::RetryPolicy { max_response_bytes: 1024, ..Default::default() },
+        timeout_ms: None,
+        allowed_origins: Vec::new(),
+    })
+    .unwrap();
+    let Action::Send { request } = job.next_action(0).unwrap() else { panic!() };
+    assert_eq!(request.max_body, Some(1024));
+    let r = crate::Response::new(202).with_header("Content-Location", "https://h/status/1?sig=SECRET");
+    job.handle_response(request.id, r, 0).unwrap();
+    let Action::Send { request } = job.next_action(10_000).unwrap() else { panic!() };
+    assert_eq!(request.max_body, Some(1024));
+    job.response_too_large(request.id, 10_000).unwrap();
+    let e = job.error().expect("failed");
+    assert_eq!(e.code(), "response_too_large");
+    assert!(!e.to_string().contains("SECRET"), "{e}");
+}
