@@ -413,8 +413,11 @@ class Client:
         return self._new(op, prefer, start)
 
     def resume(self, state: str) -> "Job":
-        """A job saved with ``Job.to_json()``, in this process or another one."""
-        return Job(self, self._native.resume(state))
+        """A job saved with ``Job.to_json()``, in this process or another one.
+        The resumed run's deadline is this client's ``timeout`` from now (None:
+        none), not the first run's: it bounds the waits, polls and manifest
+        refreshes of what follows (issue 19)."""
+        return Job(self, self._native.resume(state, self._timeout_ms))
 
     def stop(self) -> None:
         """Stops every call of this client in progress, from any thread (a
@@ -730,6 +733,7 @@ class Result:
         on_invalid_line: OnInvalidLine = "report",
         max_per_origin: int = 1,
         concurrency: Optional[int] = None,
+        max_line: Optional[int] = None,
     ) -> "ResourceStream":
         """Streams the resources of the export's files as dicts, downloading
         ahead in the background (``kinds``: output, error, deleted; default
@@ -750,7 +754,9 @@ class Result:
         ``count_check="lenient"`` a count mismatch is only noted in the report.
         A file that changes on the server after some of its lines were handed
         out (a continuation answered with other bytes, protocol K7) fails with
-        ``FileChangedError``: the stream never mixes two versions of a file."""
+        ``FileChangedError``: the stream never mixes two versions of a file.
+        ``max_line`` is the longest line accepted, in bytes (protocol K9;
+        None: 64 MiB); a longer one fails its file (code ``line_too_long``)."""
         self.raise_for_status()
         types = [resource_type] if isinstance(resource_type, str) else resource_type
         it = self.job._native.resources(
@@ -759,6 +765,7 @@ class Result:
             count_check=count_check,
             on_invalid_line=on_invalid_line,
             max_per_origin=_per_origin(max_per_origin, concurrency),
+            max_line=_max_line(max_line),
         )
         return ResourceStream(it)
 
@@ -775,6 +782,7 @@ class Result:
         count_check: CountCheck = "strict",
         on_invalid_line: OnInvalidLine = "report",
         files: Optional[Sequence[str]] = None,
+        max_line: Optional[int] = None,
     ) -> "DownloadedFiles":
         """Downloads the files into ``directory`` (created if needed), at most
         ``max_per_origin`` at once from one origin (``concurrency`` is its
@@ -805,7 +813,9 @@ class Result:
 
         ``files`` selects files of the plan by ``fileName`` (``result.files``),
         e.g. one per task of a cluster (``fhir_async.dask``); a name not in
-        the plan is a ``UsageError``."""
+        the plan is a ``UsageError``. ``max_line`` is the longest line
+        accepted, in bytes (protocol K9; None: 64 MiB); a longer one fails its
+        file (code ``line_too_long``)."""
         if isinstance(files, str):
             raise UsageError("files must be a sequence of fileName strings, not one str")
         self.raise_for_status()
@@ -824,6 +834,7 @@ class Result:
                 count_check=count_check,
                 on_invalid_line=on_invalid_line,
                 files=None if files is None else list(files),
+                max_line=_max_line(max_line),
             )
         finally:
             if bar is not None:
@@ -906,6 +917,13 @@ class Result:
 
     def __repr__(self) -> str:
         return f"<Result {self.status} http={self.http_status} files={self._summary.get('files', 0)}>"
+
+
+def _max_line(max_line: Optional[int]) -> Optional[int]:
+    """The ``max_line`` ceiling (bytes), checked: None or a positive int."""
+    if max_line is not None and (not isinstance(max_line, int) or isinstance(max_line, bool) or max_line < 1):
+        raise UsageError("max_line must be None or an int of at least 1 (bytes)")
+    return max_line
 
 
 def _per_origin(max_per_origin: int, concurrency: Optional[int]) -> int:

@@ -53,9 +53,14 @@ impl PyClient {
         Ok(PyRun::new(self.client.adopt(job), self.host.clone()))
     }
 
-    /// A job saved with `Run.to_json()`: no second kick-off.
-    fn resume(&self, py: Python<'_>, state: &str) -> PyResult<PyRun> {
-        let run = self.client.resume(state).map_err(|e| client_error(py, &e))?;
+    /// A job saved with `Run.to_json()`: no second kick-off. `timeout_ms`
+    /// is this run's own deadline from now (None: none); the first run's no
+    /// longer applies (issue 19: a resumed run's waits, polls and manifest
+    /// refreshes are bounded by the timeout of the client that resumes it).
+    #[pyo3(signature = (state, timeout_ms=None))]
+    fn resume(&self, py: Python<'_>, state: &str, timeout_ms: Option<u64>) -> PyResult<PyRun> {
+        let mut run = self.client.resume(state).map_err(|e| client_error(py, &e))?;
+        run.set_timeout(timeout_ms.map(std::time::Duration::from_millis));
         Ok(PyRun::new(run, self.host.clone()))
     }
 

@@ -23,6 +23,8 @@ pub struct Selection {
     pub gzip: bool,
     pub max_per_origin: u32,
     pub count_check: String,
+    /// The longest NDJSON line accepted, bytes (K9; None: the engine's default, 64 MiB).
+    pub max_line: Option<u64>,
 }
 
 impl Selection {
@@ -46,6 +48,10 @@ impl Selection {
         if self.max_per_origin < 1 {
             return Err(usage(py, "max_per_origin must be at least 1"));
         }
+        let defaults = DownloadOptions::default();
+        if self.max_line == Some(0) {
+            return Err(usage(py, "max_line must be at least 1 (bytes)"));
+        }
         Ok(DownloadOptions {
             kinds,
             types: self.types.clone().unwrap_or_default(),
@@ -53,7 +59,8 @@ impl Selection {
             count_check,
             validation,
             gzip: self.gzip,
-            ..DownloadOptions::default()
+            max_line: self.max_line.unwrap_or(defaults.max_line),
+            ..defaults
         })
     }
 }
@@ -262,7 +269,7 @@ impl PyRun {
     /// files_total)` is called about ten times a second. `files`: only the
     /// plan's files of these `fileName`s (the core's `skip_files` leaves the
     /// others out), e.g. one file per task of a cluster (`fhir_async.dask`).
-    #[pyo3(signature = (directory, max_per_origin=4, types=None, kinds=None, gzip=true, progress=None, count_check="strict", on_invalid_line="report", files=None))]
+    #[pyo3(signature = (directory, max_per_origin=4, types=None, kinds=None, gzip=true, progress=None, count_check="strict", on_invalid_line="report", files=None, max_line=None))]
     #[allow(clippy::too_many_arguments)]
     fn download(
         &self,
@@ -276,10 +283,11 @@ impl PyRun {
         count_check: &str,
         on_invalid_line: &str,
         files: Option<Vec<String>>,
+        max_line: Option<u64>,
     ) -> PyResult<DownloadReports> {
         let strict = invalid_mode(py, on_invalid_line)?;
         let kinds = kinds.unwrap_or_else(|| vec!["output".into(), "error".into(), "deleted".into()]);
-        let sel = Selection { types, kinds, gzip, max_per_origin, count_check: count_check.into() };
+        let sel = Selection { types, kinds, gzip, max_per_origin, count_check: count_check.into(), max_line };
         // Lines go to disk as they are; a line is a resource only if it parses as a JSON
         // object (issue 19): the engine checks each one, and reports (and counts) the others.
         let mut options = sel.options(py, Validation::Json)?;
@@ -291,7 +299,7 @@ impl PyRun {
 
     /// Streams the resources (dicts; `raw=True`: bytes) of the job's files,
     /// downloaded in parallel in the background (see `Result.resources`).
-    #[pyo3(signature = (types=None, kinds=None, gzip=true, raw=false, count_check="strict", on_invalid_line="report", max_per_origin=4))]
+    #[pyo3(signature = (types=None, kinds=None, gzip=true, raw=false, count_check="strict", on_invalid_line="report", max_per_origin=4, max_line=None))]
     #[allow(clippy::too_many_arguments)]
     fn resources(
         &self,
@@ -303,10 +311,11 @@ impl PyRun {
         count_check: &str,
         on_invalid_line: &str,
         max_per_origin: u32,
+        max_line: Option<u64>,
     ) -> PyResult<ResourceIter> {
         let raise_invalid = invalid_mode(py, on_invalid_line)?;
         let kinds = kinds.unwrap_or_else(|| vec!["output".into()]);
-        let sel = Selection { types, kinds, gzip, max_per_origin, count_check: count_check.into() };
+        let sel = Selection { types, kinds, gzip, max_per_origin, count_check: count_check.into(), max_line };
         // The engine checks each line as JSON, so the file's report counts a bad
         // line once whatever parses it in Python (orjson or the native parser).
         let options = sel.options(py, Validation::Json)?;

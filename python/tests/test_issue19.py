@@ -179,6 +179,17 @@ def test_refresh_answering_202_for_ever_ends_at_the_deadline(files_server: Serve
     for f in paths.failed:
         assert isinstance(f["error"], fhir_async.RefreshFailedError) and "deadline" in f["error"].details["cause"]
     assert result.job.result().status == "completed"
+    # A resumed run's deadline is the resuming client's timeout, not the first run's (long past).
+    state = result.job.to_json()
+    assert json.loads(c.resume(state).to_json())["deadlineMs"] > json.loads(state)["deadlineMs"]
+    assert json.loads(client(c.base_url, timeout=None).resume(state).to_json())["deadlineMs"] is None
+    files_server.reset()
+    again = client(c.base_url, timeout=1).resume(state).result()
+    start = time.monotonic()
+    with pytest.warns(fhir_async.FhirAsyncWarning, match="deadline"):
+        assert len(again.download(tmp_path)) == 0
+    assert time.monotonic() - start < 10
+    assert any(r["route"] == "bulk.status" for r in files_server.stats()["requests"]), "the refresh was tried again"
 
 
 # -- 5. a status answer of 1 GiB ------------------------------------------------------------
@@ -225,6 +236,23 @@ def test_huge_status_answer_is_a_typed_error_in_bounded_memory(server: Server) -
     assert small["max_rss_kib"] < out["max_rss_kib"], (small["max_rss_kib"], out["max_rss_kib"])
     print(f"\nhugestatus=1GiB: peak RSS {out['max_rss_kib'] // 1024} MiB (ceiling 256 MiB), "
           f"{small['max_rss_kib'] // 1024} MiB (ceiling 1 MiB)")
+
+
+def test_line_ceiling_is_an_option(server: Server, tmp_path: Path) -> None:
+    # protocol K9: the NDJSON line's ceiling is an option of download() and resources(); past it
+    # the file fails (line_too_long) and memory stays bounded by it.
+    result = export(server, "", ["Patient"])
+    with pytest.warns(fhir_async.FhirAsyncWarning, match="failed"):
+        paths = result.download(tmp_path, max_line=100)
+    [failed] = paths.failed
+    assert failed["error"].code == "line_too_long", failed["error"]
+    stream = result.resources(max_line=100)
+    with pytest.warns(fhir_async.FhirAsyncWarning, match="failed"):
+        assert list(stream) == []
+    assert stream.reports[0]["error"].code == "line_too_long"
+    assert len(result.download(tmp_path / "default")) == 1, "the default ceiling (64 MiB) takes the file"
+    with pytest.raises(fhir_async.UsageError):
+        result.download(tmp_path, max_line=0)
 
 
 # -- 6. a signed file URL that fails --------------------------------------------------------

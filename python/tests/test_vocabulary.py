@@ -87,6 +87,11 @@ def check(name: str) -> None:
     assert head, name
     if hasattr(builtins, head.group(1)):
         return  # ValueError, TimeoutError, KeyboardInterrupt
+    if name == f"{head.group(1)}()" and not hasattr(fhir_async, head.group(1)):
+        # A bare call after its owner was named (`result.download`: ...; `resources()`: ...).
+        owners = [o for objs in INSTANCES.values() for o in objs]
+        assert any(hasattr(o, head.group(1)) for o in owners), name
+        return
     assert hasattr(fhir_async, head.group(1)), head.group(1)
     # Keyword arguments inside a call: BackendServices(client_id, key=..., scope=...).
     for kw in re.findall(r"(\w+)=", name):
