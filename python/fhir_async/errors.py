@@ -133,7 +133,7 @@ class InvalidLineError(DownloadError, ValueError):
     Raised only with ``on_invalid_line="raise"``; by default a bad line is
     skipped, every valid line is still delivered, and the line is recorded in
     the file's report (``invalid``: ``[{"line": N, "message": ...}]``).
-    ``details``: ``url`` (or ``path`` for a local file), ``line`` (1-based,
+    ``details``: ``url`` (without its query) or ``path`` (a local file), ``line`` (1-based,
     blank lines not counted) and ``message``. A ``ValueError``, as the JSON
     parsers' own errors are."""
 
@@ -141,7 +141,7 @@ class InvalidLineError(DownloadError, ValueError):
 
     @property
     def file(self) -> Optional[str]:
-        """The file's URL (or local path)."""
+        """The file's URL without its query (or its local path)."""
         found = self.details.get("url") or self.details.get("path")
         return None if found is None else str(found)
 

@@ -5,7 +5,7 @@
 
 use crate::convert::to_py;
 use crate::errors::download_error;
-use fhir_async::origin::redact_text;
+use fhir_async::origin::{redact_text, redact_url};
 use fhir_async::{DownloadError, FileKind, FileReport, FileResult, PlannedFile};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -105,5 +105,6 @@ fn kind_name(kind: FileKind) -> &'static str {
 pub fn invalid_line_error(report: &FileReport, file: &PlannedFile) -> DownloadError {
     let line = report.first_invalid_line.unwrap_or(0);
     let message = report.invalid.iter().find(|l| l.line == line).map(|l| l.message.clone()).unwrap_or_default();
-    DownloadError::InvalidLine { url: file.url.clone(), line, message }
+    // Without the URL's query, as the engine's own errors (K10).
+    DownloadError::InvalidLine { url: redact_url(&file.url), line, message }
 }

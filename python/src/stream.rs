@@ -236,12 +236,13 @@ impl ResourceIter {
         let file = self.batch_file;
         let label = self.label(file);
         let local = matches!(self.feed, Feed::Local { .. });
+        // A signed URL's query is a credential (K10): the error names the file without it,
+        // as the engine's own errors do.
+        let shown = if local { label.clone() } else { redact_url(&label) };
         let details = PyDict::new(py);
-        let _ = details.set_item(if local { "path" } else { "url" }, &label);
+        let _ = details.set_item(if local { "path" } else { "url" }, &shown);
         let _ = details.set_item("line", line);
         let _ = details.set_item("message", &message);
-        // A signed URL's query is a credential (K10): the message names the file without it.
-        let shown = if local { label.clone() } else { redact_url(&label) };
         let text = format!("{shown}: line {line} is not a FHIR resource: {message}");
         if local {
             self.local_invalid.entry(file).or_default().push((line, message));

@@ -296,6 +296,25 @@ def test_signed_url_never_shown(server: Server, tmp_path: Path) -> None:
     assert "AKIAFHIRASYNCTEST019" not in text and "X-Amz-" not in text, "the query was shown"
     assert all(f["fileName"] in text for f in result.files), "each failed file is still named"
 
+    # An invalid line of a signed file: the InvalidLineError (message, details, repr) and the
+    # warnings name the file without its query too, in a stream and in a folder download.
+    result = export(server, "signed;junklines", ["Patient"])
+    sigs = signatures(result)
+    shown = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(fhir_async.InvalidLineError) as e:
+            list(result.resources(on_invalid_line="raise", count_check="lenient"))
+        paths = result.download(tmp_path / "junk", on_invalid_line="raise", count_check="lenient")
+        list(result.resources(count_check="lenient"))
+    [failed] = paths.failed
+    for err in (e.value, failed["error"]):
+        assert isinstance(err, fhir_async.InvalidLineError) and err.line == 1
+        shown += [str(err), repr(err), json.dumps(err.details), str(err.file)]
+    shown += [str(w.message) for w in caught]
+    text = "\n".join(shown)
+    assert sigs and not any(s in text for s in sigs) and "X-Amz-" not in text, text
+
 
 # -- 7. lines that are not JSON, counted as resources ---------------------------------------
 
