@@ -276,6 +276,37 @@ fn an_invalid_line_names_its_place() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+// issue 19, K9: a line past the 64 MiB line ceiling fails with its place, and reading stops there
+// (memory bounded by the ceiling, not the file: the file here has no newline at all)
+#[test]
+fn k9_a_line_past_the_ceiling_is_typed() {
+    let dir = tmp("longline");
+    let path = dir.join("x.ndjson");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(b"{\"id\":\"a\"}\n{\"id\":\"").unwrap();
+    let block = vec![b'x'; 1 << 20];
+    for _ in 0..80 {
+        f.write_all(&block).unwrap();
+    }
+    drop(f);
+    for infer_rows in [1, 1000] {
+        let err = ndjson_to_parquet(
+            std::slice::from_ref(&path),
+            &dir.join("X.parquet"),
+            TableOptions { infer_rows, ..TableOptions::default() },
+        )
+        .unwrap_err();
+        match &err {
+            TableError::InvalidLine { line, message, .. } => {
+                assert_eq!(*line, 2, "{err}");
+                assert!(message.contains("ceiling"), "{err}");
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 // issue 15: the writer streams (lines pushed one by one), bounds row groups by rows and by bytes, and an empty
 // input still makes a valid file (only `_extra`)
 #[test]

@@ -9,6 +9,17 @@ use std::path::{Path, PathBuf};
 
 const BUFFER: usize = 1 << 20;
 
+/// The longest line read (protocol K9: every body has a ceiling; the same as a download's).
+pub(crate) const MAX_LINE: usize = fhir_async::ndjson::DEFAULT_MAX_LINE;
+
+fn too_long(path: &Path, line: u64) -> TableError {
+    TableError::InvalidLine {
+        path: path.display().to_string(),
+        line,
+        message: format!("longer than the {MAX_LINE}-byte line ceiling (protocol K9); not read further"),
+    }
+}
+
 /// Opens an NDJSON or NDJSON.gz file (read in big chunks by [`Lines`]).
 pub(crate) fn open(path: &Path) -> Result<Box<dyn Read + Send>, TableError> {
     let mut file = File::open(path).map_err(|e| TableError::io(path, e))?;
@@ -113,11 +124,23 @@ impl Lines {
             out.extend_from_slice(&self.buf[self.start..self.end]);
             (self.start, self.end) = (0, 0);
             let Some((path, reader)) = self.current.as_mut() else { continue };
+            // The end of the last whole line so far: only new bytes are searched (a long line
+            // read 64 KiB at a time is not scanned again and again).
+            let mut last_end = memchr::memrchr(b'\n', out);
             while !self.eof {
                 let want = size.saturating_sub(out.len()).max(64 << 10);
+                let before = out.len();
                 let n = reader.take(want as u64).read_to_end(out).map_err(|e| TableError::io(path, e))?;
                 self.eof = n < want;
-                if out.len() >= size && memchr::memrchr(b'\n', out).is_some() {
+                if let Some(i) = memchr::memrchr(b'\n', &out[before..]) {
+                    last_end = Some(before + i);
+                }
+                if out.len() - last_end.map_or(0, |i| i + 1) > MAX_LINE {
+                    let line =
+                        self.line_no + 1 + last_end.map_or(0, |_| memchr::memchr_iter(b'\n', out).count() as u64);
+                    return Err(too_long(path, line));
+                }
+                if out.len() >= size && last_end.is_some() {
                     break;
                 }
             }
@@ -153,6 +176,10 @@ impl Lines {
         self.buf.copy_within(self.start..self.end, 0);
         (self.end, self.start) = (self.end - self.start, 0);
         if self.end == self.buf.len() {
+            if self.end >= MAX_LINE {
+                let path = self.current.as_ref().map_or(Path::new(""), |(p, _)| p.as_path());
+                return Err(too_long(path, self.line_no + 1));
+            }
             self.buf.resize(self.buf.len() * 2, 0);
         }
         let Some((path, reader)) = self.current.as_mut() else { return Ok(()) };
