@@ -292,3 +292,56 @@ fn k7_a_file_that_changed_between_processes_is_one_version() {
     assert_eq!(ids(&got).len(), got.len(), "no resource twice");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// issue 19 case 8: a cut last line and no count: the broken line is an invalid line, not a
+// resource, and a warning says so
+#[test]
+fn a_cut_last_line_is_no_resource() {
+    let srv = Server::start(|c| {
+        c.patients = 20;
+        c.job_ms = 0;
+    });
+    let dir = tmp("cutlast");
+    let s = export(&srv.client("/_f/cutlast/bulk/fhir"), &["Patient"]).download(&dir, identity()).unwrap();
+    let r = s.files[0].result.report.as_ref().expect("the file completes (no count to check)");
+    let lines = std::fs::read_to_string(dir.join("Patient.000.ndjson")).unwrap().lines().count() as u64;
+    assert_eq!((r.resources, r.invalid_lines), (lines - 1, 1), "{r:?}");
+    assert_eq!(r.first_invalid_line, Some(lines));
+    assert!(r.warnings.iter().any(|w| w.contains("not FHIR resources")), "{:?}", r.warnings);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// issue 19 (reading): no user callback runs under the coordinator's lock: while the callback of
+// one file's Finished event blocks, the other file still finishes (under the lock it never could)
+#[test]
+fn a_slow_finished_callback_does_not_stall_the_other_files() {
+    let srv = Server::start(|c| {
+        c.patients = 50;
+        c.job_ms = 0;
+    });
+    let dir = tmp("callback");
+    let mut job = export(&srv.client("/bulk/fhir"), &["Patient", "Observation"]);
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    let (tx, rx) = (std::sync::Mutex::new(tx), std::sync::Mutex::new(rx));
+    let first = std::sync::Mutex::new(None::<usize>);
+    let waited = std::sync::Mutex::new(None::<bool>);
+    let s = job
+        .download_events(&dir, DownloadOptions { max_per_origin: 2, ..identity() }, |e| {
+            if let fhir_async_client::DownloadEvent::Finished { index, .. } = e {
+                let mut f = first.lock().unwrap();
+                if f.is_none() {
+                    *f = Some(index);
+                    drop(f);
+                    // Hold this callback until another file finished (bounded: 20 s).
+                    let other = rx.lock().unwrap().recv_timeout(std::time::Duration::from_secs(20));
+                    *waited.lock().unwrap() = Some(other.is_ok());
+                } else {
+                    let _ = tx.lock().unwrap().send(index);
+                }
+            }
+        })
+        .unwrap();
+    assert!(s.is_complete());
+    assert_eq!(*waited.lock().unwrap(), Some(true), "the other file finished while the first callback ran");
+    std::fs::remove_dir_all(&dir).ok();
+}
