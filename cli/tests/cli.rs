@@ -1,37 +1,16 @@
 //! The `fhir-async` command end to end against the in-process reference server.
 
-use fhir_async_testserver::{Config, Running};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::Server;
+
 const BIN: &str = env!("CARGO_BIN_EXE_fhir-async");
-
-struct Server {
-    origin: String,
-    _running: Running,
-}
-
-impl Server {
-    fn start(f: impl FnOnce(&mut Config)) -> Server {
-        let mut cfg = Config { job_ms: 300, patients: 20, retry_after: 0, ..Config::default() };
-        f(&mut cfg);
-        let running = Running::start(cfg).expect("server starts");
-        Server { origin: running.origin.clone(), _running: running }
-    }
-
-    fn stats(&self) -> Value {
-        let t =
-            ureq::get(format!("{}/_admin/stats", self.origin)).call().unwrap().into_body().read_to_string().unwrap();
-        serde_json::from_str(&t).unwrap()
-    }
-
-    fn kickoffs(&self) -> u64 {
-        self.stats()["routes"]["bulk.kickoff"].as_u64().unwrap_or(0)
-    }
-}
 
 fn out(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fhir-async-cli-{name}-{}", std::process::id()));

@@ -3,52 +3,27 @@
 //! options, credentials that follow the command line (not the folder), invalid lines, a cancel
 //! from another process, gzip failures, and a re-run after a failed manifest refresh.
 
-use fhir_async_testserver::{Config, Running};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::Server;
+
 const BIN: &str = env!("CARGO_BIN_EXE_fhir-async");
 
-struct Server {
-    origin: String,
-    _running: Running,
-}
-
-impl Server {
-    fn start(f: impl FnOnce(&mut Config)) -> Server {
-        let mut cfg = Config { job_ms: 300, patients: 20, retry_after: 0, ..Config::default() };
-        f(&mut cfg);
-        let running = Running::start(cfg).expect("server starts");
-        Server { origin: running.origin.clone(), _running: running }
-    }
-
-    fn base(&self, spec: &str) -> String {
-        format!("{}{spec}/bulk/fhir", self.origin)
-    }
-
-    fn stats(&self) -> Value {
-        let t =
-            ureq::get(format!("{}/_admin/stats", self.origin)).call().unwrap().into_body().read_to_string().unwrap();
-        serde_json::from_str(&t).unwrap()
-    }
-
-    fn route(&self, route: &str) -> u64 {
-        self.stats()["routes"][route].as_u64().unwrap_or(0)
-    }
-
-    /// Requests the server received carrying an `Authorization` header that contains `text`.
-    fn authorized_with(&self, text: &str) -> usize {
-        let stats = self.stats();
-        stats["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["headers"]["authorization"].as_str().is_some_and(|a| a.contains(text)))
-            .count()
-    }
+/// Requests the server received carrying an `Authorization` header that contains `text`.
+fn authorized_with(srv: &Server, text: &str) -> usize {
+    let stats = srv.stats();
+    stats["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["headers"]["authorization"].as_str().is_some_and(|a| a.contains(text)))
+        .count()
 }
 
 fn out(name: &str) -> PathBuf {
@@ -302,7 +277,7 @@ fn credentials_go_only_to_a_base_given_on_the_command_line() {
     let (code, _, stderr) = run_env(&["status", d, "--client-id", "client-s"], &secret);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("no credential is sent"), "{stderr}");
-    assert_eq!(srv.authorized_with(""), 0, "no Authorization reached the folder's server");
+    assert_eq!(authorized_with(&srv, ""), 0, "no Authorization reached the folder's server");
     assert_eq!(srv.route("auth.token"), 0, "no token request with the secret");
 
     // Another --base than the folder's: a usage error, nothing sent.
@@ -322,12 +297,12 @@ fn credentials_go_only_to_a_base_given_on_the_command_line() {
     // Confirmed with --base: the token goes.
     let (code, _, stderr) = run_env(&["status", d, "--base", &never], &token);
     assert_eq!(code, 0, "{stderr}");
-    let sent = srv.authorized_with("mine-123");
+    let sent = authorized_with(&srv, "mine-123");
     assert!(sent >= 1, "the confirmed base gets the token");
     // A cancel without --base sends none either.
     let (code, stdout, stderr) = run_env(&["cancel", d], &token);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert_eq!(srv.authorized_with("mine-123"), sent, "the cancel carried no token");
+    assert_eq!(authorized_with(&srv, "mine-123"), sent, "the cancel carried no token");
     let all = std::fs::read_to_string(dir.join("log.ndjson")).unwrap();
     assert!(!all.contains("mine-123") && !all.contains("s3cret"), "no credential in the log");
     std::fs::remove_dir_all(&dir).ok();

@@ -7,41 +7,8 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::Value;
-
-/// One download read as far as it goes: status, headers, body bytes, whether it completed.
-struct Got {
-    code: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    complete: bool,
-}
-
-impl Got {
-    fn h(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
-    }
-}
-
-async fn fetch(s: &Srv, url: &str, headers: &[(&str, &str)]) -> Got {
-    let mut r = s.c.get(url);
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    let mut resp = r.send().await.expect("request sent");
-    let (code, headers) = (resp.status().as_u16(), resp.headers().clone());
-    let mut body = Vec::new();
-    let complete = loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => body.extend_from_slice(&c),
-            Ok(None) => break true,
-            Err(_) => break false,
-        }
-    };
-    Got { code, headers, body, complete }
-}
 
 /// Kicks off `path` (with its fault prefix) and polls it to completion: (status URL, manifest).
 async fn done(s: &Srv, path: &str) -> (String, Value) {

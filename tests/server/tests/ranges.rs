@@ -5,40 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use reqwest::header::HeaderMap;
 use serde_json::Value;
-
-/// One download read as far as it goes: status, headers, body bytes, whether it completed.
-struct Got {
-    code: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    complete: bool,
-}
-
-impl Got {
-    fn h(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
-    }
-}
-
-async fn fetch(s: &Srv, url: &str, headers: &[(&str, &str)]) -> Got {
-    let mut r = s.c.get(url);
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    let mut resp = r.send().await.expect("request sent");
-    let (code, headers) = (resp.status().as_u16(), resp.headers().clone());
-    let mut body = Vec::new();
-    let complete = loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => body.extend_from_slice(&c),
-            Ok(None) => break true,
-            Err(_) => break false,
-        }
-    };
-    Got { code, headers, body, complete }
-}
 
 /// Kicks off an Observation export under fault spec `spec` and returns its first file's URL.
 async fn file_url(s: &Srv, spec: &str) -> String {

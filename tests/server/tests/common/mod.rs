@@ -139,3 +139,35 @@ pub fn assert_oo(r: &Resp, status: u16, code: &str) -> Value {
     assert_eq!(v["issue"][0]["code"], code, "{v}");
     v
 }
+
+/// One download read as far as it goes: status, headers, body bytes, whether it completed.
+pub struct Got {
+    pub code: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub complete: bool,
+}
+
+impl Got {
+    pub fn h(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
+    }
+}
+
+pub async fn fetch(s: &Srv, url: &str, headers: &[(&str, &str)]) -> Got {
+    let mut r = s.c.get(url);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let mut resp = r.send().await.expect("request sent");
+    let (code, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let mut body = Vec::new();
+    let complete = loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => body.extend_from_slice(&c),
+            Ok(None) => break true,
+            Err(_) => break false,
+        }
+    };
+    Got { code, headers, body, complete }
+}

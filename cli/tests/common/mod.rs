@@ -1,0 +1,43 @@
+//! The reference server in-process for the command's tests (127.0.0.1, port 0, stopped when
+//! dropped), and what the tests read of it.
+#![allow(dead_code)] // each test file uses a part
+
+use fhir_async_testserver::{Config, Running};
+use serde_json::Value;
+
+pub struct Server {
+    pub origin: String,
+    _running: Running,
+}
+
+impl Server {
+    /// Jobs of 300 ms over 20 patients, no `Retry-After` wait, unless `f` says otherwise.
+    pub fn start(f: impl FnOnce(&mut Config)) -> Server {
+        let mut cfg = Config { job_ms: 300, patients: 20, retry_after: 0, ..Config::default() };
+        f(&mut cfg);
+        let running = Running::start(cfg).expect("server starts");
+        Server { origin: running.origin.clone(), _running: running }
+    }
+
+    /// The Bulk Data base under a fault prefix (`""` for none, else `/_f/SPEC`).
+    pub fn base(&self, spec: &str) -> String {
+        format!("{}{spec}/bulk/fhir", self.origin)
+    }
+
+    /// `/_admin/stats`.
+    pub fn stats(&self) -> Value {
+        let t =
+            ureq::get(format!("{}/_admin/stats", self.origin)).call().unwrap().into_body().read_to_string().unwrap();
+        serde_json::from_str(&t).unwrap()
+    }
+
+    /// Requests of one route so far.
+    pub fn route(&self, route: &str) -> u64 {
+        self.stats()["routes"][route].as_u64().unwrap_or(0)
+    }
+
+    /// Bulk Data kick-offs so far.
+    pub fn kickoffs(&self) -> u64 {
+        self.route("bulk.kickoff")
+    }
+}
