@@ -19,7 +19,7 @@ function codes(file) {
 const sources = [
   ['FhirAsyncError', 'error.rs'],
   ['FhirAsyncError', 'auth.rs'],
-  ['DownloadError', 'download.rs'],
+  ['DownloadError', 'download/error.rs'],
   ['CallbackError', 'callback.rs'],
 ];
 

@@ -116,7 +116,7 @@ def core_codes() -> Set[str]:
     """Every code the core (and the native client) can give an error: the
     string literals of each `fn code(&self)` in their sources."""
     found: Set[str] = set()
-    for rel in ["core/src/error.rs", "core/src/download.rs", "core/src/callback.rs", "core/src/auth.rs", "client/src/error.rs", "client/src/tables/error.rs"]:
+    for rel in ["core/src/error.rs", "core/src/download/error.rs", "core/src/callback.rs", "core/src/auth.rs", "client/src/error.rs", "client/src/tables/error.rs"]:
         text = (ROOT / rel).read_text()
         for m in re.finditer(r"fn code\(&self\) -> &'static str \{(.*?)\n    \}", text, re.S):
             found |= set(re.findall(r'"([a-z_]+)"', m.group(1)))
