@@ -51,9 +51,11 @@ pub(crate) fn url_path(url: &str) -> &str {
 /// and type that could be it. Each fresh file is taken once. O(n log n) but
 /// for the fallback, which scans the files of one list and type.
 pub(crate) fn match_files(old: &[Identity<'_>], fresh: &[Identity<'_>]) -> Vec<Option<usize>> {
-    let key = |f: &Identity<'_>| (f.list, f.resource_type.map(str::to_owned), f.path.to_owned());
+    fn key<'k>(f: &Identity<'k>) -> (u8, Option<&'k str>, &'k str) {
+        (f.list, f.resource_type, f.path)
+    }
     let mut order: Vec<usize> = (0..fresh.len()).collect();
-    order.sort_by_cached_key(|&j| key(&fresh[j]));
+    order.sort_by_key(|&j| key(&fresh[j]));
     let keys: Vec<_> = order.iter().map(|&j| key(&fresh[j])).collect();
     let mut taken = vec![false; fresh.len()];
     let mut out = vec![None; old.len()];
@@ -76,9 +78,9 @@ pub(crate) fn match_files(old: &[Identity<'_>], fresh: &[Identity<'_>]) -> Vec<O
     // A path that changed: only a file that is the one candidate of its kind is surely it.
     for i in unmatched {
         let o = &old[i];
-        let start = keys.partition_point(|x| (x.0, x.1.as_deref()) < (o.list, o.resource_type));
+        let start = keys.partition_point(|x| (x.0, x.1) < (o.list, o.resource_type));
         let mut candidates = (start..keys.len())
-            .take_while(|&p| (keys[p].0, keys[p].1.as_deref()) == (o.list, o.resource_type))
+            .take_while(|&p| (keys[p].0, keys[p].1) == (o.list, o.resource_type))
             .map(|p| order[p])
             .filter(|&j| !taken[j] && fresh[j].could_be(o));
         if let (Some(j), None) = (candidates.next(), candidates.next()) {

@@ -21,7 +21,7 @@ use crate::manifest::{FileKind, PlannedFile};
 use crate::ndjson::{LineSplitter, DEFAULT_MAX_LINE};
 use crate::origin::{is_downgrade, redact_text, redact_url, resolve, same_origin_urls};
 use crate::retry::{backoff_ms, derive_seed, read_retry_after, RetryAfter, RetryPolicy};
-use crate::taken::{Proof, Taken, TakenSegment};
+use crate::taken::{Proof, Taken};
 use error::kind_label;
 use sink::{note_invalid, LineSink};
 
@@ -299,14 +299,9 @@ impl FileDownload {
                 self.seen = 0;
                 // The body starts over: the lines already handed out are skipped only once
                 // proven to be the same bytes (K7). A count without digests (a checkpoint
-                // from before K7) proves nothing.
-                self.proof = (self.delivered > 0).then(|| {
-                    if self.taken.lines() == self.delivered {
-                        self.taken.proof()
-                    } else {
-                        Proof::new(vec![TakenSegment { lines: 0, bytes: 1, sha256: String::new() }])
-                    }
-                });
+                // from before K7) proves nothing: no proof, and the sink takes the first
+                // skipped line as a change.
+                self.proof = (self.delivered > 0 && self.taken.lines() == self.delivered).then(|| self.taken.proof());
                 self.changed = false;
                 self.range.received = 0;
                 self.range.validator = validator(headers);
