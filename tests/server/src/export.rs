@@ -86,7 +86,10 @@ pub struct ExportParams {
     pub ignored: Vec<String>,
 }
 
-const KNOWN: [&str; 10] = [
+/// Parameters accepted without an effect here: the file-size hints (L7) a server MAY exceed.
+const KNOWN: [&str; 12] = [
+    "_minimumFileSize",
+    "_maximumFileSize",
     "_outputFormat",
     "_since",
     "_until",
@@ -333,6 +336,23 @@ pub struct FileEntry {
     pub headers: u64,
     /// The content.
     pub body: FileBody,
+}
+
+impl FileEntry {
+    /// The media type of the file's bytes: NDJSON, or Parquet for the `stu4` dialect's view
+    /// output (a name ending in `.parquet`).
+    pub fn output_format(&self) -> &'static str {
+        if self.is_opaque() {
+            "application/vnd.apache.parquet"
+        } else {
+            "application/fhir+ndjson"
+        }
+    }
+
+    /// Whether the file is not NDJSON (no lines, no `count` in the manifest).
+    pub fn is_opaque(&self) -> bool {
+        self.name.ends_with(".parquet")
+    }
 }
 
 /// The files of an export job, in completion order.

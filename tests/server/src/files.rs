@@ -75,6 +75,7 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
     let Some(idx) = plan.files.iter().position(|f| f.name == name) else {
         return http::oo(404, "not-found", &format!("no file '{name}' in job {}", job.id));
     };
+    let ctype = plan.files[idx].output_format();
     let phase = job.phase();
     if job.lock().deleted || phase == Phase::Cancelled {
         return http::oo(404, "not-found", "the export was deleted or cancelled");
@@ -164,7 +165,7 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
             slot,
         ));
         FileCounters::bump(&files.ok);
-        headers(&mut r, gzip, None);
+        headers(&mut r, ctype, gzip, None);
         return r;
     }
     if f.gzbad && gzip && gz_attempt == 0 {
@@ -179,7 +180,7 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
             slot,
         ));
         FileCounters::bump(&files.ok);
-        headers(&mut r, gzip, None);
+        headers(&mut r, ctype, gzip, None);
         http::set(r.headers_mut(), header::CONTENT_LENGTH, &half.to_string());
         return r;
     }
@@ -210,7 +211,7 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
                 drop(slot);
                 let mut r = http::empty(416);
                 http::set(r.headers_mut(), header::CONTENT_RANGE, &format!("bytes */{}", ix.total));
-                headers(&mut r, gzip, Some((&v, ranges)));
+                headers(&mut r, ctype, gzip, Some((&v, ranges)));
                 return r;
             };
             let (src, skip) = ix.source_at(gzip, start, fresh);
@@ -245,14 +246,20 @@ pub async fn serve(app: &App, job: &Arc<Job>, name: &str, gen: u64, h: &HeaderMa
             r
         }
     };
-    headers(&mut r, gzip, Some((&v, ranges)));
+    headers(&mut r, ctype, gzip, Some((&v, ranges)));
     r
 }
 
+/// The identity-encoded size of file `idx` of a completed job, generating the file once if no
+/// request did yet (the `stu4` dialect lists `fileSize`).
+pub async fn file_size(app: &App, job: &Job, idx: usize) -> Option<u64> {
+    index(app, job, idx, false, false).await.ok().map(|ix| ix.total)
+}
+
 /// The headers of a file response; `valid` = the validators and whether ranges are offered.
-fn headers(r: &mut Response, gzip: bool, valid: Option<(&Validators, bool)>) {
+fn headers(r: &mut Response, ctype: &str, gzip: bool, valid: Option<(&Validators, bool)>) {
     let hm = r.headers_mut();
-    http::set(hm, header::CONTENT_TYPE, "application/fhir+ndjson");
+    http::set(hm, header::CONTENT_TYPE, ctype);
     if gzip {
         http::set(hm, header::CONTENT_ENCODING, "gzip");
     }

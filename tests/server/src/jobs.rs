@@ -31,6 +31,8 @@ pub enum Dialect {
     Aidbox,
     /// R5 async-bundle (`/r5/fhir`).
     R5,
+    /// The Bulk Data STU4 ballot (`/stu4/fhir`): POST-only kick-off, the new manifest model.
+    Stu4,
 }
 
 impl Dialect {
@@ -44,6 +46,7 @@ impl Dialect {
             Dialect::MedplumDoc => "medplum-doc",
             Dialect::Aidbox => "aidbox",
             Dialect::R5 => "r5",
+            Dialect::Stu4 => "stu4",
         }
     }
 }

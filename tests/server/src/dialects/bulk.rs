@@ -29,6 +29,11 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
         ["Group", id, "$export"] if is_get_post => kickoff(app, &ctx, d, Level::Group((*id).to_string())),
         ["$export-poll-status"] if d != Dialect::Oracle => {
             let id = ctx.param("_jobId").unwrap_or_default();
+            if d == Dialect::Stu4 && ctx.method == Method::GET {
+                if let Some(job) = app.jobs.get(&id, d) {
+                    super::stu4::measure(app, &job).await;
+                }
+            }
             job_route(app, &ctx, d, &id)
         }
         ["bulk-export", "jobs", id] if d == Dialect::Oracle => job_route(app, &ctx, d, id),
@@ -98,6 +103,9 @@ pub fn start_export(
     if !medplum && !has_pref(&ctx.prefs, "respond-async") {
         return Err(http::oo(400, "invalid", "The $export operation requires the header 'Prefer: respond-async'"));
     }
+    if d == Dialect::Stu4 {
+        super::stu4::check_kickoff(ctx)?;
+    }
     if let Some(r) = app.kick_fault(ctx) {
         return Err(r);
     }
@@ -116,6 +124,8 @@ pub fn start_export(
             "incomplete",
             "Some resources were not exported because they are not accessible to this client",
         )]
+    } else if d == Dialect::Stu4 {
+        super::stu4::outcome_lines()
     } else {
         Vec::new()
     };
@@ -123,8 +133,11 @@ pub fn start_export(
     if ctx.faults.junklines || ctx.faults.cutlast {
         plan = plan.rewrite_outputs(&app.ds, ctx.faults.junklines, ctx.faults.cutlast);
     }
-    let separate =
-        matches!(d, Dialect::Bulk | Dialect::HealthConnect) && has_pref(&ctx.prefs, "separate-export-status");
+    if d == Dialect::Stu4 {
+        super::stu4::add_parquet(&mut plan, u64::from(app.ds.patients()));
+    }
+    let separate = matches!(d, Dialect::Bulk | Dialect::HealthConnect | Dialect::Stu4)
+        && has_pref(&ctx.prefs, "separate-export-status");
     let job = app.start_job(ctx, d, Work::Export(Arc::new(plan)), mode, separate);
     let mut resp = app.accepted(ctx, &status_path(&job), false);
     if separate {
@@ -194,7 +207,12 @@ pub fn status_answer(app: &App, job: &Job, d: Dialect, page: usize) -> Response 
     };
     if job.separate_status && phase != Phase::Cancelled {
         // BD3 separate-export-status: the poll itself succeeded; the job's status is a header.
-        let code = r.status().as_u16().to_string();
+        let status = r.status();
+        let code = match (d, status.canonical_reason()) {
+            // L8: the ballot's header is code and phrase (`202 Accepted`)
+            (Dialect::Stu4, Some(phrase)) => format!("{} {phrase}", status.as_u16()),
+            _ => status.as_u16().to_string(),
+        };
         *r.status_mut() = axum::http::StatusCode::OK;
         http::set_named(r.headers_mut(), "x-export-status", &code);
     }

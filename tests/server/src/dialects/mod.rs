@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod medplum;
 pub mod medplum_files;
 pub mod medplum_job;
+pub mod stu4;
 
 use std::sync::Arc;
 
@@ -19,13 +20,14 @@ use crate::jobs::{Dialect, Job, Phase};
 
 /// Finds the dialect whose base starts `path`: (dialect, length of the base in `path`).
 pub fn match_base(path: &str) -> Option<(Dialect, usize)> {
-    const FIXED: [(&str, Dialect); 6] = [
+    const FIXED: [(&str, Dialect); 7] = [
         ("/bulk/fhir", Dialect::Bulk),
         ("/healthconnect/fhir", Dialect::HealthConnect),
         ("/medplum/fhir/R4", Dialect::Medplum),
         ("/medplum-doc/fhir/R4", Dialect::MedplumDoc),
         ("/aidbox/fhir", Dialect::Aidbox),
         ("/r5/fhir", Dialect::R5),
+        ("/stu4/fhir", Dialect::Stu4),
     ];
     let at_boundary = |len: usize| path.len() == len || path.as_bytes()[len] == b'/';
     for (base, d) in FIXED {
@@ -45,7 +47,7 @@ pub fn match_base(path: &str) -> Option<(Dialect, usize)> {
 /// Routes a request to its dialect.
 pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
     match d {
-        Dialect::Bulk | Dialect::HealthConnect | Dialect::Oracle => bulk::handle(app, ctx, d).await,
+        Dialect::Bulk | Dialect::HealthConnect | Dialect::Oracle | Dialect::Stu4 => bulk::handle(app, ctx, d).await,
         Dialect::Medplum | Dialect::MedplumDoc => medplum::handle(app, ctx, d).await,
         Dialect::Aidbox | Dialect::R5 => async_api::handle(app, ctx, d).await,
     }
@@ -69,7 +71,7 @@ pub fn discovery(app: &App, ctx: &Ctx, d: Dialect) -> Response {
                 "format": ["application/fhir+json"],
                 "rest": [{"mode": "server", "security": security(&token_url),
                           "resource": crate::data::TYPES.iter().map(|t| json!({"type": t, "interaction": [{"code":"read"},{"code":"search-type"}]})).collect::<Vec<_>>(),
-                          "operation": [{"name":"export","definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}]}],
+                          "operation": [{"name":"export","definition": stu4::export_definition(d)}]}],
             }),
         );
     }
@@ -104,7 +106,7 @@ fn security(token_url: &str) -> serde_json::Value {
 /// Path (+query) of a job's status URL.
 pub fn status_path(job: &Job) -> String {
     match job.dialect {
-        Dialect::Bulk | Dialect::HealthConnect => {
+        Dialect::Bulk | Dialect::HealthConnect | Dialect::Stu4 => {
             format!("{}/$export-poll-status?_jobId={}", job.base, job.id)
         }
         Dialect::Oracle => format!("{}/bulk-export/jobs/{}", job.base, job.id),
@@ -270,14 +272,18 @@ pub fn manifest_page(app: &App, job: &Job, page: usize, gen: u64) -> Option<Valu
         (lo, hi, hi < total && (complete || done >= next_hi))
     };
     let counted = !no_count(job);
+    let stu4 = job.dialect == Dialect::Stu4;
     let entry = |i: usize| {
         let f = &plan.files[i];
         let mut e = json!({"url": file_url(app, job, i, gen)});
-        if counted {
+        if counted && !f.is_opaque() {
             e["count"] = json!(listed_count(job, f));
         }
         if let Some(t) = &f.rtype {
             e["type"] = json!(t);
+        }
+        if stu4 {
+            stu4::entry_fields(job, i, f, &mut e);
         }
         e
     };
@@ -305,6 +311,9 @@ pub fn manifest_page(app: &App, job: &Job, page: usize, gen: u64) -> Option<Valu
     }
     if next {
         m["link"] = json!([{"relation": "next", "url": page_url(app, job, page + 1)}]);
+    }
+    if stu4 {
+        stu4::manifest_fields(&mut m);
     }
     Some(m)
 }
