@@ -62,6 +62,8 @@ pub struct App {
     pub log: Option<AccessLog>,
     /// Client for callbacks.
     pub http: reqwest::Client,
+    /// What `$bulk-publish` publishes now (`POST /_admin/publish` advances it).
+    pub publication: crate::dialects::publish::Publication,
 }
 
 /// One request, pre-parsed.
@@ -370,9 +372,18 @@ async fn dispatch(app: &Arc<App>, method: Method, uri: &axum::http::Uri, headers
             app.stats.reset();
             app.auth.reset_stats();
             app.jobs.reset_counts();
+            app.publication.reset();
             return http::tag(
                 http::json_with(200, "application/json", &json!({"reset": true})),
                 "admin.reset".into(),
+                None,
+            );
+        }
+        (&Method::POST, "/_admin/publish") => {
+            let step = app.publication.advance();
+            return http::tag(
+                http::json_with(200, "application/json", &json!({"step": step})),
+                "admin.publish".into(),
                 None,
             );
         }

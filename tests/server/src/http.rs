@@ -36,6 +36,14 @@ pub fn fhir(status: u16, body: &Value) -> Response {
     json_with(status, FHIR_JSON, body)
 }
 
+/// A response of `bytes` with content type `ctype`.
+pub fn bytes(status: u16, ctype: &str, bytes: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    set(r.headers_mut(), header::CONTENT_TYPE, ctype);
+    r
+}
+
 /// An empty response.
 pub fn empty(status: u16) -> Response {
     let mut r = Response::new(Body::empty());

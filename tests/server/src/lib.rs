@@ -135,6 +135,7 @@ pub async fn serve(cfg: Config) -> Result<(SocketAddr, SocketAddr, ServerHandle)
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?,
+        publication: dialects::publish::Publication::default(),
     });
     let (stop, rx) = watch::channel(false);
     let main_router = Router::new().fallback(app::main_entry).with_state(app.clone());

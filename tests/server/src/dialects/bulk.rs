@@ -37,6 +37,10 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
             job_route(app, &ctx, d, &id)
         }
         ["bulk-export", "jobs", id] if d == Dialect::Oracle => job_route(app, &ctx, d, id),
+        ["$bulk-publish"] if d == Dialect::Stu4 => http::tag(super::publish::page(app, &ctx), route("publish"), None),
+        ["_publish", name] if d == Dialect::Stu4 && *m == Method::GET => {
+            http::tag(super::publish::serve(name), route("publish.file"), None)
+        }
         ["_files", id, name]
             if d != Dialect::Oracle && (*m == Method::GET || (d == Dialect::HealthConnect && *m == Method::POST)) =>
         {

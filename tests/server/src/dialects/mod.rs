@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod medplum;
 pub mod medplum_files;
 pub mod medplum_job;
+pub mod publish;
 pub mod stu4;
 
 use std::sync::Arc;
