@@ -1,0 +1,127 @@
+//! What a caller reads from a job: its configuration, status URL, outcome or error, warnings, the
+//! token rule, the download plan and a progress snapshot.
+
+use super::state::{Phase3, State};
+use super::types::{CancelResult, CleanupResult, JobConfig};
+use super::Job;
+use crate::http::RequestKind;
+use crate::manifest::{plan_downloads, Manifest, PlannedFile, TokenPolicy};
+use crate::outcome::{Outcome, ResultBody};
+use crate::progress::{Phase, Progress};
+use crate::Error;
+
+impl Job {
+    /// The configuration the job was created with.
+    pub fn config(&self) -> &JobConfig {
+        &self.config
+    }
+
+    /// The status URL, once the kick-off was accepted.
+    pub fn status_url(&self) -> Option<&str> {
+        self.status_url.as_deref()
+    }
+
+    /// `Preference-Applied` tokens the server echoed (protocol C5).
+    pub fn preference_applied(&self) -> &[String] {
+        &self.preference_applied
+    }
+
+    /// The outcome, once done.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.state {
+            State::Done { outcome } => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// The error that stopped the job, if one did.
+    pub fn error(&self) -> Option<&Error> {
+        match &self.state {
+            State::Errored { error } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether the job is over (done or errored).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Done { .. } | State::Errored { .. })
+    }
+
+    /// What the cancel achieved, once answered.
+    pub fn cancel_result(&self) -> Option<&CancelResult> {
+        self.cancel.as_ref().and_then(|c| c.result.as_ref())
+    }
+
+    /// What `cleanup()` achieved, once answered.
+    pub fn cleanup_result(&self) -> Option<&CleanupResult> {
+        self.cleanup.as_ref().and_then(|c| c.result.as_ref())
+    }
+
+    /// Files listed so far by partial manifests on 202 (protocol B7).
+    pub fn partial_manifest(&self) -> Option<&Manifest> {
+        self.partial.as_ref()
+    }
+
+    /// Things worth telling a human that did not stop the job.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The token rule for this job's downloads.
+    pub fn token_policy(&self) -> TokenPolicy {
+        TokenPolicy { base_url: self.base.clone(), allowed_origins: self.config.allowed_origins.clone() }
+    }
+
+    /// The download plan for the finished job's manifest (or, while polling,
+    /// for the files partial manifests listed so far).
+    pub fn download_plan(&self) -> Vec<PlannedFile> {
+        let from = self.status_url.as_deref().unwrap_or(&self.base);
+        match (self.outcome(), &self.partial) {
+            (Some(o), _) => {
+                // An AsyncJob's `output` URLs (`Binary/{id}`) are relative to the
+                // FHIR base, not to the status URL (Medplum, issue 10).
+                let relative_to = match &o.result {
+                    ResultBody::AsyncJob { .. } => &self.base,
+                    _ => o.result_url.as_deref().unwrap_or(from),
+                };
+                o.manifest().map(|m| plan_downloads(m, relative_to, &self.token_policy())).unwrap_or_default()
+            }
+            (None, Some(p)) => plan_downloads(p, from, &self.token_policy()),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// A snapshot for a progress bar.
+    pub fn progress(&self, now_ms: u64) -> Progress {
+        let phase = match &self.state {
+            State::Ready => Phase::Pending,
+            State::KickoffRetry { .. } => Phase::KickingOff,
+            _ if self.in_flight.as_ref().is_some_and(|f| f.kind == RequestKind::Kickoff) => Phase::KickingOff,
+            _ if self.cancel.as_ref().is_some_and(|c| c.phase != Phase3::Answered) => Phase::Cancelling,
+            State::Polling { .. } => Phase::Polling,
+            State::Fetching { .. } => Phase::FetchingResult,
+            State::Done { .. } => Phase::Done,
+            State::Errored { .. } => Phase::Failed,
+        };
+        let next = match self.state {
+            // A kick-off waiting out a 429 shows its next attempt the same way (A9).
+            State::Polling { at_ms } | State::KickoffRetry { at_ms } if self.in_flight.is_none() => Some(at_ms),
+            _ => None,
+        };
+        let percent = match &self.state {
+            State::Done { outcome } if outcome.is_success() => Some(100.0),
+            _ => self.progress_percent,
+        };
+        Progress {
+            phase,
+            message: self.progress_message.clone(),
+            percent,
+            polls: self.polls,
+            next_poll_at_ms: next,
+            next_poll_in_ms: next.map(|n| n.saturating_sub(now_ms)),
+            status_url: self.status_url.clone(),
+            partial_files: self.partial.as_ref().map_or(0, |p| p.output.len()),
+            warning: self.warnings.last().cloned(),
+        }
+    }
+}
