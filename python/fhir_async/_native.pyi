@@ -9,6 +9,8 @@ __all__ = [
     "ArrowStream",
     "Client",
     "cli_main",
+    "download_defaults",
+    "retry_defaults",
     "DownloadReports",
     "Job",
     "ResourceIterator",
@@ -28,6 +30,8 @@ __version__: str
 def now_ms() -> int: ...
 def verify_callback(body: bytes, signature: Optional[str], secret: str) -> Dict[str, Any]: ...
 def parse_json(line: bytes) -> Any: ...
+def download_defaults() -> Dict[str, Any]: ...
+def retry_defaults() -> Dict[str, int]: ...
 def read_ndjson(
     paths: Sequence[Union[str, "PathLike[str]"]], raw: bool = False, on_invalid_line: str = "report"
 ) -> "ResourceIterator": ...
@@ -108,6 +112,7 @@ class DownloadReports:
     def ok_path(self, i: int) -> Path: ...
     def failed(self) -> List[Dict[str, Any]]: ...
     def problems(self, limit: int) -> Tuple[int, List[str]]: ...
+    def tables(self) -> List[Tuple[str, Path]]: ...
 
 @final
 class Client:
@@ -142,12 +147,12 @@ class Run:
     def download(
         self,
         directory: Union[str, "PathLike[str]"],
-        max_per_origin: int = 4,
+        max_per_origin: Optional[int] = None,
         types: Optional[List[str]] = None,
         kinds: Optional[List[str]] = None,
         gzip: bool = True,
         progress: Optional[Callable[[int, int, int, int], object]] = None,
-        count_check: str = "strict",
+        count_check: Optional[str] = None,
         on_invalid_line: str = "report",
         files: Optional[List[str]] = None,
         max_line: Optional[int] = None,
@@ -158,8 +163,8 @@ class Run:
         kinds: Optional[List[str]] = None,
         gzip: bool = True,
         raw: bool = False,
-        count_check: str = "strict",
+        count_check: Optional[str] = None,
         on_invalid_line: str = "report",
-        max_per_origin: int = 4,
+        max_per_origin: Optional[int] = None,
         max_line: Optional[int] = None,
     ) -> ResourceIterator: ...

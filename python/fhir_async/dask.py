@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Union
 
 from ._client import BackendServices, Client, Result
+from ._options import COUNT_CHECK, KINDS, CountCheck
 from .errors import FhirAsyncError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -242,7 +243,7 @@ class FileTask:
     url: str
     dest: str
     format: Format = "ndjson"
-    count_check: str = "strict"
+    count_check: CountCheck = COUNT_CHECK
 
     def __repr__(self) -> str:
         return f"FileTask({self.file_name!r} -> {self.dest!r}, {self.format})"
@@ -346,8 +347,8 @@ def file_tasks(
     *,
     format: Format = "ndjson",
     types: Optional[Sequence[str]] = None,
-    kinds: Sequence[str] = ("output", "error", "deleted"),
-    count_check: str = "strict",
+    kinds: Sequence[str] = KINDS,
+    count_check: CountCheck = COUNT_CHECK,
 ) -> List[FileTask]:
     """One :class:`FileTask` per selected file of ``result``'s plan
     (manifest order), for any scheduler: Dask, Spark, Ray, a process pool."""
@@ -406,8 +407,8 @@ def download(
     client: Any = None,
     format: Format = "ndjson",
     types: Optional[Sequence[str]] = None,
-    kinds: Sequence[str] = ("output", "error", "deleted"),
-    count_check: str = "strict",
+    kinds: Sequence[str] = KINDS,
+    count_check: CountCheck = COUNT_CHECK,
 ) -> DownloadReport:
     """Downloads every file of ``result`` into ``dest`` (a folder the
     workers share, or an fsspec URL), one task per file on ``client`` (a

@@ -7,7 +7,7 @@
 
 use crate::reports::FileEnd;
 use crate::signals::{Caller, Host};
-use fhir_async::{DownloadOptions, DownloadProgress, PlannedFile};
+use fhir_async::{DownloadOptions, DownloadProgress, FileKind, PlannedFile};
 use fhir_async_client::{ClientError, DownloadEvent, DownloadSummary, JobRun};
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
@@ -186,6 +186,19 @@ impl DownloadReports {
     /// The reports of the files that failed.
     fn failed(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
         (0..self.ends.len()).filter(|&i| !self.ends[i].is_done()).map(|i| self.report(py, i)).collect()
+    }
+
+    /// The output files written, as `(table, path)` for `folder_to_parquet`:
+    /// the table is named as the CLI names it, by the core's
+    /// `PlannedFile::table_name` (a sanitized type; organized output, which
+    /// has no type, is one `output` table).
+    fn tables(&self) -> Vec<(String, PathBuf)> {
+        self.ok
+            .iter()
+            .map(|&i| i as usize)
+            .filter(|&i| self.plan[i].kind == FileKind::Output)
+            .map(|i| (self.plan[i].file_name.split('.').next().unwrap_or_default().to_owned(), self.path(i)))
+            .collect()
     }
 
     /// How many files failed or had invalid lines, and a line about each of

@@ -43,6 +43,21 @@ fn py_now_ms() -> u64 {
     now_ms()
 }
 
+/// `DownloadOptions::default()` as the engine's camelCase JSON: the defaults
+/// `fhir_async` gives its options (`maxPerOrigin`, `kinds`, `countCheck`,
+/// `maxLine`, ...), so no default is kept in Python (issue 20).
+#[pyfunction]
+fn download_defaults(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    convert::to_py(py, &fhir_async::DownloadOptions::default())
+}
+
+/// `RetryPolicy::default()` as the engine's camelCase JSON: its names are the
+/// retry options `Client(retry=...)` takes, its values their defaults.
+#[pyfunction]
+fn retry_defaults(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    convert::to_py(py, &fhir_async::RetryPolicy::default())
+}
+
 /// Parses one NDJSON line into Python objects (the parser `resources()` uses).
 #[pyfunction]
 fn parse_json(py: Python<'_>, line: &[u8]) -> PyResult<Py<PyAny>> {
@@ -72,6 +87,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_callback, m)?)?;
     m.add_function(wrap_pyfunction!(py_now_ms, m)?)?;
     m.add_function(wrap_pyfunction!(parse_json, m)?)?;
+    m.add_function(wrap_pyfunction!(download_defaults, m)?)?;
+    m.add_function(wrap_pyfunction!(retry_defaults, m)?)?;
     m.add_function(wrap_pyfunction!(stream::read_ndjson, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -16,46 +16,46 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
-/// Files of a download or a stream: the names Python passes.
+/// Files of a download or a stream: the names Python passes (None: the core's default).
 pub struct Selection {
     pub types: Option<Vec<String>>,
-    pub kinds: Vec<String>,
+    /// None: the core's default (all three lists).
+    pub kinds: Option<Vec<String>>,
     pub gzip: bool,
-    pub max_per_origin: u32,
-    pub count_check: String,
-    /// The longest NDJSON line accepted, bytes (K9; None: the engine's default, 64 MiB).
+    /// None: the core's default ([`DownloadOptions::default`]).
+    pub max_per_origin: Option<u32>,
+    pub count_check: Option<String>,
+    /// The longest NDJSON line accepted, bytes (K9; None: the core's default).
     pub max_line: Option<u64>,
 }
 
 impl Selection {
-    /// The client's options; `usage` for a value that names nothing.
+    /// The client's options: the core's defaults, with what Python gave;
+    /// `usage` for a value that names nothing (the names are the core's JSON).
     pub fn options(&self, py: Python<'_>, validation: Validation) -> PyResult<DownloadOptions> {
-        let kinds = self
-            .kinds
-            .iter()
-            .map(|k| match k.as_str() {
-                "output" => Ok(FileKind::Output),
-                "error" => Ok(FileKind::Error),
-                "deleted" => Ok(FileKind::Deleted),
-                other => Err(usage(py, &format!("unknown kind {other:?}: output, error or deleted"))),
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        let count_check = match self.count_check.as_str() {
-            "strict" => CountCheck::Strict,
-            "lenient" => CountCheck::Lenient,
-            other => return Err(usage(py, &format!("count_check must be \"strict\" or \"lenient\", not {other:?}"))),
+        let defaults = DownloadOptions::default();
+        let kinds = match &self.kinds {
+            None => defaults.kinds.clone(),
+            Some(kinds) => kinds
+                .iter()
+                .map(|k| core_name(k).map_err(|_| usage(py, &format!("unknown kind {k:?}: output, error or deleted"))))
+                .collect::<PyResult<Vec<FileKind>>>()?,
         };
-        if self.max_per_origin < 1 {
+        let count_check: CountCheck = match &self.count_check {
+            None => defaults.count_check,
+            Some(c) => core_name(c)
+                .map_err(|_| usage(py, &format!("count_check must be \"strict\" or \"lenient\", not {c:?}")))?,
+        };
+        if self.max_per_origin == Some(0) {
             return Err(usage(py, "max_per_origin must be at least 1"));
         }
-        let defaults = DownloadOptions::default();
         if self.max_line == Some(0) {
             return Err(usage(py, "max_line must be at least 1 (bytes)"));
         }
         Ok(DownloadOptions {
             kinds,
             types: self.types.clone().unwrap_or_default(),
-            max_per_origin: self.max_per_origin,
+            max_per_origin: self.max_per_origin.unwrap_or(defaults.max_per_origin),
             count_check,
             validation,
             gzip: self.gzip,
@@ -63,6 +63,12 @@ impl Selection {
             ..defaults
         })
     }
+}
+
+/// A value of the core's from its JSON name (`"output"`, `"strict"`, ...): the
+/// names Python takes are the core's own.
+pub fn core_name<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
 }
 
 /// `on_invalid_line`: `"report"` (false) or `"raise"` (true).
@@ -269,25 +275,24 @@ impl PyRun {
     /// files_total)` is called about ten times a second. `files`: only the
     /// plan's files of these `fileName`s (the core's `skip_files` leaves the
     /// others out), e.g. one file per task of a cluster (`fhir_async.dask`).
-    #[pyo3(signature = (directory, max_per_origin=4, types=None, kinds=None, gzip=true, progress=None, count_check="strict", on_invalid_line="report", files=None, max_line=None))]
+    #[pyo3(signature = (directory, max_per_origin=None, types=None, kinds=None, gzip=true, progress=None, count_check=None, on_invalid_line="report", files=None, max_line=None))]
     #[allow(clippy::too_many_arguments)]
     fn download(
         &self,
         py: Python<'_>,
         directory: PathBuf,
-        max_per_origin: u32,
+        max_per_origin: Option<u32>,
         types: Option<Vec<String>>,
         kinds: Option<Vec<String>>,
         gzip: bool,
         progress: Option<Py<PyAny>>,
-        count_check: &str,
+        count_check: Option<String>,
         on_invalid_line: &str,
         files: Option<Vec<String>>,
         max_line: Option<u64>,
     ) -> PyResult<DownloadReports> {
         let strict = invalid_mode(py, on_invalid_line)?;
-        let kinds = kinds.unwrap_or_else(|| vec!["output".into(), "error".into(), "deleted".into()]);
-        let sel = Selection { types, kinds, gzip, max_per_origin, count_check: count_check.into(), max_line };
+        let sel = Selection { types, kinds, gzip, max_per_origin, count_check, max_line };
         // Lines go to disk as they are; a line is a resource only if it parses as a JSON
         // object (issue 19): the engine checks each one, and reports (and counts) the others.
         let mut options = sel.options(py, Validation::Json)?;
@@ -299,7 +304,7 @@ impl PyRun {
 
     /// Streams the resources (dicts; `raw=True`: bytes) of the job's files,
     /// downloaded in parallel in the background (see `Result.resources`).
-    #[pyo3(signature = (types=None, kinds=None, gzip=true, raw=false, count_check="strict", on_invalid_line="report", max_per_origin=4, max_line=None))]
+    #[pyo3(signature = (types=None, kinds=None, gzip=true, raw=false, count_check=None, on_invalid_line="report", max_per_origin=None, max_line=None))]
     #[allow(clippy::too_many_arguments)]
     fn resources(
         &self,
@@ -308,14 +313,16 @@ impl PyRun {
         kinds: Option<Vec<String>>,
         gzip: bool,
         raw: bool,
-        count_check: &str,
+        count_check: Option<String>,
         on_invalid_line: &str,
-        max_per_origin: u32,
+        max_per_origin: Option<u32>,
         max_line: Option<u64>,
     ) -> PyResult<ResourceIter> {
         let raise_invalid = invalid_mode(py, on_invalid_line)?;
-        let kinds = kinds.unwrap_or_else(|| vec!["output".into()]);
-        let sel = Selection { types, kinds, gzip, max_per_origin, count_check: count_check.into(), max_line };
+        // A stream takes the output files unless asked (as JS's `resources`): the
+        // resources, not the OperationOutcomes and Bundles of the other lists.
+        let kinds = Some(kinds.unwrap_or_else(|| vec!["output".into()]));
+        let sel = Selection { types, kinds, gzip, max_per_origin, count_check, max_line };
         // The engine checks each line as JSON, so the file's report counts a bad
         // line once whatever parses it in Python (orjson or the native parser).
         let options = sel.options(py, Validation::Json)?;

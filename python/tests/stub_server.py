@@ -22,7 +22,8 @@ class StubFile:
     count: Optional[int] = None
     status: int = 200
     content_type: str = "application/fhir+ndjson"
-    resource_type: str = "Patient"
+    resource_type: Optional[str] = "Patient"
+    """None: an entry without ``type`` (organized output)."""
 
 
 @dataclass
@@ -39,7 +40,9 @@ class Stub:
 
     def manifest(self) -> Dict[str, Any]:
         def entry(name: str, f: StubFile) -> Dict[str, Any]:
-            e: Dict[str, Any] = {"type": f.resource_type, "url": f"{self.url}/files/{name}"}
+            e: Dict[str, Any] = {"url": f"{self.url}/files/{name}"}
+            if f.resource_type is not None:
+                e["type"] = f.resource_type
             if f.count is not None:
                 e["count"] = f.count
             return e

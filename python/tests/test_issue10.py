@@ -35,12 +35,12 @@ def test_invalid_line_is_skipped_reported_once_and_the_rest_delivered(
     # issue 10 §3: `{not json}` passes the structural check; every valid line
     # (after it, and in the next file) is delivered, the bad one is reported once.
     if parser == "native":
-        from fhir_async import _client
+        from fhir_async import _files
 
-        monkeypatch.setattr(_client, "_orjson_loads", lambda: None)
+        monkeypatch.setattr(_files, "_orjson_loads", lambda: None)
     # issue 19 §7: the invalid line is no resource, so the count is of the two others.
     result = stub_result(stub, bad=StubFile(LINES, count=2), good=StubFile(GOOD, count=1))
-    stream = result.resources()
+    stream = result.resources(max_per_origin=1)  # one file after the other: the order below
     with pytest.warns(fhir_async.FhirAsyncWarning, match="line 2"):
         got = [r["id"] for r in stream]
     assert got == ["a", "c", "d"]
@@ -58,9 +58,9 @@ def test_invalid_line_is_skipped_reported_once_and_the_rest_delivered(
 def test_invalid_line_raises_when_asked(stub: Stub, parser: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # issue 10 §1: on_invalid_line="raise" gives the typed InvalidLineError (file, line, message).
     if parser == "native":
-        from fhir_async import _client
+        from fhir_async import _files
 
-        monkeypatch.setattr(_client, "_orjson_loads", lambda: None)
+        monkeypatch.setattr(_files, "_orjson_loads", lambda: None)
     result = stub_result(stub, bad=StubFile(LINES, count=2))
     got: List[str] = []
     with pytest.raises(fhir_async.InvalidLineError) as e:
@@ -152,14 +152,14 @@ def test_resource_stream_goes_on_after_a_failed_file(stub: Stub) -> None:
         short=StubFile(b'{"resourceType":"Patient","id":"a"}\n', count=5),
         good=StubFile(GOOD, count=1),
     )
-    stream = result.resources()
+    stream = result.resources(max_per_origin=1)  # one file after the other: the order below
     with pytest.warns(fhir_async.FhirAsyncWarning, match="failed"):
         got = [r["id"] for r in stream]
     assert got == ["a", "d"]
     short, good = stream.reports
     assert short["error"].code == "count_mismatch" and "Patient output file" in str(short["error"])
     assert good["resources"] == 1
-    assert [r["id"] for r in result.resources(count_check="lenient")] == ["a", "d"]
+    assert sorted(r["id"] for r in result.resources(count_check="lenient")) == ["a", "d"]
 
 
 def test_downloaded_files_are_a_sequence_built_on_demand(server: Server, tmp_path: Path) -> None:

@@ -167,10 +167,10 @@ def test_read_ndjson_streams_downloaded_files(server: Server, tmp_path: Any) -> 
 
 
 def test_resources_without_orjson_use_the_native_parser(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fhir_async import _client
+    from fhir_async import _files
 
     result = client(server.base("/bulk/fhir")).export(types=["Patient"]).wait()
     with_orjson = list(result.resources())
-    monkeypatch.setattr(_client, "_orjson_loads", lambda: None)
+    monkeypatch.setattr(_files, "_orjson_loads", lambda: None)
     native = list(result.resources())
     assert native == with_orjson and len(native) == 50

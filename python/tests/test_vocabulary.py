@@ -4,13 +4,15 @@ not a silent fallback), and the behaviours the table promises hold."""
 
 from __future__ import annotations
 
+import ast
 import builtins
 import inspect
 import re
 import threading
 import time
+import typing
 from pathlib import Path
-from typing import Any, Iterator, List, Set
+from typing import Any, Callable, Dict, Iterator, List, Set, Tuple
 
 import pytest
 
@@ -21,8 +23,9 @@ from conftest import Server, client, ids
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# What a name before a dot stands for in the table.
-INSTANCES = {
+# What a name before a dot stands for in the table: the class (or module) whose
+# attributes it names. `error` is an instance: an exception's fields are set in __init__.
+OWNERS: Dict[str, List[Any]] = {
     "client": [fhir_async.Client],
     "job": [fhir_async.Job],
     "result": [fhir_async.Result],
@@ -32,22 +35,27 @@ INSTANCES = {
     "dask": [fhir_async.dask],
 }
 
-# Functions whose keyword arguments the table may name as `name=`.
-KEYWORDS = [
-    fhir_async.Client.__init__,
-    fhir_async.Client.export,
-    fhir_async.Client.kickoff,
-    fhir_async.Job.wait,
-    fhir_async.Result.resources,
-    fhir_async.Result.download,
-    fhir_async.read_ndjson,
-    fhir_async.BackendServices,
-    fhir_async.dask.download,
-    fhir_async.dask.to_dataframe,
-]
+# The functions a row's bare `name=` (a keyword without its call) belongs to: the name
+# must be a parameter of every one of them, and a value given is checked against each
+# (a tuple: the default; `"a" | "b"`: the Literal's values). A row not listed here that
+# names a bare keyword fails the test.
+R = fhir_async.Result
+ROW_KEYWORDS: Dict[str, List[Callable[..., Any]]] = {
+    "default kinds: streams": [R.resources],
+    "default kinds: download to a folder": [R.download],
+    "files at once per origin": [R.download, R.resources],
+    "what a count mismatch does": [R.download, R.resources],
+    "what a non-JSON line does": [R.download, R.resources, fhir_async.read_ndjson],
+    "overall deadline": [fhir_async.Client],
+    "retry policy": [fhir_async.Client],
+    "the ceiling on a status, manifest, result or token answer": [fhir_async.Client],
+    "the other ceilings": [R.download, R.resources],
+    "a resumed run's own deadline": [fhir_async.Client],
+    "select files of the plan by name": [R.download],
+}
 
 
-def python_cells() -> Iterator[tuple[str, str]]:
+def python_cells() -> Iterator[Tuple[str, str]]:
     """(concept, Python cell) of every row of docs/api.md's table."""
     lines = (ROOT / "docs" / "api.md").read_text().splitlines()
     header = next(i for i, l in enumerate(lines) if l.startswith("| concept |"))
@@ -57,45 +65,149 @@ def python_cells() -> Iterator[tuple[str, str]]:
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
-        yield cells[0], cells[col]
+        yield cells[0], cells[col].replace("\\|", "|")
 
 
 def names_in(cell: str) -> List[str]:
     return re.findall(r"`([^`]+)`", cell)
 
 
-def check(name: str) -> None:
-    """Raises AssertionError when `name` does not exist in fhir_async."""
+def split_args(text: str) -> List[str]:
+    """The top-level arguments of a call's text (commas inside brackets or strings kept)."""
+    out, depth, cur, quoted = [], 0, "", False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "([{":
+            depth += 1
+        elif not quoted and ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0 and not quoted:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def parameters(f: Any) -> List[inspect.Parameter]:
+    """A callable's parameters as a caller sees them (no self)."""
+    params = list(inspect.signature(f).parameters.values())
+    if params and params[0].name == "self" and not isinstance(f, type):
+        params = params[1:]
+    return params
+
+
+def check_call(f: Any, args_text: str, where: str) -> None:
+    """`f(a, b, kw=..., ...)`: each positional name is f's parameter at that
+    place (the name a caller may also pass as a keyword), each keyword one of
+    f's parameters, and a nested call is checked the same way."""
+    params = parameters(f)
+    names = [p.name for p in params]
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    args = split_args(args_text)
+    i = 0
+    for arg in args:
+        if arg == "...":
+            continue
+        kw = re.fullmatch(r"(\w+)=(.*)", arg, re.S)
+        if kw:
+            assert kw.group(1) in names, f"{where}: no keyword {kw.group(1)}= (has {names})"
+            if re.match(r"^[A-Za-z_][\w.]*\(", kw.group(2)):
+                check(kw.group(2))
+            continue
+        assert re.fullmatch(r"\w+", arg), f"{where}: argument {arg!r}"
+        assert i < len(positional), f"{where}: more positional arguments than {positional}"
+        assert arg == positional[i], f"{where}: argument {i + 1} is `{positional[i]}`, not `{arg}`"
+        i += 1
+
+
+def resolve(path: str) -> List[Any]:
+    """What `owner.attr.attr` names: a list of objects (one per owner it may be)."""
+    head, *rest = path.split(".")
+    if head in OWNERS:
+        objs = OWNERS[head]
+    else:
+        assert hasattr(fhir_async, head), f"fhir_async has no {head}"
+        objs = [getattr(fhir_async, head)]
+    for attr in rest:
+        found = [getattr(o, attr) for o in objs if hasattr(o, attr)]
+        assert found, f"{path}: no attribute {attr}"
+        objs = found
+    return objs
+
+
+def returned(f: Any) -> Any:
+    """The class a function returns (its annotation, resolved in its module)."""
+    hint = typing.get_type_hints(f)["return"]
+    assert isinstance(hint, type), f"{f.__qualname__} returns {hint}"
+    return hint
+
+
+def check(name: str, row: List[Callable[..., Any]] = []) -> None:  # noqa: B006
+    """Raises AssertionError when `name` is not exactly what fhir_async exports."""
     name = name.removeprefix("await ")
     if name[:1] in '{"' or "<" in name or name.startswith("report["):
-        return  # a literal (a dict, a string, the User-Agent)
+        return  # a literal (a dict, a JSON key, the User-Agent); keys are the core's JSON
     if name in errors.CLASSES:
         return  # an error code
-    dotted = re.match(r"^(\w+)\.(\w+)", name)
-    if dotted and dotted.group(1) in INSTANCES:
-        owner, attr = dotted.groups()
-        assert any(hasattr(o, attr) for o in INSTANCES[owner]), f"{owner}.{attr}"
+    bare = re.fullmatch(r"(\w+)=(.*)", name, re.S)
+    if bare:
+        assert row, f"a bare keyword {name!r} in a row without ROW_KEYWORDS"
+        for f in row:
+            check_call(f, name, f.__qualname__)
+            check_value(f, bare.group(1), bare.group(2).strip())
         return
-    keyword = re.match(r"^(\w+)=", name)
-    if keyword:
-        params: Set[str] = set()
-        for f in KEYWORDS:
-            params |= set(inspect.signature(f).parameters)
-        assert keyword.group(1) in params, f"keyword {keyword.group(1)}="
+    m = re.fullmatch(r"([A-Za-z_][\w.]*)(?:\((.*?)\))?((?:\.\w+\(.*?\))*)(\[.*\])?", name, re.S)
+    assert m, f"cannot read `{name}`"
+    path, args, chain, _key = m.groups()
+    if "." not in path and hasattr(builtins, path) and args is None:
+        assert path in BUILTINS, f"{path}: a builtin the table may not name"
         return
-    head = re.match(r"^([A-Za-z_]\w*)", name)
-    assert head, name
-    if hasattr(builtins, head.group(1)):
-        return  # ValueError, TimeoutError, KeyboardInterrupt
-    if name == f"{head.group(1)}()" and not hasattr(fhir_async, head.group(1)):
-        # A bare call after its owner was named (`result.download`: ...; `resources()`: ...).
-        owners = [o for objs in INSTANCES.values() for o in objs]
-        assert any(hasattr(o, head.group(1)) for o in owners), name
+    if "." not in path and args == "" and not hasattr(fhir_async, path):
+        # A bare call of the row's function (`max_line=` on `download()` and `resources()`).
+        assert any(f.__name__ == path for f in row), f"{path}() is none of the row's {[f.__qualname__ for f in row]}"
         return
-    assert hasattr(fhir_async, head.group(1)), head.group(1)
-    # Keyword arguments inside a call: BackendServices(client_id, key=..., scope=...).
-    for kw in re.findall(r"(\w+)=", name):
-        check(f"{kw}=")
+    objs = resolve(path)
+    if args is not None:
+        for f in objs:
+            check_call(f, args, path)
+    for call in re.findall(r"\.(\w+)\((.*?)\)", chain or ""):
+        classes = [returned(f) for f in objs]
+        assert all(hasattr(c, call[0]) for c in classes), f"{name}: no method {call[0]}"
+        objs = [getattr(c, call[0]) for c in classes]
+        for f in objs:
+            check_call(f, call[1], call[0])
+
+
+def check_value(f: Any, kw: str, value: str) -> None:
+    """`kinds=("output",)`: the default; `count_check="strict" | "lenient"`: the Literal's values."""
+    if not value or value == "...":
+        return
+    param = next(p for p in parameters(f) if p.name == kw)
+    if value.startswith("("):
+        assert param.default == ast.literal_eval(value), f"{f.__qualname__}: {kw}={param.default!r}"
+    elif value.startswith('"') and "|" in value:
+        hint = typing.get_type_hints(f)[kw]
+        want = {ast.literal_eval(v.strip()) for v in value.split("|")}
+        assert set(typing.get_args(hint)) == want, f"{f.__qualname__}: {kw} is {hint}"
+    elif value.startswith("{") and kw == "retry":
+        for key in re.findall(r'"(\w+)"', value):
+            fhir_async.Client("https://fhir.example", retry={key: 1})  # UsageError for an unknown key
+
+
+# The builtins a row names as a base class ("also a ValueError") or what Ctrl-C raises.
+BUILTINS = {"ValueError", "TimeoutError", "KeyboardInterrupt"}
+
+
+def row_bases_hold(cell: str) -> None:
+    """A builtin named beside a class ("`UsageError` (also a `ValueError`)") is its base."""
+    names = names_in(cell)
+    for b in [n for n in names if n in BUILTINS and n != "KeyboardInterrupt"]:
+        classes = [getattr(fhir_async, n) for n in names if isinstance(getattr(fhir_async, n, None), type)]
+        assert any(issubclass(c, getattr(builtins, b)) for c in classes), f"no class of the row is a {b}"
 
 
 def test_every_python_name_in_docs_api_exists() -> None:
@@ -103,21 +215,46 @@ def test_every_python_name_in_docs_api_exists() -> None:
     assert len(rows) > 40
     checked = 0
     for concept, cell in rows:
+        row = next((fs for c, fs in ROW_KEYWORDS.items() if concept.startswith(c)), [])
         for name in names_in(cell):
             try:
-                check(name)
+                check(name, row)
             except AssertionError as e:
-                raise AssertionError(f"docs/api.md, {concept!r}: `{name}` does not exist ({e})") from None
+                raise AssertionError(f"docs/api.md, {concept!r}: `{name}`: {e}") from None
             checked += 1
+        row_bases_hold(cell)
     assert checked > 60
+
+
+def test_the_checker_refuses_what_is_not_exported() -> None:
+    # The table's check is exact: each of these is a near miss of a real name.
+    for wrong, row in [
+        ("Client(base, token=...)", []),
+        ("client.kickoff(method, path, body, mode=...)", []),
+        ("job.wait(raise_on_failure=True, progres=True)", []),
+        ("result.to_arrow(type)", []),
+        ("result.download_all(...)", []),
+        ("read_ndjson(paths).to_feather()", []),
+        ("dask.download(result, dest, cluster=...)", []),
+        ("max_line=", [fhir_async.read_ndjson]),
+        ('kinds=("output",)', [R.download]),
+        ('count_check="strict" | "loose"', [R.resources]),
+        ("upload()", [R.download, R.resources]),
+        ("OSError", []),
+    ]:
+        with pytest.raises(AssertionError):
+            check(wrong, row)
+    with pytest.raises(fhir_async.UsageError):
+        check_value(fhir_async.Client, "retry", '{"min_wait": ...}')
 
 
 def core_codes() -> Set[str]:
     """Every code the core (and the native client) can give an error: the
     string literals of each `fn code(&self)` in their sources."""
     found: Set[str] = set()
-    for rel in ["core/src/error.rs", "core/src/download/error.rs", "core/src/callback.rs", "core/src/auth.rs", "client/src/error.rs", "client/src/tables/error.rs"]:
-        text = (ROOT / rel).read_text()
+    # Every source file of both crates: a split moves an error type, never out of the check.
+    for path in sorted([*(ROOT / "core" / "src").rglob("*.rs"), *(ROOT / "client" / "src").rglob("*.rs")]):
+        text = path.read_text()
         for m in re.finditer(r"fn code\(&self\) -> &'static str \{(.*?)\n    \}", text, re.S):
             found |= set(re.findall(r'"([a-z_]+)"', m.group(1)))
     return found

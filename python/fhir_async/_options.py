@@ -1,0 +1,51 @@
+"""The options of a download or a stream, checked, with the core's defaults:
+``DownloadOptions::default()`` is read from the native module once, so no
+default lives here (issue 20: the same defaults in every language)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Literal, Optional, Tuple, cast
+
+from . import _native
+from .errors import UsageError
+
+CountCheck = Literal["strict", "lenient"]
+"""What an output file whose resources differ from the manifest's count
+does: fail (``"strict"``, the default; the other files are kept) or
+complete with a note. Only lines that parse as JSON objects count. An error
+file is evidence: whatever the check, its lines are kept and a mismatch is
+a warning in its report (issue 19)."""
+
+OnInvalidLine = Literal["report", "raise"]
+"""What a line that is not JSON does: skipped and reported (``"report"``, the
+default), or ``InvalidLineError`` (``"raise"``)."""
+
+_DEFAULTS: Dict[str, Any] = _native.download_defaults()
+
+MAX_PER_ORIGIN: int = _DEFAULTS["maxPerOrigin"]
+"""Files downloaded at once from one origin, the core's default (4)."""
+
+KINDS: Tuple[str, ...] = tuple(_DEFAULTS["kinds"])
+"""The manifest lists a folder download takes, the core's default (all three)."""
+
+COUNT_CHECK = cast(CountCheck, _DEFAULTS["countCheck"])
+"""What a count mismatch does, the core's default (``"strict"``)."""
+
+STREAM_KINDS: Tuple[str, ...] = ("output",)
+"""The lists a stream of resources takes (JS's ``resources`` too): the
+resources asked for, not the OperationOutcomes and Bundles of the others."""
+
+
+def _max_line(max_line: Optional[int]) -> Optional[int]:
+    """The ``max_line`` ceiling (bytes), checked: None (the core's default) or a positive int."""
+    if max_line is not None and (not isinstance(max_line, int) or isinstance(max_line, bool) or max_line < 1):
+        raise UsageError("max_line must be None or an int of at least 1 (bytes)")
+    return max_line
+
+
+def _per_origin(max_per_origin: int, concurrency: Optional[int]) -> int:
+    """``concurrency`` is the old name of ``max_per_origin``."""
+    value = max_per_origin if concurrency is None else concurrency
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError("max_per_origin must be an int of at least 1")
+    return value

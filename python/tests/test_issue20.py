@@ -1,0 +1,55 @@
+"""Issue 20, one place for each rule, as the Python binding answers it: its
+defaults are the core's (``DownloadOptions::default()``), the invalid-line
+policy is the core's option passed through, and ``to_parquet`` names its
+tables as the CLI does (the core's rule), organized output included."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+import fhir_async
+from fhir_async import _native
+from conftest import client
+from stub_server import Stub, StubFile, stub  # noqa: F401 - `stub` is a fixture
+
+PATIENTS = b'{"resourceType":"Patient","id":"a"}\n{"resourceType":"Patient","id":"b"}\n'
+OBSERVATION = b'{"resourceType":"Observation","id":"o","status":"final"}\n'
+
+
+def test_the_defaults_are_the_cores() -> None:
+    # Python's resources() took max_per_origin=1 where JS took 4: both now take the core's.
+    core = _native.download_defaults()
+    assert core["maxPerOrigin"] == 4
+    for f in (fhir_async.Result.resources, fhir_async.Result.download):
+        params = inspect.signature(f).parameters
+        assert params["max_per_origin"].default == core["maxPerOrigin"], f.__name__
+        assert params["count_check"].default == core["countCheck"], f.__name__
+    assert inspect.signature(fhir_async.Result.download).parameters["kinds"].default == tuple(core["kinds"])
+    dask_kinds = inspect.signature(fhir_async.dask.download).parameters["kinds"].default
+    assert dask_kinds == tuple(core["kinds"])
+
+
+def test_to_parquet_keeps_organized_output_and_a_type_the_cli_sanitizes(stub: Stub, tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    # Organized output (no type) was dropped; a type that is no file name failed the whole call.
+    stub.files.update(
+        org=StubFile(PATIENTS, count=2, resource_type=None),
+        odd=StubFile(OBSERVATION, count=1, resource_type="Obser vation/../x"),
+        pat=StubFile(PATIENTS, count=2),
+    )
+    result = client(stub.base).export().wait(raise_on_failure=True)
+    tables = result.to_parquet(tmp_path / "pq")
+    got = {t["resourceType"]: t for t in tables}
+    # The CLI's names: the plan's safe file name up to its first dot (Observationx.001.ndjson).
+    cli = {f["fileName"].split(".")[0] for f in result.files if f["kind"] == "output"}
+    assert set(got) == cli == {"output", "Observationx", "Patient"}, got
+    assert got["output"]["rows"] == 2 and got["Observationx"]["rows"] == 1 and got["Patient"]["rows"] == 2
+    for name, t in got.items():
+        assert Path(t["path"]) == tmp_path / "pq" / f"{name}.parquet"
+        assert pq.read_table(t["path"]).num_rows == t["rows"]
+    assert sorted(p.name for p in (tmp_path / "pq").iterdir()) == sorted(f"{n}.parquet" for n in cli)
