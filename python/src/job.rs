@@ -18,7 +18,8 @@ pub fn body_bytes(body: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u8>> {
             if let Ok(bytes) = b.downcast::<PyBytes>() {
                 Ok(bytes.as_bytes().to_vec())
             } else if let Ok(s) = b.downcast::<PyString>() {
-                Ok(s.to_str()?.as_bytes().to_vec())
+                // to_cow: the abi3 wheel's limited API has no borrowed UTF-8 before 3.10.
+                Ok(s.to_cow()?.as_bytes().to_vec())
             } else {
                 Err(pyo3::exceptions::PyTypeError::new_err("body must be bytes or str"))
             }
