@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps server browser-demo test setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples demo
+.PHONY: deps server browser-demo test setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples demo dist test-dist
 
 ## The main job: a bulk export with a live progress bar against the bundled
 ## reference server (or `make demo SERVER=https://... TOKEN=...`).
@@ -22,7 +22,7 @@ browser-demo: server
 
 ## The one test command (what .ci/run calls). Runs each suite in turn (stopping
 ## at the first that fails) and ends with one line: every suite and its duration.
-SUITES := deps setup lint test-rust test-server fuzz-smoke test-npm test-python test-examples
+SUITES := deps setup lint test-rust test-server fuzz-smoke test-npm test-python test-dist test-examples
 test:
 	@done=(); for s in $(SUITES); do t0=$$(date +%s); \
 	  if $(MAKE) --no-print-directory $$s; then done+=("$$s $$(( $$(date +%s) - t0 )) s"); \
@@ -96,3 +96,17 @@ test-examples: server
 	OUT=target/demo-cli-output PATIENTS=300 bash scripts/demo.sh | tee target/demo-cli.log
 	grep -q '^total' target/demo-cli.log
 	test "$$(ls target/demo-cli-output/*.ndjson | wc -l)" -ge 6
+
+## The release artifacts, into dist/ (issue 22; docs/releasing.md): the abi3
+## manylinux wheel, the sdist, the npm tarball and the three .crate files.
+dist:
+	bash scripts/dist.sh
+
+# What `make test` checks of them: the one version everywhere, then the wheel
+# (built once, from the `dist` profile) installed and smoke-tested in a fresh
+# venv of every CPython 3.9-3.13 found, with no Rust on PATH. The npm tarball's
+# tests (Node 18/20/22, the browser bundle, the size budgets) run in test-npm.
+test-dist: server
+	bash scripts/version.sh --check
+	bash scripts/dist.sh wheel
+	bash tests/dist/test-wheel.sh
