@@ -1,58 +1,13 @@
-// Types of the `fhir-async` package: the real shapes the engine produces
-// (camelCase JSON of the Rust core), written by hand.
+// Types of the `fhir-async` package. The shapes the engine hands over (the
+// camelCase JSON of the Rust core) are generated from the Rust types: the block
+// between the `generated` markers below (wasm/tests/types.rs writes and checks
+// it). The rest (the client, its options, the errors, the engine's classes) is
+// written by hand and uses those shapes.
 
 // ---------- configuration ----------
 
-export type ExportLevel = 'system' | 'patient' | 'group';
-export type AsyncMode = 'bundle' | 'redirect';
-export type HttpMethod = 'GET' | 'POST' | 'DELETE';
-
-/** Timing and retry limits (all optional; the engine has defaults). */
-export interface RetryPolicy {
-  minWaitMs?: number;
-  maxWaitMs?: number;
-  initialBackoffMs?: number;
-  maxBackoffMs?: number;
-  backoffFactorPercent?: number;
-  jitterPercent?: number;
-  seed?: number;
-  maxRetries?: number;
-  maxKickoffRetries?: number;
-  maxDownloadRetries?: number;
-  requestTimeoutMs?: number;
-  /**
-   * The ceiling of a status, manifest, result or token answer's body, bytes
-   * (protocol K9; default 256 MiB): past it the job ends with `ResponseTooLargeError`.
-   */
-  maxResponseBytes?: number;
-}
-
-export interface PreferOptions {
-  asyncMode?: AsyncMode | null;
-  callbackUrl?: string | null;
-  lenient?: boolean;
-  separateExportStatus?: boolean;
-}
-
-export interface ExportRequest {
-  level?: ExportLevel;
-  groupId?: string;
-  types?: string[];
-  since?: string;
-  until?: string;
-  typeFilters?: string[];
-  elements?: string[];
-  patients?: string[];
-  includeAssociatedData?: string[];
-  organizeOutputBy?: string;
-  post?: boolean;
-  outputFormat?: string;
-  allowPartialManifests?: boolean;
-  igVersion?: 'stu2' | 'stu3' | 'stu4';
-}
-
 /** Options of `client.export()`: the `$export` parameters plus per-job settings. */
-export interface ExportOptions extends ExportRequest {
+export interface ExportOptions extends Partial<ExportRequest> {
   callbackUrl?: string;
   lenient?: boolean;
   separateExportStatus?: boolean;
@@ -98,16 +53,893 @@ export interface ClientOptions {
   auth?: BackendServicesAuth;
   /** Defaults to `globalThis.fetch`. */
   fetch?: FetchLike;
-  retry?: RetryPolicy;
+  /** Timing and retry limits: each one left out is the engine's default. */
+  retry?: Partial<RetryPolicy>;
   /** Default deadline of every job, ms. */
   timeoutMs?: number;
   /** Other origins allowed to receive the token for file downloads. */
   allowedOrigins?: string[];
   /** Default `Prefer` options of every job. */
-  prefer?: PreferOptions;
+  prefer?: Partial<PreferOptions>;
 }
 
 // ---------- engine shapes ----------
+
+// ---------- generated from the Rust types (wasm/tests/types.rs): do not edit ----------
+
+/**
+ * Everything a job needs to know up front. Serializable, so bindings can
+ * take it as a plain JS / Python object.
+ */
+export type JobConfig = {
+  /**
+   * The FHIR base URL (`https://host/fhir/R4`). Its origin receives the token.
+   */
+  baseUrl: string,
+  /**
+   * What to start.
+   */
+  operation: Operation,
+  /**
+   * Extra `Prefer` tokens.
+   */
+  prefer: PreferOptions,
+  /**
+   * Timing and retry limits.
+   */
+  retry: RetryPolicy,
+  /**
+   * Overall deadline in ms from the kick-off (protocol B8). `None`: no deadline.
+   */
+  timeoutMs: number | null,
+  /**
+   * Other origins allowed to receive the token for file downloads (I2).
+   */
+  allowedOrigins: Array<string>, };
+
+/**
+ * What the job starts.
+ */
+export type Operation = { "type": "export" } & ExportRequest | { "type": "operation" } & OperationRequest;
+
+/**
+ * A Bulk Data `$export` kick-off. Every IG parameter is here.
+ */
+export type ExportRequest = {
+  /**
+   * System, Patient or Group level.
+   */
+  level: ExportLevel,
+  /**
+   * The Group id for a group-level export.
+   */
+  groupId: string | null,
+  /**
+   * `_outputFormat` (must be one of the three NDJSON spellings).
+   */
+  outputFormat: string | null,
+  /**
+   * `_since` (FHIR instant).
+   */
+  since: string | null,
+  /**
+   * `_until` (STU3+).
+   */
+  until: string | null,
+  /**
+   * `_type`: resource types.
+   */
+  types: Array<string>,
+  /**
+   * `_elements`.
+   */
+  elements: Array<string>,
+  /**
+   * `patient`: references such as `Patient/123` (POST only: switches to POST).
+   */
+  patients: Array<string>,
+  /**
+   * `includeAssociatedData` codes.
+   */
+  includeAssociatedData: Array<string>,
+  /**
+   * `_typeFilter`: one `Type?query` per value, sent as repeated values.
+   */
+  typeFilters: Array<string>,
+  /**
+   * `organizeOutputBy` (STU3+).
+   */
+  organizeOutputBy: string | null,
+  /**
+   * `allowPartialManifests` (STU3+).
+   */
+  allowPartialManifests: boolean | null,
+  /**
+   * Force POST with a `Parameters` body even without `patient`.
+   */
+  post: boolean,
+  /**
+   * Which IG version to speak.
+   */
+  igVersion: IgVersion, };
+
+/**
+ * The level of an export.
+ */
+export type ExportLevel = "system" | "patient" | "group";
+
+/**
+ * The Bulk Data IG version the request targets (protocol A5).
+ */
+export type IgVersion = "stu2" | "stu3" | "stu4";
+
+/**
+ * Any other operation or interaction sent with `Prefer: respond-async`
+ * (`$reindex`, a search, a transaction, Medplum's `$expunge`, ...).
+ */
+export type OperationRequest = {
+  /**
+   * The method.
+   */
+  method: HttpMethod,
+  /**
+   * A path relative to the base (`$reindex`, `Patient?name=x`, `` for a
+   * transaction) or an absolute URL on the same server.
+   */
+  path: string,
+  /**
+   * A FHIR JSON body.
+   */
+  body: string | null, };
+
+/**
+ * An HTTP method the engine may ask for.
+ */
+export type HttpMethod = "GET" | "POST" | "DELETE";
+
+/**
+ * Extra `Prefer` tokens.
+ */
+export type PreferOptions = {
+  /**
+   * `async-mode=bundle|redirect`.
+   */
+  asyncMode: AsyncMode | null,
+  /**
+   * `callback-url=...` (the job keeps polling anyway, protocol G1).
+   */
+  callbackUrl: string | null,
+  /**
+   * `handling=lenient` (protocol A6).
+   */
+  lenient: boolean,
+  /**
+   * `separate-export-status` (protocol A7, B5).
+   */
+  separateExportStatus: boolean, };
+
+/**
+ * `async-mode` from the unified pattern (seed 003).
+ */
+export type AsyncMode = "bundle" | "redirect";
+
+/**
+ * Timing and retry limits. Every field has a sensible default.
+ */
+export type RetryPolicy = {
+  /**
+   * The shortest wait between two polls, whatever the server says (ms).
+   * Also the wait when `Retry-After` is in the past or zero.
+   */
+  minWaitMs: number,
+  /**
+   * The longest wait between two polls, whatever the server says (ms).
+   */
+  maxWaitMs: number,
+  /**
+   * First backoff delay when the server sends no `Retry-After` (ms).
+   */
+  initialBackoffMs: number,
+  /**
+   * Cap on the backoff delay (ms).
+   */
+  maxBackoffMs: number,
+  /**
+   * Backoff growth factor, in percent (200 = doubling).
+   */
+  backoffFactorPercent: number,
+  /**
+   * Jitter as a percentage of the delay (20 = ±20 %).
+   */
+  jitterPercent: number,
+  /**
+   * Seed for the jitter, so runs are reproducible.
+   */
+  seed: number,
+  /**
+   * Failed polls in a row (5xx, 429, transient OperationOutcome, resets)
+   * before the job gives up.
+   */
+  maxRetries: number,
+  /**
+   * How many times a kick-off answered with 429 is retried (protocol A9).
+   */
+  maxKickoffRetries: number,
+  /**
+   * How many times a file download is retried after 5xx or a reset (protocol E6).
+   */
+  maxDownloadRetries: number,
+  /**
+   * Read timeout for each request (ms); must exceed a long-polling hold (G4).
+   */
+  requestTimeoutMs: number,
+  /**
+   * The ceiling on a status, manifest, result or token answer's body, in
+   * bytes (protocol K9; default 256 MiB): each such [`crate::Request`]
+   * carries it as `max_body`, and a longer body ends with
+   * `response_too_large`. File bodies are streamed (their lines have
+   * `DownloadOptions::max_line`); error bodies are read up to
+   * [`crate::download::MAX_ERROR_BODY`].
+   */
+  maxResponseBytes: number, };
+
+/**
+ * The one next thing the caller must do.
+ */
+export type Action = { "type": "send",
+  /**
+   * The request.
+   */
+  request: EngineRequest, } | { "type": "wait",
+  /**
+   * When to call again (Unix ms).
+   */
+  untilMs: number,
+  /**
+   * `until_ms - now`, for timers.
+   */
+  delayMs: number, } | { "type": "refreshToken" } | { "type": "done",
+  /**
+   * How it ended.
+   */
+  outcome: Outcome, };
+
+/**
+ * A request the caller must send, exactly as described.
+ *
+ * The caller adds `Authorization: Bearer <token>` if and only if [`Request::auth`]
+ * is true, and must not follow redirects itself unless it is a platform that
+ * cannot do otherwise (browsers), in which case it reports the final URL in
+ * [`Response::url`].
+ */
+export type EngineRequest = {
+  /**
+   * Identifies the request; hand it back with the response.
+   */
+  id: number,
+  /**
+   * What the request is for.
+   */
+  kind: RequestKind,
+  /**
+   * The HTTP method.
+   */
+  method: HttpMethod,
+  /**
+   * The absolute URL.
+   */
+  url: string,
+  /**
+   * Headers to send, in order. `Authorization` is never among them.
+   */
+  headers: Array<[string, string]>,
+  /**
+   * The body, if any (FHIR JSON).
+   */
+  body: string | null,
+  /**
+   * Whether to attach the bearer token.
+   */
+  auth: boolean,
+  /**
+   * How long to wait for the response before giving up, in milliseconds.
+   * Larger than a long-polling server's hold time (protocol G4).
+   */
+  timeoutMs: number,
+  /**
+   * The most body bytes to read (protocol K9). A body longer than this is
+   * not handed back: the binding stops reading (never buffering more than
+   * the ceiling) and calls [`crate::Job::response_too_large`]. `None`: a
+   * file body, streamed through [`crate::FileDownload::feed`].
+   */
+  maxBody?: number | null, };
+
+/**
+ * Why the engine wants a request sent. Bindings use it for logging and for
+ * platform quirks (a browser can only follow redirects itself, for example).
+ */
+export type RequestKind = "kickoff" | "status" | "result" | "manifestPage" | "cancel" | "cleanup" | "file" | "auth";
+
+/**
+ * How a job ended. Server-reported failure is an outcome, not an error.
+ */
+export type Outcome = {
+  /**
+   * Completed, completed with errors, failed or cancelled.
+   */
+  status: OutcomeStatus,
+  /**
+   * How the result arrived.
+   */
+  delivery: Delivery,
+  /**
+   * The HTTP status of the response that settled the job.
+   */
+  httpStatus: number | null,
+  /**
+   * The payload.
+   */
+  result: ResultBody,
+  /**
+   * A one-line human summary (the OperationOutcome text, for failures).
+   */
+  message: string | null,
+  /**
+   * The `Expires` header of the manifest response, as sent.
+   */
+  expires: string | null,
+  /**
+   * `Expires` as Unix ms, when it parses (protocol C1).
+   */
+  expiresAtMs: number | null,
+  /**
+   * The URL the result came from (status URL, or the redirect target).
+   */
+  resultUrl: string | null,
+  /**
+   * Everything worth telling a human that did not stop the job: a clamped
+   * `Retry-After`, resource types the manifest lists that were not asked
+   * for, a status URL on another origin, ... (the job's warnings when it ended).
+   */
+  warnings?: Array<string>, };
+
+/**
+ * The final state of a job.
+ */
+export type OutcomeStatus = "completed" | "completedWithErrors" | "failed" | "cancelled";
+
+/**
+ * How the result was delivered.
+ */
+export type Delivery = "sync" | "inline" | "redirect" | "none";
+
+/**
+ * The result payload.
+ */
+export type ResultBody = { "kind": "manifest",
+  /**
+   * The manifest.
+   */
+  manifest: Manifest, } | { "kind": "bundle",
+  /**
+   * The Bundle.
+   */
+  bundle: FhirResource,
+  /**
+   * `entry[0].response.status` as a number, when present.
+   */
+  entryStatus: number | null, } | { "kind": "asyncJob",
+  /**
+   * The AsyncJob resource.
+   */
+  job: FhirResource,
+  /**
+   * `AsyncJob.status`.
+   */
+  jobStatus: string,
+  /**
+   * A manifest built from `output` file parameters, if any.
+   */
+  manifest: Manifest | null, } | { "kind": "operationOutcome",
+  /**
+   * The OperationOutcome.
+   */
+  outcome: FhirResource, } | { "kind": "resource",
+  /**
+   * The resource.
+   */
+  resource: FhirResource, } | { "kind": "text",
+  /**
+   * The body, decoded as UTF-8 (lossy).
+   */
+  text: string,
+  /**
+   * Its `Content-Type`.
+   */
+  contentType: string | null, } | { "kind": "empty" };
+
+/**
+ * A completion manifest. Unknown keys are ignored; both the STU2/STU3 `error`
+ * and the STU4 `outcome` arrays are read.
+ */
+export type Manifest = {
+  /**
+   * The instant the export reflects; the next incremental export's `_since` (D3).
+   */
+  transactionTime?: string | null,
+  /**
+   * The kick-off URL (required in STU2/STU3, gone in STU4).
+   */
+  request?: string | null,
+  /**
+   * Whether file downloads need the bearer token. Accepts `true`/`false` and
+   * the strings `"true"`/`"false"` (divergence 10). When absent the engine
+   * assumes `true`, which still never sends the token off the FHIR origin.
+   */
+  requiresAccessToken: boolean,
+  /**
+   * The data files (required: a body without `output` is not a manifest).
+   */
+  output: Array<ManifestFile>,
+  /**
+   * OperationOutcome files (STU2/STU3 name).
+   */
+  error: Array<ManifestFile>,
+  /**
+   * OperationOutcome files (STU4 name for `error`).
+   */
+  outcome?: Array<ManifestFile>,
+  /**
+   * Files of transaction Bundles of deletions (with `_since`).
+   */
+  deleted?: Array<ManifestFile>,
+  /**
+   * Paging links (STU3 `allowPartialManifests`).
+   */
+  link?: Array<ManifestLink>,
+  /**
+   * `extension`: an object in STU2/STU3, an array of Extensions in STU4. Kept as is.
+   */
+  extension?: Json,
+  /**
+   * STU3 `outputOrganizedBy`.
+   */
+  outputOrganizedBy?: string | null,
+  /**
+   * A non-standard `message` some servers add (HealthConnect, HAPI).
+   */
+  message?: string | null, };
+
+/**
+ * One file of a manifest.
+ */
+export type ManifestFile = {
+  /**
+   * The resource type in the file (absent when output is organized).
+   */
+  type?: string | null,
+  /**
+   * The file URL (absolute per the IG; relative values are resolved).
+   */
+  url: string,
+  /**
+   * The number of resources in the file, when the server says.
+   */
+  count?: number | null,
+  /**
+   * STU4 `fileSize` in bytes.
+   */
+  fileSize?: number | null,
+  /**
+   * STU3 `continuesInFile`.
+   */
+  continuesInFile?: string | null, };
+
+/**
+ * A manifest paging link.
+ */
+export type ManifestLink = {
+  /**
+   * `next` for the following page.
+   */
+  relation: string,
+  /**
+   * The page URL.
+   */
+  url: string, };
+
+/**
+ * A snapshot for display.
+ */
+export type Progress = {
+  /**
+   * The phase.
+   */
+  phase: Phase,
+  /**
+   * The server's `X-Progress` text, as sent (trimmed, at most 200 chars).
+   */
+  message: string | null,
+  /**
+   * A percentage read from that text when it carries one (0–100).
+   */
+  percent: number | null,
+  /**
+   * Status polls sent so far.
+   */
+  polls: number,
+  /**
+   * When the next poll is due (Unix ms), while polling.
+   */
+  nextPollAtMs: number | null,
+  /**
+   * Milliseconds until the next poll, relative to the `now` asked with.
+   */
+  nextPollInMs: number | null,
+  /**
+   * The status URL, once known.
+   */
+  statusUrl: string | null,
+  /**
+   * Files already listed by partial manifests (protocol B7).
+   */
+  partialFiles: number,
+  /**
+   * The latest warning (a clamped `Retry-After`, ...), for display.
+   */
+  warning?: string | null, };
+
+/**
+ * Where a job is in its life.
+ */
+export type Phase = "pending" | "kickingOff" | "polling" | "fetchingResult" | "cancelling" | "done" | "failed";
+
+/**
+ * What a cancel request achieved.
+ */
+export type CancelResult = { "kind": "cancelled",
+  /**
+   * The HTTP status of the cancel response.
+   */
+  httpStatus: number | null, } | { "kind": "alreadyTerminal",
+  /**
+   * The job's status when the server says (`completed`, `error`, ...).
+   */
+  jobStatus: string | null,
+  /**
+   * The HTTP status of the cancel response.
+   */
+  httpStatus: number, } | { "kind": "notFound",
+  /**
+   * The HTTP status of the cancel response.
+   */
+  httpStatus: number, } | { "kind": "rejected",
+  /**
+   * The HTTP status.
+   */
+  httpStatus: number,
+  /**
+   * The OperationOutcome, if any.
+   */
+  outcome: FhirResource | null, };
+
+/**
+ * What a `cleanup()` DELETE achieved (protocol F3).
+ */
+export type CleanupResult = {
+  /**
+   * The HTTP status, or `None` after a transport failure.
+   */
+  httpStatus: number | null,
+  /**
+   * Whether the files are gone (2xx, or 404/410: already gone).
+   */
+  ok: boolean, };
+
+/**
+ * What a callback says.
+ */
+export type CallbackPayload = {
+  /**
+   * `completed`, `failed` or `cancelled`.
+   */
+  status: CallbackStatus,
+  /**
+   * Where the result can be fetched (trusted only on the status URL's origin).
+   */
+  resultUrl: string | null,
+  /**
+   * The OperationOutcome sent with a failure.
+   */
+  outcome: FhirResource | null, };
+
+/**
+ * The `status` of a callback.
+ */
+export type CallbackStatus = "completed" | "failed" | "cancelled";
+
+/**
+ * What a callback did to the job (protocol G3).
+ */
+export type CallbackEffect = { "kind": "woken" } | { "kind": "ignored",
+  /**
+   * Why.
+   */
+  reason: string, };
+
+/**
+ * The inputs of the token rule.
+ */
+export type TokenPolicy = {
+  /**
+   * The FHIR server's base URL: its origin receives the token.
+   */
+  baseUrl: string,
+  /**
+   * Other origins (`https://host:port`) allowed to receive the token when a
+   * manifest says `requiresAccessToken: true`.
+   */
+  allowedOrigins: Array<string>, };
+
+/**
+ * What the engine decided about one file before anything is downloaded.
+ */
+export type PlannedFile = {
+  /**
+   * Which list the file is from.
+   */
+  kind: FileKind,
+  /**
+   * Position in that list (stable across manifest refreshes, protocol E4).
+   */
+  index: number,
+  /**
+   * The resource type, when the manifest says.
+   */
+  resourceType: string | null,
+  /**
+   * The absolute URL.
+   */
+  url: string,
+  /**
+   * Whether the bearer token goes with the request.
+   */
+  sendToken: boolean,
+  /**
+   * The line count the manifest promises.
+   */
+  expectedCount: number | null,
+  /**
+   * A file name safe to use inside any target directory (no separators, no
+   * `..`), unique within the plan: `{Type}.{index:03}.ndjson` style.
+   */
+  fileName: string,
+  /**
+   * Set when the file must not be fetched at all, with the reason
+   * (an `http:` URL under an `https:` base, or a token needed on an origin
+   * that is not allowed).
+   */
+  blocked: string | null, };
+
+/**
+ * Which list of the manifest a file came from.
+ */
+export type FileKind = "output" | "error" | "deleted";
+
+/**
+ * The next thing the caller does (see the module docs).
+ */
+export type DownloadStep = { "type": "send",
+  /**
+   * Which file.
+   */
+  file: number,
+  /**
+   * The request.
+   */
+  request: EngineRequest, } | { "type": "refreshToken" } | { "type": "refreshManifest" } | { "type": "wait",
+  /**
+   * When to call [`Downloads::next`] again.
+   */
+  untilMs: number,
+  /**
+   * `until_ms - now`.
+   */
+  delayMs: number, } | { "type": "idle" } | { "type": "done" };
+
+/**
+ * One file's result.
+ */
+export type FileResult = {
+  /**
+   * The file as planned (after a refresh, the fresh entry).
+   */
+  file: PlannedFile,
+  /**
+   * Its figures, when it completed.
+   */
+  report?: FileReport | null,
+  /**
+   * Why it failed, when it did. The other files are unaffected.
+   */
+  error?: DownloadError, };
+
+/**
+ * Figures for a finished file.
+ */
+export type FileReport = {
+  /**
+   * The URL that finally served the file.
+   */
+  url: string,
+  /**
+   * Which manifest list.
+   */
+  kind: FileKind,
+  /**
+   * The resource type.
+   */
+  resourceType: string | null,
+  /**
+   * The safe file name from the plan.
+   */
+  fileName: string,
+  /**
+   * Resources handed out: non-blank lines that passed validation (invalid
+   * lines are handed out too, and counted in `invalid_lines` only).
+   */
+  resources: number,
+  /**
+   * The manifest's count, if any (already checked equal).
+   */
+  expected: number | null,
+  /**
+   * Decoded bytes of the final attempt.
+   */
+  bytes: number,
+  /**
+   * Lines that failed validation (handed out anyway: nothing is lost).
+   */
+  invalidLines: number,
+  /**
+   * 1-based number of the first invalid line.
+   */
+  firstInvalidLine: number | null,
+  /**
+   * The first [`MAX_INVALID_REPORTED`] invalid lines, with what is wrong.
+   */
+  invalid?: Array<InvalidLine>,
+  /**
+   * Set when the file's count differs from the manifest's ([`CountCheck::Lenient`]).
+   */
+  countMismatch?: CountMismatchInfo | null,
+  /**
+   * Things worth telling a human about this file.
+   */
+  warnings?: Array<string>,
+  /**
+   * Requests sent, retries included.
+   */
+  attempts: number,
+  /**
+   * Broken bodies continued with a range request (206), not fetched again (K1).
+   */
+  rangeResumes: number,
+  /**
+   * Range requests answered with the whole file again (200, or another range).
+   */
+  rangeRestarts: number, };
+
+/**
+ * A line that is not a JSON resource (protocol E6: a per-line report, not a crash).
+ */
+export type InvalidLine = {
+  /**
+   * 1-based resource line number (blank lines not counted).
+   */
+  line: number,
+  /**
+   * What is wrong with it.
+   */
+  message: string, };
+
+/**
+ * The manifest's count against what the file held.
+ */
+export type CountMismatchInfo = {
+  /**
+   * `count` from the manifest.
+   */
+  expected: number,
+  /**
+   * Resources in the file.
+   */
+  actual: number, };
+
+/**
+ * What a count mismatch does to a file (protocol D2, issue 10: "one bad
+ * file loses nothing else").
+ */
+export type CountCheck = "strict" | "lenient";
+
+/**
+ * How strictly lines are checked. A line is a resource only if it passes:
+ * the report's `resources` and the manifest's count check count only those.
+ */
+export type Validation = "none" | "structural" | "json";
+
+/**
+ * Totals for a progress bar.
+ */
+export type DownloadProgress = {
+  /**
+   * Files selected.
+   */
+  files: number,
+  /**
+   * Files completed.
+   */
+  filesDone: number,
+  /**
+   * Files that failed.
+   */
+  filesFailed: number,
+  /**
+   * Files being downloaded now.
+   */
+  filesActive: number,
+  /**
+   * Resources handed out so far.
+   */
+  resources: number,
+  /**
+   * Decoded bytes so far (completed files and the final attempt of running ones).
+   */
+  bytes: number,
+  /**
+   * The sum of the manifest's counts, when every selected file has one.
+   */
+  expectedResources: number | null,
+  /**
+   * The per-origin limits now (they halve on 429/503 and grow back: K3).
+   */
+  originLimits: Array<OriginLimit>, };
+
+/**
+ * How many files run at once against one origin.
+ */
+export type OriginLimit = {
+  /**
+   * `scheme://host:port`.
+   */
+  origin: string,
+  /**
+   * Files at once now.
+   */
+  limit: number, };
+
+/**
+ * A change of an origin's limit, for logs and progress (K3).
+ */
+export type LimitChange = {
+  /**
+   * `scheme://host:port`.
+   */
+  origin: string,
+  /**
+   * The limit before.
+   */
+  from: number,
+  /**
+   * The limit after.
+   */
+  to: number,
+  /**
+   * Why: `throttled` (a 429 or 503) or `recovered` (a run of successes).
+   */
+  reason: string, };
+
+// ---------- end of the generated types ----------
 
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 /** A FHIR resource (JSON object with a `resourceType`). */
@@ -117,139 +949,46 @@ export interface FhirResource {
   [key: string]: Json | undefined;
 }
 
-export interface ManifestFile {
-  type?: string;
-  url: string;
-  count?: number;
-  fileSize?: number;
-  continuesInFile?: string;
-}
 
-export interface Manifest {
-  transactionTime?: string;
-  request?: string;
-  requiresAccessToken: boolean;
-  output: ManifestFile[];
-  error: ManifestFile[];
-  outcome?: ManifestFile[];
-  deleted?: ManifestFile[];
-  link?: { relation: string; url: string }[];
-  extension?: Json;
-  outputOrganizedBy?: string;
-  message?: string;
-}
 
-export type OutcomeStatus = 'completed' | 'completedWithErrors' | 'failed' | 'cancelled';
-export type Delivery = 'sync' | 'inline' | 'redirect' | 'none';
 
-export type ResultBody =
-  | { kind: 'manifest'; manifest: Manifest }
-  | { kind: 'bundle'; bundle: FhirResource; entryStatus: number | null }
-  | { kind: 'asyncJob'; job: FhirResource; jobStatus: string; manifest: Manifest | null }
-  | { kind: 'operationOutcome'; outcome: FhirResource }
-  | { kind: 'resource'; resource: FhirResource }
-  | { kind: 'text'; text: string; contentType: string | null }
-  | { kind: 'empty' };
 
-/** How a job ended. A server-reported failure is an outcome (`status: 'failed'`), not an error. */
-export interface Outcome {
-  status: OutcomeStatus;
-  delivery: Delivery;
-  httpStatus: number | null;
-  result: ResultBody;
-  message: string | null;
-  expires: string | null;
-  expiresAtMs: number | null;
-  resultUrl: string | null;
-  /** The Bulk manifest of the result, or `null` (a non-enumerable getter: `client.resources(outcome.manifest)` works). */
-  readonly manifest?: Manifest | null;
-  /** Every warning of the job (a clamped Retry-After, unrequested types in the manifest, ...); absent when none. */
-  warnings?: string[];
-}
 
-export type Phase = 'pending' | 'kickingOff' | 'polling' | 'fetchingResult' | 'cancelling' | 'done' | 'failed';
 
-export interface Progress {
-  phase: Phase;
-  /** The server's `X-Progress` text, display only. */
-  message: string | null;
-  /** A percentage read from that text, 0–100. */
-  percent: number | null;
-  polls: number;
-  nextPollAtMs: number | null;
-  nextPollInMs: number | null;
-  statusUrl: string | null;
-  partialFiles: number;
-  /** The latest warning of the job, for display. */
-  warning?: string;
-}
 
-export type CancelResult =
-  | { kind: 'cancelled'; httpStatus: number | null }
-  | { kind: 'alreadyTerminal'; jobStatus: string | null; httpStatus: number }
-  | { kind: 'notFound'; httpStatus: number }
-  | { kind: 'rejected'; httpStatus: number; outcome: FhirResource | null };
 
-export interface CleanupResult {
-  httpStatus: number | null;
-  ok: boolean;
-}
 
-export type FileKind = 'output' | 'error' | 'deleted';
 
-export interface PlannedFile {
-  kind: FileKind;
-  index: number;
-  resourceType: string | null;
-  url: string;
-  sendToken: boolean;
-  expectedCount: number | null;
-  fileName: string;
-  blocked: string | null;
-}
 
-export interface FileReport {
-  /** Without its query (K10: a signed URL's query is a credential). */
-  url: string;
-  kind: FileKind;
-  resourceType: string | null;
-  fileName: string;
-  /** Lines that parse as JSON objects (what the count check counts); the others are in `invalidLines`. */
-  resources: number;
-  expected: number | null;
-  bytes: number;
-  invalidLines: number;
-  firstInvalidLine: number | null;
-  /** The first 100 lines that are not resources (1-based resource line numbers), each skipped. */
-  invalid?: InvalidLine[];
-  /** With `countCheck: 'lenient'`: the file's count differs from the manifest's (see `warnings`). */
-  countMismatch?: { expected: number; actual: number };
-  warnings?: string[];
-  attempts: number;
-  /**
-   * Set when this file failed (count check in strict mode, HTTP error, retries,
-   * blocked by the token rule, line too long, token refused): the other files
-   * are unaffected. `resources` then says how many were delivered before.
-   */
-  error?: DownloadError;
-}
 
-export interface InvalidLine {
-  line: number;
-  message: string;
-}
 
-export interface CallbackPayload {
-  status: 'completed' | 'failed' | 'cancelled';
-  resultUrl: string | null;
-  outcome: FhirResource | null;
-}
 
-export type CallbackEffect = { kind: 'woken' } | { kind: 'ignored'; reason: string };
 
-export interface TokenPolicy {
+
+/**
+ * The outcome of `job.wait()`: the engine's `Outcome`, linked to its job, with
+ * `manifest` (a non-enumerable getter: the Bulk manifest of the result, or
+ * `null`; `client.resources(outcome.manifest)` works too).
+ */
+export type JobOutcome = Outcome & { readonly manifest: Manifest | null };
+
+/**
+ * A file's report in a stream: the engine's `FileReport`, or, when the file
+ * failed (count check in strict mode, HTTP error, retries, blocked by the token
+ * rule, line too long, token refused, an invalid line with `onInvalidLine:
+ * 'raise'`), what it delivered before with `error`: the other files are
+ * unaffected.
+ */
+export type StreamFileReport = FileReport & { error?: DownloadError };
+
+/** What `new Job(config)` takes: a `JobConfig` whose defaulted parts may be left out. */
+export interface JobConfigInit {
   baseUrl: string;
-  allowedOrigins: string[];
+  operation: ({ type: 'export' } & Partial<ExportRequest>) | ({ type: 'operation' } & Omit<OperationRequest, 'body'> & { body?: string | null });
+  prefer?: Partial<PreferOptions>;
+  retry?: Partial<RetryPolicy>;
+  timeoutMs?: number | null;
+  allowedOrigins?: string[];
 }
 
 /** The saved state of a job (`job.toJSON()`); opaque, but JSON. */
@@ -321,14 +1060,14 @@ export interface ResourceOptions {
   /** Longest line accepted, bytes (default 64 MiB); a longer one fails its file without being buffered. */
   maxLine?: number;
   /** Called once per file, after its last resource was handed out (also for a failed file: see `error`). */
-  onFile?: (report: FileReport) => void;
+  onFile?: (report: StreamFileReport) => void;
 }
 
 export interface StreamStats {
   bytes: number;
   resources: number;
   /** One report per finished file, success or failure. */
-  files: FileReport[];
+  files: StreamFileReport[];
   /** Files that failed (their reports have `error`). */
   failed: number;
   /** Lines skipped because they are not resources. */
@@ -341,7 +1080,7 @@ export interface StreamStats {
 
 /**
  * Resources streamed from up to `concurrency` files at once; `stats` grows as
- * they arrive. A failed file never ends the iteration (see `FileReport.error`).
+ * they arrive. A failed file never ends the iteration (see `StreamFileReport.error`).
  */
 export interface ResourceStream<T> extends AsyncIterableIterator<T> {
   readonly stats: StreamStats;
@@ -366,7 +1105,7 @@ export declare class AsyncJob {
   onProgress(listener: (progress: Progress) => void): () => void;
   progress(): Progress;
   warnings(): string[];
-  wait(options?: WaitOptions): Promise<Outcome>;
+  wait(options?: WaitOptions): Promise<JobOutcome>;
   cancel(options?: { signal?: AbortSignal }): Promise<CancelResult | null>;
   cleanup(options?: { signal?: AbortSignal }): Promise<CleanupResult | null>;
   /** Polls now: after a restart, or when a callback arrived (overrides Retry-After once). */
@@ -541,45 +1280,12 @@ export declare function fromCore(error: unknown): unknown;
 
 // ---------- the low-level engine (no I/O) ----------
 
-export interface EngineRequest {
-  id: number;
-  kind: 'kickoff' | 'status' | 'result' | 'manifestPage' | 'cancel' | 'cleanup' | 'file';
-  method: HttpMethod;
-  url: string;
-  headers: [string, string][];
-  body: string | null;
-  /** Attach `Authorization: Bearer` iff true. */
-  auth: boolean;
-  timeoutMs: number;
-  /** The most body bytes to read (K9); absent for a file (streamed). */
-  maxBody?: number;
-}
 
-export type Action =
-  | { type: 'send'; request: EngineRequest }
-  | { type: 'wait'; untilMs: number; delayMs: number }
-  | { type: 'refreshToken' }
-  | { type: 'done'; outcome: Outcome };
 
-export type DownloadAction =
-  | { type: 'send'; request: EngineRequest }
-  | { type: 'wait'; untilMs: number; delayMs: number }
-  | { type: 'refreshToken' }
-  | { type: 'refreshManifest' }
-  | { type: 'done'; report: FileReport };
-
-export interface JobConfig {
-  baseUrl: string;
-  operation: ({ type: 'export' } & ExportRequest) | { type: 'operation'; method: HttpMethod; path: string; body?: string | null };
-  prefer?: PreferOptions;
-  retry?: RetryPolicy;
-  timeoutMs?: number | null;
-  allowedOrigins?: string[];
-}
 
 /** The engine's job. Errors it throws are `Error`s with `name` "FhirAsyncError" and a `code`. */
 export declare class Job {
-  constructor(config: JobConfig);
+  constructor(config: JobConfigInit);
   static fromJson(json: string): Job;
   toJson(): string;
   nextAction(nowMs: number): Action;
@@ -611,35 +1317,8 @@ export declare class Job {
   free(): void;
 }
 
-/** A step of the core's download coordinator. */
-export type DownloadStep =
-  | { type: 'send'; file: number; request: EngineRequest }
-  | { type: 'refreshToken' }
-  | { type: 'refreshManifest' }
-  | { type: 'wait'; untilMs: number; delayMs: number }
-  | { type: 'idle' }
-  | { type: 'done' };
 
-/** A change of an origin's limit on requests in flight (protocol K3). */
-export interface LimitChange {
-  origin: string;
-  from: number;
-  to: number;
-  /** `throttled` (a 429 or 503) or `recovered` (a run of successes). */
-  reason: 'throttled' | 'recovered' | string;
-}
 
-/** Totals of the core's download coordinator. */
-export interface DownloadProgress {
-  files: number;
-  filesDone: number;
-  filesFailed: number;
-  filesActive: number;
-  resources: number;
-  bytes: number;
-  expectedResources: number | null;
-  originLimits: { origin: string; limit: number }[];
-}
 
 /**
  * The core's coordinator of a finished job's downloads (no I/O): which file
@@ -683,7 +1362,8 @@ export declare class Downloads {
   manifestRefreshed(job: Job, failure?: string | null): void;
   /** Files that got their result since the last call. */
   finished(): Uint32Array;
-  result(file: number): { file: PlannedFile; report?: FileReport; error?: Error } | null;
+  /** `error` is a real `Error` (name `DownloadError`, the core's `code`). */
+  result(file: number): FileResult | null;
   progress(): DownloadProgress;
   takeLimitChanges(): LimitChange[] | null;
   free(): void;

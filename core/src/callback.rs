@@ -12,18 +12,21 @@ pub const SIGNATURE_HEADER: &str = "X-Signature";
 /// What a callback says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallbackPayload {
     /// `completed`, `failed` or `cancelled`.
     pub status: CallbackStatus,
     /// Where the result can be fetched (trusted only on the status URL's origin).
     pub result_url: Option<String>,
     /// The OperationOutcome sent with a failure.
+    #[cfg_attr(feature = "ts", ts(type = "FhirResource | null"))]
     pub outcome: Option<Value>,
 }
 
 /// The `status` of a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum CallbackStatus {
     /// The job completed.
     Completed,

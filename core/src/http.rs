@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// An HTTP method the engine may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "HttpMethod"))]
 pub enum Method {
     /// `GET`
     Get,
@@ -30,6 +31,7 @@ impl Method {
 /// platform quirks (a browser can only follow redirects itself, for example).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum RequestKind {
     /// The kick-off request that starts the operation. Never replayed once sent.
     Kickoff,
@@ -57,6 +59,7 @@ pub enum RequestKind {
 /// [`Response::url`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "EngineRequest"))]
 pub struct Request {
     /// Identifies the request; hand it back with the response.
     pub id: u64,

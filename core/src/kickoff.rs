@@ -11,6 +11,7 @@ use url::Url;
 /// The Bulk Data IG version the request targets (protocol A5).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum IgVersion {
     /// STU2 (v2.0.0).
     Stu2,
@@ -24,6 +25,7 @@ pub enum IgVersion {
 /// The level of an export.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ExportLevel {
     /// `[base]/$export`
     #[default]
@@ -37,6 +39,7 @@ pub enum ExportLevel {
 /// A Bulk Data `$export` kick-off. Every IG parameter is here.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ExportRequest {
     /// System, Patient or Group level.
     pub level: ExportLevel,
@@ -72,6 +75,7 @@ pub struct ExportRequest {
 /// (`$reindex`, a search, a transaction, Medplum's `$expunge`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OperationRequest {
     /// The method.
     pub method: Method,
@@ -86,6 +90,7 @@ pub struct OperationRequest {
 /// What the job starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Operation {
     /// A Bulk Data export.
     Export(ExportRequest),
@@ -107,6 +112,7 @@ impl<'de> Deserialize<'de> for Operation {
 /// `async-mode` from the unified pattern (seed 003).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum AsyncMode {
     /// Completion is a 200 with a Bundle.
     Bundle,
@@ -117,6 +123,7 @@ pub enum AsyncMode {
 /// Extra `Prefer` tokens.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PreferOptions {
     /// `async-mode=bundle|redirect`.
     pub async_mode: Option<AsyncMode>,

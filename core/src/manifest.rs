@@ -9,6 +9,7 @@ use serde_json::Value;
 /// and the STU4 `outcome` arrays are read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Manifest {
     /// The instant the export reflects; the next incremental export's `_since` (D3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +39,7 @@ pub struct Manifest {
     pub link: Vec<ManifestLink>,
     /// `extension`: an object in STU2/STU3, an array of Extensions in STU4. Kept as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(type = "Json", optional))]
     pub extension: Option<Value>,
     /// STU3 `outputOrganizedBy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +52,7 @@ pub struct Manifest {
 /// One file of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ManifestFile {
     /// The resource type in the file (absent when output is organized).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +72,7 @@ pub struct ManifestFile {
 
 /// A manifest paging link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ManifestLink {
     /// `next` for the following page.
     pub relation: String,
@@ -164,6 +168,7 @@ impl Manifest {
 /// Which list of the manifest a file came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum FileKind {
     /// `output`: the data.
     Output,
@@ -176,6 +181,7 @@ pub enum FileKind {
 /// What the engine decided about one file before anything is downloaded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PlannedFile {
     /// Which list the file is from.
     pub kind: FileKind,
@@ -201,6 +207,7 @@ pub struct PlannedFile {
 /// The inputs of the token rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TokenPolicy {
     /// The FHIR server's base URL: its origin receives the token.
     pub base_url: String,

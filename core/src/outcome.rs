@@ -8,6 +8,7 @@ use serde_json::Value;
 /// The final state of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum OutcomeStatus {
     /// The operation succeeded.
     Completed,
@@ -22,6 +23,7 @@ pub enum OutcomeStatus {
 /// How the result was delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Delivery {
     /// The kick-off itself answered synchronously (protocol A10).
     Sync,
@@ -36,6 +38,7 @@ pub enum Delivery {
 /// The result payload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ResultBody {
     /// A Bulk Data manifest (all pages merged).
     Manifest {
@@ -46,6 +49,7 @@ pub enum ResultBody {
     /// status code from `entry[0].response.status` (protocol C3).
     Bundle {
         /// The Bundle.
+        #[cfg_attr(feature = "ts", ts(type = "FhirResource"))]
         bundle: Value,
         /// `entry[0].response.status` as a number, when present.
         entry_status: Option<u16>,
@@ -54,6 +58,7 @@ pub enum ResultBody {
     /// lists files.
     AsyncJob {
         /// The AsyncJob resource.
+        #[cfg_attr(feature = "ts", ts(type = "FhirResource"))]
         job: Value,
         /// `AsyncJob.status`.
         job_status: String,
@@ -63,11 +68,13 @@ pub enum ResultBody {
     /// An OperationOutcome.
     OperationOutcome {
         /// The OperationOutcome.
+        #[cfg_attr(feature = "ts", ts(type = "FhirResource"))]
         outcome: Value,
     },
     /// Any other FHIR resource (a Parameters, a Patient, ...).
     Resource {
         /// The resource.
+        #[cfg_attr(feature = "ts", ts(type = "FhirResource"))]
         resource: Value,
     },
     /// A body that is not JSON (a redirect target may be anything).
@@ -84,6 +91,7 @@ pub enum ResultBody {
 /// How a job ended. Server-reported failure is an outcome, not an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Outcome {
     /// Completed, completed with errors, failed or cancelled.
     pub status: OutcomeStatus,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Phase {
     /// Created, kick-off not sent yet.
     Pending,
@@ -26,6 +27,7 @@ pub enum Phase {
 /// A snapshot for display.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Progress {
     /// The phase.
     pub phase: Phase,

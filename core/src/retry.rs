@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 /// Timing and retry limits. Every field has a sensible default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RetryPolicy {
     /// The shortest wait between two polls, whatever the server says (ms).
     /// Also the wait when `Retry-After` is in the past or zero.

@@ -172,6 +172,7 @@ impl Default for DownloadOptions {
 /// The next thing the caller does (see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum DownloadStep {
     /// Send this request for file `file` (an index into [`Downloads::files`]).
     Send {
@@ -202,6 +203,7 @@ pub enum DownloadStep {
 /// One file's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FileResult {
     /// The file as planned (after a refresh, the fresh entry).
     pub file: PlannedFile,
@@ -210,12 +212,14 @@ pub struct FileResult {
     pub report: Option<FileReport>,
     /// Why it failed, when it did. The other files are unaffected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(type = "DownloadError", optional))]
     pub error: Option<DownloadError>,
 }
 
 /// Totals for a progress bar.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct DownloadProgress {
     /// Files selected.
     pub files: usize,
@@ -238,6 +242,7 @@ pub struct DownloadProgress {
 /// How many files run at once against one origin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OriginLimit {
     /// `scheme://host:port`.
     pub origin: String,
@@ -248,6 +253,7 @@ pub struct OriginLimit {
 /// A change of an origin's limit, for logs and progress (K3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct LimitChange {
     /// `scheme://host:port`.
     pub origin: String,

@@ -82,6 +82,7 @@ pub enum HeadDecision {
 /// the report's `resources` and the manifest's count check count only those.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Validation {
     /// Not at all (a binding that parses each line itself reports the bad
     /// ones with [`FileDownload::report_invalid_line`](super::FileDownload::report_invalid_line)).
@@ -99,6 +100,7 @@ pub enum Validation {
 /// file loses nothing else").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum CountCheck {
     /// The file fails with [`DownloadError::CountMismatch`](super::DownloadError::CountMismatch) (the others are unaffected).
     #[default]
@@ -110,6 +112,7 @@ pub enum CountCheck {
 /// The manifest's count against what the file held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CountMismatchInfo {
     /// `count` from the manifest.
     pub expected: u64,
@@ -120,6 +123,7 @@ pub struct CountMismatchInfo {
 /// A line that is not a JSON resource (protocol E6: a per-line report, not a crash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct InvalidLine {
     /// 1-based resource line number (blank lines not counted).
     pub line: u64,
@@ -133,6 +137,7 @@ pub const MAX_INVALID_REPORTED: usize = 100;
 /// Figures for a finished file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FileReport {
     /// The URL that finally served the file.
     pub url: String,

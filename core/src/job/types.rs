@@ -13,6 +13,7 @@ use serde_json::Value;
 /// take it as a plain JS / Python object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct JobConfig {
     /// The FHIR base URL (`https://host/fhir/R4`). Its origin receives the token.
     pub base_url: String,
@@ -38,6 +39,7 @@ pub struct JobConfig {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Action {
     /// Send this request and hand the response to [`crate::Job::handle_response`]
     /// (or a failure to [`crate::Job::handle_transport_error`]).
@@ -65,6 +67,7 @@ pub enum Action {
 /// What a cancel request achieved.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum CancelResult {
     /// The server accepted the cancel.
     Cancelled {
@@ -89,6 +92,7 @@ pub enum CancelResult {
         /// The HTTP status.
         http_status: u16,
         /// The OperationOutcome, if any.
+        #[cfg_attr(feature = "ts", ts(type = "FhirResource | null"))]
         outcome: Option<Value>,
     },
 }
@@ -96,6 +100,7 @@ pub enum CancelResult {
 /// What a `cleanup()` DELETE achieved (protocol F3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CleanupResult {
     /// The HTTP status, or `None` after a transport failure.
     pub http_status: Option<u16>,
@@ -106,6 +111,7 @@ pub struct CleanupResult {
 /// What a callback did to the job (protocol G3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum CallbackEffect {
     /// The job will poll now to confirm.
     Woken,
