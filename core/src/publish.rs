@@ -82,6 +82,9 @@ pub struct PublishedFile {
     pub file_size: Option<u64>,
     /// Which file of the dataset this is (0, 1, ...): its place in the order of application.
     pub seq: u64,
+    /// The GET to send for it: the token only when the manifest says `requiresAccessToken` and
+    /// the file is on the publisher's origin (I2); a redirect is never followed with it.
+    pub request: Request,
 }
 
 /// Where the reader stands (saved with it).
@@ -349,6 +352,24 @@ impl PublishReader {
                 {
                     continue;
                 }
+                if origin::is_downgrade(&self.root, &abs) {
+                    self.warnings
+                        .push(format!("{} is http from an https publisher: not fetched", origin::redact_url(&abs)));
+                    continue;
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                let request = Request {
+                    id,
+                    kind: RequestKind::File,
+                    method: Method::Get,
+                    url: abs.clone(),
+                    headers: vec![("Accept".to_owned(), "application/fhir+ndjson".to_owned())],
+                    body: None,
+                    auth: m.requires_access_token && origin::same_origin_urls(&self.root, &abs),
+                    timeout_ms: self.policy.request_timeout_ms,
+                    max_body: None,
+                };
                 self.queue.push(PublishedFile {
                     kind,
                     url: abs,
@@ -356,6 +377,7 @@ impl PublishReader {
                     count: f.count,
                     file_size: f.file_size,
                     seq: self.seq,
+                    request,
                 });
                 self.seq += 1;
             }

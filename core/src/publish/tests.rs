@@ -119,6 +119,34 @@ fn l14_three_publications_pending_more_files_closed_and_restart() {
     }
 }
 
+// protocol L14 + I2: a file's request carries the token only on the publisher's origin with
+// requiresAccessToken; an http file from an https publisher is not fetched
+#[test]
+fn l14_the_token_goes_only_to_the_publishers_origin() {
+    let mut r = PublishReader::new(ROOT, RetryPolicy::default());
+    r.next_action(1);
+    let page = serde_json::json!({"requiresAccessToken": true, "output": [
+        {"url": "https://pub.example/files/a", "type": "Patient"},
+        {"url": "https://cdn.example/files/b", "type": "Patient"},
+        {"url": "http://pub.example/files/c", "type": "Patient"},
+        {"url": "files/d", "type": "Patient"}]});
+    r.handle_response(&Response::new(200).with_body(page.to_string()), 1).unwrap();
+    let mut got = Vec::new();
+    while let PublishAction::Apply { file } = r.next_action(1) {
+        got.push((file.request.url.clone(), file.request.auth));
+        r.applied(&file.url).unwrap();
+    }
+    assert_eq!(
+        got,
+        [
+            ("https://pub.example/files/a".to_string(), true),
+            ("https://cdn.example/files/b".to_string(), false),
+            ("https://pub.example/fhir/files/d".to_string(), true),
+        ]
+    );
+    assert!(r.warnings().iter().any(|w| w.contains("http://pub.example/files/c")));
+}
+
 // protocol L14: the reader's state survives a restart (no file applied twice)
 #[test]
 fn l14_state_serializes_and_resumes() {
