@@ -116,7 +116,7 @@ pub struct PublishReader {
     /// Files of the current page still to hand out, in order.
     queue: Vec<PublishedFile>,
     /// Files handed out and not yet reported applied.
-    outstanding: BTreeSet<String>,
+    outstanding: Vec<PublishedFile>,
     /// How many files of this dataset were handed out.
     seq: u64,
     cadence_ms: u64,
@@ -165,7 +165,7 @@ impl PublishReader {
             root_etag: None,
             applied: BTreeSet::new(),
             queue: Vec::new(),
-            outstanding: BTreeSet::new(),
+            outstanding: Vec::new(),
             seq: 0,
             cadence_ms: DEFAULT_CADENCE_MS,
             failures: 0,
@@ -218,7 +218,7 @@ impl PublishReader {
                 Phase::Applying { then } => {
                     if !self.queue.is_empty() {
                         let file = self.queue.remove(0);
-                        self.outstanding.insert(file.url.clone());
+                        self.outstanding.push(file.clone());
                         return PublishAction::Apply { file };
                     }
                     if !self.outstanding.is_empty() {
@@ -254,11 +254,21 @@ impl PublishReader {
 
     /// The caller applied (downloaded and merged) the file at `url`.
     pub fn applied(&mut self, url: &str) -> Result<(), PublishError> {
-        if !self.outstanding.remove(url) {
+        let Some(i) = self.outstanding.iter().position(|f| f.url == url) else {
             return Err(PublishError::Usage(format!("{url} was not handed out to apply")));
-        }
+        };
+        self.outstanding.remove(i);
         self.applied.insert(url.to_owned());
         Ok(())
+    }
+
+    /// Hands out again, first and in order, the files handed out but never reported applied
+    /// (a process that ended or failed while applying them; call it on a resumed reader).
+    pub fn requeue_outstanding(&mut self) {
+        let mut back = std::mem::take(&mut self.outstanding);
+        back.sort_by_key(|f| f.seq);
+        back.append(&mut self.queue);
+        self.queue = back;
     }
 
     /// The request never got an answer (connect failure, reset): back off, bounded by the
@@ -347,7 +357,7 @@ impl PublishReader {
             for f in files {
                 let abs = resolve(f);
                 if self.applied.contains(&abs)
-                    || self.outstanding.contains(&abs)
+                    || self.outstanding.iter().any(|q| q.url == abs)
                     || self.queue.iter().any(|q| q.url == abs)
                 {
                     continue;

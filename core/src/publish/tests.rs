@@ -199,3 +199,25 @@ fn l14_update_cadence_is_an_iso_8601_duration() {
         assert_eq!(parse_duration_ms(bad), None, "{bad}");
     }
 }
+
+// protocol L14: a file handed out and never applied (the process died) is handed out again
+#[test]
+fn l14_a_file_not_applied_before_a_restart_is_handed_out_again() {
+    let mut srv = Publisher { step: 0, etags: true, gets: Vec::new() };
+    let mut r = PublishReader::new(ROOT, RetryPolicy::default());
+    let now = 1;
+    let first = loop {
+        match r.next_action(now) {
+            PublishAction::Send { request } => r.handle_response(&srv.answer(&request), now).unwrap(),
+            PublishAction::Apply { file } => break file,
+            a => panic!("{a:?}"),
+        }
+    };
+    let saved = serde_json::to_string(&r).unwrap();
+    let mut back: PublishReader = serde_json::from_str(&saved).unwrap();
+    back.requeue_outstanding();
+    match back.next_action(now) {
+        PublishAction::Apply { file } => assert_eq!(file, first),
+        a => panic!("{a:?}"),
+    }
+}
