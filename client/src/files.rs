@@ -14,7 +14,7 @@ mod journal;
 
 use crate::drive::{Io, Until};
 use crate::{now_ms, ClientError};
-use fhir_async::coordinator::FileRecord;
+use fhir_async::coordinator::{resume_decision, FileRecord};
 use fhir_async::{
     DownloadError, DownloadOptions, DownloadProgress, DownloadStep, Downloads, FileDownload, FileResult, HeadDecision,
     Job, PlannedFile, Request,
@@ -187,22 +187,18 @@ pub(crate) fn run(
     let restored =
         sink.restore(job).map_err(|e| ClientError::Io { path: journal::NAME.to_owned(), message: e.to_string() })?;
     job.record_files(restored);
-    // What an earlier process recorded (K5): done files this sink still holds are left out, files
-    // part-way continue from their checkpoint when this sink still has their first part.
+    // What an earlier process recorded (K5), as the core decides it: done files this sink still
+    // holds are left out, files part-way continue when this sink still has their first part.
+    let resume = resume_decision(&plan, job.file_records(), |n| sink.holds(n), |n| sink.continues(n));
     let mut skip_files = options.skip_files.clone();
-    let mut partial_files = options.partial_files.clone();
-    for r in job.file_records() {
-        if r.is_done() && sink.holds(&r.file_name) {
-            skip_files.push(r.file_name.clone());
-        } else if r.checkpoint.is_some() && sink.continues(&r.file_name) {
-            partial_files.push(r.clone());
-        }
-    }
+    skip_files.extend(resume.skip_files);
+    let mut continue_files = options.continue_files.clone();
+    continue_files.extend(resume.continue_files);
     // Links about to expire are refreshed before files start (K4).
     let options = DownloadOptions {
         expires_at_ms: options.expires_at_ms.or_else(|| job.outcome().and_then(|o| o.expires_at_ms)),
         skip_files,
-        partial_files,
+        continue_files,
         restart_changed: sink.can_restart(),
         ..options
     };
@@ -216,7 +212,9 @@ pub(crate) fn run(
         o.dedup();
         o.len().max(1)
     };
-    let workers = files.min(options.max_per_origin.max(1) as usize * origins).clamp(1, 64);
+    // One thread per file at once: the core's limits (per origin, and in all) bound them.
+    let workers =
+        files.min(options.max_per_origin.max(1) as usize * origins).clamp(1, options.max_total.max(1) as usize);
     let run = Run {
         io,
         shared: Mutex::new(Shared { downloads, job }),
@@ -550,7 +548,7 @@ fn fetch(
 /// Hands the engine's checkpoint of `dl` (if it has one: identity body, ranges, a validator) to the writer (K5).
 fn checkpoint(dl: &FileDownload, out: &mut Tee<'_>) -> std::io::Result<()> {
     match dl.checkpoint() {
-        Some(c) => out.out.checkpoint(journal::partial(&dl.file().file_name, c)),
+        Some(c) => out.out.checkpoint(FileRecord::partial(dl.file(), c)),
         None => Ok(()),
     }
 }

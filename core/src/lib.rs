@@ -109,11 +109,14 @@ pub mod http;
 mod identity;
 mod job;
 pub mod kickoff;
+pub mod limits;
 pub mod manifest;
+pub mod names;
 pub mod ndjson;
 pub mod origin;
 mod outcome;
 pub mod progress;
+pub mod publish;
 pub mod retry;
 mod tagged;
 pub mod taken;
@@ -121,18 +124,21 @@ pub mod taken;
 pub use auth::{AuthError, AuthStep, BackendServices, ClientSecret, SigningAlg, TokenSession};
 pub use callback::{parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus};
 pub use coordinator::{
-    DownloadOptions, DownloadProgress, DownloadStep, Downloads, FileResult, LimitChange, OriginLimit,
+    resume_decision, DownloadOptions, DownloadProgress, DownloadStep, Downloads, FileIdentity, FileRecord, FileResult,
+    LimitChange, OriginLimit, ResumeDecision,
 };
 pub use decode::{BodyDecoder, DecodeError};
 pub use download::{
     CountCheck, CountMismatchInfo, DownloadAction, DownloadError, FileCheckpoint, FileDownload, FileReport,
-    HeadDecision, InvalidLine, Validation,
+    HeadDecision, InvalidLine, InvalidLines, Validation,
 };
 pub use error::Error;
 pub use http::{Method, Request, RequestKind, Response, TransportErrorKind};
 pub use job::{Action, CallbackEffect, CancelResult, CleanupResult, Job, JobConfig};
 pub use kickoff::{AsyncMode, ExportLevel, ExportRequest, IgVersion, Operation, OperationRequest, PreferOptions};
+pub use limits::{Ceilings, MAX_ERROR_BODY, MAX_INVALID_REPORTED};
 pub use manifest::{plan_downloads, FileKind, Manifest, ManifestError, ManifestFile, PlannedFile, TokenPolicy};
+pub use names::table_name;
 pub use ndjson::{LineSplitter, NdjsonError};
 pub use outcome::{Delivery, Outcome, OutcomeStatus, ResultBody};
 pub use progress::{Phase, Progress};

@@ -14,7 +14,7 @@
 //! line, torn, which a reader skips (as any line it cannot read).
 
 use fhir_async::coordinator::FileRecord;
-use fhir_async::{FileCheckpoint, Job};
+use fhir_async::Job;
 use serde_json::{json, Value};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -53,17 +53,6 @@ impl JobKey {
 pub(crate) struct Entry {
     pub record: FileRecord,
     pub tmp_bytes: Option<u64>,
-}
-
-/// A part-way file's record, as [`fhir_async::Downloads::record`] makes it, for a download the
-/// coordinator lent to a worker (while lent, its record is not the coordinator's to take).
-pub(crate) fn partial(file_name: &str, checkpoint: FileCheckpoint) -> FileRecord {
-    FileRecord {
-        file_name: file_name.to_owned(),
-        resources: checkpoint.resources,
-        bytes: None,
-        checkpoint: Some(checkpoint),
-    }
 }
 
 /// This job's entries in `text`, the latest per file, in order of their last
@@ -168,15 +157,16 @@ fn ends_torn(f: &mut File) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fhir_async::FileCheckpoint;
 
     fn done(name: &str, resources: u64) -> FileRecord {
-        FileRecord { file_name: name.into(), resources, bytes: Some(resources * 10), checkpoint: None }
+        FileRecord { file_name: name.into(), identity: None, resources, bytes: Some(resources * 10), checkpoint: None }
     }
 
     fn part(name: &str, offset: u64) -> FileRecord {
         let checkpoint =
             FileCheckpoint { offset, validator: "\"v1\"".into(), resources: 3, invalid: 0, taken: Vec::new() };
-        FileRecord { file_name: name.into(), resources: 3, bytes: None, checkpoint: Some(checkpoint) }
+        FileRecord { file_name: name.into(), identity: None, resources: 3, bytes: None, checkpoint: Some(checkpoint) }
     }
 
     fn dir(name: &str) -> PathBuf {
@@ -242,7 +232,7 @@ mod tests {
             r#"[1,2]"#,
         );
         let got = parse(text.as_bytes(), &key);
-        let b = FileRecord { file_name: "B".into(), resources: 2, bytes: Some(9), checkpoint: None };
+        let b = FileRecord { file_name: "B".into(), identity: None, resources: 2, bytes: Some(9), checkpoint: None };
         assert_eq!(got, vec![Entry { record: b, tmp_bytes: None }]);
     }
 }

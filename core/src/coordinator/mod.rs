@@ -50,10 +50,15 @@
 //! # Ok::<(), fhir_async::DownloadError>(())
 //! ```
 
+mod records;
+
+pub use records::{resume_decision, FileIdentity, FileRecord, ResumeDecision};
+
 use crate::download::{
-    CountCheck, DownloadAction, DownloadError, FileCheckpoint, FileDownload, FileReport, HeadDecision, Validation,
+    CountCheck, DownloadAction, DownloadError, FileDownload, FileReport, HeadDecision, InvalidLines, Validation,
 };
 use crate::http::Request;
+use crate::limits::{DEFAULT_EXPIRY_MARGIN_MS, DEFAULT_MAX_PER_ORIGIN, DEFAULT_MAX_TOTAL};
 use crate::manifest::{FileKind, PlannedFile};
 use crate::ndjson::DEFAULT_MAX_LINE;
 use crate::origin::Origin;
@@ -99,16 +104,25 @@ pub struct DownloadOptions {
     pub types: Vec<String>,
     /// Files downloaded at once from one origin (default 4, at least 1).
     pub max_per_origin: u32,
+    /// Files downloaded at once in all, whatever their origins (default
+    /// [`DEFAULT_MAX_TOTAL`], at least 1). The native client runs at most
+    /// this many worker threads.
+    pub max_total: u32,
     /// What a count mismatch does.
     pub count_check: CountCheck,
     /// How lines are checked.
     pub validation: Validation,
+    /// What a line that is not a resource does: `"report"` (the default:
+    /// counted in the report, the file completes) or `"raise"` (the file
+    /// fails with `invalid_line` at its first one).
+    pub invalid_lines: InvalidLines,
     /// The longest line accepted, in bytes (default 64 MiB).
     pub max_line: u64,
     /// Whether to ask for gzip.
     pub gzip: bool,
     /// Files already complete from an earlier run, by their plan `file_name`:
-    /// left out (a resumed download never fetches a finished file again).
+    /// left out (a resumed download never fetches a finished file again; see
+    /// [`resume_decision`]).
     pub skip_files: Vec<String>,
     /// When the manifest's links expire (the outcome's `expiresAtMs`): a file
     /// is not started within `expiry_margin_ms` of it before the manifest was
@@ -117,8 +131,11 @@ pub struct DownloadOptions {
     /// How long before `expires_at_ms` links count as expired (default 60 s).
     pub expiry_margin_ms: u64,
     /// Files an earlier process left part-way, by `file_name`: they continue
-    /// from their checkpoint (K5; the caller's copy holds the lines before it).
-    pub partial_files: Vec<FileRecord>,
+    /// from their checkpoint (K5; the caller's copy holds the lines before it;
+    /// see [`resume_decision`]). Not to be confused with
+    /// [`crate::Progress::partial_files`], the files of partial manifests (B7).
+    #[serde(alias = "partialFiles")]
+    pub continue_files: Vec<FileRecord>,
     /// What a file that changed on the server after lines were handed out
     /// does (K7): `true` starts it over from byte 0, the caller cutting its
     /// copy to [`FileDownload::taken_bytes`] (a folder download); `false` (the
@@ -126,44 +143,22 @@ pub struct DownloadOptions {
     pub restart_changed: bool,
 }
 
-/// A file's progress as a job saves it (protocol K5): done (with its
-/// figures), or partial (with where it can continue).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FileRecord {
-    /// The plan's file name.
-    pub file_name: String,
-    /// Resources in the file (done), or handed out so far (partial).
-    pub resources: u64,
-    /// Done: the decoded size. Partial: `None`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<u64>,
-    /// Partial: where it continues.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<FileCheckpoint>,
-}
-
-impl FileRecord {
-    /// Whether the file is complete.
-    pub fn is_done(&self) -> bool {
-        self.checkpoint.is_none() && self.bytes.is_some()
-    }
-}
-
 impl Default for DownloadOptions {
     fn default() -> Self {
         DownloadOptions {
             kinds: vec![FileKind::Output, FileKind::Error, FileKind::Deleted],
             types: Vec::new(),
-            max_per_origin: 4,
+            max_per_origin: DEFAULT_MAX_PER_ORIGIN,
+            max_total: DEFAULT_MAX_TOTAL,
             count_check: CountCheck::default(),
             validation: Validation::default(),
+            invalid_lines: InvalidLines::default(),
             max_line: DEFAULT_MAX_LINE as u64,
             gzip: true,
             skip_files: Vec::new(),
             expires_at_ms: None,
-            expiry_margin_ms: 60_000,
-            partial_files: Vec::new(),
+            expiry_margin_ms: DEFAULT_EXPIRY_MARGIN_MS,
+            continue_files: Vec::new(),
             restart_changed: false,
         }
     }
@@ -544,15 +539,35 @@ impl Downloads {
     /// A line of file `file` that a binding parsed itself and found broken
     /// (see [`FileDownload::report_invalid_line`]).
     /// A line reported after the file finished updates its result's report.
-    pub fn report_invalid_line(&mut self, file: usize, line: u64, message: &str) {
+    ///
+    /// With [`InvalidLines::Raise`] the file fails: the answer is its error
+    /// (stop handing out its lines); a file still running ends with it at its
+    /// next call (`feed`, `finish`, `handle_transport_error`), a finished one
+    /// at once (its result's report becomes this error).
+    pub fn report_invalid_line(&mut self, file: usize, line: u64, message: &str) -> Option<DownloadError> {
         match self.slots.get_mut(file) {
             Some(Slot::Active { download, .. }) => download.report_invalid_line(line, message),
             Some(Slot::Finished(r)) => {
-                if let Some(report) = &mut r.report {
+                let report = r.report.as_mut()?;
+                if self.options.invalid_lines == InvalidLines::Report {
                     crate::download::report_invalid_late(report, line, message);
+                    return None;
                 }
+                let e = DownloadError::InvalidLine {
+                    url: crate::origin::redact_url(&r.file.url),
+                    line,
+                    message: message.chars().take(300).collect(),
+                };
+                // The totals counted it done: it is failed now.
+                self.done_totals.0 -= 1;
+                self.done_totals.1 += 1;
+                self.done_totals.2 -= report.resources as usize;
+                self.done_totals.3 -= report.bytes;
+                r.report = None;
+                r.error = Some(e.clone());
+                Some(e)
             }
-            _ => {}
+            _ => None,
         }
     }
 
@@ -730,7 +745,8 @@ impl Downloads {
     /// links again). Returns whether any started.
     fn start_what_fits(&mut self) -> bool {
         let mut started = false;
-        while self.manifest == Shared::Idle && self.token == Shared::Idle {
+        let max_total = self.options.max_total.max(1) as usize;
+        while self.manifest == Shared::Idle && self.token == Shared::Idle && self.live.len() < max_total {
             let next = self
                 .queues
                 .iter()
@@ -757,7 +773,7 @@ impl Downloads {
         let max_line = usize::try_from(self.options.max_line).unwrap_or(usize::MAX);
         let checkpoint = self
             .options
-            .partial_files
+            .continue_files
             .iter()
             .find(|p| p.file_name == file.file_name)
             .and_then(|p| p.checkpoint.clone());
@@ -766,6 +782,7 @@ impl Downloads {
                 download: Box::new({
                     let d = d
                         .with_validation(self.options.validation)
+                        .with_invalid_lines(self.options.invalid_lines)
                         .with_count_check(self.options.count_check)
                         .with_max_line(max_line)
                         .with_gzip(self.options.gzip)
@@ -869,33 +886,6 @@ impl Downloads {
             }
         }
         Ok(decision)
-    }
-
-    /// Every file's progress, for the job's saved state (K5): done files with
-    /// their figures, and files part-way that can continue in another process.
-    pub fn records(&self) -> Vec<FileRecord> {
-        (0..self.files.len()).filter_map(|i| self.record(i)).collect()
-    }
-
-    /// File `i`'s progress now (K5), as in [`Downloads::records`]: a binding
-    /// that saves each part as it is handed out asks for one file, not all.
-    pub fn record(&self, i: usize) -> Option<FileRecord> {
-        let file_name = self.files.get(i)?.file_name.clone();
-        match self.slots.get(i)? {
-            Slot::Finished(r) => r.report.as_ref().map(|rep| FileRecord {
-                file_name,
-                resources: rep.resources,
-                bytes: Some(rep.bytes),
-                checkpoint: None,
-            }),
-            Slot::Active { download, .. } => download.checkpoint().map(|c| FileRecord {
-                file_name,
-                resources: c.resources,
-                bytes: None,
-                checkpoint: Some(c),
-            }),
-            _ => None,
-        }
     }
 
     /// The limit changes since the last call (for logs; progress shows the limits).

@@ -1,5 +1,6 @@
 //! Unit tests of the coordinator (the scenarios are in `tests/vectors/downloads/`).
 use super::*;
+use crate::download::FileCheckpoint;
 
 fn file(kind: FileKind, index: usize, ty: &str, url: &str, count: Option<u64>) -> PlannedFile {
     PlannedFile {
@@ -313,4 +314,100 @@ fn misuse_is_an_error_not_a_file_failure() {
         Downloads::new(vec![file(FileKind::Output, 0, "P", "https://a/0", None)], Default::default(), &policy());
     assert_eq!(d.handle_head(0, 99, 200, &[], false, 0).unwrap_err().code(), "usage");
     assert_eq!(d.handle_head(7, 1, 200, &[], false, 0).unwrap_err().code(), "usage");
+}
+
+// issue 20: a total limit beside the per-origin one: at most `max_total` files at once,
+// whatever their origins; a finished file frees a place
+#[test]
+fn total_limit_across_origins() {
+    let plan =
+        (0..6).map(|i| file(FileKind::Output, i, "Patient", &format!("https://h{i}.example/{i}"), None)).collect();
+    let opts = DownloadOptions { max_per_origin: 4, max_total: 2, ..Default::default() };
+    let mut d = Downloads::new(plan, opts, &policy());
+    let (first, step) = sends(&mut d, 0);
+    assert_eq!(first.iter().map(|(f, _)| *f).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(step, DownloadStep::Idle);
+    serve(&mut d, 1, first[1].1.id, b"{}\n");
+    let (more, _) = sends(&mut d, 0);
+    assert_eq!(more.iter().map(|(f, _)| *f).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(DownloadOptions::default().max_total, crate::limits::DEFAULT_MAX_TOTAL);
+}
+
+// issue 20: `invalid_lines: "raise"` in the options fails the file with `invalid_line`;
+// the others complete. A line a binding reports after the file finished fails it too.
+#[test]
+fn invalid_lines_option_passes_through() {
+    let plan = vec![
+        file(FileKind::Output, 0, "Patient", "https://a/0", None),
+        file(FileKind::Output, 1, "Patient", "https://a/1", None),
+    ];
+    let opts: DownloadOptions = serde_json::from_str(r#"{"invalidLines":"raise"}"#).unwrap();
+    assert_eq!(opts.invalid_lines, InvalidLines::Raise);
+    let mut d = Downloads::new(plan.clone(), opts.clone(), &policy());
+    let (sent, _) = sends(&mut d, 0);
+    assert_eq!(d.handle_head(0, sent[0].1.id, 200, &[], false, 0).unwrap(), HeadDecision::Stream);
+    assert_eq!(d.feed(0, sent[0].1.id, b"{}\n[1]\n", 0, |_| {}).unwrap(), HeadDecision::Discard);
+    serve(&mut d, 1, sent[1].1.id, b"{}\n");
+    assert_eq!(d.next(0).unwrap(), DownloadStep::Done);
+    assert_eq!(d.result(0).and_then(|r| r.error.as_ref()).map(DownloadError::code), Some("invalid_line"));
+    assert!(d.result(1).is_some_and(|r| r.report.is_some()));
+    // Reported by the binding after the end: the result becomes the error, the totals follow.
+    let opts = DownloadOptions { validation: Validation::None, ..opts };
+    let mut d = Downloads::new(plan, opts, &policy());
+    let (sent, _) = sends(&mut d, 0);
+    serve(&mut d, 0, sent[0].1.id, b"{}\n");
+    d.next(0).unwrap();
+    assert_eq!(d.progress().files_done, 1);
+    assert!(d.report_invalid_line(0, 1, "bad").is_some());
+    assert_eq!((d.progress().files_done, d.progress().files_failed), (0, 1));
+    assert_eq!(d.result(0).and_then(|r| r.error.as_ref()).map(DownloadError::code), Some("invalid_line"));
+}
+
+// issue 20, K5, K6: the resume-skip decision is the core's: a record counts for the plan
+// file that is the same file by identity and has its name; done files the caller holds
+// are skipped, part-way ones it can continue continue, anything else is fetched again
+#[test]
+fn resume_decision_by_identity() {
+    let plan = vec![
+        file(FileKind::Output, 0, "Patient", "https://a/f/0?sig=2", Some(2)),
+        file(FileKind::Output, 1, "Patient", "https://a/f/1?sig=2", Some(3)),
+        file(FileKind::Output, 2, "Observation", "https://a/f/2?sig=2", None),
+        file(FileKind::Output, 3, "Observation", "https://a/f/3?sig=2", None),
+    ];
+    // Records from an earlier process: made by the coordinator itself.
+    let mut d = Downloads::new(plan.clone(), DownloadOptions::default(), &policy());
+    let (sent, _) = sends(&mut d, 0);
+    serve(&mut d, 0, sent[0].1.id, b"{}\n{}\n");
+    serve(&mut d, 2, sent[2].1.id, b"{}\n");
+    d.next(0).unwrap();
+    let mut records = d.records();
+    assert_eq!(records[0].identity.as_ref().map(|i| i.path.as_str()), Some("/f/0"));
+    let json = serde_json::to_value(&records[0]).unwrap();
+    assert_eq!(json["identity"]["resourceType"], "Patient");
+    // A part-way file of the right identity, and a record of another file under a plan's name.
+    let cp = FileCheckpoint { offset: 3, validator: "\"v\"".into(), resources: 1, invalid: 0, taken: vec![] };
+    let mut part = FileRecord {
+        file_name: plan[1].file_name.clone(),
+        identity: Some(FileIdentity::of(&plan[1])),
+        resources: 1,
+        bytes: None,
+        checkpoint: Some(cp),
+    };
+    records.push(part.clone());
+    let all = resume_decision(&plan, &records, |_| true, |_| true);
+    assert_eq!(all.skip_files, vec!["Patient.000.ndjson", "Observation.002.ndjson"]);
+    assert_eq!(all.continue_files, vec![part.clone()]);
+    // The caller no longer holds a file: it is fetched again.
+    let some = resume_decision(&plan, &records, |n| n != "Patient.000.ndjson", |_| false);
+    assert_eq!(some.skip_files, vec!["Observation.002.ndjson"]);
+    assert!(some.continue_files.is_empty());
+    // A record of file 0 under file 1's name is file 0's: file 1 is fetched (not by position, K6).
+    let stranger = FileRecord { file_name: plan[1].file_name.clone(), ..records[0].clone() };
+    assert!(resume_decision(&plan, &[stranger], |_| true, |_| true).skip_files.is_empty());
+    // Another count is another file, even under the same name (K6).
+    part.identity.as_mut().unwrap().count = Some(4);
+    assert!(resume_decision(&plan, &[part], |_| true, |_| true).continue_files.is_empty());
+    // A record saved before identities: by its name.
+    let old = FileRecord { identity: None, ..records[0].clone() };
+    assert_eq!(resume_decision(&plan, &[old], |_| true, |_| true).skip_files, vec!["Patient.000.ndjson"]);
 }

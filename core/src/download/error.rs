@@ -61,9 +61,10 @@ pub enum DownloadError {
         /// Lines received.
         actual: u64,
     },
-    /// A line of the file is not a JSON resource. Only raised by bindings when
-    /// the caller asked for strict lines; by default a bad line is recorded in
-    /// [`FileReport::invalid`](super::FileReport::invalid) and every valid line is still delivered.
+    /// A line of the file is not a JSON resource, and the download was asked
+    /// to fail on one ([`InvalidLines::Raise`](super::InvalidLines::Raise)); by default
+    /// ([`InvalidLines::Report`](super::InvalidLines::Report)) a bad line is recorded in
+    /// [`FileReport::invalid`](super::FileReport::invalid) and every line is still delivered.
     #[error("{url}: line {line} is not a FHIR resource: {message}")]
     InvalidLine {
         /// The URL.
@@ -168,8 +169,7 @@ impl DownloadError {
     }
 }
 
-/// How much of an error response's body a binding reads for [`DownloadError::with_body`].
-pub const MAX_ERROR_BODY: usize = 64 << 10;
+pub use crate::limits::MAX_ERROR_BODY;
 
 fn server_note(m: &Option<String>) -> String {
     m.as_deref().map(|m| format!(": {m}")).unwrap_or_default()

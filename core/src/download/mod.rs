@@ -11,8 +11,8 @@ mod types;
 pub use error::{DownloadError, MAX_ERROR_BODY};
 pub(crate) use sink::report_invalid_late;
 pub use types::{
-    CountCheck, CountMismatchInfo, DownloadAction, FileCheckpoint, FileReport, HeadDecision, InvalidLine, Validation,
-    MAX_INVALID_REPORTED,
+    CountCheck, CountMismatchInfo, DownloadAction, FileCheckpoint, FileReport, HeadDecision, InvalidLine, InvalidLines,
+    Validation, MAX_INVALID_REPORTED,
 };
 
 use crate::decode::{BodyDecoder, DecodeError};
@@ -57,6 +57,9 @@ pub struct FileDownload {
     invalid: u64,
     first_invalid: Option<u64>,
     invalid_lines: Vec<InvalidLine>,
+    /// What an invalid line does (issue 20), and the line that failed the file.
+    invalid_policy: InvalidLines,
+    raised: Option<InvalidLine>,
     headers: u64,
     warnings: Vec<String>,
     count_check: CountCheck,
@@ -79,6 +82,9 @@ pub struct FileDownload {
     /// Whether a changed file starts over (the caller drops its copy down to
     /// [`FileDownload::taken_bytes`]) rather than failing with `file_changed`.
     restart_changed: bool,
+    /// Decoded bytes of the body before this process's part (an earlier
+    /// process's checkpoint, K5): the report counts the whole file.
+    earlier_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,6 +131,8 @@ impl FileDownload {
             invalid: 0,
             first_invalid: None,
             invalid_lines: Vec::new(),
+            invalid_policy: InvalidLines::default(),
+            raised: None,
             headers: 0,
             warnings: Vec::new(),
             count_check: CountCheck::default(),
@@ -136,6 +144,7 @@ impl FileDownload {
             proof: None,
             changed: false,
             restart_changed: false,
+            earlier_bytes: 0,
             throttled: 0,
         })
     }
@@ -143,6 +152,14 @@ impl FileDownload {
     /// Sets the line validation (default: structural).
     pub fn with_validation(mut self, v: Validation) -> Self {
         self.validation = v;
+        self
+    }
+
+    /// Sets what a line that is not a resource does (default
+    /// [`InvalidLines::Report`]; with [`InvalidLines::Raise`] the file fails
+    /// with [`DownloadError::InvalidLine`] at its first one).
+    pub fn with_invalid_lines(mut self, policy: InvalidLines) -> Self {
+        self.invalid_policy = policy;
         self
     }
 
@@ -203,9 +220,10 @@ impl FileDownload {
         self.report.as_ref()
     }
 
-    /// Decoded bytes of the current attempt so far.
+    /// Decoded bytes of the body so far: this attempt's, and those an earlier
+    /// process took before the checkpoint this one continues (K5).
     pub fn bytes(&self) -> u64 {
-        self.splitter.bytes()
+        self.earlier_bytes + self.splitter.bytes()
     }
 
     /// Resources handed out so far (across retries, never twice): lines that
@@ -224,6 +242,7 @@ impl FileDownload {
         if let Some(report) = &self.report {
             return Ok(DownloadAction::Done { report: report.clone() });
         }
+        self.check_raised()?;
         if self.awaiting_token {
             self.awaiting_token = false;
             return Ok(DownloadAction::RefreshToken);
@@ -297,6 +316,8 @@ impl FileDownload {
                 self.decoder = Some(BodyDecoder::new(enc).map_err(|e| self.decode_err(e))?);
                 self.splitter.reset();
                 self.seen = 0;
+                // The whole body again: the report's bytes are this body's.
+                self.earlier_bytes = 0;
                 // The body starts over: the lines already handed out are skipped only once
                 // proven to be the same bytes (K7). A count without digests (a checkpoint
                 // from before K7) proves nothing: no proof, and the sink takes the first
@@ -416,10 +437,40 @@ impl FileDownload {
     ///
     /// The binding may parse after the body ended (on another thread): a line
     /// reported after [`FileDownload::finish`] updates the finished report.
-    pub fn report_invalid_line(&mut self, line: u64, message: &str) {
+    ///
+    /// With [`InvalidLines::Raise`] the file fails: the answer is the error,
+    /// and the file's next call (`next_action`, `feed`, `finish`,
+    /// `handle_transport_error`) ends it with that error (a finished file
+    /// loses its report at once).
+    pub fn report_invalid_line(&mut self, line: u64, message: &str) -> Option<DownloadError> {
         match &mut self.report {
-            Some(r) => report_invalid_late(r, line, message),
+            Some(r) if self.invalid_policy == InvalidLines::Report => report_invalid_late(r, line, message),
+            Some(_) => {
+                self.report = None;
+                self.state = FileState::Done;
+                return Some(self.invalid_line_error(InvalidLine { line, message: message.to_owned() }));
+            }
             None => note_invalid(&mut self.invalid, &mut self.first_invalid, &mut self.invalid_lines, line, message),
+        }
+        if self.invalid_policy == InvalidLines::Raise && self.raised.is_none() {
+            self.raised = Some(InvalidLine { line, message: message.chars().take(300).collect() });
+        }
+        self.raised.clone().map(|l| self.invalid_line_error(l))
+    }
+
+    fn invalid_line_error(&self, l: InvalidLine) -> DownloadError {
+        DownloadError::InvalidLine { url: redact_url(&self.url), line: l.line, message: l.message }
+    }
+
+    /// With [`InvalidLines::Raise`], after an invalid line: the file ends with it.
+    fn check_raised(&mut self) -> Result<(), DownloadError> {
+        match self.raised.clone() {
+            Some(l) => {
+                self.state = FileState::Done;
+                self.decoder = None;
+                Err(self.invalid_line_error(l))
+            }
+            None => Ok(()),
         }
     }
 
@@ -447,6 +498,7 @@ impl FileDownload {
         mut on_line: impl FnMut(&[u8]),
     ) -> Result<HeadDecision, DownloadError> {
         self.expect(FileState::Streaming { id })?;
+        self.check_raised()?;
         let Some(mut decoder) = self.decoder.take() else {
             return Err(DownloadError::Usage("no decoder".into()));
         };
@@ -454,6 +506,7 @@ impl FileDownload {
         let (splitter, mut sink) = self.line_parts();
         let r = decoder.decode(chunk, |bytes| splitter.feed(bytes, |l| sink.line(l, &mut on_line)));
         self.decoder = Some(decoder);
+        self.check_raised()?;
         if self.changed {
             return self.file_changed(now_ms).map(|()| HeadDecision::Discard);
         }
@@ -476,6 +529,7 @@ impl FileDownload {
     /// The body ended. Checks gzip integrity and the manifest count.
     pub fn finish(&mut self, id: u64, now_ms: u64, mut on_line: impl FnMut(&[u8])) -> Result<(), DownloadError> {
         self.expect(FileState::Streaming { id })?;
+        self.check_raised()?;
         let Some(mut decoder) = self.decoder.take() else {
             return Err(DownloadError::Usage("no decoder".into()));
         };
@@ -510,6 +564,7 @@ impl FileDownload {
                 return self.retry(e.to_string(), RetryAfter::Absent, now_ms);
             }
         }
+        self.check_raised()?;
         // A body that ended before it repeated every line already handed out is
         // another (shorter) version, not the rest of this one (K7).
         if self.changed || self.seen < self.delivered {
@@ -565,7 +620,7 @@ impl FileDownload {
             file_name: self.file.file_name.clone(),
             resources,
             expected: self.file.expected_count,
-            bytes: self.splitter.bytes(),
+            bytes: self.bytes(),
             invalid_lines: self.invalid,
             first_invalid_line: self.first_invalid,
             invalid: std::mem::take(&mut self.invalid_lines),
@@ -589,6 +644,7 @@ impl FileDownload {
     pub fn handle_transport_error(&mut self, id: u64, message: &str, now_ms: u64) -> Result<(), DownloadError> {
         match self.state {
             FileState::InFlight { id: i } | FileState::Streaming { id: i } if i == id => {
+                self.check_raised()?;
                 let broke_mid_body = self.state == (FileState::Streaming { id });
                 if broke_mid_body && self.range.accepts && self.range.validator.is_some() && self.range.received > 0 {
                     // Bytes arrived since the last break: that was progress, not a failing
@@ -635,6 +691,7 @@ impl FileDownload {
         self.delivered = checkpoint.resources;
         self.invalid = checkpoint.invalid;
         self.taken = Taken::after(checkpoint.taken);
+        self.earlier_bytes = checkpoint.offset;
         self.range = RangeState {
             validator: Some(checkpoint.validator),
             accepts: true,
@@ -694,6 +751,8 @@ impl FileDownload {
             taken: &mut self.taken,
             proof: &mut self.proof,
             changed: &mut self.changed,
+            policy: self.invalid_policy,
+            raised: &mut self.raised,
         };
         (&mut self.splitter, sink)
     }

@@ -2,7 +2,7 @@
 //! handed out (once proven the same bytes, K7), validated (a resource is a JSON
 //! object) and handed to the caller.
 
-use super::types::{FileReport, InvalidLine, Validation, MAX_INVALID_REPORTED};
+use super::types::{FileReport, InvalidLine, InvalidLines, Validation, MAX_INVALID_REPORTED};
 use crate::taken::{Proof, Taken, Verdict};
 
 pub(super) struct LineSink<'a> {
@@ -17,6 +17,9 @@ pub(super) struct LineSink<'a> {
     pub(super) taken: &'a mut Taken,
     pub(super) proof: &'a mut Option<Proof>,
     pub(super) changed: &'a mut bool,
+    /// What an invalid line does, and (with [`InvalidLines::Raise`]) the first one met.
+    pub(super) policy: InvalidLines,
+    pub(super) raised: &'a mut Option<InvalidLine>,
 }
 
 pub(super) fn note_invalid(
@@ -61,11 +64,25 @@ fn is_header_line(line: &[u8]) -> bool {
     }
 }
 
+/// What is wrong with `line` under `validation`, if anything.
+fn problem(validation: Validation, line: &[u8]) -> Option<String> {
+    let t = line.trim_ascii();
+    match validation {
+        Validation::None => None,
+        Validation::Structural => {
+            (t.first() != Some(&b'{') || t.last() != Some(&b'}')).then(|| "not a JSON object".to_owned())
+        }
+        // A resource is a JSON object: `[1]` or `"x"` parse, but are not one.
+        Validation::Json if t.first() != Some(&b'{') => Some("not a JSON object".to_owned()),
+        Validation::Json => serde_json::from_slice::<serde::de::IgnoredAny>(line).err().map(|e| e.to_string()),
+    }
+}
+
 impl LineSink<'_> {
     #[inline]
     pub(super) fn line(&mut self, line: &[u8], on_line: &mut impl FnMut(&[u8])) {
-        if *self.changed {
-            return; // another version: nothing more of this body is handed out
+        if *self.changed || self.raised.is_some() {
+            return; // another version, or a line that fails the file: nothing more is handed out
         }
         *self.seen += 1;
         // After a retry the file is read from the start: what was handed out is skipped,
@@ -80,18 +97,16 @@ impl LineSink<'_> {
             }
             return;
         }
+        let problem = problem(self.validation, line);
+        if let (Some(message), InvalidLines::Raise) = (&problem, self.policy) {
+            // The file fails here: this line and the rest are not handed out.
+            let line = *self.delivered + 1;
+            note_invalid(self.invalid, self.first_invalid, self.invalid_lines, line, message);
+            *self.raised = Some(InvalidLine { line, message: message.chars().take(300).collect() });
+            return;
+        }
         *self.delivered += 1;
         self.taken.push(line);
-        let t = line.trim_ascii();
-        let problem = match self.validation {
-            Validation::None => None,
-            Validation::Structural => {
-                (t.first() != Some(&b'{') || t.last() != Some(&b'}')).then(|| "not a JSON object".to_owned())
-            }
-            // A resource is a JSON object: `[1]` or `"x"` parse, but are not one.
-            Validation::Json if t.first() != Some(&b'{') => Some("not a JSON object".to_owned()),
-            Validation::Json => serde_json::from_slice::<serde::de::IgnoredAny>(line).err().map(|e| e.to_string()),
-        };
         if let Some(message) = problem {
             note_invalid(self.invalid, self.first_invalid, self.invalid_lines, *self.delivered, &message);
         }

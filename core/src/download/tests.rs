@@ -566,3 +566,83 @@ fn a_checkpoint_continues_in_another_process() {
     .unwrap();
     assert_eq!(d.checkpoint(), None);
 }
+
+// issue 20: the invalid-line policy is the core's: `Raise` fails the file with a typed
+// `invalid_line` at its first bad line (the lines before it are handed out, it and the
+// rest are not); `Report` (the default) counts it and hands out every line
+#[test]
+fn invalid_lines_raise_fails_the_file_at_the_first_one() {
+    let body = b"{\"id\":\"1\"}\nnot json\n{\"id\":\"3\"}\n";
+    let mut d = FileDownload::new(planned("https://h/f?sig=1", false, None), &policy())
+        .unwrap()
+        .with_invalid_lines(InvalidLines::Raise);
+    let r = send(&mut d, 0);
+    d.handle_head(r.id, 200, &[], false, 0).unwrap();
+    let mut got = Vec::new();
+    let e = d.feed(r.id, body, 0, |l| got.push(l.to_vec())).unwrap_err();
+    assert_eq!(got, vec![b"{\"id\":\"1\"}".to_vec()]);
+    assert_eq!(
+        e,
+        DownloadError::InvalidLine { url: "https://h/f?…".into(), line: 2, message: "not a JSON object".into() }
+    );
+    assert_eq!(e.code(), "invalid_line");
+    assert!(d.next_action(0).is_err(), "the file is over");
+    // The default reports it.
+    let mut d = FileDownload::new(planned("https://h/f", false, None), &policy()).unwrap();
+    run_body(&mut d, body).unwrap();
+    assert_eq!(d.report().map(|r| (r.resources, r.invalid_lines)), Some((2, 1)));
+    assert_eq!(serde_json::to_value(InvalidLines::Raise).unwrap(), "raise");
+    assert_eq!(serde_json::from_value::<InvalidLines>("report".into()).unwrap(), InvalidLines::Report);
+}
+
+// issue 20: with `Raise`, a line a binding parsed itself and reports fails the file at its
+// next call; reported after the file finished, the report gives way to the error
+#[test]
+fn invalid_lines_raise_from_a_binding_report() {
+    let mut d = FileDownload::new(planned("https://h/f", false, None), &policy())
+        .unwrap()
+        .with_validation(Validation::None)
+        .with_invalid_lines(InvalidLines::Raise);
+    let r = send(&mut d, 0);
+    d.handle_head(r.id, 200, &[], false, 0).unwrap();
+    d.feed(r.id, b"{\"id\":\"1\"}\n{not json}\n", 0, |_| {}).unwrap();
+    let e = d.report_invalid_line(2, "expected ident").expect("raise");
+    assert!(matches!(e, DownloadError::InvalidLine { line: 2, .. }));
+    assert_eq!(d.feed(r.id, b"{}\n", 0, |_| {}).unwrap_err(), e);
+    // Late: the finished file's report becomes the error.
+    let mut d = FileDownload::new(planned("https://h/f", false, None), &policy())
+        .unwrap()
+        .with_validation(Validation::None)
+        .with_invalid_lines(InvalidLines::Raise);
+    run_body(&mut d, b"{}\n").unwrap();
+    assert!(d.report_invalid_line(1, "late").is_some());
+    assert!(d.report().is_none());
+    // Report: nothing fails.
+    let mut d =
+        FileDownload::new(planned("https://h/f", false, None), &policy()).unwrap().with_validation(Validation::None);
+    run_body(&mut d, b"{}\n").unwrap();
+    assert_eq!(d.report_invalid_line(1, "late"), None);
+}
+
+// issue 20: `FileReport.bytes` counts the whole file after a resume in another process
+// (the bytes before the checkpoint and this process's), not only the resumed tail
+#[test]
+fn report_bytes_count_the_whole_file_after_a_cross_process_resume() {
+    let body = b"{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}\n";
+    let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy()).unwrap();
+    let r = send(&mut d, 0);
+    d.handle_head(r.id, 200, &h(&[("Accept-Ranges", "bytes"), ("ETag", "\"v\"")]), false, 0).unwrap();
+    d.feed(r.id, &body[..15], 0, |_| {}).unwrap();
+    let cp = d.checkpoint().unwrap();
+    assert_eq!(cp.offset, 11);
+    let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy()).unwrap().resume_from(cp.clone());
+    let r = send(&mut d, 0);
+    d.handle_head(r.id, 206, &h(&[("Content-Range", "bytes 11-32/33")]), false, 0).unwrap();
+    d.feed(r.id, &body[11..], 0, |_| {}).unwrap();
+    d.finish(r.id, 0, |_| {}).unwrap();
+    assert_eq!(d.report().map(|r| (r.resources, r.bytes)), Some((3, 33)));
+    // A 200 instead: the whole body came again, and is counted once.
+    let mut d = FileDownload::new(planned("https://h/f", false, Some(3)), &policy()).unwrap().resume_from(cp);
+    run_body(&mut d, body).unwrap();
+    assert_eq!(d.report().map(|r| r.bytes), Some(33));
+}

@@ -131,8 +131,23 @@ pub struct InvalidLine {
     pub message: String,
 }
 
-/// How many [`InvalidLine`]s a report keeps (the count goes on).
-pub const MAX_INVALID_REPORTED: usize = 100;
+pub use crate::limits::MAX_INVALID_REPORTED;
+
+/// What a line that is not a resource does to its file (issue 20: one rule,
+/// in the core, for every binding).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub enum InvalidLines {
+    /// The line is counted and (among the first [`MAX_INVALID_REPORTED`])
+    /// described in the report; the file completes with every line (the default).
+    #[default]
+    Report,
+    /// The file fails with [`DownloadError::InvalidLine`](super::DownloadError::InvalidLine) at its first
+    /// invalid line: the lines before it were handed out, that line and the
+    /// rest are not (a folder download keeps no copy of a failed file).
+    Raise,
+}
 
 /// Figures for a finished file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,7 +167,9 @@ pub struct FileReport {
     pub resources: u64,
     /// The manifest's count, if any (already checked equal).
     pub expected: Option<u64>,
-    /// Decoded bytes of the final attempt.
+    /// Decoded bytes of the whole file: the body that completed it, and,
+    /// when this process continued an earlier one's checkpoint (K5) with a
+    /// 206, the bytes before that checkpoint too (not only the resumed tail).
     pub bytes: u64,
     /// Lines that failed validation (handed out anyway: nothing is lost).
     pub invalid_lines: u64,

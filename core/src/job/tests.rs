@@ -218,10 +218,16 @@ fn attach_polls_the_status_url() {
 #[test]
 fn records_merge_by_file_name() {
     use crate::coordinator::FileRecord;
-    let done =
-        |name: &str, n: u64| FileRecord { file_name: name.into(), resources: n, bytes: Some(n * 10), checkpoint: None };
+    let done = |name: &str, n: u64| FileRecord {
+        file_name: name.into(),
+        identity: None,
+        resources: n,
+        bytes: Some(n * 10),
+        checkpoint: None,
+    };
     let part = |name: &str, n: u64| FileRecord {
         file_name: name.into(),
+        identity: None,
         resources: n,
         bytes: None,
         checkpoint: Some(crate::FileCheckpoint {
@@ -247,8 +253,13 @@ fn records_merge_by_file_name() {
 #[test]
 fn record_one_file_and_order_on_resume() {
     use crate::coordinator::FileRecord;
-    let rec =
-        |name: &str, n: u64| FileRecord { file_name: name.into(), resources: n, bytes: Some(n), checkpoint: None };
+    let rec = |name: &str, n: u64| FileRecord {
+        file_name: name.into(),
+        identity: None,
+        resources: n,
+        bytes: Some(n),
+        checkpoint: None,
+    };
     let names = |job: &Job| job.file_records().iter().map(|r| (r.file_name.clone(), r.resources)).collect::<Vec<_>>();
     let mut job = export_job(true);
     job.record_file(rec("c", 1));
