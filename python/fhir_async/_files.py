@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Union, overload
 
 from . import _native
-from ._options import OnInvalidLine
+from ._options import ON_INVALID_LINE, OnInvalidLine
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -88,7 +88,7 @@ class FileReports(Sequence[Dict[str, Any]]):
 def read_ndjson(
     paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
     *,
-    on_invalid_line: OnInvalidLine = "report",
+    on_invalid_line: OnInvalidLine = ON_INVALID_LINE,
 ) -> "NdjsonFiles":
     """Streams the resources of local NDJSON files (e.g. what ``download()``
     wrote) as dicts: read and split on a background thread, parsed like

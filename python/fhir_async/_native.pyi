@@ -33,7 +33,7 @@ def parse_json(line: bytes) -> Any: ...
 def download_defaults() -> Dict[str, Any]: ...
 def retry_defaults() -> Dict[str, int]: ...
 def read_ndjson(
-    paths: Sequence[Union[str, "PathLike[str]"]], raw: bool = False, on_invalid_line: str = "report"
+    paths: Sequence[Union[str, "PathLike[str]"]], raw: bool = False, on_invalid_line: Optional[str] = None
 ) -> "ResourceIterator": ...
 def cli_main(argv: List[str]) -> int: ...
 def ndjson_arrow(
@@ -153,7 +153,7 @@ class Run:
         gzip: bool = True,
         progress: Optional[Callable[[int, int, int, int], object]] = None,
         count_check: Optional[str] = None,
-        on_invalid_line: str = "report",
+        on_invalid_line: Optional[str] = None,
         files: Optional[List[str]] = None,
         max_line: Optional[int] = None,
     ) -> DownloadReports: ...
@@ -164,7 +164,7 @@ class Run:
         gzip: bool = True,
         raw: bool = False,
         count_check: Optional[str] = None,
-        on_invalid_line: str = "report",
+        on_invalid_line: Optional[str] = None,
         max_per_origin: Optional[int] = None,
         max_line: Optional[int] = None,
     ) -> ResourceIterator: ...

@@ -31,6 +31,9 @@ KINDS: Tuple[str, ...] = tuple(_DEFAULTS["kinds"])
 COUNT_CHECK = cast(CountCheck, _DEFAULTS["countCheck"])
 """What a count mismatch does, the core's default (``"strict"``)."""
 
+ON_INVALID_LINE = cast(OnInvalidLine, _DEFAULTS["invalidLines"])
+"""What a line that is not JSON does, the core's default (``"report"``)."""
+
 STREAM_KINDS: Tuple[str, ...] = ("output",)
 """The lists a stream of resources takes (JS's ``resources`` too): the
 resources asked for, not the OperationOutcomes and Bundles of the others."""

@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ._files import DownloadedFiles, ResourceStream
-from ._options import COUNT_CHECK, KINDS, MAX_PER_ORIGIN, STREAM_KINDS, CountCheck, OnInvalidLine, _max_line, _per_origin
+from ._options import (
+    COUNT_CHECK,
+    KINDS,
+    MAX_PER_ORIGIN,
+    ON_INVALID_LINE,
+    STREAM_KINDS,
+    CountCheck,
+    OnInvalidLine,
+    _max_line,
+    _per_origin,
+)
 from ._progress import _DownloadBar
 from .errors import CancelledError, FhirAsyncWarning, JobFailedError, UsageError
 
@@ -111,7 +121,7 @@ class Result:
         kinds: Sequence[str] = STREAM_KINDS,
         kind: Optional[str] = None,
         count_check: CountCheck = COUNT_CHECK,
-        on_invalid_line: OnInvalidLine = "report",
+        on_invalid_line: OnInvalidLine = ON_INVALID_LINE,
         max_per_origin: int = MAX_PER_ORIGIN,
         concurrency: Optional[int] = None,
         max_line: Optional[int] = None,
@@ -162,7 +172,7 @@ class Result:
         progress: Optional[bool] = False,
         gzip: bool = True,
         count_check: CountCheck = COUNT_CHECK,
-        on_invalid_line: OnInvalidLine = "report",
+        on_invalid_line: OnInvalidLine = ON_INVALID_LINE,
         files: Optional[Sequence[str]] = None,
         max_line: Optional[int] = None,
     ) -> "DownloadedFiles":

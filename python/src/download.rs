@@ -7,7 +7,7 @@
 
 use crate::reports::FileEnd;
 use crate::signals::{Caller, Host};
-use fhir_async::{DownloadOptions, DownloadProgress, FileKind, PlannedFile};
+use fhir_async::{table_name, DownloadOptions, DownloadProgress, FileKind, PlannedFile};
 use fhir_async_client::{ClientError, DownloadEvent, DownloadSummary, JobRun};
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
@@ -33,7 +33,6 @@ pub fn run(
     directory: PathBuf,
     options: DownloadOptions,
     progress: Option<Py<PyAny>>,
-    strict_lines: bool,
 ) -> PyResult<DownloadReports> {
     let totals = Arc::new(Totals::default());
     let (tx, rx) = mpsc::channel::<Result<DownloadSummary, ClientError>>();
@@ -107,7 +106,7 @@ pub fn run(
         let done = summary.files.len();
         cb.bind(py).call1((summary.wire_bytes, p.resources, done, done))?;
     }
-    Ok(DownloadReports::new(directory, summary, strict_lines))
+    Ok(DownloadReports::new(directory, summary))
 }
 
 /// The files of one `download()`: one report per selected file (manifest
@@ -128,22 +127,11 @@ impl std::fmt::Debug for DownloadReports {
 }
 
 impl DownloadReports {
-    fn new(directory: PathBuf, summary: DownloadSummary, strict_lines: bool) -> Self {
+    fn new(directory: PathBuf, summary: DownloadSummary) -> Self {
         let mut plan = Vec::with_capacity(summary.files.len());
         let mut ends = Vec::with_capacity(summary.files.len());
         for f in summary.files {
-            let written = f.path.is_some();
             let (file, end) = FileEnd::of(f.result);
-            let end = match end {
-                // on_invalid_line="raise": a file with a bad line is not kept.
-                FileEnd::Done(r) if strict_lines && r.invalid_lines > 0 => {
-                    if written {
-                        let _ = std::fs::remove_file(directory.join(&file.file_name));
-                    }
-                    FileEnd::Failed(crate::reports::invalid_line_error(&r, &file))
-                }
-                other => other,
-            };
             plan.push(file);
             ends.push(end);
         }
@@ -189,15 +177,15 @@ impl DownloadReports {
     }
 
     /// The output files written, as `(table, path)` for `folder_to_parquet`:
-    /// the table is named as the CLI names it, by the core's
-    /// `PlannedFile::table_name` (a sanitized type; organized output, which
-    /// has no type, is one `output` table).
+    /// the table is named as the CLI names it, by the core's [`table_name`]
+    /// (a sanitized type; organized output, which has no type, is one
+    /// `output` table).
     fn tables(&self) -> Vec<(String, PathBuf)> {
         self.ok
             .iter()
             .map(|&i| i as usize)
             .filter(|&i| self.plan[i].kind == FileKind::Output)
-            .map(|i| (self.plan[i].file_name.split('.').next().unwrap_or_default().to_owned(), self.path(i)))
+            .map(|i| (table_name(self.plan[i].resource_type.as_deref().unwrap_or_default()), self.path(i)))
             .collect()
     }
 

@@ -5,7 +5,7 @@
 
 use crate::convert::to_py;
 use crate::errors::download_error;
-use fhir_async::origin::{redact_text, redact_url};
+use fhir_async::origin::redact_text;
 use fhir_async::{DownloadError, FileKind, FileReport, FileResult, PlannedFile};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -98,13 +98,4 @@ fn kind_name(kind: FileKind) -> &'static str {
         FileKind::Error => "error",
         FileKind::Deleted => "deleted",
     }
-}
-
-/// `on_invalid_line="raise"` on a download: the file fails with the engine's
-/// `InvalidLine` error for its first bad line.
-pub fn invalid_line_error(report: &FileReport, file: &PlannedFile) -> DownloadError {
-    let line = report.first_invalid_line.unwrap_or(0);
-    let message = report.invalid.iter().find(|l| l.line == line).map(|l| l.message.clone()).unwrap_or_default();
-    // Without the URL's query, as the engine's own errors (K10).
-    DownloadError::InvalidLine { url: redact_url(&file.url), line, message }
 }

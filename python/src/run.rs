@@ -8,7 +8,9 @@ use crate::errors::{callback_error, core_error, usage};
 use crate::job::body_bytes;
 use crate::signals::Host;
 use crate::stream::{self, ResourceIter};
-use fhir_async::{parse_callback, CountCheck, DownloadOptions, Downloads, FileKind, RetryPolicy, Validation};
+use fhir_async::{
+    parse_callback, CountCheck, DownloadOptions, Downloads, FileKind, InvalidLines, RetryPolicy, Validation,
+};
 use fhir_async_client::{ClientError, JobRun};
 use pyo3::prelude::*;
 use std::path::PathBuf;
@@ -71,12 +73,14 @@ pub fn core_name<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, serde_
     serde_json::from_value(serde_json::Value::String(name.to_owned()))
 }
 
-/// `on_invalid_line`: `"report"` (false) or `"raise"` (true).
-pub fn invalid_mode(py: Python<'_>, on_invalid_line: &str) -> PyResult<bool> {
+/// `on_invalid_line`: the core's [`InvalidLines`] by its JSON name
+/// (`"report"`, `"raise"`; None: the core's default). The core counts,
+/// lists and (with `Raise`) fails the file; the binding only passes it on.
+pub fn invalid_mode(py: Python<'_>, on_invalid_line: Option<&str>) -> PyResult<InvalidLines> {
     match on_invalid_line {
-        "report" => Ok(false),
-        "raise" => Ok(true),
-        other => Err(usage(py, &format!("on_invalid_line must be \"report\" or \"raise\", not {other:?}"))),
+        None => Ok(DownloadOptions::default().invalid_lines),
+        Some(name) => core_name(name)
+            .map_err(|_| usage(py, &format!("on_invalid_line must be \"report\" or \"raise\", not {name:?}"))),
     }
 }
 
@@ -275,7 +279,7 @@ impl PyRun {
     /// files_total)` is called about ten times a second. `files`: only the
     /// plan's files of these `fileName`s (the core's `skip_files` leaves the
     /// others out), e.g. one file per task of a cluster (`fhir_async.dask`).
-    #[pyo3(signature = (directory, max_per_origin=None, types=None, kinds=None, gzip=true, progress=None, count_check=None, on_invalid_line="report", files=None, max_line=None))]
+    #[pyo3(signature = (directory, max_per_origin=None, types=None, kinds=None, gzip=true, progress=None, count_check=None, on_invalid_line=None, files=None, max_line=None))]
     #[allow(clippy::too_many_arguments)]
     fn download(
         &self,
@@ -287,24 +291,25 @@ impl PyRun {
         gzip: bool,
         progress: Option<Py<PyAny>>,
         count_check: Option<String>,
-        on_invalid_line: &str,
+        on_invalid_line: Option<&str>,
         files: Option<Vec<String>>,
         max_line: Option<u64>,
     ) -> PyResult<DownloadReports> {
-        let strict = invalid_mode(py, on_invalid_line)?;
         let sel = Selection { types, kinds, gzip, max_per_origin, count_check, max_line };
         // Lines go to disk as they are; a line is a resource only if it parses as a JSON
-        // object (issue 19): the engine checks each one, and reports (and counts) the others.
+        // object (issue 19): the engine checks each one, and reports (and counts) the
+        // others, or fails the file at the first one (`InvalidLines::Raise`).
         let mut options = sel.options(py, Validation::Json)?;
+        options.invalid_lines = invalid_mode(py, on_invalid_line)?;
         if let Some(files) = files {
             options.skip_files = self.others(py, &files)?;
         }
-        download::run(py, self.run.clone(), &self.host, directory, options, progress, strict)
+        download::run(py, self.run.clone(), &self.host, directory, options, progress)
     }
 
     /// Streams the resources (dicts; `raw=True`: bytes) of the job's files,
     /// downloaded in parallel in the background (see `Result.resources`).
-    #[pyo3(signature = (types=None, kinds=None, gzip=true, raw=false, count_check=None, on_invalid_line="report", max_per_origin=None, max_line=None))]
+    #[pyo3(signature = (types=None, kinds=None, gzip=true, raw=false, count_check=None, on_invalid_line=None, max_per_origin=None, max_line=None))]
     #[allow(clippy::too_many_arguments)]
     fn resources(
         &self,
@@ -314,18 +319,19 @@ impl PyRun {
         gzip: bool,
         raw: bool,
         count_check: Option<String>,
-        on_invalid_line: &str,
+        on_invalid_line: Option<&str>,
         max_per_origin: Option<u32>,
         max_line: Option<u64>,
     ) -> PyResult<ResourceIter> {
-        let raise_invalid = invalid_mode(py, on_invalid_line)?;
         // A stream takes the output files unless asked (as JS's `resources`): the
         // resources, not the OperationOutcomes and Bundles of the other lists.
         let kinds = Some(kinds.unwrap_or_else(|| vec!["output".into()]));
         let sel = Selection { types, kinds, gzip, max_per_origin, count_check, max_line };
         // The engine checks each line as JSON, so the file's report counts a bad
         // line once whatever parses it in Python (orjson or the native parser).
-        let options = sel.options(py, Validation::Json)?;
+        let mut options = sel.options(py, Validation::Json)?;
+        options.invalid_lines = invalid_mode(py, on_invalid_line)?;
+        let raise_invalid = options.invalid_lines == InvalidLines::Raise;
         let g = self.lock(py)?;
         // The URL of each selected file, for an invalid line's error: the core's selection.
         let labels = Downloads::new(g.job().download_plan(), options.clone(), &RetryPolicy::default())

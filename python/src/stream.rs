@@ -5,17 +5,19 @@
 //!
 //! Issue 10 §1-2: a line that does not parse is skipped and reported; with
 //! `on_invalid_line="raise"` it raises `InvalidLineError` instead. For a
-//! job's files the engine checks every line (`Validation::Json`), so the
-//! file's report counts a bad line once; a file that fails is a report
-//! entry and the stream goes on with the next file.
+//! job's files the engine checks every line (`Validation::Json`) and owns
+//! the policy (issue 20, `InvalidLines`): it counts a bad line once in the
+//! file's report, or fails the file at it, whose error the stream then
+//! raises. Any other file that fails is a report entry and the stream goes
+//! on with the next file.
 
 use crate::convert::LineParser;
-use crate::errors::{raise, warn};
+use crate::errors::{download_error, raise, warn};
 use crate::reports::FileEnd;
 use crate::signals::{Caller, Host};
 use fhir_async::download::MAX_INVALID_REPORTED;
 use fhir_async::origin::{redact_text, redact_url};
-use fhir_async::{FileResult, InvalidLine, LineSplitter, PlannedFile};
+use fhir_async::{DownloadError, FileResult, InvalidLine, InvalidLines, LineSplitter, PlannedFile};
 use fhir_async_client::{ClientError, LineEvent, Lines};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -84,6 +86,8 @@ pub struct ResourceIter {
     bytes: u64,
     done: bool,
     raw: bool,
+    /// `InvalidLines::Raise`: a file failed at an invalid line (or a local
+    /// line that does not parse) ends the stream with its error.
     raise_invalid: bool,
 }
 
@@ -252,13 +256,21 @@ impl ResourceIter {
 
     fn job_file_done(&mut self, py: Python<'_>, result: FileResult) -> PyResult<()> {
         let (file, end) = FileEnd::of(result);
+        if let (true, FileEnd::Failed(e @ DownloadError::InvalidLine { .. })) = (self.raise_invalid, &end) {
+            // on_invalid_line="raise": the core failed the file at its first invalid line
+            // (the lines before it were handed out); the stream raises that error and ends.
+            let exc = download_error(py, e);
+            self.reports.push(StreamReport::Job(file, end));
+            self.stop_now();
+            return Err(exc);
+        }
         let note = match &end {
             FileEnd::Failed(e) => Some(format!(
                 "{} failed, the stream goes on with the next file: {}",
                 redact_url(&file.url),
                 redact_text(&e.to_string())
             )),
-            FileEnd::Done(r) if r.invalid_lines > 0 && !self.raise_invalid => Some(format!(
+            FileEnd::Done(r) if r.invalid_lines > 0 => Some(format!(
                 "{}: {} line(s) are not JSON and were skipped (first: line {}); see the stream's reports",
                 redact_url(&file.url),
                 r.invalid_lines,
@@ -472,9 +484,14 @@ fn read_local(path: &PathBuf, out: &mut LocalBatcher, stop: &AtomicBool) -> Resu
 /// read and split on a background thread. A file that cannot be read ends
 /// the stream with `DownloadError` (code `io`).
 #[pyfunction]
-#[pyo3(signature = (paths, raw=false, on_invalid_line="report"))]
-pub fn read_ndjson(py: Python<'_>, paths: Vec<PathBuf>, raw: bool, on_invalid_line: &str) -> PyResult<ResourceIter> {
-    let raise_invalid = crate::run::invalid_mode(py, on_invalid_line)?;
+#[pyo3(signature = (paths, raw=false, on_invalid_line=None))]
+pub fn read_ndjson(
+    py: Python<'_>,
+    paths: Vec<PathBuf>,
+    raw: bool,
+    on_invalid_line: Option<&str>,
+) -> PyResult<ResourceIter> {
+    let raise_invalid = crate::run::invalid_mode(py, on_invalid_line)? == InvalidLines::Raise;
     let paths = Arc::new(paths);
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::sync_channel::<Local>(8);

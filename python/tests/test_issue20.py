@@ -27,6 +27,9 @@ def test_the_defaults_are_the_cores() -> None:
         params = inspect.signature(f).parameters
         assert params["max_per_origin"].default == core["maxPerOrigin"], f.__name__
         assert params["count_check"].default == core["countCheck"], f.__name__
+        assert params["on_invalid_line"].default == core["invalidLines"] == "report", f.__name__
+    read = inspect.signature(fhir_async.read_ndjson).parameters["on_invalid_line"]
+    assert read.default == core["invalidLines"]
     assert inspect.signature(fhir_async.Result.download).parameters["kinds"].default == tuple(core["kinds"])
     dask_kinds = inspect.signature(fhir_async.dask.download).parameters["kinds"].default
     assert dask_kinds == tuple(core["kinds"])
@@ -53,3 +56,22 @@ def test_to_parquet_keeps_organized_output_and_a_type_the_cli_sanitizes(stub: St
         assert Path(t["path"]) == tmp_path / "pq" / f"{name}.parquet"
         assert pq.read_table(t["path"]).num_rows == t["rows"]
     assert sorted(p.name for p in (tmp_path / "pq").iterdir()) == sorted(f"{n}.parquet" for n in cli)
+
+
+def test_the_invalid_line_policy_is_the_cores(stub: Stub, tmp_path: Path) -> None:
+    # Python no longer deletes a finished file itself: the core fails the file at its first
+    # invalid line (InvalidLines::Raise), the stream raises that error, the folder keeps nothing.
+    bad = b'{"resourceType":"Patient","id":"a"}\n{not json}\n{"resourceType":"Patient","id":"c"}\n'
+    stub.files.update(bad=StubFile(bad, count=2))
+    result = client(stub.base).export().wait(raise_on_failure=True)
+    got = []
+    with pytest.raises(fhir_async.InvalidLineError) as e:
+        for r in result.resources(on_invalid_line="raise"):
+            got.append(r["id"])
+    assert got == ["a"] and e.value.line == 2 and e.value.code == "invalid_line"
+    with pytest.warns(fhir_async.FhirAsyncWarning, match="failed"):
+        paths = result.download(tmp_path / "out", on_invalid_line="raise")
+    assert len(paths) == 0 and list((tmp_path / "out").iterdir()) == []
+    assert isinstance(paths.failed[0]["error"], fhir_async.InvalidLineError)
+    with pytest.raises(fhir_async.UsageError, match="on_invalid_line"):
+        result.resources(on_invalid_line="skip")  # type: ignore[arg-type]
