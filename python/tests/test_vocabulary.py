@@ -1,6 +1,9 @@
-"""Issue 11 §3, one vocabulary: the names docs/api.md lists for Python exist,
-every error code the core owns has its class (an unknown code is a failure,
-not a silent fallback), and the behaviours the table promises hold."""
+"""Issue 11 §3, one vocabulary: the names docs/api.md lists for Python are
+exactly what fhir_async exports (issue 20: each attribute of the class or
+module the row names, each call's argument names, keywords, defaults and
+values, the report keys the engine writes; no text search), every error code
+the core owns has its class (an unknown code is a failure, not a silent
+fallback), and the behaviours the table promises hold."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import fhir_async
 import fhir_async.dask
 from fhir_async import errors
 from conftest import Server, client, ids
+from stub_server import Stub, StubFile, outcome, stub  # noqa: F401 - `stub` is a fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -246,6 +250,26 @@ def test_the_checker_refuses_what_is_not_exported() -> None:
             check(wrong, row)
     with pytest.raises(fhir_async.UsageError):
         check_value(fhir_async.Client, "retry", '{"min_wait": ...}')
+
+
+def test_the_report_and_details_keys_in_docs_api_are_the_cores(stub: Stub, tmp_path: Path) -> None:
+    # The keys a row names (`report["invalid"]`, `error.details["serverMessage"]`) are the
+    # engine's JSON: each is found in the reports of a real download that has them all.
+    cells = " ".join(cell for _, cell in python_cells())
+    report_keys = set(re.findall(r'`report\["(\w+)"\]`', cells))
+    detail_keys = set(re.findall(r'`error\.details\["(\w+)"\]`', cells))
+    assert {"invalid", "countMismatch", "error", "warnings"} <= report_keys and detail_keys
+    stub.files.update(
+        bad=StubFile(b'{"resourceType":"Patient","id":"a"}\n{not json}\n', count=5),
+        gone=StubFile(outcome("it is gone"), status=404),
+    )
+    result = client(stub.base).export().wait(raise_on_failure=True)
+    with pytest.warns(fhir_async.FhirAsyncWarning):
+        paths = result.download(tmp_path, count_check="lenient")
+    found = {k for r in paths.reports for k in r}
+    assert report_keys <= found, report_keys - found
+    details = {k for r in paths.failed for k in r["error"].details}
+    assert detail_keys <= details, detail_keys - details
 
 
 def core_codes() -> Set[str]:
