@@ -1,0 +1,143 @@
+//! The `export` command: kick off (or resume the folder's job), wait, download, convert, and say
+//! how it ended.
+
+use crate::args::{CountCheck, ExportArgs, Format};
+use crate::download::{download, download_options};
+use crate::folder::{Folder, LAST, SETTINGS, STATE};
+use crate::request::{check_selection, export_request, export_request_blank, saved_opt};
+use crate::resume::{folder_server, lock_folder, resume_for_this_run};
+use crate::stop::folder_stop;
+use crate::summary::summary_table;
+use crate::ui::Ui;
+use crate::wait::wait;
+use crate::{auth, parquet};
+use crate::{client, io, outcome_code, Fail};
+use fhir_async::{ExportRequest, Outcome, PreferOptions};
+use fhir_async_client::ClientError;
+use serde_json::{json, Value};
+
+pub(crate) fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
+    let folder = Folder::open(&a.out, json).map_err(|e| io(&a.out, e))?;
+    let _lock = lock_folder(&folder)?;
+    let ui = Ui::new(json);
+    if a.new && folder.read(STATE).is_some() {
+        let label = format!("export-{}", fhir_async_client::now_ms());
+        let to = folder.archive(&label).map_err(|e| io(folder.dir(), e))?;
+        folder.remove(SETTINGS);
+        // `--since auto` counts from this folder's exports: the old one's is not the new one's.
+        if folder.path(LAST).is_file() {
+            std::fs::rename(folder.path(LAST), to.join(LAST)).map_err(|e| io(folder.dir(), e))?;
+        }
+        ui.say(&format!("--new: the folder's export moved to {}", to.display()));
+        folder.event("archived", json!({"to": to, "why": "--new"}));
+    }
+    let saved: Option<Value> = folder.read(SETTINGS).and_then(|t| serde_json::from_str(&t).ok());
+    let state = folder.read(STATE);
+    if state.is_some() {
+        check_selection(&a, &saved, &folder)?;
+    }
+    let server = folder_server(&a.server, &folder)?;
+    let client = client(&server, folder_stop(&folder), PreferOptions::default())?;
+    let since_auto = a.since.as_deref() == Some("auto");
+    // Options left out on a later run in the same folder are the first run's.
+    let format: Format = a.format.or_else(|| saved_opt(&saved, "format")).unwrap_or(Format::Ndjson);
+    let count_check: CountCheck =
+        a.count_check.or_else(|| saved_opt(&saved, "countCheck")).unwrap_or(CountCheck::Strict);
+    let concurrency: u32 = a.concurrency.or_else(|| saved_opt(&saved, "concurrency")).unwrap_or(4);
+    let mut resumed = match &state {
+        Some(state) => Some(resume_for_this_run(&client, state, a.server.timeout)?),
+        None => None,
+    };
+    // A finished export and `--since auto`: the next incremental export; the previous one moves aside.
+    if let (Some(run), true) = (&resumed, since_auto) {
+        if run.outcome().is_some_and(Outcome::is_success) {
+            let label = run
+                .outcome()
+                .and_then(Outcome::manifest)
+                .and_then(|m| m.transaction_time.clone())
+                .unwrap_or_else(|| "export".into());
+            let to = folder.archive(&label).map_err(|e| io(folder.dir(), e))?;
+            ui.say(&format!("the previous export moved to {}", to.display()));
+            resumed = None;
+        }
+    }
+    let mut run = match resumed {
+        Some(run) => {
+            ui.say(&format!("resuming the job in {} (no second kick-off)", folder.dir().display()));
+            folder.event("resumed", json!({"statusUrl": run.job().status_url()}));
+            run
+        }
+        None => {
+            let since = if since_auto {
+                let last: Option<Value> = folder.read(LAST).and_then(|t| serde_json::from_str(&t).ok());
+                let t = last.and_then(|l| l["transactionTime"].as_str().map(str::to_owned));
+                if t.is_none() {
+                    ui.say("--since auto: no completed export in this folder yet; exporting everything");
+                }
+                t
+            } else {
+                a.since.clone()
+            };
+            let mut request = export_request(&a, since.clone());
+            if let (Some(prev), true) =
+                (saved_opt::<ExportRequest>(&saved, "request"), request == export_request_blank(&a))
+            {
+                // Nothing about what to export was given: the folder's first request, with the new `since`.
+                request = ExportRequest { since, ..prev };
+            }
+            let settings = json!({"command": "export", "base": server.base, "auth": auth::describe(&server), "request": request,
+                "format": format, "countCheck": count_check, "concurrency": concurrency});
+            folder
+                .write(SETTINGS, &serde_json::to_string_pretty(&settings).unwrap_or_default())
+                .map_err(|e| io(folder.dir(), e))?;
+            folder.event("kickoff", json!({"base": server.base, "request": request}));
+            let run = match client.export(request) {
+                Ok(r) => r,
+                Err(ClientError::Stopped) => {
+                    ui.finish();
+                    return Err(Fail {
+                        code: 130,
+                        message: "interrupted before the server accepted the export".into(),
+                    });
+                }
+                Err(e) => {
+                    folder.event("error", json!({"code": e.code(), "message": e.to_string()}));
+                    return Err(e.into());
+                }
+            };
+            folder.write(STATE, &run.to_json()).map_err(|e| io(folder.dir(), e))?;
+            folder.event("accepted", json!({"statusUrl": run.job().status_url()}));
+            run
+        }
+    };
+    let outcome = wait(&mut run, &folder, &ui)?;
+    let summary = if outcome.manifest().is_some() {
+        Some(download(&mut run, &folder, &ui, download_options(concurrency, count_check), format)?)
+    } else {
+        None
+    };
+    if summary.is_some() && format == Format::Parquet {
+        let done = folder.done_files(run.job().file_records());
+        let files = parquet::job_files(&run.job().download_plan(), &done, &folder, &ui);
+        parquet::convert(&files, folder.dir(), &folder, &ui)?;
+    }
+    ui.finish();
+    if outcome.is_success() {
+        let t = outcome.manifest().and_then(|m| m.transaction_time.clone());
+        let last = json!({"transactionTime": t, "statusUrl": run.job().status_url(), "completedAtMs": fhir_async_client::now_ms()});
+        let _ = folder.write(LAST, &last.to_string());
+    }
+    let _ = folder.write(STATE, &run.to_json());
+    for w in &outcome.warnings {
+        ui.say(&format!("warning: {w}"));
+    }
+    if let Some(m) = &outcome.message {
+        ui.say(&format!("the server says: {m}"));
+    }
+    match &summary {
+        Some(s) if !json => println!("{}", summary_table(s, &outcome)),
+        _ if !json => println!("outcome: {:?}", outcome.status),
+        _ => {}
+    }
+    Ok(outcome_code(&outcome, summary.as_ref()))
+}
