@@ -1,6 +1,8 @@
 //! Unit tests of the coordinator (the scenarios are in `tests/vectors/downloads/`).
 use super::*;
-use crate::download::FileCheckpoint;
+use crate::download::{FileCheckpoint, HeadDecision, InvalidLines, Validation};
+use crate::http::Request;
+use crate::manifest::FileKind;
 
 fn file(kind: FileKind, index: usize, ty: &str, url: &str, count: Option<u64>) -> PlannedFile {
     PlannedFile {

@@ -646,3 +646,16 @@ fn report_bytes_count_the_whole_file_after_a_cross_process_resume() {
     run_body(&mut d, body).unwrap();
     assert_eq!(d.report().map(|r| r.bytes), Some(33));
 }
+
+// issue 20: the core's words for a line that is not a resource, for a binding that parses
+// lines itself (a line that is not UTF-8 included)
+#[test]
+fn line_problem_is_the_cores_message() {
+    assert_eq!(line_problem(Validation::Json, b"{\"a\":1}"), None);
+    assert_eq!(line_problem(Validation::Json, b"[1]").as_deref(), Some("not a JSON object"));
+    assert!(
+        line_problem(Validation::Json, b"{\"a\":\"\xff\"}").is_some_and(|m| m.contains("unicode") || m.contains("UTF"))
+    );
+    assert_eq!(line_problem(Validation::Structural, b"{not json}"), None);
+    assert_eq!(line_problem(Validation::None, b"x"), None);
+}

@@ -1,11 +1,11 @@
-//! The line sink: each line of a body is counted, skipped when it was already
+//! The line gate: each line of a body is counted, skipped when it was already
 //! handed out (once proven the same bytes, K7), validated (a resource is a JSON
 //! object) and handed to the caller.
 
 use super::types::{FileReport, InvalidLine, InvalidLines, Validation, MAX_INVALID_REPORTED};
 use crate::taken::{Proof, Taken, Verdict};
 
-pub(super) struct LineSink<'a> {
+pub(super) struct LineGate<'a> {
     pub(super) delivered: &'a mut u64,
     pub(super) seen: &'a mut u64,
     pub(super) validation: Validation,
@@ -64,8 +64,10 @@ fn is_header_line(line: &[u8]) -> bool {
     }
 }
 
-/// What is wrong with `line` under `validation`, if anything.
-fn problem(validation: Validation, line: &[u8]) -> Option<String> {
+/// What is wrong with `line` under `validation`, if anything: the core's one
+/// message for a line that is not a resource (a binding that parses lines
+/// itself reports the same words, e.g. for a line that is not UTF-8).
+pub fn line_problem(validation: Validation, line: &[u8]) -> Option<String> {
     let t = line.trim_ascii();
     match validation {
         Validation::None => None,
@@ -74,11 +76,15 @@ fn problem(validation: Validation, line: &[u8]) -> Option<String> {
         }
         // A resource is a JSON object: `[1]` or `"x"` parse, but are not one.
         Validation::Json if t.first() != Some(&b'{') => Some("not a JSON object".to_owned()),
-        Validation::Json => serde_json::from_slice::<serde::de::IgnoredAny>(line).err().map(|e| e.to_string()),
+        // JSON text is UTF-8 (RFC 8259 §8.1); skipping a string does not check it.
+        Validation::Json => match std::str::from_utf8(line) {
+            Err(e) => Some(format!("not UTF-8: {e}")),
+            Ok(_) => serde_json::from_slice::<serde::de::IgnoredAny>(line).err().map(|e| e.to_string()),
+        },
     }
 }
 
-impl LineSink<'_> {
+impl LineGate<'_> {
     #[inline]
     pub(super) fn line(&mut self, line: &[u8], on_line: &mut impl FnMut(&[u8])) {
         if *self.changed || self.raised.is_some() {
@@ -97,7 +103,7 @@ impl LineSink<'_> {
             }
             return;
         }
-        let problem = problem(self.validation, line);
+        let problem = line_problem(self.validation, line);
         if let (Some(message), InvalidLines::Raise) = (&problem, self.policy) {
             // The file fails here: this line and the rest are not handed out.
             let line = *self.delivered + 1;
