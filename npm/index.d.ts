@@ -794,7 +794,9 @@ export type FileReport = {
    */
   expected: number | null,
   /**
-   * Decoded bytes of the final attempt.
+   * Decoded bytes of the whole file: the body that completed it, and,
+   * when this process continued an earlier one's checkpoint (K5) with a
+   * 206, the bytes before that checkpoint too (not only the resumed tail).
    */
   bytes: number,
   /**
@@ -869,6 +871,12 @@ export type CountCheck = "strict" | "lenient";
 export type Validation = "none" | "structural" | "json";
 
 /**
+ * What a line that is not a resource does to its file (issue 20: one rule,
+ * in the core, for every binding).
+ */
+export type InvalidLines = "report" | "raise";
+
+/**
  * Totals for a progress bar.
  */
 export type DownloadProgress = {
@@ -938,6 +946,40 @@ export type LimitChange = {
    * Why: `throttled` (a 429 or 503) or `recovered` (a run of successes).
    */
   reason: string, };
+
+/**
+ * The ceilings and defaults above as one value (for a binding that exports
+ * them: `Ceilings::default()` serialized to JSON, camelCase names).
+ */
+export type Ceilings = {
+  /**
+   * [`MAX_ERROR_BODY`].
+   */
+  maxErrorBody: number,
+  /**
+   * [`MAX_INVALID_REPORTED`].
+   */
+  maxInvalidReported: number,
+  /**
+   * [`DEFAULT_MAX_RESPONSE_BYTES`].
+   */
+  defaultMaxResponseBytes: number,
+  /**
+   * [`DEFAULT_MAX_LINE`].
+   */
+  defaultMaxLine: number,
+  /**
+   * [`DEFAULT_MAX_PER_ORIGIN`].
+   */
+  defaultMaxPerOrigin: number,
+  /**
+   * [`DEFAULT_MAX_TOTAL`].
+   */
+  defaultMaxTotal: number,
+  /**
+   * [`DEFAULT_EXPIRY_MARGIN_MS`].
+   */
+  defaultExpiryMarginMs: number, };
 
 // ---------- end of the generated types ----------
 
@@ -1330,8 +1372,11 @@ export declare class Downloads {
     job: Job,
     kinds: FileKind[],
     types: string[],
-    maxPerOrigin: number,
-    countCheck: 'strict' | 'lenient',
+    /** `undefined`: the core's default. */
+    maxPerOrigin: number | undefined,
+    countCheck: CountCheck,
+    /** What a line reported with `reportInvalidLine` does to its file. */
+    invalidLines: InvalidLines,
     maxLine: number,
     skipFiles: string[],
     expiresAtMs: number,
@@ -1354,7 +1399,8 @@ export declare class Downloads {
   handleTransportError(file: number, id: number, message: string, nowMs: number): void;
   /** The start (at most 64 KiB) of the error response that failed the file. */
   errorBody(file: number, body: Uint8Array): void;
-  reportInvalidLine(file: number, line: number, message: string): void;
+  /** Counts the line in the file's report; under `invalidLines: 'raise'` returns the file's `invalid_line` error, else `null`. */
+  reportInvalidLine(file: number, line: number, message: string): Error | null;
   invalidLineError(file: number, line: number, message: string): Error;
   tokenRefreshed(): void;
   tokenUnavailable(reason: string): void;

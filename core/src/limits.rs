@@ -31,6 +31,7 @@ pub const DEFAULT_EXPIRY_MARGIN_MS: u64 = 60_000;
 /// them: `Ceilings::default()` serialized to JSON, camelCase names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Ceilings {
     /// [`MAX_ERROR_BODY`].
     pub max_error_body: u64,

@@ -202,18 +202,9 @@ export class AsyncJob {
 
   /** A progress snapshot now. */
   progress() {
-    return this.#progress(Date.now());
-  }
-
-  #progress(now) {
-    const p = this.#core.progress(now);
-    // While a 429'd kick-off waits, the next attempt's time is the wait the
-    // engine asked for (issue 10 §2: the wait is visible).
-    if (p.phase === 'kickingOff' && p.nextPollAtMs == null && this.#dueAt !== null) {
-      p.nextPollAtMs = this.#dueAt;
-      p.nextPollInMs = Math.max(0, this.#dueAt - now);
-    }
-    return p;
+    // While a 429'd kick-off waits, the engine reports the next attempt as
+    // `nextPollAtMs` itself (issue 10 §2: the wait is visible).
+    return this.#core.progress(Date.now());
   }
 
   /** Warnings that did not stop the job. */
@@ -443,7 +434,7 @@ export class AsyncJob {
 
   #emit() {
     if (this.#listeners.size === 0) return;
-    const p = this.#progress(Date.now());
+    const p = this.progress();
     for (const l of this.#listeners) {
       try {
         l(p);

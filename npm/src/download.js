@@ -5,9 +5,9 @@
 // file's result. This file only runs what it says (`file.js`) and hands the
 // items out: in file order per type when `ordered`, with bounded read-ahead.
 
-import { Downloads as CoreDownloads } from '../wasm/fhir_async_wasm.js';
+import { Downloads as CoreDownloads, redactUrl } from '../wasm/fhir_async_wasm.js';
 import { abortError, core, fromCore, raceSignal, UsageError } from './errors.js';
-import { itemsOf, message, transfer } from './file.js';
+import { coreLimits, itemsOf, message, transfer } from './file.js';
 
 /** Links a job's outcome to the job (non-enumerable), for `client.resources(result)`. */
 export const JOB_OF = Symbol.for('fhir-async.job');
@@ -19,11 +19,9 @@ const COUNT_CHECKS = ['strict', 'lenient'];
 const AHEAD_UNORDERED = 2;
 /** Characters of lines a file that is not first of its type may hold while `ordered` waits for it. */
 const AHEAD_ORDERED_CHARS = 8 << 20;
-/** Invalid lines listed in a failed file's report (the core keeps as many for a finished one). */
-const MAX_INVALID_REPORTED = 100;
 
-/** `maxPerOrigin`, or its deprecated alias `concurrency`. */
-const perOrigin = (o) => o.maxPerOrigin ?? o.concurrency ?? 4;
+/** `maxPerOrigin`, or its deprecated alias `concurrency` (`undefined`: the core's default). */
+const perOrigin = (o) => o.maxPerOrigin ?? o.concurrency;
 
 function check(options) {
   const { format = 'json', validation, countCheck = 'strict', onInvalidLine = 'report' } = options;
@@ -32,7 +30,7 @@ function check(options) {
     throw new UsageError(`validation must be "none", "structural" or "json", not ${validation}`);
   }
   const n = perOrigin(options);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`maxPerOrigin must be a whole number >= 1, not ${n}`);
+  if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new UsageError(`maxPerOrigin must be a whole number >= 1, not ${n}`);
   if (!COUNT_CHECKS.includes(countCheck)) throw new UsageError(`countCheck must be "strict" or "lenient", not ${countCheck}`);
   if (onInvalidLine !== 'report' && onInvalidLine !== 'raise' && typeof onInvalidLine !== 'function') {
     throw new UsageError(`onInvalidLine must be "report", "raise" or a function, not ${onInvalidLine}`);
@@ -59,6 +57,9 @@ export function resourceStream(job, options = {}) {
         type !== undefined ? [type] : (types ?? []),
         perOrigin(options),
         options.countCheck ?? 'strict',
+        // The core decides what an invalid line does to its file; a function is
+        // told about each one and the file goes on (the core's "report").
+        onInvalidLine === 'raise' ? 'raise' : 'report',
         options.maxLine ?? 0,
         options.skipFiles ?? [],
         options.expiresAtMs ?? 0, // 0: the outcome's
@@ -106,19 +107,19 @@ export function resourceStream(job, options = {}) {
       let raise = null;
       const items = itemsOf(lines, format, validation, (i, msg) => {
         const line = first + i;
-        dl.reportInvalidLine(run.i, line, msg);
+        // The core counts it in the file's report and, under 'raise', answers the file's error.
+        const raised = dl.reportInvalidLine(run.i, line, msg);
         stats.invalidLines++;
+        // A failed file has no report from the core: its own says what it delivered before.
         run.invalidLines++;
         run.firstInvalidLine ??= line;
-        if (run.invalid.length < MAX_INVALID_REPORTED) run.invalid.push({ line, message: msg });
-        if (onInvalidLine === 'report') return false;
-        const err = fromCore(dl.invalidLineError(run.i, line, msg));
-        if (onInvalidLine !== 'raise') {
-          onInvalidLine(err);
-          return false;
+        if (run.invalid.length < coreLimits().maxInvalidReported) run.invalid.push({ line, message: msg });
+        if (raised) {
+          raise = fromCore(raised); // the valid lines before it still go out, then the error
+          return true;
         }
-        raise = err; // the valid lines before it still go out, then the error
-        return true;
+        if (typeof onInvalidLine === 'function') onInvalidLine(fromCore(dl.invalidLineError(run.i, line, msg)));
+        return false;
       });
       run.resources += items.length;
       if (items.length > 0 || !raise) {
@@ -462,20 +463,11 @@ export function resourceStream(job, options = {}) {
   return iterator;
 }
 
-/**
- * A URL as reports show it, without query, fragment and user info (the
- * core's `redact_url`, protocol K10: a signed URL's query is a credential).
- */
-export const redactUrl = (url) => {
-  const i = url.search(/[?#]/);
-  const head = (i < 0 ? url : url.slice(0, i)).replace(/^([a-z][\w+.-]*:\/\/)[^/]*@/i, '$1');
-  return i < 0 ? head : `${head}?\u2026`;
-};
-
 /** The report of a file that failed: what it delivered before, and why it stopped. */
 function failedReport(run, error) {
   const { file } = run;
   return {
+    // As the core shows a URL (K10: a signed URL's query is a credential).
     url: redactUrl(file.url),
     kind: file.kind,
     resourceType: file.resourceType,

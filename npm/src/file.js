@@ -3,11 +3,16 @@
 // items. Which file, when, how many at once, retries, refreshes and the
 // file's result are the core's (issue 11: the binding moves bytes only).
 
+import { ceilings } from '../wasm/fhir_async_wasm.js';
 import { abortError, core, raceSignal } from './errors.js';
 import { concat, flatHeaders, open } from './http.js';
 
-/** How much of an error response's body is read for the server's own words (core MAX_ERROR_BODY). */
-const MAX_ERROR_BODY = 64 << 10;
+let limits = null;
+/**
+ * The core's ceilings and defaults (`maxErrorBody`, `maxInvalidReported`,
+ * `defaultMaxPerOrigin`, ...): read from the engine once it is loaded, never copied.
+ */
+export const coreLimits = () => (limits ??= ceilings());
 
 /** One body chunk, within `idleMs` of silence; an abort rejects at once. */
 function readWithin(reader, idleMs, signal) {
@@ -103,7 +108,7 @@ export async function transfer(ctx, run, req) {
     const decision = core(() => dl.handleHead(run.i, req.id, res.status, flatHeaders(res.headers), true, Date.now()));
     if (decision !== 'stream') {
       // The server's words of a refusal, in case it ends the file (issue 10 §2).
-      if (res.status >= 400) run.refusal = await readUpTo(res.body, MAX_ERROR_BODY, req.timeoutMs, signal);
+      if (res.status >= 400) run.refusal = await readUpTo(res.body, coreLimits().maxErrorBody, req.timeoutMs, signal);
       else await res.body?.cancel().catch(() => {});
       return;
     }

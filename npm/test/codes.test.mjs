@@ -18,7 +18,7 @@ function codes(file) {
 
 const sources = [
   ['FhirAsyncError', 'error.rs'],
-  ['FhirAsyncError', 'auth.rs'],
+  ['FhirAsyncError', 'auth/error.rs'],
   ['DownloadError', 'download/error.rs'],
   ['CallbackError', 'callback.rs'],
 ];

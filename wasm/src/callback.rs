@@ -1,4 +1,5 @@
-//! Callback helpers and the User-Agent, as free functions.
+//! Free functions: the callback helpers, the User-Agent, the core's ceilings
+//! and defaults, and how a URL may be shown.
 
 use wasm_bindgen::prelude::*;
 
@@ -35,4 +36,19 @@ pub fn sign_callback(body: &[u8], secret: &[u8]) -> String {
 #[wasm_bindgen(js_name = userAgent)]
 pub fn user_agent(binding: &str) -> String {
     fhir_async::user_agent(binding)
+}
+
+/// The core's ceilings and defaults (`Ceilings`: `maxErrorBody`,
+/// `maxInvalidReported`, `defaultMaxPerOrigin`, ...), so that the package
+/// copies none of them.
+#[wasm_bindgen]
+pub fn ceilings() -> Result<JsValue, JsValue> {
+    to_js(&fhir_async::Ceilings::default())
+}
+
+/// A URL as it may be shown (protocol K10): without its query, fragment and
+/// user info (the core's `redact_url`).
+#[wasm_bindgen(js_name = redactUrl)]
+pub fn redact_url(url: &str) -> String {
+    fhir_async::origin::redact_url(url)
 }

@@ -6,7 +6,8 @@
 use fhir_async::coordinator::FileRecord;
 use fhir_async::origin::redact_url;
 use fhir_async::{
-    CountCheck, DownloadError, DownloadOptions, DownloadStep, Downloads, FileKind, HeadDecision, Validation,
+    CountCheck, DownloadError, DownloadOptions, DownloadStep, Downloads, FileKind, HeadDecision, InvalidLines,
+    Validation,
 };
 use wasm_bindgen::prelude::*;
 
@@ -33,8 +34,9 @@ pub struct WasmDownloads {
 impl WasmDownloads {
     /// The downloads of `job`'s plan under its retry policy: the files of
     /// `kinds` (`"output"`, `"error"`, `"deleted"`), of `types` (empty: all),
-    /// `maxPerOrigin` at once per origin, `countCheck` `"strict"|"lenient"`,
-    /// lines up to `maxLine` bytes (0: the default), without `skipFiles`
+    /// `maxPerOrigin` at once per origin (`undefined`: the core's default),
+    /// `countCheck` `"strict"|"lenient"`, `invalidLines` `"report"|"raise"`
+    /// (what a line the caller reports as invalid does to its file), lines up to `maxLine` bytes (0: the default), without `skipFiles`
     /// (plan file names); `expiresAtMs` (0: the outcome's) makes links about
     /// to expire refresh before files start. Lines are checked by the caller
     /// (validation "none"). The plan never crosses to JS as one array.
@@ -49,8 +51,9 @@ impl WasmDownloads {
         job: &WasmJob,
         kinds: Vec<String>,
         types: Vec<String>,
-        max_per_origin: u32,
+        max_per_origin: Option<u32>,
         count_check: &str,
+        invalid_lines: &str,
         max_line: f64,
         mut skip_files: Vec<String>,
         expires_at_ms: f64,
@@ -71,27 +74,31 @@ impl WasmDownloads {
             "lenient" => CountCheck::Lenient,
             other => return Err(usage(&format!("unknown countCheck {other:?}"))),
         };
+        let invalid_lines = match invalid_lines {
+            "report" => InvalidLines::Report,
+            "raise" => InvalidLines::Raise,
+            other => return Err(usage(&format!("unknown invalidLines {other:?}"))),
+        };
         let job = &job.inner;
-        let mut partial_files = Vec::new();
+        let plan = job.download_plan();
+        let mut continue_files = Vec::new();
         if saved_progress {
-            for r in job.file_records() {
-                if r.is_done() {
-                    skip_files.push(r.file_name.clone());
-                } else if r.checkpoint.is_some() {
-                    partial_files.push(r.clone());
-                }
-            }
+            // The core's rule (K5, K6); the consumer holds whatever was handed out.
+            let resume = fhir_async::resume_decision(&plan, job.file_records(), |_| true, |_| true);
+            skip_files.extend(resume.skip_files);
+            continue_files = resume.continue_files;
         }
         let defaults = DownloadOptions::default();
         let options = DownloadOptions {
             kinds,
             types,
-            max_per_origin,
+            max_per_origin: max_per_origin.unwrap_or(defaults.max_per_origin),
             count_check,
+            invalid_lines,
             validation: Validation::None,
             max_line: if max_line >= 1.0 { ms(max_line) } else { defaults.max_line },
             skip_files,
-            partial_files,
+            continue_files,
             gzip,
             // A stream cannot take lines back: a file that changed after lines
             // were handed out fails with `file_changed` (K7).
@@ -103,7 +110,7 @@ impl WasmDownloads {
             },
             ..defaults
         };
-        let inner = Downloads::new(job.download_plan(), options, &job.config().retry);
+        let inner = Downloads::new(plan, options, &job.config().retry);
         let announced = vec![false; inner.files().len()];
         Ok(WasmDownloads {
             inner,
@@ -198,10 +205,12 @@ impl WasmDownloads {
         self.inner.error_body(file, body);
     }
 
-    /// A line (1-based) of file `file` that JS could not parse: counted once in its report.
+    /// A line (1-based) of file `file` that JS could not parse: counted once in
+    /// its report. Under `invalidLines: "raise"` the answer is the file's
+    /// `invalid_line` error (the file fails with it), else `null`.
     #[wasm_bindgen(js_name = reportInvalidLine)]
-    pub fn report_invalid_line(&mut self, file: usize, line: f64, message: &str) {
-        self.inner.report_invalid_line(file, id(line), message);
+    pub fn report_invalid_line(&mut self, file: usize, line: f64, message: &str) -> JsValue {
+        self.inner.report_invalid_line(file, id(line), message).map_or(JsValue::NULL, |e| download_error(&e))
     }
 
     /// The typed `invalid_line` error of that line (returned, not thrown).

@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use fhir_async::coordinator::{DownloadProgress, FileResult, LimitChange, OriginLimit};
 use fhir_async::manifest::ManifestLink;
 use fhir_async::{
-    Action, AsyncMode, CallbackEffect, CallbackPayload, CallbackStatus, CancelResult, CleanupResult, CountCheck,
-    CountMismatchInfo, Delivery, DownloadStep, ExportLevel, ExportRequest, FileKind, FileReport, IgVersion,
-    InvalidLine, JobConfig, Manifest, ManifestFile, Method, Operation, OperationRequest, Outcome, OutcomeStatus, Phase,
-    PlannedFile, PreferOptions, Progress, Request, RequestKind, ResultBody, RetryPolicy, TokenPolicy, Validation,
+    Action, AsyncMode, CallbackEffect, CallbackPayload, CallbackStatus, CancelResult, Ceilings, CleanupResult,
+    CountCheck, CountMismatchInfo, Delivery, DownloadStep, ExportLevel, ExportRequest, FileKind, FileReport, IgVersion,
+    InvalidLine, InvalidLines, JobConfig, Manifest, ManifestFile, Method, Operation, OperationRequest, Outcome,
+    OutcomeStatus, Phase, PlannedFile, PreferOptions, Progress, Request, RequestKind, ResultBody, RetryPolicy,
+    TokenPolicy, Validation,
 };
 use ts_rs::{Config, TS};
 
@@ -75,9 +76,12 @@ fn generated() -> (Vec<String>, String) {
     decl::<CountMismatchInfo>(&cfg, &mut d);
     decl::<CountCheck>(&cfg, &mut d);
     decl::<Validation>(&cfg, &mut d);
+    decl::<InvalidLines>(&cfg, &mut d);
     decl::<DownloadProgress>(&cfg, &mut d);
     decl::<OriginLimit>(&cfg, &mut d);
     decl::<LimitChange>(&cfg, &mut d);
+    // what the package reads from the core instead of copying (`ceilings()`)
+    decl::<Ceilings>(&cfg, &mut d);
     let names = d.iter().map(|(n, _)| n.clone()).collect();
     let body: Vec<String> = d.into_iter().map(|(_, t)| indent(&t)).collect();
     (names, format!("{BEGIN}\n{}\n{END}", body.join("\n")))
