@@ -156,6 +156,7 @@ class Run:
         on_invalid_line: Optional[str] = None,
         files: Optional[List[str]] = None,
         max_line: Optional[int] = None,
+        max_total: Optional[int] = None,
     ) -> DownloadReports: ...
     def resources(
         self,
@@ -167,4 +168,5 @@ class Run:
         on_invalid_line: Optional[str] = None,
         max_per_origin: Optional[int] = None,
         max_line: Optional[int] = None,
+        max_total: Optional[int] = None,
     ) -> ResourceIterator: ...

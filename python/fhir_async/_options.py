@@ -25,6 +25,9 @@ _DEFAULTS: Dict[str, Any] = _native.download_defaults()
 MAX_PER_ORIGIN: int = _DEFAULTS["maxPerOrigin"]
 """Files downloaded at once from one origin, the core's default (4)."""
 
+MAX_TOTAL: int = _DEFAULTS["maxTotal"]
+"""Files downloaded at once in all, whatever their origins, the core's default (64)."""
+
 KINDS: Tuple[str, ...] = tuple(_DEFAULTS["kinds"])
 """The manifest lists a folder download takes, the core's default (all three)."""
 
@@ -46,9 +49,13 @@ def _max_line(max_line: Optional[int]) -> Optional[int]:
     return max_line
 
 
+def _at_least_one(value: int, name: str) -> int:
+    """A count of files at once, checked: an int of at least 1."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError(f"{name} must be an int of at least 1")
+    return value
+
+
 def _per_origin(max_per_origin: int, concurrency: Optional[int]) -> int:
     """``concurrency`` is the old name of ``max_per_origin``."""
-    value = max_per_origin if concurrency is None else concurrency
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UsageError("max_per_origin must be an int of at least 1")
-    return value
+    return _at_least_one(max_per_origin if concurrency is None else concurrency, "max_per_origin")

@@ -15,10 +15,12 @@ from ._options import (
     COUNT_CHECK,
     KINDS,
     MAX_PER_ORIGIN,
+    MAX_TOTAL,
     ON_INVALID_LINE,
     STREAM_KINDS,
     CountCheck,
     OnInvalidLine,
+    _at_least_one,
     _max_line,
     _per_origin,
 )
@@ -125,6 +127,7 @@ class Result:
         max_per_origin: int = MAX_PER_ORIGIN,
         concurrency: Optional[int] = None,
         max_line: Optional[int] = None,
+        max_total: int = MAX_TOTAL,
     ) -> "ResourceStream":
         """Streams the resources of the export's files as dicts, downloading
         ahead in the background (``kinds``: output, error, deleted; default
@@ -148,7 +151,9 @@ class Result:
         out (a continuation answered with other bytes, protocol K7) fails with
         ``FileChangedError``: the stream never mixes two versions of a file.
         ``max_line`` is the longest line accepted, in bytes (protocol K9;
-        None: 64 MiB); a longer one fails its file (code ``line_too_long``)."""
+        None: the core's 64 MiB); a longer one fails its file (code
+        ``line_too_long``). ``max_total`` bounds the files at once whatever
+        their origins (the core's default, 64)."""
         self.raise_for_status()
         types = [resource_type] if isinstance(resource_type, str) else resource_type
         it = self.job._native.resources(
@@ -158,6 +163,7 @@ class Result:
             on_invalid_line=on_invalid_line,
             max_per_origin=_per_origin(max_per_origin, concurrency),
             max_line=_max_line(max_line),
+            max_total=_at_least_one(max_total, "max_total"),
         )
         return ResourceStream(it)
 
@@ -175,6 +181,7 @@ class Result:
         on_invalid_line: OnInvalidLine = ON_INVALID_LINE,
         files: Optional[Sequence[str]] = None,
         max_line: Optional[int] = None,
+        max_total: int = MAX_TOTAL,
     ) -> "DownloadedFiles":
         """Downloads the files into ``directory`` (created if needed), at most
         ``max_per_origin`` at once from one origin (``concurrency`` is its
@@ -206,8 +213,9 @@ class Result:
         ``files`` selects files of the plan by ``fileName`` (``result.files``),
         e.g. one per task of a cluster (``fhir_async.dask``); a name not in
         the plan is a ``UsageError``. ``max_line`` is the longest line
-        accepted, in bytes (protocol K9; None: 64 MiB); a longer one fails its
-        file (code ``line_too_long``)."""
+        accepted, in bytes (protocol K9; None: the core's 64 MiB); a longer
+        one fails its file (code ``line_too_long``). ``max_total`` bounds the
+        files at once whatever their origins (the core's default, 64)."""
         if isinstance(files, str):
             raise UsageError("files must be a sequence of fileName strings, not one str")
         self.raise_for_status()
@@ -227,6 +235,7 @@ class Result:
                 on_invalid_line=on_invalid_line,
                 files=None if files is None else list(files),
                 max_line=_max_line(max_line),
+                max_total=_at_least_one(max_total, "max_total"),
             )
         finally:
             if bar is not None:

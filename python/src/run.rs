@@ -26,6 +26,8 @@ pub struct Selection {
     pub gzip: bool,
     /// None: the core's default ([`DownloadOptions::default`]).
     pub max_per_origin: Option<u32>,
+    /// Files at once in all, whatever their origins (None: the core's default).
+    pub max_total: Option<u32>,
     pub count_check: Option<String>,
     /// The longest NDJSON line accepted, bytes (K9; None: the core's default).
     pub max_line: Option<u64>,
@@ -51,6 +53,9 @@ impl Selection {
         if self.max_per_origin == Some(0) {
             return Err(usage(py, "max_per_origin must be at least 1"));
         }
+        if self.max_total == Some(0) {
+            return Err(usage(py, "max_total must be at least 1"));
+        }
         if self.max_line == Some(0) {
             return Err(usage(py, "max_line must be at least 1 (bytes)"));
         }
@@ -58,6 +63,7 @@ impl Selection {
             kinds,
             types: self.types.clone().unwrap_or_default(),
             max_per_origin: self.max_per_origin.unwrap_or(defaults.max_per_origin),
+            max_total: self.max_total.unwrap_or(defaults.max_total),
             count_check,
             validation,
             gzip: self.gzip,
@@ -279,7 +285,7 @@ impl PyRun {
     /// files_total)` is called about ten times a second. `files`: only the
     /// plan's files of these `fileName`s (the core's `skip_files` leaves the
     /// others out), e.g. one file per task of a cluster (`fhir_async.dask`).
-    #[pyo3(signature = (directory, max_per_origin=None, types=None, kinds=None, gzip=true, progress=None, count_check=None, on_invalid_line=None, files=None, max_line=None))]
+    #[pyo3(signature = (directory, max_per_origin=None, types=None, kinds=None, gzip=true, progress=None, count_check=None, on_invalid_line=None, files=None, max_line=None, max_total=None))]
     #[allow(clippy::too_many_arguments)]
     fn download(
         &self,
@@ -294,8 +300,9 @@ impl PyRun {
         on_invalid_line: Option<&str>,
         files: Option<Vec<String>>,
         max_line: Option<u64>,
+        max_total: Option<u32>,
     ) -> PyResult<DownloadReports> {
-        let sel = Selection { types, kinds, gzip, max_per_origin, count_check, max_line };
+        let sel = Selection { types, kinds, gzip, max_per_origin, max_total, count_check, max_line };
         // Lines go to disk as they are; a line is a resource only if it parses as a JSON
         // object (issue 19): the engine checks each one, and reports (and counts) the
         // others, or fails the file at the first one (`InvalidLines::Raise`).
@@ -309,7 +316,7 @@ impl PyRun {
 
     /// Streams the resources (dicts; `raw=True`: bytes) of the job's files,
     /// downloaded in parallel in the background (see `Result.resources`).
-    #[pyo3(signature = (types=None, kinds=None, gzip=true, raw=false, count_check=None, on_invalid_line=None, max_per_origin=None, max_line=None))]
+    #[pyo3(signature = (types=None, kinds=None, gzip=true, raw=false, count_check=None, on_invalid_line=None, max_per_origin=None, max_line=None, max_total=None))]
     #[allow(clippy::too_many_arguments)]
     fn resources(
         &self,
@@ -322,11 +329,12 @@ impl PyRun {
         on_invalid_line: Option<&str>,
         max_per_origin: Option<u32>,
         max_line: Option<u64>,
+        max_total: Option<u32>,
     ) -> PyResult<ResourceIter> {
         // A stream takes the output files unless asked (as JS's `resources`): the
         // resources, not the OperationOutcomes and Bundles of the other lists.
         let kinds = Some(kinds.unwrap_or_else(|| vec!["output".into()]));
-        let sel = Selection { types, kinds, gzip, max_per_origin, count_check, max_line };
+        let sel = Selection { types, kinds, gzip, max_per_origin, max_total, count_check, max_line };
         // The engine checks each line as JSON, so the file's report counts a bad
         // line once whatever parses it in Python (orjson or the native parser).
         let mut options = sel.options(py, Validation::Json)?;

@@ -28,6 +28,7 @@ def test_the_defaults_are_the_cores() -> None:
         assert params["max_per_origin"].default == core["maxPerOrigin"], f.__name__
         assert params["count_check"].default == core["countCheck"], f.__name__
         assert params["on_invalid_line"].default == core["invalidLines"] == "report", f.__name__
+        assert params["max_total"].default == core["maxTotal"] == 64, f.__name__
     read = inspect.signature(fhir_async.read_ndjson).parameters["on_invalid_line"]
     assert read.default == core["invalidLines"]
     assert inspect.signature(fhir_async.Result.download).parameters["kinds"].default == tuple(core["kinds"])
@@ -56,6 +57,16 @@ def test_to_parquet_keeps_organized_output_and_a_type_the_cli_sanitizes(stub: St
         assert Path(t["path"]) == tmp_path / "pq" / f"{name}.parquet"
         assert pq.read_table(t["path"]).num_rows == t["rows"]
     assert sorted(p.name for p in (tmp_path / "pq").iterdir()) == sorted(f"{n}.parquet" for n in cli)
+
+
+def test_max_total_is_the_cores_option(stub: Stub, tmp_path: Path) -> None:
+    # issue 20: the total cap is an option of the core that Python passes through.
+    stub.files.update(a=StubFile(PATIENTS, count=2), b=StubFile(PATIENTS, count=2))
+    result = client(stub.base).export().wait(raise_on_failure=True)
+    assert len(result.download(tmp_path, max_total=1)) == 2
+    assert len(list(result.resources(max_total=1))) == 4
+    with pytest.raises(fhir_async.UsageError, match="max_total"):
+        result.download(tmp_path, max_total=0)
 
 
 def test_the_invalid_line_policy_is_the_cores(stub: Stub, tmp_path: Path) -> None:
