@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the wasm engine into npm/wasm/: cargo (wasm32, size-tuned) -> wasm-bindgen
+# Builds the wasm engine into npm/wasm/ (Node) and npm/browser/ (browsers): cargo (wasm32, size-tuned) -> wasm-bindgen
 # (--target web: an ES module whose init takes bytes or a URL) -> wasm-opt -Oz.
 # Without wasm-opt (Debian package binaryen) the package is too big for its size
 # guard, so the build stops (issue 10 §4); FHIR_ASYNC_ALLOW_NO_WASM_OPT=1 builds
@@ -31,35 +31,62 @@ export CARGO_PROFILE_RELEASE_LTO=true
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 export CARGO_PROFILE_RELEASE_DEBUG=0
 export CARGO_PROFILE_RELEASE_PANIC=abort
-(cd "$root" && cargo build --release --target wasm32-unknown-unknown -p fhir-async-wasm)
-
-raw="$target_dir/wasm32-unknown-unknown/release/fhir_async_wasm.wasm"
-rm -rf "$out" && mkdir -p "$out"
-# wasm-opt runs on cargo's output, before wasm-bindgen: the binaryen of
-# distributions (v108) mistypes the externref table wasm-bindgen adds.
-if command -v wasm-opt >/dev/null 2>&1; then
-  wasm-opt "${FHIR_ASYNC_WASM_OPT:--Oz}" --enable-bulk-memory --enable-nontrapping-float-to-int \
-    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    -o "$out/opt.wasm" "$raw"
-  raw="$out/opt.wasm"
-else
-  echo "build.sh: FHIR_ASYNC_ALLOW_NO_WASM_OPT=1 and no wasm-opt: the .wasm is NOT optimized (too big to publish)" >&2
-fi
-wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name fhir_async_wasm "$raw"
-rm -f "$out/opt.wasm"
-# The glue without whitespace and comments: wasm-bindgen copies every `///` of the
-# wasm crate into it (3.3 KB of the 8.8 KB gzipped; index.d.ts has the docs), with
-# the package's own esbuild (a devDependency: `npm ci` first; without it the glue
-# stays as wasm-bindgen wrote it, bigger than the size guard allows).
+raw_out="$target_dir/wasm32-unknown-unknown/release/fhir_async_wasm.wasm"
 esbuild="$here/node_modules/.bin/esbuild"
-if [[ -x "$esbuild" ]]; then
-  "$esbuild" "$out/fhir_async_wasm.js" --format=esm --minify-whitespace --legal-comments=none \
-    --log-level=warning --outfile="$out/glue.js"
-  mv "$out/glue.js" "$out/fhir_async_wasm.js"
-else
-  echo "build.sh: no npm/node_modules/.bin/esbuild (run npm ci in npm/): the glue is NOT minified" >&2
-fi
-wasm_gz=$(gzip -9c "$out/fhir_async_wasm_bg.wasm" | wc -c)
-js_gz=$(cat "$out/fhir_async_wasm.js" "$here"/src/*.js 2>/dev/null | gzip -9c | wc -c)
-echo "build.sh: $(command -v wasm-opt >/dev/null && wasm-opt --version || echo 'no wasm-opt');"\
-  "fhir_async_wasm_bg.wasm $(wc -c <"$out/fhir_async_wasm_bg.wasm") bytes, gzip -9 ${wasm_gz}; JS (glue + src) gzip -9 ${js_gz}; total $((wasm_gz + js_gz))"
+
+# Two builds of the engine (issue 22): Node's, with SMART Backend Services
+# (feature `backend-services`), into wasm/ next to src/; the browser's,
+# without it (a private key never belongs in a browser: README.md, "Browser
+# build"), into browser/wasm/ next to a copy of src/ (the same modules, so the
+# relative `../wasm/` imports pick the browser's .wasm and glue). The exports
+# map sends `node` to src/node.js and everything else to browser/src/browser.js.
+build_variant() { # build_variant OUT_DIR [CARGO_ARGS...]
+  local out=$1
+  shift
+  (cd "$root" && cargo build --release --target wasm32-unknown-unknown -p fhir-async-wasm "$@")
+  local raw=$raw_out
+  rm -rf "$out" && mkdir -p "$out"
+  # wasm-opt runs on cargo's output, before wasm-bindgen: the binaryen of
+  # distributions (v108) mistypes the externref table wasm-bindgen adds.
+  if command -v wasm-opt >/dev/null 2>&1; then
+    wasm-opt "${FHIR_ASYNC_WASM_OPT:--Oz}" --enable-bulk-memory --enable-nontrapping-float-to-int \
+      --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+      -o "$out/opt.wasm" "$raw"
+    raw="$out/opt.wasm"
+  else
+    echo "build.sh: FHIR_ASYNC_ALLOW_NO_WASM_OPT=1 and no wasm-opt: the .wasm is NOT optimized (too big to publish)" >&2
+  fi
+  wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name fhir_async_wasm "$raw"
+  rm -f "$out/opt.wasm"
+  # The glue without whitespace and comments: wasm-bindgen copies every `///` of the
+  # wasm crate into it (3.3 KB of the 8.8 KB gzipped; index.d.ts has the docs), with
+  # the package's own esbuild (a devDependency: `npm ci` first; without it the glue
+  # stays as wasm-bindgen wrote it, bigger than the size guard allows).
+  if [[ -x "$esbuild" ]]; then
+    "$esbuild" "$out/fhir_async_wasm.js" --format=esm --minify-whitespace --legal-comments=none \
+      --log-level=warning --outfile="$out/glue.js"
+    mv "$out/glue.js" "$out/fhir_async_wasm.js"
+  else
+    echo "build.sh: no npm/node_modules/.bin/esbuild (run npm ci in npm/): the glue is NOT minified" >&2
+  fi
+}
+
+build_variant "$here/wasm"
+build_variant "$here/browser/wasm" --no-default-features
+# The browser build's modules: src/ without the Node-only files.
+rm -rf "$here/browser/src" && mkdir -p "$here/browser/src"
+for f in "$here"/src/*.js; do
+  case $(basename "$f") in node.js | node-http.js) continue ;; esac
+  cp "$f" "$here/browser/src/"
+done
+
+report() { # report NAME WASM_DIR SRC_DIR
+  local wasm_gz js_gz
+  wasm_gz=$(gzip -9c "$2/fhir_async_wasm_bg.wasm" | wc -c)
+  js_gz=$(cat "$2/fhir_async_wasm.js" "$3"/*.js 2>/dev/null | gzip -9c | wc -c)
+  echo "build.sh: $1: fhir_async_wasm_bg.wasm $(wc -c <"$2/fhir_async_wasm_bg.wasm") bytes, gzip -9 ${wasm_gz};" \
+    "JS (glue + src) gzip -9 ${js_gz}; total $((wasm_gz + js_gz))"
+}
+echo "build.sh: $(command -v wasm-opt >/dev/null && wasm-opt --version || echo 'no wasm-opt')"
+report node "$here/wasm" "$here/src"
+report browser "$here/browser/wasm" "$here/browser/src"

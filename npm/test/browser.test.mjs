@@ -123,9 +123,10 @@ window.result = { action: job.nextAction(Date.now()), client: typeof FhirAsyncCl
     outfile: join(bundleDir, 'app', 'bundle.js'),
     logLevel: 'silent',
   });
-  // esbuild keeps new URL('../wasm/...', import.meta.url) as is: ship the .wasm at that place.
+  // esbuild keeps new URL('../wasm/...', import.meta.url) as is: ship the .wasm at that place (the
+  // "default" condition resolves to the browser build, browser/: issue 22).
   await mkdir(join(bundleDir, 'wasm'), { recursive: true });
-  await copyFile(join(root, 'npm', 'wasm', 'fhir_async_wasm_bg.wasm'), join(bundleDir, 'wasm', 'fhir_async_wasm_bg.wasm'));
+  await copyFile(join(root, 'npm', 'browser', 'wasm', 'fhir_async_wasm_bg.wasm'), join(bundleDir, 'wasm', 'fhir_async_wasm_bg.wasm'));
   await writeFile(join(bundleDir, 'app', 'index.html'), '<script type="module" src="./bundle.js"></script>');
   const page = await context.newPage();
   const errors = [];

@@ -14,6 +14,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+// SMART Backend Services signs with a private key, which never belongs in a
+// browser: the npm package's browser build leaves it out (feature
+// `backend-services`, issue 22) and has the stub `TokenSession` of
+// `auth_stub.rs` instead, whose constructor says why.
+#[cfg(feature = "backend-services")]
+mod auth;
+#[cfg(not(feature = "backend-services"))]
+#[path = "auth_stub.rs"]
 mod auth;
 mod callback;
 mod convert;
