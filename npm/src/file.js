@@ -47,8 +47,8 @@ async function readUpTo(body, limit, idleMs, signal) {
 export const message = (e) => String(e?.cause?.message ?? e?.message ?? e);
 
 const NEWLINE = new Uint8Array([10]);
-/** What the engine hands over in place of a line that is not UTF-8 (no JSON line is a lone NUL). */
-const NOT_UTF8 = '\u0000';
+/** What starts the engine's stand-in for a line that is not UTF-8: a NUL, then the core's words for it. */
+const NOT_UTF8 = 0;
 
 /**
  * Lines to items. JSON is parsed here (the core runs with validation
@@ -63,8 +63,8 @@ export function itemsOf(lines, format, validation, bad) {
     const l = lines[i];
     let v = l;
     let why = null;
-    if (l === NOT_UTF8) {
-      why = 'not UTF-8';
+    if (l.charCodeAt(0) === NOT_UTF8) {
+      why = l.slice(1);
     } else if (!text || validation === 'json') {
       try {
         v = JSON.parse(l);

@@ -60,8 +60,9 @@ for (const file of files) {
       job,
       o.kinds ?? ['output', 'error', 'deleted'],
       o.types ?? [],
-      o.maxPerOrigin ?? 4,
+      o.maxPerOrigin, // undefined: the core's default
       o.countCheck ?? 'strict',
+      o.invalidLines ?? 'report',
       o.maxLine ?? 0,
       o.skipFiles ?? [],
       o.expiresAtMs ?? 0,

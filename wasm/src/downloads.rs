@@ -4,6 +4,7 @@
 //! Lines cross in one string per call (joined with `\n`), as for `FileDownload`.
 
 use fhir_async::coordinator::FileRecord;
+use fhir_async::download::line_problem;
 use fhir_async::origin::redact_url;
 use fhir_async::{
     CountCheck, DownloadError, DownloadOptions, DownloadStep, Downloads, FileKind, HeadDecision, InvalidLines,
@@ -318,9 +319,10 @@ pub(crate) fn push_line(buf: &mut Vec<u8>, line: &[u8]) {
     buf.extend_from_slice(line);
 }
 
-/// The joined lines as a string. A line that is not UTF-8 crosses as a lone
-/// NUL (no JSON line is one), which JS reports as an invalid line: its bytes
-/// never turn into U+FFFD silently.
+/// The joined lines as a string. A line that is not UTF-8 crosses as a NUL
+/// followed by the core's words for it (`line_problem`: no JSON line starts
+/// with a NUL), which JS reports as an invalid line with those words: its
+/// bytes never turn into U+FFFD silently.
 pub(crate) fn take_string(buf: &mut Vec<u8>) -> String {
     let bytes = std::mem::take(buf);
     match String::from_utf8(bytes) {
@@ -332,7 +334,13 @@ pub(crate) fn take_string(buf: &mut Vec<u8>) -> String {
                 if i > 0 {
                     out.push('\n');
                 }
-                out.push_str(std::str::from_utf8(line).unwrap_or("\0"));
+                match std::str::from_utf8(line) {
+                    Ok(text) => out.push_str(text),
+                    Err(_) => {
+                        out.push('\0');
+                        out.push_str(&line_problem(Validation::Json, line).unwrap_or_default());
+                    }
+                }
             }
             out
         }
