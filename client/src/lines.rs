@@ -3,7 +3,7 @@
 //! ~256 KiB) so a consumer in another language pays per batch, not per line.
 
 use crate::drive::Io;
-use crate::files::{self, DownloadSummary, LineSink, LineWriter};
+use crate::files::{self, DownloadSummary, FileSink, LineWriter};
 use crate::ClientError;
 use fhir_async::{DownloadOptions, FileResult, Job};
 use std::path::PathBuf;
@@ -154,7 +154,7 @@ impl LineWriter for Batcher<'_> {
     }
 }
 
-impl LineSink for ChannelSink {
+impl FileSink for ChannelSink {
     fn open(&self, file: usize, _keep: u64) -> std::io::Result<Box<dyn LineWriter + '_>> {
         Ok(Box::new(Batcher { tx: &self.tx, file, data: Vec::with_capacity(BATCH_BYTES + 4096), ends: Vec::new() }))
     }

@@ -58,6 +58,7 @@ mod responses;
 mod types;
 
 pub use options::DownloadOptions;
+pub use politeness::origin_key;
 pub use records::{resume_decision, FileIdentity, FileRecord, ResumeDecision};
 pub use types::{DownloadProgress, DownloadStep, FileResult, LimitChange, OriginLimit};
 
@@ -65,7 +66,7 @@ use crate::download::{DownloadAction, DownloadError, FileDownload, FileReport};
 use crate::manifest::PlannedFile;
 use crate::retry::RetryPolicy;
 use options::selected;
-use politeness::{origin_key, ByOrigin, Politeness};
+use politeness::{ByOrigin, Politeness};
 use refresh::{RefreshState, Waiting};
 use std::collections::VecDeque;
 

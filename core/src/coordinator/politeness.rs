@@ -45,7 +45,9 @@ pub(super) struct Politeness {
     pub(super) epoch: u32,
 }
 
-pub(super) fn origin_key(url: &str) -> String {
+/// The origin a file's URL counts against for the limits (K3):
+/// `scheme://host:port`, or empty for a URL that does not parse.
+pub fn origin_key(url: &str) -> String {
     Origin::parse(url).map(|o| format!("{}://{}:{}", o.scheme, o.host, o.port)).unwrap_or_default()
 }
 
