@@ -1372,15 +1372,15 @@ export declare class Downloads {
     job: Job,
     kinds: FileKind[],
     types: string[],
-    /** `undefined`: the core's default. */
+    /** `undefined` (here and for `countCheck`, `invalidLines`, `gzip`): the core's default. */
     maxPerOrigin: number | undefined,
-    countCheck: CountCheck,
+    countCheck: CountCheck | undefined,
     /** What a line reported with `reportInvalidLine` does to its file. */
-    invalidLines: InvalidLines,
+    invalidLines: InvalidLines | undefined,
     maxLine: number,
     skipFiles: string[],
     expiresAtMs: number,
-    gzip: boolean,
+    gzip: boolean | undefined,
     savedProgress: boolean,
   );
   /** The core's record of a file now (K5), as a handle for `commit`; 0 when there is none. */

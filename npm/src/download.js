@@ -14,7 +14,6 @@ export const JOB_OF = Symbol.for('fhir-async.job');
 
 const FORMATS = ['json', 'text', 'batches'];
 const VALIDATIONS = [undefined, 'none', 'structural', 'json'];
-const COUNT_CHECKS = ['strict', 'lenient'];
 /** Items an unordered file may run ahead of the consumer (then its body waits: backpressure). */
 const AHEAD_UNORDERED = 2;
 /** Characters of lines a file that is not first of its type may hold while `ordered` waits for it. */
@@ -24,15 +23,15 @@ const AHEAD_ORDERED_CHARS = 8 << 20;
 const perOrigin = (o) => o.maxPerOrigin ?? o.concurrency;
 
 function check(options) {
-  const { format = 'json', validation, countCheck = 'strict', onInvalidLine = 'report' } = options;
+  const { format = 'json', validation, onInvalidLine } = options;
   if (!FORMATS.includes(format)) throw new UsageError(`format must be "json", "text" or "batches", not ${format}`);
   if (!VALIDATIONS.includes(validation)) {
     throw new UsageError(`validation must be "none", "structural" or "json", not ${validation}`);
   }
   const n = perOrigin(options);
   if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new UsageError(`maxPerOrigin must be a whole number >= 1, not ${n}`);
-  if (!COUNT_CHECKS.includes(countCheck)) throw new UsageError(`countCheck must be "strict" or "lenient", not ${countCheck}`);
-  if (onInvalidLine !== 'report' && onInvalidLine !== 'raise' && typeof onInvalidLine !== 'function') {
+  // countCheck and onInvalidLine's names are checked by the core (a UsageError naming them).
+  if (onInvalidLine != null && typeof onInvalidLine !== 'string' && typeof onInvalidLine !== 'function') {
     throw new UsageError(`onInvalidLine must be "report", "raise" or a function, not ${onInvalidLine}`);
   }
 }
@@ -48,7 +47,7 @@ export function resourceStream(job, options = {}) {
   check(options);
   const { type, types, kinds = ['output'], signal, format = 'json', onFile, onProgress, ordered = false } = options;
   // A line is a resource only if it parses as a JSON object (the core's rule), in every format.
-  const { validation = 'json', onInvalidLine = 'report', gzip = true, saveProgress = false } = options;
+  const { validation = 'json', onInvalidLine, saveProgress = false } = options;
   const dl = core(
     () =>
       new CoreDownloads(
@@ -56,14 +55,14 @@ export function resourceStream(job, options = {}) {
         kinds,
         type !== undefined ? [type] : (types ?? []),
         perOrigin(options),
-        options.countCheck ?? 'strict',
+        options.countCheck, // undefined: the core's default (strict)
         // The core decides what an invalid line does to its file; a function is
         // told about each one and the file goes on (the core's "report").
-        onInvalidLine === 'raise' ? 'raise' : 'report',
+        typeof onInvalidLine === 'function' ? 'report' : onInvalidLine,
         options.maxLine ?? 0,
         options.skipFiles ?? [],
         options.expiresAtMs ?? 0, // 0: the outcome's
-        gzip,
+        options.gzip, // undefined: the core's default (true)
         saveProgress,
       ),
   );

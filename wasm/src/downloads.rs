@@ -35,14 +35,15 @@ pub struct WasmDownloads {
 impl WasmDownloads {
     /// The downloads of `job`'s plan under its retry policy: the files of
     /// `kinds` (`"output"`, `"error"`, `"deleted"`), of `types` (empty: all),
-    /// `maxPerOrigin` at once per origin (`undefined`: the core's default),
-    /// `countCheck` `"strict"|"lenient"`, `invalidLines` `"report"|"raise"`
-    /// (what a line the caller reports as invalid does to its file), lines up to `maxLine` bytes (0: the default), without `skipFiles`
-    /// (plan file names); `expiresAtMs` (0: the outcome's) makes links about
-    /// to expire refresh before files start. Lines are checked by the caller
-    /// (validation "none"). The plan never crosses to JS as one array.
-    /// `gzip` asks for gzip bodies (fetch decodes them, so they cannot
-    /// continue by range). With `savedProgress` the files `job` records as done
+    /// `maxPerOrigin` at once per origin, `countCheck` `"strict"|"lenient"`,
+    /// `invalidLines` `"report"|"raise"` (what a line the caller reports as
+    /// invalid does to its file), lines up to `maxLine` bytes (0: the
+    /// default), without `skipFiles` (plan file names); `expiresAtMs` (0: the
+    /// outcome's) makes links about to expire refresh before files start.
+    /// Lines are checked by the caller (validation "none"). The plan never
+    /// crosses to JS as one array. `gzip` asks for gzip bodies (fetch decodes
+    /// them, so they cannot continue by range). For `maxPerOrigin`,
+    /// `countCheck`, `invalidLines` and `gzip`, `undefined` is the core's default. With `savedProgress` the files `job` records as done
     /// are left out and part-way ones continue from their checkpoint (K5; the
     /// caller holds what was handed out before).
     /// (Arguments, not an options object: no deserializer for it in the `.wasm`.)
@@ -53,12 +54,12 @@ impl WasmDownloads {
         kinds: Vec<String>,
         types: Vec<String>,
         max_per_origin: Option<u32>,
-        count_check: &str,
-        invalid_lines: &str,
+        count_check: Option<String>,
+        invalid_lines: Option<String>,
         max_line: f64,
         mut skip_files: Vec<String>,
         expires_at_ms: f64,
-        gzip: bool,
+        gzip: Option<bool>,
         saved_progress: bool,
     ) -> Result<WasmDownloads, JsValue> {
         let kinds = kinds
@@ -70,15 +71,20 @@ impl WasmDownloads {
                 other => Err(usage(&format!("unknown file kind {other:?}"))),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let count_check = match count_check {
-            "strict" => CountCheck::Strict,
-            "lenient" => CountCheck::Lenient,
-            other => return Err(usage(&format!("unknown countCheck {other:?}"))),
+        let defaults = DownloadOptions::default();
+        let count_check = match count_check.as_deref() {
+            None => defaults.count_check,
+            Some("strict") => CountCheck::Strict,
+            Some("lenient") => CountCheck::Lenient,
+            Some(other) => return Err(usage(&format!("countCheck must be \"strict\" or \"lenient\", not {other:?}"))),
         };
-        let invalid_lines = match invalid_lines {
-            "report" => InvalidLines::Report,
-            "raise" => InvalidLines::Raise,
-            other => return Err(usage(&format!("unknown invalidLines {other:?}"))),
+        let invalid_lines = match invalid_lines.as_deref() {
+            None => defaults.invalid_lines,
+            Some("report") => InvalidLines::Report,
+            Some("raise") => InvalidLines::Raise,
+            Some(other) => {
+                return Err(usage(&format!("onInvalidLine must be \"report\", \"raise\" or a function, not {other:?}")))
+            }
         };
         let job = &job.inner;
         let plan = job.download_plan();
@@ -89,7 +95,6 @@ impl WasmDownloads {
             skip_files.extend(resume.skip_files);
             continue_files = resume.continue_files;
         }
-        let defaults = DownloadOptions::default();
         let options = DownloadOptions {
             kinds,
             types,
@@ -100,7 +105,7 @@ impl WasmDownloads {
             max_line: if max_line >= 1.0 { ms(max_line) } else { defaults.max_line },
             skip_files,
             continue_files,
-            gzip,
+            gzip: gzip.unwrap_or(defaults.gzip),
             // A stream cannot take lines back: a file that changed after lines
             // were handed out fails with `file_changed` (K7).
             restart_changed: false,
