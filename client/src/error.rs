@@ -20,6 +20,10 @@ pub enum ClientError {
     /// with the server's `error` and `error_description`.
     #[error(transparent)]
     Auth(fhir_async::AuthError),
+    /// A published dataset could not be read (`$bulk-publish`: a refusal, a page that is not
+    /// a manifest, a file that does not match its manifest entry).
+    #[error(transparent)]
+    Publish(#[from] fhir_async::publish::PublishError),
     /// Reading or writing a local file failed.
     #[error("{path}: {message}")]
     Io {
@@ -42,6 +46,7 @@ impl ClientError {
             ClientError::Engine(e) => e.code(),
             ClientError::Download(e) => e.code(),
             ClientError::Auth(e) => e.code(),
+            ClientError::Publish(e) => e.code(),
             ClientError::Io { .. } => "io",
             ClientError::Stopped => "stopped",
         }

@@ -35,6 +35,7 @@ mod error;
 mod files;
 mod host;
 mod lines;
+mod publish;
 mod smart;
 mod stop;
 #[cfg(feature = "tables")]
@@ -45,6 +46,7 @@ mod transport;
 pub use error::ClientError;
 pub use files::{DownloadEvent, DownloadSummary, DownloadedFile};
 pub use lines::{LineBatch, LineEvent, Lines};
+pub use publish::{Publication, PublishEvent, PublishUntil, STATE_FILE as PUBLISH_STATE_FILE};
 pub use smart::{BackendServicesAuth, PrivateKey};
 pub use stop::Stop;
 pub use token::{NoToken, StaticToken, TokenFn, TokenProvider, TokenUnavailable};
@@ -195,6 +197,13 @@ impl Client {
     /// client with [`ClientError::Stopped`] (the job can be resumed).
     pub fn stop_handle(&self) -> Stop {
         self.inner.io.stop.clone()
+    }
+
+    /// A folder kept current with the dataset published at `root` (`[base]/$bulk-publish`,
+    /// protocol L14); a folder that holds a saved reader goes on from it. The token goes to
+    /// the publisher's origin only.
+    pub fn publish(&self, root: &str, dir: impl AsRef<std::path::Path>) -> Result<Publication, ClientError> {
+        Publication::open(self.inner.io.clone(), root, self.inner.retry.clone(), dir.as_ref())
     }
 
     /// The job configuration this client would use for `operation`.

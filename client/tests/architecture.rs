@@ -65,7 +65,9 @@ fn issue_20_every_module_of_core_and_client_is_in_the_architecture() {
             }
             // a module is named by its file, its folder, or anything inside its folder
             let stem = path.with_extension("");
-            let covered = named.iter().any(|n| *n == path || *n == stem || n.starts_with(&stem));
+            // a folder of tests beside `name.rs` (`publish/tests.rs`) is covered by `name.rs`
+            let file_of_dir = path.with_extension("rs");
+            let covered = named.iter().any(|n| *n == path || *n == stem || n.starts_with(&stem) || *n == file_of_dir);
             if !covered {
                 missing.push(format!("{krate}/src/{name}"));
             }

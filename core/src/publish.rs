@@ -127,6 +127,9 @@ pub struct PublishReader {
     /// Whether the dataset's last page was read (no `link`).
     committed: bool,
     warnings: Vec<String>,
+    /// [`PublishReader::poll_now`] was asked: the next wait is skipped.
+    #[serde(default)]
+    wake: bool,
 }
 
 /// Why a published page could not be used.
@@ -173,6 +176,7 @@ impl PublishReader {
             policy,
             committed: false,
             warnings: Vec::new(),
+            wake: false,
         }
     }
 
@@ -205,14 +209,19 @@ impl PublishReader {
                     self.phase = Phase::Fetch { url: self.root.clone(), etag: None, root: true };
                     return PublishAction::Reset { reason };
                 }
+                Phase::AfterCadence { then } if self.wake => {
+                    self.wake = false;
+                    self.phase = (**then).clone();
+                }
                 Phase::AfterCadence { then } => {
                     let then = (**then).clone();
                     self.wait_then(now_ms, then);
                 }
                 Phase::Waiting { until_ms, then } => {
-                    if now_ms < *until_ms {
+                    if now_ms < *until_ms && !self.wake {
                         return PublishAction::Wait { until_ms: *until_ms };
                     }
+                    self.wake = false;
                     self.phase = (**then).clone();
                 }
                 Phase::Applying { then } => {
@@ -250,6 +259,11 @@ impl PublishReader {
                 }
             }
         }
+    }
+
+    /// Ends the current wait (a cadence or a back-off): the next action looks again at once.
+    pub fn poll_now(&mut self) {
+        self.wake = true;
     }
 
     /// The caller applied (downloaded and merged) the file at `url`.

@@ -221,3 +221,15 @@ fn l14_a_file_not_applied_before_a_restart_is_handed_out_again() {
         a => panic!("{a:?}"),
     }
 }
+
+// protocol L14: poll_now ends a cadence wait
+#[test]
+fn l14_poll_now_looks_again_at_once() {
+    let mut srv = Publisher { step: 0, etags: true, gets: Vec::new() };
+    let mut r = PublishReader::new(ROOT, RetryPolicy::default());
+    let mut now = 1;
+    drive(&mut r, &mut srv, &mut now, 0);
+    assert!(matches!(r.next_action(now), PublishAction::Wait { until_ms } if until_ms == now + 10_000));
+    r.poll_now();
+    assert!(matches!(r.next_action(now), PublishAction::Send { .. }));
+}
