@@ -31,7 +31,7 @@ pub enum PublishEvent {
     /// A file was fetched, checked and put in place.
     Applied {
         /// The file as the manifest listed it.
-        file: PublishedFile,
+        file: Box<PublishedFile>,
         /// Where it is now.
         path: PathBuf,
         /// Its size.
@@ -133,7 +133,7 @@ impl Publication {
                     let (path, bytes) = self.fetch(&file)?;
                     self.reader.applied(&file.url)?;
                     self.save()?;
-                    on_event(&PublishEvent::Applied { file, path, bytes });
+                    on_event(&PublishEvent::Applied { file: Box::new(file), path, bytes });
                 }
                 PublishAction::Reset { reason } => {
                     self.empty()?;
