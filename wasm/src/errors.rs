@@ -35,6 +35,7 @@ pub(crate) fn callback_error(err: &fhir_async::CallbackError) -> JsValue {
 }
 
 /// No token could be had (`auth`): the server's `error` / `error_description` in `details`.
+#[cfg(feature = "backend-services")] // the browser build has no TokenSession (auth_stub.rs)
 pub(crate) fn auth_error(err: &fhir_async::AuthError) -> JsValue {
     make("FhirAsyncError", err.code(), &err.to_string(), detail(err))
 }
