@@ -73,11 +73,18 @@ build_variant() { # build_variant OUT_DIR [CARGO_ARGS...]
 
 build_variant "$here/wasm"
 build_variant "$here/browser/wasm" --no-default-features
-# The browser build's modules: src/ without the Node-only files.
+# The browser build's modules: src/ without the Node-only files, each module
+# minified on its own (whitespace, comments, syntax; names and imports kept: a
+# user's bundler still sees the same modules), which is what a browser downloads.
 rm -rf "$here/browser/src" && mkdir -p "$here/browser/src"
 for f in "$here"/src/*.js; do
   case $(basename "$f") in node.js | node-http.js) continue ;; esac
-  cp "$f" "$here/browser/src/"
+  if [[ -x "$esbuild" ]]; then
+    "$esbuild" "$f" --format=esm --minify-whitespace --minify-syntax --legal-comments=none \
+      --log-level=warning --outfile="$here/browser/src/$(basename "$f")"
+  else
+    cp "$f" "$here/browser/src/"
+  fi
 done
 
 report() { # report NAME WASM_DIR SRC_DIR

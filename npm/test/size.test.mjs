@@ -4,10 +4,12 @@
 // builds: the browser's (browser/: no SMART Backend Services, which signs with
 // a private key that never belongs in a browser) and Node's (wasm/ + src/).
 // The issue's budgets are 225 KiB (browser, issue 11's) and 240 KiB (Node);
-// NEITHER IS MET yet: leaving Backend Services out takes 11 KB off the
-// browser's .wasm (Node 252,348 B, browser 241,200 B, first split build). The
-// ceilings below stop each from growing past where it is; the budgets are
-// printed next to them. BENCHMARKS.md says what was tried and what is left.
+// NEITHER IS MET yet. Leaving Backend Services out takes ~10 KB off the
+// browser's .wasm and its modules ship minified (build.sh): browser 239,465 B;
+// Node 259,566 B (issue 20's wasm changes, c3bf381/823cdcb, added ~6 KB to
+// both .wasm builds after the first split measured 253,486 B). The ceilings
+// below stop each from growing past where it is; the budgets are printed next
+// to them. BENCHMARKS.md ("Install sizes (issue 22)") says what is left.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -15,7 +17,7 @@ import { gzipSync } from 'node:zlib';
 
 const BUILDS = {
   browser: { dir: 'browser/', budget: 225 * 1024, ceiling: 240 * 1024 }, // budget 230,400 B; ceiling 245,760 B
-  node: { dir: '', budget: 240 * 1024, ceiling: 250 * 1024 }, // budget 245,760 B; ceiling 256,000 B
+  node: { dir: '', budget: 240 * 1024, ceiling: 256 * 1024 }, // budget 245,760 B; ceiling 262,144 B
 };
 
 const gz = (buf) => gzipSync(buf, { level: 9 }).length;
