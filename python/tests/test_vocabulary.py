@@ -48,6 +48,7 @@ ROW_KEYWORDS: Dict[str, List[Callable[..., Any]]] = {
     "default kinds: streams": [R.resources],
     "default kinds: download to a folder": [R.download],
     "files at once per origin": [R.download, R.resources],
+    "files at once in all": [R.download, R.resources],
     "what a count mismatch does": [R.download, R.resources],
     "what a non-JSON line does": [R.download, R.resources, fhir_async.read_ndjson],
     "overall deadline": [fhir_async.Client],
