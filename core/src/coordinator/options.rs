@@ -8,8 +8,7 @@ use crate::manifest::{FileKind, PlannedFile};
 use crate::ndjson::DEFAULT_MAX_LINE;
 use serde::{Deserialize, Serialize};
 
-#[allow(unused_imports)] // the docs name them
-use super::{resume_decision, FileRecord};
+use super::FileRecord;
 
 /// What to download and how (the same options in every binding).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +39,7 @@ pub struct DownloadOptions {
     pub gzip: bool,
     /// Files already complete from an earlier run, by their plan `file_name`:
     /// left out (a resumed download never fetches a finished file again; see
-    /// [`resume_decision`]).
+    /// [`resume_decision`](super::resume_decision)).
     pub skip_files: Vec<String>,
     /// When the manifest's links expire (the outcome's `expiresAtMs`): a file
     /// is not started within `expiry_margin_ms` of it before the manifest was
@@ -50,13 +49,13 @@ pub struct DownloadOptions {
     pub expiry_margin_ms: u64,
     /// Files an earlier process left part-way, by `file_name`: they continue
     /// from their checkpoint (K5; the caller's copy holds the lines before it;
-    /// see [`resume_decision`]). Not to be confused with
+    /// see [`resume_decision`](super::resume_decision)). Not to be confused with
     /// [`crate::Progress::partial_files`], the files of partial manifests (B7).
     #[serde(alias = "partialFiles")]
     pub continue_files: Vec<FileRecord>,
     /// What a file that changed on the server after lines were handed out
     /// does (K7): `true` starts it over from byte 0, the caller cutting its
-    /// copy to [`FileDownload::taken_bytes`] (a folder download); `false` (the
+    /// copy to [`FileDownload::taken_bytes`](crate::FileDownload::taken_bytes) (a folder download); `false` (the
     /// default) fails it with `file_changed` (a stream cannot take lines back).
     pub restart_changed: bool,
 }

@@ -110,7 +110,7 @@ impl Downloads {
     }
 
     /// Hands file `file`'s [`FileDownload`] to the caller for the request
-    /// just sent (a [`DownloadStep::Send`]), so a thread can stream its body
+    /// just sent (a [`DownloadStep::Send`](crate::DownloadStep::Send)), so a thread can stream its body
     /// without holding the coordinator; give it back with
     /// [`Downloads::give_back`] once that request is over (the body ended,
     /// was discarded, or failed). `None` if the file has no request in flight.

@@ -6,15 +6,12 @@ use crate::http::Request;
 use crate::manifest::PlannedFile;
 use serde::{Deserialize, Serialize};
 
-#[allow(unused_imports)] // the docs name it
-use super::Downloads;
-
 /// The next thing the caller does (see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum DownloadStep {
-    /// Send this request for file `file` (an index into [`Downloads::files`]).
+    /// Send this request for file `file` (an index into [`Downloads::files`](super::Downloads::files)).
     Send {
         /// Which file.
         file: usize,
@@ -22,19 +19,19 @@ pub enum DownloadStep {
         request: Request,
     },
     /// Get a new token for every file that needs it, then call
-    /// [`Downloads::token_refreshed`] (or [`Downloads::token_unavailable`]).
+    /// [`Downloads::token_refreshed`](super::Downloads::token_refreshed) (or [`Downloads::token_unavailable`](super::Downloads::token_unavailable)).
     RefreshToken,
     /// Re-fetch the manifest once for all files (E4), then call
-    /// [`Downloads::manifest_refreshed`] with the fresh plan.
+    /// [`Downloads::manifest_refreshed`](super::Downloads::manifest_refreshed) with the fresh plan.
     RefreshManifest,
     /// Nothing to start before `until_ms`; in-flight files may answer earlier.
     Wait {
-        /// When to call [`Downloads::next`] again.
+        /// When to call [`Downloads::next`](super::Downloads::next) again.
         until_ms: u64,
         /// `until_ms - now`.
         delay_ms: u64,
     },
-    /// Every file that may run is in flight: call [`Downloads::next`] after the next response.
+    /// Every file that may run is in flight: call [`Downloads::next`](super::Downloads::next) after the next response.
     Idle,
     /// Every file has its result.
     Done,

@@ -138,7 +138,7 @@ impl FileDownload {
         }
     }
 
-    /// After [`DownloadAction::RefreshToken`], when no new token can be had
+    /// After [`DownloadAction::RefreshToken`](crate::DownloadAction::RefreshToken), when no new token can be had
     /// (none configured, or a fixed string): the file ends here instead of
     /// sending the refused token again. Returns the error to report.
     pub fn token_unavailable(&mut self, reason: &str) -> DownloadError {
@@ -151,7 +151,7 @@ impl FileDownload {
         }
     }
 
-    /// After [`DownloadAction::RefreshManifest`]: the same file from the fresh
+    /// After [`DownloadAction::RefreshManifest`](crate::DownloadAction::RefreshManifest): the same file from the fresh
     /// manifest, or `None` if the refresh did not produce it (then the
     /// download fails with the original HTTP error).
     pub fn replace_file(&mut self, file: Option<PlannedFile>) -> Result<(), DownloadError> {

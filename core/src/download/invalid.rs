@@ -9,7 +9,7 @@ use crate::origin::redact_url;
 
 impl FileDownload {
     /// A binding that parses each line itself (and runs this download with
-    /// [`Validation::None`]) reports a line that failed, so the file report
+    /// [`Validation::None`](crate::Validation::None)) reports a line that failed, so the file report
     /// counts it exactly once. `line` is the 1-based resource line number.
     ///
     /// The binding may parse after the body ended (on another thread): a line
