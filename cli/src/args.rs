@@ -43,6 +43,8 @@ pub enum Command {
     Kickoff(KickoffArgs),
     /// Convert a folder of NDJSON files (a job folder, or any) into one Parquet file per resource type.
     Parquet(ParquetArgs),
+    /// Keep a folder current with a published dataset (`$bulk-publish`): fetch what is new, in order.
+    Publish(PublishArgs),
 }
 
 /// Where the server is and how to authorize.
@@ -200,6 +202,28 @@ pub struct ParquetArgs {
     /// Where `<Type>.parquet` files go (default: the folder itself).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `fhir-async publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The publication: `[base]/$bulk-publish`.
+    pub url: String,
+    /// The folder to keep current (its files are numbered in the order to apply them; the
+    /// reader's state is saved beside them, so the next run fetches only what is new).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Keep watching at the publisher's updateCadence (until Ctrl-C) instead of ending once
+    /// everything published so far is in the folder.
+    #[arg(long)]
+    pub watch: bool,
+    /// Look for a new publication at once, even if the publisher's updateCadence since the
+    /// last look has not passed.
+    #[arg(long)]
+    pub now: bool,
+    /// Server and authorization (--base defaults to the publication URL's folder).
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// Export levels.

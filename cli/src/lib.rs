@@ -9,7 +9,7 @@
 //! `wait` and `stop` (polling, Ctrl-C, a cancel from another process),
 //! `download` and `summary` (the files into the folder, the closing table),
 //! `request` (the export request and the folder's saved options), `folder`,
-//! `auth`, `parquet` and `ui`.
+//! `auth`, `parquet`, `publish` (a folder kept current with a published dataset) and `ui`.
 #![forbid(unsafe_code)]
 
 mod args;
@@ -19,6 +19,7 @@ mod download;
 mod export;
 mod folder;
 mod parquet;
+mod publish;
 mod request;
 mod resume;
 mod stop;
@@ -87,6 +88,7 @@ where
         Command::Download(d) => download_cmd(d, json),
         Command::Kickoff(k) => kickoff(k, json),
         Command::Parquet(p) => parquet_cmd(p, json),
+        Command::Publish(p) => publish::publish(p, json),
     };
     match result {
         Ok(code) => code,

@@ -372,7 +372,7 @@ fn cancel_from_a_second_process() {
 #[test]
 fn help_snapshots() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-    for sub in ["", "export", "status", "cancel", "download", "kickoff", "parquet"] {
+    for sub in ["", "export", "status", "cancel", "download", "kickoff", "parquet", "publish"] {
         let args: Vec<&str> = if sub.is_empty() { vec!["--help"] } else { vec![sub, "--help"] };
         let (code, stdout, _) = run(&args);
         assert_eq!(code, 0);
