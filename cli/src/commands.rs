@@ -149,7 +149,7 @@ pub(crate) fn download_cmd(mut d: args::DownloadArgs, json: bool) -> Result<i32,
     }
     let downloaded = download(&mut run, &folder, &ui, download_options(concurrency, count_check), format)?;
     if format == Format::Parquet {
-        let done = folder.done_files(run.job().file_records());
+        let done = folder.done_files(&run.job().download_plan(), run.job().file_records());
         let files = parquet::job_files(&run.job().download_plan(), &done, &folder, &ui);
         parquet::convert(&files, folder.dir(), &folder, &ui)?;
     }

@@ -44,7 +44,7 @@ pub(crate) fn download(
     if let Some(m) = run.outcome().and_then(Outcome::manifest) {
         folder.event("manifest", json!({"transactionTime": m.transaction_time, "output": m.output.len(), "error": m.error_files().count(), "deleted": m.deleted.len()}));
     }
-    let skip = folder.done_files(run.job().file_records());
+    let skip = folder.done_files(&run.job().download_plan(), run.job().file_records());
     if !skip.is_empty() {
         ui.say(&format!(
             "{} file(s) already complete in {} (the job's records): not fetched again",

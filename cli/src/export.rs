@@ -117,7 +117,7 @@ pub(crate) fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
         None
     };
     if summary.is_some() && format == Format::Parquet {
-        let done = folder.done_files(run.job().file_records());
+        let done = folder.done_files(&run.job().download_plan(), run.job().file_records());
         let files = parquet::job_files(&run.job().download_plan(), &done, &folder, &ui);
         parquet::convert(&files, folder.dir(), &folder, &ui)?;
     }

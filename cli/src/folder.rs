@@ -140,15 +140,17 @@ impl Folder {
         self.dir.join(CANCEL_ASKED).is_file()
     }
 
-    /// The files renamed into place (or compressed) that the job's records say are done:
-    /// a file of the same name that the records do not vouch for is fetched again.
-    pub fn done_files(&self, records: &[fhir_async::coordinator::FileRecord]) -> Vec<String> {
-        records
-            .iter()
-            .filter(|r| r.is_done())
-            .filter(|r| self.dir.join(&r.file_name).is_file() || self.dir.join(format!("{}.gz", r.file_name)).is_file())
-            .map(|r| r.file_name.clone())
-            .collect()
+    /// The files the job's records say are done and the folder still holds (renamed into
+    /// place, or compressed), by the core's resume decision: a file of the same name that the
+    /// records do not vouch for as the same file is fetched again.
+    pub fn done_files(
+        &self,
+        plan: &[fhir_async::PlannedFile],
+        records: &[fhir_async::coordinator::FileRecord],
+    ) -> Vec<String> {
+        // the core's rule (K5, K6): a record counts for the plan file that is the same file
+        let holds = |name: &str| self.dir.join(name).is_file() || self.dir.join(format!("{name}.gz")).is_file();
+        fhir_async::resume_decision(plan, records, holds, |_| false).skip_files
     }
 
     /// Moves the data files and state of a finished export into `previous/<label>/`.

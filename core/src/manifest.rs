@@ -267,7 +267,7 @@ pub fn plan_downloads(manifest: &Manifest, manifest_url: &str, policy: &TokenPol
                 Some(_) => {}
             }
             let label = match kind {
-                FileKind::Output => sanitize(f.resource_type.as_deref().unwrap_or("output")),
+                FileKind::Output => crate::names::table_name(f.resource_type.as_deref().unwrap_or("output")),
                 FileKind::Error => "error".to_owned(),
                 FileKind::Deleted => "deleted".to_owned(),
             };
@@ -318,15 +318,6 @@ fn align(old: &[ManifestFile], fresh: Vec<ManifestFile>, list: &str, notes: &mut
 }
 
 /// Keeps `[A-Za-z0-9_-]`, so a manifest can never steer a path.
-fn sanitize(s: &str) -> String {
-    let out: String = s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').take(64).collect();
-    if out.is_empty() {
-        "output".to_owned()
-    } else {
-        out
-    }
-}
-
 fn default_true() -> bool {
     true
 }
