@@ -27,5 +27,5 @@ bash scripts/build.sh
 (cd "$root" && cargo clippy -p fhir-async-wasm --target wasm32-unknown-unknown -- -D warnings)
 
 npx --no-install tsc -p tsconfig.json
-node --test --test-timeout=120000 --test-concurrency=1 test/*.test.mjs
+node --test --test-timeout=300000 --test-concurrency=1 test/*.test.mjs
 echo "test.sh: npm suite passed in $(( $(date +%s) - start )) s"
