@@ -17,14 +17,11 @@ fn out(name: &str) -> PathBuf {
     d
 }
 
+/// The folder's files in the order to apply them, as the client lists them.
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".ndjson"))
-        .collect();
-    v.sort();
-    v
+    let client = fhir_async_client::Client::builder("http://127.0.0.1:9").build().unwrap();
+    let p = client.publish("http://127.0.0.1:9/$bulk-publish", dir).unwrap();
+    p.files().unwrap().iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect()
 }
 
 fn publish(url: &str, dir: &Path) -> (i32, Vec<serde_json::Value>) {

@@ -97,6 +97,21 @@ impl Publication {
         Ok(Publication { io, reader, dir: dir.to_path_buf() })
     }
 
+    /// The dataset's files in the folder, in the order to apply them (output before deleted,
+    /// page by page; a later resource of the same type and id wins).
+    pub fn files(&self) -> Result<Vec<PathBuf>, ClientError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| ClientError::io(&self.dir, e))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| ClientError::io(&self.dir, e))?.path();
+            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| is_dataset_file(n) && n.ends_with(".ndjson")) {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
     /// Looks for a new publication at once instead of at the end of the current cadence.
     pub fn poll_now(&mut self) {
         self.reader.poll_now();
@@ -255,10 +270,7 @@ impl Publication {
         for entry in entries {
             let path = entry.map_err(|e| ClientError::io(&self.dir, e))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let ours = name.len() > 7
-                && name.as_bytes()[..6].iter().all(u8::is_ascii_digit)
-                && name.as_bytes()[6] == b'-'
-                && (name.ends_with(".ndjson") || name.ends_with(".ndjson.tmp"));
+            let ours = is_dataset_file(name);
             if ours {
                 std::fs::remove_file(&path).map_err(|e| ClientError::io(&path, e))?;
             }
@@ -275,4 +287,13 @@ impl Publication {
         std::fs::write(&tmp, json).map_err(|e| ClientError::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| ClientError::io(&path, e))
     }
+}
+
+/// A file this folder holds for the dataset: `NNNNNN-<stem>.ndjson` (or its `.tmp`).
+fn is_dataset_file(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() > 7
+        && b[..6].iter().all(u8::is_ascii_digit)
+        && b[6] == b'-'
+        && (name.ends_with(".ndjson") || name.ends_with(".ndjson.tmp"))
 }
