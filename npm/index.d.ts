@@ -739,7 +739,7 @@ export type DownloadStep = { "type": "send",
    */
   request: EngineRequest, } | { "type": "refreshToken" } | { "type": "refreshManifest" } | { "type": "wait",
   /**
-   * When to call [`Downloads::next`] again.
+   * When to call [`Downloads::next`](super::Downloads::next) again.
    */
   untilMs: number,
   /**
