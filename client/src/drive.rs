@@ -27,6 +27,13 @@ pub(crate) struct Io {
     pub stop: Stop,
 }
 
+// no token, no transport internals: only the type shows
+impl std::fmt::Debug for Io {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Io").finish_non_exhaustive()
+    }
+}
+
 impl Io {
     /// The token for a request the engine wants authorized.
     pub fn token_for(&self, request: &Request) -> Result<Option<String>, crate::token::TokenUnavailable> {

@@ -70,12 +70,6 @@ pub struct Publication {
     dir: PathBuf,
 }
 
-impl std::fmt::Debug for Io {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Io").finish_non_exhaustive()
-    }
-}
-
 impl Publication {
     pub(crate) fn open(io: Io, root: &str, policy: fhir_async::RetryPolicy, dir: &Path) -> Result<Self, ClientError> {
         std::fs::create_dir_all(dir).map_err(|e| ClientError::io(dir, e))?;

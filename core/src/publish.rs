@@ -337,15 +337,26 @@ impl PublishReader {
         }
     }
 
-    fn parse(url: &str, body: &[u8]) -> Result<(Manifest, Value), PublishError> {
+    fn parse(url: &str, body: &[u8]) -> Result<(Manifest, PageExtras), PublishError> {
         let bad = |m: String| PublishError::Protocol { url: origin::redact_url(url), message: m };
         let value: Value = serde_json::from_slice(body).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let manifest = Manifest::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
-        Ok((manifest, value))
+        // the few publish-only fields are read first, so the page moves into the manifest uncopied
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        let extras = PageExtras {
+            update_cadence: text(&value["updateCadence"]),
+            manifest_type: text(&value["manifestType"]),
+            // the markers are raw strings, tested before any resolving
+            next: value["link"]
+                .as_array()
+                .and_then(|l| l.iter().find(|x| x["relation"].as_str().is_some_and(|r| r.eq_ignore_ascii_case("next"))))
+                .and_then(|l| text(&l["url"])),
+        };
+        let manifest = Manifest::from_value(value).map_err(|e| bad(e.to_string()))?;
+        Ok((manifest, extras))
     }
 
-    fn read_page(&mut self, url: &str, root: bool, etag: Option<String>, (m, raw): &(Manifest, Value)) {
-        if let Some(c) = raw.get("updateCadence").and_then(Value::as_str) {
+    fn read_page(&mut self, url: &str, root: bool, etag: Option<String>, (m, extras): &(Manifest, PageExtras)) {
+        if let Some(c) = extras.update_cadence.as_deref() {
             match parse_duration_ms(c) {
                 Some(ms) if ms > 0 => self.cadence_ms = ms,
                 _ => self
@@ -353,7 +364,7 @@ impl PublishReader {
                     .push(format!("updateCadence '{c}' is not an ISO 8601 duration; kept {} ms", self.cadence_ms)),
             }
         }
-        match raw.get("manifestType").and_then(Value::as_str) {
+        match extras.manifest_type.as_deref() {
             None => {}
             Some(t) if t.ends_with("/BulkPublishManifest") => {}
             Some(t) => self.warnings.push(format!("manifestType '{t}' is not BulkPublishManifest; read as one")),
@@ -367,13 +378,12 @@ impl PublishReader {
         }
         // output in array order, then deleted; a URL already applied is skipped
         let resolve = |f: &ManifestFile| origin::resolve(url, &f.url).unwrap_or_else(|| f.url.clone());
+        // one set per page, so each listed file costs O(log n)
+        let mut handed: BTreeSet<String> = self.outstanding.iter().chain(&self.queue).map(|q| q.url.clone()).collect();
         for (kind, files) in [(FileKind::Output, &m.output), (FileKind::Deleted, &m.deleted)] {
             for f in files {
                 let abs = resolve(f);
-                if self.applied.contains(&abs)
-                    || self.outstanding.iter().any(|q| q.url == abs)
-                    || self.queue.iter().any(|q| q.url == abs)
-                {
+                if self.applied.contains(&abs) || !handed.insert(abs.clone()) {
                     continue;
                 }
                 if origin::is_downgrade(&self.root, &abs) {
@@ -406,14 +416,10 @@ impl PublishReader {
                 self.seq += 1;
             }
         }
-        // the markers are raw strings, tested before any resolving
-        let link = raw["link"]
-            .as_array()
-            .and_then(|l| l.iter().find(|x| x["relation"].as_str().is_some_and(|r| r.eq_ignore_ascii_case("next"))));
         if root {
             self.root_etag = etag.clone();
         }
-        let then = match link.and_then(|l| l["url"].as_str()) {
+        let then = match extras.next.as_deref() {
             Some(PENDING) => Phase::AfterCadence { then: Box::new(Phase::Fetch { url: url.to_owned(), etag, root }) },
             Some(CLOSED) => {
                 // a closed dataset: nothing more of it is applied
@@ -458,6 +464,14 @@ impl PublishReader {
         let then = self.phase.clone();
         self.phase = Phase::Waiting { until_ms: now_ms.saturating_add(delay), then: Box::new(then) };
     }
+}
+
+/// What a publish page says beside its manifest.
+struct PageExtras {
+    update_cadence: Option<String>,
+    manifest_type: Option<String>,
+    /// the `next` link's URL as sent: a page URL, `#pending` or `#closed`
+    next: Option<String>,
 }
 
 /// The server's own words in an error body: an OperationOutcome's text, else the start of it.
