@@ -33,6 +33,9 @@ impl Method {
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum RequestKind {
+    /// `GET [base]/metadata` before an export whose `igVersion` is `auto`: the
+    /// server's CapabilityStatement decides the kick-off's form (protocol L2).
+    Capabilities,
     /// The kick-off request that starts the operation. Never replayed once sent.
     Kickoff,
     /// A poll of the status URL.

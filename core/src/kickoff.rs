@@ -1,5 +1,6 @@
 //! What to start: a Bulk Data `$export` or any other operation or interaction
-//! run asynchronously, and the kick-off request built from it (protocol A1–A7).
+//! run asynchronously, and the kick-off request built from it (protocol A1–A7,
+//! L1–L7). Which form a server gets when the version is `auto` is in `declared`.
 
 use crate::http::{Method, Request, RequestKind};
 use crate::tagged;
@@ -18,8 +19,13 @@ pub enum IgVersion {
     /// STU3 (v3.0.0): adds `_until`, `organizeOutputBy`, `allowPartialManifests`.
     #[default]
     Stu3,
-    /// STU4 ballot: POST only, `includeAssociatedData` as a Coding.
+    /// STU4 ballot: POST only, `includeAssociatedData` as a Coding (protocol L1, L3).
     Stu4,
+    /// Whatever the server declares (protocol L2): the job first reads `[base]/metadata`; an
+    /// export operation whose `definition` ends `|4.0.0` (or named like `export-v4`) gets the
+    /// STU4 form, anything else (or no answer) the STU3 form, and a 405 to that GET is sent
+    /// once more as the STU4 POST.
+    Auto,
 }
 
 /// The level of an export.
@@ -49,7 +55,8 @@ pub struct ExportRequest {
     pub output_format: Option<String>,
     /// `_since` (FHIR instant).
     pub since: Option<String>,
-    /// `_until` (STU3+).
+    /// `_until` (FHIR instant; STU3+, protocol L5). A server may still send resources changed
+    /// later (referenced ones, untracked ones): the output is not bounded by it.
     pub until: Option<String>,
     /// `_type`: resource types.
     pub types: Vec<String>,
@@ -65,9 +72,14 @@ pub struct ExportRequest {
     pub organize_output_by: Option<String>,
     /// `allowPartialManifests` (STU3+).
     pub allow_partial_manifests: Option<bool>,
+    /// `_minimumFileSize`: bytes, a positive integer (STU4 ballot, protocol L7).
+    pub minimum_file_size: Option<u64>,
+    /// `_maximumFileSize`: bytes, a positive integer over `minimumFileSize` (STU4 ballot,
+    /// protocol L7). A server may still write larger files: they are never refused.
+    pub maximum_file_size: Option<u64>,
     /// Force POST with a `Parameters` body even without `patient`.
     pub post: bool,
-    /// Which IG version to speak.
+    /// Which IG version to speak (`auto`: what the server declares, protocol L2).
     pub ig_version: IgVersion,
 }
 
@@ -88,6 +100,9 @@ pub struct OperationRequest {
 }
 
 /// What the job starts.
+// One per job, moved into its config once; boxing the export would only make every user's
+// `Operation::Export(ExportRequest { .. })` awkward.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -134,6 +149,9 @@ pub struct PreferOptions {
     /// `separate-export-status` (protocol A7, B5).
     pub separate_export_status: bool,
 }
+
+/// The code system of `includeAssociatedData` as a STU4 Coding (protocol L3).
+pub const INCLUDE_ASSOCIATED_DATA_SYSTEM: &str = "http://hl7.org/fhir/uv/bulkdata/CodeSystem/include-associated-data";
 
 const OUTPUT_FORMATS: [&str; 3] = ["application/fhir+ndjson", "application/ndjson", "ndjson"];
 
@@ -235,9 +253,7 @@ fn export_request(base: &str, e: &ExportRequest) -> Result<(Method, String, Opti
         }
     };
     let url = format!("{base}{path}");
-    // `patient` exists only in POST bodies; STU4 is POST-only (protocol A2).
-    let post = e.post || !e.patients.is_empty() || e.ig_version == IgVersion::Stu4;
-    if post {
+    if uses_post(e) {
         Ok((Method::Post, url, Some(parameters_body(e).to_string())))
     } else {
         let mut u = Url::parse(&url).map_err(|err| Error::usage(err.to_string()))?;
@@ -271,12 +287,24 @@ fn export_request(base: &str, e: &ExportRequest) -> Result<(Method, String, Opti
             if let Some(a) = e.allow_partial_manifests {
                 q.append_pair("allowPartialManifests", if a { "true" } else { "false" });
             }
+            if let Some(n) = e.minimum_file_size {
+                q.append_pair("_minimumFileSize", &n.to_string());
+            }
+            if let Some(n) = e.maximum_file_size {
+                q.append_pair("_maximumFileSize", &n.to_string());
+            }
         }
         if u.query() == Some("") {
             u.set_query(None);
         }
         Ok((Method::Get, u.to_string(), None))
     }
+}
+
+/// Whether the export is sent as POST + `Parameters`: asked for, or `patient` given (it exists
+/// only in POST bodies), or STU4 (POST-only, protocol A2, L1).
+fn uses_post(e: &ExportRequest) -> bool {
+    e.post || !e.patients.is_empty() || e.ig_version == IgVersion::Stu4
 }
 
 fn parameters_body(e: &ExportRequest) -> Value {
@@ -302,7 +330,8 @@ fn parameters_body(e: &ExportRequest) -> Value {
     }
     for c in &e.include_associated_data {
         if e.ig_version == IgVersion::Stu4 {
-            p.push(json!({"name": "includeAssociatedData", "valueCoding": {"code": c}}));
+            let coding = json!({"system": INCLUDE_ASSOCIATED_DATA_SYSTEM, "code": c});
+            p.push(json!({"name": "includeAssociatedData", "valueCoding": coding}));
         } else {
             p.push(json!({"name": "includeAssociatedData", "valueCode": c}));
         }
@@ -315,6 +344,12 @@ fn parameters_body(e: &ExportRequest) -> Value {
     }
     if let Some(a) = e.allow_partial_manifests {
         p.push(json!({"name": "allowPartialManifests", "valueBoolean": a}));
+    }
+    if let Some(n) = e.minimum_file_size {
+        p.push(json!({"name": "_minimumFileSize", "valuePositiveInt": n}));
+    }
+    if let Some(n) = e.maximum_file_size {
+        p.push(json!({"name": "_maximumFileSize", "valuePositiveInt": n}));
     }
     json!({"resourceType": "Parameters", "parameter": p})
 }
@@ -337,6 +372,7 @@ fn validate_export(e: &ExportRequest) -> Result<(), Error> {
             return Err(Error::usage(format!("{name} exists only in Bulk Data STU3 and later (protocol A5)")));
         }
     }
+    validate_file_sizes(e.minimum_file_size, e.maximum_file_size)?;
     for f in &e.type_filters {
         let Some((ty, query)) = f.split_once('?') else {
             return Err(Error::usage(format!("_typeFilter must be Type?query (protocol A4): {f:?}")));
@@ -357,6 +393,27 @@ fn validate_export(e: &ExportRequest) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// `_minimumFileSize` and `_maximumFileSize` are positive integers, the maximum over the
+/// minimum (protocol L7, `valuePositiveInt`, max > min).
+fn validate_file_sizes(min: Option<u64>, max: Option<u64>) -> Result<(), Error> {
+    for (name, n) in [("_minimumFileSize", min), ("_maximumFileSize", max)] {
+        if n == Some(0) {
+            return Err(Error::usage(format!("{name} must be a positive integer of bytes (protocol L7)")));
+        }
+    }
+    if let (Some(min), Some(max)) = (min, max) {
+        if max <= min {
+            return Err(Error::usage(format!(
+                "_maximumFileSize ({max}) must be over _minimumFileSize ({min}) (protocol L7)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+mod declared;
+pub(crate) use declared::{declared_version, kickoff_form, sends_get};
 
 #[cfg(test)]
 mod tests;

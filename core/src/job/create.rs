@@ -40,6 +40,8 @@ impl Job {
             failures: 0,
             backoff_attempt: 0,
             kickoff_attempts: 0,
+            declared_version: None,
+            get_refused: false,
             token: TokenPhase::Accepted,
             refusal: None,
             next_id: 1,

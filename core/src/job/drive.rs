@@ -67,9 +67,16 @@ impl Job {
         }
         match self.state.clone() {
             State::Ready => {
-                self.started_at_ms = Some(now_ms);
-                self.seed = derive_seed(self.config.retry.seed, &now_ms.to_le_bytes());
-                self.deadline_ms = self.config.timeout_ms.map(|t| now_ms.saturating_add(t));
+                // Started once: reading the CapabilityStatement first (L2) is part of the job.
+                if self.started_at_ms.is_none() {
+                    self.started_at_ms = Some(now_ms);
+                    self.seed = derive_seed(self.config.retry.seed, &now_ms.to_le_bytes());
+                    self.deadline_ms = self.config.timeout_ms.map(|t| now_ms.saturating_add(t));
+                }
+                if self.needs_capabilities() {
+                    let url = format!("{}metadata", self.base);
+                    return Ok(self.send(RequestKind::Capabilities, Method::Get, url, true));
+                }
                 self.send_kickoff()
             }
             State::KickoffRetry { at_ms } if now_ms < at_ms => Ok(self.wait(at_ms, now_ms)),
@@ -92,6 +99,7 @@ impl Job {
     pub fn handle_response(&mut self, id: u64, response: Response, now_ms: u64) -> Result<(), Error> {
         let flight = self.take_in_flight(id)?;
         match flight.kind {
+            RequestKind::Capabilities => self.on_capabilities(&response),
             RequestKind::Kickoff => self.on_kickoff(&flight, &response, now_ms),
             RequestKind::Status => self.on_status(&flight, &response, now_ms),
             RequestKind::Result => self.on_result(&flight, &response, now_ms),
@@ -122,6 +130,7 @@ impl Job {
         let message = &crate::origin::redact_text(message);
         let reason = format!("transport error on {}: {message}", crate::origin::redact_url(&flight.url));
         match flight.kind {
+            RequestKind::Capabilities => self.capabilities_unknown(&reason),
             RequestKind::Kickoff => match kind {
                 TransportErrorKind::Connect => self.retry_kickoff(None, now_ms, &reason),
                 TransportErrorKind::AfterSend => {
@@ -162,6 +171,7 @@ impl Job {
                 self.fail(error);
             }
             RequestKind::Cleanup => self.answer_cleanup(CleanupResult { http_status: None, ok: false }),
+            RequestKind::Capabilities => self.capabilities_unknown(&error.to_string()),
             _ => {
                 self.fail(error);
             }

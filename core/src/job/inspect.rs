@@ -5,6 +5,7 @@ use super::state::{Phase3, State};
 use super::types::{CancelResult, CleanupResult, JobConfig};
 use super::Job;
 use crate::http::RequestKind;
+use crate::kickoff::{kickoff_form, IgVersion, Operation};
 use crate::manifest::{plan_downloads, Manifest, PlannedFile, TokenPolicy};
 use crate::outcome::{Outcome, ResultBody};
 use crate::progress::{Phase, Progress};
@@ -19,6 +20,20 @@ impl Job {
     /// The status URL, once the kick-off was accepted.
     pub fn status_url(&self) -> Option<&str> {
         self.status_url.as_deref()
+    }
+
+    /// The Bulk Data version the export's kick-off speaks (protocol L2): the configured one, or
+    /// for `auto` what the server's CapabilityStatement declared (`stu3` when nothing newer);
+    /// `None` for any other operation and for `auto` before the CapabilityStatement was read.
+    /// After a 405 to the GET kick-off, `stu4` for `auto` (it was sent again in that form).
+    pub fn ig_version(&self) -> Option<IgVersion> {
+        if self.needs_capabilities() {
+            return None;
+        }
+        match kickoff_form(&self.config.operation, self.declared_version, self.get_refused).as_ref() {
+            Operation::Export(e) => Some(e.ig_version),
+            Operation::Operation(_) => None,
+        }
     }
 
     /// `Preference-Applied` tokens the server echoed (protocol C5).

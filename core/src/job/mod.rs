@@ -20,6 +20,8 @@ mod send;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_stu4;
 mod timing;
 mod types;
 
@@ -27,6 +29,7 @@ use state::{Cancel, Cleanup, InFlight, Memo, Refusal, State, TokenMemo, TokenPha
 pub use types::{Action, CallbackEffect, CancelResult, CleanupResult, JobConfig};
 
 use crate::http::Request;
+use crate::kickoff::IgVersion;
 use crate::manifest::Manifest;
 use crate::outcome::Outcome;
 use crate::Error;
@@ -54,6 +57,13 @@ pub struct Job {
     failures: u32,
     backoff_attempt: u32,
     kickoff_attempts: u32,
+    /// What the server's CapabilityStatement declared for an `auto` export, once read (L2):
+    /// `stu4`, or `stu3` when it declared nothing newer or could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    declared_version: Option<IgVersion>,
+    /// The server answered 405 to the GET kick-off: it is sent once more as POST (L2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    get_refused: bool,
     token: TokenPhase,
     /// The last 401, for [`Job::token_unavailable`]'s error.
     #[serde(default, skip_serializing_if = "Option::is_none")]

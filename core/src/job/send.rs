@@ -5,7 +5,7 @@ use super::state::InFlight;
 use super::types::Action;
 use super::Job;
 use crate::http::{Method, Request, RequestKind, Response};
-use crate::kickoff::kickoff_for_base;
+use crate::kickoff::{kickoff_for_base, kickoff_form};
 use crate::origin::{is_downgrade, resolve};
 use crate::Error;
 
@@ -46,14 +46,18 @@ impl Job {
         self.next_id += 1;
         let timeout_ms = self.config.retry.request_timeout_ms;
         let max_body = Some(self.config.retry.max_response_bytes);
-        // The request `new` built is used once; a retried kick-off (429, connect failure) is rebuilt.
+        // The request `new` built is used once; a retried kick-off (429, connect failure, 405) and
+        // one after the CapabilityStatement (L2) are rebuilt in the form they now need.
         let request = match self.kickoff_memo.0.take() {
             Some(built) => Request { id, timeout_ms, max_body, ..built },
-            None => Request {
-                max_body,
-                ..kickoff_for_base(&self.base, &self.config.operation, &self.config.prefer, id, timeout_ms)
-                    .map_err(|e| self.fail(e))?
-            },
+            None => {
+                let op = kickoff_form(&self.config.operation, self.declared_version, self.get_refused);
+                Request {
+                    max_body,
+                    ..kickoff_for_base(&self.base, &op, &self.config.prefer, id, timeout_ms)
+                        .map_err(|e| self.fail(e))?
+                }
+            }
         };
         // An absolute operation path on another origin gets no token (I2).
         let auth = self.may_send_token(&request.url);

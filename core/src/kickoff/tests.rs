@@ -174,3 +174,182 @@ fn operations() {
     assert_eq!(r.url, "https://fhir.example/r4/Patient?name=x");
     assert_eq!(r.header("Content-Type"), None);
 }
+
+fn params(r: &Request) -> Vec<Value> {
+    let body: Value = serde_json::from_str(r.body.as_deref().expect("a Parameters body")).unwrap();
+    assert_eq!(body["resourceType"], "Parameters");
+    body["parameter"].as_array().unwrap().clone()
+}
+
+/// Every parameter of the given name, as (value type, value).
+fn values(p: &[Value], name: &str) -> Vec<(String, Value)> {
+    p.iter()
+        .filter(|x| x["name"] == name)
+        .map(|x| {
+            let (k, v) = x.as_object().unwrap().iter().find(|(k, _)| k.starts_with("value")).unwrap();
+            (k.clone(), v.clone())
+        })
+        .collect()
+}
+
+fn every_parameter(ig_version: IgVersion) -> ExportRequest {
+    ExportRequest {
+        output_format: Some("application/fhir+ndjson".into()),
+        since: Some("2024-01-01T00:00:00Z".into()),
+        until: Some("2025-01-01T00:00:00Z".into()),
+        types: vec!["Patient".into(), "Observation".into()],
+        elements: vec!["id".into(), "Observation.code".into()],
+        patients: vec!["Patient/1".into()],
+        include_associated_data: vec!["LatestProvenanceResources".into(), "_custom".into()],
+        type_filters: vec!["Observation?status=final,amended".into(), "Observation?code=x".into()],
+        organize_output_by: Some("Patient".into()),
+        allow_partial_manifests: Some(true),
+        minimum_file_size: Some(1000),
+        maximum_file_size: Some(5_000_000),
+        ig_version,
+        ..Default::default()
+    }
+}
+
+// protocol L1: STU4 is POST + Parameters, one parameter per value, each of the ballot's types
+#[test]
+fn l1_stu4_kickoff_is_a_post_of_parameters_one_per_value_with_the_ballots_types() {
+    let r = build(every_parameter(IgVersion::Stu4), PreferOptions::default());
+    assert_eq!(r.method, Method::Post);
+    assert_eq!(r.url, "https://fhir.example/r4/$export", "no parameter in the query");
+    assert_eq!(r.header("Content-Type"), Some("application/fhir+json"));
+    let p = params(&r);
+    let s = |v: &str| ("valueString".to_owned(), json!(v));
+    assert_eq!(values(&p, "_outputFormat"), [s("application/fhir+ndjson")]);
+    assert_eq!(values(&p, "_type"), [s("Patient"), s("Observation")], "one _type per value, never comma-joined");
+    assert_eq!(values(&p, "_elements"), [s("id"), s("Observation.code")]);
+    assert_eq!(
+        values(&p, "_typeFilter"),
+        [s("Observation?status=final,amended"), s("Observation?code=x")],
+        "repeated, the commas inside a value kept"
+    );
+    assert_eq!(values(&p, "organizeOutputBy"), [s("Patient")]);
+    assert_eq!(values(&p, "_since"), [("valueInstant".to_owned(), json!("2024-01-01T00:00:00Z"))]);
+    assert_eq!(values(&p, "_until"), [("valueInstant".to_owned(), json!("2025-01-01T00:00:00Z"))]);
+    assert_eq!(values(&p, "patient"), [("valueReference".to_owned(), json!({"reference": "Patient/1"}))]);
+    assert_eq!(values(&p, "allowPartialManifests"), [("valueBoolean".to_owned(), json!(true))]);
+    assert_eq!(values(&p, "_minimumFileSize"), [("valuePositiveInt".to_owned(), json!(1000))]);
+    assert_eq!(values(&p, "_maximumFileSize"), [("valuePositiveInt".to_owned(), json!(5_000_000))]);
+    assert_eq!(p.len(), 16, "nothing else (two includeAssociatedData): {p:?}");
+}
+
+// protocol L3: includeAssociatedData is a Coding of the ballot's system in STU4, a code before
+#[test]
+fn l3_include_associated_data_is_a_coding_in_stu4_and_a_code_in_stu2_and_stu3() {
+    let r = build(every_parameter(IgVersion::Stu4), PreferOptions::default());
+    let coding = |c: &str| ("valueCoding".to_owned(), json!({"system": INCLUDE_ASSOCIATED_DATA_SYSTEM, "code": c}));
+    assert_eq!(values(&params(&r), "includeAssociatedData"), [coding("LatestProvenanceResources"), coding("_custom")]);
+    assert_eq!(INCLUDE_ASSOCIATED_DATA_SYSTEM, "http://hl7.org/fhir/uv/bulkdata/CodeSystem/include-associated-data");
+    for v in [IgVersion::Stu3, IgVersion::Auto] {
+        let r = build(ExportRequest { post: true, ..every_parameter(v) }, PreferOptions::default());
+        let code = |c: &str| ("valueCode".to_owned(), json!(c));
+        assert_eq!(
+            values(&params(&r), "includeAssociatedData"),
+            [code("LatestProvenanceResources"), code("_custom")],
+            "{v:?}"
+        );
+    }
+    let e = ExportRequest {
+        include_associated_data: vec!["LatestProvenanceResources".into()],
+        ig_version: IgVersion::Stu2,
+        ..Default::default()
+    };
+    let r = build(e, PreferOptions::default());
+    assert_eq!(r.url, "https://fhir.example/r4/$export?includeAssociatedData=LatestProvenanceResources");
+}
+
+// protocol L5: `_until` in both forms; refused before STU3 (A5)
+#[test]
+fn l5_until_is_sent_in_the_query_and_as_an_instant() {
+    let e = ExportRequest { until: Some("2025-01-01T00:00:00+01:00".into()), ..Default::default() };
+    let r = build(e.clone(), PreferOptions::default());
+    assert_eq!(r.method, Method::Get);
+    let u = Url::parse(&r.url).unwrap();
+    let until: Vec<String> = u.query_pairs().filter(|(k, _)| k == "_until").map(|(_, v)| v.into_owned()).collect();
+    assert_eq!(until, ["2025-01-01T00:00:00+01:00"], "the + survives the query: {}", r.url);
+    let r = build(ExportRequest { ig_version: IgVersion::Stu4, ..e.clone() }, PreferOptions::default());
+    assert_eq!(values(&params(&r), "_until"), [("valueInstant".to_owned(), json!("2025-01-01T00:00:00+01:00"))]);
+    let stu2 = Operation::Export(ExportRequest { ig_version: IgVersion::Stu2, ..e });
+    assert!(matches!(build_kickoff("https://x/", &stu2, &PreferOptions::default(), 1, 1), Err(Error::Usage { .. })));
+}
+
+// protocol L6 (GET side), BD3: `_typeFilter` repeated, its `?`, `&`, `=` percent-encoded in the value
+#[test]
+fn l6_type_filters_are_repeated_in_the_query_and_their_separators_encoded() {
+    let e = ExportRequest {
+        type_filters: vec!["Observation?status=final,amended&category=laboratory".into(), "Condition?code=x".into()],
+        ..Default::default()
+    };
+    let r = build(e, PreferOptions::default());
+    assert_eq!(r.method, Method::Get);
+    let query = r.url.split_once('?').unwrap().1;
+    assert_eq!(
+        query,
+        "_typeFilter=Observation%3Fstatus%3Dfinal%2Camended%26category%3Dlaboratory&_typeFilter=Condition%3Fcode%3Dx"
+    );
+}
+
+// protocol L7: the file sizes are positive integers, the maximum over the minimum, in both forms
+#[test]
+fn l7_file_sizes_are_positive_integers_max_over_min() {
+    let e = ExportRequest { minimum_file_size: Some(10), maximum_file_size: Some(20), ..Default::default() };
+    let r = build(e.clone(), PreferOptions::default());
+    assert_eq!(r.url, "https://fhir.example/r4/$export?_minimumFileSize=10&_maximumFileSize=20");
+    let r = build(ExportRequest { ig_version: IgVersion::Stu4, ..e.clone() }, PreferOptions::default());
+    let p = params(&r);
+    assert_eq!(values(&p, "_minimumFileSize"), [("valuePositiveInt".to_owned(), json!(10))]);
+    assert_eq!(values(&p, "_maximumFileSize"), [("valuePositiveInt".to_owned(), json!(20))]);
+    let only_max = ExportRequest { maximum_file_size: Some(1), ..Default::default() };
+    assert!(build_kickoff("https://x/", &Operation::Export(only_max), &PreferOptions::default(), 1, 1).is_ok());
+    for (min, max) in [(Some(0), None), (None, Some(0)), (Some(20), Some(20)), (Some(21), Some(20))] {
+        let e = ExportRequest { minimum_file_size: min, maximum_file_size: max, ..Default::default() };
+        let err = build_kickoff("https://x/", &Operation::Export(e), &PreferOptions::default(), 1, 1).unwrap_err();
+        assert!(matches!(&err, Error::Usage { .. }) && err.to_string().contains("L7"), "{min:?} {max:?}: {err}");
+    }
+    let json: ExportRequest = serde_json::from_str(r#"{"minimumFileSize": 5, "maximumFileSize": 9}"#).unwrap();
+    assert_eq!((json.minimum_file_size, json.maximum_file_size), (Some(5), Some(9)));
+}
+
+// protocol L2: the version a CapabilityStatement declares for the export
+#[test]
+fn l2_the_declared_version_comes_from_the_export_operations_definition_or_name() {
+    let cs =
+        |ops: Value| json!({"resourceType": "CapabilityStatement", "rest": [{"mode": "server", "operation": ops}]});
+    let def = |d: &str| json!([{"name": "export", "definition": d}]);
+    let stu4 = Some(IgVersion::Stu4);
+    assert_eq!(declared_version(&cs(def("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export|4.0.0"))), stu4);
+    assert_eq!(
+        declared_version(&cs(def("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export|4.0.0-ballot"))),
+        stu4
+    );
+    assert_eq!(
+        declared_version(&cs(json!([{"name": "export-v4", "definition": "http://x/OperationDefinition/export-v4"}]))),
+        stu4
+    );
+    assert_eq!(
+        declared_version(&cs(
+            json!([{"name": "export", "definition": {"reference": "http://x/OperationDefinition/export|4.0.0"}}])
+        )),
+        stu4
+    );
+    // on a resource (Patient/Group level)
+    let on_resource = json!({"resourceType": "CapabilityStatement", "rest": [{"resource": [{"type": "Group",
+        "operation": [{"name": "group-export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export|4.0.0"}]}]}]});
+    assert_eq!(declared_version(&on_resource), stu4);
+    for not_stu4 in [
+        cs(def("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export")),
+        cs(def("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export|3.0.0")),
+        cs(def("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export|40.1")),
+        cs(json!([{"name": "reindex", "definition": "http://x/OperationDefinition/reindex|4.0.0"}])),
+        cs(json!("not an array")),
+        json!({"resourceType": "CapabilityStatement"}),
+        json!([1, 2]),
+    ] {
+        assert_eq!(declared_version(&not_stu4), None, "{not_stu4}");
+    }
+}

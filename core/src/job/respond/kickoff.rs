@@ -65,6 +65,16 @@ impl Job {
                 }
             },
             429 => self.retry_kickoff(Some(response), now_ms, "429 Too Many Requests on kick-off"),
+            // A POST-only server (STU4: "GET requests SHALL NOT be used") refused the GET: the
+            // server did not start anything, so the one POST is safe (protocol L2).
+            405 if !self.get_refused && self.kicked_off_with_get() => {
+                self.get_refused = true;
+                self.warnings.push(format!(
+                    "the server refused the GET kick-off with 405{}; sent again as POST with a Parameters body (protocol L2)",
+                    response.header("Allow").map(|a| format!(" (Allow: {a})")).unwrap_or_default()
+                ));
+                self.state = State::KickoffRetry { at_ms: now_ms };
+            }
             401 => {
                 // The server refused the kick-off outright, so sending it again is safe.
                 if self.on_unauthorized(&flight.url, response) {

@@ -78,10 +78,7 @@ impl Job {
         }
         self.ok_response();
         self.note_progress(response);
-        let export_status = response
-            .header("X-Export-Status")
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse::<u16>().ok());
+        let export_status = response.header("X-Export-Status").and_then(export_status_code);
         match export_status {
             Some(202) => self.schedule_poll(response, now_ms),
             Some(s) if s >= 400 => {
@@ -169,4 +166,15 @@ impl Job {
             self.progress_message = Some(text);
         }
     }
+}
+
+/// The code of an `X-Export-Status` value: `202`, `202 Accepted`, ` 200 OK` (protocol L8:
+/// code and phrase, `^\s*(\d{3})`); three digits and no fourth, else none.
+pub(in crate::job) fn export_status_code(value: &str) -> Option<u16> {
+    let v = value.trim_start().as_bytes();
+    let three = v.get(..3).filter(|d| d.iter().all(u8::is_ascii_digit))?;
+    if v.get(3).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(three.iter().fold(0, |n, d| n * 10 + u16::from(d - b'0')))
 }
