@@ -5,6 +5,7 @@ import { core, fromCore, JobFailedError, raceSignal, UsageError } from './errors
 import { exchangeFor, transportKind } from './http.js';
 import { resourceStream, JOB_OF } from './download.js';
 import { verifyCallback } from './callback.js';
+import { schedule } from './schedule.js';
 
 export class FhirAsyncClient {
   #options;
@@ -371,13 +372,14 @@ export class AsyncJob {
         case 'wait':
           this.#dueAt = action.untilMs;
           this.#emit();
+          // One timer for every job's wait (schedule.js): O(log n) per wait.
           await new Promise((resolve) => {
-            const t = setTimeout(() => {
+            const e = schedule.add(action.untilMs, () => {
               this.#wake = null;
               resolve();
-            }, action.delayMs);
+            });
             this.#wake = () => {
-              clearTimeout(t);
+              schedule.remove(e);
               resolve();
             };
           });
