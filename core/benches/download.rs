@@ -16,6 +16,8 @@ fn planned() -> PlannedFile {
         url: "https://h/f".into(),
         send_token: false,
         expected_count: None,
+        expected_bytes: None,
+        opaque_format: None,
         file_name: "Observation.000.ndjson".into(),
         blocked: None,
     }

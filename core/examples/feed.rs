@@ -23,6 +23,8 @@ fn main() {
         url: "https://h/f".into(),
         send_token: false,
         expected_count: None,
+        expected_bytes: None,
+        opaque_format: None,
         file_name: "Observation.000.ndjson".into(),
         blocked: None,
     };

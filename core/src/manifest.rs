@@ -47,6 +47,43 @@ pub struct Manifest {
     /// A non-standard `message` some servers add (HealthConnect, HAPI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// STU4 `manifestType` (L12): absent means a `BulkDataManifest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_type: Option<String>,
+    /// A manifest-wide `outputFormat`, for files that do not give their own
+    /// (L10); absent means `application/fhir+ndjson`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_format: Option<String>,
+    /// What the reader noticed about the manifest's shape (L10, L12: both
+    /// `outcome` and `error`, an unknown `manifestType`): the job adds them to
+    /// its warnings. Not part of the manifest's JSON.
+    #[serde(skip)]
+    pub notes: Vec<String>,
+}
+
+/// The media type every binding reads as lines when a file gives no `outputFormat` (L10).
+pub const DEFAULT_OUTPUT_FORMAT: &str = "application/fhir+ndjson";
+
+/// The `manifestType` of a Bulk Data export manifest (L12).
+pub const BULK_DATA_MANIFEST: &str = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/BulkDataManifest";
+
+/// Whether `format` (a media type, parameters ignored) is one of the NDJSON
+/// aliases of protocol A3: such a file is read as lines; any other (Parquet,
+/// ...) is opaque bytes (L13).
+pub fn is_ndjson_format(format: &str) -> bool {
+    let media = format.split(';').next().unwrap_or("").trim();
+    ["application/fhir+ndjson", "application/ndjson", "ndjson"].iter().any(|a| media.eq_ignore_ascii_case(a))
+}
+
+/// One `countSeverity` entry of an `outcome` file (STU4 ballot, L11): how
+/// many issues of one severity the file holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct CountSeverity {
+    /// `fatal`, `error`, `warning`, `information` or `success`.
+    pub code: String,
+    /// How many.
+    pub count: u64,
 }
 
 /// One file of a manifest.
@@ -68,6 +105,14 @@ pub struct ManifestFile {
     /// STU3 `continuesInFile`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continues_in_file: Option<String>,
+    /// STU4 `outputFormat` of this file (L10, L13); absent: the manifest's,
+    /// else `application/fhir+ndjson`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_format: Option<String>,
+    /// STU4 `countSeverity` of an `outcome` file (L11); entries that are not
+    /// `{code, count}` are left out.
+    #[serde(default, deserialize_with = "count_severity", skip_serializing_if = "Vec::is_empty")]
+    pub count_severity: Vec<CountSeverity>,
 }
 
 /// A manifest paging link.
@@ -112,7 +157,7 @@ impl Manifest {
         // second deserializer path for the manifest types costs the `.wasm`
         // size; builds without the `fast-manifest` feature go through `Value`.
         if cfg!(feature = "fast-manifest") && memchr::memmem::find(bytes, b"\"resourceType\"").is_none() {
-            return serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()));
+            return serde_json::from_slice(bytes).map(Manifest::normalized).map_err(|e| ManifestError(e.to_string()));
         }
         let value: Value = serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))?;
         Manifest::from_value(value)
@@ -126,12 +171,52 @@ impl Manifest {
         if let Some(rt) = map.get("resourceType") {
             return Err(ManifestError(format!("a FHIR resource ({rt}), not a manifest")));
         }
-        serde_json::from_value(value).map_err(|e| ManifestError(e.to_string()))
+        serde_json::from_value(value).map(Manifest::normalized).map_err(|e| ManifestError(e.to_string()))
     }
 
-    /// Error files from either `error` (STU2/STU3) or `outcome` (STU4).
+    /// One reader for both shapes (L10, L12): `outcome` ?? `error` (both
+    /// present: `outcome`, with a note), and a note for a `manifestType` that
+    /// is not a `BulkDataManifest` (read as one).
+    fn normalized(mut self) -> Manifest {
+        if !self.outcome.is_empty() && !self.error.is_empty() {
+            self.notes.push(format!(
+                "the manifest has both `outcome` ({} file(s)) and `error` ({} file(s)): `outcome` is read, `error` ignored (protocol L10)",
+                self.outcome.len(),
+                self.error.len()
+            ));
+            self.error.clear();
+        }
+        match self.manifest_type.as_deref() {
+            None | Some(BULK_DATA_MANIFEST) => {}
+            Some(t) => self.notes.push(format!(
+                "manifestType '{}' is not a BulkDataManifest: read as one (protocol L12)",
+                crate::origin::redact_text(t)
+            )),
+        }
+        self
+    }
+
+    /// Error files from either `error` (STU2/STU3) or `outcome` (STU4); a
+    /// file listed under both names (pages that disagree) once.
     pub fn error_files(&self) -> impl Iterator<Item = &ManifestFile> {
-        self.error.iter().chain(self.outcome.iter())
+        self.outcome.iter().chain(self.error.iter().filter(|e| !self.outcome.iter().any(|o| o.url == e.url)))
+    }
+
+    /// Whether the job "completed with errors" (C2, L11): an `outcome`/`error`
+    /// file with a `countSeverity` counts only when it gives `fatal` or `error`
+    /// issues; one without it may hold errors (its lines would tell), so it
+    /// counts. Informational outcome files alone are not errors.
+    pub fn has_errors(&self) -> bool {
+        self.error_files().any(|f| {
+            f.count_severity.is_empty()
+                || f.count_severity.iter().any(|c| c.count > 0 && matches!(c.code.as_str(), "fatal" | "error"))
+        })
+    }
+
+    /// The `outputFormat` of `file`: its own, else the manifest's, else
+    /// `application/fhir+ndjson` (L10).
+    pub fn format_of<'a>(&'a self, file: &'a ManifestFile) -> &'a str {
+        file.output_format.as_deref().or(self.output_format.as_deref()).unwrap_or(DEFAULT_OUTPUT_FORMAT)
     }
 
     /// The `next` page link, if any.
@@ -142,17 +227,23 @@ impl Manifest {
     /// Appends another page's files (paged or partial manifests), skipping
     /// files already listed (a page may be returned again with a `link`).
     pub fn merge_page(&mut self, page: Manifest) {
-        fn add(into: &mut Vec<ManifestFile>, from: Vec<ManifestFile>) {
+        fn add(into: &mut Vec<ManifestFile>, from: Vec<ManifestFile>, also: &[ManifestFile]) {
             for f in from {
-                if !into.iter().any(|g| g.url == f.url) {
+                if !into.iter().chain(also).any(|g| g.url == f.url) {
                     into.push(f);
                 }
             }
         }
-        add(&mut self.output, page.output);
-        add(&mut self.error, page.error);
-        add(&mut self.outcome, page.outcome);
-        add(&mut self.deleted, page.deleted);
+        add(&mut self.output, page.output, &[]);
+        // Outcome files by url across pages and names (L10: BD3 repeats `error` on every page).
+        add(&mut self.error, page.error, &self.outcome);
+        add(&mut self.outcome, page.outcome, &self.error);
+        add(&mut self.deleted, page.deleted, &[]);
+        for n in page.notes {
+            if !self.notes.contains(&n) {
+                self.notes.push(n);
+            }
+        }
         self.link = page.link;
         if self.transaction_time.is_none() {
             self.transaction_time = page.transaction_time;
@@ -195,8 +286,19 @@ pub struct PlannedFile {
     pub send_token: bool,
     /// The line count the manifest promises.
     pub expected_count: Option<u64>,
+    /// The `fileSize` the manifest gives: the decoded bytes the file must
+    /// have (L13), for NDJSON and opaque files alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_bytes: Option<u64>,
+    /// Set when the file is not NDJSON (its `outputFormat` is not an NDJSON
+    /// alias, e.g. Parquet, L13): its media type. Such a file is opaque bytes:
+    /// asked for with `Accept` = this, handed out as the body's bytes (no
+    /// lines, no count check) and checked against `expected_bytes` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opaque_format: Option<String>,
     /// A file name safe to use inside any target directory (no separators, no
-    /// `..`), unique within the plan: `{Type}.{index:03}.ndjson` style.
+    /// `..`), unique within the plan: `{Type}.{index:03}.ndjson` style (an
+    /// opaque file keeps its format's extension: `Patient.003.parquet`).
     pub file_name: String,
     /// Set when the file must not be fetched at all, with the reason
     /// (an `http:` URL under an `https:` base, or a token needed on an origin
@@ -271,19 +373,41 @@ pub fn plan_downloads(manifest: &Manifest, manifest_url: &str, policy: &TokenPol
                 FileKind::Error => "error".to_owned(),
                 FileKind::Deleted => "deleted".to_owned(),
             };
+            let format = manifest.format_of(f);
+            let opaque_format = (!is_ndjson_format(format)).then(|| format.to_owned());
+            let extension = opaque_format.as_deref().map_or_else(|| "ndjson".to_owned(), |m| extension_of(m, &url));
             plan.push(PlannedFile {
                 kind,
                 index,
                 resource_type: f.resource_type.clone(),
                 url,
                 send_token,
-                expected_count: f.count,
-                file_name: format!("{label}.{index:03}.ndjson"),
+                // Opaque bytes have no lines to count (L13).
+                expected_count: f.count.filter(|_| opaque_format.is_none()),
+                expected_bytes: f.file_size,
+                opaque_format,
+                file_name: format!("{label}.{index:03}.{extension}"),
                 blocked,
             });
         }
     }
     plan
+}
+
+/// The file name extension of an opaque file (L13): `parquet` for Parquet,
+/// else the URL's own (letters and digits, at most 10), else `bin`.
+fn extension_of(media_type: &str, url: &str) -> String {
+    if media_type.to_ascii_lowercase().contains("parquet") {
+        return "parquet".to_owned();
+    }
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    let last = path.rsplit('/').next().unwrap_or("");
+    match last.rsplit_once('.') {
+        Some((_, ext)) if (1..=10).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            ext.to_ascii_lowercase()
+        }
+        _ => "bin".to_owned(),
+    }
 }
 
 /// `fresh` in `old`'s order (see [`Manifest::aligned_to`]).
@@ -347,6 +471,21 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
 
 fn files<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ManifestFile>, D::Error> {
     Ok(Option::<Vec<ManifestFile>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn count_severity<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<CountSeverity>, D::Error> {
+    // Leniently: a malformed `countSeverity` is no reason to refuse the manifest.
+    let one = |v: &Value| {
+        Some(CountSeverity {
+            code: v.get("code")?.as_str()?.to_owned(),
+            count: v.get("count").and_then(|c| c.as_u64().or_else(|| c.as_str()?.trim().parse().ok()))?,
+        })
+    };
+    Ok(match Value::deserialize(d)? {
+        Value::Array(items) => items.iter().filter_map(one).collect(),
+        v @ Value::Object(_) => one(&v).into_iter().collect(),
+        _ => Vec::new(),
+    })
 }
 
 fn links<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ManifestLink>, D::Error> {

@@ -274,6 +274,9 @@ pub(crate) fn asyncjob_manifest(job: &Value) -> Option<Manifest> {
         extension: None,
         output_organized_by: None,
         message: None,
+        manifest_type: None,
+        output_format: None,
+        notes: Vec::new(),
     };
     let mut any = false;
     for p in params {
@@ -292,6 +295,8 @@ pub(crate) fn asyncjob_manifest(job: &Value) -> Option<Manifest> {
                     count: None,
                     file_size: None,
                     continues_in_file: None,
+                    output_format: None,
+                    count_severity: Vec::new(),
                 });
                 any = true;
             }
@@ -321,6 +326,8 @@ pub(crate) fn asyncjob_manifest(job: &Value) -> Option<Manifest> {
             count: part("count").and_then(|q| q.get("valueInteger")).and_then(Value::as_u64),
             file_size: None,
             continues_in_file: None,
+            output_format: None,
+            count_severity: Vec::new(),
         });
         any = true;
     }

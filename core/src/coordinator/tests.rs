@@ -12,6 +12,8 @@ fn file(kind: FileKind, index: usize, ty: &str, url: &str, count: Option<u64>) -
         url: url.into(),
         send_token: true,
         expected_count: count,
+        expected_bytes: None,
+        opaque_format: None,
         file_name: format!("{ty}.{index:03}.ndjson"),
         blocked: None,
     }

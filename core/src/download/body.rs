@@ -30,6 +30,9 @@ impl FileDownload {
         mut on_line: impl FnMut(&[u8]),
     ) -> Result<HeadDecision, DownloadError> {
         self.expect(FileState::Streaming { id })?;
+        if self.is_opaque() {
+            return self.feed_opaque(chunk, now_ms, on_line);
+        }
         self.check_raised()?;
         let Some(mut decoder) = self.decoder.take() else {
             return Err(DownloadError::Usage("no decoder".into()));
@@ -58,9 +61,12 @@ impl FileDownload {
         }
     }
 
-    /// The body ended. Checks gzip integrity and the manifest count.
+    /// The body ended. Checks gzip integrity, the manifest's `fileSize` and count.
     pub fn finish(&mut self, id: u64, now_ms: u64, mut on_line: impl FnMut(&[u8])) -> Result<(), DownloadError> {
         self.expect(FileState::Streaming { id })?;
+        if self.is_opaque() {
+            return self.finish_opaque(now_ms, on_line);
+        }
         self.check_raised()?;
         let Some(mut decoder) = self.decoder.take() else {
             return Err(DownloadError::Usage("no decoder".into()));
@@ -103,6 +109,9 @@ impl FileDownload {
             return self.file_changed(now_ms);
         }
         self.proof = None;
+        if !self.size_checked(now_ms)? {
+            return Ok(());
+        }
         let mut count_mismatch = None;
         let mut warnings = std::mem::take(&mut self.warnings);
         let resources = self.delivered - self.invalid;

@@ -61,6 +61,22 @@ pub enum DownloadError {
         /// Lines received.
         actual: u64,
     },
+    /// The file's decoded bytes differ from the manifest's `fileSize`, also
+    /// when fetched a second time (protocol L13). Only this file failed.
+    #[error("{url}: the manifest's fileSize for this {} is {expected} bytes, the file has {actual}", kind_label(*kind, resource_type.as_deref()))]
+    SizeMismatch {
+        /// The URL (without its query, K10).
+        url: String,
+        /// Which manifest list the file is from.
+        kind: FileKind,
+        /// The resource type, when the manifest says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource_type: Option<String>,
+        /// `fileSize` from the manifest.
+        expected: u64,
+        /// Decoded bytes received.
+        actual: u64,
+    },
     /// A line of the file is not a JSON resource, and the download was asked
     /// to fail on one ([`InvalidLines::Raise`](super::InvalidLines::Raise)); by default
     /// ([`InvalidLines::Report`](super::InvalidLines::Report)) a bad line is recorded in
@@ -142,6 +158,7 @@ impl DownloadError {
             DownloadError::Http { .. } => "http",
             DownloadError::Unauthorized { .. } => "unauthorized",
             DownloadError::CountMismatch { .. } => "count_mismatch",
+            DownloadError::SizeMismatch { .. } => "size_mismatch",
             DownloadError::InvalidLine { .. } => "invalid_line",
             DownloadError::Ndjson { .. } => "line_too_long",
             DownloadError::Decode { .. } => "decode",

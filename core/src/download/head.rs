@@ -45,6 +45,7 @@ impl FileDownload {
                 self.proof = (self.delivered > 0 && self.taken.lines() == self.delivered).then(|| self.taken.proof());
                 self.changed = false;
                 self.range.received = 0;
+                self.opaque_head(headers)?;
                 self.range.validator = validator(headers);
                 // A platform that decoded the body itself hands over decoded bytes: no offsets to resume at.
                 self.range.accepts = !self.platform_decoded

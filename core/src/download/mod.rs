@@ -7,6 +7,7 @@ mod error;
 mod gate;
 mod head;
 mod invalid;
+mod opaque;
 mod range;
 #[cfg(test)]
 mod tests;
@@ -89,6 +90,10 @@ pub struct FileDownload {
     /// Decoded bytes of the body before this process's part (an earlier
     /// process's checkpoint, K5): the report counts the whole file.
     earlier_bytes: u64,
+    /// An opaque file's (L13) decoded bytes handed out (its copy's length).
+    raw: u64,
+    /// Whether the file was already fetched again for a `fileSize` mismatch (L13: once).
+    size_retried: bool,
 }
 
 impl FileDownload {
@@ -134,6 +139,8 @@ impl FileDownload {
             changed: false,
             restart_changed: false,
             earlier_bytes: 0,
+            raw: 0,
+            size_retried: false,
             throttled: 0,
         })
     }
@@ -185,6 +192,9 @@ impl FileDownload {
     /// `restart_changed`) this drops to 0, and the caller cuts its copy to it
     /// before it writes the next request's lines.
     pub fn taken_bytes(&self) -> u64 {
+        if self.is_opaque() {
+            return self.raw; // opaque bytes (L13): handed out as they are
+        }
         self.taken.bytes()
     }
 
@@ -212,7 +222,7 @@ impl FileDownload {
     /// Decoded bytes of the body so far: this attempt's, and those an earlier
     /// process took before the checkpoint this one continues (K5).
     pub fn bytes(&self) -> u64 {
-        self.earlier_bytes + self.splitter.bytes()
+        self.earlier_bytes + if self.is_opaque() { self.raw } else { self.splitter.bytes() }
     }
 
     /// Resources handed out so far (across retries, never twice): lines that
@@ -248,7 +258,9 @@ impl FileDownload {
                 self.next_id += 1;
                 self.attempts += 1;
                 self.state = FileState::InFlight { id };
-                let mut headers = vec![("Accept".to_owned(), "application/fhir+ndjson".to_owned())];
+                // An opaque file (L13) is asked for in its own format.
+                let accept = self.file.opaque_format.as_deref().unwrap_or(crate::manifest::DEFAULT_OUTPUT_FORMAT);
+                let mut headers = vec![("Accept".to_owned(), accept.to_owned())];
                 // Without gzip, say identity: no Accept-Encoding at all would allow any coding
                 // (RFC 9110 §12.5.3), and Node's fetch asks for gzip on its own; a byte range
                 // (K1) needs bodies the binding sees undecoded. Browsers drop the header.

@@ -10,6 +10,8 @@ fn planned(url: &str, token: bool, count: Option<u64>) -> PlannedFile {
         url: url.into(),
         send_token: token,
         expected_count: count,
+        expected_bytes: None,
+        opaque_format: None,
         file_name: "Patient.000.ndjson".into(),
         blocked: None,
     }

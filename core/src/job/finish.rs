@@ -42,10 +42,14 @@ impl Job {
         }
         // `error` entries may arrive on a later manifest page than the first
         // (B7 paging): the merged manifest decides (C2).
-        if outcome.status == OutcomeStatus::Completed
-            && outcome.manifest().is_some_and(|m| m.error_files().next().is_some())
-        {
+        if outcome.status == OutcomeStatus::Completed && outcome.manifest().is_some_and(|m| m.has_errors()) {
             outcome.status = OutcomeStatus::CompletedWithErrors;
+        }
+        // What the manifest reader noticed (L10, L12), once.
+        for n in outcome.manifest().map(|m| m.notes.clone()).unwrap_or_default() {
+            if !self.warnings.contains(&n) {
+                self.warnings.push(n);
+            }
         }
         self.note_unrequested_types(&outcome);
         outcome.warnings.clone_from(&self.warnings);

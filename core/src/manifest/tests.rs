@@ -101,6 +101,8 @@ fn token_rules() {
         count: Some(2),
         file_size: None,
         continues_in_file: None,
+        output_format: None,
+        count_severity: Vec::new(),
     });
     let plan = plan_downloads(&m, "https://fhir.example/r4/t/bulk-export/jobs/1", &policy());
     assert!(plan[0].send_token && plan[0].blocked.is_none());
@@ -146,6 +148,8 @@ fn k6_a_refresh_in_another_order_is_matched_by_identity() {
         count,
         file_size: None,
         continues_in_file: None,
+        output_format: None,
+        count_severity: Vec::new(),
     };
     let old = Manifest {
         output: vec![
@@ -205,4 +209,141 @@ fn merge_pages() {
     a.merge_page(b);
     assert_eq!(a.output.len(), 2);
     assert_eq!(a.next_link(), None);
+}
+
+// protocol L10: `outcome` ?? `error`; both present → `outcome`, with a note
+#[test]
+fn l10_outcome_wins_over_error_with_a_warning() {
+    let m = Manifest::parse(
+        br#"{"output":[],"error":[{"type":"OperationOutcome","url":"https://a/old"}],
+        "outcome":[{"url":"https://a/new"}]}"#,
+    )
+    .unwrap();
+    let urls: Vec<&str> = m.error_files().map(|f| f.url.as_str()).collect();
+    assert_eq!(urls, ["https://a/new"]);
+    assert_eq!(m.notes.len(), 1, "{:?}", m.notes);
+    assert!(m.notes[0].contains("`outcome` is read"), "{:?}", m.notes);
+    // `error` alone (STU2/STU3) is read as before, without a note
+    let m = Manifest::parse(br#"{"output":[],"error":[{"type":"OperationOutcome","url":"https://a/e"}]}"#).unwrap();
+    assert_eq!(m.error_files().count(), 1);
+    assert!(m.notes.is_empty());
+}
+
+// protocol L10: `type` may be absent on `deleted` and `outcome` items; `request` optional
+#[test]
+fn l10_type_absent_on_deleted_and_outcome_items() {
+    let m = Manifest::parse(
+        br#"{"transactionTime":"t","requiresAccessToken":false,"output":[{"type":"Patient","url":"https://a/p"}],
+        "deleted":[{"url":"https://a/d","count":2,"fileSize":9}],"outcome":[{"url":"https://a/o","fileSize":5}]}"#,
+    )
+    .unwrap();
+    assert_eq!(m.request, None);
+    assert_eq!(
+        (m.deleted[0].resource_type.as_deref(), m.deleted[0].count, m.deleted[0].file_size),
+        (None, Some(2), Some(9))
+    );
+    assert_eq!((m.outcome[0].resource_type.as_deref(), m.outcome[0].file_size), (None, Some(5)));
+    let plan = plan_downloads(&m, "https://a/s", &policy());
+    let names: Vec<&str> = plan.iter().map(|p| p.file_name.as_str()).collect();
+    assert_eq!(names, ["Patient.000.ndjson", "error.000.ndjson", "deleted.000.ndjson"]);
+    assert_eq!(plan[1].expected_bytes, Some(5));
+}
+
+// protocol L10: `outputFormat` defaults to `application/fhir+ndjson`; the NDJSON aliases are lines
+#[test]
+fn l10_output_format_defaults_to_fhir_ndjson() {
+    let m = Manifest::parse(
+        br#"{"output":[{"type":"Patient","url":"https://a/1"},{"type":"Patient","url":"https://a/2","outputFormat":"ndjson"},
+        {"type":"Patient","url":"https://a/3","outputFormat":"application/ndjson; charset=utf-8"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(m.format_of(&m.output[0]), DEFAULT_OUTPUT_FORMAT);
+    assert_eq!(m.format_of(&m.output[1]), "ndjson");
+    let plan = plan_downloads(&m, "https://a/s", &policy());
+    assert!(plan.iter().all(|p| p.opaque_format.is_none() && p.file_name.ends_with(".ndjson")), "{plan:?}");
+    // a manifest-wide outputFormat applies to files without their own
+    let m = Manifest::parse(
+        br#"{"outputFormat":"application/vnd.apache.parquet","output":[{"type":"P","url":"https://a/x"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(m.format_of(&m.output[0]), "application/vnd.apache.parquet");
+}
+
+// protocol L10: outcome/error files are deduplicated by url across pages (BD3 repeats `error`)
+#[test]
+fn l10_outcome_and_error_dedupe_by_url_across_pages() {
+    let page = |body: &str| Manifest::parse(body.as_bytes()).unwrap();
+    let mut m = page(
+        r#"{"output":[{"type":"P","url":"https://a/1"}],"error":[{"type":"OperationOutcome","url":"https://a/e"}],"link":[{"relation":"next","url":"https://a/p2"}]}"#,
+    );
+    m.merge_page(page(
+        r#"{"output":[{"type":"P","url":"https://a/2"}],"error":[{"type":"OperationOutcome","url":"https://a/e"}]}"#,
+    ));
+    m.merge_page(page(r#"{"output":[],"outcome":[{"url":"https://a/e"},{"url":"https://a/f"}]}"#));
+    let urls: Vec<&str> = m.error_files().map(|f| f.url.as_str()).collect();
+    assert_eq!(urls, ["https://a/f", "https://a/e"]);
+    assert_eq!(m.output.len(), 2);
+}
+
+// protocol L11: countSeverity decides; only fatal/error counts make "completed with errors"
+#[test]
+fn l11_count_severity_with_only_warnings_is_not_completed_with_errors() {
+    let m = |outcome: &str| Manifest::parse(format!(r#"{{"output":[],"outcome":[{outcome}]}}"#).as_bytes()).unwrap();
+    let info =
+        m(r#"{"url":"https://a/o","countSeverity":[{"code":"information","count":1},{"code":"warning","count":3}]}"#);
+    assert_eq!(info.outcome[0].count_severity.len(), 2);
+    assert!(!info.has_errors());
+    assert!(!m(r#"{"url":"https://a/o","countSeverity":[{"code":"error","count":0}]}"#).has_errors());
+    assert!(m(r#"{"url":"https://a/o","countSeverity":[{"code":"error","count":2}]}"#).has_errors());
+    assert!(m(r#"{"url":"https://a/o","countSeverity":[{"code":"fatal","count":"1"}]}"#).has_errors());
+}
+
+// protocol L11: without countSeverity the files are what tells (an error file counts, as before)
+#[test]
+fn l11_without_count_severity_an_outcome_file_counts_as_errors() {
+    let m = Manifest::parse(br#"{"output":[],"outcome":[{"url":"https://a/o"}]}"#).unwrap();
+    assert!(m.has_errors());
+    // a malformed countSeverity is no reason to refuse the manifest: read as absent
+    let m = Manifest::parse(br#"{"output":[],"outcome":[{"url":"https://a/o","countSeverity":"lots"}]}"#).unwrap();
+    assert!(m.outcome[0].count_severity.is_empty() && m.has_errors());
+    assert!(!Manifest::parse(br#"{"output":[]}"#).unwrap().has_errors());
+}
+
+// protocol L12: manifestType absent or BulkDataManifest → this reader; unknown → the same, with a note
+#[test]
+fn l12_manifest_type_absent_or_unknown_reads_as_bulk_data_manifest() {
+    let m = Manifest::parse(br#"{"output":[{"type":"P","url":"https://a/1"}]}"#).unwrap();
+    assert_eq!((m.manifest_type.as_deref(), m.notes.len()), (None, 0));
+    let m = Manifest::parse(
+        br#"{"manifestType":"http://hl7.org/fhir/uv/bulkdata/StructureDefinition/BulkDataManifest","output":[]}"#,
+    )
+    .unwrap();
+    assert!(m.notes.is_empty(), "{:?}", m.notes);
+    let m = Manifest::parse(
+        br#"{"manifestType":"https://x/StructureDefinition/Other","output":[{"type":"P","url":"https://a/1"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(m.output.len(), 1);
+    assert!(m.notes[0].contains("not a BulkDataManifest"), "{:?}", m.notes);
+}
+
+// protocol L13: a Parquet output is planned as opaque bytes with its size, named with its extension
+#[test]
+fn l13_a_parquet_output_is_planned_opaque_with_its_file_size() {
+    let m = Manifest::parse(
+        br#"{"requiresAccessToken":false,"output":[{"type":"Patient","url":"https://a/Patient.ndjson","count":2,"fileSize":40},
+        {"type":"Patient","url":"https://a/_files/1/Patient.view.parquet","outputFormat":"application/vnd.apache.parquet","fileSize":1234,"count":9},
+        {"type":"Patient","url":"https://a/x.arrow?sig=1","outputFormat":"application/vnd.apache.arrow.file"},
+        {"type":"Patient","url":"https://a/blob","outputFormat":"application/octet-stream"}]}"#,
+    )
+    .unwrap();
+    let plan = plan_downloads(&m, "https://a/s", &policy());
+    assert_eq!(
+        (plan[0].opaque_format.as_deref(), plan[0].expected_bytes, plan[0].expected_count),
+        (None, Some(40), Some(2))
+    );
+    assert_eq!(plan[1].opaque_format.as_deref(), Some("application/vnd.apache.parquet"));
+    assert_eq!((plan[1].expected_bytes, plan[1].expected_count), (Some(1234), None));
+    let names: Vec<&str> = plan.iter().map(|p| p.file_name.as_str()).collect();
+    assert_eq!(names, ["Patient.000.ndjson", "Patient.001.parquet", "Patient.002.arrow", "Patient.003.bin"]);
 }

@@ -49,7 +49,7 @@ impl Job {
         match resource_type(&v).map(str::to_owned).as_deref() {
             None => match Manifest::from_value(v) {
                 Ok(manifest) => {
-                    let has_errors = manifest.error_files().next().is_some();
+                    let has_errors = manifest.has_errors();
                     let message = manifest.message.clone();
                     if manifest.output.is_empty() && message.is_some() {
                         self.warnings.push(format!("the server says: {}", message.clone().unwrap_or_default()));

@@ -1,0 +1,150 @@
+//! A file that is not NDJSON (its `outputFormat` is Parquet or another
+//! non-NDJSON type, protocol L13): its body is opaque bytes, handed out as
+//! they are decoded, with no lines and no count; the manifest's `fileSize` is
+//! checked against the decoded bytes of every file that gives one.
+
+use super::types::HeadDecision;
+use super::{DownloadError, FileDownload, FileReport, FileState, RangeState};
+use crate::http::header;
+use crate::origin::redact_url;
+use crate::retry::RetryAfter;
+use std::convert::Infallible;
+
+/// A media type without its parameters, for comparing two.
+fn media(v: &str) -> &str {
+    v.split(';').next().unwrap_or("").trim()
+}
+
+impl FileDownload {
+    /// Whether this file is opaque bytes (L13).
+    pub fn is_opaque(&self) -> bool {
+        self.file.opaque_format.is_some()
+    }
+
+    /// A 200 for an opaque file: its `Content-Type` against the manifest's
+    /// `outputFormat` (a warning when they differ), and a body that starts
+    /// over after bytes were handed out: the caller's copy is cut to 0
+    /// (`restart_changed`) or, for a stream that cannot take bytes back, the
+    /// file fails with `file_changed`.
+    pub(super) fn opaque_head(&mut self, headers: &[(String, String)]) -> Result<(), DownloadError> {
+        let Some(format) = &self.file.opaque_format else { return Ok(()) };
+        let got = header(headers, "Content-Type").map(media).unwrap_or("");
+        if !got.eq_ignore_ascii_case(media(format)) {
+            let w = format!(
+                "the file was served as '{got}', not the manifest's outputFormat '{format}': its bytes are kept as they are"
+            );
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        if self.raw > 0 {
+            if !self.restart_changed {
+                self.state = FileState::Done;
+                return Err(DownloadError::FileChanged { url: redact_url(&self.url), taken: 0 });
+            }
+            self.raw = 0;
+        }
+        Ok(())
+    }
+
+    /// An opaque file's chunk: the decoded bytes go to `on_bytes` as they are.
+    pub(super) fn feed_opaque(
+        &mut self,
+        chunk: &[u8],
+        now_ms: u64,
+        mut on_bytes: impl FnMut(&[u8]),
+    ) -> Result<HeadDecision, DownloadError> {
+        let Some(mut decoder) = self.decoder.take() else {
+            return Err(DownloadError::Usage("no decoder".into()));
+        };
+        self.range.received += chunk.len() as u64;
+        let raw = &mut self.raw;
+        let r = decoder.decode(chunk, |b| {
+            *raw += b.len() as u64;
+            on_bytes(b);
+            Ok::<(), Infallible>(())
+        });
+        self.decoder = Some(decoder);
+        match r {
+            Ok(_) => Ok(HeadDecision::Stream),
+            Err(e) => {
+                // Corrupt data: the whole file again.
+                self.range =
+                    RangeState { restarts: self.range.restarts, resumes: self.range.resumes, ..RangeState::default() };
+                self.retry(e.to_string(), RetryAfter::Absent, now_ms)?;
+                Ok(HeadDecision::Discard)
+            }
+        }
+    }
+
+    /// An opaque file's body ended: the last decoded bytes, its size, its report.
+    pub(super) fn finish_opaque(&mut self, now_ms: u64, mut on_bytes: impl FnMut(&[u8])) -> Result<(), DownloadError> {
+        let Some(mut decoder) = self.decoder.take() else {
+            return Err(DownloadError::Usage("no decoder".into()));
+        };
+        let raw = &mut self.raw;
+        let r = decoder.finish(|b| {
+            *raw += b.len() as u64;
+            on_bytes(b);
+            Ok::<(), Infallible>(())
+        });
+        if let Err(e) = r {
+            return self.retry(e.to_string(), RetryAfter::Absent, now_ms);
+        }
+        if !self.size_checked(now_ms)? {
+            return Ok(());
+        }
+        self.state = FileState::Done;
+        self.report = Some(FileReport {
+            url: redact_url(&self.url),
+            kind: self.file.kind,
+            resource_type: self.file.resource_type.clone(),
+            file_name: self.file.file_name.clone(),
+            resources: 0,
+            expected: None,
+            bytes: self.bytes(),
+            invalid_lines: 0,
+            first_invalid_line: None,
+            invalid: Vec::new(),
+            count_mismatch: None,
+            warnings: std::mem::take(&mut self.warnings),
+            attempts: self.attempts,
+            range_resumes: self.range.resumes,
+            range_restarts: self.range.restarts,
+        });
+        Ok(())
+    }
+
+    /// The manifest's `fileSize` against the decoded bytes of the whole file
+    /// (L13, wherever `fileSize` is given): equal (or not given) → `true`; a
+    /// first mismatch fetches the file once more (`false`, the retry is
+    /// scheduled); a second fails the file with `size_mismatch`.
+    pub(super) fn size_checked(&mut self, now_ms: u64) -> Result<bool, DownloadError> {
+        let actual = self.bytes();
+        let Some(expected) = self.file.expected_bytes.filter(|e| *e != actual) else {
+            return Ok(true);
+        };
+        if !self.size_retried {
+            self.size_retried = true;
+            self.range =
+                RangeState { restarts: self.range.restarts, resumes: self.range.resumes, ..RangeState::default() };
+            self.retry(
+                format!("the manifest's fileSize is {expected} bytes, the body had {actual}"),
+                RetryAfter::Delay(0),
+                now_ms,
+            )?;
+            return Ok(false);
+        }
+        self.state = FileState::Done;
+        Err(DownloadError::SizeMismatch {
+            url: redact_url(&self.url),
+            kind: self.file.kind,
+            resource_type: self.file.resource_type.clone(),
+            expected,
+            actual,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
