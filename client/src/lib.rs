@@ -371,9 +371,7 @@ impl JobRun {
         options: DownloadOptions,
         on_event: impl Fn(DownloadEvent<'_>) + Sync,
     ) -> Result<DownloadSummary, ClientError> {
-        let plan = fhir_async::Downloads::new(self.job.download_plan(), options.clone(), &Default::default());
-        let names = plan.files().iter().map(|f| f.file_name.clone()).collect();
-        let sink = files::FolderSink::new(dir.as_ref(), names)?;
+        let sink = files::FolderSink::for_plan(dir.as_ref(), self.job.download_plan(), &options)?;
         files::run(&self.client.inner.io, &mut self.job, options, &sink, &on_event)
     }
 }

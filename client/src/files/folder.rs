@@ -32,6 +32,18 @@ impl FolderSink {
         self.dir.join(format!("{}.part", self.names[file]))
     }
 
+    /// A folder for the files `options` selects of `plan`, opaque files
+    /// (Parquet, L13) included: a folder takes bytes.
+    pub fn for_plan(
+        dir: &Path,
+        plan: Vec<fhir_async::PlannedFile>,
+        options: &fhir_async::DownloadOptions,
+    ) -> Result<Self, ClientError> {
+        let options = fhir_async::DownloadOptions { opaque_files: true, ..options.clone() };
+        let selected = fhir_async::Downloads::new(plan, options, &Default::default());
+        FolderSink::new(dir, selected.files().iter().map(|f| f.file_name.clone()).collect())
+    }
+
     pub fn new(dir: &Path, names: Vec<String>) -> Result<Self, ClientError> {
         std::fs::create_dir_all(dir).map_err(|e| ClientError::io(dir, e))?;
         for n in &names {
@@ -106,6 +118,10 @@ impl LineWriter for FolderWriter<'_> {
         let w = self.w.as_mut().ok_or_else(|| std::io::Error::other("closed"))?;
         w.write_all(line)?;
         w.write_all(b"\n")
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.w.as_mut().ok_or_else(|| std::io::Error::other("closed"))?.write_all(bytes)
     }
 
     fn checkpoint(&mut self, record: FileRecord) -> std::io::Result<()> {
@@ -187,6 +203,10 @@ impl FileSink for FolderSink {
 
     fn resume(&self) -> Option<&dyn Resume> {
         Some(self)
+    }
+
+    fn takes_bytes(&self) -> bool {
+        true
     }
 }
 

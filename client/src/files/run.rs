@@ -64,6 +64,8 @@ pub(crate) fn run(
         continue_files,
         // A sink that can cut its copy back starts a changed file over (K7).
         restart_changed: resume.is_some(),
+        // Opaque files (Parquet, L13) only into a sink that writes bytes.
+        opaque_files: sink.takes_bytes(),
         ..options
     };
     let downloads = Downloads::new(plan, options.clone(), &retry);
@@ -356,7 +358,8 @@ fn fetch(
             return Err(Fail::File(e.with_body(&body)));
         }
     }
-    let mut out = Tee { out: sink.open(file, dl.taken_bytes()).map_err(|e| io_fail(dl, e))?, err: None };
+    let out = sink.open(file, dl.taken_bytes()).map_err(|e| io_fail(dl, e))?;
+    let mut out = Tee { out, err: None, opaque: dl.is_opaque() };
     // The file's own failure (a count mismatch at the end, ...): the lines the
     // engine handed out before it are still delivered (flushed below).
     let mut failed: Option<DownloadError> = None;
@@ -427,13 +430,16 @@ fn checkpoint(dl: &FileDownload, out: &mut Tee<'_>) -> std::io::Result<()> {
 struct Tee<'a> {
     out: Box<dyn LineWriter + 'a>,
     err: Option<std::io::Error>,
+    /// The engine hands out an opaque file's bytes, not lines (L13).
+    opaque: bool,
 }
 
 impl Tee<'_> {
     #[inline]
     fn line(&mut self, l: &[u8]) {
         if self.err.is_none() {
-            if let Err(e) = self.out.line(l) {
+            let written = if self.opaque { self.out.bytes(l) } else { self.out.line(l) };
+            if let Err(e) = written {
                 self.err = Some(e);
             }
         }

@@ -10,6 +10,12 @@ use std::path::PathBuf;
 pub(crate) trait LineWriter {
     /// One line, without its newline.
     fn line(&mut self, line: &[u8]) -> std::io::Result<()>;
+    /// Bytes of an opaque file (not NDJSON: Parquet, ..., protocol L13), as
+    /// the engine hands them out: written as they are. Only a sink whose
+    /// [`FileSink::takes_bytes`] is true gets them.
+    fn bytes(&mut self, _bytes: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other("this sink takes lines, not the bytes of an opaque file"))
+    }
     /// The request is over (its lines are delivered).
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
@@ -34,6 +40,11 @@ pub(crate) trait FileSink: Sync {
     /// The download ended early: forget partial output, except the files in
     /// `keep`, which an earlier-process resume continues (K5).
     fn abandon(&self, keep: &[String]);
+    /// Whether this sink takes opaque files (L13) as bytes (a folder); a
+    /// sink of lines leaves them out (the core's `opaque_files` option).
+    fn takes_bytes(&self) -> bool {
+        false
+    }
     /// The sink's side of a resume across processes, if it keeps files (a
     /// folder). A sink without one (a stream, whose consumer has the lines)
     /// delivers every file again, and a file that changed on the server after

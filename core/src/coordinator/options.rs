@@ -58,6 +58,11 @@ pub struct DownloadOptions {
     /// copy to [`FileDownload::taken_bytes`](crate::FileDownload::taken_bytes) (a folder download); `false` (the
     /// default) fails it with `file_changed` (a stream cannot take lines back).
     pub restart_changed: bool,
+    /// Whether files that are not NDJSON (an `outputFormat` such as Parquet,
+    /// protocol L13) are taken, as opaque bytes: a folder download takes them
+    /// (`true`); a stream of resources leaves them out (`false`, the default),
+    /// as it has no lines to give.
+    pub opaque_files: bool,
 }
 
 impl Default for DownloadOptions {
@@ -77,12 +82,14 @@ impl Default for DownloadOptions {
             expiry_margin_ms: DEFAULT_EXPIRY_MARGIN_MS,
             continue_files: Vec::new(),
             restart_changed: false,
+            opaque_files: false,
         }
     }
 }
 
 pub(super) fn selected(f: &PlannedFile, o: &DownloadOptions) -> bool {
     o.kinds.contains(&f.kind)
+        && (o.opaque_files || f.opaque_format.is_none())
         && !o.skip_files.contains(&f.file_name)
         && (o.types.is_empty()
             || f.kind != FileKind::Output

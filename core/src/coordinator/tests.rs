@@ -185,6 +185,23 @@ fn selection_by_kind_and_type() {
     assert_eq!(d.files().len(), 1);
 }
 
+// L13: a stream of resources leaves opaque files (Parquet) out; a folder download takes them
+#[test]
+fn l13_opaque_files_are_taken_only_by_a_sink_of_bytes() {
+    let parquet = PlannedFile {
+        opaque_format: Some("application/vnd.apache.parquet".into()),
+        file_name: "Patient.001.parquet".into(),
+        ..file(FileKind::Output, 1, "Patient", "https://a/p", None)
+    };
+    let plan = vec![file(FileKind::Output, 0, "Patient", "https://a/0", None), parquet];
+    let d = Downloads::new(plan.clone(), DownloadOptions::default(), &policy());
+    let names: Vec<&str> = d.files().iter().map(|f| f.file_name.as_str()).collect();
+    assert_eq!(names, ["Patient.000.ndjson"]);
+    let d = Downloads::new(plan, DownloadOptions { opaque_files: true, ..Default::default() }, &policy());
+    let names: Vec<&str> = d.files().iter().map(|f| f.file_name.as_str()).collect();
+    assert_eq!(names, ["Patient.000.ndjson", "Patient.001.parquet"]);
+}
+
 // I2: a blocked file is a failed result at once, never sent
 #[test]
 fn blocked_file_fails_without_a_request() {
