@@ -123,7 +123,8 @@ export type ExportRequest = {
    */
   since: string | null,
   /**
-   * `_until` (STU3+).
+   * `_until` (FHIR instant; STU3+, protocol L5). A server may still send resources changed
+   * later (referenced ones, untracked ones): the output is not bounded by it.
    */
   until: string | null,
   /**
@@ -155,11 +156,20 @@ export type ExportRequest = {
    */
   allowPartialManifests: boolean | null,
   /**
+   * `_minimumFileSize`: bytes, a positive integer (STU4 ballot, protocol L7).
+   */
+  minimumFileSize: number | null,
+  /**
+   * `_maximumFileSize`: bytes, a positive integer over `minimumFileSize` (STU4 ballot,
+   * protocol L7). A server may still write larger files: they are never refused.
+   */
+  maximumFileSize: number | null,
+  /**
    * Force POST with a `Parameters` body even without `patient`.
    */
   post: boolean,
   /**
-   * Which IG version to speak.
+   * Which IG version to speak (`auto`: what the server declares, protocol L2).
    */
   igVersion: IgVersion, };
 
@@ -171,7 +181,7 @@ export type ExportLevel = "system" | "patient" | "group";
 /**
  * The Bulk Data IG version the request targets (protocol A5).
  */
-export type IgVersion = "stu2" | "stu3" | "stu4";
+export type IgVersion = "stu2" | "stu3" | "stu4" | "auto";
 
 /**
  * Any other operation or interaction sent with `Prefer: respond-async`
@@ -358,7 +368,7 @@ export type EngineRequest = {
  * Why the engine wants a request sent. Bindings use it for logging and for
  * platform quirks (a browser can only follow redirects itself, for example).
  */
-export type RequestKind = "kickoff" | "status" | "result" | "manifestPage" | "cancel" | "cleanup" | "file" | "auth";
+export type RequestKind = "capabilities" | "kickoff" | "status" | "result" | "manifestPage" | "cancel" | "cleanup" | "file" | "auth";
 
 /**
  * How a job ended. Server-reported failure is an outcome, not an error.
