@@ -413,6 +413,7 @@ fn validate_file_sizes(min: Option<u64>, max: Option<u64>) -> Result<(), Error> 
 }
 
 mod declared;
+mod since;
 pub(crate) use declared::{declared_version, kickoff_form, sends_get};
 
 #[cfg(test)]

@@ -260,47 +260,41 @@ fn l8_the_export_status_code_is_read_from_code_and_phrase() {
     }
 }
 
-// protocol L8: separate-export-status works for any async operation, with code and phrase
-#[test]
-fn l8_x_export_status_with_a_phrase_drives_any_async_operation() {
+/// A `$reindex` whose kick-off was answered with `separate-export-status` applied, at its first
+/// poll: the job, the poll, the time.
+fn first_separate_poll() -> (Job, Request, u64) {
     let mut job = job_of_operation(Method::Post);
     let kickoff = sent(&mut job, T0);
     assert_eq!(kickoff.header("Prefer"), Some("respond-async, separate-export-status"));
     job.handle_response(kickoff.id, accepted().with_header("Preference-Applied", "separate-export-status"), T0)
         .unwrap();
-    let mut now = T0;
-    let running = Response::new(200).with_header("X-Export-Status", "202 Accepted").with_header("Retry-After", "7");
-    let Ok(Action::Wait { until_ms, .. }) = job.next_action(now) else { panic!("a wait") };
-    now = until_ms;
-    let poll = sent(&mut job, now);
+    let Ok(Action::Wait { until_ms, .. }) = job.next_action(T0) else { panic!("a wait") };
+    let poll = sent(&mut job, until_ms);
     assert_eq!(poll.kind, RequestKind::Status);
+    (job, poll, until_ms)
+}
+
+fn export_status(value: &str, body: &Value) -> Response {
+    Response::new(200).with_header("X-Export-Status", value).with_body(body.to_string())
+}
+
+// protocol L8: separate-export-status works for any async operation, with code and phrase
+#[test]
+fn l8_x_export_status_with_a_phrase_drives_any_async_operation() {
+    let (mut job, poll, now) = first_separate_poll();
+    let running = Response::new(200).with_header("X-Export-Status", "202 Accepted").with_header("Retry-After", "7");
     job.handle_response(poll.id, running, now).unwrap();
     assert!(matches!(job.next_action(now), Ok(Action::Wait { delay_ms: 7000, .. })), "202 Accepted: still running");
-    now += 7000;
-    let poll = sent(&mut job, now);
-    let failed = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "processing", "diagnostics": "reindex failed"}]});
-    job.handle_response(
-        poll.id,
-        Response::new(200).with_header("X-Export-Status", "500 Internal Server Error").with_body(failed.to_string()),
-        now,
-    )
-    .unwrap();
+    let poll = sent(&mut job, now + 7000);
+    let failed = json!({"resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "processing", "diagnostics": "reindex failed"}]});
+    job.handle_response(poll.id, export_status("500 Internal Server Error", &failed), now + 7000).unwrap();
     let outcome = job.outcome().expect("done");
     assert_eq!((outcome.status, outcome.http_status), (OutcomeStatus::Failed, Some(500)));
 
-    let mut job = job_of_operation(Method::Post);
-    let kickoff = sent(&mut job, T0);
-    job.handle_response(kickoff.id, accepted().with_header("Preference-Applied", "separate-export-status"), T0)
-        .unwrap();
-    let Ok(Action::Wait { until_ms, .. }) = job.next_action(T0) else { panic!("a wait") };
-    let poll = sent(&mut job, until_ms);
+    let (mut job, poll, now) = first_separate_poll();
     let done = json!({"resourceType": "Parameters", "parameter": []});
-    job.handle_response(
-        poll.id,
-        Response::new(200).with_header("X-Export-Status", "200 OK").with_body(done.to_string()),
-        until_ms,
-    )
-    .unwrap();
+    job.handle_response(poll.id, export_status("200 OK", &done), now).unwrap();
     let outcome = job.outcome().expect("done");
     assert_eq!(outcome.status, OutcomeStatus::Completed, "{outcome:?}");
 }
