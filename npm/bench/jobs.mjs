@@ -33,6 +33,13 @@ const sample = () => {
   peakRss = Math.max(peakRss, process.memoryUsage().rss);
 };
 const sampler = setInterval(sample, 100);
+// A line every 10 s on stderr: how far the run is, on a machine that may be slower than planned.
+let accepted = 0;
+const progress = setInterval(() => {
+  const polls = liveJobs.reduce((a, j) => a + j.stats.polls, 0);
+  console.error(`${((Date.now() - t0) / 1000).toFixed(0)} s: ${accepted} kick-offs accepted, ${polls} polls, RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB, load ${loadavg()[0].toFixed(1)}`);
+}, 10_000);
+const liveJobs = [];
 const loopDelay = monitorEventLoopDelay({ resolution: 5 });
 loopDelay.enable();
 const load0 = loadavg();
@@ -40,13 +47,22 @@ const t0 = Date.now();
 const started = [];
 for (let k = 0; k < n; ) {
   const due = spreadMs > 0 ? Math.min(n, Math.floor(((Date.now() - t0) * n) / spreadMs) + 1) : n;
-  for (; k < due; k++) started.push(client.export({ types: ['Patient'] }));
+  for (; k < due; k++) {
+    started.push(
+      client.export({ types: ['Patient'] }).then((j) => {
+        accepted++;
+        liveJobs.push(j);
+        return j;
+      }),
+    );
+  }
   if (k < n) await new Promise((r) => setTimeout(r, 5));
 }
 const jobs = await Promise.all(started);
 const kicked = Date.now() - t0;
 const outcomes = await Promise.all(jobs.map((j) => j.wait()));
 clearInterval(sampler);
+clearInterval(progress);
 sample();
 const total = Date.now() - t0;
 const serverPeak = serverPeakRss();

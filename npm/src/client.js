@@ -169,9 +169,9 @@ export class AsyncJob {
   #loop = null;
   #settled = false;
   #refreshing = null;
-  #wake = null;
-  #listeners = new Set();
-  #changed = new Set();
+  #wait = null; // this job's entry in the shared schedule while it waits
+  #listeners = null; // Sets made on first use: a hundred thousand idle jobs stay small (issue 21)
+  #changed = null;
   #dueAt = null;
   #stats = { requests: 0, polls: 0, maxPollLatenessMs: 0, totalPollLatenessMs: 0 };
 
@@ -197,7 +197,7 @@ export class AsyncJob {
 
   /** Calls `listener(progress)` on every change; returns an unsubscribe function. */
   onProgress(listener) {
-    this.#listeners.add(listener);
+    (this.#listeners ??= new Set()).add(listener);
     return () => this.#listeners.delete(listener);
   }
 
@@ -266,9 +266,9 @@ export class AsyncJob {
 
   /** Ends the current wait so the loop asks the engine again (an early ask is harmless). */
   #interrupt() {
-    const w = this.#wake;
-    this.#wake = null;
-    w?.();
+    const w = this.#wait;
+    this.#wait = null;
+    if (w && schedule.remove(w)) w.fn(); // a wait that already ran is not run twice
   }
 
   /** The state to save, as a string; `client.resume(saved)` continues the job. Contains no token. */
@@ -374,15 +374,9 @@ export class AsyncJob {
           this.#emit();
           // One timer for every job's wait (schedule.js): O(log n) per wait.
           await new Promise((resolve) => {
-            const e = schedule.add(action.untilMs, () => {
-              this.#wake = null;
-              resolve();
-            });
-            this.#wake = () => {
-              schedule.remove(e);
-              resolve();
-            };
+            this.#wait = schedule.add(action.untilMs, resolve);
           });
+          this.#wait = null;
           break;
         case 'refreshToken': {
           // A fixed token (or none) is not sent again: the engine ends the job
@@ -435,7 +429,7 @@ export class AsyncJob {
   }
 
   #emit() {
-    if (this.#listeners.size === 0) return;
+    if (!this.#listeners?.size) return;
     const p = this.progress();
     for (const l of this.#listeners) {
       try {
@@ -447,6 +441,7 @@ export class AsyncJob {
   }
 
   #notify() {
+    if (!this.#changed?.size) return;
     const waiters = [...this.#changed];
     this.#changed.clear();
     for (const w of waiters) w();
@@ -454,22 +449,14 @@ export class AsyncJob {
 
   /** Resolves when `cond()` holds, re-checked after every response; rethrows if `loop` fails first. */
   async #until(cond, loop) {
-    let settled = false;
-    const done = loop?.then(
-      () => {
-        settled = true;
-      },
-      () => {
-        settled = true;
-      },
-    );
+    // The loop's end notifies too (`_run`), so nothing waits on `loop` itself while it runs:
+    // a hundred thousand running jobs keep no reaction each on their loops (issue 21).
     while (!cond()) {
-      if (settled) {
+      if (loop && this.#settled) {
         await loop; // rethrows the job's error; a finished job cannot change any more
         return;
       }
-      const changed = new Promise((resolve) => this.#changed.add(resolve));
-      await (done ? Promise.race([changed, done]) : changed);
+      await new Promise((resolve) => (this.#changed ??= new Set()).add(resolve));
     }
   }
 }
