@@ -153,6 +153,17 @@ impl FileDownload {
                 self.first_invalid.unwrap_or(0)
             ));
         }
+        self.complete(resources, count_mismatch, warnings);
+        Ok(())
+    }
+
+    /// The file is complete: its report.
+    pub(super) fn complete(
+        &mut self,
+        resources: u64,
+        count_mismatch: Option<CountMismatchInfo>,
+        warnings: Vec<String>,
+    ) {
         self.state = FileState::Done;
         self.report = Some(FileReport {
             url: redact_url(&self.url),
@@ -171,7 +182,6 @@ impl FileDownload {
             range_resumes: self.range.resumes,
             range_restarts: self.range.restarts,
         });
-        Ok(())
     }
 
     /// The splitter and the gate each line passes: counted, skipped, validated.

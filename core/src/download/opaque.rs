@@ -4,7 +4,7 @@
 //! checked against the decoded bytes of every file that gives one.
 
 use super::types::HeadDecision;
-use super::{DownloadError, FileDownload, FileReport, FileState, RangeState};
+use super::{DownloadError, FileDownload, FileState, RangeState};
 use crate::http::header;
 use crate::origin::redact_url;
 use crate::retry::RetryAfter;
@@ -94,24 +94,9 @@ impl FileDownload {
         if !self.size_checked(now_ms)? {
             return Ok(());
         }
-        self.state = FileState::Done;
-        self.report = Some(FileReport {
-            url: redact_url(&self.url),
-            kind: self.file.kind,
-            resource_type: self.file.resource_type.clone(),
-            file_name: self.file.file_name.clone(),
-            resources: 0,
-            expected: None,
-            bytes: self.bytes(),
-            invalid_lines: 0,
-            first_invalid_line: None,
-            invalid: Vec::new(),
-            count_mismatch: None,
-            warnings: std::mem::take(&mut self.warnings),
-            attempts: self.attempts,
-            range_resumes: self.range.resumes,
-            range_restarts: self.range.restarts,
-        });
+        // No lines: no resources, no count (the plan gives none), nothing invalid.
+        let warnings = std::mem::take(&mut self.warnings);
+        self.complete(0, None, warnings);
         Ok(())
     }
 

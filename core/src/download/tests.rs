@@ -17,11 +17,11 @@ fn planned(url: &str, token: bool, count: Option<u64>) -> PlannedFile {
     }
 }
 
-fn policy() -> RetryPolicy {
+pub(super) fn policy() -> RetryPolicy {
     RetryPolicy { min_wait_ms: 10, initial_backoff_ms: 10, jitter_percent: 0, ..RetryPolicy::default() }
 }
 
-fn send(d: &mut FileDownload, now: u64) -> Request {
+pub(super) fn send(d: &mut FileDownload, now: u64) -> Request {
     match d.next_action(now).unwrap() {
         DownloadAction::Send { request } => request,
         other => panic!("expected Send, got {other:?}"),

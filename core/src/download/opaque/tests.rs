@@ -1,9 +1,8 @@
 //! Tests of opaque files and `fileSize` (protocol L13).
 
+use crate::download::tests::{policy, send};
 use crate::download::{DownloadAction, DownloadError, FileDownload};
-use crate::http::Request;
 use crate::manifest::{FileKind, PlannedFile};
-use crate::retry::RetryPolicy;
 
 const PARQUET: &str = "application/vnd.apache.parquet";
 
@@ -19,17 +18,6 @@ fn parquet(size: Option<u64>) -> PlannedFile {
         opaque_format: Some(PARQUET.into()),
         file_name: "Patient.003.parquet".into(),
         blocked: None,
-    }
-}
-
-fn policy() -> RetryPolicy {
-    RetryPolicy { min_wait_ms: 10, initial_backoff_ms: 10, jitter_percent: 0, ..RetryPolicy::default() }
-}
-
-fn send(d: &mut FileDownload, now: u64) -> Request {
-    match d.next_action(now).unwrap() {
-        DownloadAction::Send { request } => request,
-        other => panic!("expected Send, got {other:?}"),
     }
 }
 
