@@ -3,6 +3,14 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+mod config_file;
+pub(crate) use config_file::apply_config;
+
+/// `--out` when neither the command line nor `--config` names the folder.
+pub const DEFAULT_OUT: &str = "fhir-async-export";
+/// `--scope` when none is given (Medplum refuses `$export` with it: see docs/dialects.md).
+pub const DEFAULT_SCOPE: &str = "system/*.read";
+
 /// Exit codes a script can act on.
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -74,9 +82,9 @@ pub struct ServerArgs {
     /// The key id registered with the server.
     #[arg(long)]
     pub kid: Option<String>,
-    /// Requested scope.
-    #[arg(long, default_value = "system/*.read")]
-    pub scope: String,
+    /// Requested scope [default: system/*.read].
+    #[arg(long)]
+    pub scope: Option<String>,
     /// The token endpoint (found by discovery when absent).
     #[arg(long)]
     pub token_url: Option<String>,
@@ -84,6 +92,25 @@ pub struct ServerArgs {
     /// job folder gets its own, from its start (left out: the folder's).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Another origin allowed to receive the token for files (repeated; by default the token
+    /// goes to the base URL's origin only). Not saved: give it again to resume.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    /// A PEM file of certificate authorities to trust (repeated), besides the system's trust
+    /// store and the bundled Mozilla roots: a server with a private CA.
+    #[arg(long = "ca-file", value_name = "FILE")]
+    pub ca_files: Vec<PathBuf>,
+    /// The proxy every request goes through: http://host:port (also https://, socks5://;
+    /// user:password@ in the URL). Without it: HTTPS_PROXY, HTTP_PROXY or ALL_PROXY, with NO_PROXY.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+}
+
+impl ServerArgs {
+    /// The scope to request.
+    pub fn scope(&self) -> &str {
+        self.scope.as_deref().unwrap_or(DEFAULT_SCOPE)
+    }
 }
 
 /// `fhir-async export`.
@@ -92,9 +119,16 @@ pub struct ExportArgs {
     /// Server and authorization.
     #[command(flatten)]
     pub server: ServerArgs,
-    /// The export's level.
-    #[arg(long, value_enum, default_value_t = Level::System)]
-    pub level: Level,
+    /// A bulk-data-client config file, as JSON: the keys that mean the same here are read
+    /// (fhirUrl, tokenUrl, clientId, scope, privateJWKorSecret, _type, _since, _elements,
+    /// _outputFormat, _typeFilter, patient, includeAssociatedData, global, group, post, lenient,
+    /// destination, parallelDownloads, allowPartialManifests, ndjsonValidateFHIRResourceCount...),
+    /// the others are named as ignored. The command line wins over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The export's level [default: system].
+    #[arg(long, value_enum)]
+    pub level: Option<Level>,
     /// The group id (with --level group).
     #[arg(long)]
     pub group: Option<String>,
@@ -117,16 +151,39 @@ pub struct ExportArgs {
     /// A patient reference (POST only), repeated.
     #[arg(long = "patient")]
     pub patients: Vec<String>,
+    /// `_outputFormat` (application/fhir+ndjson, application/ndjson or ndjson).
+    #[arg(long, value_name = "MIME")]
+    pub output_format: Option<String>,
+    /// `includeAssociatedData` codes (LatestProvenanceResources, RelevantProvenanceResources,
+    /// _...), comma-separated or repeated.
+    #[arg(long, value_delimiter = ',', value_name = "CODE")]
+    pub include_associated_data: Vec<String>,
+    /// `organizeOutputBy`: a resource type each output file is organized by (STU3 and later).
+    #[arg(long, value_name = "TYPE")]
+    pub organize_output_by: Option<String>,
+    /// `allowPartialManifests`: the server may hand out the manifest in pages as files are
+    /// ready (STU3 and later).
+    #[arg(long)]
+    pub allow_partial_manifests: bool,
     /// Kick off with POST and a Parameters body.
     #[arg(long)]
     pub post: bool,
-    /// The output folder, which is also the job: its state, its log and its files.
-    /// Options left out on a later run in the same folder are the first run's.
-    #[arg(long, default_value = "fhir-async-export")]
-    pub out: PathBuf,
-    /// Files downloaded at once per origin [default: 4].
+    /// Send `Prefer: handling=lenient`: the server ignores parameters it does not support
+    /// instead of refusing the export (bulk-data-client's --lenient; the count check is
+    /// --count-check).
     #[arg(long)]
-    pub concurrency: Option<u32>,
+    pub lenient: bool,
+    /// The output folder, which is also the job: its state, its log and its files.
+    /// Options left out on a later run in the same folder are the first run's
+    /// [default: fhir-async-export].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Files downloaded at once per origin [default: 4].
+    #[arg(long = "max-per-origin", visible_alias = "concurrency", value_name = "N")]
+    pub max_per_origin: Option<u32>,
+    /// Do not ask for gzip (`Accept-Encoding: gzip`) when downloading files.
+    #[arg(long)]
+    pub no_gzip: bool,
     /// Start a new export even though the folder holds one: the folder's export (finished or
     /// not; it is not cancelled) moves aside into `previous/`, and nothing of it is reused.
     #[arg(long)]
@@ -161,14 +218,17 @@ pub struct DownloadArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Files downloaded at once per origin [default: the folder's, or 4].
-    #[arg(long)]
-    pub concurrency: Option<u32>,
+    #[arg(long = "max-per-origin", visible_alias = "concurrency", value_name = "N")]
+    pub max_per_origin: Option<u32>,
     /// How files are written [default: the folder's, or ndjson].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// What a file whose line count differs from the manifest does [default: the folder's, or strict].
     #[arg(long, value_enum)]
     pub count_check: Option<CountCheck>,
+    /// Do not ask for gzip (`Accept-Encoding: gzip`) when downloading files [default: the folder's].
+    #[arg(long)]
+    pub no_gzip: bool,
 }
 
 /// `fhir-async kickoff`.

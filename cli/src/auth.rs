@@ -2,9 +2,9 @@
 //! `--client-secret` (`FHIR_ASYNC_CLIENT_SECRET`). A secret, like a token or a
 //! key, never enters the folder: `describe` keeps that there is one, not it.
 
-use crate::args::ServerArgs;
+use crate::args::{ServerArgs, DEFAULT_SCOPE};
 use fhir_async::{BackendServices, SigningAlg};
-use fhir_async_client::{BackendServicesAuth, ClientBuilder, PrivateKey, StaticToken};
+use fhir_async_client::{BackendServicesAuth, ClientBuilder, Connection, PrivateKey, StaticToken, Transport};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -14,9 +14,9 @@ pub fn describe(s: &ServerArgs) -> Value {
         (Some(_), _, _) => json!({"kind": "token"}),
         (_, Some(p), _) => json!({"kind": "backendServicesFile", "path": absolute(p)}),
         (_, _, Some(id)) if s.key.is_none() && s.client_secret.is_some() => json!({"kind": "clientSecret",
-            "clientId": id, "scope": s.scope, "tokenUrl": s.token_url}),
+            "clientId": id, "scope": s.scope(), "tokenUrl": s.token_url}),
         (_, _, Some(id)) => json!({"kind": "backendServices", "clientId": id, "key": s.key.as_deref().map(absolute),
-            "kid": s.kid, "scope": s.scope, "tokenUrl": s.token_url}),
+            "kid": s.kid, "scope": s.scope(), "tokenUrl": s.token_url}),
         _ => json!({"kind": "none"}),
     }
 }
@@ -59,8 +59,8 @@ pub fn merge_saved(s: &mut ServerArgs, saved: &Value) {
                 s.key = a["key"].as_str().map(PathBuf::from);
             }
             s.kid = a["kid"].as_str().map(str::to_owned);
-            if let Some(scope) = a["scope"].as_str() {
-                s.scope = scope.to_owned();
+            if let (None, Some(scope)) = (&s.scope, a["scope"].as_str()) {
+                s.scope = Some(scope.to_owned());
             }
             s.token_url = a["tokenUrl"].as_str().map(str::to_owned);
         }
@@ -68,8 +68,20 @@ pub fn merge_saved(s: &mut ServerArgs, saved: &Value) {
     }
 }
 
-/// Adds the token source to the client.
+/// The binding the `User-Agent` names, on the FHIR server's requests and the token endpoint's.
+pub(crate) const BINDING: &str = "cli";
+
+/// How the command reaches servers: `--ca-file`, the system's trust store, `--proxy` (or the
+/// environment's).
+pub fn connection(s: &ServerArgs) -> Connection {
+    Connection { ca_files: s.ca_files.clone(), system_roots: true, proxy: s.proxy.clone() }
+}
+
+/// Adds the connection, the origins allowed the token and the token source to the client. The
+/// token endpoint is reached the same way as the server, and told the command's `User-Agent`.
 pub fn apply(s: &ServerArgs, base: &str, b: ClientBuilder) -> Result<ClientBuilder, String> {
+    let connection = connection(s);
+    let b = b.connection(connection.clone()).allowed_origins(s.allowed_origins.clone());
     if let Some(t) = &s.token {
         return Ok(b.token(StaticToken::new(t.clone())));
     }
@@ -85,7 +97,7 @@ pub fn apply(s: &ServerArgs, base: &str, b: ClientBuilder) -> Result<ClientBuild
                 ))
             }
         };
-        (registration(id, &s.scope, s.token_url.clone(), s.kid.clone()), credential)
+        (registration(id, s.scope(), s.token_url.clone(), s.kid.clone()), credential)
     } else {
         return Ok(b);
     };
@@ -94,7 +106,8 @@ pub fn apply(s: &ServerArgs, base: &str, b: ClientBuilder) -> Result<ClientBuild
         Credential::Secret(secret) => BackendServicesAuth::from_client_secret(base, registration, secret),
     }
     .map_err(|e| e.to_string())?;
-    Ok(b.token(auth))
+    let transport = Transport::with_connection(BINDING, &connection).map_err(|e| e.to_string())?;
+    Ok(b.token(auth.with_transport(transport)))
 }
 
 /// How the client authenticates to the token endpoint.
@@ -119,17 +132,23 @@ fn registration(client_id: &str, scope: &str, token_url: Option<String>, kid: Op
 
 /// A config file in the shape other bulk-data clients accept: `clientId`, `scope`,
 /// `tokenUrl` or `tokenEndpoint`, `privateKey` / `privateJWKorJWKS` / `key` (a path, relative
-/// to the file, or the JWK/JWKS object), `kid`; or `clientSecret` instead of a key.
+/// to the file, or the JWK/JWKS object), `kid`; or `clientSecret` instead of a key;
+/// bulk-data-client's `privateJWKorSecret` is a JWK (an object) or a secret (a string).
 fn from_file(path: &Path) -> Result<(BackendServices, Credential), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
-    let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    // bulk-data-client writes "" for "not set", and tokenUrl "none" for an open server.
+    let field = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty() && *s != "none").map(str::to_owned);
     let client_id = field("clientId").ok_or_else(|| format!("{}: no clientId", path.display()))?;
     let kid = field("kid");
-    let key_value = ["privateJWKorJWKS", "privateKey", "key", "jwks"].iter().find_map(|k| v.get(*k));
+    let key_value = ["privateJWKorJWKS", "privateKey", "key", "jwks"]
+        .iter()
+        .find_map(|k| v.get(*k))
+        .or_else(|| v.get("privateJWKorSecret").filter(|k| k.is_object()));
     let token_url = field("tokenUrl").or_else(|| field("tokenEndpoint"));
-    let scope = field("scope").unwrap_or_else(|| "system/*.read".into());
-    if let Some(secret) = field("clientSecret") {
+    let scope = field("scope").unwrap_or_else(|| DEFAULT_SCOPE.into());
+    let secret = field("clientSecret").or_else(|| field("privateJWKorSecret"));
+    if let Some(secret) = secret {
         if key_value.is_some() {
             return Err(format!("{}: a key or a clientSecret, not both", path.display()));
         }

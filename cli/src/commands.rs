@@ -3,15 +3,16 @@
 
 use crate::args::{self, CountCheck, Format};
 use crate::download::{download, download_options};
+use crate::export::kickoff_failure;
 use crate::folder::{Folder, CANCELLED, CANCEL_ASKED, SETTINGS, STATE};
-use crate::parquet;
 use crate::request::saved_opt;
-use crate::resume::lock_folder;
+use crate::resume::{folder_server, lock_folder, resume_for_this_run};
 use crate::stop::folder_stop;
-use crate::summary::summary_table;
+use crate::summary::{cancel_words, outcome_words, say_outcome, summary_table};
 use crate::target::{open_target, pid_text, Access, Target};
 use crate::ui::Ui;
 use crate::wait::wait;
+use crate::{auth, parquet};
 use crate::{client, io, outcome_code, outcome_event, usage, Fail};
 use fhir_async::{DownloadOptions, Method, Operation, OperationRequest, OutcomeStatus, PreferOptions};
 use serde_json::{json, Value};
@@ -86,7 +87,17 @@ pub(crate) fn cancel(t: args::TargetArgs, json: bool) -> Result<i32, Fail> {
     if json {
         println!("{}", json!({"cancelResult": run.job().cancel_result(), "outcome": outcome_event(&o)}));
     } else {
-        println!("cancel: {:?}; outcome: {:?}", run.job().cancel_result(), o.status);
+        // "Cancelled: the server accepted the cancel (HTTP 202)": how the job ended, then why.
+        let ended = outcome_words(&o);
+        let mut first = ended.chars();
+        let ended: String = first.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(first).collect();
+        println!("{ended}: {}", cancel_words(run.job().cancel_result()));
+        if let Some(m) = &o.message {
+            println!("the server says: {m}");
+        }
+        for w in &o.warnings {
+            println!("warning: {w}");
+        }
         if let (Some(pid), true) = (holder, o.status == OutcomeStatus::Cancelled) {
             println!("the process working in the folder ({}) ends as cancelled", pid_text(pid));
         }
@@ -134,11 +145,15 @@ pub(crate) fn download_cmd(mut d: args::DownloadArgs, json: bool) -> Result<i32,
     let format: Format = d.format.or_else(|| saved_opt(&saved, "format")).unwrap_or(Format::Ndjson);
     let count_check: CountCheck =
         d.count_check.or_else(|| saved_opt(&saved, "countCheck")).unwrap_or(CountCheck::Strict);
-    let concurrency: u32 = d.concurrency.or_else(|| saved_opt(&saved, "concurrency")).unwrap_or(4);
+    let concurrency: u32 = d
+        .max_per_origin
+        .or_else(|| saved_opt(&saved, "concurrency"))
+        .unwrap_or(DownloadOptions::default().max_per_origin);
+    let gzip = !d.no_gzip && saved_opt(&saved, "gzip").unwrap_or(true);
     if saved.is_none() {
         // A folder a URL was downloaded into keeps the options too, for the next `download` of it.
         let settings = json!({"command": "download", "base": run.job().config().base_url, "format": format,
-            "countCheck": count_check, "concurrency": concurrency});
+            "countCheck": count_check, "concurrency": concurrency, "gzip": gzip});
         let _ = folder.write(SETTINGS, &serde_json::to_string_pretty(&settings).unwrap_or_default());
     }
     let ui = Ui::new(json);
@@ -147,7 +162,8 @@ pub(crate) fn download_cmd(mut d: args::DownloadArgs, json: bool) -> Result<i32,
         ui.finish();
         return Err(Fail { code: 1, message: format!("the job's result has no files ({:?})", outcome.status) });
     }
-    let downloaded = download(&mut run, &folder, &ui, download_options(concurrency, count_check), format)?;
+    let options = DownloadOptions { gzip, ..download_options(concurrency, count_check) };
+    let downloaded = download(&mut run, &folder, &ui, options, format)?;
     if format == Format::Parquet {
         let done = folder.done_files(&run.job().download_plan(), run.job().file_records());
         let files = parquet::job_files(&run.job().download_plan(), &done, &folder, &ui);
@@ -184,17 +200,61 @@ pub(crate) fn kickoff(k: args::KickoffArgs, json: bool) -> Result<i32, Fail> {
         None => Folder::none(json),
     };
     let _lock = if folder.is_saved() { Some(lock_folder(&folder)?) } else { None };
-    let client = client(&k.server, folder_stop(&folder), prefer)?;
     let ui = Ui::new(json);
-    let op = Operation::Operation(OperationRequest { method, path: k.path.clone(), body });
-    folder.event("kickoff", json!({"base": k.server.base, "method": k.method, "path": k.path}));
-    let mut run = client.start(op)?;
+    // A folder that holds the job (a run stopped by Ctrl-C): resumed, no second kick-off.
+    let state = folder.read(STATE).filter(|_| folder.is_saved());
+    let server = match &state {
+        Some(_) => folder_server(&k.server, &folder)?,
+        None => k.server.clone(),
+    };
+    let client = client(&server, folder_stop(&folder), prefer)?;
+    let mut run = match &state {
+        Some(state) => {
+            ui.say(&format!("resuming the job in {} (no second kick-off)", folder.dir().display()));
+            let run = resume_for_this_run(&client, state, k.server.timeout)?;
+            folder.event("resumed", json!({"statusUrl": run.job().status_url()}));
+            run
+        }
+        None => {
+            if folder.is_saved() {
+                // What `interrupted` reads to print the command that resumes this folder.
+                let settings = json!({"command": "kickoff", "base": server.base, "auth": auth::describe(&server),
+                    "method": k.method, "path": k.path});
+                folder
+                    .write(SETTINGS, &serde_json::to_string_pretty(&settings).unwrap_or_default())
+                    .map_err(|e| io(folder.dir(), e))?;
+            }
+            let op = Operation::Operation(OperationRequest { method, path: k.path.clone(), body });
+            folder.event("kickoff", json!({"base": server.base, "method": k.method, "path": k.path}));
+            let run = match client.start(op) {
+                Ok(run) => run,
+                Err(fhir_async_client::ClientError::Stopped) => {
+                    ui.finish();
+                    return Err(Fail {
+                        code: 130,
+                        message: "interrupted before the server accepted the request".into(),
+                    });
+                }
+                Err(e) => {
+                    folder.event("error", json!({"code": e.code(), "message": e.to_string()}));
+                    return Err(kickoff_failure(e, &server));
+                }
+            };
+            if folder.is_saved() {
+                folder.write(STATE, &run.to_json()).map_err(|e| io(folder.dir(), e))?;
+                folder.event("accepted", json!({"statusUrl": run.job().status_url()}));
+            }
+            run
+        }
+    };
     let outcome = wait(&mut run, &folder, &ui)?;
     let summary = match (&k.out, outcome.manifest().is_some()) {
         (Some(_), true) => Some(download(&mut run, &folder, &ui, DownloadOptions::default(), Format::Ndjson)?),
         _ => None,
     };
     ui.finish();
+    // The reason of a failure on the terminal, as `export` shows it (stderr; stdout keeps the result).
+    say_outcome(&ui, &outcome, run.job().status_url().is_some(), server.scope());
     let result = serde_json::to_string_pretty(&outcome).unwrap_or_default();
     match &k.out {
         Some(_) => {
@@ -202,8 +262,8 @@ pub(crate) fn kickoff(k: args::KickoffArgs, json: bool) -> Result<i32, Fail> {
             folder.write(STATE, &run.to_json()).map_err(|e| io(folder.dir(), e))?;
             if !json {
                 println!(
-                    "outcome: {:?}; result saved in {}",
-                    outcome.status,
+                    "outcome: {}; result saved in {}",
+                    outcome_words(&outcome),
                     folder.dir().join("result.json").display()
                 );
             }

@@ -1,25 +1,30 @@
 //! The `export` command: kick off (or resume the folder's job), wait, download, convert, and say
 //! how it ended.
 
-use crate::args::{CountCheck, ExportArgs, Format};
+use crate::args::{apply_config, CountCheck, ExportArgs, Format, ServerArgs, DEFAULT_OUT};
 use crate::download::{download, download_options};
 use crate::folder::{Folder, LAST, SETTINGS, STATE};
 use crate::request::{check_selection, export_request, export_request_blank, saved_opt};
 use crate::resume::{folder_server, lock_folder, resume_for_this_run};
 use crate::stop::folder_stop;
-use crate::summary::summary_table;
+use crate::summary::{outcome_words, say_outcome, summary_table};
 use crate::ui::Ui;
 use crate::wait::wait;
 use crate::{auth, parquet};
-use crate::{client, io, outcome_code, Fail};
-use fhir_async::{ExportRequest, Outcome, PreferOptions};
+use crate::{client, io, outcome_code, usage, Fail};
+use fhir_async::{DownloadOptions, ExportRequest, Outcome, PreferOptions};
 use fhir_async_client::ClientError;
 use serde_json::{json, Value};
 
-pub(crate) fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
-    let folder = Folder::open(&a.out, json).map_err(|e| io(&a.out, e))?;
+pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
+    let ignored = apply_config(&mut a).map_err(usage)?;
+    let out = a.out.clone().unwrap_or_else(|| DEFAULT_OUT.into());
+    let folder = Folder::open(&out, json).map_err(|e| io(&out, e))?;
     let _lock = lock_folder(&folder)?;
     let ui = Ui::new(json);
+    if let (Some(path), false) = (&a.config, ignored.is_empty()) {
+        ui.say(&config_ignored(path, &ignored));
+    }
     if a.new && folder.read(STATE).is_some() {
         let label = format!("export-{}", fhir_async_client::now_ms());
         let to = folder.archive(&label).map_err(|e| io(folder.dir(), e))?;
@@ -37,13 +42,18 @@ pub(crate) fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
         check_selection(&a, &saved, &folder)?;
     }
     let server = folder_server(&a.server, &folder)?;
-    let client = client(&server, folder_stop(&folder), PreferOptions::default())?;
+    let prefer = PreferOptions { lenient: a.lenient, ..PreferOptions::default() };
+    let client = client(&server, folder_stop(&folder), prefer)?;
     let since_auto = a.since.as_deref() == Some("auto");
     // Options left out on a later run in the same folder are the first run's.
     let format: Format = a.format.or_else(|| saved_opt(&saved, "format")).unwrap_or(Format::Ndjson);
     let count_check: CountCheck =
         a.count_check.or_else(|| saved_opt(&saved, "countCheck")).unwrap_or(CountCheck::Strict);
-    let concurrency: u32 = a.concurrency.or_else(|| saved_opt(&saved, "concurrency")).unwrap_or(4);
+    let concurrency: u32 = a
+        .max_per_origin
+        .or_else(|| saved_opt(&saved, "concurrency"))
+        .unwrap_or(DownloadOptions::default().max_per_origin);
+    let gzip = !a.no_gzip && saved_opt(&saved, "gzip").unwrap_or(true);
     let mut resumed = match &state {
         Some(state) => Some(resume_for_this_run(&client, state, a.server.timeout)?),
         None => None,
@@ -86,7 +96,7 @@ pub(crate) fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
                 request = ExportRequest { since, ..prev };
             }
             let settings = json!({"command": "export", "base": server.base, "auth": auth::describe(&server), "request": request,
-                "format": format, "countCheck": count_check, "concurrency": concurrency});
+                "format": format, "countCheck": count_check, "concurrency": concurrency, "gzip": gzip});
             folder
                 .write(SETTINGS, &serde_json::to_string_pretty(&settings).unwrap_or_default())
                 .map_err(|e| io(folder.dir(), e))?;
@@ -102,7 +112,7 @@ pub(crate) fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
                 }
                 Err(e) => {
                     folder.event("error", json!({"code": e.code(), "message": e.to_string()}));
-                    return Err(e.into());
+                    return Err(kickoff_failure(e, &server));
                 }
             };
             folder.write(STATE, &run.to_json()).map_err(|e| io(folder.dir(), e))?;
@@ -112,7 +122,8 @@ pub(crate) fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
     };
     let outcome = wait(&mut run, &folder, &ui)?;
     let summary = if outcome.manifest().is_some() {
-        Some(download(&mut run, &folder, &ui, download_options(concurrency, count_check), format)?)
+        let options = DownloadOptions { gzip, ..download_options(concurrency, count_check) };
+        Some(download(&mut run, &folder, &ui, options, format)?)
     } else {
         None
     };
@@ -128,16 +139,35 @@ pub(crate) fn export(a: ExportArgs, json: bool) -> Result<i32, Fail> {
         let _ = folder.write(LAST, &last.to_string());
     }
     let _ = folder.write(STATE, &run.to_json());
-    for w in &outcome.warnings {
-        ui.say(&format!("warning: {w}"));
-    }
-    if let Some(m) = &outcome.message {
-        ui.say(&format!("the server says: {m}"));
-    }
+    say_outcome(&ui, &outcome, run.job().status_url().is_some(), server.scope());
     match &summary {
         Some(s) if !json => println!("{}", summary_table(s, &outcome)),
-        _ if !json => println!("outcome: {:?}", outcome.status),
+        _ if !json => println!("outcome: {}", outcome_words(&outcome)),
         _ => {}
     }
     Ok(outcome_code(&outcome, summary.as_ref()))
+}
+
+/// A kick-off that failed with an error (not a server's refusal, which is an outcome): the
+/// error, and for a 401 with no credential given, how to give one.
+pub(crate) fn kickoff_failure(e: ClientError, server: &ServerArgs) -> Fail {
+    let unauthorized = e.code() == "unauthorized";
+    let mut f = Fail::from(e);
+    if unauthorized && !auth::offers_credential(server) {
+        f.message.push_str(
+            "; give a credential: --token (or FHIR_ASYNC_TOKEN), --client-id with --key or --client-secret, or --auth FILE",
+        );
+    }
+    f
+}
+
+/// The `--config` keys this command does not read, named once.
+fn config_ignored(path: &std::path::Path, ignored: &[String]) -> String {
+    let mut line = format!("--config {}: not read here (ignored): {}", path.display(), ignored.join(", "));
+    if ignored.iter().any(|k| k == "requests") {
+        line.push_str(
+            "; TLS verification is never turned off (requests.https.rejectUnauthorized): give the server's CA with --ca-file",
+        );
+    }
+    line
 }

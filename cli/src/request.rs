@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 pub(crate) fn export_request(a: &ExportArgs, since: Option<String>) -> ExportRequest {
     ExportRequest {
-        level: match a.level {
+        level: match a.level.unwrap_or(Level::System) {
             Level::System => ExportLevel::System,
             Level::Patient => ExportLevel::Patient,
             Level::Group => ExportLevel::Group,
@@ -21,6 +21,10 @@ pub(crate) fn export_request(a: &ExportArgs, since: Option<String>) -> ExportReq
         type_filters: a.type_filters.clone(),
         elements: a.elements.clone(),
         patients: a.patients.clone(),
+        output_format: a.output_format.clone(),
+        include_associated_data: a.include_associated_data.clone(),
+        organize_output_by: a.organize_output_by.clone(),
+        allow_partial_manifests: a.allow_partial_manifests.then_some(true),
         post: a.post,
         ..ExportRequest::default()
     }
@@ -34,7 +38,7 @@ pub(crate) fn saved_opt<T: serde::de::DeserializeOwned>(saved: &Option<Value>, k
 /// The request an `export` with no selection options would make (to tell whether any was given).
 pub(crate) fn export_request_blank(a: &ExportArgs) -> ExportRequest {
     let blank = ExportArgs {
-        level: Level::System,
+        level: None,
         group: None,
         types: Vec::new(),
         since: None,
@@ -42,10 +46,17 @@ pub(crate) fn export_request_blank(a: &ExportArgs) -> ExportRequest {
         type_filters: Vec::new(),
         elements: Vec::new(),
         patients: Vec::new(),
+        output_format: None,
+        include_associated_data: Vec::new(),
+        organize_output_by: None,
+        allow_partial_manifests: false,
         post: false,
+        lenient: false,
         server: a.server.clone(),
+        config: None,
         out: a.out.clone(),
-        concurrency: None,
+        max_per_origin: None,
+        no_gzip: false,
         format: None,
         count_check: None,
         new: false,

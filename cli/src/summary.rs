@@ -2,8 +2,85 @@
 //! then what failed and the warnings.
 
 use crate::download::{valid_resources, Downloaded};
-use crate::ui::human_bytes;
-use fhir_async::{FileKind, Outcome};
+use crate::ui::{human_bytes, Ui};
+use fhir_async::{CancelResult, FileKind, Outcome, OutcomeStatus};
+
+/// How a job ended, in words: `completed`, `completed with errors`, `failed (HTTP 403)`...
+pub(crate) fn outcome_words(o: &Outcome) -> String {
+    let status = match o.status {
+        OutcomeStatus::Completed => "completed",
+        OutcomeStatus::CompletedWithErrors => "completed with errors",
+        OutcomeStatus::Failed => "failed",
+        OutcomeStatus::Cancelled => "cancelled",
+    };
+    match (o.status, o.http_status) {
+        (OutcomeStatus::Failed, Some(h)) => format!("{status} (HTTP {h})"),
+        _ => status.to_owned(),
+    }
+}
+
+/// What the server said to a cancel, in words.
+pub(crate) fn cancel_words(r: Option<&CancelResult>) -> String {
+    let http = |h: Option<u16>| h.map(|h| format!(" (HTTP {h})")).unwrap_or_default();
+    match r {
+        None => "no cancel was sent: the job had already ended".into(),
+        Some(CancelResult::Cancelled { http_status }) => {
+            format!("the server accepted the cancel{}", http(*http_status))
+        }
+        Some(CancelResult::AlreadyTerminal { job_status, http_status }) => format!(
+            "the job had already ended{}{}",
+            job_status.as_deref().map(|s| format!(" (its status: {s})")).unwrap_or_default(),
+            http(Some(*http_status))
+        ),
+        Some(CancelResult::NotFound { http_status }) => {
+            format!("the server does not know the job{}", http(Some(*http_status)))
+        }
+        Some(CancelResult::Rejected { http_status, outcome }) => {
+            let words = outcome.as_ref().and_then(issue_words);
+            format!(
+                "the server refused to cancel{}{}; the job goes on",
+                http(Some(*http_status)),
+                words.map(|w| format!(": {w}")).unwrap_or_default()
+            )
+        }
+    }
+}
+
+/// An OperationOutcome's words: its issues' `details.text` or `diagnostics`.
+fn issue_words(oo: &serde_json::Value) -> Option<String> {
+    let words: Vec<&str> = oo["issue"]
+        .as_array()?
+        .iter()
+        .filter_map(|i| i["details"]["text"].as_str().or_else(|| i["diagnostics"].as_str()))
+        .collect();
+    (!words.is_empty()).then(|| words.join("; "))
+}
+
+/// After a job ended: its warnings, the server's words, and a hint when the kick-off itself was
+/// refused with 403 (a scope that does not allow the operation, e.g. Medplum's read-only scopes).
+pub(crate) fn say_outcome(ui: &Ui, o: &Outcome, accepted: bool, scope: &str) {
+    for w in &o.warnings {
+        ui.say(&format!("warning: {w}"));
+    }
+    if let Some(m) = &o.message {
+        ui.say(&format!("the server says: {m}"));
+    }
+    if let Some(hint) = refused_hint(o, accepted, scope) {
+        ui.say(&hint);
+    }
+}
+
+/// The hint for a kick-off the server refused with 403 (see docs/dialects.md, Medplum).
+pub(crate) fn refused_hint(o: &Outcome, accepted: bool, scope: &str) -> Option<String> {
+    (o.status == OutcomeStatus::Failed && o.http_status == Some(403) && !accepted).then(|| {
+        format!(
+            "hint: the server refused the kick-off (403 Forbidden): the token may lack a scope that allows this \
+             operation. This command asked for scope {scope:?}; some servers (Medplum) refuse $export with a \
+             read-only scope: ask for one that allows it (--scope 'system/*.*', or what the server's SMART \
+             configuration lists), or have the client registered with it"
+        )
+    })
+}
 
 /// The table at the end: per type, files, resources (lines that are JSON objects), invalid
 /// lines and bytes; then what failed, and every file's warnings.

@@ -1,7 +1,7 @@
 //! Waiting for a job: polling with progress and events, and how a wait ends early (a stop saves the
 //! job; a cancel from another process ends it as cancelled).
 
-use crate::folder::{Folder, CANCELLED, CANCEL_ASKED, STATE};
+use crate::folder::{Folder, CANCELLED, CANCEL_ASKED, SETTINGS, STATE};
 use crate::ui::Ui;
 use crate::{outcome_event, Fail};
 use fhir_async::Outcome;
@@ -17,8 +17,18 @@ pub(crate) fn interrupted(folder: &Folder, run: &JobRun, ui: &Ui) -> Fail {
     let dir = folder.dir().display();
     // `--base` confirms the folder's server: the credential goes to it (see `folder_server`).
     let base = &run.job().config().base_url;
+    // The command that made the folder resumes it: `export`, or `kickoff --out` (its settings say).
+    let settings: Option<serde_json::Value> = folder.read(SETTINGS).and_then(|t| serde_json::from_str(&t).ok());
+    let command = match settings.as_ref().and_then(|s| s["command"].as_str()) {
+        Some("kickoff") => "kickoff",
+        Some("download") => "download",
+        _ => "export",
+    };
     eprintln!("fhir-async: interrupted; the job is saved in {dir}");
-    eprintln!("  resume: fhir-async export --out {dir} --base {base}");
+    match command {
+        "download" => eprintln!("  resume: fhir-async download {dir} --base {base}"),
+        _ => eprintln!("  resume: fhir-async {command} --out {dir} --base {base}"),
+    }
     eprintln!("  cancel: fhir-async cancel {dir} --base {base}");
     Fail { code: 130, message: "interrupted".into() }
 }

@@ -200,7 +200,7 @@ fn status_cancel_gzip_and_since_auto() {
     assert!(stdout.contains("polling"));
     let (code, stdout, stderr) = run(&["cancel", d1.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("Cancelled"), "{stdout}");
+    assert!(stdout.contains("Cancelled: the server accepted the cancel"), "{stdout}");
     // gzip output
     let d2 = dir.join("gz");
     assert_eq!(

@@ -50,7 +50,7 @@ pub use publish::{Publication, PublishEvent, PublishUntil, STATE_FILE as PUBLISH
 pub use smart::{BackendServicesAuth, PrivateKey};
 pub use stop::Stop;
 pub use token::{NoToken, StaticToken, TokenFn, TokenProvider, TokenUnavailable};
-pub use transport::{classify, Streaming, Transport, TransportFailure};
+pub use transport::{classify, Connection, Streaming, Transport, TransportFailure};
 
 use drive::{Io, Until};
 use fhir_async::{
@@ -76,6 +76,7 @@ pub struct ClientBuilder {
     prefer: PreferOptions,
     binding: String,
     stop: Stop,
+    connection: Connection,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -127,7 +128,15 @@ impl ClientBuilder {
         self
     }
 
-    /// The client. Fails only on a base URL the engine refuses.
+    /// How servers are reached: trusted CAs, the system's trust store, a proxy (default: the
+    /// bundled roots, the environment's proxy).
+    pub fn connection(mut self, connection: Connection) -> Self {
+        self.connection = connection;
+        self
+    }
+
+    /// The client. Fails on a base URL the engine refuses, and on a [`Connection`] that cannot
+    /// be set up (a CA file that cannot be read or holds no certificate, a bad proxy URL).
     pub fn build(self) -> Result<Client, ClientError> {
         // Validates the base URL the way every job will.
         Job::new(JobConfig {
@@ -140,7 +149,11 @@ impl ClientBuilder {
         })?;
         Ok(Client {
             inner: Arc::new(Inner {
-                io: Io { transport: Transport::new(&self.binding), token: self.token, stop: self.stop },
+                io: Io {
+                    transport: Transport::with_connection(&self.binding, &self.connection)?,
+                    token: self.token,
+                    stop: self.stop,
+                },
                 base_url: self.base_url,
                 retry: self.retry,
                 timeout: self.timeout,
@@ -185,6 +198,7 @@ impl Client {
             prefer: PreferOptions::default(),
             binding: "rust".into(),
             stop: Stop::default(),
+            connection: Connection::default(),
         }
     }
 

@@ -213,6 +213,14 @@ impl BackendServicesAuth {
         })
     }
 
+    /// The transport discovery and token requests go through (default: `Transport::new("rust")`):
+    /// give the one of the binding, so its `User-Agent` names it and its [`crate::Connection`]
+    /// (trusted CAs, proxy) applies to the token endpoint too.
+    pub fn with_transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
     /// The clock (Unix ms) the assertions' `iat`/`exp` and the token's
     /// expiry come from (default: the system clock). The engine never reads
     /// a clock itself; tests skew this one (protocol J5).

@@ -3,11 +3,94 @@
 //! one place where a native transport failure is classified, and where a
 //! request's `timeout_ms` means what `fhir_async::http` says: the time to the
 //! response head, then the idle time allowed for each read of the body.
+//!
+//! [`Connection`] says how to reach servers: which certificate authorities to
+//! trust (the bundled Mozilla roots, the system's trust store, a private CA's
+//! PEM file) and which proxy to go through (`--proxy`, or `HTTPS_PROXY` /
+//! `HTTP_PROXY` / `ALL_PROXY` with `NO_PROXY`).
 
+use crate::ClientError;
 use fhir_async::{Method, Request, Response, TransportErrorKind};
 use std::io::Read;
+use std::path::PathBuf;
 use std::time::Duration;
 use ureq::http;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+/// How the client reaches servers: trust and proxy. The default trusts the
+/// bundled Mozilla roots and takes the proxy from the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// PEM files of certificate authorities to trust besides the others (a
+    /// hospital's private CA). A file with no certificate is an error.
+    pub ca_files: Vec<PathBuf>,
+    /// Trust the operating system's trust store too (where a private CA
+    /// installed on the machine lives), besides the bundled roots.
+    pub system_roots: bool,
+    /// The proxy every request goes through (`http://host:port`, `https://`,
+    /// `socks5://`; user and password in the URL). `None`: the environment's
+    /// (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, with `NO_PROXY`), if any.
+    pub proxy: Option<String>,
+}
+
+impl Connection {
+    /// The trusted roots: the bundled ones, the system's (when asked) and the CA files.
+    /// `None`: the bundled ones only (ureq's default, nothing to load).
+    fn roots(&self) -> Result<Option<RootCerts>, ClientError> {
+        if self.ca_files.is_empty() && !self.system_roots {
+            return Ok(None);
+        }
+        let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        if self.system_roots {
+            // Certificates the system store holds but cannot parse are skipped (rustls-native-certs
+            // reports them); a machine without a store still has the bundled roots.
+            let found = rustls_native_certs::load_native_certs();
+            certs.extend(found.certs.iter().map(|c| Certificate::from_der(c.as_ref()).to_owned()));
+        }
+        for path in &self.ca_files {
+            certs.extend(ca_file(path)?);
+        }
+        Ok(Some(RootCerts::new_with_certs(&certs)))
+    }
+
+    fn proxy(&self) -> Result<Option<ureq::Proxy>, ClientError> {
+        match &self.proxy {
+            None => Ok(ureq::Proxy::try_from_env()),
+            Some(url) => ureq::Proxy::new(url).map(Some).map_err(|e| ClientError::Io {
+                path: fhir_async::origin::redact_url(url),
+                message: format!("not a proxy URL ({e}): http://host:port, https://, socks5://"),
+            }),
+        }
+    }
+}
+
+/// The certificates of a PEM file; none, or a broken file, is an error naming it.
+fn ca_file(path: &std::path::Path) -> Result<Vec<Certificate<'static>>, ClientError> {
+    let bytes = std::fs::read(path).map_err(|e| ClientError::io(path, e))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&bytes) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(ClientError::Io {
+                    path: path.display().to_string(),
+                    message: format!("not a PEM certificate file: {e}"),
+                })
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(ClientError::Io {
+            path: path.display().to_string(),
+            message: "no certificate in it (a CA file holds PEM `-----BEGIN CERTIFICATE-----` blocks)".into(),
+        });
+    }
+    Ok(certs)
+}
 
 /// A transport failure: the kind the engine needs, and a message for humans.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +126,20 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A pool that announces `fhir-async/<version> (<binding>)` (see [`fhir_async::user_agent`]).
+    /// A pool that announces `fhir-async/<version> (<binding>)` (see [`fhir_async::user_agent`]),
+    /// with the default [`Connection`].
     pub fn new(binding: &str) -> Self {
-        let config = ureq::Agent::config_builder()
+        Self::build(binding, None, ureq::Proxy::try_from_env())
+    }
+
+    /// A pool that announces `binding` and reaches servers as `connection` says. Fails on a CA
+    /// file that cannot be read or holds no certificate, and on a proxy URL ureq refuses.
+    pub fn with_connection(binding: &str, connection: &Connection) -> Result<Self, ClientError> {
+        Ok(Self::build(binding, connection.roots()?, connection.proxy()?))
+    }
+
+    fn build(binding: &str, roots: Option<RootCerts>, proxy: Option<ureq::Proxy>) -> Self {
+        let mut config = ureq::Agent::config_builder()
             .max_redirects(0)
             .http_status_as_error(false)
             // The engine adds `Accept-Encoding: gzip` where it wants it; ureq must add nothing.
@@ -54,7 +148,11 @@ impl Transport {
             .max_idle_connections(256)
             .max_idle_connections_per_host(64)
             .timeout_connect(Some(Duration::from_secs(30)))
-            .build();
+            .proxy(proxy);
+        if let Some(roots) = roots {
+            config = config.tls_config(TlsConfig::builder().root_certs(roots).build());
+        }
+        let config = config.build();
         Transport { agent: ureq::Agent::new_with_config(config) }
     }
 

@@ -7,7 +7,7 @@ use crate::errors::{auth_error, client_error, usage};
 use crate::signals::Pending;
 use fhir_async::BackendServices;
 use fhir_async_client::{
-    now_ms, BackendServicesAuth, NoToken, PrivateKey, StaticToken, TokenFn, TokenProvider, TokenUnavailable,
+    now_ms, BackendServicesAuth, NoToken, PrivateKey, StaticToken, TokenFn, TokenProvider, TokenUnavailable, Transport,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -92,6 +92,8 @@ pub fn backend_services(
         _ => 0,
     };
     let auth = if offset == 0 { auth } else { auth.with_clock(move || now_ms().saturating_add_signed(offset)) };
+    // Discovery and token requests name this binding in their User-Agent, as the FHIR requests do.
+    let auth = auth.with_transport(Transport::new("python"));
     Ok(Box::new(Smart { auth, pending: pending.clone() }))
 }
 
