@@ -1,7 +1,7 @@
 //! Driving a job: the next action, and the answers (a response, a transport failure, a body too
 //! large) handed back to it.
 
-use super::respond::is_asyncjob_url;
+use super::respond::{cancelled_outcome, is_asyncjob_url};
 use super::state::{Cancel, Cleanup, InFlight, Phase3, State, TokenPhase};
 use super::types::{Action, CancelResult, CleanupResult};
 use super::Job;
@@ -64,6 +64,15 @@ impl Job {
                 };
                 return Ok(self.send(RequestKind::Cancel, method, url, true));
             }
+        }
+        // A cancel asked while the CapabilityStatement (L2) or a kick-off that was then refused
+        // (405, 429, 401) was in flight: nothing was started, so nothing more is sent.
+        if matches!(self.state, State::Ready | State::KickoffRetry { .. })
+            && matches!(self.cancel, Some(Cancel { phase: Phase3::Asked, .. }))
+        {
+            self.finish(cancelled_outcome(None, None));
+            self.answer_cancel(CancelResult::Cancelled { http_status: None });
+            return self.next_action(now_ms);
         }
         match self.state.clone() {
             State::Ready => {

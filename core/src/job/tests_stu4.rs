@@ -209,6 +209,27 @@ fn l2_a_405_under_auto_is_retried_in_the_stu4_form() {
     assert_eq!(job.ig_version(), Some(IgVersion::Stu4));
 }
 
+// protocol L2 (with F1): a cancel asked while the CapabilityStatement is read, or while a GET
+// kick-off that is then refused with 405 is in flight, ends the job: nothing more is sent
+#[test]
+fn l2_a_cancel_during_the_capability_statement_or_before_the_post_sends_nothing_more() {
+    let mut job = export(auto());
+    let metadata = sent(&mut job, T0);
+    job.cancel(T0);
+    assert!(job.outcome().is_none(), "the read is in flight");
+    let cs = capability_statement("http://x/OperationDefinition/export|4.0.0");
+    job.handle_response(metadata.id, cs, T0).unwrap();
+    assert!(matches!(job.next_action(T0), Ok(Action::Done { .. })), "no kick-off after the cancel");
+    assert_eq!(job.outcome().map(|o| o.status), Some(OutcomeStatus::Cancelled));
+
+    let mut job = export(ExportRequest::default());
+    let get = sent(&mut job, T0);
+    job.cancel(T0);
+    job.handle_response(get.id, refused_get(), T0).unwrap();
+    assert!(matches!(job.next_action(T0), Ok(Action::Done { .. })), "no POST after the cancel");
+    assert_eq!(job.outcome().map(|o| o.status), Some(OutcomeStatus::Cancelled));
+}
+
 fn job_of_operation(method: Method) -> Job {
     job(
         Operation::Operation(OperationRequest { method, path: "$reindex".into(), body: None }),
