@@ -603,3 +603,22 @@ fn cancel_prints_words() {
     let (_, stdout, _) = run(&["cancel", &url], &[]);
     assert!(!stdout.contains("Some(") && stdout.contains("HTTP 404"), "{stdout}");
 }
+
+// issue 23 (Medplum): a 401 with no credential given says so (no token "was refused": none was
+// sent) and how to give one
+#[test]
+fn a_401_without_a_token_says_none_was_configured() {
+    let srv = server(|c| c.token = Some("right".into()));
+    let base = format!("{}/bulk/fhir", srv.origin);
+    let dir = out("notoken");
+    let (code, _, stderr) = run(&["export", "--base", &base, "--type", "Patient", "--out", dir.to_str().unwrap()], &[]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("no token was configured") && !stderr.contains("token was refused"), "{stderr}");
+    assert!(stderr.contains("give a credential: --token"), "{stderr}");
+    // A fixed token that is refused: said so, and no advice to give one.
+    let (code, _, stderr) =
+        run(&["export", "--base", &base, "--token", "wrong", "--out", dir.join("fixed").to_str().unwrap()], &[]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("fixed string") && !stderr.contains("give a credential"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

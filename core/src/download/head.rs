@@ -147,7 +147,7 @@ impl FileDownload {
         self.awaiting_token = false;
         DownloadError::Unauthorized {
             url: redact_url(&self.url),
-            reason: format!("the token was refused and no new one could be had ({reason})"),
+            reason: format!("authorization was refused and no new token could be had ({reason})"),
             server_message: None,
         }
     }

@@ -126,7 +126,7 @@ impl Job {
             http_status: r.as_ref().map_or(401, |r| r.http_status),
             url: r.as_ref().map(|r| r.url.clone()).unwrap_or_default(),
             server_message: r.and_then(|r| r.server_message),
-            reason: format!("the token was refused and no new one could be had ({reason})"),
+            reason: format!("authorization was refused and no new token could be had ({reason})"),
         })
     }
 
