@@ -42,7 +42,7 @@ pub(crate) fn download(
     format: Format,
 ) -> Result<Downloaded, Fail> {
     if let Some(m) = run.outcome().and_then(Outcome::manifest) {
-        folder.event("manifest", json!({"transactionTime": m.transaction_time, "output": m.output.len(), "error": m.error_files().count(), "deleted": m.deleted.len()}));
+        folder.event("manifest", json!({"statusUrl": run.job().status_url(), "transactionTime": m.transaction_time, "output": m.output.len(), "error": m.error_files().count(), "deleted": m.deleted.len()}));
     }
     let skip = folder.done_files(&run.job().download_plan(), run.job().file_records());
     if !skip.is_empty() {
@@ -76,7 +76,7 @@ pub(crate) fn download(
             DownloadEvent::Started { file, attempt, .. } => {
                 folder.event(
                     "file.started",
-                    json!({"file": file.file_name, "type": file.resource_type, "kind": file.kind, "attempt": attempt}),
+                    json!({"file": file.file_name, "type": file.resource_type, "kind": file.kind, "attempt": attempt, "url": file.url}),
                 );
             }
             DownloadEvent::Progress { totals, wire_bytes } => ui.download(totals, wire_bytes),
@@ -92,7 +92,7 @@ pub(crate) fn download(
             }
             DownloadEvent::Finished { result, path, elapsed_ms, .. } => match (&result.report, &result.error) {
                 (Some(r), _) => {
-                    let fields = json!({"file": r.file_name, "type": r.resource_type, "kind": r.kind, "bytes": r.bytes,
+                    let fields = json!({"file": r.file_name, "type": r.resource_type, "kind": r.kind, "url": result.file.url, "bytes": r.bytes,
                         "resources": valid_resources(r), "invalidLines": r.invalid_lines, "durationMs": elapsed_ms,
                         "warnings": r.warnings, "path": path});
                     match path {
@@ -108,7 +108,8 @@ pub(crate) fn download(
                     folder.event(
                         "file.failed",
                         json!({"file": result.file.file_name, "type": result.file.resource_type, "kind": result.file.kind,
-                        "code": e.code(), "message": e.to_string(), "durationMs": elapsed_ms}),
+                        "url": result.file.url, "httpStatus": http_status(e), "code": e.code(), "message": e.to_string(),
+                        "durationMs": elapsed_ms}),
                     );
                 }
                 (None, None) => {}
@@ -120,7 +121,10 @@ pub(crate) fn download(
         (r, failed)
     });
     match r {
-        Ok(summary) => Ok(Downloaded { summary, gzip_failed }),
+        Ok(summary) => {
+            folder.event("export_complete", json!({}));
+            Ok(Downloaded { summary, gzip_failed })
+        }
         Err(ClientError::Stopped) => {
             Err(cancelled_by_another(folder, ui).unwrap_or_else(|| interrupted(folder, run, ui)))
         }
@@ -144,12 +148,26 @@ pub(crate) fn compress_all(rx: std::sync::mpsc::Receiver<GzipJob>, folder: &Fold
             Err(e) => {
                 let message = format!("could not compress {}: {e}", path.display());
                 ui.say(&format!("file {name} failed: {message}"));
-                folder.event("file.failed", json!({"file": name, "code": "gzip", "message": message}));
+                let url = fields.as_ref().map(|f| f["url"].clone());
+                folder.event("file.failed", json!({"file": name, "url": url, "code": "gzip", "message": message}));
                 failed.push((name, message));
             }
         }
     }
     failed
+}
+
+/// The HTTP status a file's failure was, if it was one.
+fn http_status(e: &fhir_async::DownloadError) -> Option<u16> {
+    match e {
+        fhir_async::DownloadError::Http { status, .. } => Some(*status),
+        fhir_async::DownloadError::Unauthorized { .. } => Some(401),
+        // The engine words the last failure `HTTP 503` (or a transport failure's words).
+        fhir_async::DownloadError::RetriesExhausted { last, .. } => {
+            last.strip_prefix("HTTP ").and_then(|r| r.get(..3)).and_then(|c| c.parse().ok())
+        }
+        _ => None,
+    }
 }
 
 /// Resources in a file: its lines that are JSON objects (the engine's `resources` counts

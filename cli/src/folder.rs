@@ -1,17 +1,17 @@
 //! The output folder is the job: its settings (never a token), its saved
 //! state, an event log, the files, and the last completed export.
 
-use serde_json::{json, Value};
+use crate::log::Log;
+use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The saved job state.
 pub const STATE: &str = "fhir-async-job.json";
 /// The command's settings.
 pub const SETTINGS: &str = "fhir-async.json";
-/// The event log.
+/// The event log, in the SMART bulk-data log format (see [`crate::log`]).
 pub const LOG: &str = "log.ndjson";
 /// The last completed export (for `--since auto`).
 pub const LAST: &str = "fhir-async-last.json";
@@ -39,8 +39,7 @@ pub struct Held {
 #[derive(Debug)]
 pub struct Folder {
     dir: PathBuf,
-    log: Mutex<Option<File>>,
-    echo: bool,
+    log: Log,
 }
 
 impl Folder {
@@ -48,12 +47,17 @@ impl Folder {
     pub fn open(dir: &Path, echo: bool) -> std::io::Result<Folder> {
         std::fs::create_dir_all(dir)?;
         let log = OpenOptions::new().create(true).append(true).open(dir.join(LOG))?;
-        Ok(Folder { dir: dir.to_owned(), log: Mutex::new(Some(log)), echo })
+        // The log's `exportId` is the job's status URL (protocol N3), the saved job's when there is one.
+        let status_url = std::fs::read_to_string(dir.join(STATE))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["statusUrl"].as_str().map(str::to_owned));
+        Ok(Folder { dir: dir.to_owned(), log: Log::new(Some(log), echo, status_url) })
     }
 
     /// Events only on stdout (no folder).
     pub fn none(echo: bool) -> Folder {
-        Folder { dir: PathBuf::new(), log: Mutex::new(None), echo }
+        Folder { dir: PathBuf::new(), log: Log::new(None, echo, None) }
     }
 
     /// Whether this is a folder on disk (not [`Folder::none`]: events on stdout only).
@@ -71,22 +75,10 @@ impl Folder {
         dir.join(STATE).is_file()
     }
 
-    /// One event: `{"t": unix_ms, "event": name, ...fields}` into the log (and stdout with `--json`).
+    /// What happened, into the log (and stdout with `--json`) as the SMART log event(s) it is:
+    /// [`Log::record`].
     pub fn event(&self, name: &str, fields: Value) {
-        let mut v = json!({"t": fhir_async_client::now_ms(), "event": name});
-        if let (Some(obj), Value::Object(f)) = (v.as_object_mut(), fields) {
-            obj.extend(f);
-        }
-        let line = v.to_string();
-        if let Some(log) = self.log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            // One write of the whole line (O_APPEND): a `status` or `cancel` beside the working
-            // process appends to the same log without cutting into its lines.
-            let _ = log.write_all(format!("{line}\n").as_bytes());
-        }
-        if self.echo {
-            // A reader that went away (a closed pipe) is not a reason to stop.
-            let _ = writeln!(std::io::stdout().lock(), "{line}");
-        }
+        self.log.record(name, fields);
     }
 
     /// Reads a JSON file of the folder.

@@ -18,6 +18,7 @@ mod commands;
 mod download;
 mod export;
 mod folder;
+mod log;
 mod parquet;
 mod publish;
 mod request;

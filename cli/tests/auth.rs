@@ -133,7 +133,10 @@ fn a_token_endpoint_that_stays_down_exits_5() {
     assert!(!text.contains("s3cr"), "no secret in the folder");
     let log = std::fs::read_to_string(dir.join("log.ndjson")).unwrap();
     let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
-    assert_eq!((last["event"].as_str(), last["code"].as_str()), (Some("error"), Some("auth")), "{log}");
+    // The kick-off never got an answer: its `kickoff` event says why (protocol N4).
+    let detail = &last["eventDetail"];
+    assert_eq!((last["eventId"].as_str(), detail["_code"].as_str()), (Some("kickoff"), Some("auth")), "{log}");
+    assert!(detail["errorBody"].as_str().is_some_and(|b| b.contains("503")), "{log}");
     // Nothing was kicked off: a second run starts afresh once the server is back.
     let state = std::fs::read_to_string(dir.join("fhir-async-job.json")).unwrap_or_default();
     assert!(!state.contains("\"failed\""), "{state}");

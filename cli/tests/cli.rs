@@ -55,10 +55,10 @@ fn interrupt_mid_download(srv: &Server, dir: &Path, files: usize, signal: &str) 
     let mut finished = 0;
     for line in out_lines.by_ref() {
         let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if v["event"] == "file.finished" {
+        if v["eventId"] == "download_complete" {
             finished += 1;
         }
-        if finished >= files && v["event"] == "file.started" {
+        if finished >= files && v["eventId"] == "download_request" {
             Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
             break;
         }
@@ -89,8 +89,8 @@ fn export_then_rerun_resumes() {
         "{files:?}"
     );
     assert_eq!(lines(&dir.join("Patient.000.ndjson")), 20);
-    let events: Vec<String> = log(&dir).iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect();
-    for e in ["kickoff", "accepted", "status", "outcome", "manifest", "file.started", "file.finished"] {
+    let events: Vec<String> = log(&dir).iter().map(|e| e["eventId"].as_str().unwrap().to_owned()).collect();
+    for e in ["kickoff", "status_progress", "outcome", "status_complete", "download_request", "download_complete"] {
         assert!(events.contains(&e.to_owned()), "{e} in {events:?}");
     }
     let all = std::fs::read_to_string(dir.join("log.ndjson")).unwrap();
@@ -125,16 +125,21 @@ fn ctrl_c_then_resume() {
     assert!(total_files > done_before.len());
     // The second run's log: no file finished in the first run was started again.
     let events = log(&dir);
-    let resumed_at = events.iter().position(|e| e["event"] == "resumed").expect("resumed");
+    let resumed_at = events.iter().position(|e| e["eventId"] == "resumed").expect("resumed");
     for e in &events[resumed_at..] {
-        if e["event"] == "file.started" {
-            assert!(!done_before.contains(&e["file"].as_str().unwrap().to_owned()), "{e} was complete already");
+        if e["eventId"] == "download_request" {
+            let f = e["eventDetail"]["_fileName"].as_str().unwrap().to_owned();
+            assert!(!done_before.contains(&f), "{e} was complete already");
         }
     }
     // Every file holds exactly the resources its (one) completed download reported.
-    for e in events.iter().filter(|e| e["event"] == "file.finished") {
-        let f = e["file"].as_str().unwrap();
-        assert_eq!(lines(&dir.join(f)) as u64, e["resources"].as_u64().unwrap(), "{f}: every line once");
+    for e in events.iter().filter(|e| e["eventId"] == "download_complete") {
+        let f = e["eventDetail"]["_fileName"].as_str().unwrap();
+        assert_eq!(
+            lines(&dir.join(f)) as u64,
+            e["eventDetail"]["resourceCount"].as_u64().unwrap(),
+            "{f}: every line once"
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -215,10 +220,11 @@ fn status_cancel_gzip_and_since_auto() {
     assert_eq!(text.lines().count(), 20);
     // --since auto: the next export asks for what changed since the last one; the previous moves aside
     assert_eq!(run(&["export", "--since", "auto", "--out", d2.to_str().unwrap()]).0, 0);
-    let kicks: Vec<Value> = log(&d2).into_iter().filter(|e| e["event"] == "kickoff").collect();
+    let kicks: Vec<Value> = log(&d2).into_iter().filter(|e| e["eventId"] == "kickoff").collect();
     assert_eq!(kicks.len(), 2);
-    assert!(kicks[0]["request"]["since"].is_null());
-    assert!(kicks[1]["request"]["since"].as_str().is_some_and(|s| s.len() > 10), "{}", kicks[1]);
+    assert!(kicks[0]["eventDetail"]["requestParameters"]["_since"].is_null());
+    let since = &kicks[1]["eventDetail"]["requestParameters"]["_since"];
+    assert!(since.as_str().is_some_and(|s| s.len() > 10), "{}", kicks[1]);
     assert!(d2.join("previous").is_dir());
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -428,8 +434,20 @@ fn every_export_flag() {
         dir.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
-    let kick = log(&dir).into_iter().find(|e| e["event"] == "kickoff").unwrap();
-    let r = &kick["request"];
+    // The log's kick-off: its URL and parameters (never `patient`, protocol N4)...
+    let kick = log(&dir).into_iter().find(|e| e["eventId"] == "kickoff").unwrap();
+    let (url, p) = (&kick["eventDetail"]["exportUrl"], &kick["eventDetail"]["requestParameters"]);
+    assert!(url.as_str().is_some_and(|u| u.ends_with("/Group/7/$export")), "{kick}");
+    assert_eq!((p["_type"].as_str(), p["_elements"].as_str()), (Some("Patient,Condition"), Some("id,meta")), "{kick}");
+    assert_eq!(p["_typeFilter"], "Condition?clinical-status=active", "{kick}");
+    assert_eq!(
+        (p["_since"].as_str(), p["_until"].as_str()),
+        (Some("2020-01-01T00:00:00Z"), Some("2030-01-01T00:00:00Z"))
+    );
+    assert!(p.get("patient").is_none(), "{kick}");
+    // ...and the request the folder saved.
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("fhir-async.json")).unwrap()).unwrap();
+    let r = &saved["request"];
     assert_eq!(
         (r["level"].as_str(), r["groupId"].as_str(), r["post"].as_bool()),
         (Some("group"), Some("7"), Some(true))
@@ -486,7 +504,8 @@ fn export_format_parquet_and_the_parquet_command() {
         assert_eq!(parquet_rows(&dir.join(format!("{ty}.parquet"))), ndjson(ty), "{ty}");
     }
     let converted = |dir: &Path| -> Vec<String> {
-        log(dir).iter().filter(|e| e["event"] == "parquet.finished").map(|e| e["type"].to_string()).collect()
+        let done = log(dir).into_iter().filter(|e| e["eventId"] == "parquet_complete");
+        done.map(|e| e["eventDetail"]["type"].to_string()).collect()
     };
     assert_eq!(converted(&dir).len(), 2);
     let settings: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("fhir-async.json")).unwrap()).unwrap();
@@ -515,7 +534,7 @@ fn export_format_parquet_and_the_parquet_command() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(names(&other), ["Condition.parquet", "Patient.parquet"]);
     let events: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(events.iter().filter(|e| e["event"] == "parquet.finished").count(), 2, "{stdout}");
+    assert_eq!(events.iter().filter(|e| e["eventId"] == "parquet_complete").count(), 2, "{stdout}");
     assert_eq!(parquet_rows(&other.join("Patient.parquet")), ndjson("Patient"));
     let (code, _, stderr) = run(&["parquet", other.to_str().unwrap()]);
     assert_eq!(code, 1, "a folder without NDJSON: {stderr}");

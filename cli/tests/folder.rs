@@ -86,7 +86,7 @@ fn spawn_until(args: &[&str], event: &str) -> Child {
     loop {
         let line = lines.next().expect("the process ended before the event").unwrap();
         let v: Value = serde_json::from_str(&line).unwrap();
-        if v["event"] == event {
+        if v["eventId"] == event {
             break;
         }
         assert!(Instant::now() < deadline, "no {event} event in time");
@@ -129,7 +129,7 @@ fn a_second_process_in_the_folder_exits_2_naming_the_holders_pid() {
     let dir = out("lock");
     let d = dir.to_str().unwrap();
     let never = srv.base("/_f/never");
-    let first = spawn_until(&["export", "--base", &never, "--out", d], "accepted");
+    let first = spawn_until(&["export", "--base", &never, "--out", d], "kickoff");
     let pid = first.id();
     for args in [vec!["export", "--out", d], vec!["export", "--base", &never, "--out", d], vec!["download", d]] {
         let (code, _, stderr) = run(&args);
@@ -261,7 +261,7 @@ fn credentials_go_only_to_a_base_given_on_the_command_line() {
     let d = dir.to_str().unwrap();
     let never = srv.base("/_f/never");
     // Someone else's folder: a job that polls, stopped cleanly.
-    let first = spawn_until(&["export", "--base", &never, "--out", d], "accepted");
+    let first = spawn_until(&["export", "--base", &never, "--out", d], "kickoff");
     Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap();
     assert_eq!(ended(first, Duration::from_secs(30)).0, Some(130));
     let polls = srv.route("bulk.status");
@@ -325,8 +325,9 @@ fn lines_that_are_not_json_objects_show_in_the_summary_and_exit_3() {
     assert!(files >= 1);
     assert_eq!((resources, invalid), (files, 2 * files), "{stdout}");
     assert!(stdout.contains("not JSON objects") && stdout.contains("WARNING Patient.000.ndjson"), "{stdout}");
-    let finished = log(&d).into_iter().find(|e| e["event"] == "file.finished").unwrap();
-    assert_eq!((finished["resources"].as_u64(), finished["invalidLines"].as_u64()), (Some(1), Some(2)));
+    let finished = log(&d).into_iter().find(|e| e["eventId"] == "download_complete").unwrap();
+    let finished = &finished["eventDetail"];
+    assert_eq!((finished["resourceCount"].as_u64(), finished["_invalidLines"].as_u64()), (Some(1), Some(2)));
     let d = dir.join("strict");
     let (code, stdout, stderr) = run(&["export", "--base", &base, "--type", "Patient", "--out", d.to_str().unwrap()]);
     assert_eq!(code, 3, "{stdout}{stderr}");
@@ -352,7 +353,7 @@ fn a_cut_last_line_without_a_count_is_no_resource_and_the_console_warns() {
 /// as cancelled (exit 4) and the folder's state stays cancelled; `status DIR` says so.
 fn cancel_beside_a_running_export(base: &str, dir: &Path) {
     let d = dir.to_str().unwrap();
-    let first = spawn_until(&["export", "--base", base, "--out", d], "accepted");
+    let first = spawn_until(&["export", "--base", base, "--out", d], "kickoff");
     let (code, stdout, stderr) = run(&["cancel", d]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("Cancelled") && stdout.contains(&format!("pid {}", first.id())), "{stdout}");
@@ -399,8 +400,9 @@ fn a_gzip_error_fails_that_file_with_exit_3_and_a_rerun_compresses_it() {
     let (code, stdout, stderr) = run(&args);
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(stdout.contains("FAILED Patient.000.ndjson: gzip"), "{stdout}");
-    let failed = log(&dir).into_iter().find(|e| e["event"] == "file.failed").unwrap();
-    assert_eq!((failed["file"].as_str(), failed["code"].as_str()), (Some("Patient.000.ndjson"), Some("gzip")));
+    let failed = log(&dir).into_iter().find(|e| e["eventId"] == "download_error").unwrap();
+    let failed = &failed["eventDetail"];
+    assert_eq!((failed["_fileName"].as_str(), failed["_code"].as_str()), (Some("Patient.000.ndjson"), Some("gzip")));
     let files = names(&dir);
     assert!(
         files.contains(&"Patient.000.ndjson".to_owned())

@@ -26,8 +26,9 @@ def test_console_script_exports_into_a_folder(server: Server, tmp_path: Path) ->
     )
     assert run.returncode == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines()]
-    names = [e["event"] for e in events]
-    assert names[0] == "kickoff" and "outcome" in names and "file.finished" in names
+    # The SMART bulk-data log (protocol N), written by the same Rust code as the `fhir-async` binary.
+    names = [e["eventId"] for e in events]
+    assert names[0] == "kickoff" and "status_complete" in names and "download_complete" in names
     lines = (out / "Patient.000.ndjson").read_text().splitlines()
     assert len(lines) == 50 and all(json.loads(line)["resourceType"] == "Patient" for line in lines)
     # The same folder again: the job resumes, nothing is fetched again.
