@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the wasm engine into npm/wasm/ (Node) and npm/browser/ (browsers): cargo (wasm32, size-tuned) -> wasm-bindgen
+# Builds the wasm engine into npm/wasm/ (Node) and npm/browser/ (browsers): cargo (wasm32, profile `wasm`) -> wasm-bindgen
 # (--target web: an ES module whose init takes bytes or a URL) -> wasm-opt -Oz.
 # Without wasm-opt (Debian package binaryen) the package is too big for its size
 # guard, so the build stops (issue 10 §4); FHIR_ASYNC_ALLOW_NO_WASM_OPT=1 builds
@@ -24,14 +24,10 @@ if [[ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $want" ]]
   cargo install wasm-bindgen-cli --version "$want"
 fi
 
-# Size profile without touching the workspace manifest: the release profile,
-# overridden for this build only.
-export CARGO_PROFILE_RELEASE_OPT_LEVEL="${FHIR_ASYNC_WASM_OPT_LEVEL:-z}"
-export CARGO_PROFILE_RELEASE_LTO=true
-export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
-export CARGO_PROFILE_RELEASE_DEBUG=0
-export CARGO_PROFILE_RELEASE_PANIC=abort
-raw_out="$target_dir/wasm32-unknown-unknown/release/fhir_async_wasm.wasm"
+# The size-tuned `wasm` profile of the root Cargo.toml (opt-level "z", fat LTO,
+# one codegen unit, panic = "abort"); FHIR_ASYNC_WASM_OPT_LEVEL overrides its level.
+if [[ -n ${FHIR_ASYNC_WASM_OPT_LEVEL:-} ]]; then export CARGO_PROFILE_WASM_OPT_LEVEL=$FHIR_ASYNC_WASM_OPT_LEVEL; fi
+raw_out="$target_dir/wasm32-unknown-unknown/wasm/fhir_async_wasm.wasm"
 esbuild="$here/node_modules/.bin/esbuild"
 
 # Two builds of the engine (issue 22): Node's, with SMART Backend Services
@@ -39,11 +35,11 @@ esbuild="$here/node_modules/.bin/esbuild"
 # without it (a private key never belongs in a browser: README.md, "Browser
 # build"), into browser/wasm/ next to a copy of src/ (the same modules, so the
 # relative `../wasm/` imports pick the browser's .wasm and glue). The exports
-# map sends `node` to src/node.js and everything else to browser/src/browser.js.
+# map sends `node` to node/src/node.js and everything else to browser/src/browser.js.
 build_variant() { # build_variant OUT_DIR [CARGO_ARGS...]
   local out=$1
   shift
-  (cd "$root" && cargo build --release --target wasm32-unknown-unknown -p fhir-async-wasm "$@")
+  (cd "$root" && cargo build --profile wasm --target wasm32-unknown-unknown -p fhir-async-wasm "$@")
   local raw=$raw_out
   rm -rf "$out" && mkdir -p "$out"
   # wasm-opt runs on cargo's output, before wasm-bindgen: the binaryen of
@@ -56,35 +52,40 @@ build_variant() { # build_variant OUT_DIR [CARGO_ARGS...]
   else
     echo "build.sh: FHIR_ASYNC_ALLOW_NO_WASM_OPT=1 and no wasm-opt: the .wasm is NOT optimized (too big to publish)" >&2
   fi
-  wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name fhir_async_wasm "$raw"
+  wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$out" --out-name fhir_async_wasm "$raw"
   rm -f "$out/opt.wasm"
-  # The glue without whitespace and comments: wasm-bindgen copies every `///` of the
-  # wasm crate into it (3.3 KB of the 8.8 KB gzipped; index.d.ts has the docs), with
-  # the package's own esbuild (a devDependency: `npm ci` first; without it the glue
-  # stays as wasm-bindgen wrote it, bigger than the size guard allows).
+  # The glue minified (whitespace, comments, syntax, local names): wasm-bindgen
+  # copies every `///` of the wasm crate into it (index.d.ts has the docs).
+  minify "$out/fhir_async_wasm.js" "$out/glue.js"
+  mv "$out/glue.js" "$out/fhir_async_wasm.js"
+}
+# minify IN OUT: one module on its own with the package's esbuild (a devDependency:
+# `npm ci` first; without it the JS stays as written, bigger than the size guard
+# allows). Exported names, imports and class names (set on each error's
+# prototype) stay as they are: a user's bundler still sees the same modules.
+minify() {
   if [[ -x "$esbuild" ]]; then
-    "$esbuild" "$out/fhir_async_wasm.js" --format=esm --minify-whitespace --legal-comments=none \
-      --log-level=warning --outfile="$out/glue.js"
-    mv "$out/glue.js" "$out/fhir_async_wasm.js"
+    "$esbuild" "$1" --format=esm --minify --legal-comments=none --log-level=warning --outfile="$2"
   else
-    echo "build.sh: no npm/node_modules/.bin/esbuild (run npm ci in npm/): the glue is NOT minified" >&2
+    echo "build.sh: no npm/node_modules/.bin/esbuild (run npm ci in npm/): $(basename "$1") is NOT minified" >&2
+    cp "$1" "$2"
   fi
 }
 
 build_variant "$here/wasm"
 build_variant "$here/browser/wasm" --no-default-features
-# The browser build's modules: src/ without the Node-only files, each module
-# minified on its own (whitespace, comments, syntax; names and imports kept: a
-# user's bundler still sees the same modules), which is what a browser downloads.
-rm -rf "$here/browser/src" && mkdir -p "$here/browser/src"
+# What each environment loads, each module minified on its own: the browser's,
+# src/ without the Node-only files, next to browser/wasm/ (the same relative
+# `../wasm/` imports); Node's, all of src/, in node/src/ with its imports pointed
+# at wasm/ (no second copy of Node's engine). The repository's src/ stays the
+# source the tests and examples import.
+rm -rf "$here/browser/src" "$here/node" && mkdir -p "$here/browser/src" "$here/node/src"
 for f in "$here"/src/*.js; do
-  case $(basename "$f") in node.js | node-http.js) continue ;; esac
-  if [[ -x "$esbuild" ]]; then
-    "$esbuild" "$f" --format=esm --minify-whitespace --minify-syntax --legal-comments=none \
-      --log-level=warning --outfile="$here/browser/src/$(basename "$f")"
-  else
-    cp "$f" "$here/browser/src/"
-  fi
+  name=$(basename "$f")
+  minify "$f" "$here/node/src/$name"
+  sed -i 's#\([\x27"]\)\.\./wasm/#\1../../wasm/#g' "$here/node/src/$name"
+  case $name in node.js | node-http.js) continue ;; esac
+  minify "$f" "$here/browser/src/$name"
 done
 
 report() { # report NAME WASM_DIR SRC_DIR
@@ -95,5 +96,5 @@ report() { # report NAME WASM_DIR SRC_DIR
     "JS (glue + src) gzip -9 ${js_gz}; total $((wasm_gz + js_gz))"
 }
 echo "build.sh: $(command -v wasm-opt >/dev/null && wasm-opt --version || echo 'no wasm-opt')"
-report node "$here/wasm" "$here/src"
+report node "$here/wasm" "$here/node/src"
 report browser "$here/browser/wasm" "$here/browser/src"

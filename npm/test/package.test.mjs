@@ -43,7 +43,7 @@ after(async () => {
 
 test('the tarball holds both builds and nothing of the repository besides', () => {
   const files = execFileSync('tar', ['-tzf', join(dir, `fhir-async-${version}.tgz`)], { encoding: 'utf8' }).trim().split('\n').sort();
-  for (const f of ['package/src/node.js', 'package/wasm/fhir_async_wasm_bg.wasm', 'package/browser/src/browser.js', 'package/browser/wasm/fhir_async_wasm_bg.wasm', 'package/index.d.ts']) {
+  for (const f of ['package/node/src/node.js', 'package/wasm/fhir_async_wasm_bg.wasm', 'package/browser/src/browser.js', 'package/browser/wasm/fhir_async_wasm_bg.wasm', 'package/index.d.ts']) {
     assert.ok(files.includes(f), `${f} in the tarball`);
   }
   assert.ok(!files.some((f) => f.startsWith('package/browser/src/node')), 'no Node entry in the browser build');
