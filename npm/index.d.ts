@@ -1392,6 +1392,8 @@ export declare class Downloads {
     expiresAtMs: number,
     gzip: boolean | undefined,
     savedProgress: boolean,
+    /** The core's rule for a line (`undefined`: its default, `"json"`); a line that fails it crosses `feed` marked: a NUL, then the core's words. */
+    validation?: Validation,
   );
   /** The core's record of a file now (K5), as a handle for `commit`; 0 when there is none. */
   snapshot(file: number): number;

@@ -13,7 +13,6 @@ import { coreLimits, itemsOf, message, transfer } from './file.js';
 export const JOB_OF = Symbol.for('fhir-async.job');
 
 const FORMATS = ['json', 'text', 'batches'];
-const VALIDATIONS = [undefined, 'none', 'structural', 'json'];
 /** Items an unordered file may run ahead of the consumer (then its body waits: backpressure). */
 const AHEAD_UNORDERED = 2;
 /** Characters of lines a file that is not first of its type may hold while `ordered` waits for it. */
@@ -23,14 +22,11 @@ const AHEAD_ORDERED_CHARS = 8 << 20;
 const perOrigin = (o) => o.maxPerOrigin ?? o.concurrency;
 
 function check(options) {
-  const { format = 'json', validation, onInvalidLine } = options;
+  const { format = 'json', onInvalidLine } = options;
   if (!FORMATS.includes(format)) throw new UsageError(`format must be "json", "text" or "batches", not ${format}`);
-  if (!VALIDATIONS.includes(validation)) {
-    throw new UsageError(`validation must be "none", "structural" or "json", not ${validation}`);
-  }
   const n = perOrigin(options);
   if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new UsageError(`maxPerOrigin must be a whole number >= 1, not ${n}`);
-  // countCheck and onInvalidLine's names are checked by the core (a UsageError naming them).
+  // countCheck, validation and onInvalidLine's names are checked by the core (a UsageError naming them).
   if (onInvalidLine != null && typeof onInvalidLine !== 'string' && typeof onInvalidLine !== 'function') {
     throw new UsageError(`onInvalidLine must be "report", "raise" or a function, not ${onInvalidLine}`);
   }
@@ -46,8 +42,7 @@ function check(options) {
 export function resourceStream(job, options = {}) {
   check(options);
   const { type, types, kinds = ['output'], signal, format = 'json', onFile, onProgress, ordered = false } = options;
-  // A line is a resource only if it parses as a JSON object (the core's rule), in every format.
-  const { validation = 'json', onInvalidLine, saveProgress = false } = options;
+  const { onInvalidLine, saveProgress = false } = options;
   const dl = core(
     () =>
       new CoreDownloads(
@@ -64,6 +59,8 @@ export function resourceStream(job, options = {}) {
         options.expiresAtMs ?? 0, // 0: the outcome's
         options.gzip, // undefined: the core's default (true)
         saveProgress,
+        // Which lines are resources: the core's rule, the core's default (a JSON object), in every format.
+        options.validation,
       ),
   );
   const stats = { bytes: 0, resources: 0, files: [], failed: 0, invalidLines: 0, originLimits: [], limitChanges: [] };
@@ -104,7 +101,7 @@ export function resourceStream(job, options = {}) {
       const first = run.lines + 1; // 1-based number of lines[0] in the file
       run.lines += lines.length;
       let raise = null;
-      const items = itemsOf(lines, format, validation, (i, msg) => {
+      const items = itemsOf(lines, format, (i, msg) => {
         const line = first + i;
         // The core counts it in the file's report and, under 'raise', answers the file's error.
         const raised = dl.reportInvalidLine(run.i, line, msg);

@@ -47,35 +47,31 @@ async function readUpTo(body, limit, idleMs, signal) {
 export const message = (e) => String(e?.cause?.message ?? e?.message ?? e);
 
 const NEWLINE = new Uint8Array([10]);
-/** What starts the engine's stand-in for a line that is not UTF-8: a NUL, then the core's words for it. */
-const NOT_UTF8 = 0;
+/** What starts a line the core found invalid (or not UTF-8), then the core's words for it (`Downloads.feed`). */
+const MARKED = 0;
 
 /**
- * Lines to items. JSON is parsed here (the core runs with validation
- * "none"); a line that is not UTF-8, does not parse, or does not pass the
- * asked validation (default "json": a JSON object, also for text lines), is
- * handed to `bad(index, message)` and left out; `bad` answers true to stop there.
+ * Lines to items. Which lines are resources is the core's rule, applied as
+ * they cross (the validation given to `Downloads`): a line it marks is handed
+ * to `bad(index, message)` with its words and left out; `bad` answers true to
+ * stop there. JSON is parsed here (format "json"); a line that passed the
+ * asked validation but does not parse (validation "none" or "structural") is
+ * bad too, with the parser's words.
  */
-export function itemsOf(lines, format, validation, bad) {
+export function itemsOf(lines, format, bad) {
   const text = format === 'text';
   const items = [];
   for (let i = 0; i < lines.length; i++) {
     const l = lines[i];
     let v = l;
     let why = null;
-    if (l.charCodeAt(0) === NOT_UTF8) {
-      why = l.slice(1);
-    } else if (!text || validation === 'json') {
+    if (l.charCodeAt(0) === MARKED) why = l.slice(1);
+    else if (!text) {
       try {
         v = JSON.parse(l);
-        if (validation !== 'none' && (v === null || typeof v !== 'object' || Array.isArray(v))) why = 'not a JSON object';
       } catch (e) {
         why = e.message;
       }
-      if (text) v = l;
-    } else if (validation !== 'none') {
-      const t = l.trim();
-      if (t[0] !== '{' || t.at(-1) !== '}') why = 'not a JSON object';
     }
     if (why === null) items.push(v);
     else if (bad(i, why)) break;

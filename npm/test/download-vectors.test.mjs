@@ -71,13 +71,13 @@ for (const file of files) {
     );
     const ids = new Map();
     const lines = {};
-    // As the package does (download.js): each line is parsed in JS, a bad one reported to the core.
+    // As the package does (download.js): the core marks a bad line (its default validation), JS reports it back.
     const collect = (f, text) => {
       lines[f] ??= [];
       if (!text) return;
       const got = text.split('\n');
       const first = lines[f].length + 1;
-      itemsOf(got, 'json', 'json', (k, message) => d.reportInvalidLine(f, first + k, message));
+      itemsOf(got, 'json', (k, message) => d.reportInvalidLine(f, first + k, message));
       lines[f].push(...got);
     };
     const id = (f) => {

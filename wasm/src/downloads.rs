@@ -29,6 +29,8 @@ pub struct WasmDownloads {
     /// the parts queued for the consumer.
     snapshots: Vec<(u32, FileRecord)>,
     next_snapshot: u32,
+    /// The asked validation, applied to each line as it crosses (`mark_line`).
+    validation: Validation,
 }
 
 #[wasm_bindgen(js_class = Downloads)]
@@ -40,7 +42,10 @@ impl WasmDownloads {
     /// invalid does to its file), lines up to `maxLine` bytes (0: the
     /// default), without `skipFiles` (plan file names); `expiresAtMs` (0: the
     /// outcome's) makes links about to expire refresh before files start.
-    /// Lines are checked by the caller (validation "none"). The plan never
+    /// `validation` (`"none"|"structural"|"json"`, `undefined`: the core's
+    /// default) is the core's rule for a line (`line_problem`): a line that
+    /// fails it crosses marked (see `feed`), and the caller reports it with
+    /// `reportInvalidLine` (the core counts it once). The plan never
     /// crosses to JS as one array. `gzip` asks for gzip bodies (fetch decodes
     /// them, so they cannot continue by range). For `maxPerOrigin`,
     /// `countCheck`, `invalidLines` and `gzip`, `undefined` is the core's default. With `savedProgress` the files `job` records as done
@@ -61,6 +66,7 @@ impl WasmDownloads {
         expires_at_ms: f64,
         gzip: Option<bool>,
         saved_progress: bool,
+        validation: Option<String>,
     ) -> Result<WasmDownloads, JsValue> {
         let kinds = kinds
             .iter()
@@ -84,6 +90,15 @@ impl WasmDownloads {
             Some("raise") => InvalidLines::Raise,
             Some(other) => {
                 return Err(usage(&format!("onInvalidLine must be \"report\", \"raise\" or a function, not {other:?}")))
+            }
+        };
+        let validation = match validation.as_deref() {
+            None => defaults.validation,
+            Some("none") => Validation::None,
+            Some("structural") => Validation::Structural,
+            Some("json") => Validation::Json,
+            Some(other) => {
+                return Err(usage(&format!("validation must be \"none\", \"structural\" or \"json\", not {other}")))
             }
         };
         let job = &job.inner;
@@ -125,6 +140,7 @@ impl WasmDownloads {
             announced,
             snapshots: Vec::new(),
             next_snapshot: 1,
+            validation,
         })
     }
 
@@ -168,11 +184,13 @@ impl WasmDownloads {
     }
 
     /// A chunk of file `file`'s body: the new lines joined with `"\n"`; then
-    /// `discarded` says whether to stop reading this body.
+    /// `discarded` says whether to stop reading this body. A line that fails
+    /// the validation (or is not UTF-8) crosses as a NUL followed by the core's
+    /// words for it (no JSON line starts with a NUL).
     pub fn feed(&mut self, file: usize, request_id: f64, chunk: &[u8], now: f64) -> Result<String, JsValue> {
-        let lines = &mut self.lines;
+        let (lines, validation) = (&mut self.lines, self.validation);
         lines.clear();
-        let d = self.inner.feed(file, id(request_id), chunk, ms(now), |l| push_line(lines, l));
+        let d = self.inner.feed(file, id(request_id), chunk, ms(now), |l| mark_line(lines, validation, l));
         self.discarded = d.map_err(|e| download_error(&e))? == HeadDecision::Discard;
         Ok(take_string(&mut self.lines))
     }
@@ -185,9 +203,9 @@ impl WasmDownloads {
 
     /// File `file`'s body ended: the last lines, as `feed` returns them.
     pub fn finish(&mut self, file: usize, request_id: f64, now: f64) -> Result<String, JsValue> {
-        let lines = &mut self.lines;
+        let (lines, validation) = (&mut self.lines, self.validation);
         lines.clear();
-        let r = self.inner.finish(file, id(request_id), ms(now), |l| push_line(lines, l));
+        let r = self.inner.finish(file, id(request_id), ms(now), |l| mark_line(lines, validation, l));
         r.map_err(|e| download_error(&e))?;
         Ok(take_string(&mut self.lines))
     }
@@ -211,7 +229,7 @@ impl WasmDownloads {
         self.inner.error_body(file, body);
     }
 
-    /// A line (1-based) of file `file` that JS could not parse: counted once in
+    /// A line (1-based) of file `file` that crossed marked, or that JS could not parse: counted once in
     /// its report. Under `invalidLines: "raise"` the answer is the file's
     /// `invalid_line` error (the file fails with it), else `null`.
     #[wasm_bindgen(js_name = reportInvalidLine)]
@@ -313,6 +331,18 @@ impl WasmDownloads {
             Ok(JsValue::NULL)
         } else {
             to_js(&changes)
+        }
+    }
+}
+
+/// `push_line`, with a line that fails `validation` replaced by a NUL and the
+/// core's words for it (`line_problem`).
+fn mark_line(buf: &mut Vec<u8>, validation: Validation, line: &[u8]) {
+    match line_problem(validation, line) {
+        None => push_line(buf, line),
+        Some(problem) => {
+            push_line(buf, b"\0");
+            buf.extend_from_slice(problem.as_bytes());
         }
     }
 }
