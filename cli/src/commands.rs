@@ -3,7 +3,7 @@
 
 use crate::args::{self, CountCheck, Format};
 use crate::download::{download, download_options};
-use crate::export::kickoff_failure;
+use crate::export::started;
 use crate::folder::{Folder, CANCELLED, CANCEL_ASKED, SETTINGS, STATE};
 use crate::request::saved_opt;
 use crate::resume::{folder_server, lock_folder, resume_for_this_run};
@@ -226,25 +226,7 @@ pub(crate) fn kickoff(k: args::KickoffArgs, json: bool) -> Result<i32, Fail> {
             }
             let op = Operation::Operation(OperationRequest { method, path: k.path.clone(), body });
             folder.event("kickoff", json!({"base": server.base, "method": k.method, "path": k.path}));
-            let run = match client.start(op) {
-                Ok(run) => run,
-                Err(fhir_async_client::ClientError::Stopped) => {
-                    ui.finish();
-                    return Err(Fail {
-                        code: 130,
-                        message: "interrupted before the server accepted the request".into(),
-                    });
-                }
-                Err(e) => {
-                    folder.event("error", json!({"code": e.code(), "message": e.to_string()}));
-                    return Err(kickoff_failure(e, &server));
-                }
-            };
-            if folder.is_saved() {
-                folder.write(STATE, &run.to_json()).map_err(|e| io(folder.dir(), e))?;
-                folder.event("accepted", json!({"statusUrl": run.job().status_url()}));
-            }
-            run
+            started(client.start(op), &folder, &ui, &server)?
         }
     };
     let outcome = wait(&mut run, &folder, &ui)?;

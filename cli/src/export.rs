@@ -13,7 +13,7 @@ use crate::wait::wait;
 use crate::{auth, parquet};
 use crate::{client, io, outcome_code, usage, Fail};
 use fhir_async::{DownloadOptions, ExportRequest, Outcome, PreferOptions};
-use fhir_async_client::ClientError;
+use fhir_async_client::{ClientError, JobRun};
 use serde_json::{json, Value};
 
 pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
@@ -101,23 +101,7 @@ pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
                 .write(SETTINGS, &serde_json::to_string_pretty(&settings).unwrap_or_default())
                 .map_err(|e| io(folder.dir(), e))?;
             folder.event("kickoff", json!({"base": server.base, "request": request}));
-            let run = match client.export(request) {
-                Ok(r) => r,
-                Err(ClientError::Stopped) => {
-                    ui.finish();
-                    return Err(Fail {
-                        code: 130,
-                        message: "interrupted before the server accepted the export".into(),
-                    });
-                }
-                Err(e) => {
-                    folder.event("error", json!({"code": e.code(), "message": e.to_string()}));
-                    return Err(kickoff_failure(e, &server));
-                }
-            };
-            folder.write(STATE, &run.to_json()).map_err(|e| io(folder.dir(), e))?;
-            folder.event("accepted", json!({"statusUrl": run.job().status_url()}));
-            run
+            started(client.export(request), &folder, &ui, &server)?
         }
     };
     let outcome = wait(&mut run, &folder, &ui)?;
@@ -146,6 +130,32 @@ pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
         _ => {}
     }
     Ok(outcome_code(&outcome, summary.as_ref()))
+}
+
+/// The kick-off's result: the job saved in the folder (when there is one), or why it did not start
+/// (a stop before the server accepted it: exit 130, the folder holds no job).
+pub(crate) fn started(
+    r: Result<JobRun, ClientError>,
+    folder: &Folder,
+    ui: &Ui,
+    server: &ServerArgs,
+) -> Result<JobRun, Fail> {
+    let run = match r {
+        Ok(run) => run,
+        Err(ClientError::Stopped) => {
+            ui.finish();
+            return Err(Fail { code: 130, message: "interrupted before the server accepted the kick-off".into() });
+        }
+        Err(e) => {
+            folder.event("error", json!({"code": e.code(), "message": e.to_string()}));
+            return Err(kickoff_failure(e, server));
+        }
+    };
+    if folder.is_saved() {
+        folder.write(STATE, &run.to_json()).map_err(|e| io(folder.dir(), e))?;
+        folder.event("accepted", json!({"statusUrl": run.job().status_url()}));
+    }
+    Ok(run)
 }
 
 /// A kick-off that failed with an error (not a server's refusal, which is an outcome): the
