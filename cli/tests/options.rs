@@ -27,6 +27,13 @@ fn server(f: impl FnOnce(&mut Config)) -> Running {
     Running::start(cfg).expect("server starts")
 }
 
+/// A server, its Bulk Data base and a fresh folder for the test `name`.
+fn setup(name: &str, f: impl FnOnce(&mut Config)) -> (Running, String, PathBuf) {
+    let srv = server(f);
+    let base = format!("{}/bulk/fhir", srv.origin);
+    (srv, base, out(name))
+}
+
 fn stats(srv: &Running) -> Value {
     let t = ureq::get(format!("{}/_admin/stats", srv.origin)).call().unwrap().into_body().read_to_string().unwrap();
     serde_json::from_str(&t).unwrap()
@@ -74,7 +81,7 @@ fn last_kickoff(srv: &Running) -> (Value, String) {
 // Prefer), as the server received them
 #[test]
 fn kickoff_parameters_pass_through() {
-    let srv = server(|_| {});
+    let (srv, base, dir) = setup("nogzip", |_| {});
     let dir = out("params");
     let base = format!("{}/bulk/fhir", srv.origin);
     let (code, stdout, stderr) = run(
@@ -124,8 +131,6 @@ fn kickoff_parameters_pass_through() {
 #[test]
 fn max_per_origin_and_no_gzip() {
     let srv = server(|c| c.file_resources = 5);
-    let base = format!("{}/bulk/fhir", srv.origin);
-    let dir = out("nogzip");
     let (code, _, stderr) = run(
         &[
             "export",
@@ -169,7 +174,7 @@ fn max_per_origin_and_no_gzip() {
 // it the token stays on the base's origin
 #[test]
 fn allowed_origin_lets_the_token_reach_storage() {
-    let srv = server(|c| c.token = Some("right".into()));
+    let (srv, base, dir) = setup("kickoff-resume", |c| c.token = Some("right".into()));
     let base = format!("{}/_f/storage/bulk/fhir", srv.origin);
     let dir = out("origin-no");
     let (code, stdout, stderr) =
@@ -517,8 +522,6 @@ fn proxy_flag_and_environment() {
 #[test]
 fn kickoff_out_ctrl_c_then_the_printed_resume() {
     let srv = server(|c| c.job_ms = 2_000);
-    let base = format!("{}/bulk/fhir", srv.origin);
-    let dir = out("kickoff-resume");
     let mut child = Command::new(BIN)
         .args([
             "kickoff",
@@ -577,7 +580,7 @@ fn a_refused_kickoff_says_why_and_hints_at_scopes() {
         assert!(stdout.contains("failed (HTTP 403)"), "{stdout}");
     }
     // A job the server failed after accepting it: its words too, and no scope hint.
-    let srv = server(|_| {});
+    let (srv, base, dir) = setup("notoken", |_| {});
     let base = format!("{}/_f/fail/bulk/fhir", srv.origin);
     let (code, _, stderr) = run(
         &["kickoff", "--base", &base, "--method", "GET", "--path", "$export", "--out", dir.join("F").to_str().unwrap()],
@@ -609,8 +612,6 @@ fn cancel_prints_words() {
 #[test]
 fn a_401_without_a_token_says_none_was_configured() {
     let srv = server(|c| c.token = Some("right".into()));
-    let base = format!("{}/bulk/fhir", srv.origin);
-    let dir = out("notoken");
     let (code, _, stderr) = run(&["export", "--base", &base, "--type", "Patient", "--out", dir.to_str().unwrap()], &[]);
     assert_eq!(code, 5, "{stderr}");
     assert!(stderr.contains("no token was configured") && !stderr.contains("token was refused"), "{stderr}");
