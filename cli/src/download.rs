@@ -94,6 +94,7 @@ pub(crate) fn download(
                 (Some(r), _) => {
                     let fields = json!({"file": r.file_name, "type": r.resource_type, "kind": r.kind, "url": result.file.url, "bytes": r.bytes,
                         "resources": valid_resources(r), "invalidLines": r.invalid_lines, "durationMs": elapsed_ms,
+                        "rangeResumes": r.range_resumes, "rangeRestarts": r.range_restarts,
                         "warnings": r.warnings, "path": path});
                     match path {
                         // `file.finished` once compressed, with the compressed file's path.

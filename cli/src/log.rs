@@ -21,8 +21,8 @@
 //! Fields of our own inside a SMART event's detail carry a `_` prefix (smart-fetch's and
 //! cumulus-etl's convention for keys the format does not define: `_client`, `_clientVersion`).
 //! The events the format has no name for keep their own `eventId`s: `resumed`, `warning`,
-//! `outcome`, `interrupted`, `cancelled`, `archived`, `concurrency_change` (an origin's limit of
-//! files at once), `gzip_complete`, `parquet_complete`, `parquet_error`.
+//! `outcome`, `interrupted`, `cancelled`, `archived`, `range_resume` (a file continued by byte
+//! range), `concurrency_change` (an origin's limit of files at once), `gzip_complete`, `parquet_complete`, `parquet_error`.
 //!
 //! No token is ever logged, and a file URL loses its query string (N10: a signed URL's query is a
 //! credential).
@@ -126,6 +126,14 @@ impl Log {
             ),
             "file.finished" => {
                 let (resources, bytes) = (fields["resources"].as_u64(), fields["bytes"].as_u64());
+                // Continued by byte range after a cut (or started over when the range was refused).
+                if fields["rangeResumes"].as_u64() > Some(0) || fields["rangeRestarts"].as_u64() > Some(0) {
+                    self.write(
+                        "range_resume",
+                        json!({"fileUrl": file_url(&fields), "fileName": f("file"), "resumes": f("rangeResumes"),
+                            "restarts": f("rangeRestarts")}),
+                    );
+                }
                 {
                     let mut s = self.state();
                     s.files += 1;

@@ -392,6 +392,22 @@ fn n2_our_own_events_have_their_own_event_ids() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+// Our own events: a file cut mid-body and continued by byte range is a `range_resume` (how many
+// resumes, how many restarts) before its `download_complete`.
+#[test]
+fn n8_range_resumes_have_an_event_of_their_own() {
+    let srv = Server::start(|c| c.patients = 200);
+    let dir = out("range");
+    let log = export(&srv.base("/_f/cut=30000"), "Patient", &dir, &["--no-gzip"]);
+    let resume = one(&log, "range_resume");
+    assert!(resume["resumes"].as_u64() > Some(0), "{resume}");
+    assert_eq!(resume["fileName"], "Patient.000.ndjson", "{resume}");
+    let order = ids(&log);
+    let at = order.iter().position(|e| *e == "range_resume").unwrap();
+    assert_eq!(order[at + 1], "download_complete", "{order:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// cumulus-etl's log reader, from its wheel on PyPI (pinned), run by `python3` with the reader's
 /// two imports installed into a virtualenv of their own; cached under the target directory.
 /// Prints `{"group", "exportUrl", "exportDatetime"}` of the folder it reads, or fails with the
