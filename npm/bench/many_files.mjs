@@ -18,7 +18,8 @@ const srv = await startServer(['--patients', String(files), '--file-resources', 
 try {
   const client = new FhirAsyncClient({
     baseUrl: srv.base('bulk'),
-    retry: { minWaitMs: 20, initialBackoffMs: 20, jitterPercent: 0 },
+    // The server builds the 100,000-file job while it answers the kick-off: minutes on a busy machine.
+    retry: { minWaitMs: 20, initialBackoffMs: 20, jitterPercent: 0, requestTimeoutMs: 1_800_000 },
     timeoutMs: 3_600_000,
   });
   const t0 = performance.now();
