@@ -70,7 +70,11 @@ async fn holds_five_thousand_running_jobs_each_polled_by_id() {
     // A job costs little memory: 100,000 of them fit in a few hundred MiB with room to spare.
     if let (Some(a), Some(b)) = (rss_before, rss_after) {
         let per_job = b.saturating_sub(a) / (JOBS - WARM) as u64;
-        eprintln!("many_jobs: {} jobs after {WARM}, RSS +{} KiB, {per_job} B per job", JOBS - WARM, b.saturating_sub(a) / 1024);
+        eprintln!(
+            "many_jobs: {} jobs after {WARM}, RSS +{} KiB, {per_job} B per job",
+            JOBS - WARM,
+            b.saturating_sub(a) / 1024
+        );
         assert!(per_job < 8 * 1024, "{per_job} B per job");
     }
     tokio::time::timeout(Duration::from_secs(10), s.handle.unwrap().shutdown()).await.expect("server stops");
