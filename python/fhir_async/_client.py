@@ -145,6 +145,9 @@ class Client:
         include_associated_data: Optional[Sequence[str]] = None,
         organize_output_by: Optional[str] = None,
         allow_partial_manifests: Optional[bool] = None,
+        minimum_file_size: Optional[int] = None,
+        maximum_file_size: Optional[int] = None,
+        ig_version: str = "stu3",
         lenient: bool = False,
         separate_export_status: bool = False,
         callback_url: Optional[str] = None,
@@ -157,6 +160,11 @@ class Client:
         waited out as its ``Retry-After`` says, within ``max_kickoff_retries``;
         then ``RetriesExhaustedError``). With ``start=False`` the first ``wait``
         sends it.
+
+        ``ig_version`` is the Bulk Data form of the kick-off: ``"stu2"``,
+        ``"stu3"`` (the default), ``"stu4"`` (a POST of ``Parameters`` only) or
+        ``"auto"`` (read the server's CapabilityStatement first, protocol L2).
+        ``minimum_file_size`` / ``maximum_file_size`` are bytes (L7).
         """
         op: Dict[str, Any] = {
             "type": "export",
@@ -172,6 +180,9 @@ class Client:
             "organizeOutputBy": organize_output_by,
             "allowPartialManifests": allow_partial_manifests,
             "outputFormat": output_format,
+            "minimumFileSize": minimum_file_size,
+            "maximumFileSize": maximum_file_size,
+            "igVersion": ig_version,
             "post": post,
         }
         prefer = {
