@@ -57,6 +57,8 @@ ROW_KEYWORDS: Dict[str, List[Callable[..., Any]]] = {
     "the other ceilings": [R.download, R.resources],
     "a resumed run's own deadline": [fhir_async.Client],
     "select files of the plan by name": [R.download],
+    "the kick-off's Bulk Data form": [fhir_async.Client.export],
+    "the STU4 file-size parameters": [fhir_async.Client.export],
 }
 
 
