@@ -255,6 +255,29 @@ pub fn classify(e: &ureq::Error) -> TransportErrorKind {
 mod tests {
     use super::*;
 
+    // issue 23: a CA file is loaded (a private CA's PEM); one with no certificate, or none at all,
+    // is an error naming the file; a proxy URL ureq cannot use is an error that hides its password
+    #[test]
+    fn connection_errors_name_what_is_wrong() {
+        let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/tests/tls/ca.pem");
+        let good = Connection { ca_files: vec![ca], system_roots: true, proxy: None };
+        assert!(Transport::with_connection("rust", &good).is_ok());
+        let dir = std::env::temp_dir().join(format!("fhir-async-transport-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("text.pem");
+        std::fs::write(&text, "hello\n").unwrap();
+        for (file, words) in [(text, "no certificate"), (dir.join("missing.pem"), "missing.pem")] {
+            let c = Connection { ca_files: vec![file.clone()], ..Connection::default() };
+            let e = Transport::with_connection("rust", &c).unwrap_err();
+            assert_eq!(e.code(), "io");
+            assert!(e.to_string().contains(&*file.display().to_string()) && e.to_string().contains(words), "{e}");
+        }
+        let bad = Connection { proxy: Some("ftp://u:pw-SECRET@127.0.0.1:1".into()), ..Connection::default() };
+        let e = Transport::with_connection("rust", &bad).unwrap_err().to_string();
+        assert!(e.contains("proxy") && !e.contains("pw-SECRET"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     // protocol H6: only a failure before the connection existed may replay a kick-off
     #[test]
     fn classification() {
