@@ -297,6 +297,28 @@ fn n7_status_complete_page_and_manifest() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+// protocol N7 [R]: a Bulk Data STU4 manifest's `outcome` files count as error files (the reference
+// server's `/stu4/fhir` lists one informational outcome file) and are requested as `error` items.
+#[test]
+fn n7_stu4_outcome_files_count_as_error_files() {
+    let srv = Server::start(|_| {});
+    let dir = out("n7-stu4");
+    let base = format!("{}/stu4/fhir", srv.origin);
+    let (code, stdout, stderr) = run(&["export", "--base", &base, "--post", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let log = read_log(&dir);
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("fhir-async-job.json")).unwrap()).unwrap();
+    // The manifest lists it under STU4's `outcome`, not `error`.
+    assert!(state.to_string().contains("\"outcome\":[{"), "{state}");
+    let m = one(&log, "manifest_complete");
+    assert_eq!(m["totalErrorFileCount"], 1, "{m}");
+    let errors: Vec<&Value> =
+        events(&log, "download_request").into_iter().filter(|e| e["eventDetail"]["itemType"] == "error").collect();
+    assert_eq!(errors.len(), 1, "{log:#?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 // protocol N8: per file, `download_request` (`fileUrl`, `itemType`, `resourceType`) and
 // `download_complete` (`fileUrl`, `resourceCount`, `fileSize`: the decoded bytes, those in the
 // folder); a file that fails is a `download_error` (`fileUrl`, `body`, `code`, `message`,
