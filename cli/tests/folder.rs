@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::Server;
+use common::{run_env, Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fhir-async");
 
@@ -30,23 +30,6 @@ fn out(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fhir-async-cli-folder-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
-}
-
-/// Runs the command with `env` added (and no credential from the test's own environment).
-fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> (i32, String, String) {
-    let o = Command::new(BIN)
-        .args(args)
-        .env_remove("FHIR_ASYNC_TOKEN")
-        .env_remove("FHIR_ASYNC_CLIENT_SECRET")
-        .env_remove("FHIR_ASYNC_BASE")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {

@@ -8,31 +8,12 @@ use std::process::Command;
 
 mod common;
 
-use common::Server;
-
-const BIN: &str = env!("CARGO_BIN_EXE_fhir-async");
+use common::{run_env, Server};
 
 fn out(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fhir-async-cli-log-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
-}
-
-/// Runs the command (no credential from the test's own environment), with `env` added.
-fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let o = Command::new(BIN)
-        .args(args)
-        .env_remove("FHIR_ASYNC_TOKEN")
-        .env_remove("FHIR_ASYNC_CLIENT_SECRET")
-        .env_remove("FHIR_ASYNC_BASE")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {

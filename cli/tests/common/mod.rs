@@ -41,3 +41,21 @@ impl Server {
         self.route("bulk.kickoff")
     }
 }
+
+/// Runs the `fhir-async` binary with `env` added (and no credential from the test's own
+/// environment): its exit code, stdout and stderr.
+pub fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> (i32, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fhir-async"))
+        .args(args)
+        .env_remove("FHIR_ASYNC_TOKEN")
+        .env_remove("FHIR_ASYNC_CLIENT_SECRET")
+        .env_remove("FHIR_ASYNC_BASE")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
