@@ -518,7 +518,16 @@ export type Manifest = {
   /**
    * A non-standard `message` some servers add (HealthConnect, HAPI).
    */
-  message?: string | null, };
+  message?: string | null,
+  /**
+   * STU4 `manifestType` (L12): absent means a `BulkDataManifest`.
+   */
+  manifestType?: string | null,
+  /**
+   * A manifest-wide `outputFormat`, for files that do not give their own
+   * (L10); absent means `application/fhir+ndjson`.
+   */
+  outputFormat?: string | null, };
 
 /**
  * One file of a manifest.
@@ -543,7 +552,17 @@ export type ManifestFile = {
   /**
    * STU3 `continuesInFile`.
    */
-  continuesInFile?: string | null, };
+  continuesInFile?: string | null,
+  /**
+   * STU4 `outputFormat` of this file (L10, L13); absent: the manifest's,
+   * else `application/fhir+ndjson`.
+   */
+  outputFormat?: string | null,
+  /**
+   * STU4 `countSeverity` of an `outcome` file (L11); entries that are not
+   * `{code, count}` are left out.
+   */
+  countSeverity?: Array<CountSeverity>, };
 
 /**
  * A manifest paging link.
@@ -557,6 +576,20 @@ export type ManifestLink = {
    * The page URL.
    */
   url: string, };
+
+/**
+ * One `countSeverity` entry of an `outcome` file (STU4 ballot, L11): how
+ * many issues of one severity the file holds.
+ */
+export type CountSeverity = {
+  /**
+   * `fatal`, `error`, `warning`, `information` or `success`.
+   */
+  code: string,
+  /**
+   * How many.
+   */
+  count: number, };
 
 /**
  * A snapshot for display.
@@ -720,8 +753,21 @@ export type PlannedFile = {
    */
   expectedCount: number | null,
   /**
+   * The `fileSize` the manifest gives: the decoded bytes the file must
+   * have (L13), for NDJSON and opaque files alike.
+   */
+  expectedBytes?: number | null,
+  /**
+   * Set when the file is not NDJSON (its `outputFormat` is not an NDJSON
+   * alias, e.g. Parquet, L13): its media type. Such a file is opaque bytes:
+   * asked for with `Accept` = this, handed out as the body's bytes (no
+   * lines, no count check) and checked against `expected_bytes` only.
+   */
+  opaqueFormat?: string | null,
+  /**
    * A file name safe to use inside any target directory (no separators, no
-   * `..`), unique within the plan: `{Type}.{index:03}.ndjson` style.
+   * `..`), unique within the plan: `{Type}.{index:03}.ndjson` style (an
+   * opaque file keeps its format's extension: `Patient.003.parquet`).
    */
   fileName: string,
   /**
@@ -1091,6 +1137,13 @@ export interface ResourceOptions {
    * state does not record starts over (drop what you kept of it). Default false.
    */
   saveProgress?: boolean;
+  /**
+   * Protocol L13: also take the files that are not NDJSON (the plan's
+   * `opaqueFormat`, e.g. Parquet), each handed out as `Uint8Array` items: the
+   * file's bytes in order, checked against the manifest's `fileSize` (not
+   * counted in `stats.resources`). Default false: such files are left out.
+   */
+  opaqueFiles?: boolean;
   /** When the links expire (default: the outcome's `expiresAtMs`); they are re-fetched before files start near it. */
   expiresAtMs?: number;
   /** The core's totals, after each file's result and each change of an origin's limit. */
@@ -1253,6 +1306,7 @@ export type DownloadErrorCode =
   | 'blocked'
   | 'http'
   | 'count_mismatch'
+  | 'size_mismatch'
   | 'invalid_line'
   | 'unauthorized'
   | 'line_too_long'

@@ -61,6 +61,8 @@ export function resourceStream(job, options = {}) {
         saveProgress,
         // Which lines are resources: the core's rule, the core's default (a JSON object), in every format.
         options.validation,
+        // Files that are not NDJSON (Parquet, L13): taken only when asked, as Uint8Array items.
+        options.opaqueFiles,
       ),
   );
   const stats = { bytes: 0, resources: 0, files: [], failed: 0, invalidLines: 0, originLimits: [], limitChanges: [] };
@@ -94,6 +96,8 @@ export function resourceStream(job, options = {}) {
     active: 0,
     /** Hands out the lines the core returned for `run`; resolves when the consumer has room. */
     async emit(run, joined) {
+      // An opaque file (the core's `opaqueFormat`, L13) gives its bytes, not lines.
+      if (run.file.opaqueFormat) return emitBytes(run, dl.takeBytes());
       if (joined === '') return;
       // K5: where the file stands once the consumer holds these lines (committed when it took them).
       const record = saveProgress ? dl.snapshot(run.i) : 0;
@@ -130,6 +134,17 @@ export function resourceStream(job, options = {}) {
       while (!ctx.closed && !room(run)) await new Promise((resolve) => (run.resume = resolve));
     },
   };
+
+  /** Hands out an opaque file's bytes as one Uint8Array item; resolves when the consumer has room. */
+  async function emitBytes(run, bytes) {
+    if (bytes.length === 0) return;
+    const items = [bytes];
+    items.opaque = true; // not resources: `stats.resources` leaves them out
+    run.queue.push({ items, chars: bytes.length, record: 0 });
+    run.chars += bytes.length;
+    notify();
+    while (!ctx.closed && !room(run)) await new Promise((resolve) => (run.resume = resolve));
+  }
 
   const runOf = (i) => {
     let run = byIndex.get(i);
@@ -431,7 +446,7 @@ export function resourceStream(job, options = {}) {
           close();
           return { value: undefined, done: true };
         }
-        stats.resources += items.length;
+        if (!items.opaque) stats.resources += items.length;
         if (format === 'batches') return { value: items, done: false };
         batch = items;
         at = 0;

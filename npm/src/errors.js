@@ -111,6 +111,7 @@ export const CORE_CODES = {
     http: DownloadError,
     unauthorized: DownloadError,
     count_mismatch: DownloadError,
+    size_mismatch: DownloadError,
     invalid_line: InvalidLineError,
     line_too_long: DownloadError,
     decode: DownloadError,

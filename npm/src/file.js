@@ -127,7 +127,7 @@ export async function transfer(ctx, run, req) {
         // A whole last line (`}`) without its newline is ended here, so it is
         // checked (and reported if bad) before the core's count check at finish;
         // a cut one is left to the core (a truncated body: retried).
-        if (last === 125) {
+        if (last === 125 && !run.file.opaqueFormat) {
           await ctx.emit(run, core(() => dl.feed(run.i, req.id, NEWLINE, Date.now())));
           if (dl.discarded || ctx.closed) return;
         }

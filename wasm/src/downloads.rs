@@ -22,6 +22,8 @@ use crate::job::WasmJob;
 pub struct WasmDownloads {
     inner: Downloads,
     lines: Vec<u8>,
+    /// The bytes of an opaque file (Parquet, L13) from the last `feed`/`finish` (`takeBytes`).
+    bytes: Vec<u8>,
     discarded: bool,
     /// Per file: whether `finished()` already named it.
     announced: Vec<bool>,
@@ -67,6 +69,7 @@ impl WasmDownloads {
         gzip: Option<bool>,
         saved_progress: bool,
         validation: Option<String>,
+        opaque_files: Option<bool>,
     ) -> Result<WasmDownloads, JsValue> {
         let kinds = kinds
             .iter()
@@ -124,6 +127,8 @@ impl WasmDownloads {
             // A stream cannot take lines back: a file that changed after lines
             // were handed out fails with `file_changed` (K7).
             restart_changed: false,
+            // Files that are not NDJSON (Parquet, L13), as bytes (`takeBytes`), only when asked.
+            opaque_files: opaque_files.unwrap_or(defaults.opaque_files),
             expires_at_ms: if expires_at_ms >= 1.0 {
                 Some(ms(expires_at_ms))
             } else {
@@ -136,6 +141,7 @@ impl WasmDownloads {
         Ok(WasmDownloads {
             inner,
             lines: Vec::new(),
+            bytes: Vec::new(),
             discarded: false,
             announced,
             snapshots: Vec::new(),
@@ -187,12 +193,26 @@ impl WasmDownloads {
     /// `discarded` says whether to stop reading this body. A line that fails
     /// the validation (or is not UTF-8) crosses as a NUL followed by the core's
     /// words for it (no JSON line starts with a NUL).
+    /// An opaque file's (`file(i).opaqueFormat`, L13) body gives no lines: its
+    /// bytes are read with `takeBytes` after each `feed` and `finish`.
     pub fn feed(&mut self, file: usize, request_id: f64, chunk: &[u8], now: f64) -> Result<String, JsValue> {
-        let (lines, validation) = (&mut self.lines, self.validation);
+        let opaque = self.is_opaque(file);
+        let (lines, bytes, validation) = (&mut self.lines, &mut self.bytes, self.validation);
         lines.clear();
-        let d = self.inner.feed(file, id(request_id), chunk, ms(now), |l| mark_line(lines, validation, l));
+        let d =
+            self.inner.feed(file, id(request_id), chunk, ms(now), |l| hand_out(opaque, lines, bytes, validation, l));
         self.discarded = d.map_err(|e| download_error(&e))? == HeadDecision::Discard;
         Ok(take_string(&mut self.lines))
+    }
+
+    /// The bytes of an opaque file the last `feed` or `finish` handed out (L13), taken.
+    #[wasm_bindgen(js_name = takeBytes)]
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
+    fn is_opaque(&self, file: usize) -> bool {
+        self.inner.files().get(file).is_some_and(|f| f.opaque_format.is_some())
     }
 
     /// Whether the last `feed` ended the request (stop reading the body).
@@ -203,9 +223,10 @@ impl WasmDownloads {
 
     /// File `file`'s body ended: the last lines, as `feed` returns them.
     pub fn finish(&mut self, file: usize, request_id: f64, now: f64) -> Result<String, JsValue> {
-        let (lines, validation) = (&mut self.lines, self.validation);
+        let opaque = self.is_opaque(file);
+        let (lines, bytes, validation) = (&mut self.lines, &mut self.bytes, self.validation);
         lines.clear();
-        let r = self.inner.finish(file, id(request_id), ms(now), |l| mark_line(lines, validation, l));
+        let r = self.inner.finish(file, id(request_id), ms(now), |l| hand_out(opaque, lines, bytes, validation, l));
         r.map_err(|e| download_error(&e))?;
         Ok(take_string(&mut self.lines))
     }
@@ -337,6 +358,15 @@ impl WasmDownloads {
 
 /// `push_line`, with a line that fails `validation` replaced by a NUL and the
 /// core's words for it (`line_problem`).
+/// One piece of a body the core handed out: an opaque file's bytes as they are, else a line.
+fn hand_out(opaque: bool, lines: &mut Vec<u8>, bytes: &mut Vec<u8>, validation: Validation, piece: &[u8]) {
+    if opaque {
+        bytes.extend_from_slice(piece);
+    } else {
+        mark_line(lines, validation, piece);
+    }
+}
+
 fn mark_line(buf: &mut Vec<u8>, validation: Validation, line: &[u8]) {
     match line_problem(validation, line) {
         None => push_line(buf, line),

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use fhir_async::coordinator::{DownloadProgress, FileResult, LimitChange, OriginLimit};
-use fhir_async::manifest::ManifestLink;
+use fhir_async::manifest::{CountSeverity, ManifestLink};
 use fhir_async::{
     Action, AsyncMode, CallbackEffect, CallbackPayload, CallbackStatus, CancelResult, Ceilings, CleanupResult,
     CountCheck, CountMismatchInfo, Delivery, DownloadStep, ExportLevel, ExportRequest, FileKind, FileReport, IgVersion,
@@ -58,6 +58,7 @@ fn generated() -> (Vec<String>, String) {
     decl::<Manifest>(&cfg, &mut d);
     decl::<ManifestFile>(&cfg, &mut d);
     decl::<ManifestLink>(&cfg, &mut d);
+    decl::<CountSeverity>(&cfg, &mut d);
     decl::<Progress>(&cfg, &mut d);
     decl::<Phase>(&cfg, &mut d);
     decl::<CancelResult>(&cfg, &mut d);
