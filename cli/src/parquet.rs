@@ -24,7 +24,8 @@ fn parquet_path(dir: &Path, ty: &str) -> PathBuf {
 /// file name (`Patient.000.ndjson` → `Patient`), never by the manifest's text.
 pub fn job_files(plan: &[PlannedFile], done: &[String], folder: &Folder, ui: &Ui) -> Vec<(String, PathBuf)> {
     let mut by_type: BTreeMap<String, Option<Vec<PathBuf>>> = BTreeMap::new();
-    for f in plan.iter().filter(|f| f.kind == FileKind::Output && f.blocked.is_none()) {
+    // A file that is not NDJSON (a server's own Parquet, L13) is no input of a table.
+    for f in plan.iter().filter(|f| f.kind == FileKind::Output && f.blocked.is_none() && f.opaque_format.is_none()) {
         let ty = f.file_name.split('.').next().unwrap_or_default().to_string();
         let path = [folder.dir().join(&f.file_name), folder.dir().join(format!("{}.gz", f.file_name))]
             .into_iter()

@@ -19,7 +19,7 @@ fn l13_the_export_command_completes_against_stu4_with_the_parquet_file_on_disk()
     let _ = std::fs::remove_dir_all(&dir);
     let base = format!("{}/stu4/fhir", srv.origin);
     let o = Command::new(BIN)
-        .args(["export", "--base", &base, "--post", "--out"])
+        .args(["export", "--base", &base, "--post", "--format", "parquet", "--out"])
         .arg(&dir)
         .env_remove("FHIR_ASYNC_TOKEN")
         .env_remove("FHIR_ASYNC_CLIENT_SECRET")
@@ -32,10 +32,13 @@ fn l13_the_export_command_completes_against_stu4_with_the_parquet_file_on_disk()
         std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
     names.sort();
     assert!(!names.iter().any(|n| n.ends_with(".tmp") || n.ends_with(".part")), "{names:?}");
-    let parquet: Vec<&String> = names.iter().filter(|n| n.ends_with(".parquet")).collect();
+    // the server's Parquet file (`Patient.NNN.parquet`), beside the tables `--format parquet` made
+    let parquet: Vec<&String> = names.iter().filter(|n| n.ends_with(".parquet") && n.split('.').count() == 3).collect();
     assert_eq!(parquet.len(), 1, "{names:?}");
     assert!(parquet[0].starts_with("Patient."), "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("Patient.") && n.ends_with(".ndjson")), "{names:?}");
+    // `--format parquet` made its own table of the NDJSON files, the server's Parquet left as it is
+    assert!(names.iter().any(|n| n == "Patient.parquet"), "{names:?}");
     // the bytes on disk are the server's: the manifest's fileSize, the Parquet magic at both ends
     let path = srv.stats()["requests"]
         .as_array()
