@@ -3,7 +3,8 @@
 // scripted server and checks their waits are the shared schedule's entries.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FhirAsyncClient } from 'fhir-async';
+// The sources, not the package: the client and the schedule it shares must be the same modules.
+import { FhirAsyncClient } from '../src/node.js';
 import { Schedule, schedule } from '../src/schedule.js';
 import { fakeServer } from './fake.mjs';
 import { until } from './server.mjs';
