@@ -165,6 +165,17 @@ pub struct ExportArgs {
     /// ready (STU3 and later).
     #[arg(long)]
     pub allow_partial_manifests: bool,
+    /// `_minimumFileSize` in bytes: the server may combine resources into files of at least this
+    /// size (STU4 ballot).
+    #[arg(long, value_name = "BYTES")]
+    pub minimum_file_size: Option<u64>,
+    /// `_maximumFileSize` in bytes: the server should split files past this size (STU4 ballot).
+    #[arg(long, value_name = "BYTES")]
+    pub maximum_file_size: Option<u64>,
+    /// Which Bulk Data version's kick-off to send [default: stu3]; `auto`: what the server's
+    /// CapabilityStatement declares (STU4: POST only, includeAssociatedData as a Coding).
+    #[arg(long, value_enum)]
+    pub ig_version: Option<IgVersion>,
     /// Kick off with POST and a Parameters body.
     #[arg(long)]
     pub post: bool,
@@ -295,6 +306,19 @@ pub enum Level {
     Patient,
     /// `[base]/Group/{id}/$export`
     Group,
+}
+
+/// Bulk Data versions of the kick-off.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IgVersion {
+    /// STU2 (v2.0.0).
+    Stu2,
+    /// STU3 (v3.0.0).
+    Stu3,
+    /// The STU4 ballot.
+    Stu4,
+    /// What the server declares.
+    Auto,
 }
 
 /// File formats.

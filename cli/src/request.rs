@@ -1,7 +1,7 @@
 //! The export request from the command line, the options the folder saved, and the check that a
 //! later `export` in a folder asks for the same export.
 
-use crate::args::{ExportArgs, Level};
+use crate::args::{ExportArgs, IgVersion, Level};
 use crate::folder::Folder;
 use crate::{usage, Fail};
 use fhir_async::{ExportLevel, ExportRequest};
@@ -25,8 +25,16 @@ pub(crate) fn export_request(a: &ExportArgs, since: Option<String>) -> ExportReq
         include_associated_data: a.include_associated_data.clone(),
         organize_output_by: a.organize_output_by.clone(),
         allow_partial_manifests: a.allow_partial_manifests.then_some(true),
+        minimum_file_size: a.minimum_file_size,
+        maximum_file_size: a.maximum_file_size,
+        ig_version: match a.ig_version {
+            None => fhir_async::IgVersion::default(),
+            Some(IgVersion::Stu2) => fhir_async::IgVersion::Stu2,
+            Some(IgVersion::Stu3) => fhir_async::IgVersion::Stu3,
+            Some(IgVersion::Stu4) => fhir_async::IgVersion::Stu4,
+            Some(IgVersion::Auto) => fhir_async::IgVersion::Auto,
+        },
         post: a.post,
-        ..ExportRequest::default()
     }
 }
 
@@ -50,6 +58,9 @@ pub(crate) fn export_request_blank(a: &ExportArgs) -> ExportRequest {
         include_associated_data: Vec::new(),
         organize_output_by: None,
         allow_partial_manifests: false,
+        minimum_file_size: None,
+        maximum_file_size: None,
+        ig_version: None,
         post: false,
         lenient: false,
         server: a.server.clone(),

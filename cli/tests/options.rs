@@ -81,7 +81,7 @@ fn last_kickoff(srv: &Running) -> (Value, String) {
 // Prefer), as the server received them
 #[test]
 fn kickoff_parameters_pass_through() {
-    let (srv, base, dir) = setup("nogzip", |_| {});
+    let srv = server(|_| {});
     let dir = out("params");
     let base = format!("{}/bulk/fhir", srv.origin);
     let (code, stdout, stderr) = run(
@@ -130,7 +130,7 @@ fn kickoff_parameters_pass_through() {
 // and the folder keeps them for the next run
 #[test]
 fn max_per_origin_and_no_gzip() {
-    let srv = server(|c| c.file_resources = 5);
+    let (srv, base, dir) = setup("nogzip", |c| c.file_resources = 5);
     let (code, _, stderr) = run(
         &[
             "export",
@@ -174,7 +174,7 @@ fn max_per_origin_and_no_gzip() {
 // it the token stays on the base's origin
 #[test]
 fn allowed_origin_lets_the_token_reach_storage() {
-    let (srv, base, dir) = setup("kickoff-resume", |c| c.token = Some("right".into()));
+    let srv = server(|c| c.token = Some("right".into()));
     let base = format!("{}/_f/storage/bulk/fhir", srv.origin);
     let dir = out("origin-no");
     let (code, stdout, stderr) =
@@ -521,7 +521,7 @@ fn proxy_flag_and_environment() {
 // the saved job up (no second kick-off) and saves the result
 #[test]
 fn kickoff_out_ctrl_c_then_the_printed_resume() {
-    let srv = server(|c| c.job_ms = 2_000);
+    let (srv, base, dir) = setup("kickoff-resume", |c| c.job_ms = 2_000);
     let mut child = Command::new(BIN)
         .args([
             "kickoff",
@@ -580,7 +580,7 @@ fn a_refused_kickoff_says_why_and_hints_at_scopes() {
         assert!(stdout.contains("failed (HTTP 403)"), "{stdout}");
     }
     // A job the server failed after accepting it: its words too, and no scope hint.
-    let (srv, base, dir) = setup("notoken", |_| {});
+    let srv = server(|_| {});
     let base = format!("{}/_f/fail/bulk/fhir", srv.origin);
     let (code, _, stderr) = run(
         &["kickoff", "--base", &base, "--method", "GET", "--path", "$export", "--out", dir.join("F").to_str().unwrap()],
@@ -611,7 +611,7 @@ fn cancel_prints_words() {
 // sent) and how to give one
 #[test]
 fn a_401_without_a_token_says_none_was_configured() {
-    let srv = server(|c| c.token = Some("right".into()));
+    let (_srv, base, dir) = setup("notoken", |c| c.token = Some("right".into()));
     let (code, _, stderr) = run(&["export", "--base", &base, "--type", "Patient", "--out", dir.to_str().unwrap()], &[]);
     assert_eq!(code, 5, "{stderr}");
     assert!(stderr.contains("no token was configured") && !stderr.contains("token was refused"), "{stderr}");
@@ -621,5 +621,33 @@ fn a_401_without_a_token_says_none_was_configured() {
         run(&["export", "--base", &base, "--token", "wrong", "--out", dir.join("fixed").to_str().unwrap()], &[]);
     assert_eq!(code, 5, "{stderr}");
     assert!(stderr.contains("fixed string") && !stderr.contains("give a credential"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+// issue 23: the STU4 kick-off options the core has: --minimum-file-size / --maximum-file-size
+// reach the kick-off, and --ig-version stu4 sends it as a POST (STU4: POST only)
+#[test]
+fn stu4_kickoff_options() {
+    let (srv, base, dir) = setup("stu4opts", |_| {});
+    let sizes = ["--minimum-file-size", "1000", "--maximum-file-size", "100000"];
+    let args = |d: &str| {
+        [
+            &["export", "--base", &base, "--type", "Patient", "--out"][..],
+            &[dir.join(d).to_str().unwrap()][..],
+            &sizes[..],
+        ]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<String>>()
+    };
+    let (code, _, stderr) = run(&args("get"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let (k, path) = last_kickoff(&srv);
+    assert_eq!(k["method"], "GET", "{k}");
+    assert!(path.contains("_minimumFileSize=1000") && path.contains("_maximumFileSize=100000"), "{path}");
+    let (code, _, stderr) = run(&[args("post"), vec!["--ig-version".into(), "stu4".into()]].concat(), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let (k, _) = last_kickoff(&srv);
+    assert_eq!(k["method"], "POST", "{k}");
     let _ = std::fs::remove_dir_all(&dir);
 }
