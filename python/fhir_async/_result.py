@@ -99,7 +99,10 @@ class Result:
     @property
     def files(self) -> List[Dict[str, Any]]:
         """The download plan: one entry per file (``kind``, ``resourceType``,
-        ``url``, ``expectedCount``, ``fileName``, ``sendToken``, ``blocked``)."""
+        ``url``, ``expectedCount``, ``expectedBytes`` (the manifest's
+        ``fileSize``), ``opaqueFormat`` (set for a file that is not NDJSON,
+        e.g. Parquet: downloaded as bytes), ``fileName``, ``sendToken``,
+        ``blocked``)."""
         plan: List[Dict[str, Any]] = self.job._native.download_plan()
         return plan
 
@@ -187,7 +190,11 @@ class Result:
         ``max_per_origin`` at once from one origin (``concurrency`` is its
         old name; ``kinds`` defaults to all three lists). Each file is written to
         ``NAME.tmp`` and renamed once complete and its line count matches the
-        manifest; on Ctrl-C no ``.tmp`` file remains.
+        manifest; on Ctrl-C no ``.tmp`` file remains. A file that is not NDJSON
+        (an ``outputFormat`` such as Parquet, protocol L13) is written as the
+        bytes the server sent, named with its extension (``Patient.003.parquet``);
+        every file that has a ``fileSize`` in the manifest is checked against it
+        (``size_mismatch`` after one retry).
 
         One bad file never loses the others: a file that fails (its count
         differs from the manifest's with ``count_check="strict"``, an HTTP

@@ -116,7 +116,8 @@ class KickoffIndeterminateError(FhirAsyncError):
 
 class DownloadError(FhirAsyncError):
     """A file download failed for good. ``code`` says why: ``http``,
-    ``unauthorized``, ``count_mismatch``, ``invalid_line``, ``decode``,
+    ``unauthorized``, ``count_mismatch``, ``size_mismatch`` (the manifest's
+    ``fileSize``), ``invalid_line``, ``decode``,
     ``retries_exhausted``, ``redirect``, ``blocked``, ``line_too_long``,
     ``file_changed`` (``FileChangedError``), ``refresh_failed``
     (``RefreshFailedError``) or ``io`` (the local disk). Messages name a
@@ -279,6 +280,7 @@ CLASSES: Dict[str, Type[FhirAsyncError]] = {
     "blocked": DownloadError,
     "http": DownloadError,
     "count_mismatch": DownloadError,
+    "size_mismatch": DownloadError,
     "invalid_line": InvalidLineError,
     "line_too_long": DownloadError,
     "decode": DownloadError,
