@@ -189,12 +189,8 @@ fn status_cancel_gzip_and_since_auto() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    while !d1.join("fhir-async-job.json").exists() {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    common::wait_for_file(&d1.join("fhir-async-job.json"));
+    common::interrupt(&child);
     assert_eq!(child.wait().unwrap().code(), Some(130));
     let (code, stdout, _) = run(&["--json", "status", d1.to_str().unwrap()]);
     assert_eq!(code, 0);
@@ -354,11 +350,7 @@ fn cancel_from_a_second_process() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    while !dir.join("fhir-async-job.json").exists() {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_file(&dir.join("fhir-async-job.json"));
     let (code, stdout, stderr) = run(&["cancel", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     // The first process takes the other process's cancel from the folder: cancelled (issue 19).

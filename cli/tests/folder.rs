@@ -245,7 +245,7 @@ fn credentials_go_only_to_a_base_given_on_the_command_line() {
     let never = srv.base("/_f/never");
     // Someone else's folder: a job that polls, stopped cleanly.
     let first = spawn_until(&["export", "--base", &never, "--out", d], "kickoff");
-    Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap();
+    common::interrupt(&first);
     assert_eq!(ended(first, Duration::from_secs(30)).0, Some(130));
     let polls = srv.route("bulk.status");
 

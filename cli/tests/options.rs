@@ -7,6 +7,8 @@
 //! for 127.0.0.1 (`server.pem`, `server.key`), valid until 2126 (made with `openssl req -x509`
 //! and `openssl x509 -req`, P-256).
 
+mod common;
+
 use fhir_async_testserver::{Config, Running};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -15,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fhir-async");
 const PROXY_VARS: [&str; 8] =
@@ -538,12 +539,8 @@ fn kickoff_out_ctrl_c_then_the_printed_resume() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    while !dir.join("fhir-async-job.json").exists() {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    common::wait_for_file(&dir.join("fhir-async-job.json"));
+    common::interrupt(&child);
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(130), "{stderr}");

@@ -59,3 +59,18 @@ pub fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> (
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// Waits until `path` exists (a job folder's `fhir-async-job.json`, ...), bounded by 20 s.
+pub fn wait_for_file(path: &std::path::Path) {
+    let t = std::time::Instant::now();
+    while !path.exists() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{} did not appear in 20 s", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Ctrl-C for a child process: SIGINT.
+pub fn interrupt(child: &std::process::Child) {
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success(), "kill -INT {}", child.id());
+}
