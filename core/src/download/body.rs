@@ -5,9 +5,7 @@
 
 use super::error::kind_label;
 use super::gate::LineGate;
-use super::{
-    CountCheck, CountMismatchInfo, DownloadError, FileDownload, FileReport, FileState, HeadDecision, RangeState,
-};
+use super::{CountCheck, CountMismatchInfo, DownloadError, FileDownload, FileReport, FileState, HeadDecision};
 use crate::manifest::FileKind;
 use crate::ndjson::LineSplitter;
 use crate::origin::redact_url;
@@ -51,13 +49,7 @@ impl FileDownload {
                 self.state = FileState::Done;
                 Err(DownloadError::Ndjson { url: redact_url(&self.url), source: e })
             }
-            Err(e) => {
-                // Corrupt data: the decoder's state is worthless; start over.
-                self.range =
-                    RangeState { restarts: self.range.restarts, resumes: self.range.resumes, ..RangeState::default() };
-                self.retry(e.to_string(), RetryAfter::Absent, now_ms)?;
-                Ok(HeadDecision::Discard)
-            }
+            Err(e) => self.corrupt(e.to_string(), now_ms),
         }
     }
 
@@ -203,6 +195,14 @@ impl FileDownload {
         (&mut self.splitter, gate)
     }
 
+    /// Corrupt data in a body (NDJSON or opaque): the decoder's state is
+    /// worthless, so the whole file is fetched again.
+    pub(super) fn corrupt(&mut self, message: String, now_ms: u64) -> Result<HeadDecision, DownloadError> {
+        self.range.start_over();
+        self.retry(message, RetryAfter::Absent, now_ms)?;
+        Ok(HeadDecision::Discard)
+    }
+
     /// The body turned out to be another version of the file (K7).
     pub(super) fn file_changed(&mut self, now_ms: u64) -> Result<(), DownloadError> {
         let taken = self.delivered;
@@ -220,8 +220,8 @@ impl FileDownload {
         self.first_invalid = None;
         self.invalid_lines.clear();
         self.headers = 0;
-        self.range =
-            RangeState { restarts: self.range.restarts + 1, resumes: self.range.resumes, ..RangeState::default() };
+        self.range.start_over();
+        self.range.restarts += 1;
         self.warnings.push(format!(
             "the file changed on the server after {taken} line(s) were taken: it was downloaded again from the start"
         ));

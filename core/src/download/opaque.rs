@@ -4,7 +4,7 @@
 //! checked against the decoded bytes of every file that gives one.
 
 use super::types::HeadDecision;
-use super::{DownloadError, FileDownload, FileState, RangeState};
+use super::{DownloadError, FileDownload, FileState};
 use crate::http::header;
 use crate::origin::redact_url;
 use crate::retry::RetryAfter;
@@ -67,13 +67,7 @@ impl FileDownload {
         self.decoder = Some(decoder);
         match r {
             Ok(_) => Ok(HeadDecision::Stream),
-            Err(e) => {
-                // Corrupt data: the whole file again.
-                self.range =
-                    RangeState { restarts: self.range.restarts, resumes: self.range.resumes, ..RangeState::default() };
-                self.retry(e.to_string(), RetryAfter::Absent, now_ms)?;
-                Ok(HeadDecision::Discard)
-            }
+            Err(e) => self.corrupt(e.to_string(), now_ms),
         }
     }
 
@@ -111,8 +105,7 @@ impl FileDownload {
         };
         if !self.size_retried {
             self.size_retried = true;
-            self.range =
-                RangeState { restarts: self.range.restarts, resumes: self.range.resumes, ..RangeState::default() };
+            self.range.start_over();
             self.retry(
                 format!("the manifest's fileSize is {expected} bytes, the body had {actual}"),
                 RetryAfter::Delay(0),

@@ -27,6 +27,14 @@ pub(super) struct RangeState {
     pub(super) restarts: u32,
 }
 
+impl RangeState {
+    /// The whole file again: what was learned of the body is dropped, the
+    /// counts of resumes and restarts are kept.
+    pub(super) fn start_over(&mut self) {
+        *self = RangeState { restarts: self.restarts, resumes: self.resumes, ..RangeState::default() };
+    }
+}
+
 /// The representation's validator for `If-Range` (RFC 9110 §13.1.5): a
 /// strong ETag, else Last-Modified. A weak ETag cannot be used.
 pub(super) fn validator(headers: &[(String, String)]) -> Option<String> {
