@@ -31,7 +31,6 @@ use fhir_async::origin::redact_url;
 use fhir_async::{Action, ExportRequest, IgVersion, Job, JobConfig, Method, Operation, OperationRequest};
 use serde_json::{json, Map, Value};
 use std::fs::File;
-use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -59,7 +58,8 @@ impl Log {
     /// A log appended to `file` (`None`: stdout only), its `exportId` the status URL `status_url`
     /// when the folder holds a job already.
     pub fn new(file: Option<File>, echo: bool, status_url: Option<String>) -> Log {
-        let state = State { export_id: status_url.unwrap_or_else(uuid), ..State::default() };
+        let state =
+            State { export_id: status_url.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()), ..State::default() };
         Log { file: Mutex::new(file), echo, state: Mutex::new(state) }
     }
 
@@ -317,21 +317,4 @@ fn kickoff_request(fields: &Value) -> Map<String, Value> {
     detail.insert("requestParameters".into(), Value::Object(params));
     detail.insert("responseHeaders".into(), Value::Null);
     detail
-}
-
-/// A random UUID (v4), the `exportId` until the server gives a status URL (as smart-fetch).
-fn uuid() -> String {
-    // std's hasher keys are random per process (seeded by the OS): no RNG crate needed.
-    let r = || std::collections::hash_map::RandomState::new().build_hasher().finish();
-    let (a, b) = (r(), r());
-    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xffff,
-        b >> 48,
-        b & 0xffff_ffff_ffff
-    )
 }
