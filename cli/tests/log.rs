@@ -386,11 +386,17 @@ fn n10_file_urls_without_query_and_no_token() {
 fn n2_our_own_events_have_their_own_event_ids() {
     let srv = Server::start(|_| {});
     let dir = out("own");
-    let log =
-        export(&srv.base("/_f/conn=1"), "Patient,Condition,Encounter,Observation", &dir, &["--format", "parquet"]);
+    // throttled bodies keep each file in flight long enough for the others to start beside it, so
+    // the server's limit of one is always met (a 429, then a lower limit)
+    let log = export(
+        &srv.base("/_f/conn=1;slow=20000"),
+        "Patient,Condition,Encounter,Observation",
+        &dir,
+        &["--format", "parquet"],
+    );
     assert!(events(&log, "concurrency_change").iter().any(|e| e["eventDetail"]["to"].is_u64()), "{log:#?}");
     assert_eq!(events(&log, "parquet_complete").len(), 4, "{log:#?}");
-    let log = export(&srv.base("/_f/conn=1"), "Patient,Condition,Encounter,Observation", &dir, &[]);
+    let log = export(&srv.base("/_f/conn=1;slow=20000"), "Patient,Condition,Encounter,Observation", &dir, &[]);
     assert_eq!(events(&log, "resumed").len(), 1);
     std::fs::remove_dir_all(&dir).ok();
 }
