@@ -47,6 +47,7 @@ impl Job {
             next_id: 1,
             in_flight: None,
             cancel: None,
+            cancel_confirm: None,
             cleanup: None,
             progress_message: None,
             progress_percent: None,

@@ -22,6 +22,7 @@ impl Job {
     }
 
     pub(super) fn finish(&mut self, mut outcome: Outcome) {
+        self.cancel_confirm = None;
         if let Some(mut old) = self.refreshing.take() {
             // A manifest refresh that did not produce a manifest keeps the old one.
             if outcome.manifest().is_none() {

@@ -4,8 +4,9 @@
 use super::state::{Phase3, State};
 use super::types::{CancelResult, CleanupResult, JobConfig};
 use super::Job;
+use crate::http::Request;
 use crate::http::RequestKind;
-use crate::kickoff::{kickoff_form, IgVersion, Operation};
+use crate::kickoff::{kickoff_for_base, kickoff_form, IgVersion, Operation};
 use crate::manifest::{plan_downloads, Manifest, PlannedFile, TokenPolicy};
 use crate::outcome::{Outcome, ResultBody};
 use crate::progress::{Phase, Progress};
@@ -34,6 +35,22 @@ impl Job {
             Operation::Export(e) => Some(e.ig_version),
             Operation::Operation(_) => None,
         }
+    }
+
+    /// The kick-off request in the form this job sends it, and has sent it once it was accepted:
+    /// for an `auto` export the form the server's CapabilityStatement declared (an STU4 POST with
+    /// a `Parameters` body, or STU3's), a POST after a 405 to the GET (L2). What a log records as
+    /// sent (N4). It never holds a token: `auth` says whether the binding added `Authorization`.
+    /// `None` for an `auto` export before the CapabilityStatement was read (undecided). The `id`
+    /// is 0 (a description, not a request to send).
+    pub fn kickoff_request(&self) -> Option<Request> {
+        if self.needs_capabilities() {
+            return None;
+        }
+        let op = kickoff_form(&self.config.operation, self.declared_version, self.get_refused);
+        let r = kickoff_for_base(&self.base, &op, &self.config.prefer, 0, self.config.retry.request_timeout_ms).ok()?;
+        let auth = self.token_policy().may_send_token(&r.url);
+        Some(Request { auth, max_body: Some(self.config.retry.max_response_bytes), ..r })
     }
 
     /// `Preference-Applied` tokens the server echoed (protocol C5).

@@ -25,7 +25,7 @@ mod tests_stu4;
 mod timing;
 mod types;
 
-use state::{Cancel, Cleanup, InFlight, Memo, Refusal, State, TokenMemo, TokenPhase};
+use state::{Cancel, CancelConfirm, Cleanup, InFlight, Memo, Refusal, State, TokenMemo, TokenPhase};
 pub use types::{Action, CallbackEffect, CancelResult, CleanupResult, JobConfig};
 
 use crate::http::Request;
@@ -71,6 +71,9 @@ pub struct Job {
     next_id: u64,
     in_flight: Option<InFlight>,
     cancel: Option<Cancel>,
+    /// Medplum: a cancel the server accepted, being confirmed before the job reports `cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cancel_confirm: Option<CancelConfirm>,
     cleanup: Option<Cleanup>,
     progress_message: Option<String>,
     progress_percent: Option<f64>,

@@ -82,6 +82,32 @@ impl Cancel {
     }
 }
 
+/// Medplum (`medplum.md`, "Observed later"): an async batch is not stopped by a cancel the server
+/// accepted; its AsyncJob reads `cancelled`, then `completed` a few seconds later with every entry
+/// applied. So after such a cancel the job confirms before it reports `cancelled`: it polls at once,
+/// and once the AsyncJob reads `cancelled`, once more [`CONFIRM_CANCEL_MS`] later. A job that ran
+/// to completion reports its real outcome with a warning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CancelConfirm {
+    /// The outcome reported if no poll contradicts the cancel.
+    pub(super) cancelled: Box<Outcome>,
+    /// The AsyncJob has read `cancelled`: the next poll is the confirming one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) seen_cancelled: bool,
+    /// Polls since the cancel that still read the job running.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) running_reads: u8,
+}
+
+/// How long after the AsyncJob read `cancelled` the confirming poll goes (the observed batch
+/// completed about 3 s after its cancel).
+pub(super) const CONFIRM_CANCEL_MS: u64 = 5_000;
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
 /// The cleanup sub-state (protocol F3): asked → sent → answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -387,3 +387,162 @@ fn k9_a_body_over_the_ceiling_is_typed() {
     assert_eq!(e.code(), "response_too_large");
     assert!(!e.to_string().contains("SECRET"), "{e}");
 }
+
+// issue 23 (medplum.md, "Observed later"): Medplum accepts the cancel of an async batch and its
+// AsyncJob reads `cancelled`, yet about 3 s later it reads `completed` with every entry applied.
+// After such a cancel the job polls at once and, once the AsyncJob read `cancelled`, once more.
+mod medplum_cancel_confirm {
+    use super::super::state::CONFIRM_CANCEL_MS;
+    use super::*;
+    use crate::http::Method;
+    use crate::kickoff::OperationRequest;
+    use crate::{OutcomeStatus, Response};
+
+    const STATUS: &str = "https://h/fhir/job/b813/status";
+
+    fn batch_job(timeout_ms: Option<u64>) -> Job {
+        let retry = crate::RetryPolicy { jitter_percent: 0, ..Default::default() };
+        Job::new(JobConfig {
+            base_url: "https://h/fhir".into(),
+            operation: Operation::Operation(OperationRequest {
+                method: Method::Post,
+                path: String::new(),
+                body: Some(r#"{"resourceType":"Bundle","type":"batch","entry":[]}"#.into()),
+            }),
+            prefer: Default::default(),
+            retry,
+            timeout_ms,
+            allowed_origins: vec![],
+        })
+        .unwrap()
+    }
+
+    fn send(job: &mut Job, now: u64) -> crate::http::Request {
+        match job.next_action(now) {
+            Ok(Action::Send { request }) => request,
+            other => panic!("expected a request at {now}, got {other:?}"),
+        }
+    }
+
+    fn asyncjob(status: &str) -> Response {
+        let body = serde_json::json!({"resourceType": "AsyncJob", "id": "b813", "status": status,
+            "request": "https://h/fhir/", "requestTime": "2026-11-30T09:36:04.325Z"});
+        let code = if matches!(status, "completed" | "error") { 200 } else { 202 };
+        let mut body = body;
+        if status == "completed" {
+            body["output"] = serde_json::json!({"resourceType": "Parameters",
+                "parameter": [{"name": "results", "valueReference": {"reference": "Binary/1"}}]});
+        }
+        Response::new(code).with_body(body.to_string())
+    }
+
+    /// Kick-off (202 to the job route), cancel (DELETE job/{id}/status, 202 "Accepted").
+    fn cancelled_batch(timeout_ms: Option<u64>) -> Job {
+        let mut job = batch_job(timeout_ms);
+        let k = send(&mut job, 0);
+        job.handle_response(k.id, Response::new(202).with_header("Content-Location", STATUS), 0).unwrap();
+        job.cancel(100);
+        let c = send(&mut job, 100);
+        assert_eq!((c.kind, c.method, c.url.as_str()), (RequestKind::Cancel, Method::Delete, STATUS));
+        job.handle_response(c.id, Response::new(202).with_body("Accepted"), 100).unwrap();
+        assert_eq!(job.cancel_result(), Some(&CancelResult::Cancelled { http_status: Some(202) }));
+        job
+    }
+
+    fn done(job: &mut Job, now: u64) -> crate::Outcome {
+        match job.next_action(now) {
+            Ok(Action::Done { outcome }) => outcome,
+            other => panic!("expected the end at {now}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn medplum_cancelled_batch_that_completes_warns() {
+        let mut job = cancelled_batch(None);
+        // The confirming read goes at once: the AsyncJob reads `cancelled`.
+        let p = send(&mut job, 100);
+        assert_eq!((p.kind, p.url.as_str()), (RequestKind::Status, STATUS));
+        job.handle_response(p.id, asyncjob("cancelled"), 100).unwrap();
+        // One more poll, CONFIRM_CANCEL_MS later (a saved job keeps the confirmation).
+        let mut job = Job::from_json(&job.to_json()).unwrap();
+        assert!(
+            matches!(job.next_action(200), Ok(Action::Wait { until_ms, .. }) if until_ms == 100 + CONFIRM_CANCEL_MS)
+        );
+        let p = send(&mut job, 100 + CONFIRM_CANCEL_MS);
+        job.handle_response(p.id, asyncjob("completed"), 100 + CONFIRM_CANCEL_MS).unwrap();
+        let o = done(&mut job, 100 + CONFIRM_CANCEL_MS);
+        assert_eq!(o.status, OutcomeStatus::Completed, "the job's real outcome: its work was applied");
+        assert!(
+            o.warnings.iter().any(|w| w.contains("read `cancelled`") && w.contains("ran to completion")),
+            "{:?}",
+            o.warnings
+        );
+    }
+
+    #[test]
+    fn medplum_cancelled_batch_confirmed_cancelled() {
+        let mut job = cancelled_batch(None);
+        let p = send(&mut job, 100);
+        job.handle_response(p.id, asyncjob("cancelled"), 100).unwrap();
+        let p = send(&mut job, 100 + CONFIRM_CANCEL_MS);
+        job.handle_response(p.id, asyncjob("cancelled"), 100 + CONFIRM_CANCEL_MS).unwrap();
+        let o = done(&mut job, 100 + CONFIRM_CANCEL_MS);
+        assert_eq!(o.status, OutcomeStatus::Cancelled);
+        assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+    }
+
+    #[test]
+    fn medplum_cancel_too_late_reports_the_completed_batch() {
+        let mut job = cancelled_batch(None);
+        let p = send(&mut job, 100);
+        job.handle_response(p.id, asyncjob("completed"), 100).unwrap();
+        let o = done(&mut job, 100);
+        assert_eq!(o.status, OutcomeStatus::Completed);
+        assert!(o.warnings.iter().any(|w| w.contains("ran to completion")), "{:?}", o.warnings);
+    }
+
+    #[test]
+    fn medplum_cancel_that_still_reads_running_ends_cancelled_with_a_warning() {
+        let mut job = cancelled_batch(None);
+        let p = send(&mut job, 100);
+        job.handle_response(p.id, asyncjob("active"), 100).unwrap();
+        let p = send(&mut job, 100 + CONFIRM_CANCEL_MS);
+        job.handle_response(p.id, asyncjob("active"), 100 + CONFIRM_CANCEL_MS).unwrap();
+        let o = done(&mut job, 100 + CONFIRM_CANCEL_MS);
+        assert_eq!(o.status, OutcomeStatus::Cancelled);
+        assert!(o.warnings.iter().any(|w| w.contains("still reads as running")), "{:?}", o.warnings);
+    }
+
+    #[test]
+    fn medplum_cancel_confirm_bounded_by_the_deadline() {
+        // The deadline falls before the confirming poll: cancelled, with a warning, never a deadline error.
+        let mut job = cancelled_batch(Some(2_000));
+        let p = send(&mut job, 100);
+        job.handle_response(p.id, asyncjob("cancelled"), 100).unwrap();
+        let o = done(&mut job, 100);
+        assert_eq!(o.status, OutcomeStatus::Cancelled);
+        assert!(o.warnings.iter().any(|w| w.contains("deadline")), "{:?}", o.warnings);
+    }
+
+    #[test]
+    fn medplum_export_cancel_is_not_confirmed() {
+        // An export's cancel stops it: no confirming poll (the vectors f04_* keep their shape).
+        let mut job = Job::new(JobConfig {
+            operation: Operation::Export(Default::default()),
+            ..batch_job(None).config().clone()
+        })
+        .unwrap();
+        let k = send(&mut job, 0);
+        job.handle_response(k.id, Response::new(202).with_header("Content-Location", "https://h/fhir/AsyncJob/1"), 0)
+            .unwrap();
+        job.cancel(100);
+        let c = send(&mut job, 100);
+        job.handle_response(
+            c.id,
+            Response::new(200).with_body(r#"{"resourceType":"OperationOutcome","issue":[]}"#),
+            100,
+        )
+        .unwrap();
+        assert_eq!(done(&mut job, 100).status, OutcomeStatus::Cancelled);
+    }
+}

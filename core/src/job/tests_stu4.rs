@@ -319,3 +319,36 @@ fn l8_x_export_status_with_a_phrase_drives_any_async_operation() {
     let outcome = job.outcome().expect("done");
     assert_eq!(outcome.status, OutcomeStatus::Completed, "{outcome:?}");
 }
+
+// protocol N4 / L2: `kickoff_request` is the kick-off in the form the job sent it: undecided before
+// an `auto` export read the CapabilityStatement, the STU4 POST once the server declared 4.0.0, the
+// POST after a 405 to the GET; never a token
+#[test]
+fn l2_kickoff_request_is_the_form_sent() {
+    let mut job = export(auto());
+    assert!(job.kickoff_request().is_none(), "undecided before the CapabilityStatement");
+    let metadata = sent(&mut job, T0);
+    job.handle_response(
+        metadata.id,
+        capability_statement("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export|4.0.0"),
+        T0,
+    )
+    .unwrap();
+    let kickoff = sent(&mut job, T0);
+    job.handle_response(kickoff.id, accepted(), T0).unwrap();
+    let logged = job.kickoff_request().expect("known once sent");
+    assert_eq!((logged.method, &logged.url, &logged.body), (kickoff.method, &kickoff.url, &kickoff.body));
+    assert_eq!((&logged.headers, logged.auth), (&kickoff.headers, kickoff.auth));
+    assert!(is_post_of_parameters(&logged), "{logged:?}");
+
+    // STU3 GET refused with 405, sent again as POST: the POST is what was sent.
+    let mut job = export(ExportRequest { types: vec!["Patient".into()], ..Default::default() });
+    assert_eq!(job.kickoff_request().map(|r| r.method), Some(Method::Get));
+    let get = sent(&mut job, T0);
+    job.handle_response(get.id, refused_get(), T0).unwrap();
+    let post = sent(&mut job, T0);
+    job.handle_response(post.id, accepted(), T0).unwrap();
+    let logged = job.kickoff_request().unwrap();
+    assert_eq!((logged.method, &logged.body), (Method::Post, &post.body));
+    assert!(!logged.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")));
+}

@@ -33,6 +33,9 @@ impl Job {
 
     /// Schedules the next poll after a "still running" answer.
     pub(super) fn schedule_poll(&mut self, response: &Response, now_ms: u64) {
+        if self.confirm_running(now_ms) {
+            return; // a cancel being confirmed polls on its own schedule
+        }
         if self.refreshing.is_some() {
             // A finished job's manifest refresh answered "still running": within the retry
             // budget, not for ever (K8; the refresh holds every file waiting for it).

@@ -58,8 +58,14 @@ impl Job {
         self.answer_cancel(result.clone());
         match result {
             CancelResult::Cancelled { http_status } => {
-                // Stop polling at once (protocol F2).
-                self.finish(cancelled_outcome(http_status, oo));
+                let cancelled = cancelled_outcome(http_status, oo);
+                if self.confirms_cancel() {
+                    // Medplum may still run an async batch it reports `cancelled`: confirm first.
+                    self.start_cancel_confirm(cancelled, now_ms);
+                } else {
+                    // Stop polling at once (protocol F2).
+                    self.finish(cancelled);
+                }
             }
             CancelResult::NotFound { .. } | CancelResult::AlreadyTerminal { .. } => {
                 // Poll once more to learn how the job ended.

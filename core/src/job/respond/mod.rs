@@ -4,12 +4,13 @@
 //! One file per kind of answer: the CapabilityStatement's before an `auto` export
 //! (`capabilities`, L2), the kick-off's (`kickoff`), the status URL's
 //! (`status`), a final result with its pages and redirects (`result`), the
-//! cancel's (`cancel`); `classify` reads a final body and `medplum` holds the
+//! cancel's (`cancel`) and its confirmation on Medplum (`confirm`); `classify` reads a final body and `medplum` holds the
 //! AsyncJob dialect.
 
 mod cancel;
 mod capabilities;
 mod classify;
+mod confirm;
 mod kickoff;
 mod medplum;
 mod result;

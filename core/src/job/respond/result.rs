@@ -16,6 +16,9 @@ const MAX_PAGES: u32 = 10_000;
 impl Job {
     /// A final outcome arrived; if it is a paged manifest, fetch the pages first.
     pub(in crate::job) fn complete(&mut self, outcome: Outcome, now_ms: u64) {
+        let Some(outcome) = self.confirm_final(outcome, now_ms) else {
+            return; // Medplum: one more poll confirms the cancel
+        };
         if let Some(next) = outcome.manifest().and_then(Manifest::next_link).map(str::to_owned) {
             let from = outcome.result_url.clone().unwrap_or_default();
             match resolve(&from, &next) {
