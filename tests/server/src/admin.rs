@@ -87,6 +87,7 @@ struct Inner {
     routes: HashMap<String, u64>,
     requests: VecDeque<Value>,
     storage_auth: u64,
+    routes_auth: HashMap<String, u64>,
     bytes: u64,
     route_bytes: HashMap<String, u64>,
 }
@@ -122,8 +123,11 @@ impl Stats {
         let mut g = self.lock();
         g.total += 1;
         *g.routes.entry(route.clone()).or_default() += 1;
-        if origin == Origin::Storage && headers.contains_key(axum::http::header::AUTHORIZATION) {
-            g.storage_auth += 1;
+        if headers.contains_key(axum::http::header::AUTHORIZATION) {
+            if origin == Origin::Storage {
+                g.storage_auth += 1;
+            }
+            *g.routes_auth.entry(route.clone()).or_default() += 1;
         }
         if g.requests.len() == MAX_LOG {
             g.requests.pop_front();
@@ -159,6 +163,7 @@ impl Stats {
             "routes": g.routes,
             "jobs": jobs.counts(),
             "storage_requests_with_authorization": g.storage_auth,
+            "routes_with_authorization": g.routes_auth,
             "bytes": {"total": g.bytes, "routes": g.route_bytes},
             "file_bytes_sent": self.files.bytes_sent.load(Ordering::SeqCst),
             "max_files_in_flight": self.files.max_in_flight.load(Ordering::SeqCst),

@@ -368,6 +368,9 @@ async fn dispatch(app: &Arc<App>, method: Method, uri: &axum::http::Uri, headers
         (&Method::GET, "/_admin/stats") => {
             return http::tag(app.stats.snapshot(&app.jobs, app.auth.stats()), "admin.stats".into(), None)
         }
+        (&Method::GET, "/_admin/attachments") => {
+            return http::tag(dialects::attach::listing(app), "admin.attachments".into(), None);
+        }
         (&Method::POST, "/_admin/reset") => {
             app.stats.reset();
             app.auth.reset_stats();
@@ -448,6 +451,8 @@ fn index(app: &App) -> Response {
                 "medplum-doc": format!("{o}/medplum-doc/fhir/R4"),
                 "aidbox": format!("{o}/aidbox/fhir"),
                 "r5": format!("{o}/r5/fhir"),
+                "stu4": format!("{o}/stu4/fhir"),
+                "attach": format!("{o}/attach/fhir"),
             },
             "faults": format!("{o}/_f/{{SPEC}}/bulk/fhir (see docs/testserver.md)"),
             "token_endpoint": format!("{o}/auth/token"),

@@ -33,6 +33,9 @@ pub enum Dialect {
     R5,
     /// The Bulk Data STU4 ballot (`/stu4/fhir`): POST-only kick-off, the new manifest model.
     Stu4,
+    /// Bulk Data with attachments (`/attach/fhir`): DocumentReference and DiagnosticReport
+    /// files whose attachments are `Binary/{id}` reads and URLs on both origins (issue 24).
+    Attach,
 }
 
 impl Dialect {
@@ -47,6 +50,7 @@ impl Dialect {
             Dialect::Aidbox => "aidbox",
             Dialect::R5 => "r5",
             Dialect::Stu4 => "stu4",
+            Dialect::Attach => "attach",
         }
     }
 }

@@ -12,7 +12,7 @@ use super::{
     unknown_job,
 };
 use crate::app::{App, Ctx};
-use crate::export::{oo_line, pairs_from_parameters, ExportParams, Level, Plan};
+use crate::export::{oo_line, pairs_from_parameters, ExportParams, FileKind, Level, Plan};
 use crate::http::{self, has_pref, lenient};
 use crate::jobs::{Dialect, Job, Mode, Phase, Work};
 
@@ -37,6 +37,7 @@ pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
             job_route(app, &ctx, d, &id)
         }
         ["bulk-export", "jobs", id] if d == Dialect::Oracle => job_route(app, &ctx, d, id),
+        ["Binary", id] if d == Dialect::Attach => super::attach::binary(app, &ctx, id).await,
         ["$bulk-publish"] if d == Dialect::Stu4 => http::tag(super::publish::page(app, &ctx), route("publish"), None),
         ["_publish", name] if d == Dialect::Stu4 && *m == Method::GET => {
             http::tag(super::publish::serve(name), route("publish.file"), None)
@@ -120,6 +121,12 @@ pub fn start_export(
     } else if is_post {
         pairs.extend(pairs_from_parameters(&ctx.body).map_err(|e| http::oo(400, "invalid", &e))?);
     }
+    // The attachments dialect exports its own types, not the data set's.
+    let attach_types = if d == Dialect::Attach {
+        Some(super::attach::take_types(&mut pairs).map_err(|e| http::oo(400, "invalid", &e))?)
+    } else {
+        None
+    };
     let params = ExportParams::parse(level, &pairs, is_post, lenient(&ctx.prefs), &app.ds)
         .map_err(|e| http::oo(400, "invalid", &e))?;
     let extra: Vec<String> = if d == Dialect::Oracle {
@@ -140,7 +147,11 @@ pub fn start_export(
     if d == Dialect::Stu4 {
         super::stu4::add_parquet(&mut plan, u64::from(app.ds.patients()));
     }
-    let separate = matches!(d, Dialect::Bulk | Dialect::HealthConnect | Dialect::Stu4)
+    if let Some(types) = attach_types {
+        plan.files.retain(|f| f.kind == FileKind::Error);
+        plan.files.splice(0..0, super::attach::files(app, &ctx.base, &types));
+    }
+    let separate = matches!(d, Dialect::Bulk | Dialect::HealthConnect | Dialect::Stu4 | Dialect::Attach)
         && has_pref(&ctx.prefs, "separate-export-status");
     let job = app.start_job(ctx, d, Work::Export(Arc::new(plan)), mode, separate);
     let mut resp = app.accepted(ctx, &status_path(&job), false);

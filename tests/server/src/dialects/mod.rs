@@ -1,6 +1,7 @@
 //! The dialects, each under its own base path, and what they share (manifests, file URLs).
 
 pub mod async_api;
+pub mod attach;
 pub mod bulk;
 pub mod medplum;
 pub mod medplum_files;
@@ -21,8 +22,9 @@ use crate::jobs::{Dialect, Job, Phase};
 
 /// Finds the dialect whose base starts `path`: (dialect, length of the base in `path`).
 pub fn match_base(path: &str) -> Option<(Dialect, usize)> {
-    const FIXED: [(&str, Dialect); 7] = [
+    const FIXED: [(&str, Dialect); 8] = [
         ("/bulk/fhir", Dialect::Bulk),
+        ("/attach/fhir", Dialect::Attach),
         ("/healthconnect/fhir", Dialect::HealthConnect),
         ("/medplum/fhir/R4", Dialect::Medplum),
         ("/medplum-doc/fhir/R4", Dialect::MedplumDoc),
@@ -48,7 +50,9 @@ pub fn match_base(path: &str) -> Option<(Dialect, usize)> {
 /// Routes a request to its dialect.
 pub async fn handle(app: &Arc<App>, ctx: Ctx, d: Dialect) -> Response {
     match d {
-        Dialect::Bulk | Dialect::HealthConnect | Dialect::Oracle | Dialect::Stu4 => bulk::handle(app, ctx, d).await,
+        Dialect::Bulk | Dialect::HealthConnect | Dialect::Oracle | Dialect::Stu4 | Dialect::Attach => {
+            bulk::handle(app, ctx, d).await
+        }
         Dialect::Medplum | Dialect::MedplumDoc => medplum::handle(app, ctx, d).await,
         Dialect::Aidbox | Dialect::R5 => async_api::handle(app, ctx, d).await,
     }
@@ -107,7 +111,7 @@ fn security(token_url: &str) -> serde_json::Value {
 /// Path (+query) of a job's status URL.
 pub fn status_path(job: &Job) -> String {
     match job.dialect {
-        Dialect::Bulk | Dialect::HealthConnect | Dialect::Stu4 => {
+        Dialect::Bulk | Dialect::HealthConnect | Dialect::Stu4 | Dialect::Attach => {
             format!("{}/$export-poll-status?_jobId={}", job.base, job.id)
         }
         Dialect::Oracle => format!("{}/bulk-export/jobs/{}", job.base, job.id),
@@ -151,7 +155,8 @@ pub fn file_url(app: &App, job: &Job, idx: usize, gen: u64) -> String {
 /// Whether the manifest says `requiresAccessToken`.
 pub fn requires_token(app: &App, job: &Job) -> bool {
     match job.dialect {
-        Dialect::Oracle => true,
+        // Attach: the IG ties absolute attachment URLs to the flag (protocol M4, E5).
+        Dialect::Oracle | Dialect::Attach => true,
         Dialect::Medplum | Dialect::MedplumDoc => false,
         _ => app.auth_on(),
     }
