@@ -102,6 +102,11 @@ pub struct Faults {
     pub junklines: bool,
     /// `cutlast` (issue 19): each output file's last line is cut in the middle; no `count`.
     pub cutlast: bool,
+    /// `attachments=N` (issue 24, `/attach/fhir`): N more DocumentReferences, each with its own
+    /// text attachment, alternately `Binary/att-bulk-{k}` and on the storage origin (benchmarks).
+    pub attachments: u64,
+    /// `attachbytes=B`: the size of each `attachments=N` attachment (default 4096).
+    pub attachbytes: Option<u64>,
 }
 
 impl Faults {
@@ -179,6 +184,8 @@ impl Faults {
                 }
                 "junklines" => self.junklines = flag()?,
                 "cutlast" => self.cutlast = flag()?,
+                "attachments" => self.attachments = num()?,
+                "attachbytes" => self.attachbytes = Some(num()?),
                 _ => return Err(format!("unknown fault `{key}`")),
             }
         }
@@ -214,6 +221,8 @@ mod tests {
         assert!(f.expireafter);
         assert_eq!(f.refresh500, 2);
         assert!(f.signed && f.signedfail && f.junklines && f.cutlast);
+        f.apply("attachments=10;attachbytes=100").unwrap();
+        assert_eq!((f.attachments, f.attachbytes), (10, Some(100)));
         assert!(Faults::parse("bogus").is_err());
         assert!(Faults::parse("e500=x").is_err());
         assert!(Faults::parse("reset=1").is_err());

@@ -330,12 +330,12 @@ pub fn storage_url(app: &App, job: &Job, name: &str, gen: u64) -> String {
 /// carrying `Authorization` gets 403 (S3 rejects a second auth mechanism). Also
 /// `/attachments/{id}.txt` of the attachments dialect, served to anyone.
 pub async fn storage(app: &App, method: &Method, uri: &Uri, h: &HeaderMap) -> Response {
-    let (_, _, rest) = split_prefix(uri.path());
+    let (_, spec, rest) = split_prefix(uri.path());
     let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     let (job_id, name) = match parts.as_slice() {
         ["storage", j, f] => (*j, *f),
         // The attachments dialect's second-origin attachments: public, token or not (issue 24).
-        ["attachments", f] => return crate::dialects::attach::storage(method, f),
+        ["attachments", f] => return crate::dialects::attach::storage(app, &spec, method, f),
         _ => {
             return http::tag(
                 storage_error(404, "NoSuchKey", "The specified key does not exist."),

@@ -302,3 +302,53 @@ async fn k5_stats_count_one_get_per_attachment_route() {
         assert_eq!(route, format!("{prefix}{}", a["id"].as_str().unwrap()));
     }
 }
+
+#[tokio::test]
+async fn fault_attachments_n_adds_generated_attachments_on_both_origins() {
+    let s = start(|_| {}).await;
+    let base = "/_f/attachments=6;attachbytes=100/attach/fhir";
+    let (_, loc) = s.kick(&format!("{base}/$export")).await;
+    let m = s.poll(&loc).await.json();
+    let f = m["output"].as_array().unwrap().iter().find(|f| f["type"] == "DocumentReference").unwrap();
+    let docs = s.ndjson(f["url"].as_str().unwrap(), false).await;
+    assert_eq!(docs.len(), 9 + 6);
+    for k in 0..6 {
+        let a = doc_att(&docs, &format!("docref-bulk-{k}"));
+        let u = a["url"].as_str().unwrap();
+        let url = if k % 2 == 1 {
+            assert!(u.starts_with(&s.storage), "{u}");
+            u.to_string()
+        } else {
+            assert_eq!(u, format!("Binary/att-bulk-{k}"));
+            format!("{}{base}/{u}", s.origin)
+        };
+        let r = s.req(Method::GET, &url, &[BEARER], None).await;
+        assert_eq!(r.code(), 200, "{url}");
+        assert_eq!(r.body.len(), 100);
+        assert_eq!(a["size"], 100);
+        assert_eq!(sha1_b64(&r.body), a["hash"].as_str().unwrap());
+        assert!(r.body.starts_with(format!("Bulk attachment {k}\n").as_bytes()));
+    }
+    let st = s.stats().await;
+    assert_eq!(st["routes"]["attach.binary.bulk"], 3);
+    assert_eq!(st["routes"]["storage.attachment.bulk"], 3);
+    // beyond the export's N: not there
+    let r = s.req(Method::GET, &format!("{}{base}/Binary/att-bulk-6", s.origin), &[BEARER], None).await;
+    assert_oo(&r, 404, "not-found");
+    // too much
+    let r = s
+        .req(Method::GET, &s.url("/_f/attachments=100001/attach/fhir/$export"), &[("prefer", "respond-async")], None)
+        .await;
+    assert_oo(&r, 400, "invalid");
+}
+
+#[tokio::test]
+async fn metadata_lists_the_attachment_types_and_binary() {
+    let s = start(|_| {}).await;
+    let m = s.get(&s.url("/attach/fhir/metadata")).await.json();
+    let types: Vec<&str> =
+        m["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["DocumentReference", "DiagnosticReport", "Binary"]);
+    let index = s.get(&s.url("/")).await.json();
+    assert_eq!(index["bases"]["attach"], format!("{}/attach/fhir", s.origin));
+}

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::app::{App, Ctx};
 use crate::export::{FileBody, FileEntry, FileKind};
+use crate::faults::Faults;
 use crate::http;
 
 /// The resource types the attachments export holds, in file order.
@@ -250,6 +251,71 @@ pub fn find(id: &str) -> Option<&'static Att> {
     ATTACHMENTS.iter().find(|a| a.id == id)
 }
 
+/// The default size of each `attachments=N` attachment.
+pub const BULK_BYTES: u64 = 4096;
+
+/// The most `attachments=N` attachments an export may have, and their most bytes in all.
+pub const BULK_MAX: (u64, u64) = (100_000, 256 << 20);
+
+/// The bytes of generated attachment `k` (fault `attachments=N`): a header line, then
+/// deterministic lowercase text in lines of 64, `len` bytes in all.
+pub fn bulk_bytes(k: u64, len: u64) -> Vec<u8> {
+    let mut v = format!("Bulk attachment {k}\n").into_bytes();
+    let mut x = crate::data::mix(k ^ 0xA77A_C4ED) | 1;
+    while (v.len() as u64) < len {
+        if v.len() % 65 == 64 {
+            v.push(b'\n');
+            continue;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push(b'a' + (x % 26) as u8);
+    }
+    v.truncate(len as usize);
+    v
+}
+
+/// The generated attachment `k` of a job with faults `f`: `(bytes, on the storage origin)`.
+fn bulk_of(f: &Faults, id: &str) -> Option<(Vec<u8>, bool)> {
+    let k: u64 = id.strip_prefix("att-bulk-")?.parse().ok()?;
+    (k < f.attachments).then(|| (bulk_bytes(k, f.attachbytes.unwrap_or(BULK_BYTES)), k % 2 == 1))
+}
+
+/// The DocumentReferences of fault `attachments=N`: `docref-bulk-{k}` with attachment
+/// `att-bulk-{k}`, even `k` as `Binary/att-bulk-{k}`, odd `k` on the storage origin.
+fn bulk_documents(app: &App, prefix: &str, f: &Faults) -> Result<Vec<Value>, String> {
+    let (n, len) = (f.attachments, f.attachbytes.unwrap_or(BULK_BYTES));
+    if n > BULK_MAX.0 || n.saturating_mul(len) > BULK_MAX.1 {
+        return Err(format!(
+            "attachments={n};attachbytes={len} is too much: at most {} attachments and {} bytes in all",
+            BULK_MAX.0, BULK_MAX.1
+        ));
+    }
+    Ok((0..n)
+        .map(|k| {
+            let bytes = bulk_bytes(k, len);
+            let url = if k % 2 == 1 {
+                format!("{}{prefix}/attachments/att-bulk-{k}.txt", app.storage_origin)
+            } else {
+                format!("Binary/att-bulk-{k}")
+            };
+            json!({
+                "resourceType": "DocumentReference",
+                "id": format!("docref-bulk-{k}"),
+                "meta": {"lastUpdated": "2025-05-30T12:00:00Z"},
+                "status": "current",
+                "type": {"text": "Bulk note"},
+                "subject": {"reference": format!("Patient/Patient-{}", k % 100)},
+                "date": "2025-05-30T12:00:00Z",
+                "content": [{"attachment": {
+                    "contentType": "text/plain", "url": url, "size": bytes.len(), "hash": sha1_b64(&bytes),
+                }}],
+            })
+        })
+        .collect())
+}
+
 fn by_id(id: &str) -> &'static Att {
     find(id).unwrap_or(&ATTACHMENTS[0])
 }
@@ -323,12 +389,19 @@ pub fn take_types(pairs: &mut Vec<(String, String)>) -> Result<Vec<&'static str>
     Ok(want)
 }
 
-/// The output files of an attachments export (`base`: the FHIR base path of the kick-off).
-pub fn files(app: &App, base: &str, types: &[&str]) -> Vec<FileEntry> {
+/// The output files of an attachments export (`ctx.base`: the FHIR base path of the kick-off);
+/// `Err` when fault `attachments=N` asks for too much.
+pub fn files(app: &App, ctx: &Ctx, types: &[&str]) -> Result<Vec<FileEntry>, String> {
+    let base = &ctx.base;
     let mut out = Vec::new();
     for t in TYPES.iter().filter(|t| types.contains(t)) {
-        let lines =
-            if *t == "DocumentReference" { document_references(app, base) } else { diagnostic_reports(app, base) };
+        let lines = if *t == "DocumentReference" {
+            let mut v = document_references(app, base);
+            v.extend(bulk_documents(app, &ctx.prefix, &ctx.faults)?);
+            v
+        } else {
+            diagnostic_reports(app, base)
+        };
         let mut body = Vec::new();
         for l in &lines {
             body.extend_from_slice(l.to_string().as_bytes());
@@ -343,7 +416,7 @@ pub fn files(app: &App, base: &str, types: &[&str]) -> Vec<FileEntry> {
             body: FileBody::Lines(Arc::new(body)),
         });
     }
-    out
+    Ok(out)
 }
 
 fn has_bearer(h: &HeaderMap) -> bool {
@@ -366,20 +439,21 @@ fn wants_fhir_json(h: &HeaderMap) -> bool {
     matches!(first.as_deref(), Some("application/fhir+json" | "application/json"))
 }
 
-fn raw(a: &Att, bytes: &'static [u8]) -> Response {
-    let mut r = Response::new(Body::from(Bytes::from_static(bytes)));
-    http::set(r.headers_mut(), header::CONTENT_TYPE, a.served_type);
-    http::set(r.headers_mut(), header::CONTENT_LENGTH, &bytes.len().to_string());
+fn raw(ctype: &str, bytes: Bytes) -> Response {
+    let n = bytes.len();
+    let mut r = Response::new(Body::from(bytes));
+    http::set(r.headers_mut(), header::CONTENT_TYPE, ctype);
+    http::set(r.headers_mut(), header::CONTENT_LENGTH, &n.to_string());
     r
 }
 
-fn binary_json(a: &Att, bytes: &[u8]) -> Response {
+fn binary_json(id: &str, ctype: &str, bytes: &[u8]) -> Response {
     http::fhir(
         200,
         &json!({
             "resourceType": "Binary",
-            "id": a.id,
-            "contentType": a.served_type,
+            "id": id,
+            "contentType": ctype,
             "data": base64::engine::general_purpose::STANDARD.encode(bytes),
         }),
     )
@@ -405,6 +479,14 @@ pub async fn binary(app: &App, ctx: &Ctx, id: &str) -> Response {
         return tag(r);
     }
     let Some(a) = known else {
+        if let Some((bytes, false)) = bulk_of(&ctx.faults, id) {
+            let r = if wants_fhir_json(&ctx.headers) {
+                binary_json(id, "text/plain", &bytes)
+            } else {
+                raw("text/plain", Bytes::from(bytes))
+            };
+            return http::tag(r, "attach.binary.bulk".into(), None);
+        }
         return tag(http::oo(404, "not-found", &format!("Binary/{id} is not known")));
     };
     let Some(bytes) = a.bytes() else {
@@ -414,27 +496,36 @@ pub async fn binary(app: &App, ctx: &Ctx, id: &str) -> Response {
         tokio::time::sleep(std::time::Duration::from_millis(SLOW_MS)).await;
     }
     let r = if a.behaviour == Behaviour::Json || wants_fhir_json(&ctx.headers) {
-        binary_json(a, bytes)
+        binary_json(a.id, a.served_type, bytes)
     } else {
-        raw(a, bytes)
+        raw(a.served_type, Bytes::from_static(bytes))
     };
     tag(r)
 }
 
-/// The storage origin's `GET /attachments/{id}.txt`: served with or without `Authorization`
-/// (the stats count the requests that carried one).
-pub fn storage(method: &Method, name: &str) -> Response {
-    let a = name.strip_suffix(".txt").and_then(find).filter(|a| a.url == UrlKind::Storage);
-    let Some(a) = a else {
-        return http::tag(http::oo(404, "not-found", "no such attachment"), "storage.attachment".into(), None);
+/// The storage origin's `GET [/_f/SPEC]/attachments/{id}.txt`: served with or without
+/// `Authorization` (the stats count the requests that carried one). `spec`: the fault prefix's.
+pub fn storage(app: &App, spec: &str, method: &Method, name: &str) -> Response {
+    let id = name.strip_suffix(".txt").unwrap_or(name);
+    let (route, ctype, bytes) = match find(id).filter(|a| a.url == UrlKind::Storage) {
+        Some(a) => (a.route().unwrap_or_default(), a.served_type, Bytes::from_static(a.bytes().unwrap_or_default())),
+        None => {
+            let mut f = app.default_faults.clone();
+            match f.apply(spec).ok().and_then(|()| bulk_of(&f, id)) {
+                Some((b, true)) => ("storage.attachment.bulk".to_string(), "text/plain", Bytes::from(b)),
+                _ => {
+                    let r = http::oo(404, "not-found", "no such attachment");
+                    return http::tag(r, "storage.attachment".into(), None);
+                }
+            }
+        }
     };
-    let route = a.route().unwrap_or_default();
     if method != Method::GET && method != Method::HEAD {
         let mut r = http::empty(405);
         http::set(r.headers_mut(), header::ALLOW, "GET");
         return http::tag(r, route, None);
     }
-    let mut r = raw(a, a.bytes().unwrap_or_default());
+    let mut r = raw(ctype, bytes);
     if method == Method::HEAD {
         *r.body_mut() = Body::empty();
     }

@@ -149,7 +149,8 @@ pub fn start_export(
     }
     if let Some(types) = attach_types {
         plan.files.retain(|f| f.kind == FileKind::Error);
-        plan.files.splice(0..0, super::attach::files(app, &ctx.base, &types));
+        let files = super::attach::files(app, ctx, &types).map_err(|e| http::oo(400, "invalid", &e))?;
+        plan.files.splice(0..0, files);
     }
     let separate = matches!(d, Dialect::Bulk | Dialect::HealthConnect | Dialect::Stu4 | Dialect::Attach)
         && has_pref(&ctx.prefs, "separate-export-status");

@@ -63,6 +63,11 @@ pub fn discovery(app: &App, ctx: &Ctx, d: Dialect) -> Response {
     let token_url = format!("{}{}/auth/token", app.main_origin, ctx.prefix);
     if ctx.rest == "metadata" {
         let version = if d == Dialect::R5 { "5.0.0" } else { "4.0.1" };
+        let types: &[&str] = if d == Dialect::Attach {
+            &["DocumentReference", "DiagnosticReport", "Binary"]
+        } else {
+            &crate::data::TYPES
+        };
         return http::fhir(
             200,
             &json!({
@@ -75,7 +80,7 @@ pub fn discovery(app: &App, ctx: &Ctx, d: Dialect) -> Response {
                 "fhirVersion": version,
                 "format": ["application/fhir+json"],
                 "rest": [{"mode": "server", "security": security(&token_url),
-                          "resource": crate::data::TYPES.iter().map(|t| json!({"type": t, "interaction": [{"code":"read"},{"code":"search-type"}]})).collect::<Vec<_>>(),
+                          "resource": types.iter().map(|t| json!({"type": t, "interaction": [{"code":"read"},{"code":"search-type"}]})).collect::<Vec<_>>(),
                           "operation": [{"name":"export","definition": stu4::export_definition(d)}]}],
             }),
         );
