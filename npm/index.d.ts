@@ -771,6 +771,12 @@ export type PlannedFile = {
    */
   fileName: string,
   /**
+   * The most decoded bytes the file may have: a larger `Content-Length`,
+   * or a body passing it while streaming, fails the file with
+   * [`DownloadError::TooLarge`](crate::DownloadError::TooLarge) (attachments, protocol M6).
+   */
+  maxBytes?: number | null,
+  /**
    * Set when the file must not be fetched at all, with the reason
    * (an `http:` URL under an `https:` base, or a token needed on an origin
    * that is not allowed).
@@ -780,7 +786,7 @@ export type PlannedFile = {
 /**
  * Which list of the manifest a file came from.
  */
-export type FileKind = "output" | "error" | "deleted";
+export type FileKind = "output" | "error" | "deleted" | "attachment";
 
 /**
  * The next thing the caller does (see the module docs).
@@ -1004,6 +1010,85 @@ export type LimitChange = {
   reason: string, };
 
 /**
+ * How attachments are handled (the same names in every binding).
+ */
+export type AttachmentMode = "off" | "inline" | "files";
+
+/**
+ * Which attachments are fetched and how (part of
+ * [`DownloadOptions`](crate::DownloadOptions) as `attachments`).
+ */
+export type AttachmentOptions = {
+  /**
+   * Off (default), inline or files.
+   */
+  mode: AttachmentMode,
+  /**
+   * Media types to fetch, matched on the media type without parameters,
+   * by prefix (`"text/"` matches `text/plain`), case-insensitively. Empty
+   * (the default): every type. An attachment without `contentType` is
+   * fetched only when this is empty (M2).
+   */
+  types: Array<string>,
+  /**
+   * The largest attachment taken, in bytes (default
+   * [`DEFAULT_ATTACHMENT_MAX_SIZE`], 4 MiB): checked against the
+   * Attachment's `size` (planned as blocked), the `Content-Length` and the
+   * bytes while streaming (`too_large`), M6.
+   */
+  maxSize: number,
+  /**
+   * Also look in every other Attachment-shaped element (M1, opt-in): any
+   * object with `url` and one of `contentType`, `size`, `hash`, `title`,
+   * anywhere in the resource.
+   */
+  allElements: boolean, };
+
+/**
+ * One planned attachment's outcome (M8), for `attachments.json` and the
+ * bindings' reports.
+ */
+export type AttachmentReport = {
+  /**
+   * The resolved URL, redacted (no query, K10).
+   */
+  url: string,
+  /**
+   * Where it was saved, `attachments/<name>` (files mode, once fetched).
+   */
+  fileName?: string,
+  /**
+   * The media type of the bytes (a JSON Binary's own `contentType`).
+   */
+  contentType?: string,
+  /**
+   * Decoded bytes.
+   */
+  size?: number,
+  /**
+   * Base64 SHA-1 of the bytes (as `Attachment.hash`).
+   */
+  sha1?: string,
+  /**
+   * Why it was not taken, when it failed.
+   */
+  error?: ErrorInfo, };
+
+/**
+ * A failure as a report carries it: the stable code and the message.
+ */
+export type ErrorInfo = {
+  /**
+   * The error's code (`too_large`, `attachment_outcome`, `hash_mismatch`,
+   * `bad_binary`, or a download's own: `http`, `blocked`, ...).
+   */
+  code: string,
+  /**
+   * What happened, where (the URL redacted) and the server's own words.
+   */
+  message: string, };
+
+/**
  * The ceilings and defaults above as one value (for a binding that exports
  * them: `Ceilings::default()` serialized to JSON, camelCase names).
  */
@@ -1035,7 +1120,11 @@ export type Ceilings = {
   /**
    * [`DEFAULT_EXPIRY_MARGIN_MS`].
    */
-  defaultExpiryMarginMs: number, };
+  defaultExpiryMarginMs: number,
+  /**
+   * [`DEFAULT_ATTACHMENT_MAX_SIZE`].
+   */
+  defaultAttachmentMaxSize: number, };
 
 // ---------- end of the generated types ----------
 

@@ -95,6 +95,7 @@ pub(crate) fn summary_table(d: &Downloaded, o: &Outcome) -> String {
             (FileKind::Output, None) => "(organized)".into(),
             (FileKind::Error, _) => "(error)".into(),
             (FileKind::Deleted, _) => "(deleted)".into(),
+            (FileKind::Attachment, _) => "(attachment)".into(),
         };
         match (&f.result.report, &f.result.error) {
             (Some(r), _) => {

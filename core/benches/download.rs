@@ -19,6 +19,7 @@ fn planned() -> PlannedFile {
         expected_bytes: None,
         opaque_format: None,
         file_name: "Observation.000.ndjson".into(),
+        max_bytes: None,
         blocked: None,
     }
 }

@@ -26,6 +26,7 @@ fn main() {
         expected_bytes: None,
         opaque_format: None,
         file_name: "Observation.000.ndjson".into(),
+        max_bytes: None,
         blocked: None,
     };
     let mut dl = FileDownload::new(file, &RetryPolicy::default()).unwrap().with_validation(validation);

@@ -99,6 +99,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod attachments;
 pub mod auth;
 pub mod callback;
 pub mod coordinator;
@@ -121,6 +122,11 @@ pub mod retry;
 mod tagged;
 pub mod taken;
 
+pub use attachments::{
+    attachment_file_name, decode_attachment, find_attachments, find_in_line, inline_attachments,
+    resolve_attachment_url, AttachmentError, AttachmentMode, AttachmentOptions, AttachmentPlan, AttachmentRef,
+    AttachmentReport, Fetched, Hydrate, Hydrator,
+};
 pub use auth::{AuthError, AuthStep, BackendServices, ClientSecret, SigningAlg, TokenSession};
 pub use callback::{parse_callback, sign_callback, verify_callback, CallbackError, CallbackPayload, CallbackStatus};
 pub use coordinator::{
@@ -136,7 +142,7 @@ pub use error::Error;
 pub use http::{Method, Request, RequestKind, Response, TransportErrorKind};
 pub use job::{Action, CallbackEffect, CancelResult, CleanupResult, Job, JobConfig};
 pub use kickoff::{AsyncMode, ExportLevel, ExportRequest, IgVersion, Operation, OperationRequest, PreferOptions};
-pub use limits::{Ceilings, MAX_ERROR_BODY, MAX_INVALID_REPORTED};
+pub use limits::{Ceilings, DEFAULT_ATTACHMENT_MAX_SIZE, MAX_ERROR_BODY, MAX_INVALID_REPORTED};
 pub use manifest::{plan_downloads, FileKind, Manifest, ManifestError, ManifestFile, PlannedFile, TokenPolicy};
 pub use names::table_name;
 pub use ndjson::{LineSplitter, NdjsonError};

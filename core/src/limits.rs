@@ -27,6 +27,11 @@ pub const DEFAULT_MAX_TOTAL: u32 = 64;
 /// minute of their expiry count as expired (K4).
 pub const DEFAULT_EXPIRY_MARGIN_MS: u64 = 60_000;
 
+/// The default [`crate::AttachmentOptions::max_size`]: the largest attachment
+/// taken, 4 MiB (protocol M6), checked against its `size`, its
+/// `Content-Length` and its bytes while streaming.
+pub const DEFAULT_ATTACHMENT_MAX_SIZE: u64 = 4 << 20;
+
 /// The ceilings and defaults above as one value (for a binding that exports
 /// them: `Ceilings::default()` serialized to JSON, camelCase names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +52,8 @@ pub struct Ceilings {
     pub default_max_total: u32,
     /// [`DEFAULT_EXPIRY_MARGIN_MS`].
     pub default_expiry_margin_ms: u64,
+    /// [`DEFAULT_ATTACHMENT_MAX_SIZE`].
+    pub default_attachment_max_size: u64,
 }
 
 impl Default for Ceilings {
@@ -59,6 +66,7 @@ impl Default for Ceilings {
             default_max_per_origin: DEFAULT_MAX_PER_ORIGIN,
             default_max_total: DEFAULT_MAX_TOTAL,
             default_expiry_margin_ms: DEFAULT_EXPIRY_MARGIN_MS,
+            default_attachment_max_size: DEFAULT_ATTACHMENT_MAX_SIZE,
         }
     }
 }
@@ -78,8 +86,11 @@ mod tests {
         assert_eq!(c["defaultMaxPerOrigin"], 4);
         assert_eq!(c["defaultMaxTotal"], 64);
         assert_eq!(c["defaultExpiryMarginMs"], 60_000);
+        assert_eq!(c["defaultAttachmentMaxSize"], 4 << 20);
         let d = crate::DownloadOptions::default();
         assert_eq!((d.max_per_origin, d.max_total, d.max_line), (DEFAULT_MAX_PER_ORIGIN, DEFAULT_MAX_TOTAL, 64 << 20));
         assert_eq!(d.expiry_margin_ms, DEFAULT_EXPIRY_MARGIN_MS);
+        assert_eq!(d.attachments.max_size, DEFAULT_ATTACHMENT_MAX_SIZE);
+        assert_eq!(d.attachments.mode, crate::AttachmentMode::Off);
     }
 }

@@ -267,6 +267,9 @@ pub enum FileKind {
     Error,
     /// `deleted`: transaction Bundles of deletions.
     Deleted,
+    /// An attachment a resource points at (protocol M): not a manifest list,
+    /// planned by [`crate::attachments::AttachmentPlan`].
+    Attachment,
 }
 
 /// What the engine decided about one file before anything is downloaded.
@@ -300,6 +303,11 @@ pub struct PlannedFile {
     /// `..`), unique within the plan: `{Type}.{index:03}.ndjson` style (an
     /// opaque file keeps its format's extension: `Patient.003.parquet`).
     pub file_name: String,
+    /// The most decoded bytes the file may have: a larger `Content-Length`,
+    /// or a body passing it while streaming, fails the file with
+    /// [`DownloadError::TooLarge`](crate::DownloadError::TooLarge) (attachments, protocol M6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
     /// Set when the file must not be fetched at all, with the reason
     /// (an `http:` URL under an `https:` base, or a token needed on an origin
     /// that is not allowed).
@@ -372,6 +380,7 @@ pub fn plan_downloads(manifest: &Manifest, manifest_url: &str, policy: &TokenPol
                 FileKind::Output => crate::names::table_name(f.resource_type.as_deref().unwrap_or("output")),
                 FileKind::Error => "error".to_owned(),
                 FileKind::Deleted => "deleted".to_owned(),
+                FileKind::Attachment => "attachment".to_owned(),
             };
             let format = manifest.format_of(f);
             let opaque_format = (!is_ndjson_format(format)).then(|| format.to_owned());
@@ -387,6 +396,7 @@ pub fn plan_downloads(manifest: &Manifest, manifest_url: &str, policy: &TokenPol
                 expected_bytes: f.file_size,
                 opaque_format,
                 file_name: format!("{label}.{index:03}.{extension}"),
+                max_bytes: None,
                 blocked,
             });
         }

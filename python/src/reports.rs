@@ -97,5 +97,6 @@ fn kind_name(kind: FileKind) -> &'static str {
         FileKind::Output => "output",
         FileKind::Error => "error",
         FileKind::Deleted => "deleted",
+        FileKind::Attachment => "attachment",
     }
 }

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use fhir_async::attachments::{AttachmentMode, AttachmentOptions, AttachmentReport, ErrorInfo};
 use fhir_async::coordinator::{DownloadProgress, FileResult, LimitChange, OriginLimit};
 use fhir_async::manifest::{CountSeverity, ManifestLink};
 use fhir_async::{
@@ -81,6 +82,11 @@ fn generated() -> (Vec<String>, String) {
     decl::<DownloadProgress>(&cfg, &mut d);
     decl::<OriginLimit>(&cfg, &mut d);
     decl::<LimitChange>(&cfg, &mut d);
+    // the attachments (protocol M)
+    decl::<AttachmentMode>(&cfg, &mut d);
+    decl::<AttachmentOptions>(&cfg, &mut d);
+    decl::<AttachmentReport>(&cfg, &mut d);
+    decl::<ErrorInfo>(&cfg, &mut d);
     // what the package reads from the core instead of copying (`ceilings()`)
     decl::<Ceilings>(&cfg, &mut d);
     let names = d.iter().map(|(n, _)| n.clone()).collect();

@@ -29,7 +29,7 @@
 //! let file = |i: usize| PlannedFile {
 //!     kind: FileKind::Output, index: i, resource_type: Some("Patient".into()),
 //!     url: format!("https://h/files/{i}"), send_token: true, expected_count: Some(1),
-//!     expected_bytes: None, opaque_format: None, file_name: format!("Patient.{i:03}.ndjson"), blocked: None,
+//!     expected_bytes: None, opaque_format: None, file_name: format!("Patient.{i:03}.ndjson"), max_bytes: None, blocked: None,
 //! };
 //! let mut downloads = Downloads::new(vec![file(0), file(1)], DownloadOptions::default(), &Default::default());
 //! let mut lines = 0;

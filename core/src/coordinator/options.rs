@@ -2,6 +2,7 @@
 //! the core's defaults (the same in every language), and the selection of a
 //! plan's files they make.
 
+use crate::attachments::AttachmentOptions;
 use crate::download::{CountCheck, InvalidLines, Validation};
 use crate::limits::{DEFAULT_EXPIRY_MARGIN_MS, DEFAULT_MAX_PER_ORIGIN, DEFAULT_MAX_TOTAL};
 use crate::manifest::{FileKind, PlannedFile};
@@ -63,6 +64,12 @@ pub struct DownloadOptions {
     /// (`true`); a stream of resources leaves them out (`false`, the default),
     /// as it has no lines to give.
     pub opaque_files: bool,
+    /// What to do with the attachments the resources point at (protocol M):
+    /// off by default. The coordinator itself does not fetch them; a binding
+    /// plans them with [`crate::attachments::AttachmentPlan`] or
+    /// [`crate::attachments::Hydrator`] and runs the planned files through a
+    /// second [`Downloads`](super::Downloads).
+    pub attachments: AttachmentOptions,
 }
 
 impl Default for DownloadOptions {
@@ -83,11 +90,17 @@ impl Default for DownloadOptions {
             continue_files: Vec::new(),
             restart_changed: false,
             opaque_files: false,
+            attachments: AttachmentOptions::default(),
         }
     }
 }
 
 pub(super) fn selected(f: &PlannedFile, o: &DownloadOptions) -> bool {
+    // Attachments (protocol M) are planned only when asked for: always taken,
+    // whatever `kinds` (manifest lists) and `opaque_files` say.
+    if f.kind == FileKind::Attachment {
+        return !o.skip_files.contains(&f.file_name);
+    }
     o.kinds.contains(&f.kind)
         && (o.opaque_files || f.opaque_format.is_none())
         && !o.skip_files.contains(&f.file_name)

@@ -15,6 +15,7 @@ fn file(kind: FileKind, index: usize, ty: &str, url: &str, count: Option<u64>) -
         expected_bytes: None,
         opaque_format: None,
         file_name: format!("{ty}.{index:03}.ndjson"),
+        max_bytes: None,
         blocked: None,
     }
 }

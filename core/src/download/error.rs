@@ -145,6 +145,19 @@ pub enum DownloadError {
         /// Why the refresh failed (the job's error, e.g. `retries_exhausted`).
         cause: String,
     },
+    /// The file is larger than its plan allows ([`PlannedFile::max_bytes`](crate::PlannedFile::max_bytes),
+    /// an attachment's size limit, protocol M6): its `Content-Length` says so,
+    /// or its decoded bytes passed the limit while streaming. Not retried.
+    #[error("{url}: larger than the size limit of {limit} bytes{}", declared_note(*declared))]
+    TooLarge {
+        /// The URL (without its query, K10).
+        url: String,
+        /// The limit, in decoded bytes.
+        limit: u64,
+        /// The `Content-Length` the server gave, when that is how it was seen.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        declared: Option<u64>,
+    },
     /// The API was used wrongly.
     #[error("invalid use of FileDownload: {0}")]
     Usage(String),
@@ -166,6 +179,7 @@ impl DownloadError {
             DownloadError::Redirect { .. } => "redirect",
             DownloadError::FileChanged { .. } => "file_changed",
             DownloadError::RefreshFailed { .. } => "refresh_failed",
+            DownloadError::TooLarge { .. } => "too_large",
             DownloadError::Usage(_) => "usage",
         }
     }
@@ -192,6 +206,10 @@ fn server_note(m: &Option<String>) -> String {
     m.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
 }
 
+fn declared_note(declared: Option<u64>) -> String {
+    declared.map(|d| format!(" (Content-Length: {d})")).unwrap_or_default()
+}
+
 fn refreshed_note(refreshed: bool) -> &'static str {
     if refreshed {
         " even after the manifest was re-fetched once for fresh links"
@@ -207,5 +225,6 @@ pub(super) fn kind_label(kind: FileKind, resource_type: Option<&str>) -> String 
         (FileKind::Output, None) => "output file".to_owned(),
         (FileKind::Error, _) => "error file (OperationOutcome)".to_owned(),
         (FileKind::Deleted, _) => "deleted file (transaction Bundles of deletions)".to_owned(),
+        (FileKind::Attachment, _) => "attachment".to_owned(),
     }
 }

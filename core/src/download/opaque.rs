@@ -29,12 +29,22 @@ impl FileDownload {
     pub(super) fn opaque_head(&mut self, headers: &[(String, String)]) -> Result<(), DownloadError> {
         let Some(format) = &self.file.opaque_format else { return Ok(()) };
         let got = header(headers, "Content-Type").map(media).unwrap_or("");
-        if !got.eq_ignore_ascii_case(media(format)) {
+        // An attachment (M5) may come back as a FHIR Binary in JSON: not a warning.
+        if self.file.kind != crate::manifest::FileKind::Attachment && !got.eq_ignore_ascii_case(media(format)) {
             let w = format!(
                 "the file was served as '{got}', not the manifest's outputFormat '{format}': its bytes are kept as they are"
             );
             if !self.warnings.contains(&w) {
                 self.warnings.push(w);
+            }
+        }
+        if let Some(limit) = self.file.max_bytes {
+            // An identity body's Content-Length is its decoded size (M6).
+            let identity = header(headers, "Content-Encoding").map_or(true, |e| e.eq_ignore_ascii_case("identity"));
+            let declared = header(headers, "Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+            if let Some(d) = declared.filter(|d| identity && *d > limit) {
+                self.state = FileState::Done;
+                return Err(DownloadError::TooLarge { url: redact_url(&self.url), limit, declared: Some(d) });
             }
         }
         if self.raw > 0 {
@@ -65,6 +75,7 @@ impl FileDownload {
             Ok::<(), Infallible>(())
         });
         self.decoder = Some(decoder);
+        self.within_max()?;
         match r {
             Ok(_) => Ok(HeadDecision::Stream),
             Err(e) => self.corrupt(e.to_string(), now_ms),
@@ -82,6 +93,7 @@ impl FileDownload {
             on_bytes(b);
             Ok::<(), Infallible>(())
         });
+        self.within_max()?;
         if let Err(e) = r {
             return self.retry(e.to_string(), RetryAfter::Absent, now_ms);
         }
@@ -92,6 +104,19 @@ impl FileDownload {
         let warnings = std::mem::take(&mut self.warnings);
         self.complete(0, None, warnings);
         Ok(())
+    }
+
+    /// The decoded bytes so far against the plan's `max_bytes` (M6): past it,
+    /// the file fails with `too_large` (not retried: the body would be as big again).
+    fn within_max(&mut self) -> Result<(), DownloadError> {
+        match self.file.max_bytes {
+            Some(limit) if self.bytes() > limit => {
+                self.state = FileState::Done;
+                self.decoder = None;
+                Err(DownloadError::TooLarge { url: redact_url(&self.url), limit, declared: None })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The manifest's `fileSize` against the decoded bytes of the whole file

@@ -13,6 +13,7 @@ fn planned(url: &str, token: bool, count: Option<u64>) -> PlannedFile {
         expected_bytes: None,
         opaque_format: None,
         file_name: "Patient.000.ndjson".into(),
+        max_bytes: None,
         blocked: None,
     }
 }

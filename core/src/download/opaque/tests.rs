@@ -17,6 +17,7 @@ fn parquet(size: Option<u64>) -> PlannedFile {
         expected_bytes: size,
         opaque_format: Some(PARQUET.into()),
         file_name: "Patient.003.parquet".into(),
+        max_bytes: None,
         blocked: None,
     }
 }
@@ -169,4 +170,67 @@ fn l13_file_size_is_checked_on_ndjson_files_too() {
         }
     }
     assert_eq!(lines, 2, "each line handed out once");
+}
+
+fn attachment(max: u64) -> PlannedFile {
+    PlannedFile {
+        kind: FileKind::Attachment,
+        index: 0,
+        resource_type: None,
+        url: "https://h/r4/Binary/1?sig=secret".into(),
+        expected_count: None,
+        opaque_format: Some("*/*".into()),
+        file_name: "0123456789abcdef.bin".into(),
+        max_bytes: Some(max),
+        ..parquet(None)
+    }
+}
+
+fn head(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+// protocol M6: a Content-Length over max_bytes fails the file before any byte, not retried
+#[test]
+fn m6_a_content_length_over_max_bytes_fails_with_too_large() {
+    let mut d = FileDownload::new(attachment(5), &policy()).unwrap();
+    let r = send(&mut d, 0);
+    let accept = r.headers.iter().find(|(k, _)| k == "Accept").map(|(_, v)| v.as_str());
+    assert_eq!(accept, Some("*/*"));
+    let e = d
+        .handle_head(r.id, 200, &head(&[("Content-Length", "6"), ("Content-Type", "application/pdf")]), false, 0)
+        .unwrap_err();
+    assert_eq!(e.code(), "too_large");
+    assert_eq!(e, DownloadError::TooLarge { url: "https://h/r4/Binary/1?…".into(), limit: 5, declared: Some(6) });
+    assert!(e.to_string().contains("limit of 5 bytes (Content-Length: 6)"), "{e}");
+    assert!(d.next_action(0).is_err(), "done: not retried");
+    // exactly the limit is fine; a gzip Content-Length is not the decoded size (checked while streaming)
+    let mut d = FileDownload::new(attachment(5), &policy()).unwrap();
+    let r = send(&mut d, 0);
+    d.handle_head(r.id, 200, &head(&[("Content-Length", "5")]), false, 0).unwrap();
+    d.feed(r.id, b"12345", 0, |_| {}).unwrap();
+    d.finish(r.id, 0, |_| {}).unwrap();
+    let DownloadAction::Done { report } = d.next_action(0).unwrap() else { panic!("done") };
+    assert_eq!(report.bytes, 5);
+    assert!(report.warnings.is_empty(), "an attachment's Content-Type is no warning: {:?}", report.warnings);
+}
+
+// protocol M6: decoded bytes passing max_bytes while streaming fail the file (no Content-Length)
+#[test]
+fn m6_bytes_passing_max_bytes_while_streaming_fail_with_too_large() {
+    let mut d = FileDownload::new(attachment(5), &policy()).unwrap();
+    let r = send(&mut d, 0);
+    d.handle_head(r.id, 200, &[], false, 0).unwrap();
+    let mut got = 0;
+    d.feed(r.id, b"1234", 0, |b| got += b.len()).unwrap();
+    let e = d.feed(r.id, b"56", 0, |b| got += b.len()).unwrap_err();
+    assert_eq!(e.code(), "too_large");
+    assert!(matches!(e, DownloadError::TooLarge { limit: 5, declared: None, .. }));
+    assert!(d.next_action(0).is_err(), "done: not retried");
+    // a plan without max_bytes has no limit
+    let mut d = FileDownload::new(PlannedFile { max_bytes: None, ..attachment(5) }, &policy()).unwrap();
+    let r = send(&mut d, 0);
+    d.handle_head(r.id, 200, &head(&[("Content-Length", "600")]), false, 0).unwrap();
+    d.feed(r.id, &[0u8; 600], 0, |_| {}).unwrap();
+    d.finish(r.id, 0, |_| {}).unwrap();
 }
