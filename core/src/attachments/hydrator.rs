@@ -46,6 +46,9 @@ pub struct Hydrator {
     hashes: Vec<Option<String>>,
     pending: Vec<usize>,
     held: VecDeque<(Vec<u8>, Vec<usize>)>,
+    /// Files mode: the last attachment handed out by `fetched`, whose bytes
+    /// the binding has written by the next call (then dropped).
+    written: Option<usize>,
 }
 
 impl Hydrator {
@@ -58,6 +61,7 @@ impl Hydrator {
             hashes: Vec::new(),
             pending: Vec::new(),
             held: VecDeque::new(),
+            written: None,
         }
     }
 
@@ -109,8 +113,10 @@ impl Hydrator {
     /// A fetched body (`id` = [`PlannedFile::index`]) with the response's
     /// `Content-Type`: decoded (M5), hash-checked, kept for inline mode. The
     /// decoded attachment is returned so a files-mode binding can write
-    /// `fetched.bytes` to `attachments/<file_name>`. An error is recorded
-    /// (and returned) as the attachment's failure.
+    /// `fetched.bytes` to `attachments/<file_name>` (in files mode the bytes
+    /// are dropped at the next call: write them before). An error is
+    /// recorded (and returned) as the attachment's failure. Inline mode keeps
+    /// every fetched attachment's bytes (a later line may point at the same URL).
     pub fn fetched(
         &mut self,
         id: usize,
@@ -120,6 +126,13 @@ impl Hydrator {
         let Some(file) = self.plan.files().get(id) else {
             return Err(DownloadError::Usage(format!("no attachment with id {id}")).into());
         };
+        if self.plan.options().mode == AttachmentMode::Files {
+            // Files mode keeps no bytes: the binding wrote the last ones already.
+            if let Some(Slot::Fetched(f)) = self.written.take().and_then(|w| self.slots.get_mut(w)) {
+                f.bytes = Vec::new();
+            }
+            self.written = Some(id);
+        }
         let hash = self.hashes.get(id).cloned().flatten();
         let slot = match decode_attachment(&file.url, body, content_type, hash.as_deref()) {
             Ok(f) => Slot::Fetched(f),
@@ -163,14 +176,6 @@ impl Hydrator {
             let hydrated = inline_attachments(&line, &plan.policy().base_url, plan.options(), lookup);
             out.push(hydrated.unwrap_or(line));
         }
-        if self.plan.options().mode == AttachmentMode::Files && self.held.is_empty() {
-            // Files mode: the binding wrote the bytes when `fetched` returned them.
-            for slot in &mut self.slots {
-                if let Slot::Fetched(f) = slot {
-                    f.bytes = Vec::new();
-                }
-            }
-        }
         out
     }
 
@@ -203,6 +208,12 @@ impl Hydrator {
     /// How many attachments failed (exit code 3 in the CLI when > 0).
     pub fn failures(&self) -> usize {
         self.slots.iter().filter(|s| matches!(s, Slot::Failed(_))).count()
+    }
+
+    /// The bytes of fetched attachments kept now.
+    #[cfg(test)]
+    pub(super) fn kept_bytes(&self) -> usize {
+        self.slots.iter().map(|s| if let Slot::Fetched(f) = s { f.bytes.len() } else { 0 }).sum()
     }
 
     /// Lines held now.

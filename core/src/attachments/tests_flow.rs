@@ -216,3 +216,15 @@ fn m_hydrator_off_passes_everything() {
     assert_eq!(h.line(&doc(&["Binary/1"])), Hydrate::Pass);
     assert!(h.take_pending().is_empty() && h.reports().is_empty());
 }
+
+// files mode keeps no bytes once the binding had them; the report keeps size and sha1
+#[test]
+fn m8_hydrator_files_mode_drops_bytes_after_they_were_handed_out() {
+    let mut h = Hydrator::new(policy(&[]), opts(AttachmentMode::Files));
+    assert_eq!(h.line(&doc(&["Binary/1", "Binary/2"])), Hydrate::Held);
+    assert_eq!(h.take_pending().len(), 2);
+    assert_eq!(h.fetched(0, b"one".to_vec(), None).unwrap().bytes, b"one");
+    assert_eq!(h.fetched(1, b"two".to_vec(), None).unwrap().bytes, b"two");
+    assert_eq!(h.kept_bytes(), 3, "only the last body is kept");
+    assert_eq!(h.reports()[0].size, Some(3));
+}
