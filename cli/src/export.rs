@@ -153,7 +153,8 @@ pub(crate) fn started(
     };
     if folder.is_saved() {
         folder.write(STATE, &run.to_json()).map_err(|e| io(folder.dir(), e))?;
-        folder.event("accepted", json!({"statusUrl": run.job().status_url()}));
+        let request = run.job().kickoff_request().map(|r| crate::log::sent_request(&r));
+        folder.event("accepted", json!({"statusUrl": run.job().status_url(), "request": request}));
     }
     Ok(run)
 }

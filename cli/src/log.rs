@@ -28,7 +28,7 @@
 //! credential).
 
 use fhir_async::origin::redact_url;
-use fhir_async::{Action, ExportRequest, IgVersion, Job, JobConfig, Method, Operation, OperationRequest};
+use fhir_async::{ExportRequest, IgVersion, Job, JobConfig, Method, Operation, OperationRequest, Request};
 use serde_json::{json, Map, Value};
 use std::fs::File;
 use std::io::Write;
@@ -77,6 +77,14 @@ impl Log {
                 self.state().pending_kickoff = Some(detail);
             }
             "accepted" => {
+                // The kick-off the engine really sent (for `auto`, the form the server declared).
+                if fields.get("request").is_some_and(|r| !r.is_null()) {
+                    let detail = kickoff_detail(&fields["request"]);
+                    let mut s = self.state();
+                    if s.pending_kickoff.is_some() {
+                        s.pending_kickoff = Some(detail);
+                    }
+                }
                 if let Some(url) = fields["statusUrl"].as_str() {
                     self.state().export_id = url.to_owned();
                     self.flush_kickoff(Value::Null, Value::Null, None);
@@ -234,14 +242,25 @@ fn file_url(fields: &Value) -> Value {
     fields["url"].as_str().map_or(Value::Null, |u| json!(redact_url(u)))
 }
 
-/// The `kickoff` detail known before the answer (N4): the URL the engine sends the kick-off to
-/// (asked of the engine itself), the parameters (from the query, or a POST's Parameters body),
-/// never `patient`; the server's software is not asked for (no request beyond the protocol's).
+/// The kick-off request as the engine sent it ([`fhir_async::Job::kickoff_request`]), for the
+/// `accepted` event: method, URL, headers (never `Authorization`; the engine puts no token in
+/// them) and body.
+pub fn sent_request(request: &Request) -> Value {
+    let headers: Map<String, Value> = request
+        .headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    json!({"method": request.method, "url": request.url, "headers": headers, "body": request.body})
+}
+
+/// The `kickoff` detail known before the answer (N4), a guess until the `accepted` event hands the
+/// request the engine really sent (a kick-off that failed without an answer keeps it): the form a
+/// job built from the command's fields would send first (STU3's for `auto`).
 fn kickoff_request(fields: &Value) -> Map<String, Value> {
     let base = fields["base"].as_str().unwrap_or_default().to_owned();
     let operation = match serde_json::from_value::<ExportRequest>(fields["request"].clone()) {
-        // `auto` reads the CapabilityStatement first; the URL logged is the form sent when it
-        // declares nothing newer (STU3's).
         Ok(r) if fields.get("request").is_some() => Operation::Export(ExportRequest {
             ig_version: if r.ig_version == IgVersion::Auto { IgVersion::Stu3 } else { r.ig_version },
             ..r
@@ -264,11 +283,18 @@ fn kickoff_request(fields: &Value) -> Map<String, Value> {
         timeout_ms: None,
         allowed_origins: Vec::new(),
     };
-    let request = Job::new(config).ok().and_then(|mut j| match j.next_action(0) {
-        Ok(Action::Send { request }) => Some(request),
-        _ => None,
-    });
-    let (url, body) = request.map_or((None, None), |r| (Some(r.url), r.body));
+    match Job::new(config).ok().and_then(|j| j.kickoff_request()) {
+        Some(r) => kickoff_detail(&sent_request(&r)),
+        None => kickoff_detail(&Value::Null),
+    }
+}
+
+/// The `kickoff` detail of a request (`sent_request`'s shape): `exportUrl`, the parameters (from
+/// the query, or a POST's Parameters body, N4 [R]), never `patient`; the server's software is not
+/// asked for (no request beyond the protocol's). Ours: `_method`, `_requestHeaders`, and
+/// `_requestBody` (the body without its `patient` parameters).
+fn kickoff_detail(request: &Value) -> Map<String, Value> {
+    let url = request["url"].as_str();
     let mut params = Map::new();
     let mut add = |k: String, v: String| {
         if k == "patient" {
@@ -285,13 +311,13 @@ fn kickoff_request(fields: &Value) -> Map<String, Value> {
             }
         }
     };
-    if let Some(u) = url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
+    if let Some(u) = url.and_then(|u| url::Url::parse(u).ok()) {
         for (k, v) in u.query_pairs() {
             add(k.into_owned(), v.into_owned());
         }
     }
-    // A POST kick-off: the parameters are the body's (N4 [R]).
-    let body: Option<Value> = body.and_then(|b| serde_json::from_str(&b).ok());
+    let raw_body = request["body"].as_str().filter(|b| !b.is_empty());
+    let mut body: Option<Value> = raw_body.and_then(|b| serde_json::from_str(b).ok());
     for p in body.as_ref().and_then(|b| b["parameter"].as_array()).into_iter().flatten() {
         let Some(name) = p["name"].as_str() else { continue };
         let value = p.as_object().and_then(|o| {
@@ -307,6 +333,9 @@ fn kickoff_request(fields: &Value) -> Map<String, Value> {
             add(name.to_owned(), v);
         }
     }
+    if let Some(ps) = body.as_mut().and_then(|b| b.get_mut("parameter")).and_then(Value::as_array_mut) {
+        ps.retain(|p| p["name"] != "patient");
+    }
     let mut detail = Map::new();
     detail.insert("exportUrl".into(), json!(url));
     detail.insert("errorCode".into(), Value::Null);
@@ -316,5 +345,10 @@ fn kickoff_request(fields: &Value) -> Map<String, Value> {
     }
     detail.insert("requestParameters".into(), Value::Object(params));
     detail.insert("responseHeaders".into(), Value::Null);
+    detail.insert("_method".into(), request.get("method").cloned().unwrap_or(Value::Null));
+    detail.insert("_requestHeaders".into(), request.get("headers").cloned().unwrap_or(Value::Null));
+    // A body that is not JSON is kept as text (an operation's), a Parameters body without `patient`.
+    let body = body.or_else(|| raw_body.map(|b| json!(b)));
+    detail.insert("_requestBody".into(), body.unwrap_or(Value::Null));
     detail
 }

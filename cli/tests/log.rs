@@ -175,7 +175,11 @@ fn n4_kickoff_fields() {
     for key in keys {
         assert!(k.get(key).is_some(), "{key} in {k}");
     }
-    assert_eq!(k.as_object().unwrap().len(), keys.len(), "{k}");
+    // Besides those, only fields of our own (`_method`, `_requestHeaders`, `_requestBody`).
+    assert_eq!(k.as_object().unwrap().keys().filter(|k| !k.starts_with('_')).count(), keys.len(), "{k}");
+    assert_eq!(k["_method"], "GET", "{k}");
+    assert!(k["_requestBody"].is_null() && k["_requestHeaders"]["Prefer"] == "respond-async", "{k}");
+    assert!(k["_requestHeaders"].get("Authorization").is_none(), "{k}");
     let url = k["exportUrl"].as_str().unwrap();
     assert!(url.starts_with(&format!("{}/$export?", srv.base(""))), "{url}");
     assert_eq!(k["requestParameters"]["_type"], "Patient,Condition", "{k}");
@@ -200,6 +204,27 @@ fn n4_kickoff_fields() {
     for d in [dir, post, refused] {
         std::fs::remove_dir_all(&d).ok();
     }
+}
+
+// protocol N4 (issue 23): the `kickoff` event logs the request the engine really sent: under
+// `--ig-version auto` against a server declaring STU4 (`/stu4/fhir`), the POST with its Parameters
+// body, not the STU3 GET a job built from the command line would send first.
+#[test]
+fn n4_kickoff_logs_the_request_sent_under_ig_version_auto() {
+    let srv = Server::start(|_| {});
+    let dir = out("n4-auto");
+    let base = format!("{}/stu4/fhir", srv.origin);
+    let log = export(&base, "Patient", &dir, &["--ig-version", "auto", "--since", "2024-01-01T00:00:00Z"]);
+    let k = one(&log, "kickoff");
+    assert_eq!(k["_method"], "POST", "{k}");
+    assert_eq!(k["exportUrl"], format!("{base}/$export"), "no query: the parameters are in the body: {k}");
+    assert_eq!(k["_requestBody"]["resourceType"], "Parameters", "{k}");
+    let params = k["_requestBody"]["parameter"].as_array().unwrap();
+    assert!(params.contains(&serde_json::json!({"name": "_type", "valueString": "Patient"})), "{k}");
+    assert_eq!(k["requestParameters"]["_type"], "Patient", "{k}");
+    assert_eq!(k["requestParameters"]["_since"], "2024-01-01T00:00:00Z", "{k}");
+    assert_eq!(k["_requestHeaders"]["Content-Type"], "application/fhir+json", "{k}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 // protocol N5: each poll that says "not yet" is a `status_progress` with `body`, `xProgress`
