@@ -80,7 +80,9 @@ pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
         None => {
             let since = if since_auto {
                 let last: Option<Value> = folder.read(LAST).and_then(|t| serde_json::from_str(&t).ok());
-                let t = last.and_then(|l| l["transactionTime"].as_str().map(str::to_owned));
+                // The last export's `nextSince`: min(its `_until`, its `transactionTime`) (D3, L5;
+                // `ExportRequest::next_since`); a folder written before it kept the transactionTime.
+                let t = last.and_then(|l| l["nextSince"].as_str().or(l["transactionTime"].as_str()).map(str::to_owned));
                 if t.is_none() {
                     ui.say("--since auto: no completed export in this folder yet; exporting everything");
                 }
@@ -90,10 +92,14 @@ pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
             };
             let mut request = export_request(&a, since.clone());
             if let (Some(prev), true) =
-                (saved_opt::<ExportRequest>(&saved, "request"), request == export_request_blank(&a))
+            // `--since auto` sets `since` itself: nothing else about what to export given is "blank".
+            let given = if since_auto { ExportRequest { since: None, ..request.clone() } } else { request.clone() };
+                (saved_opt::<ExportRequest>(&saved, "request"), given == export_request_blank(&a))
             {
-                // Nothing about what to export was given: the folder's first request, with the new `since`.
-                request = ExportRequest { since, ..prev };
+                // Nothing about what to export was given: the folder's first request, with the new `since`;
+                // under `--since auto` without its `_until` (the next window is open: since that `_until`).
+                let until = if since_auto { None } else { prev.until.clone() };
+                request = ExportRequest { since, until, ..prev };
             }
             let settings = json!({"command": "export", "base": server.base, "auth": auth::describe(&server), "request": request,
                 "format": format, "countCheck": count_check, "concurrency": concurrency, "gzip": gzip});
@@ -119,7 +125,13 @@ pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
     ui.finish();
     if outcome.is_success() {
         let t = outcome.manifest().and_then(|m| m.transaction_time.clone());
-        let last = json!({"transactionTime": t, "statusUrl": run.job().status_url(), "completedAtMs": fhir_async_client::now_ms()});
+        // What the next `--since auto` asks from: min(`_until`, `transactionTime`) (L5).
+        let next_since = match (&run.job().config().operation, &t) {
+            (fhir_async::Operation::Export(r), Some(t)) => Some(r.next_since(t)),
+            _ => t.clone(),
+        };
+        let last = json!({"transactionTime": t, "nextSince": next_since, "statusUrl": run.job().status_url(),
+            "completedAtMs": fhir_async_client::now_ms()});
         let _ = folder.write(LAST, &last.to_string());
     }
     let _ = folder.write(STATE, &run.to_json());
