@@ -91,9 +91,9 @@ pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
                 a.since.clone()
             };
             let mut request = export_request(&a, since.clone());
-            if let (Some(prev), true) =
             // `--since auto` sets `since` itself: nothing else about what to export given is "blank".
             let given = if since_auto { ExportRequest { since: None, ..request.clone() } } else { request.clone() };
+            if let (Some(prev), true) =
                 (saved_opt::<ExportRequest>(&saved, "request"), given == export_request_blank(&a))
             {
                 // Nothing about what to export was given: the folder's first request, with the new `since`;
