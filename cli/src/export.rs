@@ -79,9 +79,9 @@ pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
         }
         None => {
             let since = if since_auto {
-                let last: Option<Value> = folder.read(LAST).and_then(|t| serde_json::from_str(&t).ok());
                 // The last export's `nextSince`: min(its `_until`, its `transactionTime`) (D3, L5;
                 // `ExportRequest::next_since`); a folder written before it kept the transactionTime.
+                let last: Option<Value> = folder.read(LAST).and_then(|t| serde_json::from_str(&t).ok());
                 let t = last.and_then(|l| l["nextSince"].as_str().or(l["transactionTime"].as_str()).map(str::to_owned));
                 if t.is_none() {
                     ui.say("--since auto: no completed export in this folder yet; exporting everything");
