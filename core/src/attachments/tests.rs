@@ -195,3 +195,42 @@ fn m_options_serde_names() {
     let dl: crate::DownloadOptions = serde_json::from_value(json!({"attachments":{"mode":"files"}})).unwrap();
     assert_eq!(dl.attachments.mode, AttachmentMode::Files);
 }
+
+// protocol M4/M6 through the coordinator: attachment files run with default DownloadOptions,
+// the token only where the plan allows it, Accept = the media type, too_large per file
+#[test]
+fn m4_m6_planned_attachments_run_through_downloads() {
+    use crate::{DownloadOptions, DownloadStep, Downloads};
+    let o = AttachmentOptions { max_size: 4, ..opts(AttachmentMode::Files) };
+    let mut plan = AttachmentPlan::new(policy(&[]), o);
+    let r = |url: &str| AttachmentRef {
+        pointer: "/p".into(),
+        url: url.into(),
+        content_type: Some("text/plain".into()),
+        size: None,
+        hash: None,
+    };
+    plan.add(&r("Binary/1")).unwrap();
+    plan.add(&r("https://other.example/a.txt")).unwrap();
+    let mut d = Downloads::new(plan.files().to_vec(), DownloadOptions::default(), &Default::default());
+    let mut sent = Vec::new();
+    while let DownloadStep::Send { file, request } = d.next(0).unwrap() {
+        let accept = request.headers.iter().find(|(k, _)| k == "Accept").map(|(_, v)| v.clone());
+        sent.push((file, request.id, request.url.clone(), request.auth, accept));
+    }
+    assert_eq!(sent.len(), 2, "attachments are selected whatever kinds and opaque_files say");
+    assert_eq!((sent[0].3, sent[1].3), (true, false), "the token only to the FHIR origin");
+    assert_eq!(sent[0].4.as_deref(), Some("text/plain"));
+    let (f0, id0) = (sent[0].0, sent[0].1);
+    d.handle_head(f0, id0, 200, &[], false, 0).unwrap();
+    let mut got = Vec::new();
+    d.feed(f0, id0, b"12345", 0, |b| got.extend_from_slice(b)).unwrap();
+    let err = d.result(f0).and_then(|r| r.error.clone()).expect("failed");
+    assert_eq!(err.code(), "too_large");
+    let (f1, id1) = (sent[1].0, sent[1].1);
+    d.handle_head(f1, id1, 200, &[], false, 0).unwrap();
+    d.feed(f1, id1, b"abc", 0, |_| {}).unwrap();
+    d.finish(f1, id1, 0, |_| {}).unwrap();
+    assert_eq!(d.next(0).unwrap(), DownloadStep::Done);
+    assert_eq!(d.result(f1).and_then(|r| r.report.as_ref()).map(|r| r.bytes), Some(3));
+}
