@@ -5,6 +5,7 @@
 use super::decode::Fetched;
 use super::find::{find_attachments, resolve_attachment_url};
 use super::AttachmentOptions;
+use crate::ndjson::DEFAULT_MAX_LINE;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -15,14 +16,28 @@ use serde_json::{Map, Value};
 /// the fetched attachment, or `None` when it was not fetched (M9: left as it
 /// is). `None` when nothing changed (no attachments, none fetched, or a line
 /// that is not a JSON object). Attachments already carrying `data` are never
-/// touched (M2).
+/// touched (M2). M6: an attachment that would make the line longer than
+/// [`DEFAULT_MAX_LINE`] (what the NDJSON readers take) is left out, as if not
+/// fetched (its bytes stay available in files mode).
 pub fn inline_attachments<'a>(
     line: &[u8],
     base_url: &str,
     options: &AttachmentOptions,
     lookup: impl Fn(&str) -> Option<&'a Fetched>,
 ) -> Option<Vec<u8>> {
+    inline_within(line, base_url, options, lookup, DEFAULT_MAX_LINE)
+}
+
+/// [`inline_attachments`] with the longest line allowed.
+pub(crate) fn inline_within<'a>(
+    line: &[u8],
+    base_url: &str,
+    options: &AttachmentOptions,
+    lookup: impl Fn(&str) -> Option<&'a Fetched>,
+    max_line: usize,
+) -> Option<Vec<u8>> {
     let resource: Value = serde_json::from_slice(line).ok()?;
+    let mut length = line.len();
     // (start, end, replacement) of each Attachment object, in line order.
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
     for r in find_attachments(&resource, options) {
@@ -36,7 +51,13 @@ pub fn inline_attachments<'a>(
         if let Some(ct) = &fetched.content_type {
             a.insert("contentType".into(), Value::String(ct.clone()));
         }
-        edits.push((start, end, serde_json::to_vec(&a).ok()?));
+        let text = serde_json::to_vec(&a).ok()?;
+        let grown = (length + text.len()).saturating_sub(end - start);
+        if grown > max_line {
+            continue; // M6: the line would outgrow what a reader takes
+        }
+        length = grown;
+        edits.push((start, end, text));
     }
     if edits.is_empty() {
         return None;

@@ -228,3 +228,17 @@ fn m8_hydrator_files_mode_drops_bytes_after_they_were_handed_out() {
     assert_eq!(h.kept_bytes(), 3, "only the last body is kept");
     assert_eq!(h.reports()[0].size, Some(3));
 }
+
+// protocol M6: inline only while the line stays under the reader's limit
+#[test]
+fn m6_inline_stops_before_the_line_outgrows_the_reader() {
+    let l = doc(&["Binary/1", "Binary/2"]);
+    let f = fetched(&[7u8; 30], "text/plain");
+    let o = opts(AttachmentMode::Inline);
+    let all = super::inline::inline_within(&l, BASE, &o, |_| Some(&f), usize::MAX).unwrap();
+    let one = super::inline::inline_within(&l, BASE, &o, |_| Some(&f), all.len() - 1).unwrap();
+    let v: Value = serde_json::from_slice(&one).unwrap();
+    assert!(v["content"][0]["attachment"].get("data").is_some());
+    assert!(v["content"][1]["attachment"].get("data").is_none(), "left as it was");
+    assert_eq!(super::inline::inline_within(&l, BASE, &o, |_| Some(&f), l.len()), None);
+}
