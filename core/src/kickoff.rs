@@ -414,7 +414,10 @@ fn validate_file_sizes(min: Option<u64>, max: Option<u64>) -> Result<(), Error> 
 
 mod declared;
 mod since;
+mod support;
 pub(crate) use declared::{declared_version, kickoff_form, sends_get};
+pub use support::{is_subsetted, may_replace, OPERATION_NOT_SUPPORTED, SUBSETTED_SYSTEM};
+pub(crate) use support::unsupported_parameters;
 
 #[cfg(test)]
 mod tests;

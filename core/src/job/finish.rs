@@ -53,6 +53,7 @@ impl Job {
             }
         }
         self.note_unrequested_types(&outcome);
+        self.note_subsets(&outcome);
         outcome.warnings.clone_from(&self.warnings);
         self.state = State::Done { outcome: Box::new(outcome) };
     }
@@ -80,5 +81,22 @@ impl Job {
                 req.types.join(", ")
             ));
         }
+    }
+
+    /// `_elements` was sent: the files hold subsets (the server SHOULD tag them `SUBSETTED`), which
+    /// must never replace full resources where resources are kept by id (protocol L4 [R];
+    /// [`crate::kickoff::may_replace`]).
+    pub(super) fn note_subsets(&mut self, outcome: &Outcome) {
+        let (Operation::Export(req), Some(m)) = (&self.config.operation, outcome.manifest()) else {
+            return;
+        };
+        if req.elements.is_empty() || m.output.is_empty() {
+            return;
+        }
+        self.warnings.push(format!(
+            "_elements ({}) was sent: the files hold subsets of resources (meta.tag SUBSETTED); never let them \
+             replace full resources (protocol L4)",
+            req.elements.join(",")
+        ));
     }
 }

@@ -352,3 +352,69 @@ fn l2_kickoff_request_is_the_form_sent() {
     assert_eq!((logged.method, &logged.body), (Method::Post, &post.body));
     assert!(!logged.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")));
 }
+
+// protocol L6: under `auto`, a `_typeFilter` whose search parameter the CapabilityStatement does
+// not declare is a warning; the kick-off goes as asked
+#[test]
+fn l6_auto_export_warns_of_a_type_filter_the_server_does_not_declare() {
+    let mut job = export(ExportRequest {
+        type_filters: vec!["Observation?status=final".into(), "Observation?code=1".into()],
+        ..auto()
+    });
+    let metadata = sent(&mut job, T0);
+    let cs = json!({"resourceType": "CapabilityStatement", "rest": [{"mode": "server",
+        "operation": [{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export|4.0.0"}],
+        "resource": [{"type": "Observation", "searchParam": [{"name": "code", "type": "token"}]}]}]});
+    job.handle_response(metadata.id, Response::new(200).with_body(cs.to_string()), T0).unwrap();
+    let kickoff = sent(&mut job, T0);
+    assert!(is_post_of_parameters(&kickoff), "{kickoff:?}");
+    assert_eq!(parameters(&kickoff).iter().filter(|p| p["name"] == "_typeFilter").count(), 2);
+    let w = job.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("Observation.status") && w[0].contains("L6"), "{w:?}");
+}
+
+// protocol L6: a kick-off with `_typeFilter` refused with an OperationOutcome `not-supported` says
+// which parameter and that `handling=lenient` asks the server to ignore it
+#[test]
+fn l6_a_not_supported_refusal_names_the_parameter() {
+    let mut job = export(ExportRequest {
+        types: vec!["Observation".into()],
+        type_filters: vec!["Observation?code:below=1".into()],
+        ig_version: IgVersion::Stu3,
+        ..Default::default()
+    });
+    let kickoff = sent(&mut job, T0);
+    let oo = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-supported",
+        "diagnostics": "modifier :below is not supported"}]});
+    job.handle_response(kickoff.id, Response::new(400).with_body(oo.to_string()), T0).unwrap();
+    let o = job.outcome().expect("refused");
+    assert_eq!(o.status, OutcomeStatus::Failed);
+    assert!(o.warnings.iter().any(|w| w.contains("_typeFilter") && w.contains("handling=lenient")), "{:?}", o.warnings);
+    // Without an optional parameter sent, the refusal is only the refusal.
+    let mut job = export(ExportRequest { types: vec!["Observation".into()], ..Default::default() });
+    let kickoff = sent(&mut job, T0);
+    job.handle_response(kickoff.id, Response::new(400).with_body(oo.to_string()), T0).unwrap();
+    assert!(job.outcome().unwrap().warnings.is_empty());
+}
+
+// protocol L4 [R]: an export with `_elements` ends with a note that its files are subsets, never
+// to replace full resources
+#[test]
+fn l4_an_elements_export_notes_its_files_are_subsets() {
+    let mut job = export(ExportRequest {
+        types: vec!["Patient".into()],
+        elements: vec!["name".into()],
+        ig_version: IgVersion::Stu3,
+        ..Default::default()
+    });
+    let kickoff = sent(&mut job, T0);
+    job.handle_response(kickoff.id, accepted(), T0).unwrap();
+    let poll = sent(&mut job, T0 + 1_000_000);
+    let manifest = json!({"transactionTime": "2026-01-01T00:00:00Z", "request": "x", "requiresAccessToken": true,
+        "output": [{"type": "Patient", "url": "https://h/files/p.ndjson"}], "error": []});
+    job.handle_response(poll.id, Response::new(200).with_body(manifest.to_string()), T0 + 1_000_000).unwrap();
+    let o = job.outcome().expect("done");
+    assert_eq!(o.status, OutcomeStatus::Completed);
+    assert!(o.warnings.iter().any(|w| w.contains("SUBSETTED") && w.contains("L4")), "{:?}", o.warnings);
+}

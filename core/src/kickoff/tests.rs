@@ -353,3 +353,49 @@ fn l2_the_declared_version_comes_from_the_export_operations_definition_or_name()
         assert_eq!(declared_version(&not_stu4), None, "{not_stu4}");
     }
 }
+
+// protocol L4 [R]: a resource tagged SUBSETTED (what `_elements` returns) never replaces a full one
+#[test]
+fn l4_a_subset_never_replaces_a_full_resource() {
+    use super::{is_subsetted, may_replace, SUBSETTED_SYSTEM};
+    let full = serde_json::json!({"resourceType": "Patient", "id": "1", "name": [{"family": "F"}]});
+    let subset = serde_json::json!({"resourceType": "Patient", "id": "1",
+        "meta": {"tag": [{"system": SUBSETTED_SYSTEM, "code": "SUBSETTED"}]}});
+    let other_tag = serde_json::json!({"resourceType": "Patient", "id": "1",
+        "meta": {"tag": [{"system": "http://example.org/tags", "code": "SUBSETTED"}]}});
+    assert!(is_subsetted(&subset) && !is_subsetted(&full) && !is_subsetted(&other_tag));
+    assert!(!may_replace(&full, &subset), "a subset over a full resource");
+    assert!(may_replace(&subset, &full) && may_replace(&subset, &subset) && may_replace(&full, &full));
+}
+
+// protocol L6: `_type` and each `_typeFilter`'s parameters against the CapabilityStatement:
+// operation-not-supported on a type or a searchParam, or a parameter the resource does not list
+#[test]
+fn l6_type_filter_parameters_checked_against_the_capability_statement() {
+    use super::{unsupported_parameters, OPERATION_NOT_SUPPORTED};
+    let ext = serde_json::json!([{"url": OPERATION_NOT_SUPPORTED,
+        "valueCanonical": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}]);
+    let cs = serde_json::json!({"resourceType": "CapabilityStatement", "rest": [{"mode": "server", "resource": [
+        {"type": "Observation", "searchParam": [{"name": "code", "type": "token"},
+            {"name": "category", "type": "token", "extension": ext}]},
+        {"type": "Binary", "extension": ext},
+        {"type": "Condition"}
+    ]}]});
+    let e = |types: &[&str], filters: &[&str]| ExportRequest {
+        types: types.iter().map(|s| s.to_string()).collect(),
+        type_filters: filters.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let ok = e(&["Observation", "Condition"], &["Observation?code=1,2&_lastUpdated=gt2020", "Condition?onset=x"]);
+    assert!(unsupported_parameters(&cs, &ok).is_empty(), "{:?}", unsupported_parameters(&cs, &ok));
+    let notes =
+        unsupported_parameters(&cs, &e(&["Binary"], &["Observation?category=x", "Observation?status:not=final"]));
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert!(notes[0].contains("Binary") && notes[0].contains("operation-not-supported"), "{notes:?}");
+    assert!(notes[1].contains("Observation.category") && notes[1].contains("operation-not-supported"), "{notes:?}");
+    assert!(notes[2].contains("Observation.status") && notes[2].contains("does not declare"), "{notes:?}");
+    assert!(notes.iter().all(|n| n.contains("L6")), "{notes:?}");
+    // A CapabilityStatement without resources says nothing.
+    let bare = serde_json::json!({"resourceType": "CapabilityStatement", "rest": [{"mode": "server"}]});
+    assert!(unsupported_parameters(&bare, &e(&["Binary"], &["Observation?category=x"])).is_empty());
+}

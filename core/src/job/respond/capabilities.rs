@@ -4,7 +4,7 @@
 
 use crate::http::Response;
 use crate::job::Job;
-use crate::kickoff::{declared_version, kickoff_form, sends_get, IgVersion, Operation};
+use crate::kickoff::{declared_version, kickoff_form, sends_get, unsupported_parameters, IgVersion, Operation};
 use crate::outcome::{parse_body, resource_type, Body};
 
 impl Job {
@@ -24,6 +24,10 @@ impl Job {
             }
         };
         self.declared_version = Some(declared_version(&body).unwrap_or(IgVersion::Stu3));
+        // `_type` and `_typeFilter` against what it declares (L6): notes, the kick-off goes as asked.
+        if let Operation::Export(e) = &self.config.operation {
+            self.warnings.extend(unsupported_parameters(&body, e));
+        }
         // `new` built the kick-off in the undecided (STU3) form; it is built again as declared.
         self.kickoff_memo.0 = None;
     }

@@ -1,11 +1,12 @@
 //! The kick-off's answer: 202 with a status URL, a synchronous result, a refusal, a 429 (protocol
 //! A8–A10).
 
-use super::classify::{failure_outcome, Classified};
+use super::classify::{failure_outcome, has_issue_code, Classified};
 use super::medplum::medplum_cancel_url;
 use crate::http::{RequestKind, Response};
 use crate::job::state::{InFlight, State};
 use crate::job::Job;
+use crate::kickoff::Operation;
 use crate::origin::resolve;
 use crate::outcome::{parse_body, resource_type, Body, Delivery};
 use crate::Error;
@@ -83,6 +84,7 @@ impl Job {
             }
             400..=599 => {
                 let o = failure_outcome(response, Delivery::Sync, Some(flight.url.clone()));
+                self.note_parameter_not_supported(&o);
                 self.finish(o);
             }
             _ => {
@@ -123,5 +125,27 @@ impl Job {
             });
         }
         Ok(url)
+    }
+}
+
+impl Job {
+    /// A kick-off refused with an OperationOutcome `not-supported` while the export sent an
+    /// optional parameter a server may not support (`_typeFilter`, `_elements`; protocol L4, L6):
+    /// say which, and that `Prefer: handling=lenient` asks the server to ignore it instead.
+    fn note_parameter_not_supported(&mut self, o: &crate::outcome::Outcome) {
+        let Operation::Export(e) = &self.config.operation else { return };
+        let sent: Vec<&str> = [("_typeFilter", !e.type_filters.is_empty()), ("_elements", !e.elements.is_empty())]
+            .into_iter()
+            .filter_map(|(name, sent)| sent.then_some(name))
+            .collect();
+        if sent.is_empty() || !has_issue_code(o.operation_outcome(), "not-supported") {
+            return;
+        }
+        self.warnings.push(format!(
+            "the server answered not-supported to a kick-off with {} (protocol L6): leave {} out, or ask with \
+             Prefer: handling=lenient for the server to ignore what it does not support",
+            sent.join(" and "),
+            if sent.len() > 1 { "them" } else { "it" }
+        ));
     }
 }
