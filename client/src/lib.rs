@@ -378,7 +378,13 @@ impl JobRun {
     }
 
     /// Like [`JobRun::download`], with every [`DownloadEvent`] (file started,
-    /// bytes, totals, file finished), from the worker threads.
+    /// bytes, totals, file finished, attachment settled), from the worker threads.
+    ///
+    /// With `options.attachments.mode` `files` or `inline` (protocol M), once the NDJSON files
+    /// are in: the attachments their resources point at are fetched (each URL once, the token
+    /// only where it may go) into `dir/attachments/`, reported in `dir/attachments.json` and in
+    /// [`DownloadSummary::attachments`]; `inline` also writes them into the NDJSON files. A
+    /// failed attachment fails no file. A second run fetches only what is not on disk yet.
     pub fn download_events(
         &mut self,
         dir: impl AsRef<Path>,
@@ -386,7 +392,21 @@ impl JobRun {
         on_event: impl Fn(DownloadEvent<'_>) + Sync,
     ) -> Result<DownloadSummary, ClientError> {
         let sink = files::FolderSink::for_plan(dir.as_ref(), self.job.download_plan(), &options)?;
-        files::run(&self.client.inner.io, &mut self.job, options, &sink, &on_event)
+        let attachments = options.attachments.clone();
+        let mut summary =
+            files::run(&self.client.inner.io, &mut self.job, files::Plan::Job, options.clone(), &sink, &on_event)?;
+        // Protocol M: after the NDJSON files, the attachments their resources point at.
+        if attachments.mode != fhir_async::attachments::AttachmentMode::Off {
+            files::attachments::pass(
+                &self.client.inner.io,
+                &mut self.job,
+                dir.as_ref(),
+                &options,
+                &mut summary,
+                &on_event,
+            )?;
+        }
+        Ok(summary)
     }
 }
 

@@ -10,15 +10,17 @@
 //! file again and continues a part-way one by range (protocol K5). A download
 //! that settles every file removes it (the job then holds the records).
 
+pub(crate) mod attachments;
 mod folder;
 mod journal;
 mod run;
 mod sink;
 
 pub(crate) use folder::FolderSink;
-pub(crate) use run::run;
+pub(crate) use run::{run, Plan};
 pub(crate) use sink::{FileSink, LineWriter};
 
+use fhir_async::attachments::AttachmentReport;
 use fhir_async::{DownloadProgress, FileResult, PlannedFile};
 use std::path::{Path, PathBuf};
 
@@ -38,12 +40,20 @@ pub struct DownloadSummary {
     pub files: Vec<DownloadedFile>,
     /// Bytes received on the wire (before gzip decoding), retries included.
     pub wire_bytes: u64,
+    /// One entry per attachment (protocol M, when `options.attachments.mode` is not off): where
+    /// it was saved, its size and SHA-1, or why it failed (the files are unaffected).
+    pub attachments: Vec<AttachmentReport>,
 }
 
 impl DownloadSummary {
     /// Whether every file completed.
     pub fn is_complete(&self) -> bool {
         self.files.iter().all(|f| f.result.error.is_none())
+    }
+
+    /// The attachments that failed (protocol M9: their resources are left as they were).
+    pub fn failed_attachments(&self) -> impl Iterator<Item = &AttachmentReport> {
+        self.attachments.iter().filter(|a| a.error.is_some())
     }
 }
 
@@ -86,6 +96,16 @@ pub enum DownloadEvent<'a> {
         result: &'a FileResult,
         /// Where it was written, when it completed.
         path: Option<&'a Path>,
+        /// Milliseconds from its first request to its end.
+        elapsed_ms: u64,
+    },
+    /// An attachment is settled (protocol M): saved under `attachments/` (decoded, hash
+    /// checked) or failed. Attachments proven on disk from an earlier run send none.
+    Attachment {
+        /// Its index among the download's attachments.
+        index: usize,
+        /// Its entry of the report.
+        report: &'a AttachmentReport,
         /// Milliseconds from its first request to its end.
         elapsed_ms: u64,
     },

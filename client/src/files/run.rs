@@ -26,40 +26,60 @@ struct Coordinated<'j> {
     job: &'j mut Job,
 }
 
-/// Runs every selected file of `job`'s plan through `sink` with worker threads.
+/// What a run downloads.
+pub(crate) enum Plan {
+    /// The job's manifest files: resumed from the job's records and the sink's journal (K5),
+    /// recorded in the job, their links refreshed with the manifest (K4).
+    Job,
+    /// Files planned elsewhere (attachments, protocol M): no job records, no manifest refresh;
+    /// the job is there for its token (refreshed as for files).
+    Files(Vec<fhir_async::PlannedFile>),
+}
+
+/// Runs every selected file of `plan` (the job's, or another) through `sink` with worker threads.
 pub(crate) fn run(
     io: &Io,
     job: &mut Job,
+    plan: Plan,
     options: DownloadOptions,
     sink: &dyn FileSink,
     on_event: &(dyn Fn(DownloadEvent<'_>) + Sync),
 ) -> Result<DownloadSummary, ClientError> {
-    let plan = job.download_plan();
+    let (plan, own_plan) = match plan {
+        Plan::Job => (job.download_plan(), false),
+        Plan::Files(files) => (files, true),
+    };
     let retry = job.config().retry.clone();
     // A process killed mid-download left its progress in the sink, not in the saved job (K5).
-    let resume = sink.resume();
-    let restored = match resume {
-        Some(r) => {
-            r.restore(job).map_err(|e| ClientError::Io { path: journal::NAME.to_owned(), message: e.to_string() })?
-        }
-        None => Vec::new(),
-    };
-    job.record_files(restored);
-    // What an earlier process recorded (K5), as the core decides it: done files this sink still
-    // holds are left out, files part-way continue when this sink still has their first part.
-    let decided = resume_decision(
-        &plan,
-        job.file_records(),
-        |n| resume.is_some_and(|r| r.holds(n)),
-        |n| resume.is_some_and(|r| r.continues(n)),
-    );
+    let resume = sink.resume().filter(|_| !own_plan);
     let mut skip_files = options.skip_files.clone();
-    skip_files.extend(decided.skip_files);
     let mut continue_files = options.continue_files.clone();
-    continue_files.extend(decided.continue_files);
-    // Links about to expire are refreshed before files start (K4).
+    if !own_plan {
+        let restored = match resume {
+            Some(r) => r
+                .restore(job)
+                .map_err(|e| ClientError::Io { path: journal::NAME.to_owned(), message: e.to_string() })?,
+            None => Vec::new(),
+        };
+        job.record_files(restored);
+        // What an earlier process recorded (K5), as the core decides it: done files this sink still
+        // holds are left out, files part-way continue when this sink still has their first part.
+        let decided = resume_decision(
+            &plan,
+            job.file_records(),
+            |n| resume.is_some_and(|r| r.holds(n)),
+            |n| resume.is_some_and(|r| r.continues(n)),
+        );
+        skip_files.extend(decided.skip_files);
+        continue_files.extend(decided.continue_files);
+    }
+    // Links about to expire are refreshed before files start (K4): the manifest's links only.
+    let expires_at_ms = match own_plan {
+        true => options.expires_at_ms,
+        false => options.expires_at_ms.or_else(|| job.outcome().and_then(|o| o.expires_at_ms)),
+    };
     let options = DownloadOptions {
-        expires_at_ms: options.expires_at_ms.or_else(|| job.outcome().and_then(|o| o.expires_at_ms)),
+        expires_at_ms,
         skip_files,
         continue_files,
         // A sink that can cut its copy back starts a changed file over (K7).
@@ -86,6 +106,7 @@ pub(crate) fn run(
     let run = Run {
         io,
         shared: Mutex::new(Coordinated { downloads, job }),
+        own_plan,
         changed: Condvar::new(),
         sink,
         wire: AtomicU64::new(0),
@@ -118,10 +139,14 @@ pub(crate) fn run(
             r.ended(Some(&records));
         }
         sink.abandon(&keep);
-        shared.job.record_files(records);
+        if !own_plan {
+            shared.job.record_files(records);
+        }
         return Err(e);
     }
-    shared.job.record_files(records);
+    if !own_plan {
+        shared.job.record_files(records);
+    }
     let mut settled = settled.into_inner().unwrap_or_else(|p| p.into_inner());
     // A file that failed inside the coordinator (no new token after a 401, ...)
     // gets the words of the last error answer it went past.
@@ -152,7 +177,7 @@ pub(crate) fn run(
     if let Some(r) = resume {
         r.ended(None);
     }
-    Ok(DownloadSummary { files, wire_bytes: wire.load(Ordering::Relaxed) })
+    Ok(DownloadSummary { files, wire_bytes: wire.load(Ordering::Relaxed), attachments: Vec::new() })
 }
 
 pub(super) fn lock<'a, T>(m: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
@@ -163,6 +188,8 @@ pub(super) fn lock<'a, T>(m: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
 struct Run<'a, 'j> {
     io: &'a Io,
     shared: Mutex<Coordinated<'j>>,
+    /// The files are not the job's manifest files (no manifest refresh for them).
+    own_plan: bool,
     changed: Condvar,
     sink: &'a dyn FileSink,
     wire: AtomicU64,
@@ -179,7 +206,7 @@ struct Run<'a, 'j> {
 
 impl Run<'_, '_> {
     fn worker(&self) -> Result<(), ClientError> {
-        let Run { io, shared, changed, sink, wire, settled, started, failure, on_event, error_bodies } = self;
+        let Run { io, shared, own_plan, changed, sink, wire, settled, started, failure, on_event, error_bodies } = self;
         let (io, sink, on_event) = (*io, *sink, *on_event);
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -209,6 +236,7 @@ impl Run<'_, '_> {
                     };
                     g.downloads.give_back(file, dl, ended);
                     if let Some(body) = &error_body {
+                        sink.error_body(file, body);
                         lock(error_bodies)[file] = Some(body.clone());
                     }
                     if let Some(body) = error_body {
@@ -251,6 +279,12 @@ impl Run<'_, '_> {
                         Ok(()) => g.downloads.token_refreshed(),
                         Err(reason) => g.downloads.token_unavailable(&reason.reason()),
                     }
+                    changed.notify_all();
+                }
+                DownloadStep::RefreshManifest if *own_plan => {
+                    // Not the manifest's files: a fresh manifest has no fresher link for them.
+                    g.downloads.manifest_refresh_failed("these files are not in the manifest");
+                    drop(g);
                     changed.notify_all();
                 }
                 DownloadStep::RefreshManifest => {
@@ -350,7 +384,7 @@ fn fetch(
             return Ok(Some(body));
         }
         Ok(HeadDecision::Discard) => return Ok(None),
-        Ok(HeadDecision::Stream) => {}
+        Ok(HeadDecision::Stream) => sink.headers(file, &s.headers),
         Err(e) => {
             // Keep the server's words for the error (bounded).
             let mut body = Vec::new();
