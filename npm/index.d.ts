@@ -1255,7 +1255,30 @@ export interface ResourceOptions {
   maxLine?: number;
   /** Called once per file, after its last resource was handed out (also for a failed file: see `error`). */
   onFile?: (report: StreamFileReport) => void;
+  /**
+   * Protocol M (issue 24): the documents behind `DocumentReference.content[].attachment`,
+   * `DiagnosticReport.presentedForm[]` and `Media.content` (those with `url` and no `data`).
+   * `'off'` (the default when absent): lines as they are. `'inline'`: each fetched attachment
+   * becomes `data`, `size`, `hash` (base64 SHA-1) and `contentType` in its resource, `url` kept.
+   * `'files'` (Node only): each is written to `attachmentsDir/<fileName>` (temp + rename), the
+   * resources unchanged. A resource with attachments is handed out once they are settled; one
+   * that failed leaves its resource unchanged (M9) and is in `stats.attachments` with `error`.
+   * Fetched through the core's download coordinator: once per URL, `maxPerOrigin` per origin,
+   * the token only to the FHIR origin (or `allowedOrigins`). Not with `saveProgress` yet.
+   */
+  attachments?: AttachmentMode;
+  /** Media types to fetch, prefix match without parameters (`'text/'`); default every type. */
+  attachmentTypes?: string[];
+  /** Largest attachment taken, bytes (default 4 MiB): by `size`, `Content-Length` and while streaming. */
+  attachmentMaxSize?: number;
+  /** Also every other Attachment-shaped element of a resource (default false). */
+  attachmentsAllElements?: boolean;
+  /** `'files'` mode: the folder the attachments are written to (created when missing). */
+  attachmentsDir?: string;
 }
+
+/** An attachment's report in `stream.stats.attachments`, `error` typed. */
+export type StreamAttachmentReport = Omit<AttachmentReport, 'error'> & { error?: DownloadError };
 
 export interface StreamStats {
   bytes: number;
@@ -1270,6 +1293,10 @@ export interface StreamStats {
   originLimits: { origin: string; limit: number }[];
   /** Every change of those limits so far. */
   limitChanges: LimitChange[];
+  /** With `attachments`: one report per attachment planned so far (`[]` without). */
+  attachments: StreamAttachmentReport[];
+  /** Attachments that failed (their reports have `error`). */
+  attachmentsFailed: number;
 }
 
 /**
@@ -1404,6 +1431,10 @@ export type DownloadErrorCode =
   | 'redirect'
   | 'file_changed'
   | 'refresh_failed'
+  | 'too_large'
+  | 'attachment_outcome'
+  | 'hash_mismatch'
+  | 'bad_binary'
   | 'usage';
 
 export declare class FhirAsyncError extends Error {
@@ -1450,6 +1481,26 @@ export declare class FileChangedError extends DownloadError {
 /** A file's link expired and the manifest refresh failed (K8): the job kept its result; `details.cause` says why. */
 export declare class RefreshFailedError extends DownloadError {
   readonly code: 'refresh_failed';
+}
+/** A body over its size limit (an attachment's `attachmentMaxSize`, protocol M6). */
+export declare class TooLargeError extends DownloadError {
+  readonly code: 'too_large';
+}
+/** An attachment that could not be used (protocol M5); its resource goes out unchanged (M9). */
+export declare class AttachmentError extends DownloadError {
+  readonly code: 'attachment_outcome' | 'hash_mismatch' | 'bad_binary';
+}
+/** The attachment URL answered an OperationOutcome; `message` has the server's words. */
+export declare class AttachmentOutcomeError extends AttachmentError {
+  readonly code: 'attachment_outcome';
+}
+/** The bytes fetched do not match the Attachment's `hash`. */
+export declare class HashMismatchError extends AttachmentError {
+  readonly code: 'hash_mismatch';
+}
+/** A FHIR JSON `Binary` answer without usable `data`. */
+export declare class BadBinaryError extends AttachmentError {
+  readonly code: 'bad_binary';
 }
 /** A status, manifest, result or token answer longer than its ceiling (K9); reading stopped there. */
 export declare class ResponseTooLargeError extends FhirAsyncError {
@@ -1567,6 +1618,38 @@ export declare class Downloads {
   result(file: number): FileResult | null;
   progress(): DownloadProgress;
   takeLimitChanges(): LimitChange[] | null;
+  /** The bytes of an opaque file (an attachment, a Parquet file) the last `feed`/`finish` handed out. */
+  takeBytes(): Uint8Array;
+  free(): void;
+}
+
+/** The attachments of a stream of resources (protocol M): the core holds, plans, decodes and hydrates; JS fetches. */
+export declare class Hydrator {
+  /**
+   * The job's token rule and the core's `AttachmentOptions` as arguments: `mode`, `types`
+   * (`[]`: every type), `maxSize` bytes (0: the default, 4 MiB), `allElements`; `undefined`: the core's default.
+   */
+  constructor(job: Job, mode: AttachmentMode | undefined, types: string[], maxSize: number, allElements?: boolean);
+  /** The mode the core read. */
+  readonly mode: AttachmentMode;
+  /** A line of a file: `'pass'` (hand it out now) or `'held'` (it comes back from `release`). */
+  line(line: string): 'pass' | 'held';
+  /** Attachment files planned since the last call (`index`: the attachment's id), taken, to look at. */
+  takePending(): PlannedFile[];
+  /**
+   * Attachment files planned since the last call, taken, as a `Downloads` under the job's retry
+   * policy (`maxPerOrigin`: `undefined` the core's default): each file as the core planned it
+   * (token rule, `Accept`, size limit), its body as bytes (`takeBytes`). `undefined` when none is pending.
+   */
+  downloads(job: Job, maxPerOrigin?: number): Downloads | undefined;
+  /** A fetched body: decoded (a JSON Binary), hash-checked; throws the typed error (recorded in its report). */
+  fetched(id: number, body: Uint8Array, contentType: string | null | undefined): { contentType: string | null; bytes: Uint8Array; size: number; sha1: string };
+  /** File `file` of `downloads` has its result: `true` when it failed (its attachment fails, M9), else hand its bytes to `fetched`. */
+  failedIn(downloads: Downloads, file: number): boolean;
+  /** Held lines now settled, joined with `\n`, in arrival order ('' when none). */
+  release(): string;
+  reports(): AttachmentReport[];
+  failures(): number;
   free(): void;
 }
 

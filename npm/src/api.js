@@ -17,6 +17,11 @@ export {
   InvalidLineError,
   FileChangedError,
   RefreshFailedError,
+  TooLargeError,
+  AttachmentError,
+  AttachmentOutcomeError,
+  HashMismatchError,
+  BadBinaryError,
   ResponseTooLargeError,
   CallbackError,
   AuthError,
@@ -25,4 +30,4 @@ export {
   fromCore,
 } from './errors.js';
 // The low-level engine: the `Job`, `Downloads` and `TokenSession` state machines, no I/O.
-export { Job, Downloads, TokenSession, signCallback } from '../wasm/fhir_async_wasm.js';
+export { Job, Downloads, Hydrator, TokenSession, signCallback } from '../wasm/fhir_async_wasm.js';

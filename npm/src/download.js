@@ -8,6 +8,7 @@
 import { Downloads as CoreDownloads, redactUrl } from '../wasm/fhir_async_wasm.js';
 import { abortError, core, fromCore, raceSignal, UsageError } from './errors.js';
 import { coreLimits, itemsOf, message, transfer } from './file.js';
+import { attachmentsOf } from './attachments.js';
 
 /** Links a job's outcome to the job (non-enumerable), for `client.resources(result)`. */
 export const JOB_OF = Symbol.for('fhir-async.job');
@@ -69,6 +70,18 @@ export function resourceStream(job, options = {}) {
   stats.originLimits = dl.progress().originLimits;
   // Requests stop when the caller's signal fires or the caller stops iterating.
   const stop = new AbortController();
+  // Protocol M: each line goes through the core's hydrator when attachments are asked for.
+  let att = null;
+  try {
+    if (saveProgress && options.attachments !== undefined) {
+      throw new UsageError('saveProgress with attachments is not supported yet: a held line is not handed out yet');
+    }
+    att = attachmentsOf(job, options, { notify: () => notify(), signal: stop.signal });
+  } catch (e) {
+    dl.free();
+    throw e;
+  }
+  const hold = att && ((line) => att.hold(line));
   const onAbort = () => stop.abort(signal.reason);
   if (signal?.aborted) onAbort();
   else signal?.addEventListener('abort', onAbort, { once: true });
@@ -105,7 +118,7 @@ export function resourceStream(job, options = {}) {
       const first = run.lines + 1; // 1-based number of lines[0] in the file
       run.lines += lines.length;
       let raise = null;
-      const items = itemsOf(lines, format, (i, msg) => {
+      const items = itemsOf(lines, format, hold, (i, msg) => {
         const line = first + i;
         // The core counts it in the file's report and, under 'raise', answers the file's error.
         const raised = dl.reportInvalidLine(run.i, line, msg);
@@ -132,6 +145,8 @@ export function resourceStream(job, options = {}) {
       notify();
       if (raise) throw raise;
       while (!ctx.closed && !room(run)) await new Promise((resolve) => (run.resume = resolve));
+      // Lines held for their attachments count too.
+      if (att) await att.room();
     },
   };
 
@@ -368,6 +383,10 @@ export function resourceStream(job, options = {}) {
         drive();
       }
       if (ordered) markHeads();
+      // Lines released after their attachments (protocol M7, M9).
+      const released = att?.take();
+      if (released) return itemsOf(released.split('\n'), format, null, () => false);
+      if (att?.error) throw att.error;
       for (let k = 0; k < runs.length; k++) {
         const run = runs[k];
         if (ordered && !run.head) continue;
@@ -406,7 +425,7 @@ export function resourceStream(job, options = {}) {
         }
       }
       if (failure) throw failure;
-      if (runs.length === 0 && allDone) return null;
+      if (runs.length === 0 && allDone && (!att || att.idle())) return null;
       if (!changed) await raceSignal(new Promise((resolve) => (wake = resolve)), signal);
       changed = false;
     }
@@ -418,6 +437,7 @@ export function resourceStream(job, options = {}) {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
     stop.abort(new Error('the stream was closed'));
+    att?.close();
     for (const r of runs) {
       const f = r.resume;
       r.resume = null;
@@ -468,6 +488,8 @@ export function resourceStream(job, options = {}) {
         files: [...stats.files],
         originLimits: stats.originLimits.map((o) => ({ ...o })),
         limitChanges: [...stats.limitChanges],
+        attachments: att ? att.reports() : [],
+        attachmentsFailed: att ? att.failures() : 0,
       };
     },
   };

@@ -66,6 +66,19 @@ export const RefreshFailedError = sub('RefreshFailedError', 'refresh_failed', Do
  * answer): reading stopped there, so memory stays bounded by the ceiling.
  */
 export const ResponseTooLargeError = sub('ResponseTooLargeError', 'response_too_large');
+/**
+ * A body passed its size limit (an attachment's `attachmentMaxSize`, protocol
+ * M6): by its declared `size`, its `Content-Length` or while streaming.
+ */
+export const TooLargeError = sub('TooLargeError', 'too_large', DownloadError);
+/** An attachment could not be used (protocol M5): see the subclasses. Its resource goes out unchanged (M9). */
+export const AttachmentError = sub('AttachmentError', 'attachment', DownloadError);
+/** The attachment URL answered an OperationOutcome: `message` has the server's words. */
+export const AttachmentOutcomeError = sub('AttachmentOutcomeError', 'attachment_outcome', AttachmentError);
+/** The attachment's bytes do not match its `hash`. */
+export const HashMismatchError = sub('HashMismatchError', 'hash_mismatch', AttachmentError);
+/** A JSON `Binary` answer without usable `data`. */
+export const BadBinaryError = sub('BadBinaryError', 'bad_binary', AttachmentError);
 /** A callback was refused (`bad_signature`, `malformed`). */
 export const CallbackError = sub('CallbackError', 'callback');
 /**
@@ -119,7 +132,13 @@ export const CORE_CODES = {
     redirect: DownloadError,
     file_changed: FileChangedError,
     refresh_failed: RefreshFailedError,
+    too_large: TooLargeError,
     usage: UsageError,
+  },
+  AttachmentError: {
+    attachment_outcome: AttachmentOutcomeError,
+    hash_mismatch: HashMismatchError,
+    bad_binary: BadBinaryError,
   },
   CallbackError: {
     bad_signature: CallbackError,
@@ -139,6 +158,17 @@ export function fromCore(e) {
   if (!classes) return e;
   const cls = Object.hasOwn(classes, e.code) ? classes[e.code] : FhirAsyncError;
   return new cls(e.message, { code: e.code, details: e.details ?? null });
+}
+
+/**
+ * The typed error of an attachment report's `error` (`{code, message}`, the
+ * core's words): its own codes, else a download's.
+ */
+export function attachmentErrorOf(info) {
+  const own = CORE_CODES.AttachmentError;
+  const dl = CORE_CODES.DownloadError;
+  const cls = Object.hasOwn(own, info.code) ? own[info.code] : Object.hasOwn(dl, info.code) ? dl[info.code] : DownloadError;
+  return new cls(info.message, { code: info.code, details: info });
 }
 
 /** Runs `fn`, rethrowing engine errors as typed ones. */

@@ -56,9 +56,10 @@ const MARKED = 0;
  * to `bad(index, message)` with its words and left out; `bad` answers true to
  * stop there. JSON is parsed here (format "json"); a line that passed the
  * asked validation but does not parse (validation "none" or "structural") is
- * bad too, with the parser's words.
+ * bad too, with the parser's words. `hold(line)` (attachments, protocol M)
+ * answers true for a line the core keeps until its attachments are fetched.
  */
-export function itemsOf(lines, format, bad) {
+export function itemsOf(lines, format, hold, bad) {
   const text = format === 'text';
   const items = [];
   for (let i = 0; i < lines.length; i++) {
@@ -66,6 +67,8 @@ export function itemsOf(lines, format, bad) {
     let v = l;
     let why = null;
     if (l.charCodeAt(0) === MARKED) why = l.slice(1);
+    // A line the core holds for its attachments comes back later (`attachments.js`).
+    else if (hold?.(l)) continue;
     else if (!text) {
       try {
         v = JSON.parse(l);
@@ -108,6 +111,8 @@ export async function transfer(ctx, run, req) {
       else await res.body?.cancel().catch(() => {});
       return;
     }
+    // What the body is (an attachment's media type, protocol M5): handed to the core with the bytes.
+    run.contentType = res.headers.get('content-type');
     reader = res.body.getReader();
     let last;
     for (;;) {

@@ -21,6 +21,7 @@ const sources = [
   ['FhirAsyncError', 'auth/error.rs'],
   ['DownloadError', 'download/error.rs'],
   ['CallbackError', 'callback.rs'],
+  ['AttachmentError', 'attachments/decode.rs'],
 ];
 
 test('issue 11 §4: every code of the core maps to a class of its own (no silent fallback)', () => {

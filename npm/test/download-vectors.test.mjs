@@ -77,7 +77,7 @@ for (const file of files) {
       if (!text) return;
       const got = text.split('\n');
       const first = lines[f].length + 1;
-      itemsOf(got, 'json', (k, message) => d.reportInvalidLine(f, first + k, message));
+      itemsOf(got, 'json', null, (k, message) => d.reportInvalidLine(f, first + k, message));
       lines[f].push(...got);
     };
     const id = (f) => {

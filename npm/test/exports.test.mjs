@@ -23,6 +23,7 @@ function declaredMembers(cls) {
 for (const [cls, proto] of [
   ['Job', api.Job.prototype],
   ['Downloads', api.Downloads.prototype],
+  ['Hydrator', api.Hydrator.prototype],
   ['TokenSession', api.TokenSession.prototype],
   ['AsyncJob', api.AsyncJob.prototype],
   ['FhirAsyncClient', api.FhirAsyncClient.prototype],

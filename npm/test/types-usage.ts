@@ -6,6 +6,8 @@ import {
   InvalidLineError,
   FileChangedError,
   ResponseTooLargeError,
+  AttachmentOutcomeError,
+  TooLargeError,
   JobFailedError,
   verifyCallback,
   backendServices,
@@ -105,6 +107,15 @@ async function main(): Promise<void> {
   } catch (e) {
     if (e instanceof ResponseTooLargeError) console.log(e.code === 'response_too_large');
   }
+
+  // Protocol M: attachments inline, their reports typed.
+  const docs = big.resources(await (await big.export()).wait(), { type: 'DocumentReference', attachments: 'inline', attachmentTypes: ['text/'] });
+  for await (const d of docs) console.log(d.id);
+  for (const r of docs.stats.attachments) {
+    if (r.error instanceof AttachmentOutcomeError || r.error instanceof TooLargeError) console.log(r.error.code, r.url);
+    else console.log(r.fileName, r.sha1, r.size, r.contentType);
+  }
+  console.log(docs.stats.attachmentsFailed);
 
   const low = new Job({ baseUrl: 'https://fhir.example/r4', operation: { type: 'export' } });
   const a: Action = low.nextAction(Date.now());

@@ -8,7 +8,7 @@ use fhir_async::download::line_problem;
 use fhir_async::origin::redact_url;
 use fhir_async::{
     CountCheck, DownloadError, DownloadOptions, DownloadStep, Downloads, FileKind, HeadDecision, InvalidLines,
-    Validation,
+    PlannedFile, RetryPolicy, Validation,
 };
 use wasm_bindgen::prelude::*;
 
@@ -136,18 +136,7 @@ impl WasmDownloads {
             },
             ..defaults
         };
-        let inner = Downloads::new(plan, options, &job.config().retry);
-        let announced = vec![false; inner.files().len()];
-        Ok(WasmDownloads {
-            inner,
-            lines: Vec::new(),
-            bytes: Vec::new(),
-            discarded: false,
-            announced,
-            snapshots: Vec::new(),
-            next_snapshot: 1,
-            validation,
-        })
+        Ok(WasmDownloads::over(Downloads::new(plan, options, &job.config().retry), validation))
     }
 
     /// How many files are selected.
@@ -209,6 +198,39 @@ impl WasmDownloads {
     #[wasm_bindgen(js_name = takeBytes)]
     pub fn take_bytes(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.bytes)
+    }
+
+    /// The downloads of a `Hydrator`'s planned attachment files (protocol M):
+    /// each as the core planned it, its body as bytes (`takeBytes`).
+    pub(crate) fn for_attachments(files: Vec<PlannedFile>, retry: &RetryPolicy, max_per_origin: Option<u32>) -> Self {
+        let defaults = DownloadOptions::default();
+        let options = DownloadOptions {
+            kinds: vec![FileKind::Attachment],
+            max_per_origin: max_per_origin.unwrap_or(defaults.max_per_origin),
+            opaque_files: true,
+            ..defaults
+        };
+        WasmDownloads::over(Downloads::new(files, options, retry), Validation::None)
+    }
+
+    /// File `file`'s attachment id and error, when its result is an error.
+    pub(crate) fn attachment_failure(&self, file: usize) -> Option<(usize, DownloadError)> {
+        let error = self.inner.result(file)?.error.clone()?;
+        Some((self.inner.files().get(file)?.index, error))
+    }
+
+    fn over(inner: Downloads, validation: Validation) -> WasmDownloads {
+        let announced = vec![false; inner.files().len()];
+        WasmDownloads {
+            inner,
+            lines: Vec::new(),
+            bytes: Vec::new(),
+            discarded: false,
+            announced,
+            snapshots: Vec::new(),
+            next_snapshot: 1,
+            validation,
+        }
     }
 
     fn is_opaque(&self, file: usize) -> bool {

@@ -29,6 +29,11 @@ pub(crate) fn download_error(err: &fhir_async::DownloadError) -> JsValue {
     make("DownloadError", err.code(), &err.to_string(), detail(err))
 }
 
+/// An attachment's own failure (`attachment_outcome`, `hash_mismatch`, `bad_binary`).
+pub(crate) fn attachment_error(err: &fhir_async::attachments::AttachmentError) -> JsValue {
+    make("AttachmentError", err.code(), &err.to_string(), detail(&err.info()))
+}
+
 /// A refused callback (`bad_signature`, `malformed`).
 pub(crate) fn callback_error(err: &fhir_async::CallbackError) -> JsValue {
     make("CallbackError", err.code(), &err.to_string(), detail(err))

@@ -1,5 +1,6 @@
 //! The wasm-bindgen face of the fhir-async engine: the `Job` state machine,
-//! the `Downloads` coordinator of a finished job's files, the SMART Backend
+//! the `Downloads` coordinator of a finished job's files, the `Hydrator` of
+//! their attachments, the SMART Backend
 //! Services `TokenSession` and the callback helpers, exported to JavaScript
 //! with camelCase names. Everything is I/O-free; the npm package (`npm/`)
 //! owns `fetch`, timers, streams and WebCrypto signing, and decides nothing.
@@ -18,6 +19,7 @@
 // browser: the npm package's browser build leaves it out (feature
 // `backend-services`, issue 22) and has the stub `TokenSession` of
 // `auth_stub.rs` instead, whose constructor says why.
+mod attachments;
 #[cfg(feature = "backend-services")]
 mod auth;
 #[cfg(not(feature = "backend-services"))]
@@ -29,6 +31,7 @@ mod downloads;
 mod errors;
 mod job;
 
+pub use attachments::WasmHydrator;
 pub use auth::WasmTokenSession;
 pub use callback::{parse_callback, sign_callback, user_agent, verify_callback};
 pub use downloads::WasmDownloads;
