@@ -188,6 +188,8 @@ test('m8: files mode without attachmentsDir is a usage error', async () => {
   const outcome = await (await c.export()).wait();
   assert.throws(() => c.resources(outcome, { attachments: 'files' }), { name: 'UsageError' });
   assert.throws(() => c.resources(outcome, { attachments: 'sideways' }), { name: 'UsageError' });
+  // a held line is not handed out yet: K5 records would run ahead of the consumer
+  assert.throws(() => c.resources(outcome, { attachments: 'inline', saveProgress: true }), { name: 'UsageError' });
 });
 
 test('m1: off mode (and no attachments option) fetches nothing and changes nothing', async () => {
@@ -198,4 +200,25 @@ test('m1: off mode (and no attachments option) fetches nothing and changes nothi
     assert.equal(element(byId.get('docref-text-1')).data, undefined);
     assert.deepEqual(stats.attachments, []);
   }
+});
+
+test('m9: a stream stopped early (break) with attachments in flight ends cleanly; its reports stay readable; the next stream works', async () => {
+  await srv.reset();
+  const c = client();
+  const outcome = await (await c.export()).wait();
+  const stream = c.resources(outcome, { attachments: 'inline', type: 'DocumentReference' });
+  let n = 0;
+  for await (const r of stream) {
+    assert.equal(r.resourceType, 'DocumentReference');
+    if (++n === 1) break;
+  }
+  const before = await srv.stats();
+  // the reports taken when the stream closed stay readable
+  assert.ok(Array.isArray(stream.stats.attachments));
+  // nothing more is fetched once the stream closed
+  const again = await srv.stats();
+  assert.deepEqual(again.routes[att('att-pdf').route] ?? 0, before.routes[att('att-pdf').route] ?? 0);
+  // and a next stream of the same job works
+  const { byId } = await exportWith({ attachments: 'inline', type: 'DiagnosticReport' });
+  assert.ok(element(byId.get('diagrep-text')).data);
 });
