@@ -525,6 +525,24 @@ mod medplum_cancel_confirm {
     }
 
     #[test]
+    fn medplum_job_route_attached_as_export_is_confirmed() {
+        // `fhir-async cancel <status URL>` attaches the URL as an export: the job route still confirms.
+        let cfg = JobConfig { operation: Operation::Export(Default::default()), ..batch_job(None).config().clone() };
+        let mut job = Job::attach(cfg, STATUS).unwrap();
+        job.cancel(0);
+        let c = send(&mut job, 0);
+        assert_eq!((c.kind, c.method), (RequestKind::Cancel, Method::Delete));
+        job.handle_response(c.id, Response::new(202).with_body("Accepted"), 0).unwrap();
+        let p = send(&mut job, 0);
+        job.handle_response(p.id, asyncjob("cancelled"), 0).unwrap();
+        let p = send(&mut job, CONFIRM_CANCEL_MS);
+        job.handle_response(p.id, asyncjob("completed"), CONFIRM_CANCEL_MS).unwrap();
+        let o = done(&mut job, CONFIRM_CANCEL_MS);
+        assert_eq!(o.status, OutcomeStatus::Completed);
+        assert!(o.warnings.iter().any(|w| w.contains("ran to completion")), "{:?}", o.warnings);
+    }
+
+    #[test]
     fn medplum_export_cancel_is_not_confirmed() {
         // An export's cancel stops it: no confirming poll (the vectors f04_* keep their shape).
         let mut job = Job::new(JobConfig {

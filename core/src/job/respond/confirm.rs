@@ -1,19 +1,20 @@
 //! Confirming a cancel Medplum accepted (`medplum.md`, "Observed later"): an async batch may run to
 //! completion after its AsyncJob read `cancelled`, so the job polls once more before it says so.
 
-use super::medplum::medplum_job_id;
+use super::medplum::{is_job_route, medplum_job_id};
 use crate::job::state::{CancelConfirm, State, CONFIRM_CANCEL_MS};
 use crate::job::Job;
 use crate::kickoff::Operation;
 use crate::outcome::{Outcome, OutcomeStatus};
 
 impl Job {
-    /// Whether a cancel the server accepted is confirmed by polling: a Medplum AsyncJob
-    /// (`job/{id}/status` or `AsyncJob/{id}`) that is not an export (an export's cancel is the
-    /// Bulk Data DELETE, which stops it).
+    /// Whether a cancel the server accepted is confirmed by polling: a Medplum job route
+    /// (`job/{id}/status`, what Medplum answers for every async operation but `$export`; also a job
+    /// attached by that URL, whatever operation it was given), or an `AsyncJob/{id}` that is not
+    /// an export (an export's cancel is the Bulk Data DELETE, which stops it).
     pub(in crate::job) fn confirms_cancel(&self) -> bool {
-        !matches!(self.config.operation, Operation::Export(_))
-            && self.status_url.as_deref().and_then(medplum_job_id).is_some()
+        let Some(url) = self.status_url.as_deref() else { return false };
+        is_job_route(url) || (!matches!(self.config.operation, Operation::Export(_)) && medplum_job_id(url).is_some())
     }
 
     /// The server accepted the cancel: poll at once to read the AsyncJob.

@@ -39,6 +39,14 @@ pub(super) fn medplum_job_id(status_url: &str) -> Option<String> {
     (!id.starts_with('$')).then(|| (*id).to_owned())
 }
 
+/// Whether a status URL is Medplum's job route, `.../job/{id}/status`.
+pub(super) fn is_job_route(status_url: &str) -> bool {
+    url::Url::parse(status_url).ok().is_some_and(|u| {
+        let segs: Vec<&str> = u.path_segments().into_iter().flatten().filter(|s| !s.is_empty()).collect();
+        matches!(segs.as_slice(), [.., "job", _, "status"])
+    })
+}
+
 /// `.../AsyncJob/{id}` (also with a trailing slash or a query) →
 /// `.../AsyncJob/{id}/$cancel` (seed 000).
 pub(in crate::job) fn medplum_cancel_url(status_url: &str) -> Option<String> {
