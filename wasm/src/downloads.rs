@@ -8,8 +8,10 @@ use fhir_async::download::line_problem;
 use fhir_async::origin::redact_url;
 use fhir_async::{
     CountCheck, DownloadError, DownloadOptions, DownloadStep, Downloads, FileKind, HeadDecision, InvalidLines,
-    PlannedFile, RetryPolicy, Validation,
+    Validation,
 };
+#[cfg(feature = "attachments")]
+use fhir_async::{PlannedFile, RetryPolicy};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{header_pairs, id, ms, to_js};
@@ -202,6 +204,7 @@ impl WasmDownloads {
 
     /// The downloads of a `Hydrator`'s planned attachment files (protocol M):
     /// each as the core planned it, its body as bytes (`takeBytes`).
+    #[cfg(feature = "attachments")]
     pub(crate) fn for_attachments(files: Vec<PlannedFile>, retry: &RetryPolicy, max_per_origin: Option<u32>) -> Self {
         let defaults = DownloadOptions::default();
         let options = DownloadOptions {
@@ -214,6 +217,7 @@ impl WasmDownloads {
     }
 
     /// File `file`'s attachment id and error, when its result is an error.
+    #[cfg(feature = "attachments")]
     pub(crate) fn attachment_failure(&self, file: usize) -> Option<(usize, DownloadError)> {
         let error = self.inner.result(file)?.error.clone()?;
         Some((self.inner.files().get(file)?.index, error))

@@ -30,6 +30,7 @@ pub(crate) fn download_error(err: &fhir_async::DownloadError) -> JsValue {
 }
 
 /// An attachment's own failure (`attachment_outcome`, `hash_mismatch`, `bad_binary`).
+#[cfg(feature = "attachments")]
 pub(crate) fn attachment_error(err: &fhir_async::attachments::AttachmentError) -> JsValue {
     make("AttachmentError", err.code(), &err.to_string(), detail(&err.info()))
 }

@@ -19,6 +19,12 @@
 // browser: the npm package's browser build leaves it out (feature
 // `backend-services`, issue 22) and has the stub `TokenSession` of
 // `auth_stub.rs` instead, whose constructor says why.
+// Attachments (protocol M, issue 24) are the Node build's too: the browser
+// build's `Hydrator` (`attachments_stub.rs`) throws a usage error.
+#[cfg(feature = "attachments")]
+mod attachments;
+#[cfg(not(feature = "attachments"))]
+#[path = "attachments_stub.rs"]
 mod attachments;
 #[cfg(feature = "backend-services")]
 mod auth;
