@@ -18,7 +18,8 @@ Exit codes:
   1    the operation failed (the server said so, or broke the protocol)
   2    usage error (also: the folder is in use by another process, or holds another export)
   3    completed with errors (the server's error files, files that failed their checks or
-       could not be compressed, or lines that are not JSON objects)
+       could not be compressed, lines that are not JSON objects, or attachments that could
+       not be fetched)
   4    cancelled (also by `fhir-async cancel` from another process)
   5    authorization failed (token refused, no token could be had)
   130  interrupted (Ctrl-C): the state is saved; run the same command to resume";
@@ -205,6 +206,28 @@ pub struct ExportArgs {
     /// What a file whose line count differs from the manifest does [default: strict].
     #[arg(long, value_enum)]
     pub count_check: Option<CountCheck>,
+    /// The attachments the resources point at.
+    #[command(flatten)]
+    pub attachments: AttachmentArgs,
+}
+
+/// The attachments behind DocumentReference, DiagnosticReport and Media (`export`, `download`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct AttachmentArgs {
+    /// Fetch the attachments the resources point at (each URL once, the token only to the FHIR
+    /// origin or an --allowed-origin): `files` saves them under attachments/ with a report in
+    /// attachments.json; `inline` also writes them into the NDJSON as `data`, `size`, `hash`
+    /// [default: the folder's, or off].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub attachments: Option<AttachmentsMode>,
+    /// Only attachments of these media types (without parameters, by prefix: `text/` takes
+    /// text/plain), comma-separated or repeated [default: every type].
+    #[arg(long = "attachment-types", value_delimiter = ',', value_name = "TYPE")]
+    pub attachment_types: Vec<String>,
+    /// The largest attachment taken, in bytes: checked against the Attachment's size, the
+    /// Content-Length and while streaming [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    pub attachment_max_size: Option<u64>,
 }
 
 /// A job folder or a status URL.
@@ -240,6 +263,9 @@ pub struct DownloadArgs {
     /// Do not ask for gzip (`Accept-Encoding: gzip`) when downloading files [default: the folder's].
     #[arg(long)]
     pub no_gzip: bool,
+    /// The attachments the resources point at.
+    #[command(flatten)]
+    pub attachments: AttachmentArgs,
 }
 
 /// `fhir-async kickoff`.
@@ -345,6 +371,18 @@ pub enum CountCheck {
     Strict,
     /// A mismatch is a warning.
     Lenient,
+}
+
+/// What is done with attachments (protocol M).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachmentsMode {
+    /// Not fetched.
+    Off,
+    /// Saved under attachments/ and written into the NDJSON (`data`, `size`, `hash`; `url` kept).
+    Inline,
+    /// Saved under attachments/ (the NDJSON unchanged).
+    Files,
 }
 
 /// Async modes.

@@ -150,10 +150,12 @@ pub(crate) fn download_cmd(mut d: args::DownloadArgs, json: bool) -> Result<i32,
         .or_else(|| saved_opt(&saved, "concurrency"))
         .unwrap_or(DownloadOptions::default().max_per_origin);
     let gzip = !d.no_gzip && saved_opt(&saved, "gzip").unwrap_or(true);
+    let attachments = crate::attachments::options(&d.attachments, &saved);
     if saved.is_none() {
         // A folder a URL was downloaded into keeps the options too, for the next `download` of it.
         let settings = json!({"command": "download", "base": run.job().config().base_url, "format": format,
-            "countCheck": count_check, "concurrency": concurrency, "gzip": gzip});
+            "countCheck": count_check, "concurrency": concurrency, "gzip": gzip,
+            "attachments": crate::attachments::setting(&attachments)});
         let _ = folder.write(SETTINGS, &serde_json::to_string_pretty(&settings).unwrap_or_default());
     }
     let ui = Ui::new(json);
@@ -162,7 +164,7 @@ pub(crate) fn download_cmd(mut d: args::DownloadArgs, json: bool) -> Result<i32,
         ui.finish();
         return Err(Fail { code: 1, message: format!("the job's result has no files ({:?})", outcome.status) });
     }
-    let options = DownloadOptions { gzip, ..download_options(concurrency, count_check) };
+    let options = DownloadOptions { gzip, attachments, ..download_options(concurrency, count_check) };
     let downloaded = download(&mut run, &folder, &ui, options, format)?;
     if format == Format::Parquet {
         let done = folder.done_files(&run.job().download_plan(), run.job().file_records());

@@ -20,9 +20,11 @@ pub(crate) struct Downloaded {
 }
 
 impl Downloaded {
-    /// Whether any file failed, could not be compressed, or has lines that are not JSON objects.
+    /// Whether any file failed, could not be compressed, or has lines that are not JSON objects,
+    /// or any attachment could not be fetched.
     pub(crate) fn has_errors(&self) -> bool {
         !self.summary.is_complete()
+            || self.summary.failed_attachments().next().is_some()
             || !self.gzip_failed.is_empty()
             || self.summary.files.iter().any(|f| f.result.report.as_ref().is_some_and(|r| r.invalid_lines > 0))
     }
@@ -63,6 +65,10 @@ pub(crate) fn download(
     } else {
         Vec::new()
     };
+    // The attachment pass reads (and, inline, rewrites) the NDJSON files once they are all in:
+    // they are compressed after it.
+    let defer_gzip = opts.attachments.mode != fhir_async::attachments::AttachmentMode::Off;
+    let deferred = std::sync::Mutex::new(Vec::<GzipJob>::new());
     let opts = DownloadOptions { skip_files: skip, ..opts };
     // Compressing is slow: it runs on a thread of its own, never in the download's callbacks
     // (they run under the client's coordinator lock, and would stall every worker).
@@ -98,6 +104,13 @@ pub(crate) fn download(
                         "warnings": r.warnings, "path": path});
                     match path {
                         // `file.finished` once compressed, with the compressed file's path.
+                        Some(p) if gzip && defer_gzip => {
+                            deferred.lock().unwrap_or_else(|e| e.into_inner()).push((
+                                r.file_name.clone(),
+                                p.to_owned(),
+                                Some(fields),
+                            ));
+                        }
                         Some(p) if gzip => {
                             let _ = tx.send((r.file_name.clone(), p.to_owned(), Some(fields)));
                         }
@@ -115,8 +128,14 @@ pub(crate) fn download(
                 }
                 (None, None) => {}
             },
+            DownloadEvent::Attachment { report, elapsed_ms, .. } => {
+                crate::attachments::settled(folder, ui, report, elapsed_ms)
+            }
             _ => {}
         });
+        for job in deferred.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            let _ = tx.send(job);
+        }
         drop(tx);
         let failed = compressor.join().unwrap_or_default();
         (r, failed)

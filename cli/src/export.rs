@@ -54,6 +54,7 @@ pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
         .or_else(|| saved_opt(&saved, "concurrency"))
         .unwrap_or(DownloadOptions::default().max_per_origin);
     let gzip = !a.no_gzip && saved_opt(&saved, "gzip").unwrap_or(true);
+    let attachments = crate::attachments::options(&a.attachments, &saved);
     let mut resumed = match &state {
         Some(state) => Some(resume_for_this_run(&client, state, a.server.timeout)?),
         None => None,
@@ -102,7 +103,8 @@ pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
                 request = ExportRequest { since, until, ..prev };
             }
             let settings = json!({"command": "export", "base": server.base, "auth": auth::describe(&server), "request": request,
-                "format": format, "countCheck": count_check, "concurrency": concurrency, "gzip": gzip});
+                "format": format, "countCheck": count_check, "concurrency": concurrency, "gzip": gzip,
+                "attachments": crate::attachments::setting(&attachments)});
             folder
                 .write(SETTINGS, &serde_json::to_string_pretty(&settings).unwrap_or_default())
                 .map_err(|e| io(folder.dir(), e))?;
@@ -112,7 +114,7 @@ pub(crate) fn export(mut a: ExportArgs, json: bool) -> Result<i32, Fail> {
     };
     let outcome = wait(&mut run, &folder, &ui)?;
     let summary = if outcome.manifest().is_some() {
-        let options = DownloadOptions { gzip, ..download_options(concurrency, count_check) };
+        let options = DownloadOptions { gzip, attachments, ..download_options(concurrency, count_check) };
         Some(download(&mut run, &folder, &ui, options, format)?)
     } else {
         None

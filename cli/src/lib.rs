@@ -9,10 +9,12 @@
 //! `wait` and `stop` (polling, Ctrl-C, a cancel from another process),
 //! `download` and `summary` (the files into the folder, the closing table),
 //! `request` (the export request and the folder's saved options), `folder`,
-//! `auth`, `parquet`, `publish` (a folder kept current with a published dataset) and `ui`.
+//! `attachments` (`--attachments`: options, log events, summary lines), `auth`, `parquet`,
+//! `publish` (a folder kept current with a published dataset) and `ui`.
 #![forbid(unsafe_code)]
 
 mod args;
+mod attachments;
 mod auth;
 mod commands;
 mod download;

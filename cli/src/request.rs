@@ -71,6 +71,7 @@ pub(crate) fn export_request_blank(a: &ExportArgs) -> ExportRequest {
         format: None,
         count_check: None,
         new: false,
+        attachments: Default::default(),
     };
     export_request(&blank, export_request(a, None).since)
 }

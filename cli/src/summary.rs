@@ -125,7 +125,7 @@ pub(crate) fn summary_table(d: &Downloaded, o: &Outcome) -> String {
     if ti > 0 {
         out.push_str(&format!("\n{ti} line(s) are not JSON objects: not counted as resources (kept in the files)"));
     }
-    for line in failed.into_iter().chain(warnings) {
+    for line in failed.into_iter().chain(warnings).chain(crate::attachments::summary_lines(&d.summary.attachments)) {
         out.push('\n');
         out.push_str(&line);
     }
