@@ -107,7 +107,7 @@ pub enum DownloadError {
         message: String,
     },
     /// 5xx, 429 or resets outlasted the retry budget.
-    #[error("{url}: gave up after {attempts} attempts: {last}")]
+    #[error("{url}: gave up after {attempts} attempts: {last}{}", server_note(server_message))]
     RetriesExhausted {
         /// The URL.
         url: String,
@@ -115,6 +115,11 @@ pub enum DownloadError {
         attempts: u32,
         /// The last failure.
         last: String,
+        /// The server's own words in its last answer (an OperationOutcome's
+        /// text, or the start of a plain-text body), once the binding handed
+        /// that body to [`DownloadError::with_body`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_message: Option<String>,
     },
     /// A redirect tried to downgrade to http or looped.
     #[error("{url}: {reason}")]
@@ -186,11 +191,13 @@ impl DownloadError {
 
     /// Adds the server's own words from an error response's body (an
     /// OperationOutcome's text, or the start of a text body) to an
-    /// [`DownloadError::Http`] or [`DownloadError::Unauthorized`]. Bindings read
+    /// [`DownloadError::Http`], [`DownloadError::Unauthorized`] or
+    /// [`DownloadError::RetriesExhausted`] (the last answer's). Bindings read
     /// at most [`MAX_ERROR_BODY`] bytes of the body and call this.
     pub fn with_body(mut self, body: &[u8]) -> DownloadError {
-        if let DownloadError::Http { server_message, .. } | DownloadError::Unauthorized { server_message, .. } =
-            &mut self
+        if let DownloadError::Http { server_message, .. }
+        | DownloadError::Unauthorized { server_message, .. }
+        | DownloadError::RetriesExhausted { server_message, .. } = &mut self
         {
             if server_message.is_none() {
                 *server_message = crate::outcome::server_text(body);

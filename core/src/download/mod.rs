@@ -318,7 +318,12 @@ impl FileDownload {
         self.failures += 1;
         if self.failures > self.policy.max_download_retries {
             self.state = FileState::Done;
-            return Err(DownloadError::RetriesExhausted { url: redact_url(&self.url), attempts: self.attempts, last });
+            return Err(DownloadError::RetriesExhausted {
+                url: redact_url(&self.url),
+                attempts: self.attempts,
+                last,
+                server_message: None,
+            });
         }
         let delay = match ra {
             RetryAfter::Delay(ms) => ms,

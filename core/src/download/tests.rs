@@ -212,6 +212,29 @@ fn server_errors_retry_then_give_up() {
     assert!(matches!(d.handle_head(r.id, 503, &[], false, now), Err(DownloadError::RetriesExhausted { .. })));
 }
 
+// H: a file (or attachment, M9) given up after retries says the server's own
+// words of its last answer, like an HTTP error does
+#[test]
+fn retries_exhausted_carries_the_last_answers_words() {
+    let mut d = FileDownload::new(
+        planned("https://h/f?sig=secret", false, None),
+        &RetryPolicy { max_download_retries: 0, ..policy() },
+    )
+    .unwrap();
+    let r = send(&mut d, 0);
+    let e = d.handle_head(r.id, 500, &[], false, 0).unwrap_err();
+    let body = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception","diagnostics":"attachment store unavailable"}]}"#;
+    let e = e.with_body(body);
+    assert_eq!(e.code(), "retries_exhausted");
+    assert!(
+        matches!(&e, DownloadError::RetriesExhausted { server_message: Some(m), .. } if m.contains("attachment store unavailable"))
+    );
+    let text = e.to_string();
+    assert!(text.contains("attachment store unavailable") && !text.contains("secret"), "{text}");
+    // JSON keeps it under the camelCase name every binding reads.
+    assert_eq!(serde_json::to_value(&e).unwrap()["serverMessage"], "attachment store unavailable");
+}
+
 // protocol E6: a non-JSON line is reported, not a crash, and not lost
 #[test]
 fn invalid_lines_are_counted_not_dropped() {
