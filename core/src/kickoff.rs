@@ -416,8 +416,8 @@ mod declared;
 mod since;
 mod support;
 pub(crate) use declared::{declared_version, kickoff_form, sends_get};
-pub use support::{is_subsetted, may_replace, OPERATION_NOT_SUPPORTED, SUBSETTED_SYSTEM};
 pub(crate) use support::unsupported_parameters;
+pub use support::{is_subsetted, may_replace, OPERATION_NOT_SUPPORTED, SUBSETTED_SYSTEM};
 
 #[cfg(test)]
 mod tests;
