@@ -1,7 +1,8 @@
 //! A Medplum job's URLs: `AsyncJob/{id}` (read, delete, `$cancel`), and on the real dialect
 //! `job/{id}/status` and `bulkdata/export/{id}` (medplum.md §1, §3, §4, §5).
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use axum::http::header;
 use axum::response::Response;
@@ -38,6 +39,20 @@ fn lookup(app: &App, d: Dialect, id: &str) -> Result<Arc<Job>, Response> {
     Ok(job)
 }
 
+/// Real Medplum does not stop an async batch whose cancel it accepted (medplum.md, "Observed
+/// later"): the AsyncJob reads `cancelled` while the batch runs on, then `completed` with its
+/// `results`, every entry applied. The ids of such batches (the real dialect only).
+static RUNS_ON: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+fn runs_on(job: &Job) -> bool {
+    RUNS_ON.lock().unwrap_or_else(|e| e.into_inner()).contains(&job.id)
+}
+
+/// An async batch: a job whose answer is a Bundle (served as `Binary`).
+fn is_batch(job: &Job) -> bool {
+    matches!(&job.work, Work::Answer { body, .. } if body["resourceType"] == "Bundle")
+}
+
 fn answer_failed(job: &Job) -> bool {
     matches!(job.work, Work::Answer { status, .. } if status >= 400)
 }
@@ -47,6 +62,7 @@ pub fn label(job: &Job, d: Dialect) -> &'static str {
     let export = job.plan().is_some();
     match job.phase() {
         Phase::Cancelled => "cancelled",
+        Phase::Running(_) if runs_on(job) => "cancelled",
         Phase::Completed if answer_failed(job) => "error",
         Phase::Completed => "completed",
         // A failing export never ends on a real Medplum: it stays `active`.
@@ -257,7 +273,9 @@ pub fn cancel_route(app: &Arc<App>, d: Dialect, id: &str, via_delete: bool) -> R
         job.count("cancel");
         match label(&job, d) {
             s @ ("accepted" | "cancelled") => {
-                if s == "accepted" {
+                if s == "accepted" && d == Dialect::Medplum && is_batch(&job) {
+                    RUNS_ON.lock().unwrap_or_else(|e| e.into_inner()).insert(job.id.clone());
+                } else if s == "accepted" {
                     cancel(&job, false);
                 }
                 if via_delete {
