@@ -22,7 +22,9 @@
 //! cumulus-etl's convention for keys the format does not define: `_client`, `_clientVersion`).
 //! The events the format has no name for keep their own `eventId`s: `resumed`, `warning`,
 //! `outcome`, `interrupted`, `cancelled`, `archived`, `range_resume` (a file continued by byte
-//! range), `concurrency_change` (an origin's limit of files at once), `gzip_complete`, `parquet_complete`, `parquet_error`.
+//! range), `concurrency_change` (an origin's limit of files at once), `gzip_complete`, `parquet_complete`, `parquet_error`,
+//! `attachment_download_complete`, `attachment_download_error` (protocol M; the first are counted
+//! as `export_complete`'s `attachments`).
 //!
 //! No token is ever logged, and a file URL loses its query string (N10: a signed URL's query is a
 //! credential).
@@ -52,6 +54,8 @@ struct State {
     files: u64,
     resources: u64,
     bytes: u64,
+    /// Attachments saved by this run (protocol M; `None` until one is).
+    attachments: Option<u64>,
 }
 
 impl Log {
@@ -155,6 +159,10 @@ impl Log {
                         "_warnings": f("warnings"), "_path": f("path")}),
                 );
             }
+            "attachment_download_complete" => {
+                *self.state().attachments.get_or_insert(0) += 1;
+                self.write(what, fields);
+            }
             "file.failed" => self.write(
                 "download_error",
                 json!({"fileUrl": file_url(&fields), "body": null, "code": f("httpStatus"), "message": f("message"),
@@ -163,7 +171,7 @@ impl Log {
             "export_complete" => {
                 let now = fhir_async_client::now_ms();
                 let s = self.state();
-                let detail = json!({"files": s.files, "resources": s.resources, "bytes": s.bytes, "attachments": null,
+                let detail = json!({"files": s.files, "resources": s.resources, "bytes": s.bytes, "attachments": s.attachments,
                     "duration": s.started_ms.map_or(0, |t| now.saturating_sub(t))});
                 drop(s);
                 self.write("export_complete", detail);

@@ -123,6 +123,8 @@ fn m9_failing_attachment_reported_with_exit_code_3() {
     let of = |id: &str| log.iter().filter(|e| e["eventId"] == id).count();
     assert_eq!(of("attachment_download_complete"), 7);
     assert_eq!(of("attachment_download_error"), 2);
+    let complete = log.iter().rev().find(|e| e["eventId"] == "export_complete").unwrap();
+    assert_eq!(complete["eventDetail"]["attachments"], 7, "{complete}");
     // M9: the NDJSON files are whole, the failed attachment's resource unchanged
     let lines = ndjson(&dir);
     assert!(resource(&lines, "docref-fail")["content"][0]["attachment"].get("data").is_none());
