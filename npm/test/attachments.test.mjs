@@ -132,11 +132,9 @@ test('m9: a failing attachment is reported with its code; its resource comes thr
   assert.equal(stats.failed, 0, JSON.stringify(stats.files.filter((f) => f.error)));
 });
 
-// The core's DownloadError::with_body adds the server's words to `http` and
-// `unauthorized` errors only: a 500 retried until `retries_exhausted` loses the
-// OperationOutcome's text ("attachment store unavailable"). A core change; until
-// then this runs as a todo.
-test('m5 m9: a failing attachment\'s report carries the server\'s words', { todo: 'core: retries_exhausted drops the error body' }, async () => {
+// A 500 retried until `retries_exhausted`: the core's DownloadError::with_body
+// keeps the last answer's OperationOutcome text ("attachment store unavailable").
+test('m5 m9: a failing attachment\'s report carries the server\'s words', async () => {
   const { stats } = await exportWith({ attachments: 'inline' });
   const r = stats.attachments.find((x) => x.url === att('att-fail').url);
   assert.match(r.error.message, /attachment store unavailable/);
