@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _native
 from ._auth import BackendServices, TokenSource
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 Instant = Union[str, _dt.datetime]
+# A path as `open()` takes it.
+PathLike = Union[str, "os.PathLike[str]"]
 
 # The retry options are the engine's RetryPolicy fields (its JSON names), read from it.
 _RETRY_FIELDS = tuple(_native.retry_defaults())
@@ -75,6 +78,17 @@ def _instant(value: Optional[Instant]) -> Optional[str]:
     return value
 
 
+def _paths(value: Union[PathLike, Sequence[PathLike]]) -> List[str]:
+    """``ca_files``: one path or a list of them, as ``str``."""
+    items = [value] if isinstance(value, (str, os.PathLike)) else value
+    out: List[str] = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise UsageError(f"ca_files takes paths (str or os.PathLike), not {type(item).__name__}")
+        out.append(os.fspath(item))
+    return out
+
+
 class Client:
     """A FHIR server to start asynchronous operations on.
 
@@ -86,6 +100,18 @@ class Client:
     receive the token for file downloads. ``token`` is None, a str, or a
     callable returning a str (asked again after a 401); ``auth`` is
     ``BackendServices(...)`` for SMART Backend Services instead.
+
+    How servers are reached (for the FHIR requests and SMART's discovery and
+    token requests alike): ``ca_files`` are PEM files of certificate
+    authorities to trust besides the bundled Mozilla roots (a hospital's
+    private CA; one path or a list); ``system_roots=True`` trusts the
+    operating system's trust store too; ``proxy`` is the proxy every request
+    goes through (``http://host:port``, ``https://``, ``socks5://``; user and
+    password in the URL). With ``proxy=None`` the environment's is used
+    (``ALL_PROXY``, ``HTTPS_PROXY``, ``HTTP_PROXY``, with ``NO_PROXY``), read
+    when the client is built. A CA file that cannot be read or holds no
+    certificate, or a proxy URL that cannot be used, is a ``UsageError``
+    naming it. TLS verification is never turned off.
     """
 
     def __init__(
@@ -97,6 +123,9 @@ class Client:
         retry: Optional[Mapping[str, int]] = None,
         allowed_origins: Sequence[str] = (),
         auth: Optional[BackendServices] = None,
+        ca_files: Union[PathLike, Sequence[PathLike]] = (),
+        system_roots: bool = False,
+        proxy: Optional[str] = None,
     ) -> None:
         if not isinstance(base_url, str) or not base_url:
             raise UsageError("base_url must be a non-empty string")
@@ -112,7 +141,20 @@ class Client:
         self._allowed_origins = list(allowed_origins)
         # How to build this client again in another process (fhir_async.dask); never pickled as is.
         self._token, self._auth = token, auth
-        self._native = _native.Client(base_url, token, None if auth is None else auth._native())
+        self._ca_files = _paths(ca_files)
+        if not isinstance(system_roots, bool):
+            raise UsageError("system_roots must be a bool")
+        if proxy is not None and (not isinstance(proxy, str) or not proxy):
+            raise UsageError("proxy must be None or a non-empty str (http://host:port)")
+        self._system_roots, self._proxy = system_roots, proxy
+        self._native = _native.Client(
+            base_url,
+            token,
+            None if auth is None else auth._native(),
+            ca_files=self._ca_files,
+            system_roots=system_roots,
+            proxy=proxy,
+        )
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"

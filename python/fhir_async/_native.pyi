@@ -121,6 +121,9 @@ class Client:
         base_url: str,
         token: Union[str, Callable[[], str], None] = None,
         auth: Optional[Dict[str, Any]] = None,
+        ca_files: Sequence[str] = ...,
+        system_roots: bool = False,
+        proxy: Optional[str] = None,
     ) -> "Client": ...
     def job(self, config: str) -> "Run": ...
     def resume(self, state: str, timeout_ms: Optional[int] = None) -> "Run": ...

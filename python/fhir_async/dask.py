@@ -99,7 +99,10 @@ class ClientSpec:
     ``auth`` a ``BackendServices`` that names a key file or the environment
     variable / file of its secret (the worker reads it and signs its own
     assertions). A client secret or inline key material is refused
-    (``UsageError``), here and again when the spec is pickled."""
+    (``UsageError``), here and again when the spec is pickled. The
+    connection settings (``ca_files``, ``system_roots``, ``proxy``) travel as
+    they are: CA files must be at the same paths on every worker, and a
+    proxy given by the environment is each worker's own."""
 
     base_url: str
     retry: Mapping[str, int] = field(default_factory=dict)
@@ -107,6 +110,9 @@ class ClientSpec:
     allowed_origins: Sequence[str] = ()
     token: Optional[Callable[[], str]] = None
     auth: Optional[BackendServices] = None
+    ca_files: Sequence[str] = ()
+    system_roots: bool = False
+    proxy: Optional[str] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.token, str):
@@ -145,7 +151,17 @@ class ClientSpec:
                     f"or fhir_async.dask.EnvToken): {e}"
                 ) from None
         timeout = None if client._timeout_ms is None else client._timeout_ms / 1000
-        return cls(client.base_url, dict(client._retry), timeout, tuple(client._allowed_origins), token, client._auth)
+        return cls(
+            client.base_url,
+            dict(client._retry),
+            timeout,
+            tuple(client._allowed_origins),
+            token,
+            client._auth,
+            tuple(client._ca_files),
+            client._system_roots,
+            client._proxy,
+        )
 
     def build(self) -> Client:
         return Client(
@@ -155,6 +171,9 @@ class ClientSpec:
             retry=self.retry,
             timeout=self.timeout,
             allowed_origins=self.allowed_origins,
+            ca_files=self.ca_files,
+            system_roots=self.system_roots,
+            proxy=self.proxy,
         )
 
     def __repr__(self) -> str:

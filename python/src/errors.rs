@@ -72,6 +72,25 @@ pub fn client_error(py: Python<'_>, e: &ClientError) -> PyErr {
     }
 }
 
+/// The exception for a connection setting that cannot be used (a CA file that cannot be read
+/// or holds no certificate, a proxy URL ureq refuses): a `UsageError` naming the file or the
+/// URL (its password hidden), with `details["path"]` (the CA file) or `details["proxy"]`.
+pub fn connection_error(py: Python<'_>, e: &ClientError, ca_files: &[std::path::PathBuf]) -> PyErr {
+    match e {
+        ClientError::Io { path, message } => {
+            let (what, key) = if ca_files.iter().any(|f| f.display().to_string() == *path) {
+                ("ca_files", "path")
+            } else {
+                ("proxy", "proxy")
+            };
+            let details = PyDict::new(py);
+            let details = details.set_item(key, path).map(|()| details.into_any().unbind()).ok();
+            raise(py, "usage", &format!("{what}: {path}: {message}"), details)
+        }
+        other => client_error(py, other),
+    }
+}
+
 /// Emits a `fhir_async.FhirAsyncWarning` (an error where warnings are errors),
 /// without any URL's query (K10).
 pub fn warn(py: Python<'_>, message: &str) -> PyResult<()> {

@@ -35,12 +35,14 @@ pub fn provider(token: Option<&Bound<'_, PyAny>>, pending: &Pending) -> PyResult
 /// SMART Backend Services from the dict `fhir_async.BackendServices` hands
 /// over: `client_id`, `scope`, `token_url`, `kid`, and `key_path`,
 /// `key_jwk` (JSON text) or `key_pem` (PEM text), or `client_secret`
-/// (`client_secret_basic`).
+/// (`client_secret_basic`). `transport`: the one discovery and token requests
+/// go through (the client's `User-Agent`, trusted CAs and proxy).
 pub fn backend_services(
     py: Python<'_>,
     base_url: &str,
     auth_dict: &Bound<'_, PyDict>,
     pending: &Pending,
+    transport: Transport,
 ) -> PyResult<Box<dyn TokenProvider>> {
     let get = |k: &str| -> PyResult<Option<String>> {
         match auth_dict.get_item(k)? {
@@ -92,8 +94,9 @@ pub fn backend_services(
         _ => 0,
     };
     let auth = if offset == 0 { auth } else { auth.with_clock(move || now_ms().saturating_add_signed(offset)) };
-    // Discovery and token requests name this binding in their User-Agent, as the FHIR requests do.
-    let auth = auth.with_transport(Transport::new("python"));
+    // Discovery and token requests name this binding in their User-Agent, as the FHIR requests do,
+    // and go through the client's trusted CAs and proxy.
+    let auth = auth.with_transport(transport);
     Ok(Box::new(Smart { auth, pending: pending.clone() }))
 }
 

@@ -17,6 +17,9 @@ def token() -> str:
 
 def sync_usage(base: str) -> None:
     client = fhir_async.Client(base, token=token, timeout=60.0, retry={"min_wait_ms": 20}, allowed_origins=["https://s3"])
+    # issue 23: trusted CAs (one path or a list, str or PathLike), the system store, a proxy.
+    fhir_async.Client(base, ca_files=[Path("ca.pem"), "other.pem"], system_roots=True, proxy="http://127.0.0.1:3128")
+    fhir_async.Client(base, ca_files=Path("ca.pem"), proxy=None)
     job: fhir_async.Job = client.export(types=["Patient"], since="2020-01-01T00:00:00Z", type_filters=["Patient?active=true"])
     url: Optional[str] = job.status_url
     p: fhir_async.Progress = job.progress
