@@ -220,3 +220,27 @@ fn k5_a_second_run_fetches_nothing_again() {
     assert_eq!(ok(&report(&dir)), ok(&saved));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// protocol M7 with `--format ndjson.gz`: the files are compressed once the attachments are in
+// their lines (the attachment pass reads and rewrites them before the compressor takes them)
+#[test]
+fn m7_inline_then_gzip() {
+    use std::io::Read;
+    let srv = Server::start(|_| {});
+    let dir = out("gzip");
+    let (code, stdout, stderr) =
+        export(&srv, &dir, &["--attachments", "inline", "--attachment-types", "text/html", "--format", "ndjson.gz"]);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let gz = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".ndjson.gz") && p.to_string_lossy().contains("DiagnosticReport"))
+        .expect("DiagnosticReport compressed");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()).read_to_string(&mut text).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let a = &resource(&lines, "diagrep-json")["presentedForm"][0];
+    assert_eq!(a["hash"], listed(&listing(&srv), "att-json")["sha1"], "{a}");
+    assert!(a["data"].is_string());
+    let _ = std::fs::remove_dir_all(&dir);
+}
