@@ -256,3 +256,23 @@ fn m2_only_the_asked_media_types_are_fetched() {
         s.attachments
     );
 }
+
+// protocol M6: an attachment whose declared size fits but whose answer is larger (the FHIR JSON
+// Binary: base64 plus its wrapper) is refused as too_large, its resource left as it was
+#[test]
+fn m6_an_answer_over_the_limit_is_too_large() {
+    let srv = Server::start(|_| {});
+    let mut run = finished(&client(&srv, Vec::new()));
+    let out = dir("too-large");
+    let json = entry(&listing(&srv), "att-json").clone();
+    let declared = json["size"].as_u64().unwrap();
+    let mut opts = options(AttachmentMode::Inline);
+    opts.attachments.types = vec!["text/html".into()];
+    opts.attachments.max_size = declared + 10;
+    let s = run.download(&out, opts).unwrap();
+    assert!(s.is_complete(), "{:?}", s.files);
+    let r = report(&s, json["url"].as_str().unwrap());
+    assert_eq!(r.error.as_ref().map(|e| e.code.as_str()), Some("too_large"), "{r:?}");
+    let lines = lines_intact(&run, &s);
+    assert!(resource(&lines, "diagrep-json")["presentedForm"][0].get("data").is_none());
+}
