@@ -277,8 +277,6 @@ struct AttachmentSink<'a> {
     keep: bool,
     bodies: Vec<Mutex<Vec<u8>>>,
     content_types: Vec<Mutex<Option<String>>>,
-    /// The last error answer's body (the server's words, should the attachment fail).
-    error_bodies: Vec<Mutex<Option<Vec<u8>>>>,
     started: Vec<Mutex<Option<Instant>>>,
     settled: Vec<Mutex<Option<Settled>>>,
     on_event: OnEvent<'a>,
@@ -300,7 +298,6 @@ impl<'a> AttachmentSink<'a> {
             keep,
             bodies: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
             content_types: (0..n).map(|_| Mutex::new(None)).collect(),
-            error_bodies: (0..n).map(|_| Mutex::new(None)).collect(),
             started: (0..n).map(|_| Mutex::new(None)).collect(),
             settled: (0..n).map(|_| Mutex::new(None)).collect(),
             on_event,
@@ -339,10 +336,6 @@ impl FileSink for AttachmentSink<'_> {
         Ok(Box::new(BodyWriter { body }))
     }
 
-    fn error_body(&self, file: usize, body: &[u8]) {
-        *lock(&self.error_bodies[file]) = Some(body.to_vec());
-    }
-
     fn headers(&self, file: usize, headers: &[(String, String)]) {
         let ct = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.clone());
         *lock(&self.content_types[file]) = ct;
@@ -366,22 +359,8 @@ impl FileSink for AttachmentSink<'_> {
                 }
                 (report, Some(path), Some(fetched))
             }
-            Err(e) => {
-                let mut report = failed_report(f, &e);
-                // Given up after retries: the server's own words of its last answer (an
-                // OperationOutcome, M5) go with the error.
-                let body = lock(&self.error_bodies[file]).take();
-                let said = body.and_then(|b| match decode_attachment(&f.url, b, Some("application/fhir+json"), None) {
-                    Err(AttachmentError::Outcome { text, .. }) => Some(text),
-                    _ => None,
-                });
-                if let (Some(info), Some(text)) = (report.error.as_mut(), said) {
-                    if !info.message.contains(&text) {
-                        info.message = format!("{}: {text}", info.message);
-                    }
-                }
-                (report, None, None)
-            }
+            // The server's words of its last answer are in the download's error (M9).
+            Err(e) => (failed_report(f, &e), None, None),
         };
         let elapsed_ms = lock(&self.started[file]).map_or(0, |t| t.elapsed().as_millis() as u64);
         (self.on_event)(DownloadEvent::Attachment { index: file, report: &report, elapsed_ms });

@@ -236,7 +236,6 @@ impl Run<'_, '_> {
                     };
                     g.downloads.give_back(file, dl, ended);
                     if let Some(body) = &error_body {
-                        sink.error_body(file, body);
                         lock(error_bodies)[file] = Some(body.clone());
                     }
                     if let Some(body) = error_body {

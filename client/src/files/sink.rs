@@ -38,9 +38,6 @@ pub(crate) trait FileSink: Sync {
     /// The headers of the answer whose body file `file` is about to stream (a sink that
     /// decodes bodies by their `Content-Type`, attachments, protocol M5, keeps them).
     fn headers(&self, _file: usize, _headers: &[(String, String)]) {}
-    /// The start of an error answer (status >= 400) file `file` went past (a retry follows,
-    /// or the file fails): a sink that reports the server's words keeps it.
-    fn error_body(&self, _file: usize, _body: &[u8]) {}
     /// A file completed (its lines are all delivered) or failed.
     fn finished(&self, file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>>;
     /// The download ended early: forget partial output, except the files in
