@@ -67,7 +67,7 @@ impl Lines {
         let (tx, rx) = mpsc::sync_channel(8);
         let worker = std::thread::spawn(move || {
             let sink = ChannelSink { tx };
-            files::run(&io, &mut job, options, &sink, &|_| {})
+            files::run(&io, &mut job, files::Plan::Job, options, &sink, &|_| {})
         });
         Lines { rx, worker: Some(worker), summary: None }
     }
