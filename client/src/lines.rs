@@ -1,13 +1,26 @@
 //! A finished job's resources as a stream of raw NDJSON lines, downloaded
 //! in parallel on background threads, in batches (one channel message per
 //! ~256 KiB) so a consumer in another language pays per batch, not per line.
+//!
+//! With attachments (protocol M, `options.attachments.mode` not off) the
+//! lines go through the core's [`Hydrator`]: a line without an attachment to
+//! fetch is sent at once; a line with some is held. Once the NDJSON files are
+//! in, the attachments the held lines point at are fetched (each URL once)
+//! through the same coordinator as files (per-origin politeness, retries, the
+//! token only where it may go), then the held lines are sent: hydrated
+//! (`inline`, M7) or as they were (`files`, or a failed attachment, M9). In
+//! `files` mode each attachment is written to the stream's attachments folder
+//! (temp + rename) when it has one.
 
 use crate::drive::Io;
 use crate::files::{self, DownloadSummary, FileSink, LineWriter};
 use crate::ClientError;
-use fhir_async::{DownloadOptions, FileResult, Job};
-use std::path::PathBuf;
+use fhir_async::attachments::{AttachmentMode, AttachmentReport, Hydrate, Hydrator};
+use fhir_async::{DownloadOptions, FileKind, FileResult, Job, PlannedFile};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Mutex, MutexGuard};
 use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -63,11 +76,31 @@ pub struct Lines {
 }
 
 impl Lines {
-    pub(crate) fn start(io: Io, mut job: Job, options: DownloadOptions) -> Lines {
+    pub(crate) fn start(io: Io, job: Job, options: DownloadOptions) -> Lines {
+        Lines::start_with(io, job, options, None)
+    }
+
+    /// Like [`Lines::start`]; `attachments_dir`: where `files` mode writes the attachments.
+    pub(crate) fn start_with(
+        io: Io,
+        mut job: Job,
+        options: DownloadOptions,
+        attachments_dir: Option<PathBuf>,
+    ) -> Lines {
         let (tx, rx) = mpsc::sync_channel(8);
         let worker = std::thread::spawn(move || {
-            let sink = ChannelSink { tx };
-            files::run(&io, &mut job, files::Plan::Job, options, &sink, &|_| {})
+            let held = (options.attachments.mode != AttachmentMode::Off).then(|| {
+                Mutex::new(Held {
+                    hydrator: Hydrator::new(job.token_policy(), options.attachments.clone()),
+                    files: VecDeque::new(),
+                })
+            });
+            let sink = ChannelSink { tx: &tx, held: held.as_ref() };
+            let mut summary = files::run(&io, &mut job, files::Plan::Job, options.clone(), &sink, &|_| {})?;
+            if let Some(held) = held {
+                hydrate(&io, &mut job, &options, held, attachments_dir.as_deref(), &tx, &mut summary)?;
+            }
+            Ok(summary)
         });
         Lines { rx, worker: Some(worker), summary: None }
     }
@@ -86,6 +119,23 @@ impl Lines {
     /// Once the stream is exhausted: what every file did.
     pub fn summary(&self) -> Option<&DownloadSummary> {
         self.summary.as_ref()
+    }
+
+    /// Once the stream is exhausted: one report per attachment its resources pointed at
+    /// (protocol M; empty with attachments off): its size and SHA-1, where `files` mode
+    /// wrote it (`fileName`: the path in the stream's attachments folder; none without
+    /// one), or why it failed (its resource came unchanged, M9).
+    pub fn attachments(&self) -> &[AttachmentReport] {
+        self.summary.as_ref().map_or(&[], |s| s.attachments.as_slice())
+    }
+}
+
+impl crate::JobRun {
+    /// Like [`JobRun::lines`](crate::JobRun::lines), with `options.attachments.mode` `files`:
+    /// each attachment is written to `dir/<fileName>` (decoded, hash checked, temp + rename;
+    /// `dir` is created), its report's `fileName` that path. In other modes `dir` is unused.
+    pub fn lines_with_attachments_dir(&self, options: DownloadOptions, dir: impl AsRef<Path>) -> Lines {
+        Lines::start_with(self.client.inner.io.clone(), self.job.clone(), options, Some(dir.as_ref().to_owned()))
     }
 }
 
@@ -109,8 +159,20 @@ impl Iterator for Lines {
     }
 }
 
-struct ChannelSink {
-    tx: SyncSender<LineEvent>,
+/// The hydrator, and the file of each line it holds (it releases them in arrival order).
+struct Held {
+    hydrator: Hydrator,
+    files: VecDeque<usize>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct ChannelSink<'a> {
+    tx: &'a SyncSender<LineEvent>,
+    /// Attachments on: lines with some wait here.
+    held: Option<&'a Mutex<Held>>,
 }
 
 fn gone() -> std::io::Error {
@@ -119,12 +181,17 @@ fn gone() -> std::io::Error {
 
 struct Batcher<'a> {
     tx: &'a SyncSender<LineEvent>,
+    held: Option<&'a Mutex<Held>>,
     file: usize,
     data: Vec<u8>,
     ends: Vec<usize>,
 }
 
-impl Batcher<'_> {
+impl<'a> Batcher<'a> {
+    fn new(tx: &'a SyncSender<LineEvent>, held: Option<&'a Mutex<Held>>, file: usize) -> Self {
+        Batcher { tx, held, file, data: Vec::with_capacity(BATCH_BYTES + 4096), ends: Vec::new() }
+    }
+
     fn send(&mut self) -> std::io::Result<()> {
         if self.ends.is_empty() {
             return Ok(());
@@ -141,6 +208,13 @@ impl Batcher<'_> {
 impl LineWriter for Batcher<'_> {
     #[inline]
     fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if let Some(held) = self.held {
+            let mut g = lock(held);
+            if g.hydrator.line(line) == Hydrate::Held {
+                g.files.push_back(self.file);
+                return Ok(());
+            }
+        }
         self.data.extend_from_slice(line);
         self.ends.push(self.data.len());
         if self.data.len() >= BATCH_BYTES {
@@ -154,9 +228,9 @@ impl LineWriter for Batcher<'_> {
     }
 }
 
-impl FileSink for ChannelSink {
+impl FileSink for ChannelSink<'_> {
     fn open(&self, file: usize, _keep: u64) -> std::io::Result<Box<dyn LineWriter + '_>> {
-        Ok(Box::new(Batcher { tx: &self.tx, file, data: Vec::with_capacity(BATCH_BYTES + 4096), ends: Vec::new() }))
+        Ok(Box::new(Batcher::new(self.tx, self.held, file)))
     }
 
     fn finished(&self, _file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>> {
@@ -165,4 +239,184 @@ impl FileSink for ChannelSink {
     }
 
     fn abandon(&self, _keep: &[String]) {}
+}
+
+/// Once the NDJSON files are in: the attachments the held lines point at are fetched (each
+/// once, through the coordinator as files are), then the held lines are sent, hydrated or as
+/// they were; `summary` gets the attachments' reports and wire bytes.
+fn hydrate(
+    io: &Io,
+    job: &mut Job,
+    options: &DownloadOptions,
+    held: Mutex<Held>,
+    dir: Option<&Path>,
+    tx: &SyncSender<LineEvent>,
+    summary: &mut DownloadSummary,
+) -> Result<(), ClientError> {
+    let pending = lock(&held).hydrator.take_pending();
+    let dir = dir.filter(|_| options.attachments.mode == AttachmentMode::Files);
+    if !pending.is_empty() {
+        if let Some(d) = dir {
+            std::fs::create_dir_all(d).map_err(|e| ClientError::io(d, e))?;
+        }
+        let sink = FetchSink::new(&held, &pending, dir);
+        let opts = DownloadOptions {
+            kinds: vec![FileKind::Attachment],
+            types: Vec::new(),
+            skip_files: Vec::new(),
+            continue_files: Vec::new(),
+            expires_at_ms: None,
+            ..options.clone()
+        };
+        let s = files::run(io, job, files::Plan::Files(pending.clone()), opts, &sink, &|_| {})?;
+        summary.wire_bytes += s.wire_bytes;
+        let failure = lock(&sink.failure).take();
+        if let Some((path, e)) = failure {
+            return Err(ClientError::io(&path, e));
+        }
+    }
+    let mut held = held.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut batch: Option<Batcher<'_>> = None;
+    for line in held.hydrator.release() {
+        let file = held.files.pop_front().unwrap_or_default();
+        let b = match &mut batch {
+            Some(b) if b.file == file => b,
+            _ => {
+                if let Some(b) = &mut batch {
+                    b.send().map_err(stream_gone)?;
+                }
+                batch.insert(Batcher::new(tx, None, file))
+            }
+        };
+        b.line(&line).map_err(stream_gone)?;
+    }
+    if let Some(b) = &mut batch {
+        b.send().map_err(stream_gone)?;
+    }
+    let files_mode = options.attachments.mode == AttachmentMode::Files;
+    summary.attachments = held
+        .hydrator
+        .reports()
+        .into_iter()
+        .map(|mut r| {
+            // The hydrator names `attachments/<name>`; the stream says where it really is.
+            r.file_name = match (files_mode, dir, r.file_name.take()) {
+                (true, Some(d), Some(name)) => {
+                    let name = name.strip_prefix("attachments/").unwrap_or(&name).to_owned();
+                    Some(d.join(name).display().to_string())
+                }
+                _ => None,
+            };
+            r
+        })
+        .collect();
+    Ok(())
+}
+
+fn stream_gone(e: std::io::Error) -> ClientError {
+    ClientError::Io { path: String::new(), message: e.to_string() }
+}
+
+/// Where the attachments' bodies go: kept whole (each is capped by `max_size`), then handed
+/// to the hydrator (decoded, M5, and hash-checked) and, in files mode, written.
+struct FetchSink<'a> {
+    held: &'a Mutex<Held>,
+    files: &'a [PlannedFile],
+    dir: Option<&'a Path>,
+    bodies: Vec<Mutex<Vec<u8>>>,
+    content_types: Vec<Mutex<Option<String>>>,
+    /// A write that failed (the disk's error ends the stream).
+    failure: Mutex<Option<(PathBuf, std::io::Error)>>,
+}
+
+impl<'a> FetchSink<'a> {
+    fn new(held: &'a Mutex<Held>, files: &'a [PlannedFile], dir: Option<&'a Path>) -> Self {
+        FetchSink {
+            held,
+            files,
+            dir,
+            bodies: files.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            content_types: files.iter().map(|_| Mutex::new(None)).collect(),
+            failure: Mutex::new(None),
+        }
+    }
+}
+
+struct BodyWriter<'a> {
+    body: MutexGuard<'a, Vec<u8>>,
+}
+
+impl LineWriter for BodyWriter<'_> {
+    fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.body.extend_from_slice(line);
+        self.body.push(b'\n');
+        Ok(())
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.body.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// `bytes` into `path` atomically (temp + rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+impl FileSink for FetchSink<'_> {
+    fn open(&self, file: usize, keep: u64) -> std::io::Result<Box<dyn LineWriter + '_>> {
+        let mut body = lock(&self.bodies[file]);
+        // Only what the engine handed out stays (a retry continues it, a restart empties it).
+        body.truncate(keep as usize);
+        Ok(Box::new(BodyWriter { body }))
+    }
+
+    fn headers(&self, file: usize, headers: &[(String, String)]) {
+        let ct = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.clone());
+        *lock(&self.content_types[file]) = ct;
+    }
+
+    fn finished(&self, file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>> {
+        let planned = &self.files[file];
+        let body = std::mem::take(&mut *lock(&self.bodies[file]));
+        let content_type = lock(&self.content_types[file]).take();
+        if let Some(e) = &result.error {
+            // The core's error carries the server's words of its last answer (an OperationOutcome).
+            lock(self.held).hydrator.failed(planned.index, e.clone());
+            return Ok(None);
+        }
+        let mut g = lock(self.held);
+        let Ok(fetched) = g.hydrator.fetched(planned.index, body, content_type.as_deref()) else {
+            // Recorded by the hydrator as the attachment's failure (M5, hash).
+            return Ok(None);
+        };
+        let Some(dir) = self.dir else { return Ok(None) };
+        let path = dir.join(&planned.file_name);
+        match write_atomic(&path, &fetched.bytes) {
+            Ok(()) => Ok(Some(path)),
+            Err(e) => {
+                let message = e.to_string();
+                lock(&self.failure).get_or_insert((path, e));
+                Err(std::io::Error::other(message))
+            }
+        }
+    }
+
+    fn abandon(&self, _keep: &[String]) {
+        for b in &self.bodies {
+            lock(b).clear();
+        }
+    }
+
+    fn takes_bytes(&self) -> bool {
+        true
+    }
 }

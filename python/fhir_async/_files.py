@@ -43,6 +43,14 @@ class DownloadedFiles(Sequence[Path]):
     def failed(self) -> List[Dict[str, Any]]:
         return self._native.failed()
 
+    @property
+    def attachments(self) -> List[Dict[str, Any]]:
+        """One report per attachment (protocol M; empty with ``attachments="off"``):
+        ``url`` (without its query), ``fileName`` (``attachments/<name>`` in the
+        folder), ``contentType``, ``size``, ``sha1`` (base64), or ``error``, the
+        typed exception (``TooLargeError``, an ``AttachmentError``, a ``DownloadError``)."""
+        return self._native.attachments()
+
     def __len__(self) -> int:
         return self._native.ok_count
 
@@ -144,6 +152,13 @@ class ResourceStream(Iterator[Dict[str, Any]]):
                 exc = self._it.report_invalid(len(lines) - operator.length_hint(src) - 1, str(e))
                 if exc is not None:
                     raise exc from None
+
+    @property
+    def attachments(self) -> List[Dict[str, Any]]:
+        """Once the stream ended, one report per attachment (protocol M, ``attachments=``
+        ``"inline"`` or ``"files"``): ``url``, ``fileName`` (the path written in
+        ``files`` mode), ``contentType``, ``size``, ``sha1``, or ``error`` (the typed exception)."""
+        return self._it.attachments()
 
     @property
     def reports(self) -> List[Dict[str, Any]]:

@@ -12,15 +12,19 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 
 from ._files import DownloadedFiles, ResourceStream
 from ._options import (
+    ATTACHMENTS,
     COUNT_CHECK,
     KINDS,
     MAX_PER_ORIGIN,
     MAX_TOTAL,
     ON_INVALID_LINE,
     STREAM_KINDS,
+    AttachmentMode,
     CountCheck,
     OnInvalidLine,
     _at_least_one,
+    _attachment_max_size,
+    _attachment_types,
     _max_line,
     _per_origin,
 )
@@ -131,6 +135,10 @@ class Result:
         concurrency: Optional[int] = None,
         max_line: Optional[int] = None,
         max_total: int = MAX_TOTAL,
+        attachments: AttachmentMode = ATTACHMENTS,
+        attachment_types: Optional[Sequence[str]] = None,
+        attachment_max_size: Optional[int] = None,
+        attachments_dir: Union[None, str, "os.PathLike[str]"] = None,
     ) -> "ResourceStream":
         """Streams the resources of the export's files as dicts, downloading
         ahead in the background (``kinds``: output, error, deleted; default
@@ -156,8 +164,28 @@ class Result:
         ``max_line`` is the longest line accepted, in bytes (protocol K9;
         None: the core's 64 MiB); a longer one fails its file (code
         ``line_too_long``). ``max_total`` bounds the files at once whatever
-        their origins (the core's default, 64)."""
+        their origins (the core's default, 64).
+
+        Attachments (protocol M): with ``attachments="inline"`` each resource
+        whose ``DocumentReference.content[].attachment`` or
+        ``DiagnosticReport.presentedForm[]`` has a ``url`` and no ``data`` comes
+        with the document in it (``data``, ``size``, ``hash`` as base64 SHA-1,
+        ``contentType``; ``url`` kept). Such resources are held back until the
+        NDJSON files are in and their attachments fetched (each URL once, the
+        token only to the FHIR server's origin), then yielded. With
+        ``attachments="files"`` each attachment is written to
+        ``attachments_dir`` (required; created if needed) and the resources
+        come unchanged. ``attachment_types`` keeps only these media types
+        (prefix match: ``"text/"``; None: every type, as the core's default);
+        ``attachment_max_size`` is the largest attachment taken, bytes (None:
+        the core's 4 MiB): a larger one fails with ``TooLargeError`` (code
+        ``too_large``), or ``blocked`` when its declared ``size`` is already
+        over. An attachment that fails leaves its resource unchanged; the
+        stream's ``attachments`` lists one report per attachment once it
+        ended."""
         self.raise_for_status()
+        if attachments == "files" and attachments_dir is None:
+            raise UsageError('attachments="files" in a stream needs attachments_dir (where to write them)')
         types = [resource_type] if isinstance(resource_type, str) else resource_type
         it = self.job._native.resources(
             types=None if types is None else list(types),
@@ -167,6 +195,10 @@ class Result:
             max_per_origin=_per_origin(max_per_origin, concurrency),
             max_line=_max_line(max_line),
             max_total=_at_least_one(max_total, "max_total"),
+            attachments=attachments,
+            attachment_types=_attachment_types(attachment_types),
+            attachment_max_size=_attachment_max_size(attachment_max_size),
+            attachments_dir=None if attachments_dir is None else os.fspath(attachments_dir),
         )
         return ResourceStream(it)
 
@@ -185,6 +217,9 @@ class Result:
         files: Optional[Sequence[str]] = None,
         max_line: Optional[int] = None,
         max_total: int = MAX_TOTAL,
+        attachments: AttachmentMode = ATTACHMENTS,
+        attachment_types: Optional[Sequence[str]] = None,
+        attachment_max_size: Optional[int] = None,
     ) -> "DownloadedFiles":
         """Downloads the files into ``directory`` (created if needed), at most
         ``max_per_origin`` at once from one origin (``concurrency`` is its
@@ -222,7 +257,25 @@ class Result:
         the plan is a ``UsageError``. ``max_line`` is the longest line
         accepted, in bytes (protocol K9; None: the core's 64 MiB); a longer
         one fails its file (code ``line_too_long``). ``max_total`` bounds the
-        files at once whatever their origins (the core's default, 64)."""
+        files at once whatever their origins (the core's default, 64).
+
+        Attachments (protocol M; ``attachments="off"`` by default): once the
+        NDJSON files are in, the documents their ``DocumentReference`` and
+        ``DiagnosticReport`` resources point at are fetched (each URL once,
+        ``Binary/{id}`` resolved against the FHIR base, the token only to the
+        FHIR server's origin, a FHIR JSON ``Binary`` decoded, the resource's
+        ``hash`` checked) into ``directory/attachments/`` with deterministic
+        names, and ``directory/attachments.json`` reports each one.
+        ``attachments="files"`` leaves the NDJSON as the server sent it;
+        ``"inline"`` also writes each attachment into its resource (``data``,
+        ``size``, ``hash``, ``contentType``; ``url`` kept).
+        ``attachment_types`` keeps only these media types (prefix match;
+        None: every type); ``attachment_max_size`` is the largest attachment
+        taken, bytes (None: the core's 4 MiB). A failed attachment (an HTTP
+        error, an OperationOutcome, ``too_large``, ``hash_mismatch``,
+        ``bad_binary``) fails no file and leaves its resource unchanged: it is
+        an entry of ``.attachments`` whose ``error`` is the typed exception,
+        and one ``FhirAsyncWarning`` sums them up. A second download into the same folder fetches only what is not there yet."""
         if isinstance(files, str):
             raise UsageError("files must be a sequence of fileName strings, not one str")
         self.raise_for_status()
@@ -243,6 +296,9 @@ class Result:
                 files=None if files is None else list(files),
                 max_line=_max_line(max_line),
                 max_total=_at_least_one(max_total, "max_total"),
+                attachments=attachments,
+                attachment_types=_attachment_types(attachment_types),
+                attachment_max_size=_attachment_max_size(attachment_max_size),
             )
         finally:
             if bar is not None:
@@ -258,6 +314,17 @@ class Result:
                 FhirAsyncWarning,
                 stacklevel=2,
             )
+        if attachments != "off":
+            reports = written.attachments
+            failed = [str(r["error"]) for r in reports if r.get("error") is not None]
+            if failed:
+                more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+                warnings.warn(
+                    f"{len(failed)} of {len(reports)} attachments failed; their resources were left "
+                    f"unchanged (see .attachments): " + "; ".join(failed[:3]) + more,
+                    FhirAsyncWarning,
+                    stacklevel=2,
+                )
         return written
 
     def to_arrow(self, resource_type: str) -> "pyarrow.Table":

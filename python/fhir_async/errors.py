@@ -29,6 +29,11 @@ __all__ = [
     "InvalidLineError",
     "FileChangedError",
     "RefreshFailedError",
+    "TooLargeError",
+    "AttachmentError",
+    "AttachmentOutcomeError",
+    "HashMismatchError",
+    "BadBinaryError",
     "ResponseTooLargeError",
     "CallbackError",
     "AuthError",
@@ -119,7 +124,7 @@ class DownloadError(FhirAsyncError):
     ``unauthorized``, ``count_mismatch``, ``size_mismatch`` (the manifest's
     ``fileSize``), ``invalid_line``, ``decode``,
     ``retries_exhausted``, ``redirect``, ``blocked``, ``line_too_long``,
-    ``file_changed`` (``FileChangedError``), ``refresh_failed``
+    ``file_changed`` (``FileChangedError``), ``too_large`` (``TooLargeError``), ``refresh_failed``
     (``RefreshFailedError``) or ``io`` (the local disk). Messages name a
     file's URL without its query (a signed URL's signature is a credential,
     protocol K10). ``details`` has the engine's fields (``url``,
@@ -174,6 +179,48 @@ class RefreshFailedError(DownloadError):
     without a new kick-off."""
 
     default_code = "refresh_failed"
+
+
+class TooLargeError(DownloadError):
+    """A file or an attachment ran past its size limit (code ``too_large``,
+    protocol M6; for attachments ``attachment_max_size``, the core's 4 MiB by
+    default): seen in its ``Content-Length`` or while its bytes streamed, so no
+    more than the limit is ever read. Not retried. An attachment whose declared
+    ``size`` is already over the limit is not fetched at all (code ``blocked``).
+    ``details``: ``url`` (without its query)."""
+
+    default_code = "too_large"
+
+
+class AttachmentError(DownloadError):
+    """An attachment was fetched but could not be taken (protocol M5); one
+    of the three below says why. Found in an attachment report's ``error``
+    (``DownloadedFiles.attachments``, ``ResourceStream.attachments``): the
+    attachment's resource is left unchanged and no file fails (M9).
+    ``details``: ``url`` (without its query)."""
+
+    default_code = "attachment_outcome"
+
+
+class AttachmentOutcomeError(AttachmentError):
+    """The server answered an OperationOutcome instead of the document (code
+    ``attachment_outcome``); its words are in the message."""
+
+    default_code = "attachment_outcome"
+
+
+class HashMismatchError(AttachmentError):
+    """The bytes fetched do not match the resource's ``hash`` (base64 SHA-1;
+    code ``hash_mismatch``)."""
+
+    default_code = "hash_mismatch"
+
+
+class BadBinaryError(AttachmentError):
+    """A FHIR JSON ``Binary`` answer could not be decoded (no ``data``, bad
+    base64; code ``bad_binary``)."""
+
+    default_code = "bad_binary"
 
 
 class ResponseTooLargeError(ProtocolError):
@@ -287,6 +334,11 @@ CLASSES: Dict[str, Type[FhirAsyncError]] = {
     "redirect": DownloadError,
     "file_changed": FileChangedError,
     "refresh_failed": RefreshFailedError,
+    "too_large": TooLargeError,
+    # an attachment's (core `AttachmentError::code`, protocol M5)
+    "attachment_outcome": AttachmentOutcomeError,
+    "hash_mismatch": HashMismatchError,
+    "bad_binary": BadBinaryError,
     # the job's (core `Error::code`, K9)
     "response_too_large": ResponseTooLargeError,
     # callbacks (core `CallbackError::code`)

@@ -5,17 +5,71 @@
 //! whose dicts and paths are built when asked for (issue 10 §3: 100,000
 //! files cost no 100,000 Python objects).
 
+use crate::convert::to_py;
+use crate::errors::usage;
 use crate::reports::FileEnd;
 use crate::signals::{Caller, Host};
+use fhir_async::attachments::{AttachmentMode, AttachmentOptions, AttachmentReport};
 use fhir_async::{table_name, DownloadOptions, DownloadProgress, FileKind, PlannedFile};
 use fhir_async_client::{ClientError, DownloadEvent, DownloadSummary, JobRun};
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// `attachments=`, `attachment_types=`, `attachment_max_size=` (protocol M) as the core's
+/// [`AttachmentOptions`]: the core's defaults where Python gave None; the mode by its core
+/// name (`"off"`, `"inline"`, `"files"`).
+pub fn attachment_options(
+    py: Python<'_>,
+    mode: Option<&str>,
+    types: Option<Vec<String>>,
+    max_size: Option<u64>,
+) -> PyResult<AttachmentOptions> {
+    let defaults = AttachmentOptions::default();
+    let mode: AttachmentMode = match mode {
+        None => defaults.mode,
+        Some(m) => crate::run::core_name(m)
+            .map_err(|_| usage(py, &format!("attachments must be \"off\", \"inline\" or \"files\", not {m:?}")))?,
+    };
+    if max_size == Some(0) {
+        return Err(usage(py, "attachment_max_size must be at least 1 (bytes)"));
+    }
+    Ok(AttachmentOptions {
+        mode,
+        types: types.unwrap_or(defaults.types.clone()),
+        max_size: max_size.unwrap_or(defaults.max_size),
+        ..defaults
+    })
+}
+
+/// The attachment reports as dicts (the core's camelCase fields); a failed one's `error` is
+/// the typed exception of its code (`details`: `url`).
+pub fn attachment_reports(py: Python<'_>, reports: &[AttachmentReport]) -> PyResult<Vec<Py<PyAny>>> {
+    reports
+        .iter()
+        .map(|r| {
+            let d = to_py(py, r)?;
+            if let Some(e) = &r.error {
+                // An attachment's error is a download's: `retries_exhausted`, `unauthorized`
+                // are a `DownloadError` here, not the job's (`errors.for_code(file=True)`).
+                let details = PyDict::new(py);
+                details.set_item("url", &r.url)?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("file", true)?;
+                kwargs.set_item("details", details)?;
+                let exc =
+                    py.import("fhir_async.errors")?.getattr("for_code")?.call((&e.code, &e.message), Some(&kwargs))?;
+                d.bind(py).set_item("error", exc)?;
+            }
+            Ok(d)
+        })
+        .collect()
+}
 
 /// What the worker threads report, read by the calling thread for the progress bar.
 #[derive(Default)]
@@ -118,6 +172,7 @@ pub struct DownloadReports {
     plan: Vec<PlannedFile>,
     ends: Vec<FileEnd>,
     ok: Vec<u32>,
+    attachments: Vec<AttachmentReport>,
 }
 
 impl std::fmt::Debug for DownloadReports {
@@ -136,7 +191,7 @@ impl DownloadReports {
             ends.push(end);
         }
         let ok = ends.iter().enumerate().filter(|(_, e)| e.is_done()).map(|(i, _)| i as u32).collect();
-        DownloadReports { directory, plan, ends, ok }
+        DownloadReports { directory, plan, ends, ok, attachments: summary.attachments }
     }
 
     fn path(&self, i: usize) -> PathBuf {
@@ -157,6 +212,13 @@ impl DownloadReports {
         let end = self.ends.get(i).ok_or_else(|| PyIndexError::new_err("report index out of range"))?;
         let path = end.is_done().then(|| self.path(i));
         end.to_py(py, &self.plan[i], path.as_deref())
+    }
+
+    /// One report per attachment (protocol M; none with attachments off): `url`,
+    /// `fileName` (`attachments/<name>` in the folder), `contentType`, `size`, `sha1`, or
+    /// `error` (the typed exception) for one that failed.
+    fn attachments(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        attachment_reports(py, &self.attachments)
     }
 
     /// Files written.

@@ -285,7 +285,7 @@ impl PyRun {
     /// files_total)` is called about ten times a second. `files`: only the
     /// plan's files of these `fileName`s (the core's `skip_files` leaves the
     /// others out), e.g. one file per task of a cluster (`fhir_async.dask`).
-    #[pyo3(signature = (directory, max_per_origin=None, types=None, kinds=None, gzip=true, progress=None, count_check=None, on_invalid_line=None, files=None, max_line=None, max_total=None))]
+    #[pyo3(signature = (directory, max_per_origin=None, types=None, kinds=None, gzip=true, progress=None, count_check=None, on_invalid_line=None, files=None, max_line=None, max_total=None, attachments=None, attachment_types=None, attachment_max_size=None))]
     #[allow(clippy::too_many_arguments)]
     fn download(
         &self,
@@ -301,6 +301,9 @@ impl PyRun {
         files: Option<Vec<String>>,
         max_line: Option<u64>,
         max_total: Option<u32>,
+        attachments: Option<&str>,
+        attachment_types: Option<Vec<String>>,
+        attachment_max_size: Option<u64>,
     ) -> PyResult<DownloadReports> {
         let sel = Selection { types, kinds, gzip, max_per_origin, max_total, count_check, max_line };
         // Lines go to disk as they are; a line is a resource only if it parses as a JSON
@@ -308,6 +311,7 @@ impl PyRun {
         // others, or fails the file at the first one (`InvalidLines::Raise`).
         let mut options = sel.options(py, Validation::Json)?;
         options.invalid_lines = invalid_mode(py, on_invalid_line)?;
+        options.attachments = download::attachment_options(py, attachments, attachment_types, attachment_max_size)?;
         if let Some(files) = files {
             options.skip_files = self.others(py, &files)?;
         }
@@ -316,7 +320,7 @@ impl PyRun {
 
     /// Streams the resources (dicts; `raw=True`: bytes) of the job's files,
     /// downloaded in parallel in the background (see `Result.resources`).
-    #[pyo3(signature = (types=None, kinds=None, gzip=true, raw=false, count_check=None, on_invalid_line=None, max_per_origin=None, max_line=None, max_total=None))]
+    #[pyo3(signature = (types=None, kinds=None, gzip=true, raw=false, count_check=None, on_invalid_line=None, max_per_origin=None, max_line=None, max_total=None, attachments=None, attachment_types=None, attachment_max_size=None, attachments_dir=None))]
     #[allow(clippy::too_many_arguments)]
     fn resources(
         &self,
@@ -330,6 +334,10 @@ impl PyRun {
         max_per_origin: Option<u32>,
         max_line: Option<u64>,
         max_total: Option<u32>,
+        attachments: Option<&str>,
+        attachment_types: Option<Vec<String>>,
+        attachment_max_size: Option<u64>,
+        attachments_dir: Option<PathBuf>,
     ) -> PyResult<ResourceIter> {
         // A stream takes the output files unless asked (as JS's `resources`): the
         // resources, not the OperationOutcomes and Bundles of the other lists.
@@ -339,6 +347,7 @@ impl PyRun {
         // line once whatever parses it in Python (orjson or the native parser).
         let mut options = sel.options(py, Validation::Json)?;
         options.invalid_lines = invalid_mode(py, on_invalid_line)?;
+        options.attachments = download::attachment_options(py, attachments, attachment_types, attachment_max_size)?;
         let raise_invalid = options.invalid_lines == InvalidLines::Raise;
         let g = self.lock(py)?;
         // The URL of each selected file, for an invalid line's error: the core's selection.
@@ -347,7 +356,11 @@ impl PyRun {
             .iter()
             .map(|f| f.url.clone())
             .collect();
-        let lines = g.lines(options);
+        // Protocol M: `files` mode writes each attachment into `attachments_dir`.
+        let lines = match attachments_dir {
+            Some(dir) => g.lines_with_attachments_dir(options, dir),
+            None => g.lines(options),
+        };
         Ok(stream::from_lines(lines, labels, self.host.clone(), raw, raise_invalid))
     }
 

@@ -15,6 +15,7 @@ use crate::convert::LineParser;
 use crate::errors::{download_error, raise, warn};
 use crate::reports::FileEnd;
 use crate::signals::{Caller, Host};
+use fhir_async::attachments::AttachmentReport;
 use fhir_async::download::MAX_INVALID_REPORTED;
 use fhir_async::origin::{redact_text, redact_url};
 use fhir_async::{DownloadError, FileResult, InvalidLine, InvalidLines, LineSplitter, PlannedFile};
@@ -59,7 +60,7 @@ enum Event {
 
 /// The report of a file the stream finished.
 enum StreamReport {
-    Job(PlannedFile, FileEnd),
+    Job(Box<PlannedFile>, FileEnd),
     Local { file: usize, resources: u64, invalid_lines: u64, invalid: Vec<InvalidLine> },
 }
 
@@ -82,6 +83,8 @@ pub struct ResourceIter {
     /// Local files: lines that did not parse, per file: (line, message).
     local_invalid: HashMap<usize, Vec<(u64, String)>>,
     reports: Vec<StreamReport>,
+    /// A job's stream with attachments (protocol M), once it ended: one report per attachment.
+    attachments: Vec<AttachmentReport>,
     parser: LineParser,
     bytes: u64,
     done: bool,
@@ -123,6 +126,7 @@ impl ResourceIter {
             lines_seen: HashMap::new(),
             local_invalid: HashMap::new(),
             reports: Vec::new(),
+            attachments: Vec::new(),
             parser: LineParser::new(),
             bytes: 0,
             done: false,
@@ -152,7 +156,10 @@ impl ResourceIter {
                     }
                 });
                 match r {
-                    None => Ok(Event::End),
+                    None => {
+                        self.attachments = lines.attachments().to_vec();
+                        Ok(Event::End)
+                    }
                     Some(Ok(LineEvent::Lines(b))) => {
                         let mut data = Vec::with_capacity(BATCH_BYTES + 4096);
                         let mut ends = Vec::with_capacity(b.len());
@@ -260,7 +267,7 @@ impl ResourceIter {
             // on_invalid_line="raise": the core failed the file at its first invalid line
             // (the lines before it were handed out); the stream raises that error and ends.
             let exc = download_error(py, e);
-            self.reports.push(StreamReport::Job(file, end));
+            self.reports.push(StreamReport::Job(Box::new(file), end));
             self.stop_now();
             return Err(exc);
         }
@@ -278,7 +285,7 @@ impl ResourceIter {
             )),
             FileEnd::Done(_) => None,
         };
-        self.reports.push(StreamReport::Job(file, end));
+        self.reports.push(StreamReport::Job(Box::new(file), end));
         if let Some(n) = note {
             warn(py, &n)?;
         }
@@ -411,6 +418,13 @@ impl ResourceIter {
     /// The reports of the files finished so far (stream order).
     fn reports(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
         self.reports.iter().map(|r| self.report_to_py(py, r)).collect()
+    }
+
+    /// One report per attachment of a job's stream with attachments (protocol M), once the
+    /// stream ended (empty before): `url`, `fileName` (the path written in `files` mode),
+    /// `contentType`, `size`, `sha1`, or `error` (the typed exception).
+    fn attachments(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        crate::download::attachment_reports(py, &self.attachments)
     }
 
     /// Line bytes handed over so far.
