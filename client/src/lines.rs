@@ -19,8 +19,9 @@ use fhir_async::attachments::{AttachmentMode, AttachmentReport, Hydrate, Hydrato
 use fhir_async::{DownloadOptions, FileKind, FileResult, Job, PlannedFile};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -73,6 +74,15 @@ pub struct Lines {
     rx: Receiver<LineEvent>,
     worker: Option<JoinHandle<Result<DownloadSummary, ClientError>>>,
     summary: Option<DownloadSummary>,
+    /// Set when the stream is dropped: the attachments' fetches (which send nothing until
+    /// the end) stop at their next request.
+    closed: Arc<AtomicBool>,
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Lines {
@@ -88,6 +98,8 @@ impl Lines {
         attachments_dir: Option<PathBuf>,
     ) -> Lines {
         let (tx, rx) = mpsc::sync_channel(8);
+        let closed = Arc::new(AtomicBool::new(false));
+        let closed2 = closed.clone();
         let worker = std::thread::spawn(move || {
             let held = (options.attachments.mode != AttachmentMode::Off).then(|| {
                 Mutex::new(Held {
@@ -98,11 +110,12 @@ impl Lines {
             let sink = ChannelSink { tx: &tx, held: held.as_ref() };
             let mut summary = files::run(&io, &mut job, files::Plan::Job, options.clone(), &sink, &|_| {})?;
             if let Some(held) = held {
-                hydrate(&io, &mut job, &options, held, attachments_dir.as_deref(), &tx, &mut summary)?;
+                let to = Out { dir: attachments_dir.as_deref(), tx: &tx, closed: &closed2 };
+                hydrate(&io, &mut job, &options, held, to, &mut summary)?;
             }
             Ok(summary)
         });
-        Lines { rx, worker: Some(worker), summary: None }
+        Lines { rx, worker: Some(worker), summary: None, closed }
     }
 
     /// Like [`Iterator::next`], waiting at most `timeout` for the next event:
@@ -244,22 +257,29 @@ impl FileSink for ChannelSink<'_> {
 /// Once the NDJSON files are in: the attachments the held lines point at are fetched (each
 /// once, through the coordinator as files are), then the held lines are sent, hydrated or as
 /// they were; `summary` gets the attachments' reports and wire bytes.
+/// Where the attachments' results go: the files mode folder, the stream, whether it was dropped.
+struct Out<'a> {
+    dir: Option<&'a Path>,
+    tx: &'a SyncSender<LineEvent>,
+    closed: &'a AtomicBool,
+}
+
 fn hydrate(
     io: &Io,
     job: &mut Job,
     options: &DownloadOptions,
     held: Mutex<Held>,
-    dir: Option<&Path>,
-    tx: &SyncSender<LineEvent>,
+    to: Out<'_>,
     summary: &mut DownloadSummary,
 ) -> Result<(), ClientError> {
+    let Out { dir, tx, closed } = to;
     let pending = lock(&held).hydrator.take_pending();
     let dir = dir.filter(|_| options.attachments.mode == AttachmentMode::Files);
     if !pending.is_empty() {
         if let Some(d) = dir {
             std::fs::create_dir_all(d).map_err(|e| ClientError::io(d, e))?;
         }
-        let sink = FetchSink::new(&held, &pending, dir);
+        let sink = FetchSink::new(&held, &pending, dir, closed);
         let opts = DownloadOptions {
             kinds: vec![FileKind::Attachment],
             types: Vec::new(),
@@ -323,6 +343,7 @@ struct FetchSink<'a> {
     held: &'a Mutex<Held>,
     files: &'a [PlannedFile],
     dir: Option<&'a Path>,
+    closed: &'a AtomicBool,
     bodies: Vec<Mutex<Vec<u8>>>,
     content_types: Vec<Mutex<Option<String>>>,
     /// A write that failed (the disk's error ends the stream).
@@ -330,11 +351,12 @@ struct FetchSink<'a> {
 }
 
 impl<'a> FetchSink<'a> {
-    fn new(held: &'a Mutex<Held>, files: &'a [PlannedFile], dir: Option<&'a Path>) -> Self {
+    fn new(held: &'a Mutex<Held>, files: &'a [PlannedFile], dir: Option<&'a Path>, closed: &'a AtomicBool) -> Self {
         FetchSink {
             held,
             files,
             dir,
+            closed,
             bodies: files.iter().map(|_| Mutex::new(Vec::new())).collect(),
             content_types: files.iter().map(|_| Mutex::new(None)).collect(),
             failure: Mutex::new(None),
@@ -373,6 +395,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl FileSink for FetchSink<'_> {
     fn open(&self, file: usize, keep: u64) -> std::io::Result<Box<dyn LineWriter + '_>> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(gone());
+        }
         let mut body = lock(&self.bodies[file]);
         // Only what the engine handed out stays (a retry continues it, a restart empties it).
         body.truncate(keep as usize);

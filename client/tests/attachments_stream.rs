@@ -166,3 +166,25 @@ fn m_a_stream_with_attachments_off_fetches_none() {
     let routes = srv.stats()["routes"].clone();
     assert!(!routes.as_object().unwrap().keys().any(|k| k.starts_with("attach.binary")), "{routes}");
 }
+
+// protocol M: a stream dropped while its attachments are being fetched ends without a hang
+// (the fetches stop at their next request), and the job streams again afterwards
+#[test]
+fn m_a_stream_dropped_with_attachments_in_flight_ends_cleanly() {
+    let srv = Server::start(|_| {});
+    let run = finished(&srv);
+    let mut lines = run.lines(options(AttachmentMode::Inline));
+    let files = run.job().download_plan().iter().filter(|f| f.kind == FileKind::Output).count();
+    let mut ended = 0;
+    while ended < files {
+        if let LineEvent::File(_) = lines.next().expect("an event").unwrap() {
+            ended += 1;
+        }
+    }
+    // the NDJSON files are in: the attachments (att-slow takes a second) are on their way
+    drop(lines);
+    let mut again = run.lines(options(AttachmentMode::Inline));
+    let (all, per_file) = drain(&mut again);
+    counts_match(&run, &per_file, &all);
+    assert!(resource(&all, "docref-text-1")["content"][0]["attachment"]["data"].is_string());
+}
