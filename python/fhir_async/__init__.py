@@ -25,6 +25,7 @@ from ._client import (
     TokenSource,
     read_ndjson,
 )
+from ._options import AttachmentMode
 from . import errors as _errors
 from .errors import *  # noqa: F401,F403  (every name of errors.__all__)
 
@@ -53,6 +54,7 @@ __all__ = [
     "TokenSource",
     "CountCheck",
     "OnInvalidLine",
+    "AttachmentMode",
     "Instant",
     "verify_callback",
     "read_ndjson",

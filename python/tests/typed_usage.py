@@ -38,6 +38,14 @@ def sync_usage(base: str) -> None:
     reports: List[Dict[str, Any]] = stream.reports
     local: fhir_async.ResourceStream = fhir_async.read_ndjson(kept, on_invalid_line="raise")
     del failed, first, reports, local
+    # attachments (issue 24, protocol M)
+    docs = result.download("out/", attachments="files", attachment_types=["application/pdf"], attachment_max_size=1 << 20)
+    saved: List[Dict[str, Any]] = docs.attachments
+    hydrated = result.resources("DocumentReference", attachments="inline", attachment_types=["text/"])
+    to_dir = result.resources(attachments="files", attachments_dir=Path("docs"))
+    streamed: List[Dict[str, Any]] = hydrated.attachments + to_dir.attachments
+    mode: fhir_async.AttachmentMode = "inline"
+    del saved, streamed, mode
     state: str = job.to_json()
     again: fhir_async.Job = client.resume(state)
     cancelled: Optional[Dict[str, Any]] = again.cancel()
