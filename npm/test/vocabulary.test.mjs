@@ -72,6 +72,7 @@ const receivers = {
   outcome: () => awaited(signatures(prop(declaredType('AsyncJob'), 'wait'))[0].getReturnType()),
   result: () => awaited(signatures(prop(declaredType('AsyncJob'), 'wait'))[0].getReturnType()),
   report: () => declaredType('StreamFileReport'),
+  stream: () => declaredType('ResourceStream'), // what `client.resources` returns
   error: () => declaredType('FhirAsyncError'),
 };
 const runtimeReceivers = {

@@ -59,6 +59,10 @@ ROW_KEYWORDS: Dict[str, List[Callable[..., Any]]] = {
     "select files of the plan by name": [R.download],
     "the kick-off's Bulk Data form": [fhir_async.Client.export],
     "the STU4 file-size parameters": [fhir_async.Client.export],
+    "attachments: off, inline, files": [R.download, R.resources],
+    "attachment media types": [R.download, R.resources],
+    "the largest attachment taken": [R.download, R.resources],
+    "where a stream's files-mode attachments go": [R.resources],
 }
 
 
