@@ -298,7 +298,7 @@ fn kickoff_request(fields: &Value) -> Map<String, Value> {
 }
 
 /// The `kickoff` detail of a request (`sent_request`'s shape): `exportUrl`, the parameters (from
-/// the query, or a POST's Parameters body, N4 [R]), never `patient`; the server's software is not
+/// the query, or a POST's Parameters body, N4 \[R\]), never `patient`; the server's software is not
 /// asked for (no request beyond the protocol's). Ours: `_method`, `_requestHeaders`, and
 /// `_requestBody` (the body without its `patient` parameters).
 fn kickoff_detail(request: &Value) -> Map<String, Value> {

@@ -13,7 +13,7 @@
 //! (temp + rename) when it has one.
 
 use crate::drive::Io;
-use crate::files::{self, DownloadSummary, FileSink, LineWriter};
+use crate::files::{self, write_atomic, Bodies, DownloadSummary, FileSink, LineWriter};
 use crate::ClientError;
 use fhir_async::attachments::{AttachmentMode, AttachmentReport, Hydrate, Hydrator};
 use fhir_async::{DownloadOptions, FileKind, FileResult, Job, PlannedFile};
@@ -344,53 +344,15 @@ struct FetchSink<'a> {
     files: &'a [PlannedFile],
     dir: Option<&'a Path>,
     closed: &'a AtomicBool,
-    bodies: Vec<Mutex<Vec<u8>>>,
-    content_types: Vec<Mutex<Option<String>>>,
+    bodies: Bodies,
     /// A write that failed (the disk's error ends the stream).
     failure: Mutex<Option<(PathBuf, std::io::Error)>>,
 }
 
 impl<'a> FetchSink<'a> {
     fn new(held: &'a Mutex<Held>, files: &'a [PlannedFile], dir: Option<&'a Path>, closed: &'a AtomicBool) -> Self {
-        FetchSink {
-            held,
-            files,
-            dir,
-            closed,
-            bodies: files.iter().map(|_| Mutex::new(Vec::new())).collect(),
-            content_types: files.iter().map(|_| Mutex::new(None)).collect(),
-            failure: Mutex::new(None),
-        }
+        FetchSink { held, files, dir, closed, bodies: Bodies::new(files.len()), failure: Mutex::new(None) }
     }
-}
-
-struct BodyWriter<'a> {
-    body: MutexGuard<'a, Vec<u8>>,
-}
-
-impl LineWriter for BodyWriter<'_> {
-    fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        self.body.extend_from_slice(line);
-        self.body.push(b'\n');
-        Ok(())
-    }
-
-    fn bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.body.extend_from_slice(bytes);
-        Ok(())
-    }
-}
-
-/// `bytes` into `path` atomically (temp + rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 impl FileSink for FetchSink<'_> {
@@ -398,21 +360,16 @@ impl FileSink for FetchSink<'_> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(gone());
         }
-        let mut body = lock(&self.bodies[file]);
-        // Only what the engine handed out stays (a retry continues it, a restart empties it).
-        body.truncate(keep as usize);
-        Ok(Box::new(BodyWriter { body }))
+        self.bodies.open(file, keep)
     }
 
     fn headers(&self, file: usize, headers: &[(String, String)]) {
-        let ct = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.clone());
-        *lock(&self.content_types[file]) = ct;
+        self.bodies.headers(file, headers);
     }
 
     fn finished(&self, file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>> {
         let planned = &self.files[file];
-        let body = std::mem::take(&mut *lock(&self.bodies[file]));
-        let content_type = lock(&self.content_types[file]).take();
+        let (body, content_type) = self.bodies.take(file);
         if let Some(e) = &result.error {
             // The core's error carries the server's words of its last answer (an OperationOutcome).
             lock(self.held).hydrator.failed(planned.index, e.clone());
@@ -436,9 +393,7 @@ impl FileSink for FetchSink<'_> {
     }
 
     fn abandon(&self, _keep: &[String]) {
-        for b in &self.bodies {
-            lock(b).clear();
-        }
+        self.bodies.clear();
     }
 
     fn takes_bytes(&self) -> bool {

@@ -6,6 +6,7 @@
 //! each NDJSON file is rewritten with the attachments in it (temp + rename). An attachment an
 //! earlier run saved is proven on disk (size + SHA-1 of its report entry) and not fetched again.
 
+use super::bodies::{tmp_of, write_atomic, Bodies};
 use super::run::{lock, run, Plan};
 use super::sink::{FileSink, LineWriter};
 use super::{DownloadEvent, DownloadSummary};
@@ -199,22 +200,6 @@ fn inline_file<'f>(
     }
 }
 
-fn tmp_of(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-/// `bytes` into `path` atomically (temp + rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = tmp_of(path);
-    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
 /// The report an earlier run left in `dir` (none when absent or unreadable).
 fn read_report(dir: &Path) -> Vec<AttachmentReport> {
     let Ok(text) = std::fs::read_to_string(dir.join(REPORT)) else { return Vec::new() };
@@ -275,8 +260,7 @@ struct AttachmentSink<'a> {
     hashes: Vec<Option<String>>,
     /// Keep the decoded bytes (inline mode).
     keep: bool,
-    bodies: Vec<Mutex<Vec<u8>>>,
-    content_types: Vec<Mutex<Option<String>>>,
+    bodies: Bodies,
     started: Vec<Mutex<Option<Instant>>>,
     settled: Vec<Mutex<Option<Settled>>>,
     on_event: OnEvent<'a>,
@@ -296,8 +280,7 @@ impl<'a> AttachmentSink<'a> {
             files: files.to_vec(),
             hashes,
             keep,
-            bodies: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
-            content_types: (0..n).map(|_| Mutex::new(None)).collect(),
+            bodies: Bodies::new(n),
             started: (0..n).map(|_| Mutex::new(None)).collect(),
             settled: (0..n).map(|_| Mutex::new(None)).collect(),
             on_event,
@@ -311,40 +294,18 @@ impl<'a> AttachmentSink<'a> {
     }
 }
 
-struct BodyWriter<'a> {
-    body: std::sync::MutexGuard<'a, Vec<u8>>,
-}
-
-impl LineWriter for BodyWriter<'_> {
-    fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        self.body.extend_from_slice(line);
-        self.body.push(b'\n');
-        Ok(())
-    }
-
-    fn bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.body.extend_from_slice(bytes);
-        Ok(())
-    }
-}
-
 impl FileSink for AttachmentSink<'_> {
     fn open(&self, file: usize, keep: u64) -> std::io::Result<Box<dyn LineWriter + '_>> {
-        let mut body = lock(&self.bodies[file]);
-        // Only what the engine handed out stays (a retry continues it, a restart empties it).
-        body.truncate(keep as usize);
-        Ok(Box::new(BodyWriter { body }))
+        self.bodies.open(file, keep)
     }
 
     fn headers(&self, file: usize, headers: &[(String, String)]) {
-        let ct = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.clone());
-        *lock(&self.content_types[file]) = ct;
+        self.bodies.headers(file, headers);
     }
 
     fn finished(&self, file: usize, result: &FileResult) -> std::io::Result<Option<PathBuf>> {
         let f = &self.files[file];
-        let body = std::mem::take(&mut *lock(&self.bodies[file]));
-        let content_type = lock(&self.content_types[file]).take();
+        let (body, content_type) = self.bodies.take(file);
         let decoded = match &result.error {
             Some(e) => Err(AttachmentError::Download(e.clone())),
             None => decode_attachment(&f.url, body, content_type.as_deref(), self.hashes[file].as_deref()),
@@ -369,9 +330,7 @@ impl FileSink for AttachmentSink<'_> {
     }
 
     fn abandon(&self, _keep: &[String]) {
-        for b in &self.bodies {
-            lock(b).clear();
-        }
+        self.bodies.clear();
     }
 
     fn takes_bytes(&self) -> bool {

@@ -11,11 +11,13 @@
 //! that settles every file removes it (the job then holds the records).
 
 pub(crate) mod attachments;
+mod bodies;
 mod folder;
 mod journal;
 mod run;
 mod sink;
 
+pub(crate) use bodies::{write_atomic, Bodies};
 pub(crate) use folder::FolderSink;
 pub(crate) use run::{run, Plan};
 pub(crate) use sink::{FileSink, LineWriter};

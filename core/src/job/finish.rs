@@ -84,7 +84,7 @@ impl Job {
     }
 
     /// `_elements` was sent: the files hold subsets (the server SHOULD tag them `SUBSETTED`), which
-    /// must never replace full resources where resources are kept by id (protocol L4 [R];
+    /// must never replace full resources where resources are kept by id (protocol L4 \[R\];
     /// [`crate::kickoff::may_replace`]).
     pub(super) fn note_subsets(&mut self, outcome: &Outcome) {
         let (Operation::Export(req), Some(m)) = (&self.config.operation, outcome.manifest()) else {

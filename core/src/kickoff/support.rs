@@ -24,7 +24,7 @@ pub fn is_subsetted(resource: &Value) -> bool {
 
 /// Whether `incoming` may replace `existing` (the same type and id) where resources are kept by
 /// id (a store, a merge of incremental exports, a published dataset): never a subset over a full
-/// resource (L4 [R]). A full resource replaces a subset; a subset replaces a subset.
+/// resource (L4 \[R\]). A full resource replaces a subset; a subset replaces a subset.
 pub fn may_replace(existing: &Value, incoming: &Value) -> bool {
     !is_subsetted(incoming) || is_subsetted(existing)
 }
