@@ -13,15 +13,15 @@
 //! (temp + rename) when it has one.
 
 use crate::drive::Io;
-use crate::files::{self, write_atomic, Bodies, DownloadSummary, FileSink, LineWriter};
+use crate::files::{self, lock, write_atomic, Bodies, DownloadSummary, FileSink, LineWriter};
 use crate::ClientError;
 use fhir_async::attachments::{AttachmentMode, AttachmentReport, Hydrate, Hydrator};
-use fhir_async::{DownloadOptions, FileKind, FileResult, Job, PlannedFile};
+use fhir_async::{DownloadOptions, FileResult, Job, PlannedFile};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -178,10 +178,6 @@ struct Held {
     files: VecDeque<usize>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 struct ChannelSink<'a> {
     tx: &'a SyncSender<LineEvent>,
     /// Attachments on: lines with some wait here.
@@ -254,9 +250,6 @@ impl FileSink for ChannelSink<'_> {
     fn abandon(&self, _keep: &[String]) {}
 }
 
-/// Once the NDJSON files are in: the attachments the held lines point at are fetched (each
-/// once, through the coordinator as files are), then the held lines are sent, hydrated or as
-/// they were; `summary` gets the attachments' reports and wire bytes.
 /// Where the attachments' results go: the files mode folder, the stream, whether it was dropped.
 struct Out<'a> {
     dir: Option<&'a Path>,
@@ -264,6 +257,9 @@ struct Out<'a> {
     closed: &'a AtomicBool,
 }
 
+/// Once the NDJSON files are in: the attachments the held lines point at are fetched (each
+/// once, through the coordinator as files are), then the held lines are sent, hydrated or as
+/// they were; `summary` gets the attachments' reports and wire bytes.
 fn hydrate(
     io: &Io,
     job: &mut Job,
@@ -280,15 +276,7 @@ fn hydrate(
             std::fs::create_dir_all(d).map_err(|e| ClientError::io(d, e))?;
         }
         let sink = FetchSink::new(&held, &pending, dir, closed);
-        let opts = DownloadOptions {
-            kinds: vec![FileKind::Attachment],
-            types: Vec::new(),
-            skip_files: Vec::new(),
-            continue_files: Vec::new(),
-            expires_at_ms: None,
-            ..options.clone()
-        };
-        let s = files::run(io, job, files::Plan::Files(pending.clone()), opts, &sink, &|_| {})?;
+        let s = files::run(io, job, files::Plan::Files(pending.clone()), options.for_attachments(), &sink, &|_| {})?;
         summary.wire_bytes += s.wire_bytes;
         let failure = lock(&sink.failure).take();
         if let Some((path, e)) = failure {

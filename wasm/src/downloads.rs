@@ -206,13 +206,8 @@ impl WasmDownloads {
     /// each as the core planned it, its body as bytes (`takeBytes`).
     #[cfg(feature = "attachments")]
     pub(crate) fn for_attachments(files: Vec<PlannedFile>, retry: &RetryPolicy, max_per_origin: Option<u32>) -> Self {
-        let defaults = DownloadOptions::default();
-        let options = DownloadOptions {
-            kinds: vec![FileKind::Attachment],
-            max_per_origin: max_per_origin.unwrap_or(defaults.max_per_origin),
-            opaque_files: true,
-            ..defaults
-        };
+        let defaults = DownloadOptions::default().for_attachments();
+        let options = DownloadOptions { max_per_origin: max_per_origin.unwrap_or(defaults.max_per_origin), ..defaults };
         WasmDownloads::over(Downloads::new(files, options, retry), Validation::None)
     }
 

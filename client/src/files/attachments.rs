@@ -56,25 +56,16 @@ pub(crate) fn pass(
     let ndjson = ndjson_files(job, dir, options);
     // What the resources point at, each URL planned once (M1–M4).
     let mut plan = AttachmentPlan::new(policy, aopts.clone());
-    let mut hashes: Vec<Option<String>> = Vec::new();
     for path in &ndjson {
         for_each_line(path, |line| {
             for r in find_in_line(line, &aopts) {
-                if let Some(id) = plan.add(&r) {
-                    if hashes.len() <= id {
-                        hashes.resize(id + 1, None);
-                    }
-                    if hashes[id].is_none() {
-                        hashes[id].clone_from(&r.hash);
-                    }
-                }
+                plan.add(&r);
             }
             Ok(())
         })
         .map_err(|e| ClientError::io(path, e))?;
     }
     let files = plan.files().to_vec();
-    hashes.resize(files.len(), None);
     let inline = aopts.mode == AttachmentMode::Inline;
     let adir = dir.join(DIR);
     std::fs::create_dir_all(&adir).map_err(|e| ClientError::io(&adir, e))?;
@@ -85,16 +76,9 @@ pub(crate) fn pass(
     let mut failure = None;
     if !todo.is_empty() {
         let planned: Vec<PlannedFile> = todo.iter().map(|&i| files[i].clone()).collect();
-        let sink =
-            AttachmentSink::new(&adir, &planned, todo.iter().map(|&i| hashes[i].clone()).collect(), inline, on_event);
-        let options = DownloadOptions {
-            kinds: vec![FileKind::Attachment],
-            types: Vec::new(),
-            skip_files: Vec::new(),
-            continue_files: Vec::new(),
-            expires_at_ms: None,
-            ..options.clone()
-        };
+        let hashes = todo.iter().map(|&i| plan.hash(i).map(str::to_owned)).collect();
+        let sink = AttachmentSink::new(&adir, &planned, hashes, inline, on_event);
+        let options = options.for_attachments();
         let wire_before = summary.wire_bytes;
         let forward = |e: DownloadEvent<'_>| match e {
             DownloadEvent::Started { index, .. } => sink.started(index),

@@ -19,6 +19,7 @@ mod sink;
 
 pub(crate) use bodies::{write_atomic, Bodies};
 pub(crate) use folder::FolderSink;
+pub(crate) use run::lock;
 pub(crate) use run::{run, Plan};
 pub(crate) use sink::{FileSink, LineWriter};
 

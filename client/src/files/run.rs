@@ -180,7 +180,7 @@ pub(crate) fn run(
     Ok(DownloadSummary { files, wire_bytes: wire.load(Ordering::Relaxed), attachments: Vec::new() })
 }
 
-pub(super) fn lock<'a, T>(m: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
+pub(crate) fn lock<'a, T>(m: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -42,8 +42,6 @@ enum Slot {
 pub struct Hydrator {
     plan: AttachmentPlan,
     slots: Vec<Slot>,
-    /// The Attachment's `hash` of each planned URL (the first ref's).
-    hashes: Vec<Option<String>>,
     pending: Vec<usize>,
     held: VecDeque<(Vec<u8>, Vec<usize>)>,
     /// Files mode: the last attachment handed out by `fetched`, whose bytes
@@ -58,7 +56,6 @@ impl Hydrator {
         Hydrator {
             plan: AttachmentPlan::new(policy, options),
             slots: Vec::new(),
-            hashes: Vec::new(),
             pending: Vec::new(),
             held: VecDeque::new(),
             written: None,
@@ -79,7 +76,6 @@ impl Hydrator {
             let Some(id) = self.plan.add(&r) else { continue };
             if id == self.slots.len() {
                 let file = &self.plan.files()[id];
-                self.hashes.push(r.hash.clone());
                 match &file.blocked {
                     Some(reason) => self.slots.push(Slot::Failed(AttachmentError::Download(DownloadError::Blocked {
                         url: redact_url(&file.url),
@@ -133,8 +129,7 @@ impl Hydrator {
             }
             self.written = Some(id);
         }
-        let hash = self.hashes.get(id).cloned().flatten();
-        let slot = match decode_attachment(&file.url, body, content_type, hash.as_deref()) {
+        let slot = match decode_attachment(&file.url, body, content_type, self.plan.hash(id)) {
             Ok(f) => Slot::Fetched(f),
             Err(e) => Slot::Failed(e),
         };

@@ -16,6 +16,8 @@ pub struct AttachmentPlan {
     options: AttachmentOptions,
     base_https: bool,
     files: Vec<PlannedFile>,
+    /// The Attachment `hash` of each planned URL: the first one a ref gave.
+    hashes: Vec<Option<String>>,
     by_url: HashMap<String, usize>,
 }
 
@@ -23,7 +25,7 @@ impl AttachmentPlan {
     /// An empty plan under the job's token rule and the attachment options.
     pub fn new(policy: TokenPolicy, options: AttachmentOptions) -> Self {
         let base_https = Origin::parse(&policy.base_url).is_some_and(|o| o.scheme == "https");
-        AttachmentPlan { policy, options, base_https, files: Vec::new(), by_url: HashMap::new() }
+        AttachmentPlan { policy, options, base_https, files: Vec::new(), hashes: Vec::new(), by_url: HashMap::new() }
     }
 
     /// The options the plan was made with.
@@ -45,6 +47,9 @@ impl AttachmentPlan {
         }
         let url = resolve_attachment_url(&r.url, &self.policy.base_url)?;
         if let Some(&id) = self.by_url.get(&url) {
+            if self.hashes[id].is_none() {
+                self.hashes[id].clone_from(&r.hash);
+            }
             return Some(id);
         }
         let id = self.files.len();
@@ -72,6 +77,7 @@ impl AttachmentPlan {
             blocked,
             url: url.clone(),
         });
+        self.hashes.push(r.hash.clone());
         self.by_url.insert(url, id);
         Some(id)
     }
@@ -79,6 +85,12 @@ impl AttachmentPlan {
     /// The planned files, by id.
     pub fn files(&self) -> &[PlannedFile] {
         &self.files
+    }
+
+    /// The `hash` (base64 SHA-1) the resources give for attachment `id`: the
+    /// first one any ref to its URL gave, checked after download (M5).
+    pub fn hash(&self, id: usize) -> Option<&str> {
+        self.hashes.get(id)?.as_deref()
     }
 
     /// The id of a resolved URL, when planned.

@@ -114,6 +114,19 @@ fn m3_the_plan_fetches_each_resolved_url_once() {
     assert_eq!(off.add(&a), None, "mode off plans nothing");
 }
 
+// protocol M5: the hash checked for a URL is the first one any ref to it gave
+#[test]
+fn m5_the_plan_keeps_the_first_hash_a_ref_gives() {
+    let mut plan = AttachmentPlan::new(policy(&[]), opts(AttachmentMode::Files));
+    let a = AttachmentRef { pointer: "/x".into(), url: "Binary/1".into(), content_type: None, size: None, hash: None };
+    assert_eq!(plan.add(&a), Some(0));
+    assert_eq!(plan.hash(0), None);
+    assert_eq!(plan.add(&AttachmentRef { hash: Some("first=".into()), ..a.clone() }), Some(0));
+    assert_eq!(plan.add(&AttachmentRef { hash: Some("second=".into()), ..a.clone() }), Some(0));
+    assert_eq!(plan.hash(0), Some("first="));
+    assert_eq!(plan.hash(1), None, "no such attachment");
+}
+
 // protocol M4: the token goes to the FHIR origin (Binary/{id}) and allowed origins only, over https
 #[test]
 fn m4_token_only_to_the_fhir_origin_or_an_allowed_one() {

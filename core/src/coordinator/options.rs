@@ -72,6 +72,23 @@ pub struct DownloadOptions {
     pub attachments: AttachmentOptions,
 }
 
+impl DownloadOptions {
+    /// These options for the attachments of a download (protocol M): the
+    /// same limits, checks and ceilings, none of the manifest files'
+    /// selection or resume records (attachments are always selected, see
+    /// `selected`, and their own links never expire with the manifest's).
+    pub fn for_attachments(&self) -> DownloadOptions {
+        DownloadOptions {
+            kinds: vec![FileKind::Attachment],
+            types: Vec::new(),
+            skip_files: Vec::new(),
+            continue_files: Vec::new(),
+            expires_at_ms: None,
+            ..self.clone()
+        }
+    }
+}
+
 impl Default for DownloadOptions {
     fn default() -> Self {
         DownloadOptions {
