@@ -40,7 +40,7 @@ export function attachmentsOf(job, options, hooks) {
   }
   if (saving && !writer) {
     h.free();
-    throw new UsageError('attachments: "files" writes files: Node only (use "inline" in a browser)');
+    throw new UsageError('attachments: "files" writes files: Node only (the browser build has no attachments)');
   }
   return new Attachments(job, options, hooks, h, saving ? attachmentsDir : null);
 }
